@@ -1,0 +1,5 @@
+import sys
+
+from recvae.cli import main
+
+sys.exit(main())

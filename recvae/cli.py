@@ -1,0 +1,284 @@
+"""``recvae train | evaluate | generate``: a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+import typing
+from pathlib import Path
+
+from recvae.errors import RecvaeError
+
+log = logging.getLogger("recvae")
+
+MODEL_CHOICES = ("multvae", "multdae")
+FIELD_HELP = {
+    "epochs": "maximum training epochs",
+    "batch_size": "users per batch",
+    "learning_rate": "Adam learning rate",
+    "patience": "stop after this many epochs without a better validation score ('none': never)",
+    "validation_metric": "metric that picks the best epoch",
+    "seed": "seed of initialisation, shuffling, dropout and noise",
+    "device": "torch device, e.g. cpu or cuda (default: RECVAE_DEVICE, else cuda if present, else cpu)",
+    "hidden_dims": "hidden layer sizes between items and latent code, comma-separated ('' for none)",
+    "latent_dim": "size of the latent code",
+    "dropout": "dropout rate on the input",
+    "activation": "tanh, relu, sigmoid or identity",
+    "likelihood": "multinomial, gaussian or logistic",
+    "l2": "L2 penalty on the weights",
+    "beta_cap": "largest KL weight",
+    "total_anneal_steps": "updates over which beta grows linearly from 0 to 1 (stopping at the cap)",
+}
+
+
+def _model_class(name: str):
+    from recvae.models import MultDAE, MultVAE
+
+    return {"multvae": MultVAE, "multdae": MultDAE}[name]
+
+
+def _parse_field(kind):
+    def parse(text: str):
+        if text.lower() == "none" and type(None) in typing.get_args(kind):
+            return None
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if typing.get_origin(base) is tuple or typing.get_origin(kind) is tuple:
+            return tuple(int(p) for p in text.split(",") if p.strip())
+        return base(text)
+
+    return parse
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field of the models; defaults come from the config classes."""
+    from recvae.models import MultDAEConfig, MultVAEConfig
+
+    group = parser.add_argument_group("model hyperparameters (default: the paper's, per model)")
+    seen = set()
+    for config_class in (MultVAEConfig, MultDAEConfig):
+        hints = typing.get_type_hints(config_class)
+        for f in dataclasses.fields(config_class):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            group.add_argument(
+                f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=_parse_field(hints[f.name]),
+                default=None, metavar=f.name.upper(), help=FIELD_HELP.get(f.name),
+            )
+
+
+def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data (default: the embedded synthetic log)")
+    data.add_argument("--data", metavar="FILE", help="interaction log: CSV/TSV/any delimiter, MovieLens .dat/.csv, Parquet; .gz ok")
+    data.add_argument("--test-data", metavar="FILE", help="a separate test log (implies --protocol presplit)")
+    data.add_argument("--format", choices=("auto", "lightgcn"), default="auto", help="'lightgcn': 'user item item ...' per line")
+    data.add_argument("--user", help="user column: header name or 0-based position (default: guessed)")
+    data.add_argument("--item", help="item column: header name or 0-based position (default: guessed)")
+    data.add_argument("--rating", help="rating column, or 'none' to ignore (default: guessed)")
+    data.add_argument("--timestamp", help="timestamp column, or 'none' to ignore (default: guessed)")
+    data.add_argument("--sep", help="field delimiter, e.g. ',' or '\\t' or '::' (default: guessed)")
+    data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None, help="line 1 is a header (default: guessed)")
+    data.add_argument("--skip-bad-lines", action="store_true", help="drop malformed lines (and say how many) instead of stopping")
+    prep = parser.add_argument_group("preprocessing")
+    prep.add_argument("--min-rating", type=float, help="keep interactions rated at least this (the paper: 4 on 1-5 stars)")
+    prep.add_argument("--min-user-interactions", type=int, default=5, help="drop users with fewer interactions (default 5)")
+    prep.add_argument("--min-item-interactions", type=int, default=0, help="drop items with fewer interactions (default 0)")
+    split = parser.add_argument_group("split")
+    split.add_argument("--protocol", choices=("strong", "holdout", "presplit"), help="strong generalization (default), per-user holdout, or pre-split files")
+    split.add_argument("--heldout-users", type=int, help="strong: validation users and again test users (default: 10%% of users)")
+    split.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each held-out user's items to score (default 0.2)")
+    split.add_argument("--split-seed", type=int, default=98765, help="seed of the split (default 98765)")
+
+
+def _column(value: str | None):
+    if value is None:
+        return None
+    if value.lower() == "none":
+        return False
+    return int(value) if value.isdigit() else value
+
+
+def _specs(args):
+    from recvae.data import Preprocessing
+    from recvae.pipeline import DataSpec, SplitSpec
+
+    reader = {k: _column(getattr(args, k)) for k in ("user", "item", "rating", "timestamp")}
+    reader = {k: v for k, v in reader.items() if v is not None}
+    if args.sep is not None:
+        reader["sep"] = args.sep.encode().decode("unicode_escape")
+    if args.header is not None:
+        reader["header"] = args.header
+    if args.skip_bad_lines:
+        reader["skip_bad_lines"] = True
+    data = DataSpec(
+        path=str(Path(args.data).resolve()) if args.data else None,
+        test_path=str(Path(args.test_data).resolve()) if args.test_data else None,
+        format=args.format,
+        reader=reader,
+        preprocessing=Preprocessing(
+            min_rating=args.min_rating,
+            min_user_interactions=args.min_user_interactions,
+            min_item_interactions=args.min_item_interactions,
+        ),
+    )
+    protocol = args.protocol or ("presplit" if args.test_data else "strong")
+    split = SplitSpec(protocol=protocol, heldout_users=args.heldout_users, holdout_fraction=args.holdout_fraction, seed=args.split_seed)
+    return data, split
+
+
+def format_table(rows: dict[str, dict[str, float]], metrics: typing.Sequence[str]) -> str:
+    """Models as rows, metrics as 'mean ± standard error' columns."""
+    width = max(len("model"), *(len(n) for n in rows))
+    header = f"{'model':<{width}}  " + "  ".join(f"{m:>16}" for m in metrics)
+    lines = [header, "-" * len(header)]
+    for name, summary in rows.items():
+        cells = [f"{summary[m]:.4f} ± {summary[m + '_se']:.4f}" for m in metrics]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from recvae.evaluate import evaluate
+    from recvae.models import Popularity
+    from recvae.pipeline import prepare_split
+
+    if args.resume and not args.checkpoint_dir:
+        raise ValueError("--resume needs --checkpoint-dir, the folder of the interrupted run")
+    data_spec, split_spec = _specs(args)
+    model_class = _model_class(args.model)
+    params = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    unknown = set(params) - {f.name for f in dataclasses.fields(model_class.config_class)}
+    if unknown:
+        raise ValueError(f"{model_class.name} has no hyperparameter(s) {sorted(unknown)}")
+    model = model_class(**params)
+    print(f"data: {data_spec.describe()}", file=sys.stderr)
+    split, _ = prepare_split(data_spec, split_spec)
+    print(f"split ({split_spec.protocol}): {split.summary()}", file=sys.stderr)
+    if split.validation is None:
+        print("no validation users: training every epoch, keeping the last weights", file=sys.stderr)
+    started = time.perf_counter()
+    model.fit(split.train, split.validation, split.items, checkpoint_dir=args.checkpoint_dir, resume=args.resume, progress=False if args.quiet else None)
+    seconds = time.perf_counter() - started
+    epochs = len(model.history_)
+    print(f"trained {model.name}: {epochs} epochs in {seconds:.1f} s", file=sys.stderr)
+    metrics = args.metrics.split(",")
+    results = {model.name: evaluate(model, split.test, metrics).summary()}
+    results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
+    print(f"\ntest users: {len(split.test)}")
+    print(format_table(results, metrics))
+    metadata = {
+        "history": model.history_,
+        "data": data_spec.to_json(),
+        "split": dataclasses.asdict(split_spec),
+        "test_metrics": results[model.name],
+        "train_seconds": seconds,
+    }
+    out = model.save(args.out, metadata)
+    print(f"\nmodel saved to {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from recvae.evaluate import evaluate
+    from recvae.models import Popularity, Recommender
+    from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+
+    model = Recommender.load(args.model)
+    meta = model.metadata_
+    if args.data:
+        data_spec, split_spec = _specs(args)
+    elif "data" in meta and "split" in meta:
+        data_spec, split_spec = DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
+    else:
+        raise ValueError(f"{args.model} does not record its data; pass --data")
+    split, _ = prepare_split(data_spec, split_spec)
+    if model.items_ is not None and model.items_ != split.items:
+        raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
+    metrics = args.metrics.split(",")
+    results = {model.name: evaluate(model, split.test, metrics).summary()}
+    if args.baseline:
+        results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
+    print(f"data: {data_spec.describe()}; test users: {len(split.test)}")
+    print(format_table(results, metrics))
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from recvae.data import SyntheticLog, generate_log
+
+    frame = generate_log(SyntheticLog(n_users=args.users, n_items=args.items, seed=args.seed))
+    out = Path(args.out)
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False, sep="\t" if ".tsv" in out.suffixes else ",")
+    print(f"wrote {len(frame)} interactions of {args.users} users and {args.items} items to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recvae",
+        description="Variational autoencoders for collaborative filtering (Mult-VAE, Mult-DAE).",
+        epilog="Run 'recvae COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser(
+        "train", help="train a model, print test metrics beside popularity, save it",
+        description="Train Mult-VAE (default) or Mult-DAE on an interaction log, score the held-out "
+        "test users, print Recall@20, Recall@50 and NDCG@100 beside a popularity baseline, and save the "
+        "model. Without --data it trains on the embedded synthetic log.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("--model", choices=MODEL_CHOICES, default="multvae")
+    train.add_argument("--out", default="models/recvae-model", help="model directory to write")
+    train.add_argument("--checkpoint-dir", help="write a checkpoint after every epoch here")
+    train.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
+    train.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated test metrics")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_flags(train)
+    _add_config_flags(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score a saved model's test users",
+        description="Load a model directory and score the test users of the split it was trained on "
+        "(or of --data with the given split options).",
+    )
+    evaluate.add_argument("--model", required=True, help="model directory written by 'recvae train'")
+    evaluate.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated metrics")
+    evaluate.add_argument("--baseline", action="store_true", help="also score popularity on the same split")
+    _add_data_flags(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    generate = sub.add_parser("generate", help="write the embedded synthetic log to a file")
+    generate.add_argument("--out", required=True, help=".csv, .tsv or .parquet (.gz ok for text)")
+    generate.add_argument("--users", type=int, default=6000)
+    generate.add_argument("--items", type=int, default=3000)
+    generate.add_argument("--seed", type=int, default=20180423)
+    generate.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        hint = " (resume with --resume)" if getattr(args, "checkpoint_dir", None) else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
+    except (RecvaeError, ValueError) as exc:
+        print(f"recvae: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The users x items matrix with the vocabularies that name its rows and columns."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The paper's preprocessing, every step optional.
+
+    Liang et al. keep ratings > 3.5 (``min_rating=4`` on integer stars) and users
+    with at least 5 interactions; items are filtered before users, once.
+    """
+
+    min_rating: float | None = None
+    min_user_interactions: int = 5
+    min_item_interactions: int = 0
+    merge_duplicates: bool = True
+
+    def __post_init__(self):
+        if self.min_user_interactions < 0 or self.min_item_interactions < 0:
+            raise ValueError("minimum interaction counts must be >= 0")
+
+
+def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), source: str = "data") -> pd.DataFrame:
+    """Merge duplicates (the latest wins), apply the rating threshold, then the item and user count filters."""
+    before = len(frame)
+    if config.merge_duplicates:
+        # The latest interaction wins when a pair repeats; file order stands in for time.
+        if "timestamp" in frame:
+            frame = frame.sort_values("timestamp", kind="stable")
+        frame = frame.drop_duplicates(["user", "item"], keep="last")
+    if config.min_rating is not None:
+        if "rating" not in frame:
+            raise DataError(f"{source}: min_rating={config.min_rating} asked for, but the data has no rating column")
+        frame = frame.loc[frame["rating"] >= config.min_rating]
+    if config.min_item_interactions > 1:
+        counts = frame["item"].map(frame["item"].value_counts())
+        frame = frame.loc[counts >= config.min_item_interactions]
+    if config.min_user_interactions > 1:
+        counts = frame["user"].map(frame["user"].value_counts())
+        frame = frame.loc[counts >= config.min_user_interactions]
+    if frame.empty:
+        raise DataError(
+            f"{source}: no interaction left after preprocessing ({before} rows before; {config})"
+        )
+    log.info("%s: %d of %d rows kept after preprocessing", source, len(frame), before)
+    return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Binary implicit feedback: a CSR users x items matrix and its vocabularies."""
+
+    matrix: sp.csr_matrix
+    users: Vocabulary
+    items: Vocabulary
+
+    def __post_init__(self):
+        if self.matrix.shape != (len(self.users), len(self.items)):
+            raise DataError(
+                f"matrix shape {self.matrix.shape} does not match {len(self.users)} users x {len(self.items)} items"
+            )
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, users: Vocabulary | None = None, items: Vocabulary | None = None
+    ) -> Interactions:
+        """Build from a frame with columns ``user`` and ``item``.
+
+        Without vocabularies, the sorted distinct IDs become the indices; with them,
+        an ID they lack is an error.
+        """
+        missing = {"user", "item"} - set(frame.columns)
+        if missing:
+            raise DataError(f"interaction frame lacks column(s) {sorted(missing)}")
+        if frame.empty:
+            raise DataError("interaction frame has no rows")
+        if frame[["user", "item"]].isna().any().any():
+            raise DataError("interaction frame has missing user or item IDs")
+        if users is None:
+            rows, user_ids = pd.factorize(frame["user"], sort=True)
+            users = Vocabulary(np.asarray(user_ids), "user")
+        else:
+            rows = users.index_of(frame["user"].to_numpy())
+        if items is None:
+            cols, item_ids = pd.factorize(frame["item"], sort=True)
+            items = Vocabulary(np.asarray(item_ids), "item")
+        else:
+            cols = items.index_of(frame["item"].to_numpy())
+        matrix = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), len(items))
+        )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return cls(matrix, users, items)
+
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def nnz(self) -> int:
+        return self.matrix.nnz
+
+    def fingerprint(self) -> str:
+        """A hash of the matrix and IDs; equal logs give equal fingerprints."""
+        digest = hashlib.sha256()
+        for array in (self.matrix.indptr, self.matrix.indices):
+            digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        for vocab in (self.users, self.items):
+            digest.update(repr(vocab.ids.tolist()).encode())
+        return digest.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Interactions({self.n_users} users x {self.n_items} items, {self.nnz} interactions)"

@@ -1,0 +1,312 @@
+"""Read interaction logs (CSV/TSV/any delimiter, MovieLens, Parquet; gzip as is) into a tidy frame.
+
+The frame has the columns ``user`` and ``item`` and, where the file has them,
+``rating`` and ``timestamp``. Every problem with the file is raised as a
+:class:`~recvae.errors.DataError` naming the file, the line or column and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import lzma
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recvae.errors import DataError
+
+log = logging.getLogger(__name__)
+
+ROLES = ("user", "item", "rating", "timestamp")
+
+# Header names recognised without being told; compared lower-cased, without "_", "-" and spaces.
+ALIASES = {
+    "user": {"user", "userid", "uid", "users", "customer", "customerid", "visitorid", "member"},
+    "item": {"item", "itemid", "iid", "items", "movie", "movieid", "product", "productid", "sid",
+             "song", "songid", "track", "trackid", "article", "articleid", "book", "bookid"},
+    "rating": {"rating", "ratings", "score", "weight", "value", "count", "plays", "playcount"},
+    "timestamp": {"timestamp", "time", "ts", "datetime", "date", "unixtime"},
+}
+
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_SNIFF_ORDER = ("::", "\t", ",", ";", "|", " ")
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
+
+
+def _inner_suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in _OPENERS:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_bytes(path: Path):
+    opener = _OPENERS.get(path.suffix.lower(), open)
+    return opener(path, "rb")
+
+
+def _read_text_bytes(path: Path) -> bytes:
+    try:
+        with _open_bytes(path) as handle:
+            return handle.read()
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"{path}: cannot read the file ({exc})") from None
+
+
+def _first_line(raw: bytes) -> str:
+    for line in raw.splitlines():
+        text = line.decode("utf-8", errors="replace").strip("\r\n")
+        if text.strip():
+            return text
+    return ""
+
+
+def _guess_sep(path: Path, first: str) -> str:
+    suffix = _inner_suffix(path)
+    if suffix == ".dat" and "::" in first:
+        return "::"
+    if suffix == ".csv":
+        return ","
+    if suffix in (".tsv", ".tab"):
+        return "\t"
+    for sep in _SNIFF_ORDER:
+        if sep in first:
+            return sep
+    raise DataError(
+        f"{path}: line 1 {first[:80]!r} has no delimiter recvae knows "
+        f"({', '.join(repr(s) for s in _SNIFF_ORDER)}); pass sep=..."
+    )
+
+
+def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> dict:
+    """Map each role to a column position of the file."""
+    resolved: dict[str, int] = {}
+    for role in ROLES:
+        want = requested.get(role)
+        if want is None:
+            continue
+        if isinstance(want, (int, np.integer)):
+            if not 0 <= want < len(names):
+                raise DataError(f"{path}: {role} column {want} does not exist; the file has {len(names)} columns")
+            resolved[role] = int(want)
+        else:
+            if not header:
+                raise DataError(f"{path}: {role} column {want!r} named, but the file has no header; give a position")
+            matches = [i for i, n in enumerate(names) if str(n) == want] or [
+                i for i, n in enumerate(names) if _normalise(n) == _normalise(want)]
+            if not matches:
+                raise DataError(f"{path}: no column {want!r} for {role}; the columns are {[str(n) for n in names]}")
+            resolved[role] = matches[0]
+    for position, role in enumerate(ROLES):
+        if role in resolved or requested.get(role) is False:
+            continue
+        if header:
+            found = [i for i, n in enumerate(names) if _normalise(n) in ALIASES[role] and i not in resolved.values()]
+            if found:
+                resolved[role] = found[0]
+        elif position < len(names) and position not in resolved.values():
+            resolved[role] = position
+    for role in ("user", "item"):
+        if role not in resolved:
+            raise DataError(
+                f"{path}: cannot tell which column holds the {role} IDs; the columns are "
+                f"{[str(n) for n in names]}; pass {role}=NAME or {role}=POSITION"
+            )
+    return resolved
+
+
+def _ids(values: pd.Series) -> np.ndarray:
+    """String IDs that all spell integers become int64; anything else stays a string."""
+    text = values.astype(str).str.strip()
+    if text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").all():
+        return text.astype(np.int64).to_numpy()
+    return text.to_numpy(dtype=object)
+
+
+def read_interactions(
+    path: str | Path,
+    *,
+    user: str | int | None = None,
+    item: str | int | None = None,
+    rating: str | int | None | bool = None,
+    timestamp: str | int | None | bool = None,
+    sep: str | None = None,
+    header: bool | None = None,
+    skip_bad_lines: bool = False,
+) -> pd.DataFrame:
+    """Read an interaction log into a frame with columns user, item[, rating][, timestamp].
+
+    Parameters
+    ----------
+    path
+        CSV/TSV/TXT with any delimiter, MovieLens ``ratings.dat`` (``::``) or
+        ``ratings.csv``, or Parquet; ``.gz``, ``.bz2`` and ``.xz`` are read as they are.
+    user, item, rating, timestamp
+        Column names (files with a header) or 0-based positions. Left out, they are
+        found by common header names (``userId``, ``movieId``, ``rating``...) or, without
+        a header, by position: user, item, rating, timestamp. ``False`` ignores a column.
+    sep
+        Field delimiter; guessed from the suffix or the first line when left out.
+    header
+        Whether line 1 is a header; guessed when left out (a header names a known column).
+    skip_bad_lines
+        Drop malformed lines instead of raising; the number dropped is logged and kept in
+        ``frame.attrs["skipped_lines"]``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected an interaction file")
+    requested = {"user": user, "item": item, "rating": rating, "timestamp": timestamp}
+    if _inner_suffix(path) in _PARQUET_SUFFIXES:
+        return _read_parquet(path, requested)
+    return _read_delimited(path, requested, sep, header, skip_bad_lines)
+
+
+def _read_parquet(path: Path, requested: dict) -> pd.DataFrame:
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    if table.empty:
+        raise DataError(f"{path}: the file has no rows")
+    cols = _resolve_columns(path, list(table.columns), True, requested)
+    raw = pd.DataFrame({role: table.iloc[:, pos] for role, pos in cols.items()})
+    # Parquet rows have no line numbers; report row numbers (1-based) instead.
+    return _clean(path, raw, lines=np.arange(1, len(raw) + 1), where="row", skip_bad=False)
+
+
+def _read_delimited(path: Path, requested: dict, sep: str | None, header: bool | None, skip_bad: bool) -> pd.DataFrame:
+    raw_bytes = _read_text_bytes(path)
+    first = _first_line(raw_bytes)
+    if not first:
+        raise DataError(f"{path}: the file is empty")
+    sep = sep if sep is not None else _guess_sep(path, first)
+    if len(sep) > 1:
+        # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab.
+        if b"\t" in raw_bytes:
+            raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
+        raw_bytes = raw_bytes.replace(sep.encode(), b"\t")
+        first = first.replace(sep, "\t")
+        parse_sep = "\t"
+    else:
+        parse_sep = sep
+    fields = first.split(parse_sep) if parse_sep != " " else first.split()
+    if header is None:
+        named = {v for v in requested.values() if isinstance(v, str)}
+        header = any(_normalise(f) in set().union(*ALIASES.values()) for f in fields) or any(
+            f.strip() in named for f in fields)
+    if len(fields) < 2:
+        hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
+        raise DataError(
+            f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
+            + (f"; the line contains {hint[0]!r}: pass sep={hint[0]!r}" if hint else "")
+        )
+
+    skipped: list[int] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            frame = pd.read_csv(
+                io.BytesIO(raw_bytes),
+                sep=r"\s+" if parse_sep == " " else parse_sep,
+                header=0 if header else None,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                skip_blank_lines=False,
+                on_bad_lines="warn" if skip_bad else "error",
+                encoding_errors="replace",
+                engine="c",
+            )
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: the file is empty") from None
+        except pd.errors.ParserError as exc:
+            found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+            if found:
+                want, line, saw = found.groups()
+                raise DataError(
+                    f"{path}: line {line}: expected {want} fields separated by {sep!r}, found {saw}"
+                    " (pass skip_bad_lines=True to drop such lines)"
+                ) from None
+            raise DataError(f"{path}: cannot parse the file ({str(exc).strip()})") from None
+    for warning in caught:
+        skipped += [int(n) for n in re.findall(r"Skipping line (\d+)", str(warning.message))]
+    if frame.empty:
+        raise DataError(f"{path}: the file has a header but no rows" if header else f"{path}: the file is empty")
+
+    lines = np.arange(len(frame)) + 1 + int(bool(header))
+    for bad in sorted(skipped):
+        lines[lines >= bad] += 1
+    blank = frame.isna().all(axis=1).to_numpy()
+    frame, lines = frame.loc[~blank], lines[~blank]
+    cols = _resolve_columns(path, list(frame.columns) if header else list(range(frame.shape[1])), bool(header), requested)
+    raw = pd.DataFrame({role: frame.iloc[:, pos] for role, pos in cols.items()})
+    clean = _clean(path, raw, lines, where="line", skip_bad=skip_bad)
+    dropped = len(skipped) + clean.attrs.get("skipped_lines", 0)
+    clean.attrs["skipped_lines"] = dropped
+    if dropped:
+        log.warning("%s: skipped %d malformed lines", path, dropped)
+    return clean
+
+
+def _clean(path: Path, raw: pd.DataFrame, lines: np.ndarray, where: str, skip_bad: bool) -> pd.DataFrame:
+    """Check every value, convert IDs and numbers; bad rows raise, or are dropped when asked."""
+    bad = np.zeros(len(raw), dtype=bool)
+    problems = []
+    for role in ROLES:
+        if role not in raw:
+            continue
+        col = raw[role]
+        empty = col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+        if role in ("user", "item"):
+            if empty.any():
+                problems.append((empty, f"empty or missing {role} ID"))
+            continue
+        if role == "rating":
+            numbers = pd.to_numeric(col.where(~empty), errors="coerce")
+            wrong = numbers.isna().to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+            if wrong.any():
+                problems.append((wrong, "rating is not a number"))
+            raw["rating"] = numbers.astype(np.float32)
+        else:
+            stamps = pd.to_numeric(col.where(~empty), errors="coerce")
+            if stamps.isna().to_numpy()[~empty].any():
+                stamps = pd.to_datetime(col.where(~empty), errors="coerce", utc=True)
+            wrong = stamps.isna().to_numpy()
+            if wrong.any():
+                problems.append((wrong, "timestamp is neither a number nor a date"))
+            raw["timestamp"] = stamps
+    for mask, what in problems:
+        if not skip_bad:
+            first = int(np.flatnonzero(mask)[0])
+            more = int(mask.sum()) - 1
+            raise DataError(
+                f"{path}: {where} {lines[first]}: {what} "
+                f"(value {raw.iloc[first].to_dict()!r})"
+                + (f"; {more} more such {where}s" if more else "")
+                + ("" if where == "row" else " (pass skip_bad_lines=True to drop such lines)")
+            )
+        bad |= mask
+    if bad.any():
+        raw = raw.loc[~bad]
+    if raw.empty:
+        raise DataError(f"{path}: no valid {where}s")
+    out = pd.DataFrame({"user": _ids(raw["user"]), "item": _ids(raw["item"])})
+    for role in ("rating", "timestamp"):
+        if role in raw:
+            out[role] = raw[role].to_numpy()
+    out.attrs["skipped_lines"] = int(bad.sum())
+    return out

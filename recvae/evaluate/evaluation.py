@@ -1,0 +1,50 @@
+"""Evaluate a recommender on held-out users, block by block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recvae.evaluate.metrics import METRICS, mean_and_se, parse_metric
+from recvae.split.base import HeldOut
+
+DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Per-user values of each metric (rows follow ``users``) and their summary."""
+
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+
+    def mean(self, metric: str) -> float:
+        return mean_and_se(self.per_user[metric])[0]
+
+    def standard_error(self, metric: str) -> float:
+        return mean_and_se(self.per_user[metric])[1]
+
+    def summary(self) -> dict[str, float]:
+        """``{"ndcg@100": mean, "ndcg@100_se": standard error, ...}``."""
+        out = {}
+        for name, values in self.per_user.items():
+            out[name], out[f"{name}_se"] = mean_and_se(values)
+        return out
+
+
+def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int = 1000) -> EvaluationResult:
+    """Rank all items for each held-out user from the fold-in items (which are excluded) and measure.
+
+    ``model`` is any fitted recvae recommender; it sees only ``heldout.fold_in``.
+    """
+    parsed = [parse_metric(m) for m in metrics]
+    max_k = min(max(k for _, k in parsed), heldout.fold_in.shape[1])
+    per_user = {m: np.empty(len(heldout)) for m in metrics}
+    for start in range(0, len(heldout), batch_size):
+        stop = min(start + batch_size, len(heldout))
+        top, _ = model.top_n(heldout.fold_in[start:stop], max_k, exclude_seen=True)
+        target = heldout.target[start:stop]
+        for name, (kind, k) in zip(metrics, parsed):
+            per_user[name][start:stop] = METRICS[kind](top, target, k)
+    return EvaluationResult(users=heldout.users, per_user=per_user)

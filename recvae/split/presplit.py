@@ -1,0 +1,64 @@
+"""Splits that arrive as files: a training log and a test log, e.g. LightGCN's train.txt / test.txt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recvae.data.interactions import Interactions
+from recvae.data.readers import _read_text_bytes
+from recvae.errors import DataError
+from recvae.split.base import Split, make_heldout
+
+
+def read_lightgcn(path: str | Path) -> pd.DataFrame:
+    """Read LightGCN's format, ``user item item ...`` per line, into a (user, item) frame."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    users, items = [], []
+    text = _read_text_bytes(path).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            values = [int(f) for f in fields]
+        except ValueError:
+            bad = next(f for f in fields if not f.lstrip("-").isdigit())
+            raise DataError(f"{path}: line {number}: {bad!r} is not an integer ID (expected 'user item item ...')") from None
+        users.extend([values[0]] * (len(values) - 1))
+        items.extend(values[1:])
+    if not users:
+        raise DataError(f"{path}: the file has no interactions")
+    return pd.DataFrame({"user": np.asarray(users, dtype=np.int64), "item": np.asarray(items, dtype=np.int64)})
+
+
+def presplit(train: pd.DataFrame, test: pd.DataFrame) -> Split:
+    """A split from two (user, item) frames; test users fold in their training items.
+
+    Items that appear only in the test log get columns too (no model can rank them
+    well, which is the honest score). There are no validation users.
+    """
+    both = pd.concat([train[["user", "item"]], test[["user", "item"]]], ignore_index=True)
+    everything = Interactions.from_frame(both)
+    users, items = everything.users, everything.items
+    train_m = Interactions.from_frame(train, users, items).matrix
+    test_m = Interactions.from_frame(test, users, items).matrix
+    train_rows = np.flatnonzero(np.diff(train_m.indptr) > 0)
+    all_users = np.arange(len(users))
+    test_part = make_heldout(all_users, train_m, test_m)
+    if len(test_part) == 0:
+        raise DataError("the test log has no interactions")
+    return Split(
+        train=train_m[train_rows],
+        train_users=train_rows,
+        validation=None,
+        test=test_part,
+        users=users,
+        items=items,
+        params={"protocol": "presplit"},
+    )
+

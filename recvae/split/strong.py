@@ -1,0 +1,76 @@
+"""Strong generalization (Liang et al. 2018, section 4.2): whole users are held out."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from recvae.data.interactions import Interactions
+from recvae.errors import DataError
+from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
+
+log = logging.getLogger(__name__)
+
+
+def strong_generalization_split(
+    data: Interactions,
+    n_heldout_users: int,
+    *,
+    holdout_fraction: float = 0.2,
+    min_items_to_hold_out: int = 5,
+    seed: int = 98765,
+) -> Split:
+    """The paper's protocol.
+
+    Users are permuted; the last ``2 * n_heldout_users`` become validation and test
+    users, the rest train. Items no training user has seen are dropped. Of each
+    held-out user with at least ``min_items_to_hold_out`` items, ``floor(holdout_fraction * n)``
+    random items are the target and the others the fold-in; users with fewer items
+    have no target and are not scored.
+    """
+    if n_heldout_users < 1:
+        raise DataError("n_heldout_users must be at least 1")
+    if not 0.0 < holdout_fraction < 1.0:
+        raise DataError("holdout_fraction must lie strictly between 0 and 1")
+    if data.n_users <= 2 * n_heldout_users:
+        raise DataError(
+            f"{data.n_users} users cannot give {n_heldout_users} validation and {n_heldout_users} "
+            "test users and still leave users to train on"
+        )
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(data.n_users)
+    n_train = data.n_users - 2 * n_heldout_users
+    train_users = np.sort(order[:n_train])
+    val_users = np.sort(order[n_train : n_train + n_heldout_users])
+    test_users = np.sort(order[n_train + n_heldout_users :])
+
+    matrix = data.matrix
+    seen = np.flatnonzero(np.diff(matrix[train_users].tocsc().indptr) > 0)
+    if len(seen) == 0:
+        raise DataError("the training users have no interactions")
+    matrix = matrix[:, seen].tocsr()
+    parts = {}
+    for name, users in (("validation", val_users), ("test", test_users)):
+        rows = matrix[users]
+        fold_in, target = split_rows(rows, holdout_mask(rows, holdout_fraction, min_items_to_hold_out, rng))
+        parts[name] = make_heldout(users, fold_in, target)
+        if len(parts[name]) == 0:
+            raise DataError(f"no {name} user has {min_items_to_hold_out} or more items to hold out")
+        if len(parts[name]) < len(users):
+            log.info("%d of %d %s users have no target item and are not scored", len(users) - len(parts[name]), len(users), name)
+    return Split(
+        train=matrix[train_users],
+        train_users=train_users,
+        validation=parts["validation"],
+        test=parts["test"],
+        users=data.users,
+        items=data.items.subset(seen),
+        params={
+            "protocol": "strong",
+            "n_heldout_users": n_heldout_users,
+            "holdout_fraction": holdout_fraction,
+            "min_items_to_hold_out": min_items_to_hold_out,
+            "seed": seed,
+        },
+    )

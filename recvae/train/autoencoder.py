@@ -1,0 +1,201 @@
+"""The epoch loop of the autoencoders: shuffled user batches, beta annealing, early stopping,
+a checkpoint per epoch and exact resumption."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from recvae.errors import ModelFileError
+from recvae.models.nn import AutoEncoder, SparseBatch, gaussian_kl, negative_log_likelihood, normalised_input
+from recvae.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
+from recvae.train.schedules import linear_beta
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[dict], None]
+
+
+@dataclasses.dataclass
+class LossTerms:
+    """What one batch contributes; summed over users so epochs average exactly."""
+
+    loss: float = 0.0
+    reconstruction: float = 0.0
+    kl: float = 0.0
+    users: int = 0
+
+
+def train_step(
+    module: AutoEncoder,
+    batch: SparseBatch,
+    *,
+    dropout: float,
+    beta: float,
+    likelihood: str,
+    l2: float,
+    generator: torch.Generator,
+    training: bool = True,
+) -> tuple[torch.Tensor, LossTerms]:
+    """Loss of one batch: the negative beta-ELBO (Mult-VAE) or the penalised likelihood (Mult-DAE)."""
+    values = normalised_input(batch)
+    if training and dropout > 0:
+        keep = torch.rand(values.shape, generator=generator, device=values.device) >= dropout
+        values = values * keep / (1.0 - dropout)
+    mu, logvar = module.encode(batch, values)
+    if module.variational and training:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device)
+        z = mu + eps * torch.exp(0.5 * logvar)
+    else:
+        z = mu
+    logits = module.decode(z)
+    nll = negative_log_likelihood(logits, batch, likelihood).mean()
+    kl = gaussian_kl(mu, logvar).mean() if module.variational else torch.zeros((), device=mu.device)
+    loss = nll + beta * kl
+    if l2 > 0:
+        loss = loss + l2 * sum(w.pow(2).sum() for w in module.weight_matrices())
+    n = batch.n_rows
+    return loss, LossTerms(loss.item() * n, nll.item() * n, kl.item() * n, n)
+
+
+def fit_autoencoder(
+    module: AutoEncoder,
+    train: sp.csr_matrix,
+    config,
+    device: torch.device,
+    validate: Callable[[], dict[str, float]] | None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: tuple[EpochCallback, ...] = (),
+    progress: bool | None = None,
+) -> list[dict]:
+    """Train ``module`` in place and return the per-epoch history; best validation weights win.
+
+    ``config`` is a Mult-VAE or Mult-DAE config (fields of TrainingConfig plus
+    dropout, likelihood, l2 and, for Mult-VAE, beta_cap and total_anneal_steps).
+    """
+    variational = module.variational
+    cpu_gen = torch.Generator().manual_seed(config.seed)
+    dev_gen = cpu_gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(config.seed + 1)
+    module.reset_parameters(cpu_gen)
+    module.to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
+
+    history: list[dict] = []
+    step, start_epoch = 0, 0
+    best_score, best_epoch, best_state, stale = -np.inf, -1, None, 0
+    data_key = {"n_users": int(train.shape[0]), "n_items": int(train.shape[1]), "nnz": int(train.nnz)}
+    config_key = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "device", "patience")}
+
+    if resume and checkpoint_dir is not None:
+        loaded = load_checkpoint(Path(checkpoint_dir))
+        if loaded is None:
+            log.warning("%s: no checkpoint to resume from; training from the start", checkpoint_dir)
+        else:
+            tensors, state = loaded
+            if state["data"] != data_key:
+                raise ModelFileError(f"{checkpoint_dir}: checkpoint was trained on other data ({state['data']}, now {data_key})")
+            if state["config"] != json_ready(config_key):
+                raise ModelFileError(f"{checkpoint_dir}: checkpoint was trained with another config; train without --resume")
+            module.load_state_dict({k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")})
+            optimizer_from_flat(optimizer, tensors, state["param_groups"])
+            cpu_gen.set_state(tensors["rng.cpu"])
+            if dev_gen is not cpu_gen:
+                dev_gen.set_state(tensors["rng.device"])
+            best = {k[len("best."):]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
+            best_state = best or None
+            history, step, start_epoch = state["history"], state["step"], state["epoch"] + 1
+            best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
+            log.info("resuming from epoch %d of %s", start_epoch, checkpoint_dir)
+
+    n_users = train.shape[0]
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc="epochs", unit="epoch", disable=not show, leave=False)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if config.patience is not None and stale >= config.patience:
+                break
+            started = time.perf_counter()
+            module.train()
+            order = torch.randperm(n_users, generator=cpu_gen).numpy()
+            totals = LossTerms()
+            beta = 0.0
+            for start in range(0, n_users, config.batch_size):
+                rows = np.sort(order[start : start + config.batch_size])
+                batch = SparseBatch.from_csr(train[rows], device)
+                beta = linear_beta(step, config.beta_cap, config.total_anneal_steps) if variational else 0.0
+                loss, terms = train_step(
+                    module, batch, dropout=config.dropout, beta=beta, likelihood=config.likelihood,
+                    l2=config.l2, generator=dev_gen,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                for f in ("loss", "reconstruction", "kl", "users"):
+                    setattr(totals, f, getattr(totals, f) + getattr(terms, f))
+            record = {
+                "epoch": epoch + 1,
+                "loss": totals.loss / totals.users,
+                "reconstruction": totals.reconstruction / totals.users,
+                "kl": totals.kl / totals.users,
+                "beta": beta,
+                "train_seconds": time.perf_counter() - started,
+            }
+            if validate is not None:
+                module.eval()
+                scores = validate()
+                record.update({f"val_{k}": v for k, v in scores.items()})
+                score = scores[config.validation_metric]
+                if score > best_score:
+                    best_score, best_epoch, stale = score, epoch + 1, 0
+                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                else:
+                    stale += 1
+            record["seconds"] = time.perf_counter() - started
+            history.append(record)
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.1f}", **({"val": f"{best_score:.4f}"} if validate else {}))
+            if checkpoint_dir is not None:
+                tensors = {f"module.{k}": v for k, v in module.state_dict().items()}
+                if best_state is not None:
+                    tensors.update({f"best.{k}": v for k, v in best_state.items()})
+                opt_tensors, groups = optimizer_to_flat(optimizer)
+                tensors.update(opt_tensors)
+                tensors["rng.cpu"] = cpu_gen.get_state()
+                if dev_gen is not cpu_gen:
+                    tensors["rng.device"] = dev_gen.get_state()
+                tensors["epoch_marker"] = torch.tensor(epoch)
+                save_checkpoint(Path(checkpoint_dir), tensors, {
+                    "epoch": epoch, "step": step, "history": history, "best_score": best_score,
+                    "best_epoch": best_epoch, "stale": stale, "param_groups": groups,
+                    "data": data_key, "config": json_ready(config_key),
+                })
+            for callback in callbacks:
+                callback(record)
+    finally:
+        bar.close()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+        log.info("best %s %.4f at epoch %d", config.validation_metric, best_score, best_epoch)
+    module.eval()
+    return history
+
+
+def json_ready(value):
+    """Tuples to lists, so a config compares equal to its JSON round trip."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value

@@ -1,0 +1,69 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recvae.evaluate.metrics import hits, mean_and_se, ndcg_at_k, parse_metric, recall_at_k
+
+
+def csr(rows, n_items=10):
+    data, indices, indptr = [], [], [0]
+    for r in rows:
+        indices += r
+        data += [1.0] * len(r)
+        indptr.append(len(indices))
+    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_items))
+
+
+def test_hits_marks_target_items_at_their_ranks():
+    top = np.array([[3, 1, 2], [0, 5, 9]])
+    target = csr([[1, 7], [9]])
+    assert hits(top, target).tolist() == [[False, True, False], [False, False, True]]
+
+
+def test_recall_divides_by_min_of_k_and_target_size():
+    top = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+    target = csr([[0, 2, 8, 9], [5]])
+    # user 0: 2 hits in top 2? ranks 0,1 -> items 0,1 -> 1 hit; min(2, 4) = 2
+    assert recall_at_k(top, target, 2).tolist() == [0.5, 1.0]
+    # top 4: user 0 has items 0 and 2 -> 2 hits / min(4, 4)
+    assert recall_at_k(top, target, 4).tolist() == [0.5, 1.0]
+
+
+def test_ndcg_hand_computed():
+    top = np.array([[0, 1, 2], [4, 5, 6]])
+    target = csr([[1, 2], [4]])
+    got = ndcg_at_k(top, target, 3)
+    dcg0 = 1 / math.log2(3) + 1 / math.log2(4)
+    idcg0 = 1 + 1 / math.log2(3)
+    assert got[0] == pytest.approx(dcg0 / idcg0)
+    assert got[1] == pytest.approx(1.0)
+
+
+def test_ndcg_ideal_dcg_counts_only_k_positions():
+    top = np.array([[0, 1]])
+    target = csr([[0, 1, 2, 3, 4]])
+    assert ndcg_at_k(top, target, 2)[0] == pytest.approx(1.0)
+    assert recall_at_k(top, target, 2)[0] == pytest.approx(1.0)
+
+
+def test_users_without_targets_are_nan_and_ignored_in_mean():
+    top = np.array([[0, 1], [0, 1]])
+    target = csr([[0], []])
+    values = ndcg_at_k(top, target, 2)
+    assert values[0] == 1.0 and np.isnan(values[1])
+    assert mean_and_se(values) == (1.0, pytest.approx(float("nan"), nan_ok=True))
+
+
+def test_mean_and_standard_error():
+    mean, se = mean_and_se(np.array([0.0, 1.0, 0.5, 0.5]))
+    assert mean == 0.5
+    assert se == pytest.approx(np.std([0, 1, 0.5, 0.5], ddof=1) / 2)
+
+
+def test_parse_metric_rejects_unknown_names():
+    assert parse_metric("NDCG@100") == ("ndcg", 100)
+    for bad in ("ndcg", "map@10", "recall@0", "recall@x"):
+        with pytest.raises(ValueError):
+            parse_metric(bad)
