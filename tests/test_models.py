@@ -187,3 +187,18 @@ def test_sparse_first_layer_equals_dense_product(fitted_vae, small_split):
         h = torch.tanh(dense @ module.input_weight + module.input_bias)
         expected = module.encoder[0](h)[:, : module.latent_dim]
     assert torch.allclose(mu, expected, atol=1e-5)
+
+
+def test_ease_matches_its_closed_form_and_round_trips(tmp_path, small_split):
+    from recvae.models import EASE
+
+    model = EASE(l2=50.0).fit(small_split.train)
+    x = small_split.train.toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + 50.0 * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)
+    assert np.allclose(model.weights_.numpy(), b, atol=1e-4)
+    assert np.allclose(np.diag(model.weights_.numpy()), 0)
+    pop = Popularity().fit(small_split.train)
+    assert evaluate(model, small_split.test).mean("ndcg@100") > evaluate(pop, small_split.test).mean("ndcg@100") + 0.15
+    loaded = Recommender.load(model.save(tmp_path / "ease"))
+    assert np.array_equal(loaded.score(small_split.test.fold_in[:5]), model.score(small_split.test.fold_in[:5]))
