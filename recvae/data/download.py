@@ -1,0 +1,103 @@
+"""Fetch a public dataset described by a manifest, verify it, and cache it.
+
+A manifest (JSON, see ``data/`` at the top of the repository) names the archive URL,
+the member to extract, and checksums: ``archive_sha256`` of the download and
+``member_sha256`` or ``member_git_blob`` (the git blob id, which public repository
+trees list) of the extracted file. Files land in the cache only once verified, by
+rename, so an interrupted or corrupted download never poses as data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recvae.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    name: str
+    url: str
+    member: str
+    archive_sha256: str | None = None
+    member_sha256: str | None = None
+    member_git_blob: str | None = None
+    reader: dict = field(default_factory=dict)
+    license: str = ""
+    expected_rows: int | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DatasetManifest:
+        try:
+            payload = json.loads(Path(path).read_text())
+            return cls(**payload)
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise DataError(f"{path}: not a dataset manifest ({exc})") from None
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RECVAE_DATA", Path.home() / ".cache" / "recvae"))
+
+
+def _file_digests(path: Path) -> tuple[str, str]:
+    """(SHA-256, git blob SHA-1) of a file in one pass."""
+    sha256 = hashlib.sha256()
+    blob = hashlib.sha1()
+    blob.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha256.update(chunk)
+            blob.update(chunk)
+    return sha256.hexdigest(), blob.hexdigest()
+
+
+def _verify_member(manifest: DatasetManifest, path: Path) -> None:
+    sha256, blob = _file_digests(path)
+    if manifest.member_sha256 and sha256 != manifest.member_sha256:
+        raise DataError(f"{manifest.name}: {manifest.member} has SHA-256 {sha256}, expected {manifest.member_sha256}")
+    if manifest.member_git_blob and blob != manifest.member_git_blob:
+        raise DataError(f"{manifest.name}: {manifest.member} has git blob id {blob}, expected {manifest.member_git_blob}")
+
+
+def fetch(manifest: DatasetManifest, cache_dir: str | Path | None = None) -> Path:
+    """Path of the verified member file, downloading and extracting it on first use."""
+    if not (manifest.member_sha256 or manifest.member_git_blob or manifest.archive_sha256):
+        raise DataError(f"{manifest.name}: the manifest has no checksum; refusing unverifiable data")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache / manifest.name / Path(manifest.member).name
+    if target.exists():
+        _verify_member(manifest, target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+        archive = Path(tmp) / "archive"
+        log.info("downloading %s from %s", manifest.name, manifest.url)
+        try:
+            with urllib.request.urlopen(manifest.url, timeout=60) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as exc:
+            raise DataError(f"{manifest.name}: cannot download {manifest.url} ({exc})") from None
+        if manifest.archive_sha256:
+            got = _file_digests(archive)[0]
+            if got != manifest.archive_sha256:
+                raise DataError(f"{manifest.name}: download has SHA-256 {got}, expected {manifest.archive_sha256}")
+        extracted = Path(tmp) / "member"
+        try:
+            with zipfile.ZipFile(archive) as zipped, zipped.open(manifest.member) as src, open(extracted, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise DataError(f"{manifest.name}: cannot extract {manifest.member} from the download ({exc})") from None
+        _verify_member(manifest, extracted)
+        os.replace(extracted, target)
+    return target
