@@ -60,6 +60,8 @@ def test_parquet(tmp_path):
     pd.DataFrame({"user_id": ["a", "b"], "item_id": [10, 11], "weight": [1.0, 2.0]}).to_parquet(path)
     frame = read_interactions(path)
     assert frame["user"].tolist() == ["a", "b"] and frame["item"].tolist() == [10, 11]
+    pd.DataFrame({"user": [1.0, 2.0], "item": [3, 4]}).to_parquet(path)
+    assert read_interactions(path)["user"].tolist() == [1, 2]
     assert frame["rating"].tolist() == [1.0, 2.0]
 
 
@@ -88,8 +90,12 @@ def test_missing_column(tmp_path):
 def test_empty_and_nan_ids_name_the_line(tmp_path):
     with pytest.raises(DataError, match=r"line 3: empty or missing user ID"):
         read_interactions(write(tmp_path / "a.csv", "user,item\n1,2\n,3\n"))
-    with pytest.raises(DataError, match=r"line 2: empty or missing item ID"):
-        read_interactions(write(tmp_path / "b.csv", "1,NaN\n2,\n"), )
+    with pytest.raises(DataError, match=r"line 1: empty or missing item ID.*1 more such line"):
+        read_interactions(write(tmp_path / "b.csv", "1,NaN\n2,\n"))
+    with pytest.raises(DataError, match=r"row 2: empty or missing user ID"):
+        path = tmp_path / "c.parquet"
+        pd.DataFrame({"user": [1.0, None], "item": [1, 2]}).to_parquet(path)
+        read_interactions(path)
 
 
 def test_nan_text_in_id_column(tmp_path):

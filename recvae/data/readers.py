@@ -126,8 +126,13 @@ def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> 
     return resolved
 
 
+_MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
+
+
 def _ids(values: pd.Series) -> np.ndarray:
-    """String IDs that all spell integers become int64; anything else stays a string."""
+    """IDs that all spell integers become int64; anything else stays a string."""
+    if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
+        return values.astype(np.int64).to_numpy()
     text = values.astype(str).str.strip()
     if text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").all():
         return text.astype(np.int64).to_numpy()
@@ -270,8 +275,11 @@ def _clean(path: Path, raw: pd.DataFrame, lines: np.ndarray, where: str, skip_ba
         if role not in raw:
             continue
         col = raw[role]
-        empty = col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+        text = col.astype(str).str.strip()
+        empty = col.isna().to_numpy() | (text == "").to_numpy()
         if role in ("user", "item"):
+            # A literal "NaN" or "null" in an ID column is a hole written out by some tool, not an ID.
+            empty |= text.str.lower().isin(_MISSING_WORDS).to_numpy()
             if empty.any():
                 problems.append((empty, f"empty or missing {role} ID"))
             continue
