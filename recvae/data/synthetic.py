@@ -25,7 +25,7 @@ class SyntheticLog:
     median_activity: float = 45.0
     activity_sigma: float = 0.8
     min_activity: int = 5
-    popularity_exponent: float = 0.9
+    popularity_exponent: float = 1.1
     taste_strength: float = 3.0
     seed: int = 20180423
 
