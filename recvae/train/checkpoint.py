@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recvae.errors import ModelFileError
-from recvae.models.serialization import write_atomic_json
+from recvae.models.serialization import ordinary_permissions, write_atomic_json
 
 TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
@@ -25,6 +25,7 @@ def save_checkpoint(directory: Path, tensors: dict[str, torch.Tensor], state: di
     os.close(fd)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        ordinary_permissions(Path(tmp))
         os.replace(tmp, directory / TENSORS)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
