@@ -1,0 +1,72 @@
+"""EASE: Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
+
+A closed-form item-item model: B = I - P diagMat(1 / diag(P)) with P = (X^T X + lambda I)^-1,
+so the diagonal of B is zero. Memory and time grow with items squared (cubed for the
+inverse), which suits catalogues up to some tens of thousands of items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError
+from recvae.models.base import Recommender, as_csr
+from recvae.split.base import HeldOut
+from recvae.train.device import resolve_device
+
+
+@dataclass(frozen=True)
+class EASEConfig:
+    """``l2`` is the paper's lambda (500 on ML-20M); ``device`` as in TrainingConfig."""
+
+    l2: float = 500.0
+    device: str | None = None
+
+    def __post_init__(self):
+        if not self.l2 > 0:
+            raise ValueError("l2 must be positive")
+
+
+class EASE(Recommender):
+    name = "EASE"
+    config_class = EASEConfig
+
+    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
+        user_items = as_csr(user_items)
+        if user_items.nnz == 0:
+            raise DataError("user_items has no interactions to learn from")
+        self.device_ = resolve_device(self.config.device)
+        x = user_items.copy()
+        x.data[:] = 1.0
+        gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64)).to(self.device_)
+        gram.diagonal().add_(self.config.l2)
+        precision = torch.linalg.inv(gram)
+        weights = -precision / precision.diagonal()
+        weights.diagonal().zero_()
+        self.weights_ = weights.float().contiguous()
+        self._set_fitted(user_items, items)
+        return self
+
+    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        block = user_items.copy()
+        block.data[:] = 1.0
+        return torch.from_numpy(block.toarray()).to(self.device_) @ self.weights_
+
+    def similar_items(self, itemid: int, N: int = 10):
+        self._check_fitted()
+        values, indices = torch.topk(self.weights_[:, itemid], min(N, self._n_items))
+        return indices.cpu().numpy(), values.cpu().numpy()
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"weights": self.weights_}
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.device_ = resolve_device(self.config.device)
+        self.weights_ = tensors["weights"].to(self.device_).contiguous()
+        self._n_items = self.weights_.shape[0]
+        self._fitted = True

@@ -1,0 +1,124 @@
+"""Torch modules and losses of the autoencoders (Liang et al. 2018); no I/O, no training loop."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
+LIKELIHOODS = ("multinomial", "gaussian", "logistic")
+
+
+class SparseBatch:
+    """A block of user histories as flat CSR arrays on a device: what the sparse first layer eats."""
+
+    def __init__(self, indptr: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, n_items: int):
+        self.offsets = indptr[:-1]
+        self.indices = indices
+        self.values = values
+        self.n_rows = indptr.numel() - 1
+        self.n_items = n_items
+        self.rows = torch.repeat_interleave(torch.arange(self.n_rows, device=indices.device), indptr.diff())
+        self.row_sums = torch.zeros(self.n_rows, device=values.device).index_add_(0, self.rows, values)
+
+    @classmethod
+    def from_csr(cls, matrix, device: torch.device) -> SparseBatch:
+        return cls(
+            torch.from_numpy(matrix.indptr.astype("int64")).to(device),
+            torch.from_numpy(matrix.indices.astype("int64")).to(device),
+            torch.from_numpy(matrix.data.astype("float32")).to(device),
+            matrix.shape[1],
+        )
+
+
+class AutoEncoder(nn.Module):
+    """Items -> hidden layers -> latent code -> hidden layers -> item logits.
+
+    With ``variational=True`` the encoder's last layer gives mean and log-variance
+    of a Gaussian (Mult-VAE); otherwise it gives the code itself, passed through the
+    activation (Mult-DAE). The first layer multiplies the sparse input by its weight
+    with ``embedding_bag``, so it costs O(interactions), not O(users x items).
+    """
+
+    def __init__(self, n_items: int, hidden_dims, latent_dim: int, variational: bool, activation: str):
+        super().__init__()
+        self.n_items = n_items
+        self.variational = variational
+        self.activation = ACTIVATIONS[activation]
+        enc_dims = [n_items, *hidden_dims, latent_dim * (2 if variational else 1)]
+        dec_dims = [latent_dim, *reversed(hidden_dims), n_items]
+        self.input_weight = nn.Parameter(torch.empty(n_items, enc_dims[1]))
+        self.input_bias = nn.Parameter(torch.empty(enc_dims[1]))
+        self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc_dims[1:-1], enc_dims[2:]))
+        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
+        self.latent_dim = latent_dim
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Xavier-uniform weights and N(0, 0.001^2) biases, as in the authors' code."""
+        weights = [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
+        biases = [self.input_bias] + [layer.bias for layer in [*self.encoder, *self.decoder]]
+        with torch.no_grad():
+            for w in weights:
+                fan_a, fan_b = w.shape
+                bound = math.sqrt(6.0 / (fan_a + fan_b))
+                w.uniform_(-bound, bound, generator=generator)
+            for b in biases:
+                b.normal_(0.0, 0.001, generator=generator)
+
+    def weight_matrices(self) -> list[torch.Tensor]:
+        return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
+
+    def encode(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h = F.embedding_bag(
+            batch.indices, self.input_weight, batch.offsets, mode="sum", per_sample_weights=values
+        ) + self.input_bias
+        layers = [*self.encoder]
+        if layers or not self.variational:
+            h = self.activation(h)
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if i < len(layers) - 1 or not self.variational:
+                h = self.activation(h)
+        if not self.variational:
+            return h, None
+        return h[:, : self.latent_dim], h[:, self.latent_dim :]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.decoder):
+            z = layer(z)
+            if i < len(self.decoder) - 1:
+                z = self.activation(z)
+        return z
+
+
+def normalised_input(batch: SparseBatch) -> torch.Tensor:
+    """L2-normalise each user's row (the paper normalises before dropout)."""
+    sq = torch.zeros(batch.n_rows, device=batch.values.device).index_add_(0, batch.rows, batch.values**2)
+    norm = sq.clamp_min(1e-12).sqrt()
+    return batch.values / norm[batch.rows]
+
+
+def negative_log_likelihood(logits: torch.Tensor, batch: SparseBatch, likelihood: str) -> torch.Tensor:
+    """Per-user negative log-likelihood of the binary history under the decoder's logits.
+
+    All three are written so the dense target matrix is never built: the terms
+    that touch observed items are gathered at the nonzeros.
+    """
+    observed = (logits[batch.rows, batch.indices] * batch.values)
+    at_nonzeros = torch.zeros(batch.n_rows, device=logits.device, dtype=logits.dtype).index_add_(0, batch.rows, observed)
+    if likelihood == "multinomial":
+        return batch.row_sums * torch.logsumexp(logits, dim=1) - at_nonzeros
+    if likelihood == "logistic":
+        return F.softplus(logits).sum(dim=1) - at_nonzeros
+    if likelihood == "gaussian":
+        sq_values = torch.zeros(batch.n_rows, device=logits.device).index_add_(0, batch.rows, batch.values**2)
+        return 0.5 * ((logits**2).sum(dim=1) - 2.0 * at_nonzeros + sq_values)
+    raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Per-user KL(N(mu, exp(logvar)) || N(0, I)) in closed form."""
+    return 0.5 * (torch.exp(logvar) + mu**2 - 1.0 - logvar).sum(dim=1)

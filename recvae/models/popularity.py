@@ -1,0 +1,40 @@
+"""Most-popular items: the baseline every recommender must beat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import scipy.sparse as sp
+import torch
+
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError
+from recvae.models.base import Recommender, as_csr
+from recvae.split.base import HeldOut
+
+
+@dataclass(frozen=True)
+class PopularityConfig:
+    """No hyperparameters: items are ranked by how many training users have them."""
+
+
+class Popularity(Recommender):
+    name = "Popularity"
+    config_class = PopularityConfig
+
+    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
+        user_items = as_csr(user_items)
+        if user_items.nnz == 0:
+            raise DataError("user_items has no interactions to count")
+        self._set_fitted(user_items, items)
+        return self
+
+    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        return self.item_popularity_.expand(user_items.shape[0], -1)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {}  # the base class saves item_popularity_ for every model
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        self._n_items = self.item_popularity_.shape[0]
+        self._fitted = True

@@ -1,0 +1,149 @@
+"""Model directories: weights in safetensors, everything else in JSON; nothing is ever unpickled.
+
+A directory holds ``model.json`` (model kind, config, library version, the
+SHA-256 of the weights file, free-form metadata such as the training history),
+``weights.safetensors`` and, when the model knows its item IDs, ``items.json``.
+It is written to a temporary folder beside the target and renamed into place, so
+an interrupted save never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError, ModelFileError
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+ITEMS_FILE = "items.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def ordinary_permissions(path: Path) -> None:
+    """mkstemp/mkdtemp create private files; a model or checkpoint gets the usual umask-based mode."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
+def write_atomic_json(path: Path, payload) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2)
+        ordinary_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model_dir(
+    path: str | Path,
+    kind: str,
+    config: dict,
+    tensors: dict[str, torch.Tensor],
+    items: Vocabulary | None,
+    metadata: dict | None = None,
+) -> Path:
+    from recvae import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        ordinary_permissions(tmp)
+        weights = tmp / WEIGHTS_FILE
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights))
+        files = {WEIGHTS_FILE: _sha256(weights)}
+        if items is not None:
+            (tmp / ITEMS_FILE).write_text(json.dumps(items.to_json()))
+            files[ITEMS_FILE] = _sha256(tmp / ITEMS_FILE)
+        manifest = {
+            "format": FORMAT_VERSION,
+            "recvae_version": __version__,
+            "model": kind,
+            "config": config,
+            "files": files,
+            "metadata": metadata or {},
+        }
+        (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+        for file in tmp.iterdir():
+            ordinary_permissions(file)
+        if path.exists():
+            if not (path / MODEL_FILE).exists() and any(path.iterdir()):
+                raise ModelFileError(f"{path}: exists and is not a recvae model directory; refusing to replace it")
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_model_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Vocabulary | None]:
+    """Return (manifest, tensors, item vocabulary); refuse anything altered or incomplete."""
+    path = Path(path)
+    manifest_path = path / MODEL_FILE
+    if not manifest_path.is_file():
+        raise ModelFileError(f"{path}: not a recvae model directory (no {MODEL_FILE})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{manifest_path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{manifest_path}: model format {manifest.get('format') if isinstance(manifest, dict) else None!r} "
+            f"is not the supported format {FORMAT_VERSION}"
+        )
+    for key in ("model", "config", "files"):
+        if key not in manifest:
+            raise ModelFileError(f"{manifest_path}: lacks the field {key!r}")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise ModelFileError(f"{path}: {name} is missing")
+        if _sha256(file) != expected:
+            raise ModelFileError(f"{file}: contents differ from what was saved (truncated or edited); refusing to load")
+    try:
+        # Fresh, aligned copies: kernels may pick other code paths for oddly aligned buffers,
+        # and scores after loading must equal scores before saving.
+        tensors = {k: v.clone() for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
+    except (SafetensorError, OSError) as exc:
+        raise ModelFileError(f"{path / WEIGHTS_FILE}: unreadable ({exc})") from None
+    items = None
+    if ITEMS_FILE in manifest["files"]:
+        try:
+            items = Vocabulary.from_json(json.loads((path / ITEMS_FILE).read_text()))
+        except (json.JSONDecodeError, DataError) as exc:
+            raise ModelFileError(f"{path / ITEMS_FILE}: unreadable ({exc})") from None
+    return manifest, tensors, items
