@@ -70,18 +70,34 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _add_reader_flags(group) -> None:
+    group.add_argument("--user", help="user column: header name or 0-based position (default: guessed)")
+    group.add_argument("--item", help="item column: header name or 0-based position (default: guessed)")
+    group.add_argument("--rating", help="rating column, or 'none' to ignore (default: guessed)")
+    group.add_argument("--timestamp", help="timestamp column, or 'none' to ignore (default: guessed)")
+    group.add_argument("--sep", help="field delimiter, e.g. ',' or '\\t' or '::' (default: guessed)")
+    group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None, help="line 1 is a header (default: guessed)")
+    group.add_argument("--skip-bad-lines", action="store_true", help="drop malformed lines (and say how many) instead of stopping")
+
+
+def _reader_options(args) -> dict:
+    reader = {k: _column(getattr(args, k)) for k in ("user", "item", "rating", "timestamp")}
+    reader = {k: v for k, v in reader.items() if v is not None}
+    if args.sep is not None:
+        reader["sep"] = args.sep.encode().decode("unicode_escape")
+    if args.header is not None:
+        reader["header"] = args.header
+    if args.skip_bad_lines:
+        reader["skip_bad_lines"] = True
+    return reader
+
+
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data (default: the embedded synthetic log)")
     data.add_argument("--data", metavar="FILE", help="interaction log: CSV/TSV/any delimiter, MovieLens .dat/.csv, Parquet; .gz ok")
     data.add_argument("--test-data", metavar="FILE", help="a separate test log (implies --protocol presplit)")
     data.add_argument("--format", choices=("auto", "lightgcn"), default="auto", help="'lightgcn': 'user item item ...' per line")
-    data.add_argument("--user", help="user column: header name or 0-based position (default: guessed)")
-    data.add_argument("--item", help="item column: header name or 0-based position (default: guessed)")
-    data.add_argument("--rating", help="rating column, or 'none' to ignore (default: guessed)")
-    data.add_argument("--timestamp", help="timestamp column, or 'none' to ignore (default: guessed)")
-    data.add_argument("--sep", help="field delimiter, e.g. ',' or '\\t' or '::' (default: guessed)")
-    data.add_argument("--header", action=argparse.BooleanOptionalAction, default=None, help="line 1 is a header (default: guessed)")
-    data.add_argument("--skip-bad-lines", action="store_true", help="drop malformed lines (and say how many) instead of stopping")
+    _add_reader_flags(data)
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument("--min-rating", type=float, help="keep interactions rated at least this (the paper: 4 on 1-5 stars)")
     prep.add_argument("--min-user-interactions", type=int, default=5, help="drop users with fewer interactions (default 5)")
@@ -105,14 +121,7 @@ def _specs(args):
     from recvae.data import Preprocessing
     from recvae.pipeline import DataSpec, SplitSpec
 
-    reader = {k: _column(getattr(args, k)) for k in ("user", "item", "rating", "timestamp")}
-    reader = {k: v for k, v in reader.items() if v is not None}
-    if args.sep is not None:
-        reader["sep"] = args.sep.encode().decode("unicode_escape")
-    if args.header is not None:
-        reader["header"] = args.header
-    if args.skip_bad_lines:
-        reader["skip_bad_lines"] = True
+    reader = _reader_options(args)
     data = DataSpec(
         path=str(Path(args.data).resolve()) if args.data else None,
         test_path=str(Path(args.test_data).resolve()) if args.test_data else None,
@@ -206,6 +215,36 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_recommend(args) -> int:
+    from recvae.export import export_recommendations
+    from recvae.models import Recommender
+
+    try:
+        index, n_shards = (int(p) for p in args.shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {args.shard!r}: expected i/n, e.g. 0/4") from None
+    model = Recommender.load(args.model)
+    started = time.perf_counter()
+    stats = export_recommendations(
+        model, args.interactions, args.out, n=args.top_n, include_seen=args.include_seen, allow=args.allow,
+        deny=args.deny, fallback=args.fallback, shard=(index, n_shards), users_per_block=args.batch_users,
+        reader=_reader_options(args), grouped=not args.ungrouped, progress=False if args.quiet else None,
+    )
+    seconds = time.perf_counter() - started
+    print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {seconds:.1f} s "
+          f"({stats.users / max(seconds, 1e-9):.0f} users/s)")
+    if n_shards > 1:
+        print(f"shard {index}/{n_shards}: {stats.users} users here, {stats.users_in_other_shards} in other shards")
+    if stats.unknown_item_interactions:
+        print(f"ignored {stats.unknown_item_interactions} of {stats.interactions} interactions with items the model does not know")
+    if stats.users_without_known_items:
+        what = "got popularity (fallback column)" if args.fallback else "got no row (--fallback popularity gives them popular items)"
+        print(f"{stats.users_without_known_items} users had no known item and {what}")
+    if stats.unknown_filter_items:
+        print(f"{stats.unknown_filter_items} items of the allow/deny lists are unknown to the model and were ignored")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from recvae.data import SyntheticLog, generate_log
 
@@ -255,6 +294,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--baseline", action="store_true", help="also score popularity on the same split")
     _add_data_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    recommend = sub.add_parser(
+        "recommend", help="export the top-N items of every user of a log",
+        description="Score every user of an interaction log with a saved model (fold-in: users need not "
+        "have been in training) and write user, item, rank, score rows in original IDs. Users are streamed "
+        "in blocks, so memory does not grow with their number; the output appears only when complete.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    recommend.add_argument("--model", required=True, help="model directory written by 'recvae train'")
+    recommend.add_argument("--interactions", required=True, metavar="FILE", help="users' histories (any format 'train --data' reads)")
+    recommend.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv")
+    recommend.add_argument("--top-n", type=int, default=100, help="items per user")
+    recommend.add_argument("--include-seen", action="store_true", help="allow items already in a user's history")
+    recommend.add_argument("--allow", metavar="FILE", help="only recommend these item IDs (one per line)")
+    recommend.add_argument("--deny", metavar="FILE", help="never recommend these item IDs (one per line)")
+    recommend.add_argument("--fallback", choices=("popularity",), help="give users with no known item the most popular items")
+    recommend.add_argument("--shard", default="0/1", help="i/n: export only the i-th of n disjoint shares of the users")
+    recommend.add_argument("--batch-users", type=int, default=1000, help="users scored at once")
+    recommend.add_argument("--ungrouped", action="store_true", help="the log does not keep each user's rows together: group it in memory")
+    recommend.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_reader_flags(recommend.add_argument_group("reading the log"))
+    recommend.set_defaults(func=cmd_recommend)
 
     generate = sub.add_parser("generate", help="write the embedded synthetic log to a file")
     generate.add_argument("--out", required=True, help=".csv, .tsv or .parquet (.gz ok for text)")

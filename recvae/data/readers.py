@@ -15,6 +15,7 @@ import logging
 import lzma
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,13 +130,24 @@ def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> 
 _MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
 
 
-def _ids(values: pd.Series) -> np.ndarray:
-    """IDs that all spell integers become int64; anything else stays a string."""
+def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
+    """IDs typed as ``kind``: "str"; "int" (int64, or an object array where some ID is no
+    integer, so a lookup in an integer vocabulary finds it unknown); or "auto": int64 when
+    every ID spells an integer, strings otherwise."""
     if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
-        return values.astype(np.int64).to_numpy()
+        values = values.astype(np.int64)
+    if pd.api.types.is_integer_dtype(values) and kind != "str":
+        return values.to_numpy(dtype=np.int64)
     text = values.astype(str).str.strip()
-    if text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").all():
+    if kind == "str":
+        return text.to_numpy(dtype=object)
+    is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
+    if is_int.all():
         return text.astype(np.int64).to_numpy()
+    if kind == "int":
+        mixed = text.to_numpy(dtype=object)
+        mixed[is_int] = text[is_int].astype(np.int64).to_numpy()
+        return mixed
     return text.to_numpy(dtype=object)
 
 
@@ -169,44 +181,103 @@ def read_interactions(
         Drop malformed lines instead of raising; the number dropped is logged and kept in
         ``frame.attrs["skipped_lines"]``.
     """
+    chunks = list(iter_interactions(
+        path, user=user, item=item, rating=rating, timestamp=timestamp, sep=sep, header=header,
+        skip_bad_lines=skip_bad_lines,
+    ))
+    frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+    frame.attrs["skipped_lines"] = sum(c.attrs["skipped_lines"] for c in chunks)
+    if frame.attrs["skipped_lines"]:
+        log.warning("%s: skipped %d malformed lines", path, frame.attrs["skipped_lines"])
+    return frame
+
+
+def iter_interactions(
+    path: str | Path,
+    *,
+    chunk_rows: int | None = None,
+    id_kinds: dict[str, str] | None = None,
+    **options,
+) -> Iterator[pd.DataFrame]:
+    """:func:`read_interactions` in chunks of about ``chunk_rows`` lines, for logs too large to hold.
+
+    ``id_kinds`` fixes how IDs are typed (``{"user": "int" | "str", "item": ...}``);
+    left out, each chunk's IDs are typed on their own, which is safe only for one chunk.
+    Each chunk carries its count of dropped lines in ``attrs["skipped_lines"]``.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an interaction file")
-    requested = {"user": user, "item": item, "rating": rating, "timestamp": timestamp}
+    requested = {role: options.pop(role, None) for role in ROLES}
+    unknown = set(options) - {"sep", "header", "skip_bad_lines"}
+    if unknown:
+        raise TypeError(f"unknown reader option(s) {sorted(unknown)}")
+    id_kinds = id_kinds or {}
     if _inner_suffix(path) in _PARQUET_SUFFIXES:
-        return _read_parquet(path, requested)
-    return _read_delimited(path, requested, sep, header, skip_bad_lines)
+        yield from _parquet_chunks(path, requested, chunk_rows, id_kinds)
+    else:
+        yield from _delimited_chunks(
+            path, requested, options.get("sep"), options.get("header"), options.get("skip_bad_lines", False),
+            chunk_rows, id_kinds,
+        )
 
 
-def _read_parquet(path: Path, requested: dict) -> pd.DataFrame:
+def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kinds: dict) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
     try:
-        table = pd.read_parquet(path)
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        cols = _resolve_columns(path, names, True, requested)
+        batches = parquet.iter_batches(batch_size=chunk_rows or max(parquet.metadata.num_rows, 1), columns=[names[p] for p in cols.values()])
+        offset = 0
+        for batch in batches:
+            table = batch.to_pandas()
+            raw = pd.DataFrame({role: table[names[pos]] for role, pos in cols.items()})
+            # Parquet rows have no line numbers; report row numbers (1-based) instead.
+            yield _clean(path, raw, np.arange(offset + 1, offset + len(raw) + 1), "row", False, id_kinds)
+            offset += len(raw)
+    except DataError:
+        raise
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
-    if table.empty:
+    if offset == 0:
         raise DataError(f"{path}: the file has no rows")
-    cols = _resolve_columns(path, list(table.columns), True, requested)
-    raw = pd.DataFrame({role: table.iloc[:, pos] for role, pos in cols.items()})
-    # Parquet rows have no line numbers; report row numbers (1-based) instead.
-    return _clean(path, raw, lines=np.arange(1, len(raw) + 1), where="row", skip_bad=False)
 
 
-def _read_delimited(path: Path, requested: dict, sep: str | None, header: bool | None, skip_bad: bool) -> pd.DataFrame:
-    raw_bytes = _read_text_bytes(path)
-    first = _first_line(raw_bytes)
+def _first_line_of(path: Path) -> str:
+    try:
+        with _open_bytes(path) as handle:
+            for line in handle:
+                text = line.decode("utf-8", errors="replace").strip("\r\n")
+                if text.strip():
+                    return text
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"{path}: cannot read the file ({exc})") from None
+    return ""
+
+
+def _delimited_chunks(
+    path: Path, requested: dict, sep: str | None, header: bool | None, skip_bad: bool,
+    chunk_rows: int | None, id_kinds: dict,
+) -> Iterator[pd.DataFrame]:
+    first = _first_line_of(path)
     if not first:
         raise DataError(f"{path}: the file is empty")
     sep = sep if sep is not None else _guess_sep(path, first)
     if len(sep) > 1:
-        # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab.
+        # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab,
+        # which needs the file in memory (MovieLens .dat files are small).
+        raw_bytes = _read_text_bytes(path)
         if b"\t" in raw_bytes:
             raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
-        raw_bytes = raw_bytes.replace(sep.encode(), b"\t")
+        source = io.BytesIO(raw_bytes.replace(sep.encode(), b"\t"))
         first = first.replace(sep, "\t")
         parse_sep = "\t"
     else:
+        source = _open_bytes(path)
         parse_sep = sep
     fields = first.split(parse_sep) if parse_sep != " " else first.split()
     if header is None:
@@ -221,11 +292,12 @@ def _read_delimited(path: Path, requested: dict, sep: str | None, header: bool |
         )
 
     skipped: list[int] = []
-    with warnings.catch_warnings(record=True) as caught:
+    rows_before = 0
+    with source, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            frame = pd.read_csv(
-                io.BytesIO(raw_bytes),
+            reader = pd.read_csv(
+                source,
                 sep=r"\s+" if parse_sep == " " else parse_sep,
                 header=0 if header else None,
                 dtype=str,
@@ -235,7 +307,27 @@ def _read_delimited(path: Path, requested: dict, sep: str | None, header: bool |
                 on_bad_lines="warn" if skip_bad else "error",
                 encoding_errors="replace",
                 engine="c",
+                chunksize=chunk_rows,
             )
+            chunks = reader if chunk_rows else iter([reader])
+            for frame in chunks:
+                new = [int(n) for w in caught for n in re.findall(r"Skipping line (\d+)", str(w.message))]
+                caught.clear()
+                skipped = sorted(skipped + new)
+                lines = np.arange(len(frame)) + 1 + int(bool(header)) + rows_before
+                rows_before += len(frame)
+                for bad in skipped:
+                    lines[lines >= bad] += 1
+                blank = frame.isna().all(axis=1).to_numpy()
+                frame, lines = frame.loc[~blank], lines[~blank]
+                if frame.empty:
+                    continue
+                cols = _resolve_columns(
+                    path, list(frame.columns) if header else list(range(frame.shape[1])), bool(header), requested)
+                raw = pd.DataFrame({role: frame.iloc[:, pos] for role, pos in cols.items()})
+                clean = _clean(path, raw, lines, "line", skip_bad, id_kinds)
+                clean.attrs["skipped_lines"] += len(new)
+                yield clean
         except pd.errors.EmptyDataError:
             raise DataError(f"{path}: the file is empty") from None
         except pd.errors.ParserError as exc:
@@ -247,27 +339,15 @@ def _read_delimited(path: Path, requested: dict, sep: str | None, header: bool |
                     " (pass skip_bad_lines=True to drop such lines)"
                 ) from None
             raise DataError(f"{path}: cannot parse the file ({str(exc).strip()})") from None
-    for warning in caught:
-        skipped += [int(n) for n in re.findall(r"Skipping line (\d+)", str(warning.message))]
-    if frame.empty:
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            raise DataError(f"{path}: cannot read the file ({exc})") from None
+    if rows_before == 0:
         raise DataError(f"{path}: the file has a header but no rows" if header else f"{path}: the file is empty")
 
-    lines = np.arange(len(frame)) + 1 + int(bool(header))
-    for bad in sorted(skipped):
-        lines[lines >= bad] += 1
-    blank = frame.isna().all(axis=1).to_numpy()
-    frame, lines = frame.loc[~blank], lines[~blank]
-    cols = _resolve_columns(path, list(frame.columns) if header else list(range(frame.shape[1])), bool(header), requested)
-    raw = pd.DataFrame({role: frame.iloc[:, pos] for role, pos in cols.items()})
-    clean = _clean(path, raw, lines, where="line", skip_bad=skip_bad)
-    dropped = len(skipped) + clean.attrs.get("skipped_lines", 0)
-    clean.attrs["skipped_lines"] = dropped
-    if dropped:
-        log.warning("%s: skipped %d malformed lines", path, dropped)
-    return clean
 
-
-def _clean(path: Path, raw: pd.DataFrame, lines: np.ndarray, where: str, skip_bad: bool) -> pd.DataFrame:
+def _clean(
+    path: Path, raw: pd.DataFrame, lines: np.ndarray, where: str, skip_bad: bool, id_kinds: dict | None = None
+) -> pd.DataFrame:
     """Check every value, convert IDs and numbers; bad rows raise, or are dropped when asked."""
     bad = np.zeros(len(raw), dtype=bool)
     problems = []
@@ -312,7 +392,8 @@ def _clean(path: Path, raw: pd.DataFrame, lines: np.ndarray, where: str, skip_ba
         raw = raw.loc[~bad]
     if raw.empty:
         raise DataError(f"{path}: no valid {where}s")
-    out = pd.DataFrame({"user": _ids(raw["user"]), "item": _ids(raw["item"])})
+    id_kinds = id_kinds or {}
+    out = pd.DataFrame({role: _ids(raw[role], id_kinds.get(role, "auto")) for role in ("user", "item")})
     for role in ("rating", "timestamp"):
         if role in raw:
             out[role] = raw[role].to_numpy()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -156,6 +157,39 @@ class Recommender(ABC):
                 raise DataError(f"items must be item indices in [0, {self.n_items_})")
         ids, scores = self.top_n(user_items, N, exclude_seen=filter_already_liked_items, allowed_items=allowed)
         return (ids[0], scores[0]) if single else (ids, scores)
+
+    def recommend_df(
+        self, history: pd.DataFrame, n: int = 10, include_seen: bool = False, fallback: str | None = None,
+        batch_size: int = 1000,
+    ) -> pd.DataFrame:
+        """Top ``n`` per user from a frame of (user, item) rows in original IDs.
+
+        Returns columns user, item, rank (1 = best), score. Items the model does not
+        know are ignored; a user without a known item gets no row, or popularity with
+        ``fallback="popularity"`` (then a ``fallback`` column marks them). Any user with
+        a history is scored by fold-in, whether or not it was in training.
+        """
+        from recvae.export.recommend import RecommendOptions, recommend_block
+
+        self._check_fitted()
+        if self.items_ is None:
+            raise DataError("the model does not know its item IDs (fit it with items=...)")
+        missing = {"user", "item"} - set(history.columns)
+        if missing:
+            raise DataError(f"history lacks column(s) {sorted(missing)}; expected user and item")
+        if history[["user", "item"]].isna().any().any():
+            raise DataError("history has missing user or item IDs")
+        options = RecommendOptions(n=n, include_seen=include_seen, fallback=fallback, batch_size=batch_size)
+        codes = pd.factorize(history["user"])[0]
+        order = np.argsort(codes, kind="stable")
+        users = history["user"].to_numpy()[order]
+        items = history["item"].to_numpy()[order]
+        starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else np.array([0])
+        bounds = np.r_[starts[::batch_size], len(order)]
+        blocks = [recommend_block(self, users[a:b], items[a:b], options)[0] for a, b in zip(bounds[:-1], bounds[1:])]
+        if not blocks:
+            blocks = [recommend_block(self, users, items, options)[0]]
+        return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
 
     # -- persistence ----------------------------------------------------------------------------
     @abstractmethod

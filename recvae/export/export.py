@@ -1,0 +1,154 @@
+"""Batch top-N export: stream users from a log, score them in blocks, write rows atomically.
+
+Reading, scoring and writing overlap in three threads (pandas' parser, torch's kernels
+and Arrow's writers release the GIL), with two blocks in flight between stages, so
+memory is bounded by the block size and the catalogue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recvae.errors import DataError
+from recvae.export.recommend import ExportStats, RecommendOptions, item_filter, recommend_block
+from recvae.export.stream import iter_user_blocks
+from recvae.export.writer import AtomicRecommendationWriter
+
+log = logging.getLogger(__name__)
+_DONE = object()
+
+
+def _prefetch(iterable: Iterable, depth: int) -> Iterator:
+    """Run ``iterable`` in a background thread, ``depth`` items ahead; its errors surface here."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for item in iterable:
+                while not stop.is_set():
+                    try:
+                        slots.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            slots.put(exc)
+
+    thread = threading.Thread(target=produce, daemon=True, name="recvae-reader")
+    thread.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def _read_id_list(path: str | Path, kind: str) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such item list file")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if kind == "int":
+        return np.asarray([int(x) if x.lstrip("-").isdigit() else x for x in ids], dtype=object)
+    return np.asarray(ids, dtype=object)
+
+
+def export_recommendations(
+    model,
+    interactions: str | Path,
+    out: str | Path,
+    *,
+    n: int = 100,
+    include_seen: bool = False,
+    allow: str | Path | None = None,
+    deny: str | Path | None = None,
+    fallback: str | None = None,
+    shard: tuple[int, int] = (0, 1),
+    users_per_block: int = 1000,
+    reader: dict | None = None,
+    grouped: bool = True,
+    progress: bool | None = None,
+) -> ExportStats:
+    """Write the top ``n`` items of every user in ``interactions`` to ``out`` (.parquet/.csv/.tsv).
+
+    Columns: user, item (original IDs), rank (1 = best), score, and with
+    ``fallback="popularity"`` a boolean ``fallback`` marking users who had no known item.
+    ``allow``/``deny`` are files of item IDs, one per line. ``shard=(i, k)`` exports
+    only the users whose ID hashes to shard ``i`` of ``k``.
+    """
+    model._check_fitted()
+    if model.items_ is None:
+        raise DataError("the model does not know its item IDs (fit it with items=...); cannot read or write IDs")
+    kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
+    allowed, unknown_filter = item_filter(
+        model.items_,
+        _read_id_list(allow, kind) if allow else None,
+        _read_id_list(deny, kind) if deny else None,
+    )
+    options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback, batch_size=users_per_block)
+    blocks = iter_user_blocks(
+        interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind}, grouped=grouped, shard=shard,
+    )
+    stats = ExportStats(unknown_filter_items=unknown_filter)
+    show = progress if progress is not None else sys.stderr.isatty()
+    started = time.perf_counter()
+    with AtomicRecommendationWriter(out) as writer, tqdm(desc="export", unit=" users", disable=not show) as bar:
+        pending: queue.Queue = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def drain():
+            while True:
+                columns = pending.get()
+                if columns is _DONE:
+                    return
+                if not failure:
+                    try:
+                        writer.write(columns)
+                    except BaseException as exc:
+                        failure.append(exc)
+
+        thread = threading.Thread(target=drain, daemon=True, name="recvae-writer")
+        thread.start()
+        try:
+            for users, items, others in _prefetch(blocks, depth=2):
+                stats.users_in_other_shards += others
+                if len(users) == 0:
+                    continue
+                columns, block_stats = recommend_block(model, users, items, options)
+                stats.add(block_stats)
+                if failure:
+                    break
+                if block_stats.rows:
+                    pending.put(columns)
+                bar.update(block_stats.users)
+        finally:
+            pending.put(_DONE)
+            thread.join()
+        if failure:
+            raise failure[0]
+        empty = {"user": np.empty(0, dtype=object), "item": model.items_.ids[:0],
+                 "rank": np.empty(0, np.int32), "score": np.empty(0, np.float32)}
+        if fallback is not None:
+            empty["fallback"] = np.empty(0, bool)
+        writer.commit(empty)
+    seconds = time.perf_counter() - started
+    log.info("exported %d users (%d rows) in %.1f s", stats.users_with_rows, stats.rows, seconds)
+    return stats

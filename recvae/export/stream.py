@@ -1,0 +1,88 @@
+"""Complete user histories, a block at a time, from a log too large to hold in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recvae.data.readers import iter_interactions
+from recvae.errors import DataError
+
+Block = tuple[np.ndarray, np.ndarray, int]  # (user IDs, item IDs) per interaction, users in other shards
+
+
+def shard_of(users: np.ndarray, n_shards: int) -> np.ndarray:
+    """A stable shard number per user ID: the same in every process and run."""
+    return (pd.util.hash_array(np.asarray(users)) % np.uint64(n_shards)).astype(np.int64)
+
+
+def iter_user_blocks(
+    path: str | Path,
+    *,
+    users_per_block: int = 1000,
+    chunk_rows: int = 1 << 20,
+    reader: dict | None = None,
+    id_kinds: dict | None = None,
+    grouped: bool = True,
+    shard: tuple[int, int] = (0, 1),
+) -> Iterator[Block]:
+    """Yield blocks of at most ``users_per_block`` whole users.
+
+    With ``grouped=True`` the log must keep each user's rows together (any order of
+    users); memory then stays bounded by the chunk and the block, whatever the number
+    of users, and a user met again after its block was yielded is an error. With
+    ``grouped=False`` the whole log is read first and grouped in memory.
+    """
+    index, n_shards = shard
+    if not (n_shards >= 1 and 0 <= index < n_shards):
+        raise ValueError(f"shard {index}/{n_shards}: expected 0 <= i < n")
+    chunks = iter_interactions(path, chunk_rows=chunk_rows, id_kinds=id_kinds, **(reader or {}))
+    if not grouped:
+        frame = pd.concat([c[["user", "item"]] for c in chunks], ignore_index=True)
+        order = np.argsort(pd.factorize(frame["user"])[0], kind="stable")
+        chunks = iter([frame.iloc[order]])
+    carry_users = carry_items = None
+    finished: set = set()
+    for chunk in chunks:
+        users, items = chunk["user"].to_numpy(), chunk["item"].to_numpy()
+        if carry_users is not None:
+            users, items = np.concatenate([carry_users, users]), np.concatenate([carry_items, items])
+        if len(users) == 0:
+            continue
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        run_users = users[starts]
+        if grouped:
+            repeated = pd.Index(run_users).duplicated() | np.fromiter((u in finished for u in run_users), bool, len(run_users))
+            if repeated.any():
+                raise DataError(
+                    f"{path}: user {run_users[repeated][0]!r} appears again after other users; the export streams "
+                    "users and needs each user's rows together: sort the log by user, or pass grouped=False "
+                    "(--ungrouped) to group it in memory"
+                )
+            finished.update(run_users[:-1].tolist())
+        # The last user of the chunk may go on in the next one.
+        carry_users, carry_items = users[starts[-1]:], items[starts[-1]:]
+        yield from _blocks(users[: starts[-1]], items[: starts[-1]], starts[:-1], users_per_block, index, n_shards)
+    if carry_users is not None and len(carry_users):
+        yield from _blocks(carry_users, carry_items, np.array([0]), users_per_block, index, n_shards)
+
+
+def _blocks(users, items, starts, users_per_block, index, n_shards) -> Iterator[Block]:
+    if len(starts) == 0:
+        return
+    others = 0
+    if n_shards > 1:
+        mine = shard_of(users[starts], n_shards) == index
+        others = int((~mine).sum())
+        keep = np.repeat(mine, np.diff(np.r_[starts, len(users)]))
+        users, items = users[keep], items[keep]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else starts[:0]
+    if len(starts) == 0:
+        yield users[:0], items[:0], others
+        return
+    bounds = np.r_[starts[::users_per_block], len(users)]
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        yield users[a:b], items[a:b], others if k == 0 else 0

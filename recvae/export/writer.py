@@ -1,0 +1,75 @@
+"""Write recommendation rows to Parquet or CSV so that the target appears whole or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from recvae.errors import DataError
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
+
+
+def _arrow_ids(values: np.ndarray) -> pa.Array:
+    if values.dtype == object:
+        return pa.array(values.astype(str), type=pa.string())
+    return pa.array(values)
+
+
+class AtomicRecommendationWriter:
+    """Streams column blocks into a temporary file beside ``path``; ``commit`` renames it into place.
+
+    Used as a context manager, an exception (or Ctrl-C) removes the temporary file and
+    leaves whatever was at ``path`` untouched.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.format = FORMATS.get(self.path.suffix.lower())
+        if self.format is None:
+            raise DataError(f"{self.path}: unknown output format; use .parquet, .csv or .tsv")
+        if not self.path.parent.is_dir():
+            raise DataError(f"{self.path.parent}: no such folder for the output")
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._writer = None
+        self.rows = 0
+
+    def __enter__(self) -> AtomicRecommendationWriter:
+        return self
+
+    def write(self, columns: dict[str, np.ndarray]) -> None:
+        arrays = {k: _arrow_ids(v) if k in ("user", "item") else pa.array(v) for k, v in columns.items()}
+        table = pa.table(arrays)
+        if self._writer is None:
+            self.schema = table.schema
+            if self.format == "parquet":
+                self._writer = pq.ParquetWriter(self.tmp, self.schema)
+            else:
+                options = pacsv.WriteOptions(delimiter="\t" if self.format == "tsv" else ",")
+                self._writer = pacsv.CSVWriter(self.tmp, self.schema, write_options=options)
+        elif table.schema != self.schema:
+            try:
+                table = table.cast(self.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DataError(f"user or item IDs change type part-way through the input ({exc})") from None
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def commit(self, empty_columns: dict[str, np.ndarray]) -> None:
+        if self._writer is None:  # no row at all: still write a file with the columns
+            self.write(empty_columns)
+        self._writer.close()
+        self._writer = None
+        os.replace(self.tmp, self.path)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)

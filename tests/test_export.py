@@ -1,0 +1,169 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recvae.data.readers import iter_interactions
+from recvae.errors import DataError
+from recvae.export import export_recommendations
+from recvae.export import export as export_module
+from recvae.models import MultVAE
+
+
+@pytest.fixture(scope="module")
+def model(small_split):
+    return MultVAE(epochs=3, batch_size=200).fit(small_split.train, small_split.validation, small_split.items, progress=False)
+
+
+@pytest.fixture(scope="module")
+def log_path(small_log, tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "log.csv"
+    small_log[["user", "item"]].to_csv(path, index=False)
+    return path
+
+
+def export(model, path, out, **kwargs):
+    kwargs.setdefault("progress", False)
+    return export_recommendations(model, path, out, **kwargs)
+
+
+def test_exported_rows_equal_the_api(tmp_path, model, log_path, small_log):
+    out = tmp_path / "recs.parquet"
+    stats = export(model, log_path, out, n=10, users_per_block=97)
+    rows = pd.read_parquet(out)
+    assert stats.rows == len(rows) and stats.users_with_rows == rows["user"].nunique()
+    assert list(rows.columns) == ["user", "item", "rank", "score"]
+    api = model.recommend_df(small_log[["user", "item"]], n=10)
+    pd.testing.assert_frame_equal(rows.reset_index(drop=True), api.reset_index(drop=True), check_dtype=False)
+    # and the implicit-style call gives the same items for one user, by index
+    user = small_log["user"].iloc[0]
+    items = small_log.loc[small_log["user"] == user, "item"]
+    history = np.zeros((1, len(model.items_)), dtype=np.float32)
+    history[0, model.items_.index_of(items.to_numpy(), missing="ignore")] = 1
+    import scipy.sparse as sp
+
+    ids, _ = model.recommend(0, sp.csr_matrix(history), N=10)
+    assert model.items_.id_of(ids).tolist() == rows.loc[rows["user"] == user, "item"].tolist()
+
+
+def test_seen_items_never_appear_unless_asked(tmp_path, model, log_path, small_log):
+    out = tmp_path / "recs.csv"
+    export(model, log_path, out, n=20)
+    rows = pd.read_csv(out)
+    seen = set(zip(small_log["user"], small_log["item"]))
+    assert not any(pair in seen for pair in zip(rows["user"], rows["item"]))
+    assert rows.groupby("user")["rank"].apply(lambda r: r.tolist() == list(range(1, 21))).all()
+    export(model, log_path, out, n=20, include_seen=True)
+    assert any(pair in seen for pair in zip(*pd.read_csv(out)[["user", "item"]].T.to_numpy()))
+
+
+def test_integer_ids_round_trip(tmp_path, small_split):
+    frame = pd.DataFrame({"user": [10, 10, 20, 20, 30], "item": [7, 8, 8, 9, 7]})
+    from recvae.data import Interactions
+
+    data = Interactions.from_frame(frame)
+    model = MultVAE(epochs=1, hidden_dims=(), latent_dim=4).fit(data.matrix, items=data.items, progress=False)
+    path = tmp_path / "log.tsv"
+    frame.to_csv(path, sep="\t", index=False, header=False)
+    export(model, path, tmp_path / "out.parquet", n=2)
+    rows = pd.read_parquet(tmp_path / "out.parquet")
+    assert rows["user"].dtype == np.int64 and set(rows["item"]) <= {7, 8, 9}
+    assert set(rows.loc[rows["user"] == 10, "item"]) == {9}
+
+
+def test_allow_and_deny_lists(tmp_path, model, log_path):
+    allowed = model.items_.ids[:30]
+    (tmp_path / "allow.txt").write_text("\n".join(map(str, allowed)) + "\nnot-an-item\n")
+    (tmp_path / "deny.txt").write_text("\n".join(map(str, allowed[:10])) + "\n")
+    stats = export(model, log_path, tmp_path / "r.parquet", n=5, allow=tmp_path / "allow.txt", deny=tmp_path / "deny.txt")
+    items = set(pd.read_parquet(tmp_path / "r.parquet")["item"])
+    assert items <= set(allowed[10:]) and stats.unknown_filter_items == 1
+
+
+def test_unknown_items_and_users_without_known_items(tmp_path, model):
+    known = model.items_.ids[:3]
+    log = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": [known[0], "mystery", "mystery", known[1]]})
+    log.to_csv(tmp_path / "h.csv", index=False)
+    stats = export(model, tmp_path / "h.csv", tmp_path / "r.csv", n=4)
+    rows = pd.read_csv(tmp_path / "r.csv")
+    assert set(rows["user"]) == {"a", "c"}
+    assert stats.unknown_item_interactions == 2 and stats.users_without_known_items == 1
+    stats = export(model, tmp_path / "h.csv", tmp_path / "r.csv", n=4, fallback="popularity")
+    rows = pd.read_csv(tmp_path / "r.csv")
+    assert rows.loc[rows["user"] == "b", "fallback"].all() and not rows.loc[rows["user"] != "b", "fallback"].any()
+    top = model.items_.ids[np.argsort(-model.item_popularity_.numpy(), kind="stable")[:4]]
+    assert set(rows.loc[rows["user"] == "b", "item"]) == set(top)
+
+
+def test_interrupted_export_leaves_no_file(tmp_path, model, log_path, monkeypatch):
+    out = tmp_path / "recs.parquet"
+    calls = []
+    real = export_module.recommend_block
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "recommend_block", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        export(model, log_path, out, n=5, users_per_block=100)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    out.write_text("previous export")
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        export(model, log_path, out, n=5, users_per_block=100)
+    assert out.read_text() == "previous export"
+
+
+def test_shards_together_equal_the_whole(tmp_path, model, log_path):
+    export(model, log_path, tmp_path / "all.parquet", n=5)
+    whole = pd.read_parquet(tmp_path / "all.parquet")
+    parts = []
+    for i in range(3):
+        stats = export(model, log_path, tmp_path / f"part{i}.parquet", n=5, shard=(i, 3))
+        parts.append(pd.read_parquet(tmp_path / f"part{i}.parquet"))
+        assert stats.users + stats.users_in_other_shards == whole["user"].nunique()
+    users = [set(p["user"]) for p in parts]
+    assert all(users) and not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
+    key = ["user", "rank"]
+    merged = pd.concat(parts).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(merged, whole.sort_values(key).reset_index(drop=True))
+
+
+def test_ungrouped_log_is_refused_then_grouped_in_memory(tmp_path, model, small_log):
+    shuffled = small_log[["user", "item"]].sample(frac=1.0, random_state=0)
+    shuffled.to_csv(tmp_path / "s.csv", index=False)
+    with pytest.raises(DataError, match="appears again after other users"):
+        export(model, tmp_path / "s.csv", tmp_path / "r.parquet", n=5)
+    assert not (tmp_path / "r.parquet").exists()
+    export(model, tmp_path / "s.csv", tmp_path / "r.parquet", n=5, grouped=False)
+    assert pd.read_parquet(tmp_path / "r.parquet")["user"].nunique() == small_log["user"].nunique()
+
+
+def test_chunked_reading_names_the_right_line(tmp_path):
+    lines = [f"{u},{i}" for u in range(50) for i in range(3)]
+    lines[100] = "7,8,9"
+    lines[130] = ",5"
+    (tmp_path / "log.csv").write_text("user,item\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"line 102: expected 2 fields"):
+        list(iter_interactions(tmp_path / "log.csv", chunk_rows=16))
+    chunks = list(iter_interactions(tmp_path / "log.csv", chunk_rows=16, skip_bad_lines=True))
+    assert sum(c.attrs["skipped_lines"] for c in chunks) == 2 and sum(map(len, chunks)) == 148
+    with pytest.raises(DataError, match=r"line 132: empty or missing user ID"):
+        lines[100] = "7,8"
+        (tmp_path / "log.csv").write_text("user,item\n" + "\n".join(lines) + "\n")
+        list(iter_interactions(tmp_path / "log.csv", chunk_rows=16))
+
+
+def test_cli_recommend_prints_a_summary(tmp_path, model, log_path, capsys):
+    from recvae.cli import main
+
+    model.save(tmp_path / "m")
+    assert main(["recommend", "--model", str(tmp_path / "m"), "--interactions", str(log_path), "--out",
+                 str(tmp_path / "r.csv"), "--top-n", "3", "--shard", "1/2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "rows for" in printed and "shard 1/2" in printed
+    assert main(["recommend", "--model", str(tmp_path / "m"), "--interactions", str(log_path), "--out",
+                 str(tmp_path / "r.xlsx")]) == 2
+    assert "unknown output format" in capsys.readouterr().err
