@@ -28,6 +28,7 @@ class SyntheticLog:
     popularity_exponent: float = 1.1
     taste_strength: float = 3.0
     seed: int = 20180423
+    string_ids: bool = True  # "u00042"/"i00007"; False gives the integer indices (less memory)
 
     def __post_init__(self):
         if self.n_users < 1 or self.n_items < 2 or self.n_groups < 1:
@@ -71,10 +72,15 @@ def generate_log(spec: SyntheticLog = SyntheticLog(), chunk_users: int = 1024) -
     user_idx = np.concatenate(users)
     item_idx = np.concatenate(items)
     order_in_user = np.concatenate([rng.permutation(len(u)) for u in users])
+    if spec.string_ids:
+        user_ids = np.char.add("u", np.char.zfill(user_idx.astype(str), 5)).astype(object)
+        item_ids = np.char.add("i", np.char.zfill(item_idx.astype(str), 5)).astype(object)
+    else:
+        user_ids, item_ids = user_idx.astype(np.int64), item_idx.astype(np.int64)
     frame = pd.DataFrame(
         {
-            "user": np.char.add("u", np.char.zfill(user_idx.astype(str), 5)).astype(object),
-            "item": np.char.add("i", np.char.zfill(item_idx.astype(str), 5)).astype(object),
+            "user": user_ids,
+            "item": item_ids,
             "rating": np.concatenate(ratings).astype(np.float32),
             "timestamp": 1_600_000_000 + user_idx * 10_000 + order_in_user * 60,
         }

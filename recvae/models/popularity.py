@@ -30,7 +30,7 @@ class Popularity(Recommender):
         return self
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        return self.item_popularity_.expand(user_items.shape[0], -1)
+        return self.item_popularity_.repeat(user_items.shape[0], 1)  # a copy: callers mask it in place
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {}  # the base class saves item_popularity_ for every model

@@ -17,14 +17,14 @@ def top_n_from_scores(
 
     ``exclude`` marks items a row must not get (e.g. its history); ``allowed_items``
     restricts every row to those item indices. Masked items score -inf and come
-    last, so ``n`` larger than what is left pads with them.
+    last, so ``n`` larger than what is left pads with them. ``scores`` is masked in
+    place: a copy of a users x items block costs as much as the top-k itself.
     """
     scores = scores.float()
     if exclude is not None and exclude.nnz:
-        coo = exclude.tocoo()
-        rows = torch.from_numpy(coo.row.astype(np.int64)).to(scores.device)
-        cols = torch.from_numpy(coo.col.astype(np.int64)).to(scores.device)
-        scores = scores.index_put((rows, cols), torch.tensor(-torch.inf, device=scores.device))
+        rows = torch.from_numpy(np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))).to(scores.device)
+        cols = torch.from_numpy(exclude.indices.astype(np.int64)).to(scores.device)
+        scores.index_put_((rows, cols), torch.tensor(-torch.inf, device=scores.device))
     if allowed_items is not None:
         allowed = torch.from_numpy(np.asarray(allowed_items, dtype=np.int64)).to(scores.device)
         scores = scores[:, allowed]
