@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -109,6 +110,21 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     split.add_argument("--split-seed", type=int, default=98765, help="seed of the split (default 98765)")
 
 
+def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("tracking (MLflow)")
+    group.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    group.add_argument("--experiment", default="recvae", help="MLflow experiment name")
+    group.add_argument("--no-tracking", action="store_true", help="do not log this run to MLflow")
+
+
+def _tracker(args, run_name: str):
+    from recvae.track import TrackingConfig, start_tracking
+
+    return start_tracking(
+        TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment), run_name
+    )
+
+
 def _column(value: str | None):
     if value is None:
         return None
@@ -163,31 +179,55 @@ def cmd_train(args) -> int:
     if unknown:
         raise ValueError(f"{model_class.name} has no hyperparameter(s) {sorted(unknown)}")
     model = model_class(**params)
-    print(f"data: {data_spec.describe()}", file=sys.stderr)
-    split, _ = prepare_split(data_spec, split_spec)
-    print(f"split ({split_spec.protocol}): {split.summary()}", file=sys.stderr)
-    if split.validation is None:
-        print("no validation users: training every epoch, keeping the last weights", file=sys.stderr)
-    started = time.perf_counter()
-    model.fit(split.train, split.validation, split.items, checkpoint_dir=args.checkpoint_dir, resume=args.resume, progress=False if args.quiet else None)
-    seconds = time.perf_counter() - started
-    epochs = len(model.history_)
-    print(f"trained {model.name}: {epochs} epochs in {seconds:.1f} s", file=sys.stderr)
-    metrics = args.metrics.split(",")
-    results = {model.name: evaluate(model, split.test, metrics).summary()}
-    results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
-    print(f"\ntest users: {len(split.test)}")
-    print(format_table(results, metrics))
-    metadata = {
-        "history": model.history_,
-        "data": data_spec.to_json(),
-        "split": dataclasses.asdict(split_spec),
-        "test_metrics": results[model.name],
-        "train_seconds": seconds,
-    }
-    out = model.save(args.out, metadata)
-    print(f"\nmodel saved to {out}")
+    with _tracker(args, f"train-{model.name}") as tracker:  # opened first: an unreachable server fails now
+        print(f"data: {data_spec.describe()}", file=sys.stderr)
+        split, _ = prepare_split(data_spec, split_spec)
+        print(f"split ({split_spec.protocol}): {split.summary()}", file=sys.stderr)
+        if split.validation is None:
+            print("no validation users: training every epoch, keeping the last weights", file=sys.stderr)
+        tracker.log_params({"model": model.name, "config": model.get_params(), "data": data_spec.to_json(),
+                            "split": dataclasses.asdict(split_spec)})
+        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed,
+                          "split.protocol": split_spec.protocol, "command": "train"})
+        started = time.perf_counter()
+        model.fit(split.train, split.validation, split.items, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                  callbacks=(tracker.log_epoch,), progress=False if args.quiet else None)
+        seconds = time.perf_counter() - started
+        print(f"trained {model.name}: {len(model.history_)} epochs in {seconds:.1f} s", file=sys.stderr)
+        metrics = args.metrics.split(",")
+        results = {model.name: evaluate(model, split.test, metrics).summary()}
+        results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
+        table = format_table(results, metrics)
+        print(f"\ntest users: {len(split.test)}")
+        print(table)
+        metadata = {
+            "history": model.history_,
+            "data": data_spec.to_json(),
+            "split": dataclasses.asdict(split_spec),
+            "test_metrics": results[model.name],
+            "train_seconds": seconds,
+        }
+        out = model.save(args.out, metadata)
+        print(f"\nmodel saved to {out}")
+        tracker.log_metrics(results[model.name], prefix="test_")
+        tracker.log_metrics(results["Popularity"], prefix="popularity_test_")
+        tracker.log_metrics({"train_seconds": seconds, "epochs": len(model.history_)})
+        _log_run_artifacts(tracker, out, table, model.history_)
+        if tracker.run_id:
+            print(f"MLflow run {tracker.run_id} (experiment {args.experiment!r})")
     return 0
+
+
+def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict]) -> None:
+    from recvae.track.tracking import training_curves_figure
+
+    tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
+    tracker.log_dict({"table": table.splitlines()}, "results/test_metrics.json")
+    if history and tracker.run_id:  # matplotlib only when a run records it
+        figure = training_curves_figure(history)
+        tracker.log_figure(figure, "plots/training_curves.png")
+    tracker.log_artifact(model_dir, "recvae_model")
+    tracker.log_model(model_dir)
 
 
 def cmd_evaluate(args) -> int:
@@ -207,11 +247,18 @@ def cmd_evaluate(args) -> int:
     if model.items_ is not None and model.items_ != split.items:
         raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
     metrics = args.metrics.split(",")
-    results = {model.name: evaluate(model, split.test, metrics).summary()}
-    if args.baseline:
-        results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
-    print(f"data: {data_spec.describe()}; test users: {len(split.test)}")
-    print(format_table(results, metrics))
+    with _tracker(args, f"evaluate-{model.name}") as tracker:
+        tracker.log_params({"model": model.name, "model_dir": str(args.model), "config": model.get_params(),
+                            "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
+        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed, "command": "evaluate"})
+        results = {model.name: evaluate(model, split.test, metrics).summary()}
+        if args.baseline:
+            results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
+        print(f"data: {data_spec.describe()}; test users: {len(split.test)}")
+        print(format_table(results, metrics))
+        tracker.log_metrics(results[model.name], prefix="test_")
+        if args.baseline:
+            tracker.log_metrics(results["Popularity"], prefix="popularity_test_")
     return 0
 
 
@@ -281,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated test metrics")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_flags(train)
+    _add_tracking_flags(train)
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -293,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated metrics")
     evaluate.add_argument("--baseline", action="store_true", help="also score popularity on the same split")
     _add_data_flags(evaluate)
+    _add_tracking_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     recommend = sub.add_parser(

@@ -6,7 +6,7 @@ import pytest
 
 from recvae.cli import main
 
-TINY = ["--epochs", "3", "--batch-size", "100", "--heldout-users", "60", "--quiet"]
+TINY = ["--epochs", "3", "--batch-size", "100", "--heldout-users", "60", "--quiet", "--no-tracking"]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_train_prints_metrics_beside_popularity_and_saves(tmp_path, log_file, ca
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["model"] == "MultVAE" and len(manifest["metadata"]["history"]) == 3
 
-    assert main(["evaluate", "--model", str(out), "--baseline"]) == 0
+    assert main(["evaluate", "--model", str(out), "--baseline", "--no-tracking"]) == 0
     again = capsys.readouterr().out
     # the evaluation rebuilds the same split, so it prints the same test metrics
     vae_line = next(line for line in printed.splitlines() if line.startswith("MultVAE"))
@@ -61,7 +61,7 @@ def test_unknown_hyperparameter_for_model_and_resume_without_dir(tmp_path, log_f
 
 def test_evaluate_refuses_a_damaged_model(tmp_path, capsys):
     (tmp_path / "model.json").write_text("{")
-    assert main(["evaluate", "--model", str(tmp_path)]) == 2
+    assert main(["evaluate", "--model", str(tmp_path), "--no-tracking"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
 
 

@@ -64,7 +64,8 @@ def generate_log(spec: SyntheticLog = SyntheticLog(), chunk_users: int = 1024) -
         keys = logits + rng.gumbel(size=logits.shape)
         for row in range(stop - start):
             n = activity[start + row]
-            chosen = np.argpartition(-keys[row], n - 1)[:n]
+            # A copy: a slice would keep the whole catalogue-sized argpartition array alive per user.
+            chosen = np.argpartition(-keys[row], n - 1)[:n].copy()
             users.append(np.full(n, start + row))
             items.append(chosen)
             stars = 2.5 + 2.5 * taste[row, chosen] + rng.normal(0.0, 1.0, size=n)

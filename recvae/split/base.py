@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,18 @@ class Split:
     @property
     def n_items(self) -> int:
         return self.train.shape[1]
+
+    def fingerprint(self) -> str:
+        """A hash of the training matrix, the held-out users' parts and the item IDs."""
+        digest = hashlib.sha256()
+        parts = [self.train, self.test.fold_in, self.test.target]
+        if self.validation is not None:
+            parts += [self.validation.fold_in, self.validation.target]
+        for matrix in parts:
+            for array in (matrix.indptr, matrix.indices):
+                digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+        digest.update(repr(self.items.ids.tolist()).encode())
+        return digest.hexdigest()[:16]
 
     def summary(self) -> str:
         val = len(self.validation) if self.validation is not None else 0

@@ -1,0 +1,101 @@
+"""MLflow tracking against a real `mlflow server` on 127.0.0.1 with a SQLite store."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pandas as pd
+import pytest
+
+mlflow = pytest.importorskip("mlflow")
+
+from recvae.cli import main  # noqa: E402
+from recvae.models import Recommender  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"), cwd=root,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
+                time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def log_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "log.csv"
+    assert main(["generate", "--out", str(path), "--users", "500", "--items", "150"]) == 0
+    return path
+
+
+def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(log_file), "--out", str(out), "--epochs", "3", "--batch-size", "100",
+                 "--heldout-users", "50", "--quiet", "--tracking-uri", server, "--experiment", "tracking-test"]) == 0
+    assert "MLflow run" in capsys.readouterr().out
+    client = mlflow.tracking.MlflowClient(server)
+    experiment = client.get_experiment_by_name("tracking-test")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    for key in ("loss", "kl", "beta", "reconstruction", "val_ndcg_at_100", "val_recall_at_20"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert sorted(m.step for m in history) == [1, 2, 3], key
+    for key in ("test_ndcg_at_100", "test_ndcg_at_100_se", "test_recall_at_20", "popularity_test_ndcg_at_100"):
+        assert key in run.data.metrics
+    assert run.data.params["config.latent_dim"] == "200"
+    assert len(run.data.tags["dataset.fingerprint"]) == 16 and run.data.tags["split.seed"] == "98765"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.json", "plots", "results", "model", "recvae_model"} <= artifacts
+    assert "plots/training_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+
+    mlflow.set_tracking_uri(server)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    histories = pd.read_csv(log_file)[["user", "item"]].head(400)
+    expected = Recommender.load(out).recommend_df(histories, n=10)
+    got = pyfunc.predict(histories)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+
+
+def test_unreachable_server_fails_before_training(log_file, tmp_path, capsys):
+    out = tmp_path / "model"
+    started = time.time()
+    code = main(["train", "--data", str(log_file), "--out", str(out), "--epochs", "50", "--quiet",
+                 "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
+    assert code == 2 and "unreachable" in capsys.readouterr().err
+    assert not out.exists() and time.time() - started < 30
+
+
+def test_no_tracking_writes_no_store(log_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(log_file), "--out", "m", "--epochs", "1", "--quiet", "--no-tracking"]) == 0
+    assert not (tmp_path / "mlflow.db").exists()
