@@ -75,11 +75,11 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     assert run.data.params["config.latent_dim"] == "200"
     assert len(run.data.tags["dataset.fingerprint"]) == 16 and run.data.tags["split.seed"] == "98765"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "plots", "results", "model", "recvae_model"} <= artifacts
+    assert {"config.json", "plots", "results", "recvae_model"} <= artifacts
     assert "plots/training_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
     mlflow.set_tracking_uri(server)
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    pyfunc = mlflow.pyfunc.load_model(run.data.tags["recvae.model_uri"])
     histories = pd.read_csv(log_file)[["user", "item"]].head(400)
     expected = Recommender.load(out).recommend_df(histories, n=10)
     got = pyfunc.predict(histories)

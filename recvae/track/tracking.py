@@ -161,13 +161,21 @@ class Tracker:
 
     def log_model(self, model_dir: str | Path, name: str = "model") -> str:
         """Log a saved recvae model directory as an MLflow pyfunc model; returns its URI."""
-        from recvae.track.pyfunc import RecommenderPyfunc
-
-        kwargs = dict(python_model=RecommenderPyfunc(), artifacts={"recvae_model": str(model_dir)})
+        code = Path(__file__).with_name("pyfunc.py")
+        kwargs = dict(python_model=str(code), artifacts={"recvae_model": str(model_dir)})
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # IDs may be integers or strings, so no fixed signature is declared; MLflow warns about that.
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        level = pyfunc_log.level
+        pyfunc_log.setLevel(logging.ERROR)
         try:
             info = self.mlflow.pyfunc.log_model(name=name, **kwargs)
         except TypeError:  # MLflow before 3 names the model by artifact_path
             info = self.mlflow.pyfunc.log_model(artifact_path=name, **kwargs)
+        finally:
+            pyfunc_log.setLevel(level)
+        # MLflow 3 keeps logged models apart from run artifacts; the tag says where.
+        self.mlflow.set_tag("recvae.model_uri", info.model_uri)
         return info.model_uri
 
 
