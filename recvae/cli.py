@@ -212,20 +212,27 @@ def cmd_train(args) -> int:
         tracker.log_metrics(results[model.name], prefix="test_")
         tracker.log_metrics(results["Popularity"], prefix="popularity_test_")
         tracker.log_metrics({"train_seconds": seconds, "epochs": len(model.history_)})
-        _log_run_artifacts(tracker, out, table, model.history_)
+        curves = None
+        if tracker.run_id:
+            from recvae.evaluate import evaluate_curves
+
+            curves = {m.name: evaluate_curves(m, split.test) for m in (model, Popularity().fit(split.train))}
+        _log_run_artifacts(tracker, out, table, model.history_, curves)
         if tracker.run_id:
             print(f"MLflow run {tracker.run_id} (experiment {args.experiment!r})")
     return 0
 
 
-def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict]) -> None:
-    from recvae.track.tracking import training_curves_figure
+def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict], curves: dict | None) -> None:
+    from recvae.track.tracking import metric_curves_figure, training_curves_figure
 
     tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
     tracker.log_dict({"table": table.splitlines()}, "results/test_metrics.json")
     if history and tracker.run_id:  # matplotlib only when a run records it
-        figure = training_curves_figure(history)
-        tracker.log_figure(figure, "plots/training_curves.png")
+        tracker.log_figure(training_curves_figure(history), "plots/training_curves.png")
+    if curves:
+        tracker.log_figure(metric_curves_figure(curves), "plots/metrics_at_k.png")
+        tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")
     tracker.log_artifact(model_dir, "recvae_model")
     tracker.log_model(model_dir)
 

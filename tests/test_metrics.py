@@ -67,3 +67,15 @@ def test_parse_metric_rejects_unknown_names():
     for bad in ("ndcg", "map@10", "recall@0", "recall@x"):
         with pytest.raises(ValueError):
             parse_metric(bad)
+
+
+def test_metric_curves_match_the_single_k_functions():
+    from recvae.evaluate.metrics import metric_curves
+
+    rng = np.random.default_rng(3)
+    top = np.stack([rng.permutation(30)[:12] for _ in range(8)])
+    target = csr([sorted(rng.choice(30, size=n, replace=False).tolist()) for n in (1, 2, 3, 5, 8, 13, 0, 4)], n_items=30)
+    curves = metric_curves(top, target)
+    for k in (1, 5, 12):
+        assert np.allclose(curves["recall"][:, k - 1], recall_at_k(top, target, k), equal_nan=True)
+        assert np.allclose(curves["ndcg"][:, k - 1], ndcg_at_k(top, target, k), equal_nan=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recvae.evaluate.metrics import METRICS, mean_and_se, parse_metric
+from recvae.evaluate.metrics import METRICS, mean_and_se, metric_curves, parse_metric
 from recvae.split.base import HeldOut
 
 DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
@@ -48,3 +48,18 @@ def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int =
         for name, (kind, k) in zip(metrics, parsed):
             per_user[name][start:stop] = METRICS[kind](top, target, k)
     return EvaluationResult(users=heldout.users, per_user=per_user)
+
+
+def evaluate_curves(model, heldout: HeldOut, max_k: int = 100, batch_size: int = 1000) -> dict[str, np.ndarray]:
+    """Mean Recall@K and NDCG@K over held-out users for K = 1..max_k (arrays of length max_k)."""
+    max_k = min(max_k, heldout.fold_in.shape[1])
+    sums = {"recall": np.zeros(max_k), "ndcg": np.zeros(max_k)}
+    counts = np.zeros(max_k)
+    for start in range(0, len(heldout), batch_size):
+        stop = min(start + batch_size, len(heldout))
+        top, _ = model.top_n(heldout.fold_in[start:stop], max_k, exclude_seen=True)
+        curves = metric_curves(top, heldout.target[start:stop])
+        for name in sums:
+            sums[name] += np.nansum(curves[name], axis=0)
+        counts += np.sum(~np.isnan(curves["ndcg"]), axis=0)
+    return {name: total / np.maximum(counts, 1) for name, total in sums.items()}

@@ -64,3 +64,24 @@ def mean_and_se(values: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
     return float(values.mean()), float(se)
+
+
+def metric_curves(top_items: np.ndarray, target: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Per-user Recall@K and NDCG@K for every K from 1 to ``top_items.shape[1]`` at once.
+
+    Returns arrays of shape (users, K); entry ``[:, k - 1]`` equals ``recall_at_k(.., k)``
+    and ``ndcg_at_k(.., k)``.
+    """
+    found = hits(top_items, target)
+    ks = np.arange(1, found.shape[1] + 1)
+    n_target = _n_target(target)[:, None]
+    discount = 1.0 / np.log2(ks + 1)
+    dcg = np.cumsum(found * discount, axis=1)
+    ideal_cum = np.concatenate([[0.0], np.cumsum(discount)])
+    idcg = ideal_cum[np.minimum(ks[None, :], n_target).astype(np.int64)]
+    denom = np.minimum(ks[None, :], n_target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "recall": np.where(denom > 0, np.cumsum(found, axis=1) / denom, np.nan),
+            "ndcg": np.where(idcg > 0, dcg / idcg, np.nan),
+        }

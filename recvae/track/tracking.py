@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from recvae.errors import RecvaeError
 
 log = logging.getLogger(__name__)
@@ -227,3 +229,22 @@ def training_curves_figure(history: list[dict]):
     fig.tight_layout()
     return fig
 
+
+
+def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]]):
+    """Recall@K and NDCG@K against K, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, curves in curves_by_model.items():
+        for ax, metric in zip(axes, ("recall", "ndcg")):
+            ax.plot(np.arange(1, len(curves[metric]) + 1), curves[metric], label=name)
+    for ax, label in zip(axes, ("Recall@K", "NDCG@K")):
+        ax.set_title(label)
+        ax.set_xlabel("K")
+        ax.legend()
+    fig.tight_layout()
+    return fig
