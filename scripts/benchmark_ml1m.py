@@ -24,6 +24,7 @@ import recvae
 from recvae import Interactions, MultDAE, MultVAE, Popularity, evaluate, preprocess, read_interactions
 from recvae.models import EASE
 from recvae.split import strong_generalization_split
+from recvae.track import TrackingConfig, start_tracking
 
 METRICS = ("ndcg@100", "recall@20", "recall@50")
 # name -> (class, hyperparameters or a grid chosen on the validation users)
@@ -62,25 +63,41 @@ def main() -> None:
     parser.add_argument("--heldout-users", type=int, default=600)
     parser.add_argument("--seed", type=int, default=98765)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {list(MODELS)}")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    parser.add_argument("--experiment", default="recvae-benchmark")
+    parser.add_argument("--no-tracking", action="store_true")
     args = parser.parse_args()
+    tracking = TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    with start_tracking(tracking, "benchmark-ml-1m") as parent:
+        run(args, parent)
+
+
+def run(args, parent) -> None:
 
     data = Interactions.from_frame(preprocess(read_interactions(args.data)))
     split = strong_generalization_split(data, args.heldout_users, seed=args.seed)
     print(split.summary(), file=sys.stderr)
+    parent.log_params({"dataset": args.data, "split": split.params})
+    parent.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": args.seed, "command": "benchmark"})
     rows = []
     for name in args.models.split(","):
         model_class, params = MODELS[name]
         grid = {k: v for k, v in params.items() if isinstance(v, list)}
-        started = time.perf_counter()
-        if grid:  # one list-valued hyperparameter: pick its value on the validation users
-            (key, values), = grid.items()
-            fitted = [model_class(**{key: v}).fit(split.train) for v in values]
-            model = max(fitted, key=lambda m: evaluate(m, split.validation, ("ndcg@100",)).mean("ndcg@100"))
-        else:
-            model = model_class(**params).fit(split.train, split.validation)
-        train_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        summary = evaluate(model, split.test, METRICS).summary()
+        with parent.child(f"{name} seed {args.seed}") as tracker:
+            started = time.perf_counter()
+            if grid:  # one list-valued hyperparameter: pick its value on the validation users
+                (key, values), = grid.items()
+                fitted = [model_class(**{key: v}).fit(split.train) for v in values]
+                model = max(fitted, key=lambda m: evaluate(m, split.validation, ("ndcg@100",)).mean("ndcg@100"))
+            else:
+                model = model_class(**params).fit(split.train, split.validation, callbacks=(tracker.log_epoch,))
+            train_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            summary = evaluate(model, split.test, METRICS).summary()
+            tracker.log_params({"model": name, "config": model.get_params()})
+            tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": args.seed})
+            tracker.log_metrics(summary, prefix="test_")
+            tracker.log_metrics({"train_seconds": train_seconds})
         history = getattr(model, "history_", [])
         best = max(history, key=lambda r: r["val_ndcg@100"]) if history else None
         rows.append({
@@ -140,6 +157,8 @@ def main() -> None:
         "",
     ]
     (out / "ml-1m.md").write_text("\n".join(lines))
+    parent.log_artifact(out / "ml-1m.md", "results")
+    parent.log_artifact(out / "ml-1m.json", "results")
     print("\n".join(lines))
 
 
