@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError
 from recvae.models.base import Recommender, as_csr
 from recvae.models.nn import ACTIVATIONS, LIKELIHOODS, AutoEncoder, SparseBatch, normalised_input
 from recvae.split.base import HeldOut
@@ -85,8 +86,6 @@ class _AutoEncoderRecommender(Recommender):
         """
         user_items = as_csr(user_items)
         if user_items.nnz == 0:
-            from recvae.errors import DataError
-
             raise DataError("user_items has no interactions to train on")
         if validation is not None:
             as_csr(validation.fold_in, user_items.shape[1], "validation.fold_in")
@@ -129,8 +128,6 @@ class _AutoEncoderRecommender(Recommender):
         """Items whose decoder output vectors are closest (cosine) to ``itemid``'s."""
         self._check_fitted()
         if not 0 <= itemid < self._n_items:
-            from recvae.errors import DataError
-
             raise DataError(f"item index {itemid} is outside [0, {self._n_items})")
         with torch.no_grad():
             vectors = torch.nn.functional.normalize(self.module_.decoder[-1].weight, dim=1)
