@@ -196,7 +196,8 @@ def cmd_train(args) -> int:
         print(f"trained {model.name}: {len(model.history_)} epochs in {seconds:.1f} s", file=sys.stderr)
         metrics = args.metrics.split(",")
         results = {model.name: evaluate(model, split.test, metrics).summary()}
-        results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
+        popularity = Popularity().fit(split.train)
+        results["Popularity"] = evaluate(popularity, split.test, metrics).summary()
         table = format_table(results, metrics)
         print(f"\ntest users: {len(split.test)}")
         print(table)
@@ -216,7 +217,7 @@ def cmd_train(args) -> int:
         if tracker.run_id:
             from recvae.evaluate import evaluate_curves
 
-            curves = {m.name: evaluate_curves(m, split.test) for m in (model, Popularity().fit(split.train))}
+            curves = {m.name: evaluate_curves(m, split.test) for m in (model, popularity)}
         _log_run_artifacts(tracker, out, table, model.history_, curves)
         if tracker.run_id:
             print(f"MLflow run {tracker.run_id} (experiment {args.experiment!r})")
