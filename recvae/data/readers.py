@@ -65,14 +65,6 @@ def _read_text_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read the file ({exc})") from None
 
 
-def _first_line(raw: bytes) -> str:
-    for line in raw.splitlines():
-        text = line.decode("utf-8", errors="replace").strip("\r\n")
-        if text.strip():
-            return text
-    return ""
-
-
 def _guess_sep(path: Path, first: str) -> str:
     suffix = _inner_suffix(path)
     if suffix == ".dat" and "::" in first:

@@ -33,20 +33,25 @@ class EvaluationResult:
         return out
 
 
+def _ranked_blocks(model, heldout: HeldOut, k: int, batch_size: int):
+    """(row slice, top-k item indices, target rows) per block of held-out users; fold-in items excluded."""
+    k = min(k, heldout.fold_in.shape[1])
+    for start in range(0, len(heldout), batch_size):
+        rows = slice(start, min(start + batch_size, len(heldout)))
+        top, _ = model.top_n(heldout.fold_in[rows], k, exclude_seen=True)
+        yield rows, top, heldout.target[rows]
+
+
 def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int = 1000) -> EvaluationResult:
     """Rank all items for each held-out user from the fold-in items (which are excluded) and measure.
 
     ``model`` is any fitted recvae recommender; it sees only ``heldout.fold_in``.
     """
     parsed = [parse_metric(m) for m in metrics]
-    max_k = min(max(k for _, k in parsed), heldout.fold_in.shape[1])
     per_user = {m: np.empty(len(heldout)) for m in metrics}
-    for start in range(0, len(heldout), batch_size):
-        stop = min(start + batch_size, len(heldout))
-        top, _ = model.top_n(heldout.fold_in[start:stop], max_k, exclude_seen=True)
-        target = heldout.target[start:stop]
+    for rows, top, target in _ranked_blocks(model, heldout, max(k for _, k in parsed), batch_size):
         for name, (kind, k) in zip(metrics, parsed):
-            per_user[name][start:stop] = METRICS[kind](top, target, k)
+            per_user[name][rows] = METRICS[kind](top, target, k)
     return EvaluationResult(users=heldout.users, per_user=per_user)
 
 
@@ -55,10 +60,8 @@ def evaluate_curves(model, heldout: HeldOut, max_k: int = 100, batch_size: int =
     max_k = min(max_k, heldout.fold_in.shape[1])
     sums = {"recall": np.zeros(max_k), "ndcg": np.zeros(max_k)}
     counts = np.zeros(max_k)
-    for start in range(0, len(heldout), batch_size):
-        stop = min(start + batch_size, len(heldout))
-        top, _ = model.top_n(heldout.fold_in[start:stop], max_k, exclude_seen=True)
-        curves = metric_curves(top, heldout.target[start:stop])
+    for _, top, target in _ranked_blocks(model, heldout, max_k, batch_size):
+        curves = metric_curves(top, target)
         for name in sums:
             sums[name] += np.nansum(curves[name], axis=0)
         counts += np.sum(~np.isnan(curves["ndcg"]), axis=0)

@@ -69,12 +69,14 @@ def iter_user_blocks(
             finished = np.union1d(finished, hashes[:-1])
         # The last user of the chunk may go on in the next one.
         carry_users, carry_items = users[starts[-1]:], items[starts[-1]:]
-        yield from _blocks(users[: starts[-1]], items[: starts[-1]], starts[:-1], users_per_block, index, n_shards)
+        yield from user_blocks(users[: starts[-1]], items[: starts[-1]], starts[:-1], users_per_block, index, n_shards)
     if carry_users is not None and len(carry_users):
-        yield from _blocks(carry_users, carry_items, np.array([0]), users_per_block, index, n_shards)
+        yield from user_blocks(carry_users, carry_items, np.array([0]), users_per_block, index, n_shards)
 
 
-def _blocks(users, items, starts, users_per_block, index, n_shards) -> Iterator[Block]:
+def user_blocks(users, items, starts, users_per_block, index=0, n_shards=1) -> Iterator[Block]:
+    """Cut rows grouped by user (``starts``: first row of each user) into blocks of whole users,
+    keeping only the users of shard ``index`` of ``n_shards``."""
     if len(starts) == 0:
         return
     others = 0

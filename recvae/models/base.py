@@ -170,6 +170,7 @@ class Recommender(ABC):
         a history is scored by fold-in, whether or not it was in training.
         """
         from recvae.export.recommend import RecommendOptions, recommend_block
+        from recvae.export.stream import user_blocks
 
         self._check_fitted()
         if self.items_ is None:
@@ -184,9 +185,8 @@ class Recommender(ABC):
         order = np.argsort(codes, kind="stable")
         users = history["user"].to_numpy()[order]
         items = history["item"].to_numpy()[order]
-        starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else np.array([0])
-        bounds = np.r_[starts[::batch_size], len(order)]
-        blocks = [recommend_block(self, users[a:b], items[a:b], options)[0] for a, b in zip(bounds[:-1], bounds[1:])]
+        starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else order[:0]
+        blocks = [recommend_block(self, u, i, options)[0] for u, i, _ in user_blocks(users, items, starts, batch_size)]
         if not blocks:
             blocks = [recommend_block(self, users, items, options)[0]]
         return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
