@@ -1,4 +1,4 @@
-"""``recvae train | evaluate | generate``: a thin shell over the Python API."""
+"""``recvae train | evaluate | recommend | benchmark | generate``: a thin shell over the Python API."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 import time
 import typing
@@ -300,6 +301,21 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from recvae.benchmark import benchmark, load_benchmark
+
+    config = load_benchmark(args.config, data_path=args.data, seeds=args.seeds)
+    if args.models:
+        config = config.select([m.strip() for m in args.models.split(",") if m.strip()])
+    command = "recvae " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with _tracker(args, f"benchmark {config.dataset}") as tracker:
+        tracker.set_tags({"command": "benchmark", "dataset": config.dataset})
+        _, folder = benchmark(config, args.out, tracker, progress=False if args.quiet else None, command=command)
+    print((folder / "results.md").read_text())
+    print(f"wrote {folder}/results.md, results.csv, runs.csv, results.json and plots")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from recvae.data import SyntheticLog, generate_log
 
@@ -373,6 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_reader_flags(recommend.add_argument_group("reading the log"))
     recommend.set_defaults(func=cmd_recommend)
+
+    bench = sub.add_parser(
+        "benchmark", help="compare models on the same splits, with tuning on validation users and CIs over seeds",
+        description="Run a benchmark file (TOML; see evaluation/benchmarks/): for every split seed, tune every "
+        "model on the validation users, score the test users once, and write a Markdown table, CSV, JSON and "
+        "plots under OUT/<dataset>/, with 95%% intervals over seeds and paired tests against the best model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bench.add_argument("config", help="benchmark file, e.g. evaluation/benchmarks/ml-1m.toml")
+    bench.add_argument("--data", help="interaction file instead of the one the benchmark file names")
+    bench.add_argument("--seeds", type=int, help="number of split seeds (default: the file's)")
+    bench.add_argument("--models", help="comma-separated model names from the file (default: all)")
+    bench.add_argument("--out", default="evaluation/results", help="results go to OUT/<dataset>/")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_tracking_flags(bench)
+    bench.set_defaults(func=cmd_benchmark, experiment="recvae-benchmark")
 
     generate = sub.add_parser("generate", help="write the embedded synthetic log to a file")
     generate.add_argument("--out", required=True, help=".csv, .tsv or .parquet (.gz ok for text)")

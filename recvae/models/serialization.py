@@ -48,18 +48,22 @@ def ordinary_permissions(path: Path) -> None:
     os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
 
 
-def write_atomic_json(path: Path, payload) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``."""
+def write_atomic_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it over ``path``: readers see the old file or the new one."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         ordinary_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic_json(path: str | Path, payload) -> None:
+    write_atomic_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def save_model_dir(

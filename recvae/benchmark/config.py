@@ -1,0 +1,152 @@
+"""What a benchmark runs, read from a TOML file under evaluation/ so grids live beside their results.
+
+    dataset = "ml-1m"                      # results go to <out>/<dataset>/
+    seeds = 5                              # split seeds: split.seed, split.seed + 1, ...
+    metrics = ["ndcg@100", "recall@20", "recall@50"]
+
+    [data]                                 # recvae.pipeline.DataSpec
+    path = "../shared/data/ml-1m/user_movie_pairs.tsv.gz"
+
+    [split]                                # recvae.pipeline.SplitSpec
+    protocol = "strong"
+    heldout_users = 600
+
+    [[models]]
+    name = "ALS"                           # the label in the tables
+    model = "ALS"                          # a recvae model (recvae.models.MODELS) or "recbole:<Model>"
+    params = { iterations = 15 }           # fixed hyperparameters
+    grid = { factors = [64, 128] }         # every combination is tried on the validation users
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recvae.data.interactions import Preprocessing
+from recvae.errors import DataError
+from recvae.evaluate.metrics import parse_metric
+from recvae.pipeline import DataSpec, SplitSpec
+
+RECBOLE_PREFIX = "recbole:"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row of the results: a model, its fixed hyperparameters and the grid tuned on validation."""
+
+    name: str
+    model: str
+    params: dict = field(default_factory=dict)
+    grid: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise DataError(f"model {self.name!r}: grid value {key!r} must be a non-empty list")
+        both = set(self.params) & set(self.grid)
+        if both:
+            raise DataError(f"model {self.name!r}: {sorted(both)} both fixed and in the grid")
+
+    @property
+    def is_recbole(self) -> bool:
+        return self.model.startswith(RECBOLE_PREFIX)
+
+    def candidates(self) -> list[dict]:
+        """Every hyperparameter setting to try, fixed ones included; one when there is no grid."""
+        keys = list(self.grid)
+        return [{**self.params, **dict(zip(keys, values))} for values in itertools.product(*self.grid.values())]
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    dataset: str
+    data: DataSpec
+    split: SplitSpec
+    models: tuple[ModelSpec, ...]
+    seeds: int = 5
+    metrics: tuple[str, ...] = ("ndcg@100", "recall@20", "recall@50")
+    selection_metric: str = "ndcg@100"  # picks grid points and early-stopping epochs on validation users
+    curve_k: int = 100
+    description: str = ""
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise DataError("seeds must be at least 1")
+        if not self.models:
+            raise DataError("the benchmark lists no models")
+        for metric in (*self.metrics, self.selection_metric):
+            try:
+                parse_metric(metric)
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise DataError(f"model names must be unique, got {names}")
+
+    def split_seeds(self) -> list[int]:
+        return [self.split.seed + i for i in range(self.seeds)]
+
+    def select(self, names: list[str]) -> BenchmarkConfig:
+        """Only the named models, in the file's order."""
+        known = {m.name for m in self.models}
+        unknown = set(names) - known
+        if unknown:
+            raise DataError(f"unknown model(s) {sorted(unknown)}; the benchmark has {sorted(known)}")
+        return dataclasses.replace(self, models=tuple(m for m in self.models if m.name in names))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _section(payload: dict, key: str, cls: type, where: str):
+    values = dict(payload.get(key, {}))
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise DataError(f"{where}: unknown [{key}] field(s) {sorted(unknown)}; known: {sorted(known)}")
+    return values
+
+
+def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | None = None) -> BenchmarkConfig:
+    """Read a benchmark file; ``data_path`` and ``seeds`` override the file's."""
+    path = Path(path)
+    try:
+        payload = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such benchmark file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: not valid TOML ({exc})") from None
+    known = {"dataset", "description", "seeds", "metrics", "selection_metric", "curve_k", "data", "split", "models"}
+    unknown = set(payload) - known
+    if unknown:
+        raise DataError(f"{path}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+    data = _section(payload, "data", DataSpec, str(path))
+    if "preprocessing" in data:
+        data["preprocessing"] = Preprocessing(**data["preprocessing"])
+    if data_path is not None:
+        data["path"] = data_path
+    models = []
+    for number, entry in enumerate(payload.get("models", []), start=1):
+        extra = set(entry) - {"name", "model", "params", "grid"}
+        if extra or "model" not in entry:
+            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid); got {sorted(entry)}")
+        models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
+                                params=entry.get("params", {}), grid=entry.get("grid", {})))
+    try:
+        return BenchmarkConfig(
+            dataset=payload.get("dataset", path.stem),
+            description=payload.get("description", ""),
+            data=DataSpec(**data),
+            split=SplitSpec(**_section(payload, "split", SplitSpec, str(path))),
+            models=tuple(models),
+            seeds=seeds if seeds is not None else payload.get("seeds", 5),
+            metrics=tuple(payload.get("metrics", BenchmarkConfig.metrics)),
+            selection_metric=payload.get("selection_metric", BenchmarkConfig.selection_metric),
+            curve_k=payload.get("curve_k", BenchmarkConfig.curve_k),
+        )
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: {exc}") from None

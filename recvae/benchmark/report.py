@@ -1,0 +1,173 @@
+"""Tables, statistics and plots of a benchmark, written under ``<out>/<dataset>/``."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recvae.benchmark.environment import describe
+from recvae.benchmark.runner import BenchmarkResult
+from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
+from recvae.models.serialization import write_atomic_bytes, write_atomic_json
+
+
+def _label(metric: str) -> str:
+    kind, _, k = metric.partition("@")
+    return {"ndcg": "NDCG", "recall": "Recall"}.get(kind, kind) + "@" + k
+
+
+def summarize(result: BenchmarkResult) -> list[dict]:
+    """One row per model: mean and 95% half-interval over seeds of each metric, and mean seconds."""
+    rows = []
+    for name in result.model_names:
+        runs = result.runs_of(name)
+        row = {"model": name, "seeds": len(runs)}
+        for metric in result.config.metrics:
+            row[metric], row[f"{metric}_ci95"] = confidence_interval([r.summary[metric] for r in runs])
+        for key in ("train_seconds", "fit_seconds", "score_seconds"):
+            row[key] = float(np.mean([getattr(r, key) for r in runs]))
+        settings = Counter(json.dumps(r.params, sort_keys=True) for r in runs)
+        row["params"] = json.loads(settings.most_common(1)[0][0])
+        row["params_chosen"] = {k: v for k, v in settings.items()}
+        rows.append(row)
+    return rows
+
+
+def paired_comparisons(result: BenchmarkResult, rows: list[dict]) -> dict:
+    """Every model against the best (by the first metric), paired over the same (seed, test user)."""
+    first = result.config.metrics[0]
+    best = max(rows, key=lambda r: r[first])["model"]
+    out = {"best": best, "metric_order": list(result.config.metrics), "models": {}}
+    others = [r["model"] for r in rows if r["model"] != best]
+
+    def values(name, metric):
+        by_seed = {r.seed: r for r in result.runs_of(name)}
+        return np.concatenate([by_seed[s].per_user[metric] for s in sorted(by_seed)])
+
+    for metric in result.config.metrics:
+        diffs = {name: paired_difference(values(name, metric), values(best, metric)) for name in others}
+        adjusted = holm([d["p_t"] for d in diffs.values()]) if diffs else []
+        for (name, d), p in zip(diffs.items(), adjusted):
+            out["models"].setdefault(name, {})[metric] = {**d, "p_holm": p}
+    return out
+
+
+def _cell(mean: float, half: float) -> str:
+    return f"{mean:.4f} ± {half:.4f}" if not math.isnan(half) else f"{mean:.4f}"
+
+
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "-"
+
+
+def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> str:
+    config = result.config
+    metrics = config.metrics
+    lines = [f"# {config.dataset}: benchmark", ""]
+    if config.description:
+        lines += [config.description.strip(), ""]
+    seeds = config.split_seeds()
+    lines += [
+        f"Data: `{config.data.describe()}`. Protocol: {config.split.protocol}"
+        + (f", {config.split.heldout_users} validation + {config.split.heldout_users} test users" if config.split.heldout_users else "")
+        + f", split seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}). Hyperparameters are chosen per seed on the "
+        f"validation users by {_label(config.selection_metric)}; test users are scored once.",
+        "",
+        f"First seed's split: {result.splits.get(seeds[0], '-')}.",
+        "",
+        "| model | " + " | ".join(_label(m) for m in metrics) + " | train s | fit s | score s | chosen setting |",
+        "| --- " * (len(metrics) + 5) + "|",
+    ]
+    for row in sorted(rows, key=lambda r: -r[metrics[0]]):
+        cells = [_cell(row[m], row[f"{m}_ci95"]) for m in metrics]
+        lines.append(f"| {row['model']} | " + " | ".join(cells)
+                     + f" | {row['train_seconds']:.1f} | {row['fit_seconds']:.1f} | {row['score_seconds']:.1f} | {_params_text(row['params'])} |")
+    lines += [
+        "",
+        f"± is the half-width of the 95% Student-t interval over the {len(seeds)} split seeds (blank with one seed). "
+        "train s: every fit the model needed on one seed, grid included (mean over seeds); fit s: the chosen "
+        "setting's fit alone; score s: ranking the test users and computing the metrics and curves. "
+        "Chosen setting: the most frequent choice over seeds (all choices are in results.json).",
+        "",
+    ]
+    if paired["models"]:
+        best = paired["best"]
+        lines += [
+            f"## Paired comparison with the best model ({best})",
+            "",
+            "Difference model − best over the same test users of every seed, mean and 95% t interval; p from the "
+            "paired t-test, Holm-adjusted over the models (Wilcoxon signed-rank p in results.json).",
+            "",
+            "| model | " + " | ".join(f"Δ {_label(m)} | p" for m in metrics) + " |",
+            "| --- " * (2 * len(metrics) + 1) + "|",
+        ]
+        for name, by_metric in paired["models"].items():
+            cells = []
+            for m in metrics:
+                d = by_metric[m]
+                cells += [f"{d['mean']:+.4f} ± {d['ci']:.4f}", f"{d['p_holm']:.2g}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for name, reason in result.skipped.items():
+        lines += [f"Not run: {name} ({reason}).", ""]
+    lines += [f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def _png(figure) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None) -> Path:
+    """Write results.{md,csv,json}, runs.csv and the PNG plots; return the folder."""
+    from recvae.track.tracking import metric_curves_figure, training_curves_figure
+
+    folder = Path(out) / result.config.dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = summarize(result)
+    paired = paired_comparisons(result, rows) if rows else {"best": None, "models": {}}
+    metrics = result.config.metrics
+    runs = [{"model": r.name, "seed": r.seed, **{m: r.summary[m] for m in metrics},
+             **{f"{m}_se": r.summary[f"{m}_se"] for m in metrics}, "train_seconds": r.train_seconds,
+             "fit_seconds": r.fit_seconds, "score_seconds": r.score_seconds, "epochs": len(r.history),
+             "params": json.dumps(r.params, sort_keys=True)} for r in result.runs]
+    table = pd.DataFrame([{**r, "params": json.dumps(r["params"], sort_keys=True), "params_chosen": json.dumps(r["params_chosen"])} for r in rows])
+    write_atomic_bytes(folder / "results.csv", table.to_csv(index=False).encode())
+    write_atomic_bytes(folder / "runs.csv", pd.DataFrame(runs).to_csv(index=False).encode())
+    payload = {
+        "dataset": result.config.dataset, "command": command, "environment": env, "config": result.config.to_json(),
+        "splits": {str(k): v for k, v in result.splits.items()}, "skipped": result.skipped, "summary": rows,
+        "paired": paired, "runs": [{**run, "tuning": r.tuning, "history": r.history} for run, r in zip(runs, result.runs)],
+        "curves": {name: {k: np.mean([r.curves[k] for r in result.runs_of(name)], axis=0).tolist() for k in ("recall", "ndcg")}
+                   for name in result.model_names},
+    }
+    write_atomic_json(folder / "results.json", payload)
+    write_atomic_bytes(folder / "results.md", markdown(result, rows, paired, env, command).encode())
+    files = ["results.md", "results.csv", "runs.csv", "results.json"]
+    if result.runs:
+        figure = metric_curves_figure({name: {k: np.asarray(v) for k, v in c.items()} for name, c in payload["curves"].items()})
+        write_atomic_bytes(folder / "metrics_at_k.png", _png(figure))
+        files.append("metrics_at_k.png")
+    for name in result.model_names:
+        first = result.runs_of(name)[0]
+        if first.history:
+            filename = f"training_{name}.png".replace(" ", "_").replace("/", "_")
+            write_atomic_bytes(folder / filename, _png(training_curves_figure(first.history)))
+            files.append(filename)
+    if tracker is not None:
+        for filename in files:
+            tracker.log_artifact(folder / filename, "results")
+        if paired.get("best"):
+            tracker.log_metrics({f"{row['model']}.{m}": row[m] for row in rows for m in metrics})
+    return folder

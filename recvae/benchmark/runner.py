@@ -1,0 +1,178 @@
+"""Run a benchmark: for every split seed, every model is tuned on the validation users, trained,
+and scored once on the test users, all through the same split and metric code."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recvae.benchmark.config import BenchmarkConfig, ModelSpec
+from recvae.data.interactions import Interactions
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError
+from recvae.evaluate.evaluation import evaluate, evaluate_curves
+from recvae.models.base import config_from_dict
+from recvae.pipeline import prepare_split
+from recvae.split import Split, strong_generalization_split
+from recvae.track.tracking import NullTracker
+from recvae.train.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelRun:
+    """One model on one split seed."""
+
+    name: str
+    seed: int
+    params: dict  # the chosen setting, fixed hyperparameters included
+    tuning: list[dict]  # every setting tried: params, validation score, seconds
+    train_seconds: float  # every fit this model needed on this seed, grid included
+    fit_seconds: float  # the chosen setting's fit alone
+    score_seconds: float  # ranking and measuring the test users
+    summary: dict[str, float]
+    users: np.ndarray
+    per_user: dict[str, np.ndarray]
+    curves: dict[str, np.ndarray]
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class BenchmarkResult:
+    config: BenchmarkConfig
+    runs: list[ModelRun]
+    splits: dict[int, str]  # seed -> split summary
+    skipped: dict[str, str]  # model name -> why it did not run
+
+    def runs_of(self, name: str) -> list[ModelRun]:
+        return [r for r in self.runs if r.name == name]
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(dict.fromkeys(r.name for r in self.runs))
+
+
+def build_model(spec: ModelSpec, params: dict):
+    """A fresh, unfitted model for one hyperparameter setting."""
+    if spec.is_recbole:
+        from recvae.models.recbole import RecBoleModel
+
+        return RecBoleModel(model=spec.model.split(":", 1)[1], params=params)
+    from recvae.models import MODELS
+
+    if spec.model not in MODELS:
+        raise DataError(f"model {spec.name!r}: unknown model {spec.model!r}; known: {sorted(MODELS)} or 'recbole:<Model>'")
+    cls = MODELS[spec.model]
+    try:
+        return cls(config_from_dict(cls.config_class, params))
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"model {spec.name!r}: bad hyperparameters {params} ({exc})") from None
+
+
+def unavailable(spec: ModelSpec) -> str | None:
+    """Why a model cannot run here (a missing optional package), or None."""
+    if spec.is_recbole:
+        from recvae.models.recbole import recbole_missing
+
+        return recbole_missing()
+    return None
+
+
+def _tuning_split(split: Split, seed: int) -> Split:
+    """Validation users carved out of the training users, for protocols that come without them."""
+    train = split.train
+    data = Interactions(train, Vocabulary(np.arange(train.shape[0]), "user"), Vocabulary(np.arange(train.shape[1]), "item"))
+    n = max(1, round(0.1 * train.shape[0]))
+    return strong_generalization_split(data, n, seed=seed)
+
+
+def _fit(model, train, validation, on_epoch):
+    started = time.perf_counter()
+    model.fit(train, validation, callbacks=(on_epoch,), progress=False)
+    return time.perf_counter() - started
+
+
+def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None) -> ModelRun:
+    """Tune ``spec`` on the split's validation users, then score its test users once."""
+    tune_on = split if split.validation is not None else _tuning_split(split, seed)
+    candidates = spec.candidates()
+    best, best_score, tuning, train_seconds = None, -np.inf, [], 0.0
+    for candidate in candidates:
+        model = build_model(spec, candidate)
+        seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
+        score = evaluate(model, tune_on.validation, (config.selection_metric,)).mean(config.selection_metric)
+        train_seconds += seconds
+        tuning.append({"params": candidate, f"val_{config.selection_metric}": score, "seconds": seconds})
+        log.info("%s seed %d %s: validation %s %.4f (%.1f s)", spec.name, seed, candidate, config.selection_metric, score, seconds)
+        if best is None or score > best_score:
+            best, best_score, params, fit_seconds = model, score, candidate, seconds
+        on_fit()
+    model = best
+    if tune_on is not split:
+        # Refit on all training users; an early-stopped model keeps the epoch count validation chose.
+        final = dict(params)
+        if isinstance(model.config, TrainingConfig) and getattr(model, "history_", None):
+            best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"] + 1
+            final.update(epochs=int(best_epoch), patience=None)
+        model = build_model(spec, final)
+        fit_seconds = _fit(model, split.train, None, on_epoch)
+        train_seconds += fit_seconds
+    started = time.perf_counter()
+    result = evaluate(model, split.test, config.metrics)
+    curves = evaluate_curves(model, split.test, config.curve_k)
+    score_seconds = time.perf_counter() - started
+    return ModelRun(
+        name=spec.name, seed=seed, params=params, tuning=tuning, train_seconds=train_seconds,
+        fit_seconds=fit_seconds, score_seconds=score_seconds, summary=result.summary(), users=result.users,
+        per_user=result.per_user, curves=curves, history=list(getattr(model, "history_", []) or []),
+    )
+
+
+def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None) -> BenchmarkResult:
+    """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``."""
+    tracker = tracker or NullTracker()
+    skipped = {}
+    for spec in config.models:
+        reason = unavailable(spec)
+        if reason:
+            log.warning("skipping %s: %s", spec.name, reason)
+            skipped[spec.name] = reason
+    specs = [s for s in config.models if s.name not in skipped]
+    for spec in specs:  # bad hyperparameters fail now, not after an hour of other models
+        for params in spec.candidates():
+            build_model(spec, params)
+    tracker.log_params({"benchmark": config.to_json()})
+    runs, splits = [], {}
+    total = config.seeds * sum(len(s.candidates()) for s in specs)
+    with tqdm(total=total, desc="benchmark", unit="fit", disable=None if progress is None else not progress) as bar:
+        for seed in config.split_seeds():
+            split, _ = prepare_split(config.data, dataclasses.replace(config.split, seed=seed))
+            splits[seed] = split.summary()
+            log.info("seed %d: %s", seed, split.summary())
+            for spec in specs:
+                bar.set_description(f"seed {seed} · {spec.name}")
+
+                def on_epoch(record, bar=bar):
+                    shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("val_") and not k.endswith("_se")}
+                    bar.set_postfix(epoch=record["epoch"], **shown)
+
+                with tracker.child(f"{spec.name} seed {seed}") as child:
+                    run = run_model(spec, split, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch)
+                    child.set_tags({"model": spec.name, "split.seed": seed, "dataset.fingerprint": split.fingerprint()})
+                    child.log_params({"model": spec.model, "params": run.params})
+                    for record in run.history:
+                        child.log_epoch(record)
+                    child.log_metrics(run.summary, prefix="test_")
+                    child.log_metrics({"train_seconds": run.train_seconds, "fit_seconds": run.fit_seconds,
+                                       "score_seconds": run.score_seconds})
+                    child.log_dict({"tuning": run.tuning}, "tuning.json")
+                runs.append(run)
+                first = config.metrics[0]
+                log.info("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
+    return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped)

@@ -1,0 +1,36 @@
+"""What the implicit-backed models share: a clear error when implicit is missing, and one BLAS thread.
+
+implicit parallelises its solvers itself and warns (rightly: it runs several times slower) when
+OpenBLAS also spawns threads inside each of them, so its calls run under a one-thread BLAS limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def import_implicit():
+    try:
+        import implicit.cpu.als
+        import implicit.cpu.bpr
+    except ImportError as exc:
+        raise ImportError(f"this model needs the implicit package ({exc}); pip install implicit") from None
+    return implicit
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def binary(user_items: sp.csr_matrix) -> sp.csr_matrix:
+    """Every interaction counts once: confidence weighting is the model's ``alpha``, not the log's counts."""
+    out = user_items.astype(np.float32, copy=True)
+    out.data[:] = 1.0
+    return out

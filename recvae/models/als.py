@@ -1,0 +1,91 @@
+"""Implicit-feedback ALS (Hu, Koren, Volinsky, ICDM 2008) trained by implicit.
+
+A user outside training is folded in as ALS itself would: the least-squares solve of that
+user's factors against the trained item factors (implicit's ``recalculate_user``), so
+held-out users are scored without retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError
+from recvae.models._implicit import binary, import_implicit, single_threaded_blas
+from recvae.models.base import Recommender, as_csr
+from recvae.split.base import HeldOut
+
+
+@dataclass(frozen=True)
+class ALSConfig:
+    """implicit's defaults: 100 factors, regularization 0.01, confidence ``alpha`` 1, 15 iterations."""
+
+    factors: int = 100
+    regularization: float = 0.01
+    alpha: float = 1.0
+    iterations: int = 15
+    seed: int = 98765
+
+    def __post_init__(self):
+        if self.factors < 1 or self.iterations < 1:
+            raise ValueError("factors and iterations must be at least 1")
+        if self.regularization < 0 or not self.alpha > 0:
+            raise ValueError("regularization must be >= 0 and alpha positive")
+
+
+class ALS(Recommender):
+    name = "ALS"
+    config_class = ALSConfig
+
+    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
+        user_items = as_csr(user_items)
+        if user_items.nnz == 0:
+            raise DataError("user_items has no interactions to learn from")
+        c = self.config
+        implicit = import_implicit()
+        with single_threaded_blas():  # implicit checks the BLAS threads when it builds the solver
+            self._solver = implicit.cpu.als.AlternatingLeastSquares(
+                factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
+                random_state=c.seed,
+            )
+            self._solver.fit(binary(user_items), show_progress=False)
+        self.item_factors_ = torch.from_numpy(np.ascontiguousarray(self._solver.item_factors))
+        self._set_fitted(user_items, items)
+        return self
+
+    def user_factors(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """Fold-in: each row's factors solved against the fixed item factors."""
+        self._check_fitted()
+        user_items = as_csr(user_items, self._n_items)
+        with single_threaded_blas():
+            return self._solver.recalculate_user(np.arange(user_items.shape[0]), binary(user_items))
+
+    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        return torch.from_numpy(self.user_factors(user_items)) @ self.item_factors_.T
+
+    def similar_items(self, itemid: int, N: int = 10):
+        self._check_fitted()
+        factors = torch.nn.functional.normalize(self.item_factors_, dim=1)
+        values, indices = torch.topk(factors @ factors[itemid], min(N, self._n_items))
+        return indices.numpy(), values.numpy()
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"item_factors": self.item_factors_}
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        implicit = import_implicit()
+        c = self.config
+        self.item_factors_ = tensors["item_factors"].float().contiguous()
+        if self.item_factors_.shape[1] != c.factors:
+            raise ValueError(f"item factors have {self.item_factors_.shape[1]} columns for factors={c.factors}")
+        with single_threaded_blas():
+            self._solver = implicit.cpu.als.AlternatingLeastSquares(
+                factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
+            )
+        self._solver.item_factors = self.item_factors_.numpy()
+        self._n_items = self.item_factors_.shape[0]
+        self._fitted = True
