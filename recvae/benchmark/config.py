@@ -26,7 +26,6 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recvae.data.interactions import Preprocessing
 from recvae.errors import DataError
 from recvae.evaluate.metrics import parse_metric
 from recvae.pipeline import DataSpec, SplitSpec
@@ -125,8 +124,6 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     if unknown:
         raise DataError(f"{path}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
     data = _section(payload, "data", DataSpec, str(path))
-    if "preprocessing" in data:
-        data["preprocessing"] = Preprocessing(**data["preprocessing"])
     if data_path is not None:
         data["path"] = data_path
     models = []
@@ -140,7 +137,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         return BenchmarkConfig(
             dataset=payload.get("dataset", path.stem),
             description=payload.get("description", ""),
-            data=DataSpec(**data),
+            data=DataSpec.from_json(data),
             split=SplitSpec(**_section(payload, "split", SplitSpec, str(path))),
             models=tuple(models),
             seeds=seeds if seeds is not None else payload.get("seeds", 5),

@@ -61,9 +61,15 @@ class BenchmarkResult:
 def build_model(spec: ModelSpec, params: dict):
     """A fresh, unfitted model for one hyperparameter setting."""
     if spec.is_recbole:
-        from recvae.models.recbole import RecBoleModel
+        from recvae.models.recbole import RecBoleConfig, RecBoleModel
 
-        return RecBoleModel(model=spec.model.split(":", 1)[1], params=params)
+        # The adapter's own settings (patience, fold-in) by name; everything else is RecBole's.
+        own = {f.name for f in dataclasses.fields(RecBoleConfig)} - {"model", "params"}
+        try:
+            return RecBoleModel(model=spec.model.split(":", 1)[1], params={k: v for k, v in params.items() if k not in own},
+                                **{k: v for k, v in params.items() if k in own})
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"model {spec.name!r}: {exc}") from None
     from recvae.models import MODELS
 
     if spec.model not in MODELS:
@@ -118,7 +124,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
         # Refit on all training users; an early-stopped model keeps the epoch count validation chose.
         final = dict(params)
         if isinstance(model.config, TrainingConfig) and getattr(model, "history_", None):
-            best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"] + 1
+            best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"]
             final.update(epochs=int(best_epoch), patience=None)
         model = build_model(spec, final)
         fit_seconds = _fit(model, split.train, None, on_epoch)

@@ -4,7 +4,8 @@ implicit's BPR has no way to score a user it was not trained on, so recvae folds
 itself, by the same objective with the item factors frozen: each user's vector starts at
 zero and takes ``fold_in_steps`` Adam steps on the BPR loss, one uniformly sampled
 negative per positive item and step, plus ``regularization / 2 * |u|^2`` as in training.
-The sampling is seeded, so the same history always gets the same recommendations.
+The sampling is seeded and does not depend on the other users scored with it, so the same
+history always gets the same recommendations.
 """
 
 from __future__ import annotations
@@ -41,6 +42,38 @@ class BPRConfig:
             raise ValueError("learning rates must be positive and regularization >= 0")
 
 
+def bpr_fold_in(
+    user_items: sp.csr_matrix, item_factors: torch.Tensor, item_bias: torch.Tensor | None, regularization: float,
+    steps: int, learning_rate: float, seed: int,
+) -> torch.Tensor:
+    """User vectors fitted by the BPR loss against frozen item factors (and biases), one row per history."""
+    n_users, n_items = user_items.shape
+    users = torch.zeros(n_users, item_factors.shape[1], requires_grad=True)
+    counts = np.diff(user_items.indptr)
+    rows = torch.from_numpy(np.repeat(np.arange(n_users), counts))
+    positives = torch.from_numpy(user_items.indices.astype(np.int64))
+    if len(positives) == 0:
+        return users.detach()
+    # The negative for a user's j-th item at step s is table[j, s], drawn row by row from a fixed seed:
+    # the same for every block, so a user's factors depend on its history alone, not on its neighbours
+    # (the loss and Adam's updates are separable over users).
+    rank = torch.from_numpy(np.arange(len(positives)) - np.repeat(user_items.indptr[:-1], counts))
+    table = torch.randint(n_items, (int(counts.max()), steps), generator=torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.Adam([users], lr=learning_rate)
+    item_factors = item_factors.detach()
+    with torch.enable_grad():
+        for step in range(steps):
+            negatives = table[rank, step]
+            margin = (users[rows] * (item_factors[positives] - item_factors[negatives])).sum(1)
+            if item_bias is not None:
+                margin = margin + item_bias[positives] - item_bias[negatives]
+            loss = torch.nn.functional.softplus(-margin).sum() + 0.5 * regularization * users.pow(2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return users.detach()
+
+
 class BPR(Recommender):
     name = "BPR"
     config_class = BPRConfig
@@ -67,28 +100,9 @@ class BPR(Recommender):
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:
         """Fold-in by BPR against the frozen item factors (see the module docstring)."""
         self._check_fitted()
-        user_items = as_csr(user_items, self._n_items)
-        n_users = user_items.shape[0]
-        users = torch.zeros(n_users, self.config.factors, requires_grad=True)
-        rows = torch.from_numpy(np.repeat(np.arange(n_users), np.diff(user_items.indptr)))
-        positives = torch.from_numpy(user_items.indices.astype(np.int64))
-        if len(positives) == 0:
-            return users.detach()
-        # Same seed for every block: a user's factors depend on its history, not on its neighbours.
-        generator = torch.Generator().manual_seed(self.config.seed)
-        optimizer = torch.optim.Adam([users], lr=self.config.fold_in_learning_rate)
-        item_factors, item_bias = self.item_factors_, self.item_bias_
-        with torch.enable_grad():
-            for _ in range(self.config.fold_in_steps):
-                negatives = torch.randint(self._n_items, positives.shape, generator=generator)
-                u = users[rows]
-                margin = (u * (item_factors[positives] - item_factors[negatives])).sum(1)
-                margin = margin + item_bias[positives] - item_bias[negatives]
-                loss = torch.nn.functional.softplus(-margin).sum() + 0.5 * self.config.regularization * users.pow(2).sum()
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-        return users.detach()
+        c = self.config
+        return bpr_fold_in(as_csr(user_items, self._n_items), self.item_factors_, self.item_bias_, c.regularization,
+                           c.fold_in_steps, c.fold_in_learning_rate, c.seed)
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         return torch.addmm(self.item_bias_, self.user_factors(user_items), self.item_factors_.T)

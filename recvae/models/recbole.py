@@ -1,0 +1,217 @@
+"""RecBole's models behind recvae's interface, for benchmarks (``pip install recvae[recbole]``).
+
+A RecBole model is trained on exactly the training matrix it is given (written as a RecBole
+atomic file, no filtering, no split) and scores any history by fold-in, so held-out users go
+through recvae's own ranking and metric code:
+
+- autoencoders (MultiVAE, MultiDAE, RecVAE): their own forward pass on the history row;
+- EASE: the history times its item-item matrix;
+- BPR, LightGCN: no user outside the training graph has an embedding, so users are folded in as
+  for recvae's BPR (``recvae.models.bpr.bpr_fold_in``), against the frozen item embeddings the
+  model scores with (LightGCN's after propagation), without biases.
+
+Training follows RecBole's trainer epoch by epoch with RecBole's defaults for the model, but the
+epoch is chosen as for recvae's models: validation users are scored after every epoch and the best
+state is kept (``patience`` epochs without improvement stop it).
+
+RecBole 1.2.1 needs shims, applied here only: NumPy 2 removed ``np.float``, which RecBole still
+names (its own compatibility hook assigns the also-removed ``np.float_``), so ``np.float = float``
+when absent; its ``Config`` parses ``sys.argv``, which holds recvae's flags, so this adapter's config
+ignores the command line; its trainer opens a TensorBoard writer under ./log_tensorboard, which
+gets a no-op writer instead. The best epoch's weights stay in memory, so RecBole's checkpoint reload
+(``torch.load`` without ``weights_only=False``, refused by torch >= 2.6) is never called, and
+``recbole.quick_start``, whose ray 2.6 imports the removed ``pkg_resources``, is never imported.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recvae.data.vocab import Vocabulary
+from recvae.errors import DataError, ModelFileError
+from recvae.models.base import Recommender, as_csr
+from recvae.models.bpr import bpr_fold_in
+from recvae.split.base import HeldOut
+
+log = logging.getLogger(__name__)
+
+FOLD_IN = {
+    "MultiVAE": "autoencoder", "MultiDAE": "autoencoder", "RecVAE": "autoencoder",
+    "EASE": "ease", "BPR": "embedding", "LightGCN": "embedding",
+}
+
+
+def recbole_missing() -> str | None:
+    """None when RecBole can be imported, else a one-line reason."""
+    try:
+        _import_recbole()
+    except ImportError as exc:
+        return f"RecBole is not installed ({exc}); pip install recvae[recbole]"
+    return None
+
+
+def _import_recbole():
+    if not hasattr(np, "float"):
+        np.float = float  # RecBole's Interaction names np.float (removed in NumPy 1.24)
+    import recbole.config
+    import recbole.data
+    import recbole.trainer.trainer
+    import recbole.utils
+
+    return recbole
+
+
+class _NoTensorBoard:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+@dataclass(frozen=True)
+class RecBoleConfig:
+    """``model``: a RecBole model name; ``params``: RecBole settings over its defaults for that model."""
+
+    model: str = "MultiVAE"
+    params: dict = field(default_factory=dict)
+    patience: int = 20
+    validation_metric: str = "ndcg@100"
+    seed: int = 98765
+    fold_in_steps: int = 100
+    fold_in_learning_rate: float = 0.05
+
+    def __post_init__(self):
+        if self.model not in FOLD_IN:
+            raise ValueError(f"RecBole model {self.model!r} has no fold-in here; supported: {sorted(FOLD_IN)}")
+        if self.patience < 1:
+            raise ValueError("patience must be at least 1")
+
+
+class RecBoleModel(Recommender):
+    name = "RecBole"
+    config_class = RecBoleConfig
+
+    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None,
+            *, callbacks=(), **_):
+        from recvae.evaluate.evaluation import evaluate
+
+        user_items = as_csr(user_items)
+        if user_items.nnz == 0:
+            raise DataError("user_items has no interactions to learn from")
+        recbole = _import_recbole()
+        c = self.config
+        with tempfile.TemporaryDirectory(prefix="recvae-recbole-") as tmp:
+            rb_config, dataset, train_data = self._recbole_data(recbole, user_items, Path(tmp))
+            model_class = recbole.utils.get_model(c.model)
+            recbole.utils.init_seed(c.seed, True)
+            self.model_ = model_class(rb_config, dataset).to(rb_config["device"])
+            tokens = dataset.field2token_id[dataset.iid_field]
+            self._columns = torch.tensor([tokens.get(str(j), -1) for j in range(user_items.shape[1])])
+            self._set_fitted(user_items, items)
+            self.history_ = self._train(recbole, rb_config, train_data, validation, callbacks, evaluate)
+        return self
+
+    def _recbole_data(self, recbole, user_items: sp.csr_matrix, folder: Path):
+        coo = user_items.tocoo()
+        (folder / "recvae").mkdir()
+        with open(folder / "recvae" / "recvae.inter", "w") as handle:
+            handle.write("user_id:token\titem_id:token\n")
+            handle.writelines(f"{u}\t{i}\n" for u, i in zip(coo.row, coo.col))
+
+        class Config(recbole.config.Config):
+            def _load_cmd_line(self):  # sys.argv holds recvae's flags, not RecBole's
+                return {}
+
+            def compatibility_settings(self):  # assigns aliases NumPy 2 removed; see _import_recbole
+                pass
+
+        settings = {
+            "data_path": str(folder), "checkpoint_dir": str(folder), "seed": self.config.seed, "reproducibility": True,
+            "load_col": {"inter": ["user_id", "item_id"]}, "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id",
+            "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)",
+            "eval_args": {"split": {"RS": [1.0, 0.0, 0.0]}, "order": "RO", "group_by": "user", "mode": "full"},
+            "show_progress": False, "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
+            "use_gpu": torch.cuda.is_available(), **self.config.params,
+        }
+        rb_config = Config(model=self.config.model, dataset="recvae", config_dict=settings)
+        dataset = recbole.data.create_dataset(rb_config)
+        built = dataset.build()
+        train_sampler, _, _ = recbole.data.utils.create_samplers(rb_config, dataset, built)
+        train_data = recbole.data.utils.get_dataloader(rb_config, "train")(rb_config, built[0], train_sampler, shuffle=True)
+        return rb_config, dataset, train_data
+
+    def _train(self, recbole, rb_config, train_data, validation, callbacks, evaluate) -> list[dict]:
+        c = self.config
+        trainer_module = recbole.trainer.trainer
+        real = trainer_module.get_tensorboard
+        trainer_module.get_tensorboard = lambda logger: _NoTensorBoard()
+        try:
+            trainer = recbole.utils.get_trainer(rb_config["MODEL_TYPE"], c.model)(rb_config, self.model_)
+        finally:
+            trainer_module.get_tensorboard = real
+        epochs = 1 if rb_config["MODEL_TYPE"] == recbole.utils.ModelType.TRADITIONAL else rb_config["epochs"]
+        history, best_score, best_state, stale = [], -np.inf, None, 0
+        started = time.perf_counter()
+        for epoch in range(epochs):
+            loss = trainer._train_epoch(train_data, epoch, show_progress=False)
+            self.model_.eval()
+            record = {"epoch": epoch + 1, "loss": float(np.sum(loss)) if loss is not None else float("nan")}
+            if validation is not None:
+                score = evaluate(self, validation, (c.validation_metric,)).mean(c.validation_metric)
+                record[f"val_{c.validation_metric}"] = score
+                if score > best_score:
+                    best_score, best_state, stale = score, copy.deepcopy(self.model_.state_dict()), 0
+                else:
+                    stale += 1
+            record["seconds"] = time.perf_counter() - started
+            history.append(record)
+            for callback in callbacks:
+                callback(record)
+            if stale >= c.patience:
+                break
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        self.model_.eval()
+        return history
+
+    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        kind = FOLD_IN[self.config.model]
+        model = self.model_
+        model.eval()
+        known = self._columns >= 0
+        dense = torch.zeros(user_items.shape[0], model.n_items)
+        coo = user_items.tocoo()
+        mapped = self._columns[torch.from_numpy(coo.col.astype(np.int64))]
+        keep = mapped >= 0
+        dense[torch.from_numpy(coo.row.astype(np.int64))[keep], mapped[keep]] = 1.0
+        with torch.no_grad():
+            if kind == "autoencoder":
+                args = (dense, 0.0) if self.config.model == "RecVAE" else (dense,)
+                out = model(*args)
+                scores = out[0] if isinstance(out, tuple) else out
+            elif kind == "ease":
+                scores = dense @ torch.from_numpy(np.asarray(model.item_similarity, dtype=np.float32))
+            else:
+                item_embeddings = model.forward()[1] if self.config.model == "LightGCN" else model.item_embedding.weight
+                item_embeddings = item_embeddings.detach().float().cpu()
+                csr = sp.csr_matrix((np.ones(int(keep.sum())), (coo.row[keep.numpy()], mapped[keep].numpy())),
+                                    shape=dense.shape)
+                users = bpr_fold_in(csr, item_embeddings, None, 0.0, self.config.fold_in_steps,
+                                    self.config.fold_in_learning_rate, self.config.seed)
+                scores = users @ item_embeddings.T
+        out = torch.full((user_items.shape[0], self._n_items), -torch.inf)
+        out[:, known] = scores.float().cpu()[:, self._columns[known]]
+        return out
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        raise ModelFileError("RecBole models are for benchmarks and cannot be saved as recvae model directories")
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        raise ModelFileError("RecBole models cannot be loaded from recvae model directories")

@@ -1,0 +1,214 @@
+"""The benchmark harness: config files, statistics, tuning on validation, reports, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from recvae.benchmark import (
+    BenchmarkConfig, ModelSpec, benchmark, confidence_interval, holm, load_benchmark, paired_difference,
+)
+from recvae.cli import main
+from recvae.errors import DataError
+from recvae.evaluate import evaluate
+from recvae.models import EASE
+from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+
+TINY_DATA = """
+[data.synthetic]
+n_users = 700
+n_items = 150
+n_groups = 5
+median_activity = 25
+seed = 3
+"""
+
+BENCHMARK = f"""
+dataset = "tiny"
+seeds = 2
+metrics = ["ndcg@50", "recall@20"]
+{TINY_DATA}
+[split]
+protocol = "strong"
+heldout_users = 80
+
+[[models]]
+name = "EASE"
+model = "EASE"
+grid = {{ l2 = [1.0, 30.0, 3000.0] }}
+
+[[models]]
+name = "VAE"
+model = "MultVAE"
+params = {{ epochs = 3, batch_size = 100, hidden_dims = [] }}
+
+[[models]]
+name = "Popularity"
+model = "Popularity"
+"""
+
+
+def write(tmp_path, text, name="bench.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_confidence_interval_is_students_t():
+    mean, half = confidence_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3))
+    assert np.isnan(confidence_interval([0.4])[1])
+
+
+def test_paired_difference_and_holm():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(size=400)
+    same = paired_difference(base, base)
+    assert same["mean"] == 0.0 and same["p_t"] == 1.0
+    better = paired_difference(base + 0.05 + rng.normal(0, 0.01, 400), base)
+    assert better["mean"] == pytest.approx(0.05, abs=0.003) and better["p_t"] < 1e-10
+    assert better["mean"] - better["ci"] > 0
+    with_nan = paired_difference(np.r_[base, np.nan], np.r_[base, 1.0])
+    assert with_nan["pairs"] == 400
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_model_spec_grid_is_every_combination():
+    spec = ModelSpec("ALS", "ALS", params={"iterations": 3}, grid={"factors": [8, 16], "alpha": [1.0, 2.0]})
+    assert len(spec.candidates()) == 4
+    assert {"iterations": 3, "factors": 16, "alpha": 1.0} in spec.candidates()
+    with pytest.raises(DataError, match="non-empty list"):
+        ModelSpec("x", "EASE", grid={"l2": 3.0})
+    with pytest.raises(DataError, match="both fixed and in the grid"):
+        ModelSpec("x", "EASE", params={"l2": 1.0}, grid={"l2": [3.0]})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dataset = 'x'\n[[models]]\nmodel = 'EASE'\nbogus = 1\n", "model entry 1"),
+    ("dataset = 'x'\ncolour = 'red'\n", "unknown field"),
+    ("dataset = 'x'\n[split]\nheldout = 3\n", r"unknown \[split\]"),
+    ("dataset = = 'x'", "not valid TOML"),
+    ("dataset = 'x'\n", "lists no models"),
+    ("dataset = 'x'\nmetrics = ['auc@3']\n[[models]]\nmodel = 'EASE'\n", "unknown metric"),
+])
+def test_bad_benchmark_files_name_the_problem(tmp_path, text, message):
+    with pytest.raises(DataError, match=message):
+        load_benchmark(write(tmp_path, text))
+
+
+def test_missing_file_and_unknown_selection(tmp_path):
+    with pytest.raises(DataError, match="no such benchmark file"):
+        load_benchmark(tmp_path / "nope.toml")
+    config = load_benchmark(write(tmp_path, BENCHMARK))
+    with pytest.raises(DataError, match="unknown model"):
+        config.select(["EASE", "SVD"])
+
+
+def test_unknown_model_or_bad_hyperparameter_fails_before_training(tmp_path):
+    config = load_benchmark(write(tmp_path, BENCHMARK.replace('model = "EASE"', 'model = "EAZE"')))
+    with pytest.raises(DataError, match="unknown model 'EAZE'"):
+        benchmark(config, tmp_path / "out", progress=False)
+    config = load_benchmark(write(tmp_path, BENCHMARK.replace("epochs = 3", "epochs = 0")))
+    with pytest.raises(DataError, match="bad hyperparameters"):
+        benchmark(config, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "tiny").exists()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    config = load_benchmark(write(tmp, BENCHMARK))
+    result, folder = benchmark(config, tmp / "results", progress=False, command="pytest")
+    return config, result, folder
+
+
+def test_every_model_runs_on_every_seed(finished):
+    config, result, _ = finished
+    assert [(r.name, r.seed) for r in result.runs] == [
+        (m.name, s) for s in config.split_seeds() for m in config.models
+    ]
+    assert config.split_seeds() == [98765, 98766]
+
+
+def test_grid_point_is_chosen_on_validation_and_test_is_scored_with_it(finished):
+    config, result, _ = finished
+    for run in result.runs_of("EASE"):
+        scores = [t["val_ndcg@100"] for t in run.tuning]
+        assert len(scores) == 3
+        assert run.params == run.tuning[int(np.argmax(scores))]["params"]
+        # the test figure is what the chosen setting gives on that seed's split, computed independently
+        split, _ = prepare_split(config.data, SplitSpec(protocol="strong", heldout_users=80, seed=run.seed))
+        again = evaluate(EASE(**run.params).fit(split.train), split.test, ("ndcg@50",))
+        assert run.summary["ndcg@50"] == pytest.approx(again.mean("ndcg@50"))
+        assert np.allclose(run.per_user["ndcg@50"], again.per_user["ndcg@50"], equal_nan=True)
+
+
+def test_report_files_hold_the_same_numbers(finished):
+    config, result, folder = finished
+    for name in ("results.md", "results.csv", "runs.csv", "results.json", "metrics_at_k.png", "training_VAE.png"):
+        assert (folder / name).stat().st_size > 0, name
+    payload = json.loads((folder / "results.json").read_text())
+    assert payload["command"] == "pytest" and payload["environment"]["packages"]["torch"]
+    ease = next(r for r in payload["summary"] if r["model"] == "EASE")
+    values = [r.summary["ndcg@50"] for r in result.runs_of("EASE")]
+    assert ease["ndcg@50"] == pytest.approx(np.mean(values))
+    assert ease["ndcg@50_ci95"] == pytest.approx(confidence_interval(values)[1])
+    assert len(payload["curves"]["EASE"]["ndcg"]) == 100
+    best = payload["paired"]["best"]
+    assert best not in payload["paired"]["models"]
+    assert set(payload["paired"]["models"]) == {"EASE", "VAE", "Popularity"} - {best}
+    assert "Popularity" in (folder / "results.md").read_text()
+
+
+def test_popularity_is_clearly_beaten(finished):
+    _, result, _ = finished
+    pop = np.mean([r.summary["ndcg@50"] for r in result.runs_of("Popularity")])
+    assert np.mean([r.summary["ndcg@50"] for r in result.runs_of("EASE")]) > pop + 0.05
+
+
+def test_missing_recbole_is_one_line_not_a_failure(tmp_path, monkeypatch):
+    import recvae.models.recbole as adapter
+
+    monkeypatch.setattr(adapter, "recbole_missing", lambda: "RecBole is not installed (test)")
+    text = BENCHMARK.replace("seeds = 2", "seeds = 1") + '\n[[models]]\nname = "RB"\nmodel = "recbole:MultiVAE"\n'
+    config = load_benchmark(write(tmp_path, text)).select(["Popularity", "RB"])
+    result, folder = benchmark(config, tmp_path / "out", progress=False)
+    assert result.skipped == {"RB": "RecBole is not installed (test)"}
+    assert result.model_names == ["Popularity"]
+    assert "Not run: RB (RecBole is not installed (test))" in (folder / "results.md").read_text()
+
+
+def test_presplit_protocol_tunes_on_users_carved_from_training(tmp_path):
+    from recvae.data import SyntheticLog, generate_log
+
+    log = generate_log(SyntheticLog(n_users=300, n_items=80, seed=5))
+    train = log.sample(frac=0.8, random_state=0)
+    test = log.drop(train.index)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    config = BenchmarkConfig(
+        dataset="pre", seeds=1, metrics=("recall@20", "ndcg@20"), selection_metric="ndcg@20",
+        data=DataSpec(path=str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv")),
+        split=SplitSpec(protocol="presplit"),
+        models=(ModelSpec("EASE", "EASE", grid={"l2": [10.0, 100.0]}),
+                ModelSpec("VAE", "MultVAE", params={"epochs": 4, "batch_size": 50})),
+    )
+    result, folder = benchmark(config, tmp_path / "out", progress=False)
+    ease, vae = result.runs
+    assert len(ease.tuning) == 2 and ease.params in [t["params"] for t in ease.tuning]
+    assert 1 <= len(vae.history) <= 4  # the refit on all training users keeps the epoch validation chose
+    assert (folder / "results.md").exists()
+
+
+def test_cli_benchmark(tmp_path, capsys):
+    path = write(tmp_path, BENCHMARK)
+    out = tmp_path / "results"
+    assert main(["benchmark", str(path), "--seeds", "1", "--models", "EASE,Popularity", "--out", str(out),
+                 "--no-tracking", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| EASE |" in printed and "Paired comparison" in printed
+    assert json.loads((out / "tiny" / "results.json").read_text())["config"]["seeds"] == 1
+    assert main(["benchmark", str(path), "--models", "SVD", "--no-tracking"]) == 2
+    assert "unknown model" in capsys.readouterr().err
