@@ -16,7 +16,7 @@ state is kept (``patience`` epochs without improvement stop it).
 
 RecBole 1.2.1 needs shims, applied here only: NumPy 2 removed ``np.float``, which RecBole still
 names (its own compatibility hook assigns the also-removed ``np.float_``), so ``np.float = float``
-when absent; its ``Config`` parses ``sys.argv``, which holds recvae's flags, so this adapter's config
+when absent; LightGCN calls ``dok_matrix._update``, gone from SciPy 1.15, which gets it back; its ``Config`` parses ``sys.argv``, which holds recvae's flags, so this adapter's config
 ignores the command line; its trainer opens a TensorBoard writer under ./log_tensorboard, which
 gets a no-op writer instead. The best epoch's weights stay in memory, so RecBole's checkpoint reload
 (``torch.load`` without ``weights_only=False``, refused by torch >= 2.6) is never called, and
@@ -62,6 +62,9 @@ def recbole_missing() -> str | None:
 def _import_recbole():
     if not hasattr(np, "float"):
         np.float = float  # RecBole's Interaction names np.float (removed in NumPy 1.24)
+    if not hasattr(sp.dok_matrix, "_update"):
+        # LightGCN fills its adjacency matrix through dok_matrix._update, gone from SciPy >= 1.15
+        sp.dok_matrix._update = lambda self, values: self._dict.update(values)
     import recbole.config
     import recbole.data
     import recbole.trainer.trainer
