@@ -25,9 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from benchmark_ml1m import machine  # noqa: E402
+from recvae.benchmark.environment import describe, environment
 
 
 def peak_rss_mb() -> float:
@@ -123,7 +121,7 @@ def main() -> None:
         "users_per_second_4x": four["users"] / four["export_seconds"],
         "ratio_4x": four["export_seconds"] / four["floor_seconds"],
         "peak_rss_mb_4x": four["peak_rss_mb"],
-        "machine": machine(),
+        "machine": environment(),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
     }
     out = Path(args.out)
@@ -149,8 +147,7 @@ def main() -> None:
         "users in the same blocks, timed in the same process right after the export. Peak RSS is the "
         "export process's own maximum resident set.",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads; torch {m['torch']}, "
-        f"recvae {m['recvae']} (commit {m['git_commit']}).",
+        f"Machine: {describe(m)}.",
         "",
         f"Command: `{result['command']}`",
         "",

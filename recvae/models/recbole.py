@@ -161,11 +161,12 @@ class RecBoleModel(Recommender):
             trainer_module.get_tensorboard = real
         epochs = 1 if rb_config["MODEL_TYPE"] == recbole.utils.ModelType.TRADITIONAL else rb_config["epochs"]
         history, best_score, best_state, stale = [], -np.inf, None, 0
-        started = time.perf_counter()
         for epoch in range(epochs):
+            started = time.perf_counter()
             loss = trainer._train_epoch(train_data, epoch, show_progress=False)
             self.model_.eval()
-            record = {"epoch": epoch + 1, "loss": float(np.sum(loss)) if loss is not None else float("nan")}
+            record = {"epoch": epoch + 1, "loss": float(np.sum(loss)) if loss is not None else float("nan"),
+                      "train_seconds": time.perf_counter() - started}
             if validation is not None:
                 score = evaluate(self, validation, (c.validation_metric,)).mean(c.validation_metric)
                 record[f"val_{c.validation_metric}"] = score
@@ -173,7 +174,7 @@ class RecBoleModel(Recommender):
                     best_score, best_state, stale = score, copy.deepcopy(self.model_.state_dict()), 0
                 else:
                     stale += 1
-            record["seconds"] = time.perf_counter() - started
+            record["seconds"] = time.perf_counter() - started  # as recvae's: the epoch and its validation
             history.append(record)
             for callback in callbacks:
                 callback(record)
