@@ -83,27 +83,37 @@ def time_to_quality(data_path: str, seed: int) -> dict:
     rb_curve = [(r["epoch"], r["val_ndcg@100"], r["seconds"]) for r in rb.history_]
     best_epoch, best, _ = max(rb_curve, key=lambda r: r[1])
     rb_seconds = sum(s for e, _, s in rb_curve if e <= best_epoch)
-    ours = MultVAE(patience=None, epochs=200)
-    reached = {}
+    result = {
+        "recbole_best_val_ndcg": best, "recbole_best_epoch": best_epoch, "recbole_seconds_to_best": rb_seconds,
+        "recbole_epochs_run": len(rb_curve),
+    }
+    # recvae's Mult-VAE as ml-1m.toml runs it (linear, learning rate 3e-3), then with the paper's defaults.
+    for key, settings in (("recvae", {"hidden_dims": (), "learning_rate": 3e-3}), ("recvae_paper", {})):
+        epoch, seconds, ours_best = seconds_to_reach(split, best, settings)
+        result.update({f"{key}_seconds_to_same": seconds, f"{key}_epoch_to_same": epoch, f"{key}_best_val_ndcg": ours_best,
+                       f"{key}_settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}})
+    return result
+
+
+def seconds_to_reach(split, target: float, settings: dict) -> tuple[int | None, float | None, float]:
+    """Train until the validation NDCG@100 first reaches ``target`` (or 200 epochs); seconds include validation."""
+    seen = {"seconds": 0.0, "best": -1.0}
 
     class Reached(Exception):
         pass
 
-    def stop_when_reached(record, elapsed=[0.0]):
-        elapsed[0] += record["seconds"]
-        if not reached and record["val_ndcg@100"] >= best:
-            reached.update(epoch=record["epoch"], seconds=elapsed[0])
+    def watch(record):
+        seen["seconds"] += record["seconds"]
+        seen["best"] = max(seen["best"], record["val_ndcg@100"])
+        if record["val_ndcg@100"] >= target:
+            seen["epoch"] = record["epoch"]
             raise Reached
 
     try:
-        ours.fit(split.train, split.validation, callbacks=(stop_when_reached,), progress=False)
+        MultVAE(patience=None, epochs=200, **settings).fit(split.train, split.validation, callbacks=(watch,), progress=False)
     except Reached:
-        pass
-    return {
-        "recbole_best_val_ndcg": best, "recbole_best_epoch": best_epoch, "recbole_seconds_to_best": rb_seconds,
-        "recbole_epochs_run": len(rb_curve),
-        "recvae_seconds_to_same": reached.get("seconds"), "recvae_epoch_to_same": reached.get("epoch"),
-    }
+        return seen["epoch"], seen["seconds"], seen["best"]
+    return None, None, seen["best"]
 
 
 def main() -> None:
@@ -114,10 +124,22 @@ def main() -> None:
     parser.add_argument("--ml1m", default="../shared/data/ml-1m/user_movie_pairs.tsv.gz")
     parser.add_argument("--skip-recbole", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--only-quality", action="store_true",
+                        help="rerun only the time-to-quality part and replace it in an existing train.json")
     parser.add_argument("--out", default="evaluation/perf")
     args = parser.parse_args()
     env = environment()
     say = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
+    out = Path(args.out)
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    if args.only_quality:
+        result = {k: v for k, v in json.loads((out / "train.json").read_text()).items()
+                  if not k.startswith(("recbole", "recvae", "skipped", "quality_"))}
+        result.update(time_to_quality(args.ml1m, 98765), quality_machine=env, quality_command=command)
+        (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_markdown(result, out)
+        print((out / "train.md").read_text())
+        return
 
     matrix = make_matrix(args.users, args.items, args.median_activity)
     say(f"log: {matrix.shape[0]} users x {matrix.shape[1]} items, {matrix.nnz} interactions")
@@ -141,8 +163,7 @@ def main() -> None:
         result.update(time_to_quality(args.ml1m, 98765))
         say(json.dumps({k: v for k, v in result.items() if k.startswith(("recbole", "recvae", "skipped"))}))
     result["machine"] = env
-    result["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    out = Path(args.out)
+    result["command"] = command
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, out)
@@ -197,21 +218,28 @@ def write_markdown(result: dict, out: Path) -> None:
                          f"{s['floor_seconds']:.1f} | {s['epoch_seconds'] / s['floor_seconds']:.2f} |")
         lines += ["", "![scaling](train_scaling.png)", ""]
     if "recbole_best_val_ndcg" in result:
+        def seconds(key):
+            value = result.get(f"{key}_seconds_to_same")
+            return f"{value:.1f} (epoch {result[f'{key}_epoch_to_same']})" if value else f"not reached in 200 epochs (best {result[f'{key}_best_val_ndcg']:.4f})"
+
         speedup = (result["recbole_seconds_to_best"] / result["recvae_seconds_to_same"]
                    if result.get("recvae_seconds_to_same") else float("nan"))
         lines += [
             "## Time to quality on ML-1M", "",
-            "Strong generalization, 600 + 600 held-out users, split seed 98765; both models score the same "
-            "validation users after every epoch (the seconds include it).", "",
-            "| | best val NDCG@100 | epochs | seconds |", "| --- | --- | --- | --- |",
-            f"| RecBole MultiVAE (its defaults) | {result['recbole_best_val_ndcg']:.4f} | {result['recbole_best_epoch']} "
-            f"(of {result['recbole_epochs_run']} run) | {result['recbole_seconds_to_best']:.1f} to its best |",
-            f"| recvae Mult-VAE (paper defaults) | reaches it at epoch {result.get('recvae_epoch_to_same')} | | "
-            f"{result['recvae_seconds_to_same'] or float('nan'):.1f} |",
-            "", f"recvae is **{speedup:.1f}x** faster to the same validation NDCG@100.", "",
+            "Strong generalization, 600 + 600 held-out users, split seed 98765. RecBole's MultiVAE with its "
+            "defaults, through recvae's adapter (its own trainer; validation users scored after every epoch, "
+            "stopping after 10 epochs without a better score, RecBole's stopping_step). recvae's Mult-VAE until "
+            "its validation NDCG@100 first reaches RecBole's best. Seconds include every epoch's validation.", "",
+            "| model | best val NDCG@100 (until it stopped) | seconds to RecBole's best |", "| --- | --- | --- |",
+            f"| RecBole MultiVAE (its defaults) | {result['recbole_best_val_ndcg']:.4f} at epoch {result['recbole_best_epoch']} "
+            f"(of {result['recbole_epochs_run']} run) | {result['recbole_seconds_to_best']:.1f} |",
+            f"| recvae Mult-VAE, as benchmarked (`hidden_dims=()`, learning rate 3e-3) | {result['recvae_best_val_ndcg']:.4f} | {seconds('recvae')} |",
+            f"| recvae Mult-VAE, paper defaults | {result['recvae_paper_best_val_ndcg']:.4f} | {seconds('recvae_paper')} |",
+            "", f"recvae (as benchmarked) is **{speedup:.1f}x** faster to the same validation NDCG@100.", "",
         ]
-    elif "skipped" in result:
-        lines += [f"Time to quality not measured: {result['skipped']}.", ""]
+        if "quality_command" in result:
+            lines += [f"This part was re-run on its own: `{result['quality_command']}` "
+                      f"(commit {result['quality_machine']['git_commit']}).", ""]
     lines += [f"Machine: {describe(result['machine'])}.", "", f"Command: `{result['command']}`", ""]
     (out / "train.md").write_text("\n".join(lines))
 

@@ -6,7 +6,8 @@ from recvae.models.bpr import BPR, BPRConfig
 from recvae.models.ease import EASE, EASEConfig
 from recvae.models.multvae import MultDAE, MultDAEConfig, MultVAE, MultVAEConfig
 from recvae.models.popularity import Popularity
+from recvae.models.rec_vae import RecVAE, RecVAEConfig
 
-MODELS = {cls.name: cls for cls in (MultVAE, MultDAE, EASE, ALS, BPR, Popularity)}
+MODELS = {cls.name: cls for cls in (MultVAE, MultDAE, RecVAE, EASE, ALS, BPR, Popularity)}
 
-__all__ = ["ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "MODELS", "MultDAE", "MultDAEConfig", "MultVAE", "MultVAEConfig", "Popularity", "Recommender"]
+__all__ = ["ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "MODELS", "MultDAE", "MultDAEConfig", "MultVAE", "MultVAEConfig", "Popularity", "RecVAE", "RecVAEConfig", "Recommender"]
