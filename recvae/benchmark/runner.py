@@ -175,8 +175,9 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     for record in run.history:
                         child.log_epoch(record)
                     child.log_metrics(run.summary, prefix="test_")
-                    child.log_metrics({"train_seconds": run.train_seconds, "fit_seconds": run.fit_seconds,
-                                       "score_seconds": run.score_seconds})
+                    # run_ prefix: the epoch records already log a per-epoch train_seconds
+                    child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
+                                       "run_score_seconds": run.score_seconds})
                     child.log_dict({"tuning": run.tuning}, "tuning.json")
                 runs.append(run)
                 first = config.metrics[0]
