@@ -16,7 +16,7 @@ import torch
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.models._implicit import binary, import_implicit, single_threaded_blas
-from recvae.models.base import Recommender, as_csr
+from recvae.models.base import Recommender, as_csr, cosine_similar_items
 from recvae.split.base import HeldOut
 
 
@@ -69,9 +69,7 @@ class ALS(Recommender):
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()
-        factors = torch.nn.functional.normalize(self.item_factors_, dim=1)
-        values, indices = torch.topk(factors @ factors[itemid], min(N, self._n_items))
-        return indices.numpy(), values.numpy()
+        return cosine_similar_items(self.item_factors_, itemid, N)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {"item_factors": self.item_factors_}

@@ -50,6 +50,16 @@ def as_csr(user_items, n_items: int | None = None, what: str = "user_items") -> 
     return matrix
 
 
+def cosine_similar_items(vectors: torch.Tensor, itemid: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows of ``vectors`` (one per item) closest in cosine to row ``itemid``, itself included."""
+    if not 0 <= itemid < vectors.shape[0]:
+        raise DataError(f"item index {itemid} is outside [0, {vectors.shape[0]})")
+    with torch.no_grad():
+        unit = torch.nn.functional.normalize(vectors, dim=1)
+        values, indices = torch.topk(unit @ unit[itemid], min(n, vectors.shape[0]))
+    return indices.cpu().numpy(), values.cpu().numpy()
+
+
 class Recommender(ABC):
     """fit / recommend / top_n / save / load over CSR users x items matrices.
 

@@ -11,7 +11,7 @@ import torch
 
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
-from recvae.models.base import Recommender, as_csr
+from recvae.models.base import Recommender, as_csr, cosine_similar_items
 from recvae.models.nn import ACTIVATIONS, LIKELIHOODS, AutoEncoder, SparseBatch, normalised_input
 from recvae.split.base import HeldOut
 from recvae.train.autoencoder import EpochCallback, fit_autoencoder
@@ -127,13 +127,7 @@ class _AutoEncoderRecommender(Recommender):
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
         """Items whose decoder output vectors are closest (cosine) to ``itemid``'s."""
         self._check_fitted()
-        if not 0 <= itemid < self._n_items:
-            raise DataError(f"item index {itemid} is outside [0, {self._n_items})")
-        with torch.no_grad():
-            vectors = torch.nn.functional.normalize(self.module_.decoder[-1].weight, dim=1)
-            sims = vectors @ vectors[itemid]
-            values, indices = torch.topk(sims, min(N, self._n_items))
-        return indices.cpu().numpy(), values.cpu().numpy()
+        return cosine_similar_items(self.module_.decoder[-1].weight, itemid, N)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return dict(self.module_.state_dict())

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
-from recvae.models.base import Recommender, as_csr
+from recvae.models.base import Recommender, as_csr, cosine_similar_items
 from recvae.models.nn import SparseBatch, normalised_input
 from recvae.split.base import HeldOut
 from recvae.train.autoencoder import make_adam
@@ -248,12 +248,7 @@ class RecVAE(Recommender):
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()
-        if not 0 <= itemid < self._n_items:
-            raise DataError(f"item index {itemid} is outside [0, {self._n_items})")
-        with torch.no_grad():
-            vectors = F.normalize(self.module_.decoder.weight, dim=1)
-            values, indices = torch.topk(vectors @ vectors[itemid], min(N, self._n_items))
-        return indices.cpu().numpy(), values.cpu().numpy()
+        return cosine_similar_items(self.module_.decoder.weight, itemid, N)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.module_.state_dict().items() if not k.startswith("old_encoder.")}
