@@ -32,7 +32,10 @@ FIELD_HELP = {
     "likelihood": "multinomial, gaussian or logistic",
     "l2": "L2 penalty on the weights",
     "beta_cap": "largest KL weight",
-    "total_anneal_steps": "updates over which beta grows linearly from 0 to 1 (stopping at the cap)",
+    "total_anneal_steps": "linear: updates over which beta would grow from 0 to 1 (it stops at the cap); "
+                          "sigmoid: updates to reach the cap; cyclical: updates per cycle",
+    "beta_schedule": "linear (the paper), constant, cyclical or sigmoid",
+    "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
 }
 
 
@@ -173,6 +176,9 @@ def cmd_train(args) -> int:
 
     if args.resume and not args.checkpoint_dir:
         raise ValueError("--resume needs --checkpoint-dir, the folder of the interrupted run")
+    if args.auto_beta and (args.model != "multvae" or args.checkpoint_dir or args.cfg_beta_cap is not None):
+        raise ValueError("--auto-beta chooses Mult-VAE's --beta-cap itself and writes no checkpoints: "
+                         "use it with --model multvae, without --beta-cap and --checkpoint-dir")
     data_spec, split_spec = _specs(args)
     model_class = _model_class(args.model)
     params = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
@@ -191,8 +197,20 @@ def cmd_train(args) -> int:
         tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed,
                           "split.protocol": split_spec.protocol, "command": "train"})
         started = time.perf_counter()
-        model.fit(split.train, split.validation, split.items, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                  callbacks=(tracker.log_epoch,), progress=False if args.quiet else None)
+        chosen_beta = None
+        if args.auto_beta:
+            from recvae.train.auto_beta import auto_beta
+
+            if split.validation is None:
+                raise ValueError("--auto-beta needs validation users (protocol strong or holdout)")
+            chosen_beta = auto_beta(model.config, split.train, split.validation, split.items,
+                                    callbacks=(tracker.log_epoch,), progress=False if args.quiet else None)
+            model = chosen_beta.model
+            print(f"auto-β: {chosen_beta.beta:.3g} (validation peak at epoch {chosen_beta.peak_epoch} of the anneal run)",
+                  file=sys.stderr)
+        else:
+            model.fit(split.train, split.validation, split.items, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                      callbacks=(tracker.log_epoch,), progress=False if args.quiet else None)
         seconds = time.perf_counter() - started
         print(f"trained {model.name}: {len(model.history_)} epochs in {seconds:.1f} s", file=sys.stderr)
         metrics = args.metrics.split(",")
@@ -208,6 +226,7 @@ def cmd_train(args) -> int:
             "split": dataclasses.asdict(split_spec),
             "test_metrics": results[model.name],
             "train_seconds": seconds,
+            **({"auto_beta": chosen_beta.to_json()} if chosen_beta else {}),
         }
         out = model.save(args.out, metadata)
         print(f"\nmodel saved to {out}")
@@ -219,19 +238,27 @@ def cmd_train(args) -> int:
             from recvae.evaluate import evaluate_curves
 
             curves = {m.name: evaluate_curves(m, split.test) for m in (model, popularity)}
-        _log_run_artifacts(tracker, out, table, model.history_, curves)
+        _log_run_artifacts(tracker, out, table, model.history_, curves, chosen_beta.to_json() if chosen_beta else None)
         if tracker.run_id:
             print(f"MLflow run {tracker.run_id} (experiment {args.experiment!r})")
     return 0
 
 
-def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict], curves: dict | None) -> None:
-    from recvae.track.tracking import metric_curves_figure, training_curves_figure
+def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict], curves: dict | None,
+                       chosen_beta: dict | None = None) -> None:
+    from recvae.track.tracking import auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure
 
     tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
     tracker.log_dict({"table": table.splitlines()}, "results/test_metrics.json")
     if history and tracker.run_id:  # matplotlib only when a run records it
         tracker.log_figure(training_curves_figure(history), "plots/training_curves.png")
+        if "kl_per_dim" in history[0]:
+            tracker.log_figure(diagnostics_figure(history), "plots/posterior_diagnostics.png")
+    if chosen_beta:
+        tracker.log_metrics({"auto_beta": chosen_beta["beta"]})
+        tracker.log_dict(chosen_beta, "auto_beta.json")
+        if tracker.run_id:
+            tracker.log_figure(auto_beta_figure({"anneal run": chosen_beta}), "plots/auto_beta.png")
     if curves:
         tracker.log_figure(metric_curves_figure(curves), "plots/metrics_at_k.png")
         tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")
@@ -349,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="models/recvae-model", help="model directory to write")
     train.add_argument("--checkpoint-dir", help="write a checkpoint after every epoch here")
     train.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
+    train.add_argument("--auto-beta", action="store_true",
+                       help="Mult-VAE: anneal β to 1 once, take the β of the best validation epoch as the cap, retrain "
+                            "(two trainings)")
     train.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated test metrics")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_flags(train)

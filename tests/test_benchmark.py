@@ -44,6 +44,12 @@ model = "MultVAE"
 params = {{ epochs = 3, batch_size = 100, hidden_dims = [] }}
 
 [[models]]
+name = "VAE-auto"
+model = "MultVAE"
+auto_beta = true
+params = {{ epochs = 3, batch_size = 100, hidden_dims = [] }}
+
+[[models]]
 name = "Popularity"
 model = "Popularity"
 """
@@ -92,6 +98,9 @@ def test_model_spec_grid_is_every_combination():
     ("dataset = = 'x'", "not valid TOML"),
     ("dataset = 'x'\n", "lists no models"),
     ("dataset = 'x'\nmetrics = ['auc@3']\n[[models]]\nmodel = 'EASE'\n", "unknown metric"),
+    ("dataset = 'x'\n[[models]]\nmodel = 'EASE'\nauto_beta = true\n", "MultVAE only"),
+    ("dataset = 'x'\n[[models]]\nmodel = 'MultVAE'\nauto_beta = true\nparams = { beta_cap = 0.3 }\n", "auto_beta chooses"),
+    ("dataset = 'x'\n[[models]]\nmodel = 'MultVAE'\nauto_beta = 'yes'\n", "true or false"),
 ])
 def test_bad_benchmark_files_name_the_problem(tmp_path, text, message):
     with pytest.raises(DataError, match=message):
@@ -158,7 +167,7 @@ def test_report_files_hold_the_same_numbers(finished):
     assert len(payload["curves"]["EASE"]["ndcg"]) == 100
     best = payload["paired"]["best"]
     assert best not in payload["paired"]["models"]
-    assert set(payload["paired"]["models"]) == {"EASE", "VAE", "Popularity"} - {best}
+    assert set(payload["paired"]["models"]) == {"EASE", "VAE", "VAE-auto", "Popularity"} - {best}
     assert "Popularity" in (folder / "results.md").read_text()
 
 
@@ -178,6 +187,24 @@ def test_missing_recbole_is_one_line_not_a_failure(tmp_path, monkeypatch):
     assert result.skipped == {"RB": "RecBole is not installed (test)"}
     assert result.model_names == ["Popularity"]
     assert "Not run: RB (RecBole is not installed (test))" in (folder / "results.md").read_text()
+
+
+def test_auto_beta_model_is_tested_with_the_beta_it_chose(finished):
+    config, result, folder = finished
+    for run in result.runs_of("VAE-auto"):
+        chosen = run.auto_beta
+        peak = max(chosen["curve"], key=lambda r: r["ndcg@100"])
+        assert chosen["beta"] == peak["beta"] and run.params["beta_cap"] == chosen["beta"]
+        assert run.params["total_anneal_steps"] == chosen["total_anneal_steps"]
+        assert max(r["beta"] for r in run.history) <= chosen["beta"]
+    assert all(r.auto_beta is None for r in result.runs_of("VAE"))
+    assert (folder / "auto_beta_VAE-auto.png").stat().st_size > 0
+    assert (folder / "diagnostics_VAE.png").stat().st_size > 0
+    text = (folder / "results.md").read_text()
+    assert "## Auto-β: VAE-auto" in text and f"| 98765 | {result.runs_of('VAE-auto')[0].auto_beta['beta']:.3f} |" in text
+    saved = json.loads((folder / "results.json").read_text())["runs"]
+    assert [r["auto_beta"]["beta"] for r in saved if r["model"] == "VAE-auto"] == [r.auto_beta["beta"] for r in result.runs_of("VAE-auto")]
+    assert all("kl_per_dim" not in h and "active_units" in h for r in saved if r["model"] == "VAE" for h in r["history"])
 
 
 def test_presplit_protocol_tunes_on_users_carved_from_training(tmp_path):

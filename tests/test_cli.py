@@ -41,6 +41,19 @@ def test_train_multdae_with_checkpoints_and_resume(tmp_path, log_file, capsys):
     assert "MultDAE" in capsys.readouterr().out
 
 
+def test_train_with_auto_beta_saves_the_chosen_beta(tmp_path, log_file, capsys):
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(log_file), "--out", str(out), "--auto-beta", "--hidden-dims", "",
+                 "--beta-schedule", "linear", *TINY]) == 0
+    assert "auto-β:" in capsys.readouterr().err
+    manifest = json.loads((out / "model.json").read_text())
+    chosen = manifest["metadata"]["auto_beta"]
+    assert len(chosen["curve"]) == 3 and manifest["config"]["beta_cap"] == chosen["beta"]
+    assert main(["train", "--model", "multdae", "--data", str(log_file), "--auto-beta", *TINY]) == 2
+    assert "--auto-beta chooses Mult-VAE's --beta-cap" in capsys.readouterr().err
+    assert main(["train", "--data", str(log_file), "--auto-beta", "--beta-cap", "0.1", *TINY]) == 2
+
+
 def test_bad_input_gives_one_clear_line_and_exit_code_2(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n3,4,5\n")

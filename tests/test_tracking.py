@@ -67,7 +67,8 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     experiment = client.get_experiment_by_name("tracking-test")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
-    for key in ("loss", "kl", "beta", "reconstruction", "val_ndcg_at_100", "val_recall_at_20"):
+    for key in ("loss", "kl", "beta", "reconstruction", "val_ndcg_at_100", "val_recall_at_20", "active_units",
+                "posterior_variance"):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == [1, 2, 3], key
     for key in ("test_ndcg_at_100", "test_ndcg_at_100_se", "test_recall_at_20", "popularity_test_ndcg_at_100"):
@@ -76,7 +77,8 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     assert len(run.data.tags["dataset.fingerprint"]) == 16 and run.data.tags["split.seed"] == "98765"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "plots", "results", "recvae_model"} <= artifacts
-    assert {"plots/training_curves.png", "plots/metrics_at_k.png"} <= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/training_curves.png", "plots/metrics_at_k.png", "plots/posterior_diagnostics.png"} <= {
+        a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 
     mlflow.set_tracking_uri(server)
     pyfunc = mlflow.pyfunc.load_model(run.data.tags["recvae.model_uri"])
@@ -99,3 +101,14 @@ def test_no_tracking_writes_no_store(log_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--data", str(log_file), "--out", "m", "--epochs", "1", "--quiet", "--no-tracking"]) == 0
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_auto_beta_curve_is_tracked(server, log_file, tmp_path):
+    assert main(["train", "--data", str(log_file), "--out", str(tmp_path / "m"), "--epochs", "3", "--batch-size", "100",
+                 "--heldout-users", "50", "--auto-beta", "--quiet", "--tracking-uri", server, "--experiment", "auto-beta"]) == 0
+    client = mlflow.tracking.MlflowClient(server)
+    (run,) = client.search_runs([client.get_experiment_by_name("auto-beta").experiment_id])
+    mlflow.set_tracking_uri(server)
+    chosen = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/auto_beta.json")
+    assert run.data.metrics["auto_beta"] == pytest.approx(chosen["beta"]) and len(chosen["curve"]) == 3
+    assert "plots/auto_beta.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}

@@ -16,6 +16,7 @@
     model = "ALS"                          # a recvae model (recvae.models.MODELS) or "recbole:<Model>"
     params = { iterations = 15 }           # fixed hyperparameters
     grid = { factors = [64, 128] }         # every combination is tried on the validation users
+    # auto_beta = true                     # Mult-VAE only: choose the β cap by recvae.train.auto_beta
 """
 
 from __future__ import annotations
@@ -41,8 +42,17 @@ class ModelSpec:
     model: str
     params: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
+    auto_beta: bool = False  # Mult-VAE: each candidate's β cap is chosen by the auto-β procedure
 
     def __post_init__(self):
+        if not isinstance(self.auto_beta, bool):
+            raise DataError(f"model {self.name!r}: auto_beta must be true or false")
+        if self.auto_beta:
+            if self.model != "MultVAE":
+                raise DataError(f"model {self.name!r}: auto_beta applies to MultVAE only, not {self.model!r}")
+            fixed = {"beta_cap", "beta_schedule", "total_anneal_steps"} & (set(self.params) | set(self.grid))
+            if fixed:
+                raise DataError(f"model {self.name!r}: auto_beta chooses {sorted(fixed)}; do not set them")
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise DataError(f"model {self.name!r}: grid value {key!r} must be a non-empty list")
@@ -128,11 +138,13 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         data["path"] = data_path
     models = []
     for number, entry in enumerate(payload.get("models", []), start=1):
-        extra = set(entry) - {"name", "model", "params", "grid"}
+        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta"}
         if extra or "model" not in entry:
-            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid); got {sorted(entry)}")
+            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta); "
+                            f"got {sorted(entry)}")
         models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
-                                params=entry.get("params", {}), grid=entry.get("grid", {})))
+                                params=entry.get("params", {}), grid=entry.get("grid", {}),
+                                auto_beta=entry.get("auto_beta", False)))
     try:
         return BenchmarkConfig(
             dataset=payload.get("dataset", path.stem),

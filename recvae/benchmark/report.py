@@ -114,6 +114,23 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
                 cells += [f"{d['mean']:+.4f} ± {d['ci']:.4f}", f"{d['p_holm']:.2g}"]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    for name in result.model_names:
+        chosen = [(r.seed, r.auto_beta) for r in result.runs_of(name) if r.auto_beta]
+        if chosen:
+            lines += [
+                f"## Auto-β: {name}",
+                "",
+                "Per seed, one run anneals β linearly from 0 to 1 over all its epochs (validated every epoch); the β of "
+                f"its best validation {_label(config.selection_metric)} becomes the cap of the model that is tested "
+                f"(plot: auto_beta_{name.replace(' ', '_').replace('/', '_')}.png).",
+                "",
+                "| seed | chosen β | at epoch | validation at the peak |",
+                "| --- | --- | --- | --- |",
+            ]
+            for seed, a in chosen:
+                peak = next(c for c in a["curve"] if c["epoch"] == a["peak_epoch"])
+                lines.append(f"| {seed} | {a['beta']:.3f} | {a['peak_epoch']} of {len(a['curve'])} | {peak[a['metric']]:.4f} |")
+            lines.append("")
     for name, reason in result.skipped.items():
         lines += [f"Not run: {name} ({reason}).", ""]
     lines += [f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
@@ -131,7 +148,7 @@ def _png(figure) -> bytes:
 
 def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None) -> Path:
     """Write results.{md,csv,json}, runs.csv and the PNG plots; return the folder."""
-    from recvae.track.tracking import metric_curves_figure, training_curves_figure
+    from recvae.track.tracking import auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure
 
     folder = Path(out) / result.config.dataset
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,7 +165,11 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
     payload = {
         "dataset": result.config.dataset, "command": command, "environment": env, "config": result.config.to_json(),
         "splits": {str(k): v for k, v in result.splits.items()}, "skipped": result.skipped, "summary": rows,
-        "paired": paired, "runs": [{**run, "tuning": r.tuning, "history": r.history} for run, r in zip(runs, result.runs)],
+        "paired": paired,
+        # KL per dimension per epoch would make this file tens of MB; MLflow keeps it (kl_per_dim.json)
+        "runs": [{**run, "tuning": r.tuning, "auto_beta": r.auto_beta,
+                  "history": [{k: v for k, v in h.items() if k != "kl_per_dim"} for h in r.history]}
+                 for run, r in zip(runs, result.runs)],
         "curves": {name: {k: np.mean([r.curves[k] for r in result.runs_of(name)], axis=0).tolist() for k in ("recall", "ndcg")}
                    for name in result.model_names},
     }
@@ -161,10 +182,17 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
         files.append("metrics_at_k.png")
     for name in result.model_names:
         first = result.runs_of(name)[0]
+        safe = name.replace(" ", "_").replace("/", "_")
         if first.history:
-            filename = f"training_{name}.png".replace(" ", "_").replace("/", "_")
-            write_atomic_bytes(folder / filename, _png(training_curves_figure(first.history)))
-            files.append(filename)
+            write_atomic_bytes(folder / f"training_{safe}.png", _png(training_curves_figure(first.history)))
+            files.append(f"training_{safe}.png")
+        if first.history and "kl_per_dim" in first.history[0]:
+            write_atomic_bytes(folder / f"diagnostics_{safe}.png", _png(diagnostics_figure(first.history)))
+            files.append(f"diagnostics_{safe}.png")
+        chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
+        if chosen:
+            write_atomic_bytes(folder / f"auto_beta_{safe}.png", _png(auto_beta_figure(chosen)))
+            files.append(f"auto_beta_{safe}.png")
     if tracker is not None:
         for filename in files:
             tracker.log_artifact(folder / filename, "results")

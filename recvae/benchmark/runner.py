@@ -41,6 +41,7 @@ class ModelRun:
     per_user: dict[str, np.ndarray]
     curves: dict[str, np.ndarray]
     history: list[dict] = field(default_factory=list)
+    auto_beta: dict | None = None  # the chosen setting's AutoBetaResult.to_json()
 
 
 @dataclass
@@ -104,20 +105,36 @@ def _fit(model, train, validation, on_epoch):
     return time.perf_counter() - started
 
 
+def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch):
+    """Train one grid point on the tuning split: (model, the setting it ended with, seconds, auto-β)."""
+    if not spec.auto_beta:
+        model = build_model(spec, candidate)
+        return model, candidate, _fit(model, tune_on.train, tune_on.validation, on_epoch), None
+    from recvae.models.multvae import MultVAEConfig
+    from recvae.train.auto_beta import auto_beta
+
+    started = time.perf_counter()
+    chosen = auto_beta(config_from_dict(MultVAEConfig, candidate), tune_on.train, tune_on.validation,
+                       callbacks=(on_epoch,), progress=False)
+    params = {**candidate, "beta_schedule": "linear", "beta_cap": chosen.beta,
+              "total_anneal_steps": chosen.total_anneal_steps}
+    return chosen.model, params, time.perf_counter() - started, chosen.to_json()
+
+
 def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None) -> ModelRun:
     """Tune ``spec`` on the split's validation users, then score its test users once."""
     tune_on = split if split.validation is not None else _tuning_split(split, seed)
     candidates = spec.candidates()
     best, best_score, tuning, train_seconds = None, -np.inf, [], 0.0
     for candidate in candidates:
-        model = build_model(spec, candidate)
-        seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
+        model, setting, seconds, chosen_beta = _fit_candidate(spec, candidate, tune_on, on_epoch)
         score = evaluate(model, tune_on.validation, (config.selection_metric,)).mean(config.selection_metric)
         train_seconds += seconds
-        tuning.append({"params": candidate, f"val_{config.selection_metric}": score, "seconds": seconds})
-        log.info("%s seed %d %s: validation %s %.4f (%.1f s)", spec.name, seed, candidate, config.selection_metric, score, seconds)
+        tuning.append({"params": setting, f"val_{config.selection_metric}": score, "seconds": seconds,
+                       **({"auto_beta": chosen_beta} if chosen_beta else {})})
+        log.info("%s seed %d %s: validation %s %.4f (%.1f s)", spec.name, seed, setting, config.selection_metric, score, seconds)
         if best is None or score > best_score:
-            best, best_score, params, fit_seconds = model, score, candidate, seconds
+            best, best_score, params, fit_seconds, auto_beta = model, score, setting, seconds, chosen_beta
         on_fit()
     model = best
     if tune_on is not split:
@@ -137,6 +154,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
         name=spec.name, seed=seed, params=params, tuning=tuning, train_seconds=train_seconds,
         fit_seconds=fit_seconds, score_seconds=score_seconds, summary=result.summary(), users=result.users,
         per_user=result.per_user, curves=curves, history=list(getattr(model, "history_", []) or []),
+        auto_beta=auto_beta,
     )
 
 
@@ -179,7 +197,21 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
                                        "run_score_seconds": run.score_seconds})
                     child.log_dict({"tuning": run.tuning}, "tuning.json")
+                    _log_diagnostics(child, run)
                 runs.append(run)
                 first = config.metrics[0]
                 log.info("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
     return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped)
+
+
+def _log_diagnostics(tracker, run: ModelRun) -> None:
+    """The chosen β's curve and the per-dimension KL of every epoch, as MLflow artifacts."""
+    if run.auto_beta:
+        from recvae.track.tracking import auto_beta_figure
+
+        tracker.log_metrics({"auto_beta": run.auto_beta["beta"]})
+        tracker.log_dict(run.auto_beta, "auto_beta.json")
+        if tracker.run_id:  # matplotlib only when a run records it
+            tracker.log_figure(auto_beta_figure({f"seed {run.seed}": run.auto_beta}), "plots/auto_beta.png")
+    if run.history and "kl_per_dim" in run.history[0]:
+        tracker.log_dict({"kl_per_dim": [r["kl_per_dim"] for r in run.history]}, "kl_per_dim.json")

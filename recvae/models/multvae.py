@@ -17,6 +17,7 @@ from recvae.split.base import HeldOut
 from recvae.train.autoencoder import EpochCallback, fit_autoencoder
 from recvae.train.config import TrainingConfig
 from recvae.train.device import resolve_device
+from recvae.train.schedules import BETA_SCHEDULES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,15 +46,27 @@ class _AutoEncoderConfig(TrainingConfig):
 @dataclass(frozen=True, kw_only=True)
 class MultVAEConfig(_AutoEncoderConfig):
     """Mult-VAE: encoder I-600-(200, 200), decoder 200-600-I, tanh, input dropout 0.5,
-    beta = min(beta_cap, updates / total_anneal_steps) with cap 0.2 over 200,000 updates."""
+    beta = min(beta_cap, updates / total_anneal_steps) with cap 0.2 over 200,000 updates.
+
+    ``beta_schedule`` may instead be "constant" (β = cap), "cyclical" (Fu et al. 2019: cycles of
+    ``total_anneal_steps`` updates, rising to the cap over each cycle's first half) or "sigmoid"
+    (a logistic ramp reaching the cap by ``total_anneal_steps``). ``free_bits`` > 0 floors each
+    latent dimension's KL at that many nats (Kingma et al. 2016).
+    """
 
     beta_cap: float = 0.2
     total_anneal_steps: int = 200_000
+    beta_schedule: str = "linear"
+    free_bits: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
         if self.beta_cap < 0 or self.total_anneal_steps < 0:
             raise ValueError("beta_cap and total_anneal_steps must be >= 0")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, not {self.beta_schedule!r}")
+        if self.free_bits < 0:
+            raise ValueError("free_bits must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)

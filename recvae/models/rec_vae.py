@@ -30,9 +30,11 @@ from recvae.errors import DataError
 from recvae.models.base import Recommender, as_csr, cosine_similar_items
 from recvae.models.nn import SparseBatch, normalised_input
 from recvae.split.base import HeldOut
-from recvae.train.autoencoder import make_adam
+from recvae.train.autoencoder import format_record, make_adam
 from recvae.train.config import TrainingConfig
 from recvae.train.device import resolve_device
+from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
+from recvae.train.early_stopping import BestEpoch
 
 log = logging.getLogger(__name__)
 LOG_2PI = math.log(2 * math.pi)
@@ -207,9 +209,10 @@ class RecVAE(Recommender):
         c, module = self.config, self.module_
         encoder_opt = make_adam(module.encoder.parameters(), c.learning_rate)
         decoder_opt = make_adam(module.decoder.parameters(), c.learning_rate)
-        history, best_score, best_state, stale = [], -np.inf, None, 0
+        history, best = [], BestEpoch(c.patience)
+        sample = diagnostic_sample(train, c.seed)
         for epoch in range(c.epochs):
-            if c.patience is not None and stale >= c.patience:
+            if best.exhausted:
                 break
             started = time.perf_counter()
             module.train()
@@ -222,21 +225,19 @@ class RecVAE(Recommender):
             module.eval()
             record = {"epoch": epoch + 1, "loss": totals[0] / totals[2], "kl": totals[1] / totals[2],
                       "train_seconds": time.perf_counter() - started}
+            record.update(diagnose(module.encoder, sample, self.device_))
             if validate is not None:
                 scores = validate()
                 record.update({f"val_{k}": v for k, v in scores.items()})
-                if scores[c.validation_metric] > best_score:
-                    best_score, stale = scores[c.validation_metric], 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    stale += 1
+                best.update(scores[c.validation_metric], epoch + 1, module)
             record["seconds"] = time.perf_counter() - started
             history.append(record)
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+            log.info("epoch %d: %s", epoch + 1, format_record(record))
             for callback in callbacks:
                 callback(record)
-        if best_state is not None:
-            module.load_state_dict(best_state)
+        best.restore(module)
+        if history:
+            warn_if_collapsed(history[best.epoch - 1] if best.epoch > 0 else history[-1], c.latent_dim)
         module.eval()
         return history
 

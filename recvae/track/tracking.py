@@ -248,3 +248,55 @@ def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]]):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def auto_beta_figure(curves: dict[str, dict]):
+    """Validation score against β of auto-β anneal runs (``AutoBetaResult.to_json()`` by label),
+    each run's chosen β marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    metric = None
+    for label, result in curves.items():
+        metric = result["metric"]
+        line, = ax.plot([r["beta"] for r in result["curve"]], [r[metric] for r in result["curve"]], label=label, lw=1)
+        peak = next(r for r in result["curve"] if r["epoch"] == result["peak_epoch"])
+        ax.plot([peak["beta"]], [peak[metric]], "o", color=line.get_color())
+    ax.set_xlabel("β (annealed linearly from 0 to 1)")
+    ax.set_ylabel(f"validation {metric}")
+    ax.set_title("auto-β: chosen β at each run's peak")
+    if len(curves) > 1:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def diagnostics_figure(history: list[dict]):
+    """Posterior diagnostics per epoch: active units and mean posterior variance, and the KL of
+    every latent dimension (sorted by its last-epoch KL) as a heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    kl = np.asarray([r["kl_per_dim"] for r in history])
+    kl = kl[:, np.argsort(-kl[-1])]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    axes[0].plot(epochs, [r["active_units"] for r in history])
+    axes[0].set_ylim(0, kl.shape[1] * 1.05)
+    axes[0].set_title(f"active units (of {kl.shape[1]})")
+    axes[1].plot(epochs, [r["posterior_variance"] for r in history])
+    axes[1].set_title("mean posterior variance")
+    image = axes[2].imshow(kl.T, aspect="auto", origin="lower", cmap="viridis",
+                           extent=(epochs[0] - 0.5, epochs[-1] + 0.5, -0.5, kl.shape[1] - 0.5))
+    axes[2].set_title("KL per latent dimension (nats)")
+    axes[2].set_ylabel("dimension, by final KL")
+    fig.colorbar(image, ax=axes[2])
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig

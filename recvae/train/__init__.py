@@ -1,7 +1,7 @@
-"""Training loops, schedules, checkpoints and device choice."""
+"""Training loops, schedules, diagnostics, checkpoints and device choice."""
 
 from recvae.train.config import TrainingConfig
 from recvae.train.device import resolve_device
-from recvae.train.schedules import linear_beta
+from recvae.train.schedules import BETA_SCHEDULES, beta_at
 
-__all__ = ["TrainingConfig", "linear_beta", "resolve_device"]
+__all__ = ["BETA_SCHEDULES", "TrainingConfig", "beta_at", "resolve_device"]

@@ -16,9 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from recvae.errors import ModelFileError
-from recvae.models.nn import AutoEncoder, SparseBatch, gaussian_kl, negative_log_likelihood, normalised_input
+from recvae.models.nn import AutoEncoder, SparseBatch, negative_log_likelihood, normalised_input
 from recvae.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
-from recvae.train.schedules import linear_beta
+from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
+from recvae.train.early_stopping import BestEpoch
+from recvae.train.schedules import beta_at
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,14 @@ def train_step(
     l2: float,
     generator: torch.Generator,
     training: bool = True,
+    free_bits: float = 0.0,
 ) -> tuple[torch.Tensor, LossTerms]:
-    """Loss of one batch: the negative beta-ELBO (Mult-VAE) or the penalised likelihood (Mult-DAE)."""
+    """Loss of one batch: the negative beta-ELBO (Mult-VAE) or the penalised likelihood (Mult-DAE).
+
+    With ``free_bits`` δ > 0 the penalised KL is Σ_d max(δ, KL_d), KL_d averaged over the batch
+    (Kingma et al. 2016): a dimension below δ nats costs δ whatever it encodes, so β stops
+    pushing it to the prior. The reported KL is always the true one.
+    """
     values = normalised_input(batch)
     if training and dropout > 0:
         keep = torch.rand(values.shape, generator=generator, device=values.device) >= dropout
@@ -59,8 +67,13 @@ def train_step(
         z = mu
     logits = module.decode(z)
     nll = negative_log_likelihood(logits, batch, likelihood).mean()
-    kl = gaussian_kl(mu, logvar).mean() if module.variational else torch.zeros((), device=mu.device)
-    loss = nll + beta * kl
+    if module.variational:
+        kl_per_dim = 0.5 * (torch.exp(logvar) + mu**2 - 1.0 - logvar).mean(dim=0)
+        kl = kl_per_dim.sum()
+        loss = nll + beta * (kl_per_dim.clamp_min(free_bits).sum() if free_bits > 0 else kl)
+    else:
+        kl = torch.zeros((), device=mu.device)
+        loss = nll
     if l2 > 0:
         loss = loss + l2 * sum(w.pow(2).sum() for w in module.weight_matrices())
     n = batch.n_rows
@@ -81,7 +94,9 @@ def fit_autoencoder(
     """Train ``module`` in place and return the per-epoch history; best validation weights win.
 
     ``config`` is a Mult-VAE or Mult-DAE config (fields of TrainingConfig plus
-    dropout, likelihood, l2 and, for Mult-VAE, beta_cap and total_anneal_steps).
+    dropout, likelihood, l2 and, for Mult-VAE, the beta schedule and free bits). A Mult-VAE's
+    records carry posterior diagnostics (active units, posterior variance, KL per dimension)
+    measured on a fixed sample of training users after every epoch.
     """
     variational = module.variational
     cpu_gen = torch.Generator().manual_seed(config.seed)
@@ -92,7 +107,8 @@ def fit_autoencoder(
 
     history: list[dict] = []
     step, start_epoch = 0, 0
-    best_score, best_epoch, best_state, stale = -np.inf, -1, None, 0
+    best = BestEpoch(config.patience)
+    sample = diagnostic_sample(train, config.seed) if variational else None
     data_key = {"n_users": int(train.shape[0]), "n_items": int(train.shape[1]), "nnz": int(train.nnz)}
     config_key = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("epochs", "device", "patience")}
 
@@ -111,10 +127,9 @@ def fit_autoencoder(
             cpu_gen.set_state(tensors["rng.cpu"])
             if dev_gen is not cpu_gen:
                 dev_gen.set_state(tensors["rng.device"])
-            best = {k[len("best."):]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
-            best_state = best or None
+            best.state = {k[len("best."):]: v.to(device) for k, v in tensors.items() if k.startswith("best.")} or None
             history, step, start_epoch = state["history"], state["step"], state["epoch"] + 1
-            best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
+            best.score, best.epoch, best.stale = state["best_score"], state["best_epoch"], state["stale"]
             log.info("resuming from epoch %d of %s", start_epoch, checkpoint_dir)
 
     n_users = train.shape[0]
@@ -122,7 +137,7 @@ def fit_autoencoder(
     bar = tqdm(total=config.epochs, initial=start_epoch, desc="epochs", unit="epoch", disable=not show, leave=False)
     try:
         for epoch in range(start_epoch, config.epochs):
-            if config.patience is not None and stale >= config.patience:
+            if best.exhausted:
                 break
             started = time.perf_counter()
             module.train()
@@ -132,10 +147,10 @@ def fit_autoencoder(
             for start in range(0, n_users, config.batch_size):
                 rows = np.sort(order[start : start + config.batch_size])
                 batch = SparseBatch.from_csr(train[rows], device)
-                beta = linear_beta(step, config.beta_cap, config.total_anneal_steps) if variational else 0.0
+                beta = beta_at(config.beta_schedule, step, config.beta_cap, config.total_anneal_steps) if variational else 0.0
                 loss, terms = train_step(
                     module, batch, dropout=config.dropout, beta=beta, likelihood=config.likelihood,
-                    l2=config.l2, generator=dev_gen,
+                    l2=config.l2, generator=dev_gen, free_bits=getattr(config, "free_bits", 0.0),
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -151,25 +166,22 @@ def fit_autoencoder(
                 "beta": beta,
                 "train_seconds": time.perf_counter() - started,
             }
+            module.eval()
+            if variational:
+                record.update(diagnose(module.encode, sample, device))
             if validate is not None:
-                module.eval()
                 scores = validate()
                 record.update({f"val_{k}": v for k, v in scores.items()})
-                score = scores[config.validation_metric]
-                if score > best_score:
-                    best_score, best_epoch, stale = score, epoch + 1, 0
-                    best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                else:
-                    stale += 1
+                best.update(scores[config.validation_metric], epoch + 1, module)
             record["seconds"] = time.perf_counter() - started
             history.append(record)
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
+            log.info("epoch %d: %s", epoch + 1, format_record(record))
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.1f}", **({"val": f"{best_score:.4f}"} if validate else {}))
+            bar.set_postfix(loss=f"{record['loss']:.1f}", **({"val": f"{best.score:.4f}"} if validate else {}))
             if checkpoint_dir is not None:
                 tensors = {f"module.{k}": v for k, v in module.state_dict().items()}
-                if best_state is not None:
-                    tensors.update({f"best.{k}": v for k, v in best_state.items()})
+                if best.state is not None:
+                    tensors.update({f"best.{k}": v for k, v in best.state.items()})
                 opt_tensors, groups = optimizer_to_flat(optimizer)
                 tensors.update(opt_tensors)
                 tensors["rng.cpu"] = cpu_gen.get_state()
@@ -177,19 +189,25 @@ def fit_autoencoder(
                     tensors["rng.device"] = dev_gen.get_state()
                 tensors["epoch_marker"] = torch.tensor(epoch)
                 save_checkpoint(Path(checkpoint_dir), tensors, {
-                    "epoch": epoch, "step": step, "history": history, "best_score": best_score,
-                    "best_epoch": best_epoch, "stale": stale, "param_groups": groups,
+                    "epoch": epoch, "step": step, "history": history, "best_score": best.score,
+                    "best_epoch": best.epoch, "stale": best.stale, "param_groups": groups,
                     "data": data_key, "config": json_ready(config_key),
                 })
             for callback in callbacks:
                 callback(record)
     finally:
         bar.close()
-    if best_state is not None:
-        module.load_state_dict(best_state)
-        log.info("best %s %.4f at epoch %d", config.validation_metric, best_score, best_epoch)
+    if best.restore(module):
+        log.info("best %s %.4f at epoch %d", config.validation_metric, best.score, best.epoch)
+    if variational and history:
+        warn_if_collapsed(history[best.epoch - 1] if best.epoch > 0 else history[-1], module.latent_dim)
     module.eval()
     return history
+
+
+def format_record(record: dict) -> str:
+    """An epoch record's scalars for the log (the per-dimension KL list stays in the history)."""
+    return ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch" and isinstance(v, (int, float)))
 
 
 def make_adam(parameters, learning_rate: float) -> torch.optim.Adam:
