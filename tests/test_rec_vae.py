@@ -85,7 +85,7 @@ def test_save_load_round_trip(tmp_path, fitted, small_split):
     assert len(ids) == 5 and not set(ids) & set(history[0].indices)
 
 
-@pytest.mark.parametrize("bad", [{"gamma": 0}, {"mixture_weights": (0.5, 0.5, 0.5)}, {"encoder_epochs": 0}])
+@pytest.mark.parametrize("bad", [{"gamma": 0}, {"mixture_weights": (0.5, 0.5, 0.5)}, {"encoder_epochs": 0}, {"likelihood": "poisson"}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         RecVAE(**bad)

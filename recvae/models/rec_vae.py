@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.models.base import Recommender, as_csr, cosine_similar_items
-from recvae.models.nn import SparseBatch, normalised_input
+from recvae.models.nn import LIKELIHOODS, SparseBatch, negative_log_likelihood, normalised_input
 from recvae.split.base import HeldOut
 from recvae.train.autoencoder import format_record, make_adam
 from recvae.train.config import TrainingConfig
@@ -55,6 +55,7 @@ class RecVAEConfig(TrainingConfig):
     encoder_epochs: int = 3
     decoder_epochs: int = 1
     layer_norm_eps: float = 0.1
+    likelihood: str = "multinomial"
 
     def __post_init__(self):
         super().__post_init__()
@@ -66,6 +67,8 @@ class RecVAEConfig(TrainingConfig):
             raise ValueError("gamma must be positive")
         if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
             raise ValueError("mixture_weights must be three positive weights summing to 1")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
         if self.encoder_epochs < 1 or self.decoder_epochs < 1:
             raise ValueError("encoder_epochs and decoder_epochs must be at least 1")
 
@@ -189,16 +192,13 @@ class RecVAE(Recommender):
                 mu, logvar = module.encoder(batch, values)
                 eps = torch.randn(mu.shape, generator=generator).to(mu.device)
                 z = mu + eps * torch.exp(0.5 * logvar)
-            logits = module.decoder(z)
-            observed = torch.zeros(batch.n_rows, device=logits.device).index_add_(
-                0, batch.rows, logits[batch.rows, batch.indices] * batch.values)
-            log_likelihood = observed - batch.row_sums * torch.logsumexp(logits, dim=1)
+            nll = negative_log_likelihood(module.decoder(z), batch, c.likelihood)
             if train_encoder:
                 kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
-                loss = (c.gamma * batch.row_sums * kl - log_likelihood).mean()
+                loss = (c.gamma * batch.row_sums * kl + nll).mean()
                 kl_sum += kl.detach().mean().item() * batch.n_rows
             else:  # the KL term does not depend on the decoder: its gradient there is zero
-                loss = -log_likelihood.mean()
+                loss = nll.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
