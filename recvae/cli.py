@@ -9,6 +9,7 @@ import logging
 import shlex
 import sys
 import time
+import types
 import typing
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from recvae.errors import RecvaeError
 
 log = logging.getLogger("recvae")
 
-MODEL_CHOICES = ("multvae", "multdae")
+MODEL_CHOICES = ("multvae", "multdae", "recvae")
 FIELD_HELP = {
     "epochs": "maximum training epochs",
     "batch_size": "users per batch",
@@ -36,22 +37,31 @@ FIELD_HELP = {
                           "sigmoid: updates to reach the cap; cyclical: updates per cycle",
     "beta_schedule": "linear (the paper), constant, cyclical or sigmoid",
     "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
+    "hidden_dim": "RecVAE: width of the encoder's densely connected layers",
+    "gamma": "RecVAE: KL weight per interaction of the user (β = gamma x history length)",
+    "mixture_weights": "RecVAE: composite prior weights of N(0, I), the previous encoder's posterior, the wide normal",
+    "wide_logvar": "RecVAE: log-variance of the prior's wide normal",
+    "encoder_epochs": "RecVAE: encoder passes per epoch",
+    "decoder_epochs": "RecVAE: decoder passes per epoch",
+    "layer_norm_eps": "RecVAE: epsilon of the encoder's layer normalisation",
 }
 
 
 def _model_class(name: str):
-    from recvae.models import MultDAE, MultVAE
+    from recvae.models import MultDAE, MultVAE, RecVAE
 
-    return {"multvae": MultVAE, "multdae": MultDAE}[name]
+    return {"multvae": MultVAE, "multdae": MultDAE, "recvae": RecVAE}[name]
 
 
 def _parse_field(kind):
     def parse(text: str):
         if text.lower() == "none" and type(None) in typing.get_args(kind):
             return None
-        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
-        if typing.get_origin(base) is tuple or typing.get_origin(kind) is tuple:
-            return tuple(int(p) for p in text.split(",") if p.strip())
+        optional = typing.get_origin(kind) in (typing.Union, types.UnionType)
+        base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
+        if typing.get_origin(base) is tuple:
+            element = typing.get_args(base)[0]
+            return tuple(element(p) for p in text.split(",") if p.strip())
         return base(text)
 
     return parse
@@ -59,11 +69,11 @@ def _parse_field(kind):
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field of the models; defaults come from the config classes."""
-    from recvae.models import MultDAEConfig, MultVAEConfig
+    from recvae.models import MultDAEConfig, MultVAEConfig, RecVAEConfig
 
     group = parser.add_argument_group("model hyperparameters (default: the paper's, per model)")
     seen = set()
-    for config_class in (MultVAEConfig, MultDAEConfig):
+    for config_class in (MultVAEConfig, MultDAEConfig, RecVAEConfig):
         hints = typing.get_type_hints(config_class)
         for f in dataclasses.fields(config_class):
             if f.name in seen:
@@ -246,19 +256,13 @@ def cmd_train(args) -> int:
 
 def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict], curves: dict | None,
                        chosen_beta: dict | None = None) -> None:
-    from recvae.track.tracking import auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure
+    from recvae.track.tracking import log_beta_diagnostics, metric_curves_figure, training_curves_figure
 
     tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
     tracker.log_dict({"table": table.splitlines()}, "results/test_metrics.json")
     if history and tracker.run_id:  # matplotlib only when a run records it
         tracker.log_figure(training_curves_figure(history), "plots/training_curves.png")
-        if "kl_per_dim" in history[0]:
-            tracker.log_figure(diagnostics_figure(history), "plots/posterior_diagnostics.png")
-    if chosen_beta:
-        tracker.log_metrics({"auto_beta": chosen_beta["beta"]})
-        tracker.log_dict(chosen_beta, "auto_beta.json")
-        if tracker.run_id:
-            tracker.log_figure(auto_beta_figure({"anneal run": chosen_beta}), "plots/auto_beta.png")
+    log_beta_diagnostics(tracker, history, chosen_beta)
     if curves:
         tracker.log_figure(metric_curves_figure(curves), "plots/metrics_at_k.png")
         tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")

@@ -54,6 +54,19 @@ def test_train_with_auto_beta_saves_the_chosen_beta(tmp_path, log_file, capsys):
     assert main(["train", "--data", str(log_file), "--auto-beta", "--beta-cap", "0.1", *TINY]) == 2
 
 
+def test_train_recvae_from_the_command_line(tmp_path, log_file, capsys):
+    out = tmp_path / "recvae"
+    assert main(["train", "--model", "recvae", "--data", str(log_file), "--out", str(out),
+                 "--mixture-weights", "0.2,0.7,0.1", "--learning-rate", "0.002", *TINY]) == 0
+    assert "RecVAE" in capsys.readouterr().out
+    manifest = json.loads((out / "model.json").read_text())
+    assert manifest["model"] == "RecVAE" and manifest["config"]["mixture_weights"] == [0.2, 0.7, 0.1]
+    assert len(manifest["metadata"]["history"]) == 3 and "active_units" in manifest["metadata"]["history"][0]
+    assert main(["evaluate", "--model", str(out), "--no-tracking"]) == 0
+    assert main(["train", "--model", "recvae", "--data", str(log_file), "--checkpoint-dir", str(tmp_path / "c"), *TINY]) == 2
+    assert "RecVAE has no checkpoints" in capsys.readouterr().err
+
+
 def test_bad_input_gives_one_clear_line_and_exit_code_2(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2\n3,4,5\n")

@@ -76,7 +76,7 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     assert run.data.params["config.latent_dim"] == "200"
     assert len(run.data.tags["dataset.fingerprint"]) == 16 and run.data.tags["split.seed"] == "98765"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"config.json", "plots", "results", "recvae_model"} <= artifacts
+    assert {"config.json", "plots", "results", "recvae_model", "kl_per_dim.json"} <= artifacts
     assert {"plots/training_curves.png", "plots/metrics_at_k.png", "plots/posterior_diagnostics.png"} <= {
         a.path for a in client.list_artifacts(run.info.run_id, "plots")}
 

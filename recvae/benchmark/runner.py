@@ -19,7 +19,7 @@ from recvae.evaluate.evaluation import evaluate, evaluate_curves
 from recvae.models.base import config_from_dict
 from recvae.pipeline import prepare_split
 from recvae.split import Split, strong_generalization_split
-from recvae.track.tracking import NullTracker
+from recvae.track.tracking import NullTracker, log_beta_diagnostics
 from recvae.train.config import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -197,21 +197,8 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
                                        "run_score_seconds": run.score_seconds})
                     child.log_dict({"tuning": run.tuning}, "tuning.json")
-                    _log_diagnostics(child, run)
+                    log_beta_diagnostics(child, run.history, run.auto_beta)
                 runs.append(run)
                 first = config.metrics[0]
                 log.info("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
     return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped)
-
-
-def _log_diagnostics(tracker, run: ModelRun) -> None:
-    """The chosen β's curve and the per-dimension KL of every epoch, as MLflow artifacts."""
-    if run.auto_beta:
-        from recvae.track.tracking import auto_beta_figure
-
-        tracker.log_metrics({"auto_beta": run.auto_beta["beta"]})
-        tracker.log_dict(run.auto_beta, "auto_beta.json")
-        if tracker.run_id:  # matplotlib only when a run records it
-            tracker.log_figure(auto_beta_figure({f"seed {run.seed}": run.auto_beta}), "plots/auto_beta.png")
-    if run.history and "kl_per_dim" in run.history[0]:
-        tracker.log_dict({"kl_per_dim": [r["kl_per_dim"] for r in run.history]}, "kl_per_dim.json")
