@@ -349,11 +349,16 @@ def _clean(
         if role not in raw:
             continue
         col = raw[role]
-        text = col.astype(str).str.strip()
-        empty = col.isna().to_numpy() | (text == "").to_numpy()
+        empty = col.isna().to_numpy(copy=True)
+        # Blank or "null"-like text can only hide in a text column; turning numbers into strings to
+        # look for it would cost more than the rest of the read.
+        if not pd.api.types.is_numeric_dtype(col.dtype):
+            text = col.astype(str).str.strip()
+            empty |= (text == "").to_numpy()
+            if role in ("user", "item"):
+                # A literal "NaN" or "null" in an ID column is a hole written out by some tool, not an ID.
+                empty |= text.str.lower().isin(_MISSING_WORDS).to_numpy()
         if role in ("user", "item"):
-            # A literal "NaN" or "null" in an ID column is a hole written out by some tool, not an ID.
-            empty |= text.str.lower().isin(_MISSING_WORDS).to_numpy()
             if empty.any():
                 problems.append((empty, f"empty or missing {role} ID"))
             continue
