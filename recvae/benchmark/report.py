@@ -15,6 +15,7 @@ from recvae.benchmark.environment import describe
 from recvae.benchmark.runner import BenchmarkResult
 from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
 from recvae.models.serialization import write_atomic_bytes, write_atomic_json
+from recvae.track.tracking import auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, training_curves_figure
 
 
 def _label(metric: str) -> str:
@@ -122,19 +123,24 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
                 "",
                 "Per seed, one run anneals β linearly from 0 to 1 over all its epochs (validated every epoch); the β of "
                 f"its best validation {_label(config.selection_metric)} becomes the cap of the model that is tested "
-                f"(plot: auto_beta_{name.replace(' ', '_').replace('/', '_')}.png).",
+                f"(plot: auto_beta_{_file_stem(name)}.png).",
                 "",
                 "| seed | chosen β | at epoch | validation at the peak |",
                 "| --- | --- | --- | --- |",
             ]
             for seed, a in chosen:
-                peak = next(c for c in a["curve"] if c["epoch"] == a["peak_epoch"])
+                peak = auto_beta_peak(a)
                 lines.append(f"| {seed} | {a['beta']:.3f} | {a['peak_epoch']} of {len(a['curve'])} | {peak[a['metric']]:.4f} |")
             lines.append("")
     for name, reason in result.skipped.items():
         lines += [f"Not run: {name} ({reason}).", ""]
     lines += [f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
     return "\n".join(lines)
+
+
+def _file_stem(model_name: str) -> str:
+    """A model's name as it appears in its plots' file names."""
+    return model_name.replace(" ", "_").replace("/", "_")
 
 
 def _png(figure) -> bytes:
@@ -148,8 +154,6 @@ def _png(figure) -> bytes:
 
 def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None) -> Path:
     """Write results.{md,csv,json}, runs.csv and the PNG plots; return the folder."""
-    from recvae.track.tracking import auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure
-
     folder = Path(out) / result.config.dataset
     folder.mkdir(parents=True, exist_ok=True)
     rows = summarize(result)
@@ -176,23 +180,23 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
     write_atomic_json(folder / "results.json", payload)
     write_atomic_bytes(folder / "results.md", markdown(result, rows, paired, env, command).encode())
     files = ["results.md", "results.csv", "runs.csv", "results.json"]
+
+    def save_figure(filename: str, figure) -> None:
+        write_atomic_bytes(folder / filename, _png(figure))
+        files.append(filename)
+
     if result.runs:
-        figure = metric_curves_figure({name: {k: np.asarray(v) for k, v in c.items()} for name, c in payload["curves"].items()})
-        write_atomic_bytes(folder / "metrics_at_k.png", _png(figure))
-        files.append("metrics_at_k.png")
+        save_figure("metrics_at_k.png", metric_curves_figure(
+            {name: {k: np.asarray(v) for k, v in c.items()} for name, c in payload["curves"].items()}))
     for name in result.model_names:
         first = result.runs_of(name)[0]
-        safe = name.replace(" ", "_").replace("/", "_")
         if first.history:
-            write_atomic_bytes(folder / f"training_{safe}.png", _png(training_curves_figure(first.history)))
-            files.append(f"training_{safe}.png")
+            save_figure(f"training_{_file_stem(name)}.png", training_curves_figure(first.history))
         if first.history and "kl_per_dim" in first.history[0]:
-            write_atomic_bytes(folder / f"diagnostics_{safe}.png", _png(diagnostics_figure(first.history)))
-            files.append(f"diagnostics_{safe}.png")
+            save_figure(f"diagnostics_{_file_stem(name)}.png", diagnostics_figure(first.history))
         chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
         if chosen:
-            write_atomic_bytes(folder / f"auto_beta_{safe}.png", _png(auto_beta_figure(chosen)))
-            files.append(f"auto_beta_{safe}.png")
+            save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen))
     if tracker is not None:
         for filename in files:
             tracker.log_artifact(folder / filename, "results")

@@ -116,8 +116,8 @@ def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch):
     started = time.perf_counter()
     chosen = auto_beta(config_from_dict(MultVAEConfig, candidate), tune_on.train, tune_on.validation,
                        callbacks=(on_epoch,), progress=False)
-    params = {**candidate, "beta_schedule": "linear", "beta_cap": chosen.beta,
-              "total_anneal_steps": chosen.total_anneal_steps}
+    final = chosen.model.config
+    params = {**candidate, **{k: getattr(final, k) for k in ("beta_schedule", "beta_cap", "total_anneal_steps")}}
     return chosen.model, params, time.perf_counter() - started, chosen.to_json()
 
 

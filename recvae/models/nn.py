@@ -118,3 +118,8 @@ def negative_log_likelihood(logits: torch.Tensor, batch: SparseBatch, likelihood
         return 0.5 * ((logits**2).sum(dim=1) - 2.0 * at_nonzeros + sq_values)
     raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
 
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of every user and latent dimension, in closed form."""
+    return 0.5 * (torch.exp(logvar) + mu**2 - 1.0 - logvar)
+

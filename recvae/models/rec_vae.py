@@ -236,8 +236,7 @@ class RecVAE(Recommender):
             for callback in callbacks:
                 callback(record)
         best.restore(module)
-        if history:
-            warn_if_collapsed(history[best.epoch - 1] if best.epoch > 0 else history[-1], c.latent_dim)
+        warn_if_collapsed(history, best.epoch, c.latent_dim)
         module.eval()
         return history
 

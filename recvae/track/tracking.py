@@ -264,6 +264,11 @@ def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]]):
     return fig
 
 
+def auto_beta_peak(result: dict) -> dict:
+    """The anneal run's curve point (epoch, beta, metric) where auto-β took its β."""
+    return next(r for r in result["curve"] if r["epoch"] == result["peak_epoch"])
+
+
 def auto_beta_figure(curves: dict[str, dict]):
     """Validation score against β of auto-β anneal runs (``AutoBetaResult.to_json()`` by label),
     each run's chosen β marked."""
@@ -277,7 +282,7 @@ def auto_beta_figure(curves: dict[str, dict]):
     for label, result in curves.items():
         metric = result["metric"]
         line, = ax.plot([r["beta"] for r in result["curve"]], [r[metric] for r in result["curve"]], label=label, lw=1)
-        peak = next(r for r in result["curve"] if r["epoch"] == result["peak_epoch"])
+        peak = auto_beta_peak(result)
         ax.plot([peak["beta"]], [peak[metric]], "o", color=line.get_color())
     ax.set_xlabel("β (annealed linearly from 0 to 1)")
     ax.set_ylabel(f"validation {metric}")

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recvae.errors import ModelFileError
-from recvae.models.nn import AutoEncoder, SparseBatch, negative_log_likelihood, normalised_input
+from recvae.models.nn import AutoEncoder, SparseBatch, gaussian_kl, negative_log_likelihood, normalised_input
 from recvae.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
 from recvae.train.early_stopping import BestEpoch
@@ -68,7 +68,7 @@ def train_step(
     logits = module.decode(z)
     nll = negative_log_likelihood(logits, batch, likelihood).mean()
     if module.variational:
-        kl_per_dim = 0.5 * (torch.exp(logvar) + mu**2 - 1.0 - logvar).mean(dim=0)
+        kl_per_dim = gaussian_kl(mu, logvar).mean(dim=0)
         kl = kl_per_dim.sum()
         loss = nll + beta * (kl_per_dim.clamp_min(free_bits).sum() if free_bits > 0 else kl)
     else:
@@ -199,8 +199,8 @@ def fit_autoencoder(
         bar.close()
     if best.restore(module):
         log.info("best %s %.4f at epoch %d", config.validation_metric, best.score, best.epoch)
-    if variational and history:
-        warn_if_collapsed(history[best.epoch - 1] if best.epoch > 0 else history[-1], module.latent_dim)
+    if variational:
+        warn_if_collapsed(history, best.epoch, module.latent_dim)
     module.eval()
     return history
 

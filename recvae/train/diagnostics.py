@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.models.nn import SparseBatch, normalised_input
+from recvae.models.nn import SparseBatch, gaussian_kl, normalised_input
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def posterior_diagnostics(mu: torch.Tensor, logvar: torch.Tensor, threshold: flo
     posterior means and log-variances of a sample of users (users x latent)."""
     mu, logvar = mu.double(), logvar.double()
     activity = mu.var(dim=0, unbiased=False)
-    kl_per_dim = 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).mean(dim=0)
+    kl_per_dim = gaussian_kl(mu, logvar).mean(dim=0)
     return {
         "active_units": int((activity > threshold).sum()),
         "posterior_variance": float(logvar.exp().mean()),
@@ -59,8 +59,12 @@ def diagnose(encode: Encoder, sample: sp.csr_matrix, device: torch.device, block
     return posterior_diagnostics(torch.cat(mus), torch.cat(logvars))
 
 
-def warn_if_collapsed(record: dict, latent_dim: int) -> bool:
-    """Log a warning when most latent dimensions are inactive in ``record``; True if so."""
+def warn_if_collapsed(history: list[dict], kept_epoch: int, latent_dim: int) -> bool:
+    """Log a warning when most latent dimensions are inactive in the kept epoch (the last one
+    when no epoch was validated, ``kept_epoch`` < 1); True if so."""
+    if not history:
+        return False
+    record = history[kept_epoch - 1] if kept_epoch > 0 else history[-1]
     active = record.get("active_units")
     if active is None or active * 2 >= latent_dim:
         return False
