@@ -7,6 +7,8 @@ memory is bounded by the block size and the catalogue.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
 import queue
 import sys
@@ -25,6 +27,28 @@ from recvae.export.writer import AtomicRecommendationWriter
 
 log = logging.getLogger(__name__)
 _DONE = object()
+# Blocks between hand-backs of freed heap memory; a malloc_trim costs about a millisecond.
+TRIM_EVERY_BLOCKS = 16
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Give glibc's freed but kept heap pages back to the system, as Dask's workers do.
+
+    The reader, scorer and writer free mid-sized arrays in different threads; glibc keeps
+    the holes, and the export's resident set crept by 5% over 500 blocks of 1000 users.
+    Trimming every few blocks keeps memory flat in the number of users.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _prefetch(iterable: Iterable, depth: int) -> Iterator:
@@ -127,6 +151,7 @@ def export_recommendations(
 
         thread = threading.Thread(target=drain, daemon=True, name="recvae-writer")
         thread.start()
+        blocks_done = 0
         try:
             for users, items, others in _prefetch(blocks, depth=2):
                 stats.users_in_other_shards += others
@@ -139,6 +164,9 @@ def export_recommendations(
                 if block_stats.rows:
                     pending.put(columns)
                 bar.update(block_stats.users)
+                blocks_done += 1
+                if blocks_done % TRIM_EVERY_BLOCKS == 0:
+                    _return_freed_memory()
         finally:
             pending.put(_DONE)
             thread.join()

@@ -23,7 +23,7 @@ def iter_user_blocks(
     path: str | Path,
     *,
     users_per_block: int = 1000,
-    chunk_rows: int = 1 << 20,
+    chunk_rows: int = 1 << 18,
     reader: dict | None = None,
     id_kinds: dict | None = None,
     grouped: bool = True,
@@ -45,8 +45,7 @@ def iter_user_blocks(
         order = np.argsort(pd.factorize(frame["user"])[0], kind="stable")
         chunks = iter([frame.iloc[order]])
     carry_users = carry_items = None
-    # 64-bit hashes of the users already yielded, sorted: 8 bytes a user instead of a Python set's ~70.
-    finished = np.empty(0, dtype=np.uint64)
+    finished = _HashSet()
     for chunk in chunks:
         users, items = chunk["user"].to_numpy(), chunk["item"].to_numpy()
         if carry_users is not None:
@@ -57,21 +56,45 @@ def iter_user_blocks(
         run_users = users[starts]
         if grouped:
             hashes = pd.util.hash_array(np.asarray(run_users))
-            position = np.minimum(np.searchsorted(finished, hashes), max(len(finished) - 1, 0))
-            seen_before = finished[position] == hashes if len(finished) else np.zeros(len(hashes), bool)
-            repeated = pd.Index(run_users).duplicated() | seen_before
+            repeated = pd.Index(run_users).duplicated() | finished.contains(hashes)
             if repeated.any():
                 raise DataError(
-                    f"{path}: user {run_users[repeated][0]!r} appears again after other users; the export streams "
+                    f"{path}: user {run_users[repeated].tolist()[0]!r} appears again after other users; the export streams "
                     "users and needs each user's rows together: sort the log by user, or pass grouped=False "
                     "(--ungrouped) to group it in memory"
                 )
-            finished = np.union1d(finished, hashes[:-1])
+            finished.add(hashes[:-1])
         # The last user of the chunk may go on in the next one.
         carry_users, carry_items = users[starts[-1]:], items[starts[-1]:]
         yield from user_blocks(users[: starts[-1]], items[: starts[-1]], starts[:-1], users_per_block, index, n_shards)
     if carry_users is not None and len(carry_users):
         yield from user_blocks(carry_users, carry_items, np.array([0]), users_per_block, index, n_shards)
+
+
+class _HashSet:
+    """64-bit hashes of the users already yielded: 8 bytes a user instead of a Python set's ~70.
+
+    Kept as sorted runs, each at least twice the size of the next, so adding a chunk's users
+    costs O(chunk · log users) amortised rather than re-sorting every user seen so far.
+    """
+
+    def __init__(self):
+        self._runs: list[np.ndarray] = []
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(hashes), dtype=bool)
+        for run in self._runs:
+            position = np.minimum(np.searchsorted(run, hashes), len(run) - 1)
+            found |= run[position] == hashes
+        return found
+
+    def add(self, hashes: np.ndarray) -> None:
+        if len(hashes) == 0:
+            return
+        self._runs.append(np.sort(hashes))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            newest = self._runs.pop()
+            self._runs[-1] = np.union1d(self._runs[-1], newest)
 
 
 def user_blocks(users, items, starts, users_per_block, index=0, n_shards=1) -> Iterator[Block]:

@@ -48,10 +48,14 @@ class AtomicRecommendationWriter:
         if self._writer is None:
             self.schema = table.schema
             if self.format == "parquet":
-                # Scores are nearly all distinct: a dictionary for them is built, then abandoned, at
-                # the cost of half the write time and a larger file.
-                dictionary = [name for name in self.schema.names if name != "score"]
-                self._writer = pq.ParquetWriter(self.tmp, self.schema, use_dictionary=dictionary)
+                # Scores are nearly all distinct and their mantissas look random: a dictionary for them
+                # is built, then abandoned (half the write time, a larger file), and Snappy spends a
+                # fifth of the remaining write time without shrinking them.
+                others = [name for name in self.schema.names if name != "score"]
+                self._writer = pq.ParquetWriter(
+                    self.tmp, self.schema, use_dictionary=others,
+                    compression={**{name: "snappy" for name in others}, "score": "none"},
+                )
             else:
                 options = pacsv.WriteOptions(delimiter="\t" if self.format == "tsv" else ",")
                 self._writer = pacsv.CSVWriter(self.tmp, self.schema, write_options=options)
