@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--median-activity", type=float, default=52.0)
     parser.add_argument("--top-n", type=int, default=100)
     parser.add_argument("--block", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="(export, floor) pairs at 1x; 4x runs one")
+    parser.add_argument("--repeats", type=int, default=5, help="(export, floor) pairs at 1x; 4x runs one")
     parser.add_argument("--out", default="evaluation/perf")
     parser.add_argument("--child", nargs=6, metavar=("MODEL", "LOG", "OUT", "TOPN", "BLOCK", "REPEATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()

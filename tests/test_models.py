@@ -186,7 +186,10 @@ def test_sparse_first_layer_equals_dense_product(fitted_vae, small_split):
         mu, _ = module.encode(batch, values)
         h = torch.tanh(dense @ module.input_weight + module.input_bias)
         expected = module.encoder[0](h)[:, : module.latent_dim]
+        mean_only, logvar = module.encode(batch, values, mean_only=True)
     assert torch.allclose(mu, expected, atol=1e-5)
+    assert logvar is None and mean_only.shape == mu.shape
+    torch.testing.assert_close(mean_only, mu)
 
 
 def test_ease_matches_its_closed_form_and_round_trips(tmp_path, small_split):

@@ -127,7 +127,7 @@ class _AutoEncoderRecommender(Recommender):
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         batch = SparseBatch.from_csr(user_items, self.device_)
         with torch.no_grad():
-            mu, _ = self.module_.encode(batch, normalised_input(batch))
+            mu, _ = self.module_.encode(batch, normalised_input(batch), mean_only=True)
             return self.module_.decode(mu)
 
     def encode(self, user_items: sp.csr_matrix) -> torch.Tensor:
@@ -135,7 +135,7 @@ class _AutoEncoderRecommender(Recommender):
         self._check_fitted()
         batch = SparseBatch.from_csr(as_csr(user_items, self._n_items), self.device_)
         with torch.no_grad():
-            return self.module_.encode(batch, normalised_input(batch))[0].cpu()
+            return self.module_.encode(batch, normalised_input(batch), mean_only=True)[0].cpu()
 
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
         """Items whose decoder output vectors are closest (cosine) to ``itemid``'s."""

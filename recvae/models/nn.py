@@ -71,7 +71,14 @@ class AutoEncoder(nn.Module):
     def weight_matrices(self) -> list[torch.Tensor]:
         return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
 
-    def encode(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def encode(
+        self, batch: SparseBatch, values: torch.Tensor, *, mean_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean, log-variance) of the code, or (code, None) without ``variational``.
+
+        ``mean_only`` skips the log-variance rows of the last layer (scoring never samples):
+        the same values, half of that layer's product.
+        """
         h = F.embedding_bag(
             batch.indices, self.input_weight, batch.offsets, mode="sum", per_sample_weights=values
         ) + self.input_bias
@@ -79,6 +86,8 @@ class AutoEncoder(nn.Module):
         if layers or not self.variational:
             h = self.activation(h)
         for i, layer in enumerate(layers):
+            if mean_only and self.variational and i == len(layers) - 1:
+                return F.linear(h, layer.weight[: self.latent_dim], layer.bias[: self.latent_dim]), None
             h = layer(h)
             if i < len(layers) - 1 or not self.variational:
                 h = self.activation(h)
