@@ -47,9 +47,8 @@ def child(model_dir: str, log: str, out: str, top_n: int, block: int, repeats: i
     from recvae.models import Recommender
 
     model = Recommender.load(model_dir)
-    decoder = model.module_.decoder
+    decoder_pass = model.module_.decode
     z = torch.randn(block, model.config.latent_dim)
-    decoder_pass = lambda x: [x := layer(x) if i == len(decoder) - 1 else torch.tanh(layer(x)) for i, layer in enumerate(decoder)][-1]  # noqa: E731
     pairs, rss_mb = [], None
     for _ in range(repeats):
         started = time.perf_counter()

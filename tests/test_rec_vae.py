@@ -27,6 +27,8 @@ def test_composite_prior_matches_a_direct_computation(small_split):
     got = module.composite_prior(batch, z).numpy()
     with torch.no_grad():
         mu, logvar = module.encoder(batch, normalised_input(batch))
+        mean_only, no_logvar = module.encoder(batch, normalised_input(batch), mean_only=True)
+    assert no_logvar is None and torch.equal(mean_only, mu)  # scoring's path: the same layer, logvar skipped
     w = config.mixture_weights
     direct = np.log(
         w[0] * stats.norm.pdf(z, 0, 1)

@@ -95,7 +95,7 @@ def recommend_block(model, users: np.ndarray, items: np.ndarray, options: Recomm
     parts = []  # (user IDs, item indices (users x width), scores, on fallback)
     if has_items.any():
         idx, score = model.top_n(
-            history if has_items.all() else history[has_items], options.n, exclude_seen=not options.include_seen,
+            history[has_items], options.n, exclude_seen=not options.include_seen,
             allowed_items=options.allowed_items, batch_size=options.batch_size,
         )
         parts.append((user_ids[has_items], idx, score, False))
@@ -107,17 +107,16 @@ def recommend_block(model, users: np.ndarray, items: np.ndarray, options: Recomm
     columns = {"user": [], "item": [], "rank": [], "score": [], "fallback": []}
     for part_users, idx, score, on_fallback in parts:
         valid = np.isfinite(score)  # -inf pads a list that ran out of allowed, unseen items
-        keep = slice(None) if valid.all() else valid.ravel()  # usually all: no boolean copies then
         width = idx.shape[1]
-        columns["user"].append(np.repeat(part_users, width)[keep])
-        columns["item"].append(vocab.ids[idx.ravel()[keep]])
-        columns["rank"].append(np.tile(np.arange(1, width + 1, dtype=np.int32), len(part_users))[keep])
-        columns["score"].append(score.ravel()[keep].astype(np.float32, copy=False))
-        columns["fallback"].append(np.full(len(columns["rank"][-1]), on_fallback))
+        columns["user"].append(np.repeat(part_users, width)[valid.ravel()])
+        columns["item"].append(vocab.ids[idx[valid]])
+        columns["rank"].append(np.tile(np.arange(1, width + 1, dtype=np.int32), len(part_users))[valid.ravel()])
+        columns["score"].append(score[valid].astype(np.float32, copy=False))
+        columns["fallback"].append(np.full(int(valid.sum()), on_fallback))
         stats.users_with_rows += int(valid.any(axis=1).sum())
     empty = {"user": user_ids[:0], "item": vocab.ids[:0], "rank": np.empty(0, np.int32),
              "score": np.empty(0, np.float32), "fallback": np.empty(0, bool)}
-    out = {k: (v[0] if len(v) == 1 else np.concatenate(v)) if v else empty[k] for k, v in columns.items()}
+    out = {k: np.concatenate(v) if v else empty[k] for k, v in columns.items()}
     if options.fallback is None:
         del out["fallback"]
     stats.rows = len(out["rank"])

@@ -76,8 +76,8 @@ class AutoEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mean, log-variance) of the code, or (code, None) without ``variational``.
 
-        ``mean_only`` skips the log-variance rows of the last layer (scoring never samples):
-        the same values, half of that layer's product.
+        ``mean_only`` gives (mean, None) and skips the log-variance rows of the last layer
+        (scoring never samples): the same values, half of that layer's product.
         """
         h = F.embedding_bag(
             batch.indices, self.input_weight, batch.offsets, mode="sum", per_sample_weights=values
@@ -93,7 +93,7 @@ class AutoEncoder(nn.Module):
                 h = self.activation(h)
         if not self.variational:
             return h, None
-        return h[:, : self.latent_dim], h[:, self.latent_dim :]
+        return h[:, : self.latent_dim], None if mean_only else h[:, self.latent_dim :]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.decoder):

@@ -88,7 +88,9 @@ class RecVAEEncoder(nn.Module):
         self.mu = nn.Linear(hidden, latent)
         self.logvar = nn.Linear(hidden, latent)
 
-    def forward(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, batch: SparseBatch, values: torch.Tensor, *, mean_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         # The first layer on the sparse history: embedding_bag instead of a dense product.
         h = F.embedding_bag(batch.indices, self.input_weight, batch.offsets, mode="sum", per_sample_weights=values)
         outputs = [self.norms[0](F.silu(h + self.input_bias))]
@@ -97,7 +99,7 @@ class RecVAEEncoder(nn.Module):
             out = norm(F.silu(layer(outputs[-1]) + total))
             outputs.append(out)
             total = total + out
-        return self.mu(outputs[-1]), self.logvar(outputs[-1])
+        return self.mu(outputs[-1]), None if mean_only else self.logvar(outputs[-1])
 
 
 class RecVAEModule(nn.Module):
@@ -243,7 +245,7 @@ class RecVAE(Recommender):
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         batch = SparseBatch.from_csr(user_items, self.device_)
         with torch.no_grad():
-            mu, _ = self.module_.encoder(batch, normalised_input(batch))
+            mu, _ = self.module_.encoder(batch, normalised_input(batch), mean_only=True)
             return self.module_.decoder(mu)
 
     def similar_items(self, itemid: int, N: int = 10):
