@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from recvae.benchmark.environment import describe, environment
@@ -47,6 +48,7 @@ def child(model_dir: str, log: str, out: str, top_n: int, block: int, repeats: i
     from recvae.models import Recommender
 
     model = Recommender.load(model_dir)
+    model.top_n(two_users(model), top_n)  # loads the compiled top-k kernel from numba's cache
     decoder_pass = model.module_.decode
     z = torch.randn(block, model.config.latent_dim)
     pairs, rss_mb = [], None
@@ -64,6 +66,10 @@ def child(model_dir: str, log: str, out: str, top_n: int, block: int, repeats: i
         pairs.append({"export_seconds": export_seconds, "floor_seconds": floor_seconds})
     median = sorted(pairs, key=lambda p: p["export_seconds"] / p["floor_seconds"])[len(pairs) // 2]
     print(json.dumps({"users": stats.users, "rows": stats.rows, **median, "pairs": pairs, "peak_rss_mb": rss_mb}))
+
+
+def two_users(model) -> sp.csr_matrix:
+    return sp.eye(2, model.n_items_, format="csr", dtype=np.float32)
 
 
 def run_child(*args) -> dict:
@@ -106,6 +112,11 @@ def main() -> None:
     sample = np.random.default_rng(0).choice(data.n_users, size=min(20_000, data.n_users), replace=False)
     model = MultVAE(epochs=1).fit(data.matrix[np.sort(sample)], items=data.items, progress=False)
     model.save(work / "model")
+    # numba compiles the top-k kernel on its first call and caches it on disk: only an
+    # installation's first export pays for that, so it happens here, outside the timed processes.
+    started = time.perf_counter()
+    model.top_n(two_users(model), args.top_n)
+    compile_seconds = time.perf_counter() - started
     del log, data
 
     one = run_child(work / "model", work / "log.parquet", work / "recs.parquet", args.top_n, args.block, args.repeats)
@@ -127,6 +138,7 @@ def main() -> None:
         "users_per_second_4x": four["users"] / four["export_seconds"],
         "ratio_4x": four["export_seconds"] / four["floor_seconds"],
         "peak_rss_mb_4x": four["peak_rss_mb"],
+        "top_k_first_call_seconds": compile_seconds,
         "machine": environment(),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
     }
@@ -156,7 +168,9 @@ def main() -> None:
         f"The 1x row is the median of {len(one['pairs'])} (export, floor) pairs, whose ratios were "
         + ", ".join(f"{r:.3f}" for r in result["ratio_pairs"])
         + "; the 4x row is one pair. Peak RSS is the export process's own maximum resident set during its "
-        f"first export: 4x the users change it by {100 * (four['peak_rss_mb'] / one['peak_rss_mb'] - 1):+.1f}%.",
+        f"first export: 4x the users change it by {100 * (four['peak_rss_mb'] / one['peak_rss_mb'] - 1):+.1f}%. "
+        f"numba compiles the top-k kernel on its first call and caches it on disk ({compile_seconds:.1f} s here, "
+        "taken before the timed processes start, as only an installation's first export pays it).",
         "",
         f"Machine: {describe(m)}.",
         "",

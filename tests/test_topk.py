@@ -42,6 +42,14 @@ def test_nan_scores_do_not_lose_items():
     scores[3, 17] = float("nan")
     values, items = top_k_rows(scores.clone(), 100)
     assert items.shape == (8, 100) and all(len(set(row.tolist())) == 100 for row in items)
+    expected, expected_items = torch.topk(scores, 100, dim=1)  # torch ranks NaN first
+    torch.testing.assert_close(values, expected, equal_nan=True, rtol=0, atol=0)
+    assert items[3, 0] == 17
+
+
+def test_ties_keep_the_earlier_item_first():
+    values, items = top_k_rows(torch.zeros(3, 20_000), 10)
+    assert torch.equal(items, torch.arange(10).expand(3, 10)) and not values.any()
 
 
 def test_history_and_allow_list_masks_on_a_wide_catalogue():

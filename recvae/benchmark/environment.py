@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("recvae", "torch", "numpy", "scipy", "pandas", "implicit", "recbole", "mlflow", "threadpoolctl")
+PACKAGES = ("recvae", "torch", "numpy", "scipy", "pandas", "implicit", "recbole", "mlflow", "threadpoolctl", "numba")
 
 
 def _cpu() -> str:

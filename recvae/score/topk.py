@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-# Items per group in the two-stage selection below. 32 floats are one 128-byte run: the group
-# maxima are one vectorised pass, and copying whole groups is a few memcpys a row.
+# Items per group in the two-stage selection below: a row's group maxima are one pass over it,
+# and the k-th largest of 625 maxima (20,000 items) is a short quickselect.
 GROUP = 32
 
 
@@ -44,42 +45,99 @@ def top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     """``torch.topk(scores, k, dim=1)`` (sorted, best first), faster on wide CPU rows.
 
     torch.topk on the CPU copies every row into (value, index) pairs before selecting:
-    over 20,000 items that is a sixth of the decoder's own time. Here a row is cut into
-    groups of ``GROUP`` items; the ``k`` groups with the largest maxima hold the row's top
-    ``k`` (an item outside them is beaten by those ``k`` maxima), and only their items at
-    or above the ``k``-th largest maximum, typically little more than ``k``, reach the
-    final sort. Same values as torch.topk; among tied scores the items kept may differ.
+    over 20,000 items that is a sixth of the decoder's own time. Here a compiled kernel
+    cuts each row into groups of ``GROUP`` items; the ``k`` groups with the largest maxima
+    hold the row's top ``k`` (an item outside them is beaten by those ``k`` maxima), so
+    only items at or above the ``k``-th largest maximum, typically little more than ``k``,
+    are sorted. Same values as torch.topk; among tied scores the earlier item comes first.
+    Rows with a NaN keep torch.topk's ordering (NaN first).
     """
     users, width = scores.shape
-    n_groups = width // GROUP
-    if scores.device.type != "cpu" or n_groups < 4 * k:  # the cut would not pay for itself
-        return torch.topk(scores, k, dim=1)
-    body = scores[:, : n_groups * GROUP].unflatten(1, (n_groups, GROUP))
-    group_max, groups = torch.topk(body.amax(dim=2), k, dim=1, sorted=False)
-    threshold = group_max.amin(dim=1, keepdim=True)
-    if not bool(torch.isfinite(threshold).all()):  # a row with fewer than k scored groups
-        return torch.topk(scores, k, dim=1)
-    if scores.is_contiguous():
-        flat = (groups + torch.arange(users).unsqueeze(1) * n_groups).reshape(-1)
-        candidates = body.reshape(users * n_groups, GROUP).index_select(0, flat).view(users, k * GROUP)
-    else:
-        candidates = body[torch.arange(users).unsqueeze(1), groups].reshape(users, k * GROUP)
-    tail = n_groups * GROUP
-    if tail < width:  # the last, partial group's items are always candidates
-        candidates = torch.cat([candidates, scores[:, tail:]], dim=1)
-    row, position = torch.nonzero(candidates >= threshold, as_tuple=True)
-    counts = torch.bincount(row, minlength=users)
-    if int(counts.min()) < k:  # NaN scores compare false: leave them to torch.topk
-        return torch.topk(scores, k, dim=1)
-    # Pack each row's survivors to the left of a (users x most survivors) block.
-    slot = torch.arange(row.numel()) - (torch.cumsum(counts, 0) - counts)[row]
-    packed = torch.full((users, int(counts.max())), -torch.inf)
-    packed[row, slot] = candidates[row, position]
-    packed_position = torch.zeros(packed.shape, dtype=torch.int64)
-    packed_position[row, slot] = position
-    values, best = torch.topk(packed, k, dim=1)
-    position = packed_position.gather(1, best)
-    in_group = position < k * GROUP
-    group_index = groups.gather(1, torch.where(in_group, position // GROUP, 0))
-    items = torch.where(in_group, group_index * GROUP + position % GROUP, position - k * GROUP + tail)
+    if scores.device.type != "cpu" or scores.dtype != torch.float32 or width // GROUP < 4 * k:
+        return torch.topk(scores, k, dim=1)  # the kernel is for float32 rows wide enough to pay for the cut
+    block = scores.contiguous().numpy()
+    values = np.empty((users, k), dtype=np.float32)
+    items = np.empty((users, k), dtype=np.int64)
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    has_nan = _top_k_kernel(block, k, values, items)
+    values, items = torch.from_numpy(values), torch.from_numpy(items)
+    if has_nan.any():
+        rows = torch.from_numpy(np.flatnonzero(has_nan))
+        values[rows], items[rows] = torch.topk(scores[rows], k, dim=1)
     return values, items
+
+
+@numba.njit(parallel=True, cache=True)
+def _top_k_kernel(scores, k, values, items):
+    """Fills ``values``/``items`` (users x k) for every row without a NaN; returns which rows have one."""
+    users, width = scores.shape
+    n_groups = width // GROUP
+    tail = n_groups * GROUP  # items past the last whole group are always candidates
+    has_nan = np.zeros(users, dtype=np.bool_)
+    for user in numba.prange(users):
+        row = scores[user]
+        group_max = np.empty(n_groups, dtype=np.float32)
+        nan = False
+        for group in range(n_groups):
+            best = row[group * GROUP]
+            nan |= best != best
+            for j in range(group * GROUP + 1, (group + 1) * GROUP):
+                x = row[j]
+                nan |= x != x
+                if x > best:
+                    best = x
+            group_max[group] = best
+        for j in range(tail, width):
+            nan |= row[j] != row[j]
+        if nan:  # NaN compares false: the threshold below would drop it
+            has_nan[user] = True
+            continue
+        threshold = _kth_largest(group_max.copy(), k)
+        n_kept_groups = 0
+        for group in range(n_groups):
+            n_kept_groups += group_max[group] >= threshold
+        kept_values = np.empty(n_kept_groups * GROUP + width - tail, dtype=np.float32)
+        kept_items = np.empty(kept_values.size, dtype=np.int64)
+        n_kept = 0
+        for group in range(n_groups):
+            if group_max[group] >= threshold:
+                for j in range(group * GROUP, (group + 1) * GROUP):
+                    if row[j] >= threshold:
+                        kept_values[n_kept] = row[j]
+                        kept_items[n_kept] = j
+                        n_kept += 1
+        for j in range(tail, width):
+            kept_values[n_kept] = row[j]
+            kept_items[n_kept] = j
+            n_kept += 1
+        # Stable, so among ties the earlier item (kept in item order) comes first.
+        order = np.argsort(-kept_values[:n_kept], kind="mergesort")
+        for rank in range(k):
+            values[user, rank] = kept_values[order[rank]]
+            items[user, rank] = kept_items[order[rank]]
+    return has_nan
+
+
+@numba.njit(cache=True)
+def _kth_largest(values, k):
+    """The ``k``-th largest of ``values`` (k >= 1) by quickselect; reorders ``values``."""
+    low, high, target = 0, values.size - 1, k - 1
+    while low < high:
+        pivot = values[(low + high) // 2]
+        i, j = low, high
+        while i <= j:
+            while values[i] > pivot:
+                i += 1
+            while values[j] < pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if target <= j:
+            high = j
+        elif target >= i:
+            low = i
+        else:
+            break
+    return values[target]
