@@ -42,7 +42,7 @@ def test_nan_scores_do_not_lose_items():
     scores[3, 17] = float("nan")
     values, items = top_k_rows(scores.clone(), 100)
     assert items.shape == (8, 100) and all(len(set(row.tolist())) == 100 for row in items)
-    expected, expected_items = torch.topk(scores, 100, dim=1)  # torch ranks NaN first
+    expected, _ = torch.topk(scores, 100, dim=1)  # torch ranks NaN first
     torch.testing.assert_close(values, expected, equal_nan=True, rtol=0, atol=0)
     assert items[3, 0] == 17
 

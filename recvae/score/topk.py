@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-# Items per group in the two-stage selection below: a row's group maxima are one pass over it,
+# Items per group in the kernel below: a row's group maxima are one pass over it,
 # and the k-th largest of 625 maxima (20,000 items) is a short quickselect.
 GROUP = 32
 
@@ -55,9 +55,10 @@ def top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     users, width = scores.shape
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or width // GROUP < 4 * k:
         return torch.topk(scores, k, dim=1)  # the kernel is for float32 rows wide enough to pay for the cut
-    block = scores.contiguous().numpy()
+    block = scores.detach().contiguous().numpy()
     values = np.empty((users, k), dtype=np.float32)
     items = np.empty((users, k), dtype=np.int64)
+    # One knob for both: torch.set_num_threads also bounds the kernel's threads.
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     has_nan = _top_k_kernel(block, k, values, items)
     values, items = torch.from_numpy(values), torch.from_numpy(items)
