@@ -80,9 +80,8 @@ def _top_k_kernel(scores, k, values, items):
         group_max = np.empty(n_groups, dtype=np.float32)
         nan = False
         for group in range(n_groups):
-            best = row[group * GROUP]
-            nan |= best != best
-            for j in range(group * GROUP + 1, (group + 1) * GROUP):
+            best = np.float32(-np.inf)
+            for j in range(group * GROUP, (group + 1) * GROUP):
                 x = row[j]
                 nan |= x != x
                 if x > best:
@@ -94,19 +93,16 @@ def _top_k_kernel(scores, k, values, items):
             has_nan[user] = True
             continue
         threshold = _kth_largest(group_max.copy(), k)
-        n_kept_groups = 0
-        for group in range(n_groups):
-            n_kept_groups += group_max[group] >= threshold
-        kept_values = np.empty(n_kept_groups * GROUP + width - tail, dtype=np.float32)
+        kept_groups = np.flatnonzero(group_max >= threshold)
+        kept_values = np.empty(kept_groups.size * GROUP + width - tail, dtype=np.float32)
         kept_items = np.empty(kept_values.size, dtype=np.int64)
         n_kept = 0
-        for group in range(n_groups):
-            if group_max[group] >= threshold:
-                for j in range(group * GROUP, (group + 1) * GROUP):
-                    if row[j] >= threshold:
-                        kept_values[n_kept] = row[j]
-                        kept_items[n_kept] = j
-                        n_kept += 1
+        for group in kept_groups:
+            for j in range(group * GROUP, (group + 1) * GROUP):
+                if row[j] >= threshold:
+                    kept_values[n_kept] = row[j]
+                    kept_items[n_kept] = j
+                    n_kept += 1
         for j in range(tail, width):
             kept_values[n_kept] = row[j]
             kept_items[n_kept] = j
