@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import shlex
 import sys
@@ -13,11 +12,11 @@ import types
 import typing
 from pathlib import Path
 
+from recvae.defaults import SEED
 from recvae.errors import RecvaeError
 
 log = logging.getLogger("recvae")
 
-MODEL_CHOICES = ("multvae", "multdae", "recvae")
 FIELD_HELP = {
     "epochs": "maximum training epochs",
     "batch_size": "users per batch",
@@ -44,19 +43,33 @@ FIELD_HELP = {
     "encoder_epochs": "RecVAE: encoder passes per epoch",
     "decoder_epochs": "RecVAE: decoder passes per epoch",
     "layer_norm_eps": "RecVAE: epsilon of the encoder's layer normalisation",
+    "binarize": "count every interaction as 1 ('false': keep the values as weights)",
+    "factors": "ALS, BPR: latent factors",
+    "regularization": "ALS, BPR: L2 regularisation",
+    "alpha": "ALS: confidence weight of an interaction",
+    "iterations": "ALS, BPR: training iterations",
+    "fold_in_steps": "BPR: Adam steps that fold a new user in",
+    "fold_in_learning_rate": "BPR: learning rate of the fold-in",
 }
+# RecBole's models run in benchmarks only: they cannot be saved as recvae model directories.
+CLI_EXCLUDED = ("RecBole",)
 
 
-def _model_class(name: str):
-    from recvae.models import MultDAE, MultVAE, RecVAE
+def _trainable_models() -> dict:
+    """Registered models by lower-case name, as --model takes them."""
+    from recvae.models import REGISTRY
 
-    return {"multvae": MultVAE, "multdae": MultDAE, "recvae": RecVAE}[name]
+    return {name.lower(): cls for name, cls in REGISTRY.items() if name not in CLI_EXCLUDED}
 
 
 def _parse_field(kind):
     def parse(text: str):
         if text.lower() == "none" and type(None) in typing.get_args(kind):
             return None
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"expected true or false, not {text!r}")
+            return text.lower() in ("true", "1", "yes")
         optional = typing.get_origin(kind) in (typing.Union, types.UnionType)
         base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
         if typing.get_origin(base) is tuple:
@@ -69,11 +82,9 @@ def _parse_field(kind):
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field of the models; defaults come from the config classes."""
-    from recvae.models import MultDAEConfig, MultVAEConfig, RecVAEConfig
-
-    group = parser.add_argument_group("model hyperparameters (default: the paper's, per model)")
+    group = parser.add_argument_group("model hyperparameters (default: the model's own, from its paper or library)")
     seen = set()
-    for config_class in (MultVAEConfig, MultDAEConfig, RecVAEConfig):
+    for config_class in (cls.config_class for cls in _trainable_models().values()):
         hints = typing.get_type_hints(config_class)
         for f in dataclasses.fields(config_class):
             if f.name in seen:
@@ -121,7 +132,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     split.add_argument("--protocol", choices=("strong", "holdout", "presplit"), help="strong generalization (default), per-user holdout, or pre-split files")
     split.add_argument("--heldout-users", type=int, help="strong: validation users and again test users (default: 10%% of users)")
     split.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each held-out user's items to score (default 0.2)")
-    split.add_argument("--split-seed", type=int, default=98765, help="seed of the split (default 98765)")
+    split.add_argument("--split-seed", type=int, default=SEED, help=f"seed of the split (default {SEED})")
 
 
 def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
@@ -168,137 +179,39 @@ def _specs(args):
     return data, split
 
 
-def format_table(rows: dict[str, dict[str, float]], metrics: typing.Sequence[str]) -> str:
-    """Models as rows, metrics as 'mean ± standard error' columns."""
-    width = max(len("model"), *(len(n) for n in rows))
-    header = f"{'model':<{width}}  " + "  ".join(f"{m:>16}" for m in metrics)
-    lines = [header, "-" * len(header)]
-    for name, summary in rows.items():
-        cells = [f"{summary[m]:.4f} ± {summary[m + '_se']:.4f}" for m in metrics]
-        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
-    return "\n".join(lines)
-
-
 def cmd_train(args) -> int:
-    from recvae.evaluate import evaluate
-    from recvae.models import Popularity
-    from recvae.pipeline import prepare_split
+    from recvae.pipeline import TrainSpec, format_table, train_model
+    from recvae.track import TrackingConfig
 
-    if args.resume and not args.checkpoint_dir:
-        raise ValueError("--resume needs --checkpoint-dir, the folder of the interrupted run")
-    if args.auto_beta and (args.model != "multvae" or args.checkpoint_dir or args.cfg_beta_cap is not None):
-        raise ValueError("--auto-beta chooses Mult-VAE's --beta-cap itself and writes no checkpoints: "
-                         "use it with --model multvae, without --beta-cap and --checkpoint-dir")
     data_spec, split_spec = _specs(args)
-    model_class = _model_class(args.model)
-    params = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    unknown = set(params) - {f.name for f in dataclasses.fields(model_class.config_class)}
-    if unknown:
-        raise ValueError(f"{model_class.name} has no hyperparameter(s) {sorted(unknown)}")
-    model = model_class(**params)
-    with _tracker(args, f"train-{model.name}") as tracker:  # opened first: an unreachable server fails now
-        print(f"data: {data_spec.describe()}", file=sys.stderr)
-        split, _ = prepare_split(data_spec, split_spec)
-        print(f"split ({split_spec.protocol}): {split.summary()}", file=sys.stderr)
-        if split.validation is None:
-            print("no validation users: training every epoch, keeping the last weights", file=sys.stderr)
-        tracker.log_params({"model": model.name, "config": model.get_params(), "data": data_spec.to_json(),
-                            "split": dataclasses.asdict(split_spec)})
-        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed,
-                          "split.protocol": split_spec.protocol, "command": "train"})
-        started = time.perf_counter()
-        chosen_beta = None
-        if args.auto_beta:
-            from recvae.train.auto_beta import auto_beta
-
-            if split.validation is None:
-                raise ValueError("--auto-beta needs validation users (protocol strong or holdout)")
-            chosen_beta = auto_beta(model.config, split.train, split.validation, split.items,
-                                    callbacks=(tracker.log_epoch,), progress=False if args.quiet else None)
-            model = chosen_beta.model
-            print(f"auto-β: {chosen_beta.beta:.3g} (validation peak at epoch {chosen_beta.peak_epoch} of the anneal run)",
-                  file=sys.stderr)
-        else:
-            model.fit(split.train, split.validation, split.items, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                      callbacks=(tracker.log_epoch,), progress=False if args.quiet else None)
-        seconds = time.perf_counter() - started
-        print(f"trained {model.name}: {len(model.history_)} epochs in {seconds:.1f} s", file=sys.stderr)
-        metrics = args.metrics.split(",")
-        results = {model.name: evaluate(model, split.test, metrics).summary()}
-        popularity = Popularity().fit(split.train)
-        results["Popularity"] = evaluate(popularity, split.test, metrics).summary()
-        table = format_table(results, metrics)
-        print(f"\ntest users: {len(split.test)}")
-        print(table)
-        metadata = {
-            "history": model.history_,
-            "data": data_spec.to_json(),
-            "split": dataclasses.asdict(split_spec),
-            "test_metrics": results[model.name],
-            "train_seconds": seconds,
-            **({"auto_beta": chosen_beta.to_json()} if chosen_beta else {}),
-        }
-        out = model.save(args.out, metadata)
-        print(f"\nmodel saved to {out}")
-        tracker.log_metrics(results[model.name], prefix="test_")
-        tracker.log_metrics(results["Popularity"], prefix="popularity_test_")
-        tracker.log_metrics({"train_seconds": seconds, "epochs": len(model.history_)})
-        curves = None
-        if tracker.run_id:
-            from recvae.evaluate import evaluate_curves
-
-            curves = {m.name: evaluate_curves(m, split.test) for m in (model, popularity)}
-        _log_run_artifacts(tracker, out, table, model.history_, curves, chosen_beta.to_json() if chosen_beta else None)
-        if tracker.run_id:
-            print(f"MLflow run {tracker.run_id} (experiment {args.experiment!r})")
+    model_class = _trainable_models()[args.model]
+    spec = TrainSpec(
+        model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
+        data=data_spec, split=split_spec, out=args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+        auto_beta=args.auto_beta, metrics=tuple(args.metrics.split(",")), progress=False if args.quiet else None,
+        tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
+    )
+    result = train_model(spec, notify=lambda line: print(line, file=sys.stderr))
+    print(f"\ntest users: {len(result.split.test)}")
+    print(format_table(result.results, spec.metrics))
+    print(f"\nmodel saved to {result.model_dir}")
+    if result.run_id:
+        print(f"MLflow run {result.run_id} (experiment {args.experiment!r})")
     return 0
 
 
-def _log_run_artifacts(tracker, model_dir, table: str, history: list[dict], curves: dict | None,
-                       chosen_beta: dict | None = None) -> None:
-    from recvae.track.tracking import log_beta_diagnostics, metric_curves_figure, training_curves_figure
-
-    tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
-    tracker.log_dict({"table": table.splitlines()}, "results/test_metrics.json")
-    if history and tracker.run_id:  # matplotlib only when a run records it
-        tracker.log_figure(training_curves_figure(history), "plots/training_curves.png")
-    log_beta_diagnostics(tracker, history, chosen_beta)
-    if curves:
-        tracker.log_figure(metric_curves_figure(curves), "plots/metrics_at_k.png")
-        tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")
-    tracker.log_artifact(model_dir, "recvae_model")
-    tracker.log_model(model_dir)
-
-
 def cmd_evaluate(args) -> int:
-    from recvae.evaluate import evaluate
-    from recvae.models import Popularity, Recommender
-    from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+    from recvae.pipeline import EvaluateSpec, evaluate_saved, format_table
+    from recvae.track import TrackingConfig
 
-    model = Recommender.load(args.model)
-    meta = model.metadata_
-    if args.data:
-        data_spec, split_spec = _specs(args)
-    elif "data" in meta and "split" in meta:
-        data_spec, split_spec = DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
-    else:
-        raise ValueError(f"{args.model} does not record its data; pass --data")
-    split, _ = prepare_split(data_spec, split_spec)
-    if model.items_ is not None and model.items_ != split.items:
-        raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
-    metrics = args.metrics.split(",")
-    with _tracker(args, f"evaluate-{model.name}") as tracker:
-        tracker.log_params({"model": model.name, "model_dir": str(args.model), "config": model.get_params(),
-                            "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
-        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed, "command": "evaluate"})
-        results = {model.name: evaluate(model, split.test, metrics).summary()}
-        if args.baseline:
-            results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
-        print(f"data: {data_spec.describe()}; test users: {len(split.test)}")
-        print(format_table(results, metrics))
-        tracker.log_metrics(results[model.name], prefix="test_")
-        if args.baseline:
-            tracker.log_metrics(results["Popularity"], prefix="popularity_test_")
+    data_spec, split_spec = _specs(args) if args.data else (None, None)
+    metrics = tuple(args.metrics.split(","))
+    spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=metrics, baseline=args.baseline,
+                        tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
+                                                experiment=args.experiment))
+    result = evaluate_saved(spec)
+    print(f"data: {result.data.describe()}; test users: {len(result.split.test)}")
+    print(format_table(result.results, metrics))
     return 0
 
 
@@ -363,7 +276,8 @@ def cmd_generate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recvae",
-        description="Variational autoencoders for collaborative filtering (Mult-VAE, Mult-DAE).",
+        description="Variational autoencoders for collaborative filtering (Mult-VAE, Mult-DAE, RecVAE) beside "
+        "EASE, ALS, BPR and popularity.",
         epilog="Run 'recvae COMMAND --help' for the options of a command.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
@@ -371,12 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train", help="train a model, print test metrics beside popularity, save it",
-        description="Train Mult-VAE (default) or Mult-DAE on an interaction log, score the held-out "
+        description="Train a model (Mult-VAE by default; Mult-DAE, RecVAE, EASE, ALS, BPR, popularity) on an interaction log, score the held-out "
         "test users, print Recall@20, Recall@50 and NDCG@100 beside a popularity baseline, and save the "
         "model. Without --data it trains on the embedded synthetic log.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("--model", choices=MODEL_CHOICES, default="multvae")
+    train.add_argument("--model", choices=sorted(_trainable_models()), default="multvae",
+                       help="the model to train; its hyperparameters are the flags below")
     train.add_argument("--out", default="models/recvae-model", help="model directory to write")
     train.add_argument("--checkpoint-dir", help="write a checkpoint after every epoch here")
     train.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")

@@ -1,17 +1,35 @@
-"""Read -> preprocess -> split, described by two small specs that are saved with every model,
-so ``recvae evaluate`` rebuilds the very split a model was trained on."""
+"""What ``recvae train`` and ``recvae evaluate`` do, as functions of typed specs:
+read -> preprocess -> split -> fit (or auto-β) -> evaluate -> save -> track.
+
+The data and split specs are saved with every model, so ``evaluate_saved`` rebuilds the very
+split a model was trained on. The CLI only parses flags into these specs and prints the results."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.data.interactions import Interactions, Preprocessing, preprocess
-from recvae.data.readers import read_interactions
+from recvae.data.readers import read_interactions, read_lightgcn
 from recvae.data.synthetic import SyntheticLog, generate_log
+from recvae.defaults import SEED
 from recvae.errors import DataError
-from recvae.split import Split, presplit, random_holdout_split, read_lightgcn, strong_generalization_split
+from recvae.evaluate import DEFAULT_METRICS, evaluate, evaluate_curves, fit_model, validation_scorer
+from recvae.models import REGISTRY, IterativeRecommender, MultVAE, Popularity, Recommender
+from recvae.score.metrics import parse_metric
+from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
+from recvae.track import TrackingConfig, start_tracking
+from recvae.track.plots import metric_curves_figure, training_curves_figure
+from recvae.track.tracking import log_beta_diagnostics
+from recvae.train import Trainer
+from recvae.train.auto_beta import auto_beta
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("strong", "holdout", "presplit")
 
@@ -48,7 +66,7 @@ class SplitSpec:
     protocol: str = "strong"
     heldout_users: int | None = None  # strong: per part; default 10% of users
     holdout_fraction: float = 0.2
-    seed: int = 98765
+    seed: int = SEED
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -81,3 +99,172 @@ def prepare_split(data: DataSpec, split: SplitSpec) -> tuple[Split, Interactions
         n = split.heldout_users if split.heldout_users is not None else max(1, round(0.1 * interactions.n_users))
         return strong_generalization_split(interactions, n, holdout_fraction=split.holdout_fraction, seed=split.seed), interactions
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One ``recvae train`` run. ``model`` is a registered name (``recvae.models.REGISTRY``), ``params``
+    its hyperparameters over the config's defaults."""
+
+    model: str = "MultVAE"
+    params: dict = field(default_factory=dict)
+    data: DataSpec = DataSpec()
+    split: SplitSpec = SplitSpec()
+    out: str = "models/recvae-model"
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    auto_beta: bool = False  # Mult-VAE: choose the β cap on the validation users (two trainings)
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    baseline: bool = True  # popularity beside the model
+    tracking: TrackingConfig = TrackingConfig()
+    progress: bool | None = None
+
+    def build_model(self) -> Recommender:
+        """The unfitted model, its hyperparameters checked: every check that needs no data."""
+        if self.model not in REGISTRY:
+            raise ValueError(f"unknown model {self.model!r}; known: {sorted(REGISTRY)}")
+        model_class = REGISTRY[self.model]
+        unknown = set(self.params) - {f.name for f in dataclasses.fields(model_class.config_class)}
+        if unknown:
+            raise ValueError(f"{model_class.name} has no hyperparameter(s) {sorted(unknown)}")
+        if self.resume and not self.checkpoint_dir:
+            raise ValueError("resume (--resume) needs checkpoint_dir (--checkpoint-dir), the folder of the interrupted run")
+        if self.auto_beta and (model_class is not MultVAE or self.checkpoint_dir or "beta_cap" in self.params):
+            raise ValueError("auto-β (--auto-beta) chooses Mult-VAE's beta cap itself and writes no checkpoints: "
+                             "use it with MultVAE, without beta_cap (--beta-cap) and checkpoint_dir (--checkpoint-dir)")
+        if self.checkpoint_dir and not issubclass(model_class, IterativeRecommender):
+            raise ValueError(f"{model_class.name} does not train by epochs: it has no checkpoints (--checkpoint-dir)")
+        for metric in self.metrics:
+            parse_metric(metric)
+        return model_class(**self.params)
+
+
+@dataclass
+class TrainResult:
+    model: Recommender
+    split: Split
+    results: dict[str, dict[str, float]]  # model name -> test summary (mean and standard error per metric)
+    seconds: float
+    model_dir: Path
+    run_id: str | None
+    auto_beta: dict | None = None
+
+
+def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> TrainResult:
+    """Read, split, fit (or auto-β), score the test users beside popularity, save, and log it all to MLflow.
+
+    ``notify`` receives one line per stage (the CLI prints them)."""
+    model = spec.build_model()
+    with start_tracking(spec.tracking, f"train-{model.name}") as tracker:  # an unreachable server fails now
+        notify(f"data: {spec.data.describe()}")
+        split, _ = prepare_split(spec.data, spec.split)
+        notify(f"split ({spec.split.protocol}): {split.summary()}")
+        if split.validation is None:
+            notify("no validation users: training every epoch, keeping the last weights")
+        tracker.log_params({"model": model.name, "config": model.get_params(), "data": spec.data.to_json(),
+                            "split": dataclasses.asdict(spec.split)})
+        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": spec.split.seed,
+                          "split.protocol": spec.split.protocol, "command": "train"})
+        started = time.perf_counter()
+        model, chosen = _fit(spec, model, split, tracker, notify)
+        seconds = time.perf_counter() - started
+        notify(f"trained {model.name}" + (f": {len(model.history_)} epochs" if hasattr(model, "history_") else "")
+               + f" in {seconds:.1f} s")
+        compared = [model] + ([Popularity().fit(split.train)] if spec.baseline else [])
+        results = {m.name: evaluate(m, split.test, spec.metrics).summary() for m in compared}
+        history = getattr(model, "history_", [])
+        metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
+                    "test_metrics": results[model.name], "train_seconds": seconds,
+                    **({"auto_beta": chosen} if chosen else {})}
+        model_dir = model.save(spec.out, metadata)
+        for m in compared:
+            tracker.log_metrics(results[m.name], prefix="test_" if m is model else "popularity_test_")
+        tracker.log_metrics({"train_seconds": seconds, "epochs": len(history)})
+        _log_artifacts(tracker, model_dir, results, spec.metrics, history, compared, split, chosen)
+        return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, chosen)
+
+
+def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> tuple[Recommender, dict | None]:
+    """The fit itself: through the Trainer (checkpoints, MLflow per epoch), or auto-β's two trainings."""
+    if not spec.auto_beta:
+        trainer = Trainer(checkpoint_dir=spec.checkpoint_dir, resume=spec.resume, callbacks=(tracker.log_epoch,),
+                          progress=spec.progress)
+        return fit_model(model, split.train, split.validation, split.items, trainer=trainer), None
+    if split.validation is None:
+        raise ValueError("auto-β needs validation users (protocol strong or holdout)")
+    validation = validation_scorer(split.validation, model.config.validation_metric)
+    chosen = auto_beta(model.config, split.train, validation, split.items, callbacks=(tracker.log_epoch,),
+                       progress=spec.progress)
+    notify(f"auto-β: {chosen.beta:.3g} (validation peak at epoch {chosen.peak_epoch} of the anneal run)")
+    return chosen.model, chosen.to_json()
+
+
+def _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen) -> None:
+    tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
+    tracker.log_dict({"table": format_table(results, metrics).splitlines()}, "results/test_metrics.json")
+    if not tracker.run_id:  # tracking off: no figures to draw
+        return
+    if history:
+        tracker.log_figure(training_curves_figure(history), "plots/training_curves.png")
+    log_beta_diagnostics(tracker, history, chosen)
+    curves = {m.name: evaluate_curves(m, split.test) for m in compared}
+    tracker.log_figure(metric_curves_figure(curves), "plots/metrics_at_k.png")
+    tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")
+    tracker.log_artifact(model_dir, "recvae_model")
+    tracker.log_model(model_dir)
+
+
+@dataclass(frozen=True)
+class EvaluateSpec:
+    """One ``recvae evaluate`` run: a saved model, and the data and split to score (default: its own)."""
+
+    model_dir: str
+    data: DataSpec | None = None
+    split: SplitSpec | None = None
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    baseline: bool = False
+    tracking: TrackingConfig = TrackingConfig()
+
+
+@dataclass
+class EvaluateResult:
+    data: DataSpec
+    split: Split
+    results: dict[str, dict[str, float]]
+    run_id: str | None
+
+
+def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
+    """Score a saved model's test users, on the split it recorded unless ``spec`` gives data."""
+    model = Recommender.load(spec.model_dir)
+    meta = model.metadata_
+    if spec.data is not None:
+        data_spec, split_spec = spec.data, spec.split or SplitSpec()
+    elif "data" in meta and "split" in meta:
+        data_spec, split_spec = DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
+    else:
+        raise ValueError(f"{spec.model_dir} does not record its data; pass --data")
+    split, _ = prepare_split(data_spec, split_spec)
+    if model.items_ is not None and model.items_ != split.items:
+        raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
+    with start_tracking(spec.tracking, f"evaluate-{model.name}") as tracker:
+        tracker.log_params({"model": model.name, "model_dir": str(spec.model_dir), "config": model.get_params(),
+                            "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
+        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed, "command": "evaluate"})
+        results = {model.name: evaluate(model, split.test, spec.metrics).summary()}
+        if spec.baseline:
+            results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, spec.metrics).summary()
+        for name, summary in results.items():
+            tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
+        return EvaluateResult(data_spec, split, results, tracker.run_id)
+
+
+def format_table(rows: dict[str, dict[str, float]], metrics) -> str:
+    """Models as rows, metrics as 'mean ± standard error' columns."""
+    width = max(len("model"), *(len(n) for n in rows))
+    header = f"{'model':<{width}}  " + "  ".join(f"{m:>16}" for m in metrics)
+    lines = [header, "-" * len(header)]
+    for name, summary in rows.items():
+        cells = [f"{summary[m]:.4f} ± {summary[m + '_se']:.4f}" for m in metrics]
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
+    return "\n".join(lines)

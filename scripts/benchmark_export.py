@@ -26,7 +26,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from recvae.benchmark.environment import describe, environment
+from recvae.environment import describe, environment
 
 
 def peak_rss_mb() -> float:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recvae.benchmark.environment import describe, environment
+from recvae.environment import describe, environment
 from recvae.data import Interactions, SyntheticLog, generate_log
 from recvae.models import MultVAE
 from recvae.models.nn import SparseBatch

@@ -10,9 +10,10 @@ import torch
 from recvae.errors import DataError
 from recvae.models import MultVAE, MultVAEConfig
 from recvae.models.nn import AutoEncoder, SparseBatch
-from recvae.train import beta_at
+from recvae.evaluate import validation_scorer
+from recvae.models.multvae import autoencoder_loss
+from recvae.models.schedules import beta_at
 from recvae.train.auto_beta import auto_beta
-from recvae.train.autoencoder import train_step
 from recvae.train.diagnostics import posterior_diagnostics
 
 
@@ -57,30 +58,30 @@ def _batch_and_module(small_split, latent=8):
 
 def test_free_bits_floor_each_dimensions_kl_penalty(small_split):
     module, batch = _batch_and_module(small_split)
-    common = dict(dropout=0.0, beta=0.5, likelihood="multinomial", l2=0.0, training=False)
-    plain, terms = train_step(module, batch, generator=torch.Generator(), **common)
+    # Each call draws the same noise from a fresh default generator, so the calls differ only in the KL term.
+    plain, terms = autoencoder_loss(module, batch, MultVAEConfig(dropout=0.0), 0.5, torch.Generator())
     floor = 1e3  # above every dimension's KL: the penalty is the floor, 0.5 * 1e3 * 8
-    floored, floored_terms = train_step(module, batch, generator=torch.Generator(), free_bits=floor, **common)
-    nll = terms.reconstruction / terms.users
+    floored, floored_terms = autoencoder_loss(module, batch, MultVAEConfig(dropout=0.0, free_bits=floor), 0.5,
+                                              torch.Generator())
+    nll = terms["reconstruction"] / terms["users"]
     assert floored.item() == pytest.approx(nll + 0.5 * floor * 8, rel=1e-6)
-    assert floored_terms.kl == pytest.approx(terms.kl)  # the reported KL stays the true one
-    assert plain.item() == pytest.approx(nll + 0.5 * terms.kl / terms.users, rel=1e-6)
+    assert floored_terms["kl"] == pytest.approx(terms["kl"])  # the reported KL stays the true one
+    assert plain.item() == pytest.approx(nll + 0.5 * terms["kl"] / terms["users"], rel=1e-6)
 
     # Below the floor the KL term gives no gradient: the encoder learns from the likelihood alone.
     module.zero_grad()
     floored.backward()
     with_floor = module.input_weight.grad.clone()
     module.zero_grad()
-    likelihood_only, _ = train_step(module, batch, generator=torch.Generator(), **{**common, "beta": 0.0})
+    likelihood_only, _ = autoencoder_loss(module, batch, MultVAEConfig(dropout=0.0), 0.0, torch.Generator())
     likelihood_only.backward()
     torch.testing.assert_close(with_floor, module.input_weight.grad)
 
 
 def test_free_bits_keep_dimensions_above_the_floor_unchanged(small_split):
     module, batch = _batch_and_module(small_split)
-    common = dict(dropout=0.0, beta=0.5, likelihood="multinomial", l2=0.0, training=False, generator=torch.Generator())
-    plain, _ = train_step(module, batch, **common)
-    tiny, _ = train_step(module, batch, free_bits=1e-9, **common)
+    plain, _ = autoencoder_loss(module, batch, MultVAEConfig(dropout=0.0), 0.5, torch.Generator())
+    tiny, _ = autoencoder_loss(module, batch, MultVAEConfig(dropout=0.0, free_bits=1e-9), 0.5, torch.Generator())
     assert tiny.item() == pytest.approx(plain.item(), rel=1e-6)
 
 
@@ -126,7 +127,7 @@ def test_a_model_forced_to_collapse_is_reported(small_split, caplog):
 
 def test_auto_beta_anneals_to_one_and_retrains_with_the_peak(small_split):
     config = MultVAEConfig(epochs=8, batch_size=200, hidden_dims=(), learning_rate=3e-3)
-    result = auto_beta(config, small_split.train, small_split.validation)
+    result = auto_beta(config, small_split.train, validation_scorer(small_split.validation, config.validation_metric))
     curve = result.curve
     assert [r["epoch"] for r in curve] == list(range(1, 9))
     per_epoch = math.ceil(small_split.train.shape[0] / 200)

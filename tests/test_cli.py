@@ -36,7 +36,7 @@ def test_train_multdae_with_checkpoints_and_resume(tmp_path, log_file, capsys):
     ckpt = tmp_path / "ckpt"
     args = ["train", "--model", "multdae", "--data", str(log_file), "--out", str(tmp_path / "m"), "--checkpoint-dir", str(ckpt), *TINY]
     assert main(args) == 0
-    assert (ckpt / "checkpoint.json").exists()
+    assert (ckpt / "checkpoint.safetensors").exists()
     assert main(args + ["--resume"]) == 0
     assert "MultDAE" in capsys.readouterr().out
 
@@ -50,7 +50,7 @@ def test_train_with_auto_beta_saves_the_chosen_beta(tmp_path, log_file, capsys):
     chosen = manifest["metadata"]["auto_beta"]
     assert len(chosen["curve"]) == 3 and manifest["config"]["beta_cap"] == chosen["beta"]
     assert main(["train", "--model", "multdae", "--data", str(log_file), "--auto-beta", *TINY]) == 2
-    assert "--auto-beta chooses Mult-VAE's --beta-cap" in capsys.readouterr().err
+    assert "--auto-beta) chooses Mult-VAE's beta cap" in capsys.readouterr().err
     assert main(["train", "--data", str(log_file), "--auto-beta", "--beta-cap", "0.1", *TINY]) == 2
 
 
@@ -63,8 +63,12 @@ def test_train_recvae_from_the_command_line(tmp_path, log_file, capsys):
     assert manifest["model"] == "RecVAE" and manifest["config"]["mixture_weights"] == [0.2, 0.7, 0.1]
     assert len(manifest["metadata"]["history"]) == 3 and "active_units" in manifest["metadata"]["history"][0]
     assert main(["evaluate", "--model", str(out), "--no-tracking"]) == 0
-    assert main(["train", "--model", "recvae", "--data", str(log_file), "--checkpoint-dir", str(tmp_path / "c"), *TINY]) == 2
-    assert "RecVAE has no checkpoints" in capsys.readouterr().err
+    resumable = ["train", "--model", "recvae", "--data", str(log_file), "--checkpoint-dir", str(tmp_path / "c"),
+                 "--out", str(tmp_path / "r2"), *TINY]
+    assert main(resumable) == 0 and main(resumable + ["--resume"]) == 0
+    assert main(["train", "--model", "ease", "--data", str(log_file), "--checkpoint-dir", str(tmp_path / "c"),
+                 "--quiet", "--no-tracking"]) == 2
+    assert "EASE does not train by epochs" in capsys.readouterr().err
 
 
 def test_bad_input_gives_one_clear_line_and_exit_code_2(tmp_path, capsys):
@@ -78,7 +82,7 @@ def test_bad_input_gives_one_clear_line_and_exit_code_2(tmp_path, capsys):
 
 def test_unknown_hyperparameter_for_model_and_resume_without_dir(tmp_path, log_file, capsys):
     assert main(["train", "--model", "multvae", "--data", str(log_file), "--resume", *TINY]) == 2
-    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+    assert "resume (--resume) needs checkpoint_dir (--checkpoint-dir)" in capsys.readouterr().err
     assert main(["train", "--data", str(log_file), "--dropout", "2", *TINY]) == 2
     assert "dropout must lie in [0, 1)" in capsys.readouterr().err
     assert main(["train", "--model", "multdae", "--data", str(log_file), "--beta-cap", "0.3", *TINY]) == 2

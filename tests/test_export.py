@@ -11,7 +11,7 @@ from recvae.models import MultVAE
 
 @pytest.fixture(scope="module")
 def model(small_split):
-    return MultVAE(epochs=3, batch_size=200).fit(small_split.train, small_split.validation, small_split.items, progress=False)
+    return MultVAE(epochs=3, batch_size=200).fit(small_split.train, small_split.validation, small_split.items)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_integer_ids_round_trip(tmp_path, small_split):
     from recvae.data import Interactions
 
     data = Interactions.from_frame(frame)
-    model = MultVAE(epochs=1, hidden_dims=(), latent_dim=4).fit(data.matrix, items=data.items, progress=False)
+    model = MultVAE(epochs=1, hidden_dims=(), latent_dim=4).fit(data.matrix, items=data.items)
     path = tmp_path / "log.tsv"
     frame.to_csv(path, sep="\t", index=False, header=False)
     export(model, path, tmp_path / "out.parquet", n=2)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recvae.evaluate.metrics import hits, mean_and_se, ndcg_at_k, parse_metric, recall_at_k
+from recvae.score.metrics import hits, mean_and_se, ndcg_at_k, parse_metric, recall_at_k
 
 
 def csr(rows, n_items=10):
@@ -70,7 +70,7 @@ def test_parse_metric_rejects_unknown_names():
 
 
 def test_metric_curves_match_the_single_k_functions():
-    from recvae.evaluate.metrics import metric_curves
+    from recvae.score.metrics import metric_curves
 
     rng = np.random.default_rng(3)
     top = np.stack([rng.permutation(30)[:12] for _ in range(8)])

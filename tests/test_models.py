@@ -9,13 +9,14 @@ from recvae.errors import DataError, ModelFileError, NotFittedError
 from recvae.evaluate import evaluate
 from recvae.models import MultDAE, MultVAE, Popularity, Recommender
 from recvae.models.nn import SparseBatch, negative_log_likelihood, normalised_input
+from recvae.train import Trainer
 
 FAST = dict(epochs=12, batch_size=100)
 
 
 @pytest.fixture(scope="module")
 def fitted_vae(small_split):
-    return MultVAE(**FAST).fit(small_split.train, small_split.validation, small_split.items, progress=False)
+    return MultVAE(**FAST).fit(small_split.train, small_split.validation, small_split.items)
 
 
 def test_multvae_clearly_beats_popularity(small_split, fitted_vae):
@@ -27,7 +28,7 @@ def test_multvae_clearly_beats_popularity(small_split, fitted_vae):
 
 
 def test_multdae_clearly_beats_popularity(small_split):
-    dae = MultDAE(**FAST).fit(small_split.train, small_split.validation, progress=False)
+    dae = MultDAE(**FAST).fit(small_split.train, small_split.validation)
     pop = Popularity().fit(small_split.train)
     assert evaluate(dae, small_split.test).mean("ndcg@100") > evaluate(pop, small_split.test).mean("ndcg@100") + 0.15
 
@@ -41,9 +42,9 @@ def test_history_records_every_epoch_and_best_weights_are_kept(fitted_vae):
 
 
 def test_same_seed_same_weights(small_split):
-    a = MultVAE(epochs=2, batch_size=200).fit(small_split.train, progress=False)
-    b = MultVAE(epochs=2, batch_size=200).fit(small_split.train, progress=False)
-    c = MultVAE(epochs=2, batch_size=200, seed=1).fit(small_split.train, progress=False)
+    a = MultVAE(epochs=2, batch_size=200).fit(small_split.train)
+    b = MultVAE(epochs=2, batch_size=200).fit(small_split.train)
+    c = MultVAE(epochs=2, batch_size=200, seed=1).fit(small_split.train)
     for (name, x), y, z in zip(a.module_.state_dict().items(), b.module_.state_dict().values(), c.module_.state_dict().values()):
         assert torch.equal(x, y), name
     assert not torch.equal(a.module_.input_weight, c.module_.input_weight)
@@ -96,28 +97,10 @@ def test_edited_manifest_is_refused(tmp_path, fitted_vae):
         Recommender.load(tmp_path / "nothing")
 
 
-def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, small_split):
-    kwargs = dict(epochs=4, batch_size=200, total_anneal_steps=50)
-    straight = MultVAE(**kwargs).fit(small_split.train, small_split.validation, progress=False)
-
-    def interrupt(record):
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        MultVAE(**kwargs).fit(small_split.train, small_split.validation, checkpoint_dir=tmp_path, callbacks=(interrupt,), progress=False)
-    resumed = MultVAE(**kwargs).fit(small_split.train, small_split.validation, checkpoint_dir=tmp_path, resume=True, progress=False)
-    assert [r["epoch"] for r in resumed.history_] == [1, 2, 3, 4]
-    for a, b in zip(straight.history_, resumed.history_):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["val_ndcg@100"] == b["val_ndcg@100"]
-    for (name, x), y in zip(straight.module_.state_dict().items(), resumed.module_.state_dict().values()):
-        assert torch.allclose(x, y, atol=1e-6), name
-
-
 def test_resume_refuses_other_config(tmp_path, small_split):
-    MultVAE(epochs=1, batch_size=200).fit(small_split.train, checkpoint_dir=tmp_path, progress=False)
-    with pytest.raises(ModelFileError, match="another config"):
-        MultVAE(epochs=2, batch_size=100).fit(small_split.train, checkpoint_dir=tmp_path, resume=True, progress=False)
+    Trainer(checkpoint_dir=tmp_path).fit(MultVAE(epochs=1, batch_size=200), small_split.train)
+    with pytest.raises(ModelFileError, match="another model or config"):
+        Trainer(checkpoint_dir=tmp_path, resume=True).fit(MultVAE(epochs=2, batch_size=100), small_split.train)
 
 
 def test_recommend_single_and_batch(small_split, fitted_vae):
@@ -171,7 +154,7 @@ def test_likelihood_matches_dense_formula(likelihood):
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "logistic"])
 def test_other_likelihoods_train(small_split, likelihood):
-    model = MultVAE(epochs=2, batch_size=200, likelihood=likelihood).fit(small_split.train, progress=False)
+    model = MultVAE(epochs=2, batch_size=200, likelihood=likelihood).fit(small_split.train)
     assert all(np.isfinite(r["loss"]) for r in model.history_)
 
 

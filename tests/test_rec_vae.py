@@ -10,7 +10,7 @@ from scipy import stats
 from recvae.evaluate import evaluate
 from recvae.models import Popularity, Recommender, RecVAE
 from recvae.models.nn import SparseBatch, normalised_input
-from recvae.models.rec_vae import RecVAEModule, RecVAEConfig, log_normal_density
+from recvae.models.rec_vae import RecVAEConfig, RecVAEModule, RecVAEStep, log_normal_density
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +56,17 @@ def test_best_epoch_is_kept(fitted, small_split):
 
 
 def test_the_prior_encoder_changes_only_when_refreshed(small_split):
-    model = RecVAE(hidden_dim=16, latent_dim=4, batch_size=300)
-    model.module_ = RecVAEModule(small_split.n_items, model.config)
-    model.module_.reset_parameters(torch.Generator().manual_seed(0))
-    model.device_ = torch.device("cpu")
-    before = {k: v.clone() for k, v in model.module_.old_encoder.state_dict().items()}
-    optimizer = torch.optim.Adam(model.module_.encoder.parameters(), lr=1e-2)
-    model._pass(small_split.train, optimizer, True, torch.Generator().manual_seed(0))
-    old, new = model.module_.old_encoder.state_dict(), model.module_.encoder.state_dict()
+    config = RecVAEConfig(hidden_dim=16, latent_dim=4, batch_size=300, learning_rate=1e-2)
+    module = RecVAEModule(small_split.n_items, config)
+    module.reset_parameters(torch.Generator().manual_seed(0))
+    step = RecVAEStep(module, config, torch.Generator().manual_seed(0))
+    before = {k: v.clone() for k, v in module.old_encoder.state_dict().items()}
+    step.train_batch("encoder", SparseBatch.from_csr(small_split.train[:300], torch.device("cpu")), 0.0)
+    old, new = module.old_encoder.state_dict(), module.encoder.state_dict()
     assert all(torch.equal(before[k], old[k]) for k in old)  # the encoder phase leaves the prior alone
     assert not torch.equal(old["input_weight"], new["input_weight"])
-    model.module_.refresh_prior()
-    assert all(torch.equal(model.module_.old_encoder.state_dict()[k], new[k]) for k in new)
+    step.end_phase("encoder")
+    assert all(torch.equal(module.old_encoder.state_dict()[k], new[k]) for k in new)
 
 
 def test_same_seed_same_model(small_split):

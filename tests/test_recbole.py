@@ -31,7 +31,7 @@ def test_recbole_ease_equals_recvae_ease(small_split, tmp_path):
 @pytest.mark.parametrize("name", sorted(set(FOLD_IN) - {"EASE"}))
 def test_each_supported_model_trains_and_scores_held_out_users(small_split, name):
     rate = 0.002 if name == "RecVAE" else 0.01  # two epochs at RecBole's default rates barely move BPR
-    model = RecBoleModel(model=name, params={"epochs": 2, "learning_rate": rate}, patience=5)
+    model = RecBoleModel(model=name, params={"learning_rate": rate}, epochs=2, patience=5)
     model.fit(small_split.train, small_split.validation)
     assert len(model.history_) == 2 and "val_ndcg@100" in model.history_[0]
     scores = model.score(small_split.test.fold_in[:10])
@@ -42,7 +42,7 @@ def test_each_supported_model_trains_and_scores_held_out_users(small_split, name
 
 
 def test_best_epoch_is_kept(small_split):
-    model = RecBoleModel(model="MultiDAE", params={"epochs": 5, "learning_rate": 0.05}, patience=5)
+    model = RecBoleModel(model="MultiDAE", params={"learning_rate": 0.05}, epochs=5, patience=5)
     model.fit(small_split.train, small_split.validation)
     best = max(r["val_ndcg@100"] for r in model.history_)
     assert evaluate(model, small_split.validation).mean("ndcg@100") == pytest.approx(best)

@@ -4,7 +4,8 @@ import pytest
 
 from recvae.data import Interactions
 from recvae.errors import DataError
-from recvae.split import presplit, random_holdout_split, read_lightgcn, strong_generalization_split
+from recvae.data import read_lightgcn
+from recvae.split import presplit, random_holdout_split, strong_generalization_split
 
 
 def pairs(matrix, rows=None):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec, load_benchmark
-from recvae.benchmark.environment import environment
+from recvae.environment import environment
 from recvae.benchmark.report import paired_comparisons, summarize, write_report
 from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark
 from recvae.benchmark.statistics import confidence_interval, holm, paired_difference

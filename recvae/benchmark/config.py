@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.errors import DataError
-from recvae.evaluate.metrics import parse_metric
+from recvae.score.metrics import parse_metric
 from recvae.pipeline import DataSpec, SplitSpec
 
 RECBOLE_PREFIX = "recbole:"

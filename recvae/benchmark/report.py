@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recvae.benchmark.environment import describe
+from recvae.environment import describe
 from recvae.benchmark.runner import BenchmarkResult
 from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
-from recvae.models.serialization import write_atomic_bytes, write_atomic_json
-from recvae.track.tracking import auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, training_curves_figure
+from recvae.io import write_atomic_bytes, write_atomic_json
+from recvae.track.plots import auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, training_curves_figure
 
 
 def _label(metric: str) -> str:

@@ -15,12 +15,15 @@ from recvae.benchmark.config import BenchmarkConfig, ModelSpec
 from recvae.data.interactions import Interactions
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
-from recvae.evaluate.evaluation import evaluate, evaluate_curves
-from recvae.models.base import config_from_dict
+from recvae.evaluate import evaluate, evaluate_curves, fit_model, validation_scorer
+from recvae.models import REGISTRY, IterativeRecommender, MultVAEConfig, RecBoleConfig, RecBoleModel
+from recvae.models.config import config_from_dict
+from recvae.models import recbole as recbole_adapter
 from recvae.pipeline import prepare_split
 from recvae.split import Split, strong_generalization_split
 from recvae.track.tracking import NullTracker, log_beta_diagnostics
-from recvae.train.config import TrainingConfig
+from recvae.train import Trainer
+from recvae.train.auto_beta import auto_beta
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +65,6 @@ class BenchmarkResult:
 def build_model(spec: ModelSpec, params: dict):
     """A fresh, unfitted model for one hyperparameter setting."""
     if spec.is_recbole:
-        from recvae.models.recbole import RecBoleConfig, RecBoleModel
-
         # The adapter's own settings (patience, fold-in) by name; everything else is RecBole's.
         own = {f.name for f in dataclasses.fields(RecBoleConfig)} - {"model", "params"}
         try:
@@ -71,11 +72,9 @@ def build_model(spec: ModelSpec, params: dict):
                                 **{k: v for k, v in params.items() if k in own})
         except (TypeError, ValueError) as exc:
             raise DataError(f"model {spec.name!r}: {exc}") from None
-    from recvae.models import MODELS
-
-    if spec.model not in MODELS:
-        raise DataError(f"model {spec.name!r}: unknown model {spec.model!r}; known: {sorted(MODELS)} or 'recbole:<Model>'")
-    cls = MODELS[spec.model]
+    if spec.model not in REGISTRY:
+        raise DataError(f"model {spec.name!r}: unknown model {spec.model!r}; known: {sorted(REGISTRY)} or 'recbole:<Model>'")
+    cls = REGISTRY[spec.model]
     try:
         return cls(config_from_dict(cls.config_class, params))
     except (TypeError, ValueError) as exc:
@@ -85,9 +84,7 @@ def build_model(spec: ModelSpec, params: dict):
 def unavailable(spec: ModelSpec) -> str | None:
     """Why a model cannot run here (a missing optional package), or None."""
     if spec.is_recbole:
-        from recvae.models.recbole import recbole_missing
-
-        return recbole_missing()
+        return recbole_adapter.recbole_missing()
     return None
 
 
@@ -101,7 +98,7 @@ def _tuning_split(split: Split, seed: int) -> Split:
 
 def _fit(model, train, validation, on_epoch):
     started = time.perf_counter()
-    model.fit(train, validation, callbacks=(on_epoch,), progress=False)
+    fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
     return time.perf_counter() - started
 
 
@@ -110,11 +107,9 @@ def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch):
     if not spec.auto_beta:
         model = build_model(spec, candidate)
         return model, candidate, _fit(model, tune_on.train, tune_on.validation, on_epoch), None
-    from recvae.models.multvae import MultVAEConfig
-    from recvae.train.auto_beta import auto_beta
-
     started = time.perf_counter()
-    chosen = auto_beta(config_from_dict(MultVAEConfig, candidate), tune_on.train, tune_on.validation,
+    config = config_from_dict(MultVAEConfig, candidate)
+    chosen = auto_beta(config, tune_on.train, validation_scorer(tune_on.validation, config.validation_metric),
                        callbacks=(on_epoch,), progress=False)
     final = chosen.model.config
     params = {**candidate, **{k: getattr(final, k) for k in ("beta_schedule", "beta_cap", "total_anneal_steps")}}
@@ -140,7 +135,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
     if tune_on is not split:
         # Refit on all training users; an early-stopped model keeps the epoch count validation chose.
         final = dict(params)
-        if isinstance(model.config, TrainingConfig) and getattr(model, "history_", None):
+        if isinstance(model, IterativeRecommender) and model.history_:
             best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"]
             final.update(epochs=int(best_epoch), patience=None)
         model = build_model(spec, final)

@@ -398,3 +398,26 @@ def _clean(
             out[role] = raw[role].to_numpy()
     out.attrs["skipped_lines"] = int(bad.sum())
     return out
+
+
+def read_lightgcn(path: str | Path) -> pd.DataFrame:
+    """Read LightGCN's format, ``user item item ...`` per line, into a (user, item) frame."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    users, items = [], []
+    text = _read_text_bytes(path).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            values = [int(f) for f in fields]
+        except ValueError:
+            bad = next(f for f in fields if not f.lstrip("-").isdigit())
+            raise DataError(f"{path}: line {number}: {bad!r} is not an integer ID (expected 'user item item ...')") from None
+        users.extend([values[0]] * (len(values) - 1))
+        items.extend(values[1:])
+    if not users:
+        raise DataError(f"{path}: the file has no interactions")
+    return pd.DataFrame({"user": np.asarray(users, dtype=np.int64), "item": np.asarray(items, dtype=np.int64)})

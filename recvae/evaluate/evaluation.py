@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recvae.evaluate.metrics import METRICS, mean_and_se, metric_curves, parse_metric
+from recvae.score.metrics import METRICS, mean_and_se, metric_curves, parse_metric
 from recvae.split.base import HeldOut
 
 DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recvae.errors import DataError
-from recvae.export.recommend import ExportStats, RecommendOptions, item_filter, recommend_block
+from recvae.score.recommend import ExportStats, RecommendOptions, item_filter, recommend_block
 from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter
 

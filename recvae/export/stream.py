@@ -10,14 +10,7 @@ import pandas as pd
 
 from recvae.data.readers import iter_interactions
 from recvae.errors import DataError
-
-Block = tuple[np.ndarray, np.ndarray, int]  # (user IDs, item IDs) per interaction, users in other shards
-
-
-def shard_of(users: np.ndarray, n_shards: int) -> np.ndarray:
-    """A stable shard number per user ID: the same in every process and run."""
-    return (pd.util.hash_array(np.asarray(users)) % np.uint64(n_shards)).astype(np.int64)
-
+from recvae.score.recommend import Block, user_blocks
 
 def iter_user_blocks(
     path: str | Path,
@@ -95,23 +88,3 @@ class _HashSet:
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             newest = self._runs.pop()
             self._runs[-1] = np.union1d(self._runs[-1], newest)
-
-
-def user_blocks(users, items, starts, users_per_block, index=0, n_shards=1) -> Iterator[Block]:
-    """Cut rows grouped by user (``starts``: first row of each user) into blocks of whole users,
-    keeping only the users of shard ``index`` of ``n_shards``."""
-    if len(starts) == 0:
-        return
-    others = 0
-    if n_shards > 1:
-        mine = shard_of(users[starts], n_shards) == index
-        others = int((~mine).sum())
-        keep = np.repeat(mine, np.diff(np.r_[starts, len(users)]))
-        users, items = users[keep], items[keep]
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else starts[:0]
-    if len(starts) == 0:
-        yield users[:0], items[:0], others
-        return
-    bounds = np.r_[starts[::users_per_block], len(users)]
-    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        yield users[a:b], items[a:b], others if k == 0 else 0

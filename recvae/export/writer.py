@@ -11,6 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from recvae.errors import DataError
+from recvae.io import replace_durably
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
@@ -72,7 +73,7 @@ class AtomicRecommendationWriter:
             self.write(empty_columns)
         self._writer.close()
         self._writer = None
-        os.replace(self.tmp, self.path)
+        replace_durably(self.tmp, self.path)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._writer is not None:

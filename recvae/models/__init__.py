@@ -1,13 +1,20 @@
-"""Recommenders behind one interface (fit / recommend / top_n / save / load)."""
+"""Recommenders behind one interface (fit / recommend / top_n / similar_items / save / load).
+
+Importing this package registers every model in ``REGISTRY`` by its name (``MultVAE``, ``EASE``,
+...): the names ``Recommender.load``, ``recvae train --model`` and benchmark files use.
+"""
 
 from recvae.models.als import ALS, ALSConfig
-from recvae.models.base import Recommender
+from recvae.models.base import REGISTRY, IterativeRecommender, Recommender, TrainingStep
 from recvae.models.bpr import BPR, BPRConfig
 from recvae.models.ease import EASE, EASEConfig
 from recvae.models.multvae import MultDAE, MultDAEConfig, MultVAE, MultVAEConfig
-from recvae.models.popularity import Popularity
+from recvae.models.popularity import Popularity, PopularityConfig
 from recvae.models.rec_vae import RecVAE, RecVAEConfig
+from recvae.models.recbole import RecBoleConfig, RecBoleModel
 
-MODELS = {cls.name: cls for cls in (MultVAE, MultDAE, RecVAE, EASE, ALS, BPR, Popularity)}
-
-__all__ = ["ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "MODELS", "MultDAE", "MultDAEConfig", "MultVAE", "MultVAEConfig", "Popularity", "RecVAE", "RecVAEConfig", "Recommender"]
+__all__ = [
+    "ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "IterativeRecommender", "MultDAE", "MultDAEConfig",
+    "MultVAE", "MultVAEConfig", "Popularity", "PopularityConfig", "REGISTRY", "RecBoleConfig", "RecBoleModel",
+    "RecVAE", "RecVAEConfig", "Recommender", "TrainingStep",
+]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
-import scipy.sparse as sp
 
 
 def import_implicit():
@@ -27,10 +25,3 @@ def single_threaded_blas():
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def binary(user_items: sp.csr_matrix) -> sp.csr_matrix:
-    """Every interaction counts once: confidence weighting is the model's ``alpha``, not the log's counts."""
-    out = user_items.astype(np.float32, copy=True)
-    out.data[:] = 1.0
-    return out

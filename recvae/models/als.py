@@ -13,22 +13,22 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
-from recvae.models._implicit import binary, import_implicit, single_threaded_blas
-from recvae.models.base import Recommender, as_csr, cosine_similar_items
-from recvae.split.base import HeldOut
+from recvae.models._implicit import import_implicit, single_threaded_blas
+from recvae.models.base import ModelConfig, Recommender, cosine_similar_items, register
 
 
 @dataclass(frozen=True)
-class ALSConfig:
+class ALSConfig(ModelConfig):
     """implicit's defaults: 100 factors, regularization 0.01, confidence ``alpha`` 1, 15 iterations."""
 
     factors: int = 100
     regularization: float = 0.01
     alpha: float = 1.0
     iterations: int = 15
-    seed: int = 98765
+    seed: int = SEED
+    num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
 
     def __post_init__(self):
         if self.factors < 1 or self.iterations < 1:
@@ -37,22 +37,22 @@ class ALSConfig:
             raise ValueError("regularization must be >= 0 and alpha positive")
 
 
+@register
 class ALS(Recommender):
     name = "ALS"
     config_class = ALSConfig
 
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to learn from")
+    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> ALS:
+        """implicit's solver on ``user_items`` (confidence ``1 + alpha * value``); ``validation`` is not used."""
+        user_items = self._training_matrix(user_items)
         c = self.config
         implicit = import_implicit()
         with single_threaded_blas():  # implicit checks the BLAS threads when it builds the solver
             self._solver = implicit.cpu.als.AlternatingLeastSquares(
                 factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
-                random_state=c.seed,
+                random_state=c.seed, num_threads=c.num_threads,
             )
-            self._solver.fit(binary(user_items), show_progress=False)
+            self._solver.fit(user_items, show_progress=False)
         self.item_factors_ = torch.from_numpy(np.ascontiguousarray(self._solver.item_factors))
         self._set_fitted(user_items, items)
         return self
@@ -60,9 +60,9 @@ class ALS(Recommender):
     def user_factors(self, user_items: sp.csr_matrix) -> np.ndarray:
         """Fold-in: each row's factors solved against the fixed item factors."""
         self._check_fitted()
-        user_items = as_csr(user_items, self._n_items)
+        user_items = self._histories(user_items)
         with single_threaded_blas():
-            return self._solver.recalculate_user(np.arange(user_items.shape[0]), binary(user_items))
+            return self._solver.recalculate_user(np.arange(user_items.shape[0]), user_items)
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         return torch.from_numpy(self.user_factors(user_items)) @ self.item_factors_.T

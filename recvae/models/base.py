@@ -1,10 +1,12 @@
-"""The interface every recvae model follows, modelled on implicit's RecommenderBase."""
+"""The interface every recvae model follows, modelled on implicit's RecommenderBase, and the small
+step interface through which ``recvae.train.Trainer`` drives the models that learn by epochs."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -14,32 +16,29 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
+from recvae.defaults import SEED
 from recvae.errors import DataError, ModelFileError, NotFittedError
+from recvae.models.config import config_from_dict
+from recvae.models.nn import SparseBatch
 from recvae.models.serialization import read_model_dir, save_model_dir
+from recvae.score.recommend import RecommendOptions, recommend_block, user_blocks
 from recvae.score.topk import top_n_from_scores
-from recvae.split.base import HeldOut
-
 
 POPULARITY_KEY = "_item_popularity"
 
 
-def config_from_dict(config_class: type, values: dict):
-    """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
-    hints = typing.get_type_hints(config_class)
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {config_class.__name__} field(s): {sorted(unknown)}")
-    fixed = {}
-    for name, value in values.items():
-        if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
-            value = tuple(value)
-        fixed[name] = value
-    return config_class(**fixed)
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """What every model's config has. ``binarize`` (default True): every stored interaction counts
+    as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
+    for the multinomial likelihood, sums for popularity). It applies to training and to the
+    histories scored later alike."""
+
+    binarize: bool = True
 
 
-def as_csr(user_items, n_items: int | None = None, what: str = "user_items") -> sp.csr_matrix:
-    """Check and convert a users x items matrix; the first place bad shapes are caught."""
+def as_csr(user_items, n_items: int | None = None, what: str = "user_items", binarize: bool = False) -> sp.csr_matrix:
+    """Check and convert a users x items matrix (float32 CSR); the first place bad input is caught."""
     if not sp.issparse(user_items):
         raise DataError(f"{what} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}")
     matrix = sp.csr_matrix(user_items, dtype=np.float32)
@@ -47,6 +46,10 @@ def as_csr(user_items, n_items: int | None = None, what: str = "user_items") -> 
         raise DataError(f"{what} has {matrix.shape[1]} item columns; the model was fitted on {n_items} items")
     if matrix.nnz and (not np.isfinite(matrix.data).all()):
         raise DataError(f"{what} contains NaN or infinite values")
+    if binarize and not (matrix.data == 1.0).all():  # the caller's matrix stays as it was
+        matrix = matrix.copy()
+        matrix.eliminate_zeros()
+        matrix.data[:] = 1.0
     return matrix
 
 
@@ -61,10 +64,11 @@ def cosine_similar_items(vectors: torch.Tensor, itemid: int, n: int) -> tuple[np
 
 
 class Recommender(ABC):
-    """fit / recommend / top_n / save / load over CSR users x items matrices.
+    """fit / recommend / top_n / similar_items / save / load over CSR users x items matrices.
 
     Hyperparameters live in a frozen config dataclass, passed whole or as keywords
-    (``MultVAE(latent_dim=100)``). Learned state ends in ``_`` and exists only after ``fit``.
+    (``MultVAE(latent_dim=100)``); ``get_params``/``set_params`` follow scikit-learn, so
+    ``sklearn.base.clone`` works. Learned state ends in ``_`` and exists only after ``fit``.
     """
 
     name: ClassVar[str]
@@ -77,8 +81,9 @@ class Recommender(ABC):
         self.config = dataclasses.replace(base, **params)
         self.items_: Vocabulary | None = None
 
-    def get_params(self) -> dict:
-        return dataclasses.asdict(self.config)
+    def get_params(self, deep: bool = True) -> dict:
+        """The config's fields by name, the very objects it holds (scikit-learn's clone checks identity)."""
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
 
     def set_params(self, **params) -> Recommender:
         self.config = dataclasses.replace(self.config, **params)
@@ -89,12 +94,27 @@ class Recommender(ABC):
 
     # -- fitting and scoring ------------------------------------------------------------------
     @abstractmethod
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None):
-        """Learn from a users x items matrix; ``validation`` drives early stopping where a model has it."""
+    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> Recommender:
+        """Learn from a users x items matrix and return ``self``.
+
+        ``validation`` (held-out users) picks the epoch of models that train by epochs; the others
+        accept and ignore it. ``items`` names the columns, for outputs in original IDs.
+        """
 
     @abstractmethod
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        """Scores (rows x items) for a block of users given their histories."""
+        """Scores (rows x items) for a block of users given their (prepared) histories."""
+
+    def _training_matrix(self, user_items) -> sp.csr_matrix:
+        """The checked training matrix, values treated as ``binarize`` says."""
+        matrix = as_csr(user_items, binarize=self.config.binarize)
+        if matrix.nnz == 0:
+            raise DataError("user_items has no interactions to learn from")
+        return matrix
+
+    def _histories(self, user_items, what: str = "user_items") -> sp.csr_matrix:
+        """Histories to score, checked against the fitted catalogue and treated as in training."""
+        return as_csr(user_items, self._n_items, what, binarize=self.config.binarize)
 
     def _set_fitted(self, user_items: sp.csr_matrix, items: Vocabulary | None) -> None:
         """Record what every fitted model knows besides its own parameters."""
@@ -102,8 +122,9 @@ class Recommender(ABC):
             raise DataError(f"items has {len(items)} IDs for {user_items.shape[1]} item columns")
         self._n_items = user_items.shape[1]
         self.items_ = items
-        # Training popularity, for users with no known item (export's --fallback popularity).
-        self.item_popularity_ = torch.from_numpy(np.diff(user_items.tocsc().indptr).astype(np.float32))
+        # Training popularity (users per item, or value sums without binarize), for users with no
+        # known item (export's --fallback popularity) and the Popularity model.
+        self.item_popularity_ = torch.from_numpy(np.asarray(user_items.sum(axis=0), dtype=np.float32).ravel())
         self._fitted = True
 
     @property
@@ -118,7 +139,8 @@ class Recommender(ABC):
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
         """Dense scores for a (small) block of users; use ``top_n`` for many users."""
         self._check_fitted()
-        return self._score_block(as_csr(user_items, self._n_items)).cpu().numpy()
+        with torch.no_grad():
+            return self._score_block(self._histories(user_items)).cpu().numpy()
 
     def top_n(
         self,
@@ -128,12 +150,17 @@ class Recommender(ABC):
         allowed_items: np.ndarray | None = None,
         batch_size: int = 1000,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` item indices and scores for every row of ``user_items``, in user blocks."""
+        """Top ``n`` item indices and scores for every row of ``user_items``, in user blocks.
+
+        Width ``min(n, allowed items)``; a row with fewer items left is padded with item -1, score -inf.
+        """
         self._check_fitted()
-        user_items = as_csr(user_items, self._n_items)
+        user_items = self._histories(user_items)
         if n < 1:
             raise ValueError("n must be at least 1")
-        blocks_i, blocks_s = [], []
+        width = min(n, self._n_items if allowed_items is None else len(allowed_items))
+        blocks_i = [np.empty((0, width), dtype=np.int64)]
+        blocks_s = [np.empty((0, width), dtype=np.float32)]
         for start in range(0, user_items.shape[0], batch_size):
             block = user_items[start : start + batch_size]
             with torch.no_grad():
@@ -141,32 +168,48 @@ class Recommender(ABC):
             idx, val = top_n_from_scores(scores, n, block if exclude_seen else None, allowed_items)
             blocks_i.append(idx)
             blocks_s.append(val)
-        if not blocks_i:
-            width = min(n, self._n_items if allowed_items is None else len(allowed_items))
-            return np.empty((0, width), dtype=np.int64), np.empty((0, width), dtype=np.float32)
         return np.concatenate(blocks_i), np.concatenate(blocks_s)
 
-    def recommend(self, userid, user_items, N: int = 10, filter_already_liked_items: bool = True, items=None):
+    def recommend(self, userid, user_items, N: int = 10, filter_already_liked_items: bool = True,
+                  filter_items=None, items=None):
         """implicit's call: row ``i`` of ``user_items`` is the history of ``userid[i]``.
 
-        Returns (item indices, scores); 1-D for one user, 2-D for an array of users.
-        The model folds the history in, so any user with a history can be scored.
+        Returns (item indices, scores), best first; 1-D for one user, 2-D for an array of users.
+        The model folds the history in, so any user with a history can be scored. ``items``
+        restricts the candidates to those indices, ``filter_items`` removes those (not both).
+        Only items left after filtering are returned: a single user gets fewer than ``N`` when
+        fewer are left; a batch is padded with item -1 and score -inf, as implicit does.
         """
+        self._check_fitted()
         single = np.isscalar(userid)
         userids = np.atleast_1d(np.asarray(userid))
-        user_items = as_csr(user_items, self._n_items if getattr(self, "_fitted", False) else None)
+        user_items = self._histories(user_items)
         if user_items.shape[0] != len(userids):
             raise DataError(
                 f"user_items has {user_items.shape[0]} rows for {len(userids)} user IDs; "
                 "pass one history row per user (user_items[userid])"
             )
+        if items is not None and filter_items is not None:
+            raise ValueError("pass items or filter_items, not both")
         allowed = None
+        for given in (items, filter_items):
+            if given is not None:
+                given = np.unique(np.asarray(given, dtype=np.int64))
+                if len(given) and (given.min() < 0 or given.max() >= self._n_items):
+                    raise DataError(f"items and filter_items must be item indices in [0, {self._n_items})")
         if items is not None:
             allowed = np.unique(np.asarray(items, dtype=np.int64))
-            if len(allowed) and (allowed.min() < 0 or allowed.max() >= self.n_items_):
-                raise DataError(f"items must be item indices in [0, {self.n_items_})")
+        elif filter_items is not None:
+            allowed = np.setdiff1d(np.arange(self._n_items), np.asarray(filter_items, dtype=np.int64))
         ids, scores = self.top_n(user_items, N, exclude_seen=filter_already_liked_items, allowed_items=allowed)
-        return (ids[0], scores[0]) if single else (ids, scores)
+        if single:
+            keep = ids[0] >= 0
+            return ids[0][keep], scores[0][keep]
+        return ids, scores
+
+    def similar_items(self, itemid: int, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``N`` items most similar to ``itemid`` (itself first) and their similarities."""
+        raise NotImplementedError(f"{self.name} has no item representation to compare")
 
     def recommend_df(
         self, history: pd.DataFrame, n: int = 10, include_seen: bool = False, fallback: str | None = None,
@@ -179,9 +222,6 @@ class Recommender(ABC):
         ``fallback="popularity"`` (then a ``fallback`` column marks them). Any user with
         a history is scored by fold-in, whether or not it was in training.
         """
-        from recvae.export.recommend import RecommendOptions, recommend_block
-        from recvae.export.stream import user_blocks
-
         self._check_fitted()
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
@@ -208,7 +248,7 @@ class Recommender(ABC):
 
     @abstractmethod
     def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Inverse of ``_state``; sets the model fitted."""
+        """Inverse of ``_state``; sets ``_n_items`` and the model fitted."""
 
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         """Write a model directory (see :mod:`recvae.models.serialization`)."""
@@ -216,18 +256,16 @@ class Recommender(ABC):
         meta = dict(getattr(self, "metadata_", {}) or {})
         meta.update(metadata or {})
         tensors = {**self._state(), POPULARITY_KEY: self.item_popularity_}
-        return save_model_dir(path, self.name, self.get_params(), tensors, self.items_, meta)
+        return save_model_dir(path, self.name, dataclasses.asdict(self.config), tensors, self.items_, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         """Load a model directory saved by ``save``; ``Recommender.load`` picks the right class."""
-        from recvae.models import MODELS
-
         manifest, tensors, items = read_model_dir(path)
         kind = manifest["model"]
-        model_class = MODELS.get(kind)
+        model_class = REGISTRY.get(kind)
         if model_class is None:
-            raise ModelFileError(f"{path}: unknown model kind {kind!r}; known: {sorted(MODELS)}")
+            raise ModelFileError(f"{path}: unknown model kind {kind!r}; known: {sorted(REGISTRY)}")
         if cls is not Recommender and model_class is not cls:
             raise ModelFileError(f"{path}: holds a {kind}, not a {cls.name}")
         try:
@@ -247,3 +285,102 @@ class Recommender(ABC):
         model.items_ = items
         model.metadata_ = manifest.get("metadata", {})
         return model
+
+
+# Every model by its name: what Recommender.load, the CLI and benchmark files look names up in.
+REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a model known by ``cls.name``."""
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ValueError(f"two models are named {cls.name!r}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+# -- models that learn by epochs ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Phase:
+    """One kind of pass over the training users within an epoch.
+
+    ``passes``: how many times in a row; ``reported``: whether its loss terms make the epoch's
+    record; ``batched``: False when the model reads the data itself (RecBole's data loader).
+    """
+
+    name: str
+    passes: int = 1
+    reported: bool = True
+    batched: bool = True
+
+
+class TrainingStep(ABC):
+    """What ``recvae.train.Trainer`` needs from a model that learns by epochs.
+
+    The Trainer owns the loop (epochs, shuffled batches, β, early stopping, checkpoints, resume,
+    diagnostics, callbacks); the step owns the model's side of it: its losses and optimisers,
+    its phases and what happens between them. Loss terms come back as sums over the batch's users
+    (with ``"users"``), so an epoch's averages are exact.
+    """
+
+    phases: tuple[Phase, ...] = (Phase("train"),)
+    module: torch.nn.Module
+
+    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} has no batched phase {phase!r}")
+
+    def train_pass(self, phase: str, epoch: int) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} has no unbatched phase {phase!r}")
+
+    def end_phase(self, phase: str) -> None:
+        """Called after a phase's last pass (RecVAE refreshes its prior here)."""
+
+    def posterior(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mean and log-variance of the code for diagnostics; None for models without one."""
+        return None
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimisers by name, checkpointed with the module."""
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Further state an exact resume needs (random generators a model keeps itself)."""
+        return {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of ``extra_state``."""
+
+
+Fitter = Callable[..., "IterativeRecommender"]
+
+
+class IterativeRecommender(Recommender):
+    """A model trained by epochs through ``recvae.train.Trainer``.
+
+    A subclass builds its module and step (``start_training``) and scores; everything about the
+    loop is the Trainer's. ``fit`` is ``Trainer().fit(self, ...)`` with the config's training
+    options. Models import nothing from training or evaluation, so that function is handed in
+    once, by ``recvae.evaluate`` (the layer that can turn held-out users into a validation
+    callback) through ``use_fitter``; for checkpoints, callbacks or progress call the Trainer.
+    """
+
+    _fitter: ClassVar[Fitter | None] = None
+    history_: list[dict]
+
+    @staticmethod
+    def use_fitter(fitter: Fitter) -> None:
+        IterativeRecommender._fitter = fitter
+
+    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> IterativeRecommender:
+        if IterativeRecommender._fitter is None:
+            raise RuntimeError("no trainer is installed; import recvae (or recvae.evaluate) first")
+        return IterativeRecommender._fitter(self, user_items, validation, items)
+
+    @abstractmethod
+    def start_training(self, user_items: sp.csr_matrix, device: torch.device, generator: torch.Generator,
+                       device_generator: torch.Generator) -> TrainingStep:
+        """Build a freshly initialised module on ``device`` (weights drawn from the CPU ``generator``)
+        and return its training step; ``device_generator`` draws on ``device`` (dropout, noise)."""
+
+    def seed(self) -> int:
+        return getattr(self.config, "seed", SEED)

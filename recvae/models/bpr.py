@@ -16,22 +16,22 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
-from recvae.models._implicit import binary, import_implicit, single_threaded_blas
-from recvae.models.base import Recommender, as_csr, cosine_similar_items
-from recvae.split.base import HeldOut
+from recvae.models._implicit import import_implicit, single_threaded_blas
+from recvae.models.base import ModelConfig, Recommender, cosine_similar_items, register
 
 
 @dataclass(frozen=True)
-class BPRConfig:
+class BPRConfig(ModelConfig):
     """implicit's defaults for training; the fold-in settings are recvae's."""
 
     factors: int = 100
     learning_rate: float = 0.01
     regularization: float = 0.01
     iterations: int = 100
-    seed: int = 98765
+    seed: int = SEED
+    num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
     fold_in_steps: int = 100
     fold_in_learning_rate: float = 0.05
 
@@ -74,22 +74,22 @@ def bpr_fold_in(
     return users.detach()
 
 
+@register
 class BPR(Recommender):
     name = "BPR"
     config_class = BPRConfig
 
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to learn from")
+    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> BPR:
+        """implicit's BPR on ``user_items`` (every stored item a positive); ``validation`` is not used."""
+        user_items = self._training_matrix(user_items)
         c = self.config
         implicit = import_implicit()
         with single_threaded_blas():
             solver = implicit.cpu.bpr.BayesianPersonalizedRanking(
                 factors=c.factors, learning_rate=c.learning_rate, regularization=c.regularization,
-                iterations=c.iterations, random_state=c.seed,
+                iterations=c.iterations, random_state=c.seed, num_threads=c.num_threads,
             )
-            solver.fit(binary(user_items), show_progress=False)
+            solver.fit(user_items, show_progress=False)
         # implicit appends an item-bias column to the item factors and a constant 1 to the users'.
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
         self.item_factors_ = factors[:, :-1].contiguous()
@@ -101,7 +101,7 @@ class BPR(Recommender):
         """Fold-in by BPR against the frozen item factors (see the module docstring)."""
         self._check_fitted()
         c = self.config
-        return bpr_fold_in(as_csr(user_items, self._n_items), self.item_factors_, self.item_bias_, c.regularization,
+        return bpr_fold_in(self._histories(user_items), self.item_factors_, self.item_bias_, c.regularization,
                            c.fold_in_steps, c.fold_in_learning_rate, c.seed)
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:

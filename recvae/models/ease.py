@@ -14,14 +14,12 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
-from recvae.models.base import Recommender, as_csr
-from recvae.split.base import HeldOut
-from recvae.train.device import resolve_device
+from recvae.models.base import ModelConfig, Recommender, register
+from recvae.models.device import resolve_device
 
 
 @dataclass(frozen=True)
-class EASEConfig:
+class EASEConfig(ModelConfig):
     """``l2`` is the paper's lambda (500 on ML-20M); ``device`` as in TrainingConfig."""
 
     l2: float = 500.0
@@ -32,17 +30,15 @@ class EASEConfig:
             raise ValueError("l2 must be positive")
 
 
+@register
 class EASE(Recommender):
     name = "EASE"
     config_class = EASEConfig
 
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to learn from")
+    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> EASE:
+        """The closed form on ``user_items``; ``validation`` is not used (nothing to stop early)."""
+        x = user_items = self._training_matrix(user_items)
         self.device_ = resolve_device(self.config.device)
-        x = user_items.copy()
-        x.data[:] = 1.0
         gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64)).to(self.device_)
         gram.diagonal().add_(self.config.l2)
         precision = torch.linalg.inv(gram)
@@ -53,9 +49,7 @@ class EASE(Recommender):
         return self
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        block = user_items.copy()
-        block.data[:] = 1.0
-        return torch.from_numpy(block.toarray()).to(self.device_) @ self.weights_
+        return torch.from_numpy(user_items.toarray()).to(self.device_) @ self.weights_
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()

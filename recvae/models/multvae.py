@@ -4,24 +4,22 @@ Collaborative Filtering", WWW 2018. Defaults are the paper's."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import scipy.sparse as sp
 import torch
 
-from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
-from recvae.models.base import Recommender, as_csr, cosine_similar_items
-from recvae.models.nn import ACTIVATIONS, LIKELIHOODS, AutoEncoder, SparseBatch, normalised_input
-from recvae.split.base import HeldOut
-from recvae.train.autoencoder import EpochCallback, fit_autoencoder
-from recvae.train.config import TrainingConfig
-from recvae.train.device import resolve_device
-from recvae.train.schedules import BETA_SCHEDULES
+from recvae.models.base import IterativeRecommender, ModelConfig, TrainingStep, cosine_similar_items, register
+from recvae.models.config import TrainingConfig
+from recvae.models.device import resolve_device
+from recvae.models.nn import (
+    ACTIVATIONS, LIKELIHOODS, AutoEncoder, SparseBatch, gaussian_kl, input_dropout, make_adam,
+    negative_log_likelihood, normalised_input, reparameterise,
+)
+from recvae.models.schedules import BETA_SCHEDULES
 
 
 @dataclass(frozen=True, kw_only=True)
-class _AutoEncoderConfig(TrainingConfig):
+class _AutoEncoderConfig(TrainingConfig, ModelConfig):
     hidden_dims: tuple[int, ...] = (600,)
     latent_dim: int = 200
     dropout: float = 0.5
@@ -78,51 +76,67 @@ class MultDAEConfig(_AutoEncoderConfig):
     l2: float = 0.01
 
 
-class _AutoEncoderRecommender(Recommender):
+def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: float, generator: torch.Generator,
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one training batch: the negative β-ELBO (Mult-VAE) or the penalised likelihood (Mult-DAE),
+    with the batch's sums of its terms.
+
+    With ``free_bits`` δ > 0 the penalised KL is Σ_d max(δ, KL_d), KL_d averaged over the batch
+    (Kingma et al. 2016): a dimension below δ nats costs δ whatever it encodes, so β stops
+    pushing it to the prior. The reported KL is always the true one.
+    """
+    values = input_dropout(normalised_input(batch), config.dropout, generator)
+    mu, logvar = module.encode(batch, values)
+    z = reparameterise(mu, logvar, generator) if module.variational else mu
+    nll = negative_log_likelihood(module.decode(z), batch, config.likelihood).mean()
+    loss = nll
+    n = batch.n_rows
+    terms = {"users": n}
+    if module.variational:
+        kl_per_dim = gaussian_kl(mu, logvar).mean(dim=0)
+        kl = kl_per_dim.sum()
+        loss = nll + beta * (kl_per_dim.clamp_min(config.free_bits).sum() if config.free_bits > 0 else kl)
+        terms["kl"] = kl.item() * n
+    if config.l2 > 0:
+        loss = loss + config.l2 * sum(w.pow(2).sum() for w in module.weight_matrices())
+    terms.update(loss=loss.item() * n, reconstruction=nll.item() * n)
+    return loss, terms
+
+
+class AutoEncoderStep(TrainingStep):
+    """One Adam update per batch of users."""
+
+    def __init__(self, module: AutoEncoder, config, generator: torch.Generator):
+        self.module = module
+        self.config = config
+        self.generator = generator
+        self.optimizer = make_adam(module.parameters(), config.learning_rate)
+        self.latent_dim = module.latent_dim if module.variational else None
+
+    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+        loss, terms = autoencoder_loss(self.module, batch, self.config, beta, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return terms
+
+    def posterior(self, batch: SparseBatch):
+        return self.module.encode(batch, normalised_input(batch)) if self.module.variational else None
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"adam": self.optimizer}
+
+
+class _AutoEncoderRecommender(IterativeRecommender):
     variational: bool
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        validation: HeldOut | None = None,
-        items: Vocabulary | None = None,
-        *,
-        checkpoint_dir: str | Path | None = None,
-        resume: bool = False,
-        callbacks: tuple[EpochCallback, ...] = (),
-        progress: bool | None = None,
-    ):
-        """Train on ``user_items`` (users x items); with ``validation`` keep the best epoch's weights.
-
-        ``checkpoint_dir`` receives a checkpoint after every epoch; ``resume=True``
-        continues from it. ``items`` names the columns, for outputs in original IDs.
-        """
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to train on")
-        if validation is not None:
-            as_csr(validation.fold_in, user_items.shape[1], "validation.fold_in")
+    def start_training(self, user_items, device, generator, device_generator) -> AutoEncoderStep:
         cfg = self.config
-        self.device_ = resolve_device(cfg.device)
+        self.device_ = device
         self.module_ = AutoEncoder(user_items.shape[1], cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation)
-        self._set_fitted(user_items, items)  # validation scores the model while it trains
-
-        validate = None
-        if validation is not None and len(validation):
-            from recvae.evaluate.evaluation import DEFAULT_METRICS, evaluate
-
-            metrics = tuple(dict.fromkeys((*DEFAULT_METRICS, cfg.validation_metric)))
-            validate = lambda: evaluate(self, validation, metrics).summary()  # noqa: E731
-        try:
-            self.history_ = fit_autoencoder(
-                self.module_, user_items, cfg, self.device_, validate,
-                checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks, progress=progress,
-            )
-        except BaseException:
-            self._fitted = False
-            raise
-        self.metadata_ = {"history": self.history_}
-        return self
+        self.module_.reset_parameters(generator)
+        self.module_.to(device)
+        return AutoEncoderStep(self.module_, cfg, device_generator)
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         batch = SparseBatch.from_csr(user_items, self.device_)
@@ -133,7 +147,7 @@ class _AutoEncoderRecommender(Recommender):
     def encode(self, user_items: sp.csr_matrix) -> torch.Tensor:
         """Latent means (users x latent_dim) of the given histories."""
         self._check_fitted()
-        batch = SparseBatch.from_csr(as_csr(user_items, self._n_items), self.device_)
+        batch = SparseBatch.from_csr(self._histories(user_items), self.device_)
         with torch.no_grad():
             return self.module_.encode(batch, normalised_input(batch), mean_only=True)[0].cpu()
 
@@ -156,6 +170,7 @@ class _AutoEncoderRecommender(Recommender):
         self._fitted = True
 
 
+@register
 class MultVAE(_AutoEncoderRecommender):
     """Variational autoencoder with a multinomial likelihood (Liang et al. 2018)."""
 
@@ -164,6 +179,7 @@ class MultVAE(_AutoEncoderRecommender):
     variational = True
 
 
+@register
 class MultDAE(_AutoEncoderRecommender):
     """Denoising autoencoder with a multinomial likelihood (Liang et al. 2018)."""
 

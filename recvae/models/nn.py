@@ -132,3 +132,28 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)) of every user and latent dimension, in closed form."""
     return 0.5 * (torch.exp(logvar) + mu**2 - 1.0 - logvar)
 
+
+
+def make_adam(parameters, learning_rate: float) -> torch.optim.Adam:
+    """Adam, fused where torch has the kernel: the unfused update makes ~10 passes over the
+    item-sized weights and took a fifth of a CPU epoch on ML-1M; fused it takes one."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(parameters, lr=learning_rate)
+
+
+def input_dropout(values: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Drop each history entry with probability ``rate`` and rescale the rest (inverted dropout).
+    The mask is drawn on the generator's device and moved, so a CPU generator serves any device."""
+    if rate <= 0:
+        return values
+    keep = torch.rand(values.shape, generator=generator, device=generator.device).to(values.device) >= rate
+    return values * keep / (1.0 - rate)
+
+
+def reparameterise(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A sample of N(mu, exp(logvar)) that gradients flow through."""
+    eps = torch.randn(mu.shape, generator=generator, device=generator.device).to(mu.device)
+    return mu + eps * torch.exp(0.5 * logvar)

@@ -8,24 +8,22 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
-from recvae.models.base import Recommender, as_csr
-from recvae.split.base import HeldOut
+from recvae.models.base import ModelConfig, Recommender, register
 
 
 @dataclass(frozen=True)
-class PopularityConfig:
-    """No hyperparameters: items are ranked by how many training users have them."""
+class PopularityConfig(ModelConfig):
+    """No hyperparameters: items are ranked by how many training users have them (with
+    ``binarize=False``, by the sum of their values)."""
 
 
+@register
 class Popularity(Recommender):
     name = "Popularity"
     config_class = PopularityConfig
 
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None, **_):
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to count")
+    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> Popularity:
+        user_items = self._training_matrix(user_items)
         self._set_fitted(user_items, items)
         return self
 

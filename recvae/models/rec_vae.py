@@ -14,34 +14,26 @@ each part with its own Adam.
 from __future__ import annotations
 
 import copy
-import logging
 import math
-import time
 from dataclasses import dataclass
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
-from recvae.models.base import Recommender, as_csr, cosine_similar_items
-from recvae.models.nn import LIKELIHOODS, SparseBatch, negative_log_likelihood, normalised_input
-from recvae.split.base import HeldOut
-from recvae.train.autoencoder import format_record, make_adam
-from recvae.train.config import TrainingConfig
-from recvae.train.device import resolve_device
-from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
-from recvae.train.early_stopping import BestEpoch
+from recvae.models.base import IterativeRecommender, ModelConfig, Phase, TrainingStep, cosine_similar_items, register
+from recvae.models.config import TrainingConfig
+from recvae.models.device import resolve_device
+from recvae.models.nn import (
+    LIKELIHOODS, SparseBatch, input_dropout, make_adam, negative_log_likelihood, normalised_input, reparameterise,
+)
 
-log = logging.getLogger(__name__)
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecVAEConfig(TrainingConfig):
+class RecVAEConfig(TrainingConfig, ModelConfig):
     """The public code's defaults: 50 epochs of 3 encoder and 1 decoder passes, Adam at 5e-4."""
 
     epochs: int = 50
@@ -143,104 +135,68 @@ class RecVAEModule(nn.Module):
         return torch.logsumexp(parts + self.log_weights, dim=-1)
 
 
-class RecVAE(Recommender):
+class RecVAEStep(TrainingStep):
+    """The encoder phase (``encoder_epochs`` passes with input dropout, then the prior's copy of the
+    encoder is refreshed) and the decoder phase (``decoder_epochs`` passes without dropout), each
+    part with its own Adam; the epoch's record is the encoder phase's."""
+
+    def __init__(self, module: RecVAEModule, config: RecVAEConfig, generator: torch.Generator):
+        self.module = module
+        self.config = config
+        self.generator = generator
+        self.latent_dim = config.latent_dim
+        self.phases = (Phase("encoder", config.encoder_epochs), Phase("decoder", config.decoder_epochs, reported=False))
+        self.encoder_optimizer = make_adam(module.encoder.parameters(), config.learning_rate)
+        self.decoder_optimizer = make_adam(module.decoder.parameters(), config.learning_rate)
+
+    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+        c, module = self.config, self.module
+        train_encoder = phase == "encoder"
+        values = input_dropout(normalised_input(batch), c.dropout if train_encoder else 0.0, self.generator)
+        with torch.set_grad_enabled(train_encoder):
+            mu, logvar = module.encoder(batch, values)
+            z = reparameterise(mu, logvar, self.generator)
+        nll = negative_log_likelihood(module.decoder(z), batch, c.likelihood)
+        terms = {"users": batch.n_rows}
+        if train_encoder:
+            kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
+            loss = (c.gamma * batch.row_sums * kl + nll).mean()
+            terms["kl"] = kl.detach().mean().item() * batch.n_rows
+            optimizer = self.encoder_optimizer
+        else:  # the KL term does not depend on the decoder: its gradient there is zero
+            loss = nll.mean()
+            optimizer = self.decoder_optimizer
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        terms["loss"] = loss.item() * batch.n_rows
+        return terms
+
+    def end_phase(self, phase: str) -> None:
+        if phase == "encoder":
+            self.module.refresh_prior()
+
+    def posterior(self, batch: SparseBatch):
+        return self.module.encoder(batch, normalised_input(batch))
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"encoder": self.encoder_optimizer, "decoder": self.decoder_optimizer}
+
+
+@register
+class RecVAE(IterativeRecommender):
     """Same interface as Mult-VAE: fit on CSR, fold-in scoring, save / load."""
 
     name = "RecVAE"
     config_class = RecVAEConfig
 
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None,
-            *, callbacks=(), progress: bool | None = None, checkpoint_dir=None, resume: bool = False):
-        if checkpoint_dir is not None or resume:
-            raise DataError("RecVAE has no checkpoints yet; train it without checkpoint_dir / resume")
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to train on")
-        c = self.config
-        self.device_ = resolve_device(c.device)
-        generator = torch.Generator().manual_seed(c.seed)
-        self.module_ = RecVAEModule(user_items.shape[1], c)
+    def start_training(self, user_items, device, generator, device_generator) -> RecVAEStep:
+        self.device_ = device
+        self.module_ = RecVAEModule(user_items.shape[1], self.config)
         self.module_.reset_parameters(generator)
-        self.module_.to(self.device_)
-        self._set_fitted(user_items, items)
-        validate = None
-        if validation is not None and len(validation):
-            from recvae.evaluate.evaluation import DEFAULT_METRICS, evaluate
-
-            as_csr(validation.fold_in, user_items.shape[1], "validation.fold_in")
-            metrics = tuple(dict.fromkeys((*DEFAULT_METRICS, c.validation_metric)))
-            validate = lambda: evaluate(self, validation, metrics).summary()  # noqa: E731
-        try:
-            self.history_ = self._train(user_items, validate, callbacks, generator)
-        except BaseException:
-            self._fitted = False
-            raise
-        self.metadata_ = {"history": self.history_}
-        return self
-
-    def _pass(self, train, optimizer, train_encoder: bool, generator: torch.Generator) -> tuple[float, float, int]:
-        """One pass over the users updating the encoder (with input dropout) or the decoder (without)."""
-        c, module = self.config, self.module_
-        dropout = c.dropout if train_encoder else 0.0
-        order = torch.randperm(train.shape[0], generator=generator).numpy()
-        loss_sum = kl_sum = 0.0
-        for start in range(0, train.shape[0], c.batch_size):
-            batch = SparseBatch.from_csr(train[np.sort(order[start:start + c.batch_size])], self.device_)
-            values = normalised_input(batch)
-            if dropout > 0:
-                keep = torch.rand(values.shape, generator=generator).to(values.device) >= dropout
-                values = values * keep / (1.0 - dropout)
-            with torch.set_grad_enabled(train_encoder):
-                mu, logvar = module.encoder(batch, values)
-                eps = torch.randn(mu.shape, generator=generator).to(mu.device)
-                z = mu + eps * torch.exp(0.5 * logvar)
-            nll = negative_log_likelihood(module.decoder(z), batch, c.likelihood)
-            if train_encoder:
-                kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
-                loss = (c.gamma * batch.row_sums * kl + nll).mean()
-                kl_sum += kl.detach().mean().item() * batch.n_rows
-            else:  # the KL term does not depend on the decoder: its gradient there is zero
-                loss = nll.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * batch.n_rows
-        return loss_sum, kl_sum, train.shape[0]
-
-    def _train(self, train, validate, callbacks, generator) -> list[dict]:
-        c, module = self.config, self.module_
-        encoder_opt = make_adam(module.encoder.parameters(), c.learning_rate)
-        decoder_opt = make_adam(module.decoder.parameters(), c.learning_rate)
-        history, best = [], BestEpoch(c.patience)
-        sample = diagnostic_sample(train, c.seed)
-        for epoch in range(c.epochs):
-            if best.exhausted:
-                break
-            started = time.perf_counter()
-            module.train()
-            totals = np.zeros(3)
-            for _ in range(c.encoder_epochs):
-                totals += self._pass(train, encoder_opt, True, generator)
-            module.refresh_prior()
-            for _ in range(c.decoder_epochs):
-                self._pass(train, decoder_opt, False, generator)
-            module.eval()
-            record = {"epoch": epoch + 1, "loss": totals[0] / totals[2], "kl": totals[1] / totals[2],
-                      "train_seconds": time.perf_counter() - started}
-            record.update(diagnose(module.encoder, sample, self.device_))
-            if validate is not None:
-                scores = validate()
-                record.update({f"val_{k}": v for k, v in scores.items()})
-                best.update(scores[c.validation_metric], epoch + 1, module)
-            record["seconds"] = time.perf_counter() - started
-            history.append(record)
-            log.info("epoch %d: %s", epoch + 1, format_record(record))
-            for callback in callbacks:
-                callback(record)
-        best.restore(module)
-        warn_if_collapsed(history, best.epoch, c.latent_dim)
-        module.eval()
-        return history
+        self.module_.to(device)
+        # The public code draws RecVAE's dropout and noise on the CPU generator, whatever the device.
+        return RecVAEStep(self.module_, self.config, generator)
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         batch = SparseBatch.from_csr(user_items, self.device_)

@@ -25,10 +25,10 @@ gets a no-op writer instead. The best epoch's weights stay in memory, so RecBole
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
+import random
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,11 +36,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ModelFileError
-from recvae.models.base import Recommender, as_csr
+from recvae.defaults import SEED
+from recvae.errors import ModelFileError
+from recvae.models.base import IterativeRecommender, ModelConfig, Phase, TrainingStep, register
 from recvae.models.bpr import bpr_fold_in
-from recvae.split.base import HeldOut
+from recvae.score.metrics import parse_metric
 
 log = logging.getLogger(__name__)
 
@@ -79,47 +79,110 @@ class _NoTensorBoard:
 
 
 @dataclass(frozen=True)
-class RecBoleConfig:
-    """``model``: a RecBole model name; ``params``: RecBole settings over its defaults for that model."""
+class RecBoleConfig(ModelConfig):
+    """``model``: a RecBole model name; ``params``: RecBole settings over its defaults for that model.
+
+    The Trainer's options: ``epochs`` (RecBole's default, 300; 1 for its closed-form models),
+    ``patience`` epochs without a better validation ``validation_metric`` stop it, ``seed``.
+    """
 
     model: str = "MultiVAE"
     params: dict = field(default_factory=dict)
-    patience: int = 20
+    epochs: int = 300
+    patience: int | None = 20
     validation_metric: str = "ndcg@100"
-    seed: int = 98765
+    seed: int = SEED
+    device: str | None = None
     fold_in_steps: int = 100
     fold_in_learning_rate: float = 0.05
 
     def __post_init__(self):
         if self.model not in FOLD_IN:
             raise ValueError(f"RecBole model {self.model!r} has no fold-in here; supported: {sorted(FOLD_IN)}")
-        if self.patience < 1:
-            raise ValueError("patience must be at least 1")
+        if "epochs" in self.params:
+            raise ValueError("set epochs on the adapter (RecBoleConfig.epochs), not in RecBole's params")
+        if self.epochs < 1 or (self.patience is not None and self.patience < 1):
+            raise ValueError("epochs and patience must be at least 1")
+        parse_metric(self.validation_metric)
 
 
-class RecBoleModel(Recommender):
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    """The global generators RecBole draws from: torch's, NumPy's (its negative samplers) and Python's."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy.keys": torch.from_numpy(keys.astype(np.int64)),
+        "numpy.rest": torch.tensor([position, has_gauss, gauss], dtype=torch.float64),
+        "python": torch.tensor(np.frombuffer(json.dumps(random.getstate()).encode(), dtype=np.uint8).copy()),
+    }
+
+
+def _set_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    position, has_gauss, gauss = tensors["numpy.rest"].tolist()
+    np.random.set_state(("MT19937", tensors["numpy.keys"].numpy().astype(np.uint32), int(position), int(has_gauss), gauss))
+    state = json.loads(tensors["python"].numpy().tobytes())
+    random.setstate((state[0], tuple(state[1]), state[2]))
+
+
+class RecBoleStep(TrainingStep):
+    """An epoch is one pass of RecBole's own trainer over its own data loader."""
+
+    phases = (Phase("recbole", batched=False),)
+
+    def __init__(self, trainer, train_data, n_users: int, epochs: int):
+        self.trainer = trainer
+        self.train_data = train_data
+        self.module = trainer.model
+        self.n_users = n_users
+        self.epochs = epochs
+
+    def train_pass(self, phase: str, epoch: int) -> dict[str, float]:
+        loss = self.trainer._train_epoch(self.train_data, epoch, show_progress=False)
+        total = float(np.sum(loss)) if loss is not None else float("nan")
+        return {"loss": total * self.n_users, "users": self.n_users}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"recbole": self.trainer.optimizer}
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        tensors = {f"rng.{k}": v for k, v in _rng_tensors().items()}
+        tensors["rng.loader"] = self.train_data.generator.get_state()
+        if isinstance(getattr(self.module, "update", None), int):  # MultiVAE's KL-anneal counter lives outside its state_dict
+            tensors["anneal_updates"] = torch.tensor(self.module.update)
+        return tensors
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        _set_rng({k[len("rng."):]: v for k, v in tensors.items() if k.startswith("rng.") and k != "rng.loader"})
+        self.train_data.generator.set_state(tensors["rng.loader"])
+        if "anneal_updates" in tensors:
+            self.module.update = int(tensors["anneal_updates"])
+
+
+@register
+class RecBoleModel(IterativeRecommender):
     name = "RecBole"
     config_class = RecBoleConfig
 
-    def fit(self, user_items: sp.csr_matrix, validation: HeldOut | None = None, items: Vocabulary | None = None,
-            *, callbacks=(), **_):
-        from recvae.evaluate.evaluation import evaluate
-
-        user_items = as_csr(user_items)
-        if user_items.nnz == 0:
-            raise DataError("user_items has no interactions to learn from")
+    def start_training(self, user_items, device, generator, device_generator) -> RecBoleStep:
         recbole = _import_recbole()
         c = self.config
         with tempfile.TemporaryDirectory(prefix="recvae-recbole-") as tmp:
             rb_config, dataset, train_data = self._recbole_data(recbole, user_items, Path(tmp))
-            model_class = recbole.utils.get_model(c.model)
-            recbole.utils.init_seed(c.seed, True)
-            self.model_ = model_class(rb_config, dataset).to(rb_config["device"])
-            tokens = dataset.field2token_id[dataset.iid_field]
-            self._columns = torch.tensor([tokens.get(str(j), -1) for j in range(user_items.shape[1])])
-            self._set_fitted(user_items, items)
-            self.history_ = self._train(recbole, rb_config, train_data, validation, callbacks, evaluate)
-        return self
+        model_class = recbole.utils.get_model(c.model)
+        recbole.utils.init_seed(c.seed, True)
+        self.model_ = model_class(rb_config, dataset).to(rb_config["device"])
+        tokens = dataset.field2token_id[dataset.iid_field]
+        self._columns = torch.tensor([tokens.get(str(j), -1) for j in range(user_items.shape[1])])
+        trainer_module = recbole.trainer.trainer
+        real = trainer_module.get_tensorboard
+        trainer_module.get_tensorboard = lambda logger: _NoTensorBoard()
+        try:
+            trainer = recbole.utils.get_trainer(rb_config["MODEL_TYPE"], c.model)(rb_config, self.model_)
+        finally:
+            trainer_module.get_tensorboard = real
+        epochs = 1 if rb_config["MODEL_TYPE"] == recbole.utils.ModelType.TRADITIONAL else c.epochs
+        return RecBoleStep(trainer, train_data, user_items.shape[0], epochs)
 
     def _recbole_data(self, recbole, user_items: sp.csr_matrix, folder: Path):
         coo = user_items.tocoo()
@@ -149,41 +212,6 @@ class RecBoleModel(Recommender):
         train_sampler, _, _ = recbole.data.utils.create_samplers(rb_config, dataset, built)
         train_data = recbole.data.utils.get_dataloader(rb_config, "train")(rb_config, built[0], train_sampler, shuffle=True)
         return rb_config, dataset, train_data
-
-    def _train(self, recbole, rb_config, train_data, validation, callbacks, evaluate) -> list[dict]:
-        c = self.config
-        trainer_module = recbole.trainer.trainer
-        real = trainer_module.get_tensorboard
-        trainer_module.get_tensorboard = lambda logger: _NoTensorBoard()
-        try:
-            trainer = recbole.utils.get_trainer(rb_config["MODEL_TYPE"], c.model)(rb_config, self.model_)
-        finally:
-            trainer_module.get_tensorboard = real
-        epochs = 1 if rb_config["MODEL_TYPE"] == recbole.utils.ModelType.TRADITIONAL else rb_config["epochs"]
-        history, best_score, best_state, stale = [], -np.inf, None, 0
-        for epoch in range(epochs):
-            started = time.perf_counter()
-            loss = trainer._train_epoch(train_data, epoch, show_progress=False)
-            self.model_.eval()
-            record = {"epoch": epoch + 1, "loss": float(np.sum(loss)) if loss is not None else float("nan"),
-                      "train_seconds": time.perf_counter() - started}
-            if validation is not None:
-                score = evaluate(self, validation, (c.validation_metric,)).mean(c.validation_metric)
-                record[f"val_{c.validation_metric}"] = score
-                if score > best_score:
-                    best_score, best_state, stale = score, copy.deepcopy(self.model_.state_dict()), 0
-                else:
-                    stale += 1
-            record["seconds"] = time.perf_counter() - started  # as recvae's: the epoch and its validation
-            history.append(record)
-            for callback in callbacks:
-                callback(record)
-            if stale >= c.patience:
-                break
-        if best_state is not None:
-            self.model_.load_state_dict(best_state)
-        self.model_.eval()
-        return history
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         kind = FOLD_IN[self.config.model]

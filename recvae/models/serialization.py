@@ -9,11 +9,9 @@ an interrupted save never leaves a half-written model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,49 +19,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recvae.data.vocab import Vocabulary
+from recvae.defaults import VERSION
 from recvae.errors import DataError, ModelFileError
+from recvae.io import fsync_path, ordinary_permissions, sha256_file, temporary_beside
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 ITEMS_FILE = "items.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def ordinary_permissions(path: Path) -> None:
-    """mkstemp/mkdtemp create private files; a model or checkpoint gets the usual umask-based mode."""
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
-
-
-def write_atomic_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path``: readers see the old file or the new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        ordinary_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_atomic_json(path: str | Path, payload) -> None:
-    write_atomic_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def save_model_dir(
@@ -74,22 +37,19 @@ def save_model_dir(
     items: Vocabulary | None,
     metadata: dict | None = None,
 ) -> Path:
-    from recvae import __version__
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = temporary_beside(path, directory=True)
     try:
-        ordinary_permissions(tmp)
         weights = tmp / WEIGHTS_FILE
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights))
-        files = {WEIGHTS_FILE: _sha256(weights)}
+        files = {WEIGHTS_FILE: sha256_file(weights)}
         if items is not None:
             (tmp / ITEMS_FILE).write_text(json.dumps(items.to_json()))
-            files[ITEMS_FILE] = _sha256(tmp / ITEMS_FILE)
+            files[ITEMS_FILE] = sha256_file(tmp / ITEMS_FILE)
         manifest = {
             "format": FORMAT_VERSION,
-            "recvae_version": __version__,
+            "recvae_version": VERSION,
             "model": kind,
             "config": config,
             "files": files,
@@ -98,6 +58,8 @@ def save_model_dir(
         (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=2, default=str))
         for file in tmp.iterdir():
             ordinary_permissions(file)
+            fsync_path(file)
+        fsync_path(tmp)
         if path.exists():
             if not (path / MODEL_FILE).exists() and any(path.iterdir()):
                 raise ModelFileError(f"{path}: exists and is not a recvae model directory; refusing to replace it")
@@ -136,7 +98,7 @@ def read_model_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Voc
         file = path / name
         if not file.is_file():
             raise ModelFileError(f"{path}: {name} is missing")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise ModelFileError(f"{file}: contents differ from what was saved (truncated or edited); refusing to load")
     try:
         # Fresh, aligned copies: kernels may pick other code paths for oddly aligned buffers,

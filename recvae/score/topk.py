@@ -21,9 +21,11 @@ def top_n_from_scores(
     """Top ``n`` item indices and scores per row of ``scores`` (users x items), best first.
 
     ``exclude`` marks items a row must not get (e.g. its history); ``allowed_items``
-    restricts every row to those item indices. Masked items score -inf and come
-    last, so ``n`` larger than what is left pads with them. ``scores`` is masked in
-    place: a copy of a users x items block costs as much as the top-k itself.
+    restricts every row to those item indices. The width is ``min(n, allowed items)``;
+    a row with fewer items left than that (or whose items score -inf) is padded with
+    item -1 and score -inf, as implicit pads its batch results: a masked item is never
+    returned. ``scores`` is masked in place: a copy of a users x items block costs as
+    much as the top-k itself.
     """
     scores = scores.float()
     if exclude is not None and exclude.nnz:
@@ -35,10 +37,11 @@ def top_n_from_scores(
         scores = scores[:, allowed]
     n = min(n, scores.shape[1])
     values, indices = top_k_rows(scores, n)
-    indices = indices.cpu().numpy()
+    indices, values = indices.cpu().numpy(), values.cpu().numpy()
     if allowed_items is not None:
         indices = np.asarray(allowed_items, dtype=np.int64)[indices]
-    return indices, values.cpu().numpy()
+    indices[values == -np.inf] = -1
+    return indices, values
 
 
 def top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from recvae.split.base import HeldOut, Split
 from recvae.split.holdout import random_holdout_split
-from recvae.split.presplit import presplit, read_lightgcn
+from recvae.split.presplit import presplit
 from recvae.split.strong import strong_generalization_split
 
 __all__ = [
@@ -10,6 +10,5 @@ __all__ = [
     "Split",
     "presplit",
     "random_holdout_split",
-    "read_lightgcn",
     "strong_generalization_split",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recvae.defaults import SEED
 from recvae.data.interactions import Interactions
 from recvae.errors import DataError
 from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
@@ -15,7 +16,7 @@ def random_holdout_split(
     test_fraction: float = 0.2,
     validation_fraction: float = 0.1,
     min_items_to_hold_out: int = 5,
-    seed: int = 98765,
+    seed: int = SEED,
 ) -> Split:
     """Hold out ``test_fraction`` (then ``validation_fraction`` of the rest) of each user's items.
 

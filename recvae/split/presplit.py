@@ -1,39 +1,14 @@
-"""Splits that arrive as files: a training log and a test log, e.g. LightGCN's train.txt / test.txt."""
+"""Splits that arrive as files: a training log and a test log, e.g. LightGCN's train.txt / test.txt
+(read by ``recvae.data.read_lightgcn``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from recvae.data.interactions import Interactions
-from recvae.data.readers import _read_text_bytes
 from recvae.errors import DataError
 from recvae.split.base import Split, make_heldout
-
-
-def read_lightgcn(path: str | Path) -> pd.DataFrame:
-    """Read LightGCN's format, ``user item item ...`` per line, into a (user, item) frame."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    users, items = [], []
-    text = _read_text_bytes(path).decode("utf-8", errors="replace")
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            values = [int(f) for f in fields]
-        except ValueError:
-            bad = next(f for f in fields if not f.lstrip("-").isdigit())
-            raise DataError(f"{path}: line {number}: {bad!r} is not an integer ID (expected 'user item item ...')") from None
-        users.extend([values[0]] * (len(values) - 1))
-        items.extend(values[1:])
-    if not users:
-        raise DataError(f"{path}: the file has no interactions")
-    return pd.DataFrame({"user": np.asarray(users, dtype=np.int64), "item": np.asarray(items, dtype=np.int64)})
 
 
 def presplit(train: pd.DataFrame, test: pd.DataFrame) -> Split:

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from recvae.defaults import SEED
 from recvae.data.interactions import Interactions
 from recvae.errors import DataError
 from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
@@ -19,7 +20,7 @@ def strong_generalization_split(
     *,
     holdout_fraction: float = 0.2,
     min_items_to_hold_out: int = 5,
-    seed: int = 98765,
+    seed: int = SEED,
 ) -> Split:
     """The paper's protocol.
 

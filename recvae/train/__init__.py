@@ -1,7 +1,5 @@
-"""Training loops, schedules, diagnostics, checkpoints and device choice."""
+"""The one training loop (Trainer), its checkpoints, early stopping, posterior diagnostics and auto-β."""
 
-from recvae.train.config import TrainingConfig
-from recvae.train.device import resolve_device
-from recvae.train.schedules import BETA_SCHEDULES, beta_at
+from recvae.train.trainer import EpochCallback, Trainer, Validation
 
-__all__ = ["BETA_SCHEDULES", "TrainingConfig", "beta_at", "resolve_device"]
+__all__ = ["EpochCallback", "Trainer", "Validation"]

@@ -7,7 +7,7 @@ their public code does not implement.
    that model's best epoch as usual.
 
 The curve of validation score against β is what the choice rests on: it is returned, plotted
-(``recvae.track.tracking.auto_beta_figure``) and logged.
+(``recvae.track.plots.auto_beta_figure``) and logged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.models.multvae import MultVAE, MultVAEConfig
-from recvae.split.base import HeldOut
+from recvae.train.trainer import EpochCallback, Trainer, Validation
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +44,33 @@ class AutoBetaResult:
 def auto_beta(
     config: MultVAEConfig,
     train: sp.csr_matrix,
-    validation: HeldOut,
+    validation: Validation,
     items: Vocabulary | None = None,
     *,
-    callbacks=(),
+    callbacks: tuple[EpochCallback, ...] = (),
     progress: bool | None = None,
 ) -> AutoBetaResult:
-    """Choose Mult-VAE's β cap on ``validation`` and return the curve and the retrained model.
+    """Choose Mult-VAE's β cap by ``validation`` (a scorer, see ``recvae.evaluate.validation_scorer``)
+    and return the curve and the retrained model.
 
     The anneal run trains all ``config.epochs`` epochs (no early stopping: the curve must reach
     β = 1); ``config``'s schedule and cap are replaced, everything else is kept. ``callbacks``
     see the final model's epochs; the anneal run is in the returned curve.
     """
-    if validation is None or not len(validation):
+    if validation is None:
         raise DataError("auto-β needs validation users to score each β on")
     n_users = train.shape[0]
     if n_users == 0:
         raise DataError("user_items has no users to train on")
     steps = config.epochs * math.ceil(n_users / config.batch_size)
     anneal = dataclasses.replace(config, beta_schedule="linear", beta_cap=1.0, total_anneal_steps=steps, patience=None)
-    probe = MultVAE(anneal).fit(train, validation, items, progress=progress)
+    probe = Trainer(progress=progress).fit(MultVAE(anneal), train, validation, items)
     key = f"val_{config.validation_metric}"
     curve = [{"epoch": r["epoch"], "beta": r["beta"], config.validation_metric: r[key]} for r in probe.history_]
     peak = max(curve, key=lambda r: r[config.validation_metric])
     log.info("auto-β: validation %s peaks at %.4f with β %.3g (epoch %d of %d)", config.validation_metric,
              peak[config.validation_metric], peak["beta"], peak["epoch"], len(curve))
     final = dataclasses.replace(config, beta_schedule="linear", beta_cap=peak["beta"], total_anneal_steps=steps)
-    model = MultVAE(final).fit(train, validation, items, callbacks=callbacks, progress=progress)
+    model = Trainer(callbacks=callbacks, progress=progress).fit(MultVAE(final), train, validation, items)
     return AutoBetaResult(beta=peak["beta"], peak_epoch=peak["epoch"], total_anneal_steps=steps,
                           metric=config.validation_metric, curve=curve, model=model)

@@ -14,14 +14,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.models.nn import SparseBatch, gaussian_kl, normalised_input
+from recvae.models.nn import SparseBatch, gaussian_kl
 
 log = logging.getLogger(__name__)
 
 ACTIVE_THRESHOLD = 0.01
 SAMPLE_USERS = 5000
 
-Encoder = Callable[[SparseBatch, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Posterior = Callable[[SparseBatch], tuple[torch.Tensor, torch.Tensor]]
 
 
 def posterior_diagnostics(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> dict:
@@ -47,13 +47,14 @@ def diagnostic_sample(train: sp.csr_matrix, seed: int, size: int = SAMPLE_USERS)
     return train[rows]
 
 
-def diagnose(encode: Encoder, sample: sp.csr_matrix, device: torch.device, block: int = 1000) -> dict:
-    """Encode ``sample`` without noise or dropout and measure its posteriors."""
+def diagnose(posterior: Posterior, sample: sp.csr_matrix, device: torch.device, block: int = 1000) -> dict:
+    """Encode ``sample`` without noise or dropout (``posterior``: a batch's mean and log-variance)
+    and measure its posteriors."""
     mus, logvars = [], []
     with torch.no_grad():
         for start in range(0, sample.shape[0], block):
             batch = SparseBatch.from_csr(sample[start : start + block], device)
-            mu, logvar = encode(batch, normalised_input(batch))
+            mu, logvar = posterior(batch)
             mus.append(mu.cpu())
             logvars.append(logvar.cpu())
     return posterior_diagnostics(torch.cat(mus), torch.cat(logvars))

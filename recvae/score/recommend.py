@@ -1,8 +1,9 @@
 """Top-N for (user, item) histories in original IDs: the block step shared by
-``Recommender.recommend_df`` and the streaming export."""
+``Recommender.recommend_df`` and the streaming export, and the cutting of grouped rows into blocks of whole users."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,8 @@ import torch
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.score.topk import top_n_from_scores
+
+Block = tuple[np.ndarray, np.ndarray, int]  # (user IDs, item IDs) per interaction, users in other shards
 
 
 @dataclass
@@ -106,7 +109,7 @@ def recommend_block(model, users: np.ndarray, items: np.ndarray, options: Recomm
         stats.users_on_fallback = n_empty
     columns = {"user": [], "item": [], "rank": [], "score": [], "fallback": []}
     for part_users, idx, score, on_fallback in parts:
-        valid = np.isfinite(score)  # -inf pads a list that ran out of allowed, unseen items
+        valid = idx >= 0  # -1 pads a list that ran out of allowed, unseen items
         width = idx.shape[1]
         columns["user"].append(np.repeat(part_users, width)[valid.ravel()])
         columns["item"].append(vocab.ids[idx[valid]])
@@ -121,3 +124,28 @@ def recommend_block(model, users: np.ndarray, items: np.ndarray, options: Recomm
         del out["fallback"]
     stats.rows = len(out["rank"])
     return out, stats
+
+
+def shard_of(users: np.ndarray, n_shards: int) -> np.ndarray:
+    """A stable shard number per user ID: the same in every process and run."""
+    return (pd.util.hash_array(np.asarray(users)) % np.uint64(n_shards)).astype(np.int64)
+
+
+def user_blocks(users, items, starts, users_per_block, index=0, n_shards=1) -> Iterator[Block]:
+    """Cut rows grouped by user (``starts``: first row of each user) into blocks of whole users,
+    keeping only the users of shard ``index`` of ``n_shards``."""
+    if len(starts) == 0:
+        return
+    others = 0
+    if n_shards > 1:
+        mine = shard_of(users[starts], n_shards) == index
+        others = int((~mine).sum())
+        keep = np.repeat(mine, np.diff(np.r_[starts, len(users)]))
+        users, items = users[keep], items[keep]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else starts[:0]
+    if len(starts) == 0:
+        yield users[:0], items[:0], others
+        return
+    bounds = np.r_[starts[::users_per_block], len(users)]
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        yield users[a:b], items[a:b], others if k == 0 else 0

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 
 def hits(top_items: np.ndarray, target: sp.csr_matrix) -> np.ndarray:
-    """Boolean (users x K): whether the item at each rank is in the user's target row."""
+    """Boolean (users x K): whether the item at each rank is in the user's target row (-1 pads a short list)."""
     top_items = np.asarray(top_items)
     if top_items.ndim != 2 or top_items.shape[0] != target.shape[0]:
         raise ValueError(f"top_items must be (users, K) with {target.shape[0]} rows, got {top_items.shape}")
@@ -20,7 +20,7 @@ def hits(top_items: np.ndarray, target: sp.csr_matrix) -> np.ndarray:
     rows = np.repeat(np.arange(target.shape[0], dtype=np.int64), np.diff(target.indptr))
     target_keys = np.sort(rows * n_items + target.indices)
     ranked_keys = np.arange(top_items.shape[0], dtype=np.int64)[:, None] * n_items + top_items
-    return np.isin(ranked_keys, target_keys, assume_unique=False)
+    return np.isin(ranked_keys, target_keys, assume_unique=False) & (top_items >= 0)
 
 
 def _n_target(target: sp.csr_matrix) -> np.ndarray:

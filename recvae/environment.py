@@ -1,4 +1,4 @@
-"""The machine and software a result was measured on, saved with every result file."""
+"""The machine, software and code a result was measured on: saved with every result file and MLflow run."""
 
 from __future__ import annotations
 
@@ -22,10 +22,16 @@ def _cpu() -> str:
 
 
 def git_commit() -> str:
-    """The commit of the working tree, with ``+dirty`` when tracked files differ from it."""
+    """The commit of recvae's own checkout (not the caller's directory), with ``+dirty`` when its
+    tracked files differ from it; "unknown" for an installed copy outside git."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")

@@ -1,8 +1,13 @@
-"""Options every trained model shares; each model's config extends them."""
+"""Config dataclasses: what every iteratively trained model shares, and rebuilding any config from JSON or TOML."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
+
+from recvae.defaults import SEED
+from recvae.score.metrics import parse_metric
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,12 +23,10 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     patience: int | None = 20
     validation_metric: str = "ndcg@100"
-    seed: int = 98765
+    seed: int = SEED
     device: str | None = None
 
     def __post_init__(self):
-        from recvae.evaluate.metrics import parse_metric
-
         if self.epochs < 1:
             raise ValueError("epochs must be at least 1")
         if self.batch_size < 1:
@@ -33,3 +36,18 @@ class TrainingConfig:
         if self.patience is not None and self.patience < 1:
             raise ValueError("patience must be at least 1, or None to train every epoch")
         parse_metric(self.validation_metric)
+
+
+def config_from_dict(config_class: type, values: dict):
+    """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
+    hints = typing.get_type_hints(config_class)
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} field(s): {sorted(unknown)}; known: {sorted(known)}")
+    fixed = {}
+    for name, value in values.items():
+        if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        fixed[name] = value
+    return config_class(**fixed)

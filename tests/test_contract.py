@@ -1,0 +1,186 @@
+"""What every registered model must do (implicit's RecommenderBaseTestMixin, scikit-learn's check_estimator):
+a model added to recvae.models.REGISTRY gets these tests by being listed in SETTINGS."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+
+from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
+from recvae.errors import ModelFileError, NotFittedError
+from recvae.models import REGISTRY, IterativeRecommender, Recommender
+from recvae.split import strong_generalization_split
+
+# Small settings per model: the contract is about behaviour, not quality.
+SETTINGS = {
+    "MultVAE": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8),
+    "MultDAE": dict(epochs=3, batch_size=100, latent_dim=16),
+    "RecVAE": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8),
+    "EASE": dict(l2=50.0),
+    "ALS": dict(factors=8, iterations=3, num_threads=1),  # one thread: implicit's fits are then reproducible
+    "BPR": dict(factors=8, iterations=10, fold_in_steps=20, num_threads=1),
+    "Popularity": {},
+    "RecBole": dict(model="MultiVAE", epochs=2, params={"mlp_hidden_size": [32], "latent_dimension": 16}),
+}
+NAMES = sorted(SETTINGS)
+
+
+def test_every_registered_model_is_in_the_contract():
+    assert set(REGISTRY) == set(SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def split():
+    log = generate_log(SyntheticLog(n_users=400, n_items=150, n_groups=5, median_activity=15, seed=11))
+    return strong_generalization_split(Interactions.from_frame(preprocess(log)), 50, seed=3)
+
+
+def make(name: str) -> Recommender:
+    if name == "RecBole":
+        pytest.importorskip("recbole")
+    return REGISTRY[name](**SETTINGS[name])
+
+
+_FITTED: dict = {}
+
+
+@pytest.fixture
+def fitted(request, split):
+    """One fitted model per name for the whole module (fitting is what costs)."""
+    name = request.param
+    if name not in _FITTED:
+        _FITTED[name] = make(name).fit(split.train, split.validation, split.items)
+    return _FITTED[name]
+
+
+parametrize_fitted = pytest.mark.parametrize("fitted", NAMES, indirect=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_returns_self_and_unfitted_models_refuse_to_score(name, split):
+    model = make(name)
+    history = split.test.fold_in[:3]
+    for call in (lambda: model.score(history), lambda: model.recommend(0, history[0]), lambda: model.save("x")):
+        with pytest.raises(NotFittedError):
+            call()
+    assert model.fit(split.train, split.validation, split.items) is model
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_fit_keyword_raises_type_error(name, split):
+    with pytest.raises(TypeError):
+        make(name).fit(split.train, progress=False)
+
+
+@parametrize_fitted
+def test_single_and_batch_recommend_agree(fitted, split):
+    history = split.test.fold_in[:6]
+    ids, scores = fitted.recommend(np.arange(6), history, N=5)
+    assert ids.shape == scores.shape == (6, 5)
+    for row in range(6):
+        one_ids, one_scores = fitted.recommend(row, history[row], N=5)
+        assert np.array_equal(one_ids, ids[row])
+        np.testing.assert_allclose(one_scores, scores[row], rtol=1e-5, atol=1e-6)
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+
+
+@parametrize_fitted
+def test_already_liked_items_are_filtered_or_kept(fitted, split):
+    history = split.test.fold_in[:4]
+    n = fitted.n_items_
+    ids, _ = fitted.recommend(np.arange(4), history, N=n)
+    for row in range(4):
+        assert not set(ids[row][ids[row] >= 0]) & set(history[row].indices)
+    kept, _ = fitted.recommend(np.arange(4), history, N=n, filter_already_liked_items=False)
+    for row in range(4):
+        assert set(history[row].indices) <= set(kept[row])
+
+
+@parametrize_fitted
+def test_items_and_filter_items(fitted, split):
+    history = split.test.fold_in[0]
+    allowed = np.array([1, 5, 9, 11, 40])
+    only, _ = fitted.recommend(0, history, N=10, items=allowed, filter_already_liked_items=False)
+    assert set(only) == set(allowed)
+    removed = np.arange(0, fitted.n_items_, 2)
+    rest, _ = fitted.recommend(0, history, N=20, filter_items=removed)
+    assert len(rest) == 20 and not set(rest) & set(removed) and not set(rest) & set(history.indices)
+    with pytest.raises(ValueError, match="not both"):
+        fitted.recommend(0, history, items=allowed, filter_items=removed)
+
+
+@parametrize_fitted
+def test_n_beyond_the_catalogue_returns_only_available_items(fitted, split):
+    history = split.test.fold_in[:3]
+    n_items = fitted.n_items_
+    ids, scores = fitted.recommend(0, history[0], N=n_items + 50)
+    assert len(ids) == n_items - history[0].nnz and np.isfinite(scores).all()
+    assert not set(ids) & set(history[0].indices) and len(set(ids)) == len(ids)
+    batch_ids, batch_scores = fitted.recommend(np.arange(3), history, N=n_items + 50)
+    assert batch_ids.shape == (3, n_items)
+    for row in range(3):
+        pad = batch_ids[row] < 0  # implicit's padding: item -1, score -inf
+        assert pad.sum() == history[row].nnz and np.all(batch_scores[row][pad] == -np.inf)
+        assert np.array_equal(batch_ids[row][~pad], ids) if row == 0 else True
+
+
+@parametrize_fitted
+def test_empty_histories_are_scored(fitted, split):
+    empty = sp.csr_matrix((2, fitted.n_items_), dtype=np.float32)
+    ids, scores = fitted.recommend(np.arange(2), empty, N=7)
+    assert ids.shape == (2, 7) and np.all(ids >= 0)
+
+
+@parametrize_fitted
+def test_float64_and_integer_input_score_as_binary_float32(fitted, split):
+    history = split.test.fold_in[:5]
+    expected = fitted.score(history)
+    for dtype in (np.float64, np.int64, np.int32):
+        np.testing.assert_allclose(fitted.score(history.astype(dtype)), expected, rtol=1e-5, atol=1e-6)
+    counts = history.copy()
+    counts.data[:] = 3.0  # binarize=True (the default): a count of 3 is one interaction
+    np.testing.assert_allclose(fitted.score(counts), expected, rtol=1e-5, atol=1e-6)
+
+
+@parametrize_fitted
+def test_save_load_gives_identical_scores(fitted, split, tmp_path):
+    history = split.test.fold_in[:8]
+    if fitted.name == "RecBole":
+        with pytest.raises(ModelFileError, match="cannot be saved"):
+            fitted.save(tmp_path / "m")
+        return
+    loaded = Recommender.load(fitted.save(tmp_path / "m"))
+    assert type(loaded) is type(fitted) and loaded.get_params() == fitted.get_params() and loaded.items_ == split.items
+    assert np.array_equal(loaded.score(history), fitted.score(history))
+    assert np.array_equal(loaded.recommend(np.arange(8), history, N=10)[0], fitted.recommend(np.arange(8), history, N=10)[0])
+
+
+@parametrize_fitted
+def test_same_seed_same_scores(fitted, split):
+    again = clone(fitted).fit(split.train, split.validation, split.items)
+    history = split.test.fold_in[:10]
+    assert np.array_equal(again.score(history), fitted.score(history))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_clone_gives_an_unfitted_copy_with_the_same_params(name):
+    model = make(name)
+    copy = clone(model)
+    assert type(copy) is type(model) and copy is not model and copy.get_params() == model.get_params()
+    with pytest.raises(NotFittedError):
+        copy.n_items_
+
+
+@parametrize_fitted
+def test_similar_items_start_with_the_item_itself_or_say_there_are_none(fitted):
+    try:
+        ids, scores = fitted.similar_items(4, N=5)
+    except NotImplementedError:
+        assert fitted.name in ("Popularity", "RecBole")
+        return
+    assert len(ids) == 5 and ids[0] == 4 or fitted.name == "EASE"  # EASE's zero diagonal ranks others first
+
+
+def test_iterative_models_are_the_ones_with_a_training_step():
+    iterative = {name for name, cls in REGISTRY.items() if issubclass(cls, IterativeRecommender)}
+    assert iterative == {"MultVAE", "MultDAE", "RecVAE", "RecBole"}
