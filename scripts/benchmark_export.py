@@ -110,7 +110,7 @@ def main() -> None:
 
     data = Interactions.from_frame(log)
     sample = np.random.default_rng(0).choice(data.n_users, size=min(20_000, data.n_users), replace=False)
-    model = MultVAE(epochs=1).fit(data.matrix[np.sort(sample)], items=data.items, progress=False)
+    model = MultVAE(epochs=1).fit(data.matrix[np.sort(sample)], items=data.items)
     model.save(work / "model")
     # numba compiles the top-k kernel on its first call and caches it on disk: only an
     # installation's first export pays for that, so it happens here, outside the timed processes.

@@ -27,10 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recvae.environment import describe, environment
 from recvae.data import Interactions, SyntheticLog, generate_log
+from recvae.environment import describe, environment
+from recvae.evaluate import fit_model
 from recvae.models import MultVAE
 from recvae.models.nn import SparseBatch
+from recvae.train import Trainer
 
 
 def make_matrix(users: int, items: int, median_activity: float, seed: int = 0):
@@ -40,7 +42,7 @@ def make_matrix(users: int, items: int, median_activity: float, seed: int = 0):
 
 def epoch_seconds(matrix) -> float:
     """One training epoch of the paper's Mult-VAE, without validation (the loop's own timer)."""
-    model = MultVAE(epochs=1, patience=None).fit(matrix, progress=False)
+    model = MultVAE(epochs=1, patience=None).fit(matrix)
     return model.history_[0]["train_seconds"]
 
 
@@ -110,7 +112,8 @@ def seconds_to_reach(split, target: float, settings: dict) -> tuple[int | None, 
             raise Reached
 
     try:
-        MultVAE(patience=None, epochs=200, **settings).fit(split.train, split.validation, callbacks=(watch,), progress=False)
+        fit_model(MultVAE(patience=None, epochs=200, **settings), split.train, split.validation,
+                  trainer=Trainer(callbacks=(watch,), progress=False))
     except Reached:
         return seen["epoch"], seen["seconds"], seen["best"]
     return None, None, seen["best"]
