@@ -273,16 +273,7 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="recvae",
-        description="Variational autoencoders for collaborative filtering (Mult-VAE, Mult-DAE, RecVAE) beside "
-        "EASE, ALS, BPR and popularity.",
-        epilog="Run 'recvae COMMAND --help' for the options of a command.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub) -> None:
     train = sub.add_parser(
         "train", help="train a model, print test metrics beside popularity, save it",
         description="Train a model (Mult-VAE by default; Mult-DAE, RecVAE, EASE, ALS, BPR, popularity) on an interaction log, score the held-out "
@@ -305,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
     evaluate = sub.add_parser(
         "evaluate", help="score a saved model's test users",
         description="Load a model directory and score the test users of the split it was trained on "
@@ -317,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
+
+def _add_recommend(sub) -> None:
     recommend = sub.add_parser(
         "recommend", help="export the top-N items of every user of a log",
         description="Score every user of an interaction log with a saved model (fold-in: users need not "
@@ -339,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reader_flags(recommend.add_argument_group("reading the log"))
     recommend.set_defaults(func=cmd_recommend)
 
+
+def _add_benchmark(sub) -> None:
     bench = sub.add_parser(
         "benchmark", help="compare models on the same splits, with tuning on validation users and CIs over seeds",
         description="Run a benchmark file (TOML; see evaluation/benchmarks/): for every split seed, tune every "
@@ -355,13 +352,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_flags(bench)
     bench.set_defaults(func=cmd_benchmark, experiment="recvae-benchmark")
 
+
+def _add_generate(sub) -> None:
     generate = sub.add_parser("generate", help="write the embedded synthetic log to a file")
     generate.add_argument("--out", required=True, help=".csv, .tsv or .parquet (.gz ok for text)")
     generate.add_argument("--users", type=int, default=6000)
     generate.add_argument("--items", type=int, default=3000)
     generate.add_argument("--seed", type=int, default=20180423)
     generate.set_defaults(func=cmd_generate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recvae",
+        description="Variational autoencoders for collaborative filtering (Mult-VAE, Mult-DAE, RecVAE) beside "
+        "EASE, ALS, BPR and popularity.",
+        epilog="Run 'recvae COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for add in (_add_train, _add_evaluate, _add_recommend, _add_benchmark, _add_generate):
+        add(sub)
     return parser
+
 
 
 def main(argv: list[str] | None = None) -> int:

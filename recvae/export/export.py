@@ -135,43 +135,7 @@ def export_recommendations(
     show = progress if progress is not None else sys.stderr.isatty()
     started = time.perf_counter()
     with AtomicRecommendationWriter(out) as writer, tqdm(desc="export", unit=" users", disable=not show) as bar:
-        pending: queue.Queue = queue.Queue(maxsize=2)
-        failure: list[BaseException] = []
-
-        def drain():
-            while True:
-                columns = pending.get()
-                if columns is _DONE:
-                    return
-                if not failure:
-                    try:
-                        writer.write(columns)
-                    except BaseException as exc:
-                        failure.append(exc)
-
-        thread = threading.Thread(target=drain, daemon=True, name="recvae-writer")
-        thread.start()
-        blocks_done = 0
-        try:
-            for users, items, others in _prefetch(blocks, depth=2):
-                stats.users_in_other_shards += others
-                if len(users) == 0:
-                    continue
-                columns, block_stats = recommend_block(model, users, items, options)
-                stats.add(block_stats)
-                if failure:
-                    break
-                if block_stats.rows:
-                    pending.put(columns)
-                bar.update(block_stats.users)
-                blocks_done += 1
-                if blocks_done % TRIM_EVERY_BLOCKS == 0:
-                    _return_freed_memory()
-        finally:
-            pending.put(_DONE)
-            thread.join()
-        if failure:
-            raise failure[0]
+        _score_and_write(model, blocks, options, writer, stats, bar)
         empty = {"user": np.empty(0, dtype=object), "item": model.items_.ids[:0],
                  "rank": np.empty(0, np.int32), "score": np.empty(0, np.float32)}
         if fallback is not None:
@@ -180,3 +144,45 @@ def export_recommendations(
     seconds = time.perf_counter() - started
     log.info("exported %d users (%d rows) in %.1f s", stats.users_with_rows, stats.rows, seconds)
     return stats
+
+
+def _score_and_write(model, blocks, options: RecommendOptions, writer: AtomicRecommendationWriter, stats: ExportStats,
+                     bar) -> None:
+    """Score ``blocks`` (read ahead in a thread) while a writer thread writes the finished ones."""
+    pending: queue.Queue = queue.Queue(maxsize=2)
+    failure: list[BaseException] = []
+
+    def drain():
+        while True:
+            columns = pending.get()
+            if columns is _DONE:
+                return
+            if not failure:
+                try:
+                    writer.write(columns)
+                except BaseException as exc:
+                    failure.append(exc)
+
+    thread = threading.Thread(target=drain, daemon=True, name="recvae-writer")
+    thread.start()
+    blocks_done = 0
+    try:
+        for users, items, others in _prefetch(blocks, depth=2):
+            stats.users_in_other_shards += others
+            if len(users) == 0:
+                continue
+            columns, block_stats = recommend_block(model, users, items, options)
+            stats.add(block_stats)
+            if failure:
+                break
+            if block_stats.rows:
+                pending.put(columns)
+            bar.update(block_stats.users)
+            blocks_done += 1
+            if blocks_done % TRIM_EVERY_BLOCKS == 0:
+                _return_freed_memory()
+    finally:
+        pending.put(_DONE)
+        thread.join()
+    if failure:
+        raise failure[0]
