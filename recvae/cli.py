@@ -36,6 +36,7 @@ FIELD_HELP = {
                           "sigmoid: updates to reach the cap; cyclical: updates per cycle",
     "beta_schedule": "linear (the paper), constant, cyclical or sigmoid",
     "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
+    "anneal_epochs": "epochs until β reaches its cap (linear, sigmoid) or per cycle (cyclical), instead of --total-anneal-steps",
     "hidden_dim": "RecVAE: width of the encoder's densely connected layers",
     "gamma": "RecVAE: KL weight per interaction of the user (β = gamma x history length)",
     "mixture_weights": "RecVAE: composite prior weights of N(0, I), the previous encoder's posterior, the wide normal",
@@ -53,6 +54,16 @@ FIELD_HELP = {
 }
 # RecBole's models run in benchmarks only: they cannot be saved as recvae model directories.
 CLI_EXCLUDED = ("RecBole",)
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to a flag's help once, and only when there is a default worth saying."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _trainable_models() -> dict:
@@ -81,19 +92,28 @@ def _parse_field(kind):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field of the models; defaults come from the config classes."""
-    group = parser.add_argument_group("model hyperparameters (default: the model's own, from its paper or library)")
-    seen = set()
-    for config_class in (cls.config_class for cls in _trainable_models().values()):
-        hints = typing.get_type_hints(config_class)
-        for f in dataclasses.fields(config_class):
-            if f.name in seen:
-                continue
-            seen.add(f.name)
-            group.add_argument(
-                f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=_parse_field(hints[f.name]),
-                default=None, metavar=f.name.upper(), help=FIELD_HELP.get(f.name),
-            )
+    """One flag per config field of the models; each help line gives every model's default once."""
+    group = parser.add_argument_group("model hyperparameters (each model's default, from its paper or library)")
+    fields: dict[str, tuple] = {}  # name -> (type, {model: default})
+    for cls in _trainable_models().values():
+        hints = typing.get_type_hints(cls.config_class)
+        for f in dataclasses.fields(cls.config_class):
+            kind, defaults = fields.setdefault(f.name, (hints[f.name], {}))
+            defaults[cls.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    for name, (kind, defaults) in fields.items():
+        values = set(map(repr, defaults.values()))
+        shown = (f"default {_shown(next(iter(defaults.values())))}" + ("" if len(defaults) == len(_trainable_models())
+                 else f"; {', '.join(defaults)}") if len(values) == 1
+                 else "; ".join(f"{model} {_shown(value)}" for model, value in defaults.items()))
+        text = f"{FIELD_HELP[name]} ({shown})" if name in FIELD_HELP else f"({shown})"
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", type=_parse_field(kind),
+                           default=argparse.SUPPRESS, metavar=name.upper(), help=text.replace("%", "%%"))
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "''"
+    return "none" if value is None else str(value)
 
 
 def _add_reader_flags(group) -> None:
@@ -118,21 +138,21 @@ def _reader_options(args) -> dict:
     return reader
 
 
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
-    data = parser.add_argument_group("data (default: the embedded synthetic log)")
+def _add_data_flags(parser: argparse.ArgumentParser, default_data: str = "the embedded synthetic log") -> None:
+    data = parser.add_argument_group(f"data (default: {default_data})")
     data.add_argument("--data", metavar="FILE", help="interaction log: CSV/TSV/any delimiter, MovieLens .dat/.csv, Parquet; .gz ok")
     data.add_argument("--test-data", metavar="FILE", help="a separate test log (implies --protocol presplit)")
     data.add_argument("--format", choices=("auto", "lightgcn"), default="auto", help="'lightgcn': 'user item item ...' per line")
     _add_reader_flags(data)
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument("--min-rating", type=float, help="keep interactions rated at least this (the paper: 4 on 1-5 stars)")
-    prep.add_argument("--min-user-interactions", type=int, default=5, help="drop users with fewer interactions (default 5)")
-    prep.add_argument("--min-item-interactions", type=int, default=0, help="drop items with fewer interactions (default 0)")
+    prep.add_argument("--min-user-interactions", type=int, default=5, help="drop users with fewer interactions (default: 5)")
+    prep.add_argument("--min-item-interactions", type=int, default=0, help="drop items with fewer interactions (default: 0)")
     split = parser.add_argument_group("split")
     split.add_argument("--protocol", choices=("strong", "holdout", "presplit"), help="strong generalization (default), per-user holdout, or pre-split files")
     split.add_argument("--heldout-users", type=int, help="strong: validation users and again test users (default: 10%% of users)")
-    split.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each held-out user's items to score (default 0.2)")
-    split.add_argument("--split-seed", type=int, default=SEED, help=f"seed of the split (default {SEED})")
+    split.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each held-out user's items to score (default: 0.2)")
+    split.add_argument("--split-seed", type=int, default=SEED, help=f"seed of the split (default: {SEED})")
 
 
 def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
@@ -189,6 +209,7 @@ def cmd_train(args) -> int:
         model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
         data=data_spec, split=split_spec, out=args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
         auto_beta=args.auto_beta, metrics=tuple(args.metrics.split(",")), progress=False if args.quiet else None,
+        overwrite=args.overwrite,
         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
     )
     result = train_model(spec, notify=lambda line: print(line, file=sys.stderr))
@@ -224,11 +245,20 @@ def cmd_recommend(args) -> int:
     except ValueError:
         raise ValueError(f"--shard {args.shard!r}: expected i/n, e.g. 0/4") from None
     model = Recommender.load(args.model)
+    trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
+    try:
+        min_rating = trained_with if args.min_rating is None else (None if args.min_rating == "none" else float(args.min_rating))
+    except ValueError:
+        raise ValueError(f"--min-rating {args.min_rating!r}: expected a number or 'none'") from None
+    if min_rating is not None:
+        print(f"keeping interactions rated >= {min_rating:g}" + (" (as in training)" if args.min_rating is None else ""),
+              file=sys.stderr)
     started = time.perf_counter()
     stats = export_recommendations(
         model, args.interactions, args.out, n=args.top_n, include_seen=args.include_seen, allow=args.allow,
         deny=args.deny, fallback=args.fallback, shard=(index, n_shards), users_per_block=args.batch_users,
         reader=_reader_options(args), grouped=not args.ungrouped, progress=False if args.quiet else None,
+        min_rating=min_rating,
     )
     seconds = time.perf_counter() - started
     print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {seconds:.1f} s "
@@ -254,9 +284,23 @@ def cmd_benchmark(args) -> int:
     command = "recvae " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with _tracker(args, f"benchmark {config.dataset}") as tracker:
         tracker.set_tags({"command": "benchmark", "dataset": config.dataset})
-        _, folder = benchmark(config, args.out, tracker, progress=False if args.quiet else None, command=command)
+        _, folder = benchmark(config, args.out, tracker, progress=False if args.quiet else None, command=command,
+                              overwrite=args.force)
     print((folder / "results.md").read_text())
     print(f"wrote {folder}/results.md, results.csv, runs.csv, results.json and plots")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from recvae.data.download import fetch, find_manifest
+
+    manifest = find_manifest(args.name)
+    path = fetch(manifest, args.cache)
+    print(path)
+    if manifest.license:
+        print(f"license: {manifest.license}", file=sys.stderr)
+    reader = " ".join(f"--{k} {v!r}" if k == "sep" else (f"--{k}" if v is True else f"--no-{k}") for k, v in manifest.reader.items())
+    print(f"train on it: recvae train --data {path} {reader}".rstrip(), file=sys.stderr)
     return 0
 
 
@@ -273,51 +317,51 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _add_train(sub) -> None:
+def _add_train(sub, common) -> None:
     train = sub.add_parser(
-        "train", help="train a model, print test metrics beside popularity, save it",
+        "train", parents=[common], help="train a model, print test metrics beside popularity, save it",
         description="Train a model (Mult-VAE by default; Mult-DAE, RecVAE, EASE, ALS, BPR, popularity) on an interaction log, score the held-out "
         "test users, print Recall@20, Recall@50 and NDCG@100 beside a popularity baseline, and save the "
         "model. Without --data it trains on the embedded synthetic log.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     train.add_argument("--model", choices=sorted(_trainable_models()), default="multvae",
                        help="the model to train; its hyperparameters are the flags below")
     train.add_argument("--out", default="models/recvae-model", help="model directory to write")
+    train.add_argument("--overwrite", action="store_true", help="replace the model directory --out if it exists")
     train.add_argument("--checkpoint-dir", help="write a checkpoint after every epoch here")
     train.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
     train.add_argument("--auto-beta", action="store_true",
                        help="Mult-VAE: anneal β to 1 once, take the β of the best validation epoch as the cap, retrain "
                             "(two trainings)")
     train.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated test metrics")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_flags(train)
     _add_tracking_flags(train)
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
 
 
-def _add_evaluate(sub) -> None:
+def _add_evaluate(sub, common) -> None:
     evaluate = sub.add_parser(
-        "evaluate", help="score a saved model's test users",
+        "evaluate", parents=[common], help="score a saved model's test users",
         description="Load a model directory and score the test users of the split it was trained on "
         "(or of --data with the given split options).",
     )
     evaluate.add_argument("--model", required=True, help="model directory written by 'recvae train'")
     evaluate.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated metrics")
     evaluate.add_argument("--baseline", action="store_true", help="also score popularity on the same split")
-    _add_data_flags(evaluate)
+    _add_data_flags(evaluate, "the data and split the model was trained on, as its model.json records them")
     _add_tracking_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
 
-def _add_recommend(sub) -> None:
+def _add_recommend(sub, common) -> None:
     recommend = sub.add_parser(
-        "recommend", help="export the top-N items of every user of a log",
+        "recommend", parents=[common], help="export the top-N items of every user of a log",
         description="Score every user of an interaction log with a saved model (fold-in: users need not "
         "have been in training) and write user, item, rank, score rows in original IDs. Users are streamed "
         "in blocks, so memory does not grow with their number; the output appears only when complete.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     recommend.add_argument("--model", required=True, help="model directory written by 'recvae train'")
     recommend.add_argument("--interactions", required=True, metavar="FILE", help="users' histories (any format 'train --data' reads)")
@@ -329,37 +373,67 @@ def _add_recommend(sub) -> None:
     recommend.add_argument("--fallback", choices=("popularity",), help="give users with no known item the most popular items")
     recommend.add_argument("--shard", default="0/1", help="i/n: export only the i-th of n disjoint shares of the users")
     recommend.add_argument("--batch-users", type=int, default=1000, help="users scored at once")
+    recommend.add_argument("--min-rating", metavar="R",
+                           help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--ungrouped", action="store_true", help="the log does not keep each user's rows together: group it in memory")
-    recommend.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_reader_flags(recommend.add_argument_group("reading the log"))
     recommend.set_defaults(func=cmd_recommend)
 
 
-def _add_benchmark(sub) -> None:
+def _add_benchmark(sub, common) -> None:
     bench = sub.add_parser(
-        "benchmark", help="compare models on the same splits, with tuning on validation users and CIs over seeds",
+        "benchmark", parents=[common], help="compare models on the same splits, with tuning on validation users and CIs over seeds",
         description="Run a benchmark file (TOML; see evaluation/benchmarks/): for every split seed, tune every "
         "model on the validation users, score the test users once, and write a Markdown table, CSV, JSON and "
-        "plots under OUT/<dataset>/, with 95%% intervals over seeds and paired tests against the best model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "plots under OUT/<dataset>/, with 95% intervals over seeds and paired tests against the best model.",
+        formatter_class=_DefaultsFormatter,
     )
     bench.add_argument("config", help="benchmark file, e.g. evaluation/benchmarks/ml-1m.toml")
     bench.add_argument("--data", help="interaction file instead of the one the benchmark file names")
     bench.add_argument("--seeds", type=int, help="number of split seeds (default: the file's)")
     bench.add_argument("--models", help="comma-separated model names from the file (default: all)")
-    bench.add_argument("--out", default="evaluation/results", help="results go to OUT/<dataset>/")
-    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.add_argument("--out", default="benchmark-results", help="results go to OUT/<dataset>/")
+    bench.add_argument("--force", action="store_true",
+                       help="replace a report already in OUT/<dataset>/ (to regenerate evaluation/results: "
+                            "--out evaluation/results --force)")
     _add_tracking_flags(bench)
     bench.set_defaults(func=cmd_benchmark, experiment="recvae-benchmark")
 
 
-def _add_generate(sub) -> None:
-    generate = sub.add_parser("generate", help="write the embedded synthetic log to a file")
-    generate.add_argument("--out", required=True, help=".csv, .tsv or .parquet (.gz ok for text)")
-    generate.add_argument("--users", type=int, default=6000)
-    generate.add_argument("--items", type=int, default=3000)
-    generate.add_argument("--seed", type=int, default=20180423)
+def _add_download(sub, common) -> None:
+    download = sub.add_parser(
+        "download", parents=[common], help="fetch a public dataset by its manifest, verify and cache it",
+        description="Download a dataset named by a manifest under data/ (e.g. ml-1m) or a manifest file, check its "
+        "checksum, extract the interactions into the cache and print their path. Nothing unverified is kept.",
+        formatter_class=_DefaultsFormatter,
+    )
+    download.add_argument("name", help="manifest name (ml-1m) or path of a manifest .json")
+    download.add_argument("--cache", help="cache folder (default: $RECVAE_DATA, else ~/.cache/recvae)")
+    download.set_defaults(func=cmd_download)
+
+
+def _add_generate(sub, common) -> None:
+    generate = sub.add_parser(
+        "generate", parents=[common], help="write the embedded synthetic log to a file",
+        description="Write a synthetic interaction log (users with latent tastes over item groups, long-tailed "
+        "activity and popularity: the log 'recvae train' uses without --data) to a CSV, TSV or Parquet file.",
+        formatter_class=_DefaultsFormatter,
+    )
+    generate.add_argument("--out", required=True, help="file to write: .csv, .tsv or .parquet (.gz ok for text)")
+    generate.add_argument("--users", type=int, default=6000, help="number of users")
+    generate.add_argument("--items", type=int, default=3000, help="number of items")
+    generate.add_argument("--seed", type=int, default=20180423, help="seed of the generator")
     generate.set_defaults(func=cmd_generate)
+
+
+def _add_common_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags every command takes, before or after its name (SUPPRESS: a subcommand's parse keeps the top level's)."""
+    group = parser.add_argument_group("output and resources")
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log every step (INFO)")
+    group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress bars or progress lines, only results and errors")
+    group.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                       help="CPU threads for torch, numba and BLAS together (default: torch's, the number of cores)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,11 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
         "EASE, ALS, BPR and popularity.",
         epilog="Run 'recvae COMMAND --help' for the options of a command.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from recvae.defaults import VERSION
 
-    for add in (_add_train, _add_evaluate, _add_recommend, _add_benchmark, _add_generate):
-        add(sub)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_flags(common)
+    _add_common_flags(parser)
+    parser.add_argument("--version", action="version", version=f"recvae {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_train, _add_evaluate, _add_recommend, _add_benchmark, _add_download, _add_generate):
+        add(sub, common)
     return parser
 
 
@@ -381,8 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for flag, default in (("verbose", False), ("quiet", False), ("threads", None)):
+        setattr(args, flag, getattr(args, flag, default))
+    _configure_logging(args.verbose, args.quiet)
     try:
+        if args.threads is not None:
+            _limit_threads(args.threads)
         return args.func(args)
     except KeyboardInterrupt:
         hint = " (resume with --resume)" if getattr(args, "checkpoint_dir", None) else ""
@@ -391,6 +473,43 @@ def main(argv: list[str] | None = None) -> int:
     except (RecvaeError, ValueError) as exc:
         print(f"recvae: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    """recvae's warnings always; its progress lines (one per epoch or benchmark step, when no bar is drawn)
+    unless --quiet; everything with -v. MLflow's own INFO lines only with -v."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    progress = logging.getLogger("recvae.progress")
+    progress.setLevel(logging.WARNING if quiet else logging.INFO)
+    if not progress.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
+        progress.propagate = False
+    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is logged (a test's capture, a redirected stream)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _limit_threads(n: int) -> None:
+    """--threads: torch's intra-op pool (which also bounds the numba top-k kernel) and every BLAS."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if n < 1:
+        raise ValueError(f"--threads {n}: expected at least 1")
+    torch.set_num_threads(n)
+    _limit_threads.blas = threadpool_limits(limits=n, user_api="blas")  # kept: the limit lasts while it lives
 
 
 if __name__ == "__main__":

@@ -118,6 +118,7 @@ class TrainSpec:
     baseline: bool = True  # popularity beside the model
     tracking: TrackingConfig = TrackingConfig()
     progress: bool | None = None
+    overwrite: bool = False  # replace an existing model directory at ``out``
 
     def build_model(self) -> Recommender:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
@@ -136,7 +137,10 @@ class TrainSpec:
             raise ValueError(f"{model_class.name} does not train by epochs: it has no checkpoints (--checkpoint-dir)")
         for metric in self.metrics:
             parse_metric(metric)
-        return model_class(**self.params)
+        model = model_class(**self.params)
+        if Path(self.out).exists() and not self.overwrite:
+            raise ValueError(f"{self.out} exists; pass overwrite=True (--overwrite) to replace it, or another out (--out)")
+        return model
 
 
 @dataclass
@@ -174,6 +178,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         results = {m.name: evaluate(m, split.test, spec.metrics).summary() for m in compared}
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
+                    "user_id_kind": split.users.kind,
                     "test_metrics": results[model.name], "train_seconds": seconds,
                     **({"auto_beta": chosen} if chosen else {})}
         model_dir = model.save(spec.out, metadata)

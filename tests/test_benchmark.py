@@ -239,3 +239,16 @@ def test_cli_benchmark(tmp_path, capsys):
     assert json.loads((out / "tiny" / "results.json").read_text())["config"]["seeds"] == 1
     assert main(["benchmark", str(path), "--models", "SVD", "--no-tracking"]) == 2
     assert "unknown model" in capsys.readouterr().err
+    report = (out / "tiny" / "results.md").read_text()
+    again = ["benchmark", str(path), "--seeds", "1", "--models", "Popularity", "--out", str(out), "--no-tracking", "-q"]
+    assert main(again) == 2  # an existing report is not overwritten without --force, and nothing ran
+    assert "--force" in capsys.readouterr().err and (out / "tiny" / "results.md").read_text() == report
+    assert main(again + ["--force"]) == 0 and "| EASE |" not in (out / "tiny" / "results.md").read_text()
+
+
+def test_benchmark_writes_outside_the_source_tree_by_default(tmp_path, monkeypatch):
+    from recvae.benchmark import DEFAULT_OUT
+    from recvae.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "x.toml"])
+    assert args.out == DEFAULT_OUT == "benchmark-results" and not args.out.startswith("evaluation")

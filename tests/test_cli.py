@@ -37,7 +37,9 @@ def test_train_multdae_with_checkpoints_and_resume(tmp_path, log_file, capsys):
     args = ["train", "--model", "multdae", "--data", str(log_file), "--out", str(tmp_path / "m"), "--checkpoint-dir", str(ckpt), *TINY]
     assert main(args) == 0
     assert (ckpt / "checkpoint.safetensors").exists()
-    assert main(args + ["--resume"]) == 0
+    assert main(args + ["--resume"]) == 2  # the model directory exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(args + ["--resume", "--overwrite"]) == 0
     assert "MultDAE" in capsys.readouterr().out
 
 
@@ -65,7 +67,7 @@ def test_train_recvae_from_the_command_line(tmp_path, log_file, capsys):
     assert main(["evaluate", "--model", str(out), "--no-tracking"]) == 0
     resumable = ["train", "--model", "recvae", "--data", str(log_file), "--checkpoint-dir", str(tmp_path / "c"),
                  "--out", str(tmp_path / "r2"), *TINY]
-    assert main(resumable) == 0 and main(resumable + ["--resume"]) == 0
+    assert main(resumable) == 0 and main(resumable + ["--resume", "--overwrite"]) == 0
     assert main(["train", "--model", "ease", "--data", str(log_file), "--checkpoint-dir", str(tmp_path / "c"),
                  "--quiet", "--no-tracking"]) == 2
     assert "EASE does not train by epochs" in capsys.readouterr().err

@@ -68,3 +68,17 @@ def test_shipped_manifests_parse():
         parsed = DatasetManifest.from_file(path)
         assert parsed.url.startswith("https://") and (parsed.member_git_blob or parsed.member_sha256)
         json.loads(path.read_text())
+
+
+def test_recvae_download_fetches_by_manifest_path_and_refuses_unknown_names(tmp_path, archive, capsys):
+    from recvae.cli import main
+
+    path = tmp_path / "ml-tiny.json"
+    fields = manifest(archive).__dict__
+    path.write_text(json.dumps({**fields, "reader": {"sep": "::", "header": False}}))
+    assert main(["download", str(path), "--cache", str(tmp_path / "cache")]) == 0
+    out, err = capsys.readouterr()
+    cached = Path(out.strip())
+    assert cached.read_bytes() == RATINGS and "recvae train --data" in err and "--sep '::'" in err
+    assert main(["download", "no-such-set"]) == 2
+    assert "no dataset manifest named 'no-such-set'; known: ['ml-1m']" in capsys.readouterr().err

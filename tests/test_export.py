@@ -6,7 +6,7 @@ from recvae.data.readers import iter_interactions
 from recvae.errors import DataError
 from recvae.export import export_recommendations
 from recvae.export import export as export_module
-from recvae.models import MultVAE
+from recvae.models import MultVAE, Recommender
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +180,26 @@ def test_a_user_returning_many_chunks_later_is_refused(tmp_path):
     pd.DataFrame({"user": returning, "item": returning % 11}).to_csv(tmp_path / "returning.csv", index=False)
     with pytest.raises(DataError, match="user 5 appears again"):
         list(iter_user_blocks(tmp_path / "returning.csv", users_per_block=7, chunk_rows=16))
+
+
+def test_recommend_keeps_the_ratings_the_model_was_trained_on(tmp_path, capsys):
+    from recvae.cli import main
+
+    log = tmp_path / "log.csv"
+    assert main(["generate", "--out", str(log), "--users", "300", "--items", "80"]) == 0
+    model_dir = tmp_path / "m"
+    assert main(["train", "--data", str(log), "--min-rating", "4", "--out", str(model_dir), "--epochs", "1",
+                 "--heldout-users", "30", "-q", "--no-tracking"]) == 0
+    capsys.readouterr()
+    common = ["recommend", "--model", str(model_dir), "--interactions", str(log), "--top-n", "5", "-q", "--include-seen"]
+    assert main(common + ["--out", str(tmp_path / "default.csv")]) == 0
+    assert "rated >= 4 (as in training)" in capsys.readouterr().err
+    assert main(common + ["--out", str(tmp_path / "all.csv"), "--min-rating", "none"]) == 0
+    frame = pd.read_csv(log)
+    expected = Recommender.load(model_dir).recommend_df(frame.loc[frame["rating"] >= 4, ["user", "item"]], n=5,
+                                                        include_seen=True)
+    got = pd.read_csv(tmp_path / "default.csv")
+    assert got["item"].astype(str).tolist() == expected["item"].astype(str).tolist()
+    assert not pd.read_csv(tmp_path / "all.csv").equals(got)  # low ratings folded in change the recommendations
+    assert main(common + ["--out", str(tmp_path / "x.csv"), "--min-rating", "high"]) == 2
+    assert "--min-rating 'high'" in capsys.readouterr().err

@@ -1,11 +1,14 @@
 """MLflow tracking against a real `mlflow server` on 127.0.0.1 with a SQLite store."""
 
+import json
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,6 +89,57 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     expected = Recommender.load(out).recommend_df(histories, n=10)
     got = pyfunc.predict(histories)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    three = pyfunc.predict(histories, params={"n": 3})  # the signature declares n and include_seen
+    pd.testing.assert_frame_equal(three.reset_index(drop=True),
+                                  Recommender.load(out).recommend_df(histories, n=3).reset_index(drop=True))
+    assert [p.name for p in pyfunc.metadata.get_params_schema().params] == ["n", "include_seen"]
+
+
+def _wait_for(url: str, proc, log, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("server did not start: " + log.read_text()[-2000:])
+            time.sleep(0.5)
+
+
+def test_logged_model_serves_the_same_top_n(server, log_file, tmp_path):
+    """`mlflow models serve` on 127.0.0.1: POSTed histories get recommend_df's rows, params included."""
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(log_file), "--out", str(out), "--epochs", "2", "--batch-size", "100",
+                 "--heldout-users", "50", "--quiet", "--tracking-uri", server, "--experiment", "serving-test"]) == 0
+    client = mlflow.tracking.MlflowClient(server)
+    (run,) = client.search_runs([client.get_experiment_by_name("serving-test").experiment_id])
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", run.data.tags["recvae.model_uri"], "--env-manager",
+         "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"), cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": server},
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", proc, log)
+        histories = pd.read_csv(log_file)[["user", "item"]].head(200)
+        body = {"dataframe_split": {"columns": ["user", "item"], "data": histories.values.tolist()}, "params": {"n": 3}}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = pd.DataFrame(json.loads(response.read())["predictions"])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    expected = Recommender.load(out).recommend_df(histories, n=3)
+    assert len(served) == len(expected) == 3 * histories["user"].nunique()
+    assert served["user"].astype(str).tolist() == expected["user"].astype(str).tolist()
+    assert served["item"].tolist() == expected["item"].tolist() and served["rank"].tolist() == expected["rank"].tolist()
+    np.testing.assert_allclose(served["score"].to_numpy(dtype=float), expected["score"].to_numpy(dtype=float), rtol=1e-5)
 
 
 def test_unreachable_server_fails_before_training(log_file, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from recvae.train import Trainer
 from recvae.train.auto_beta import auto_beta
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("recvae.progress")  # a line per step where no bar is drawn
 
 
 @dataclass
@@ -116,7 +118,8 @@ def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch):
     return chosen.model, params, time.perf_counter() - started, chosen.to_json()
 
 
-def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None) -> ModelRun:
+def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None,
+              report=log.info) -> ModelRun:
     """Tune ``spec`` on the split's validation users, then score its test users once."""
     tune_on = split if split.validation is not None else _tuning_split(split, seed)
     candidates = spec.candidates()
@@ -127,7 +130,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
         train_seconds += seconds
         tuning.append({"params": setting, f"val_{config.selection_metric}": score, "seconds": seconds,
                        **({"auto_beta": chosen_beta} if chosen_beta else {})})
-        log.info("%s seed %d %s: validation %s %.4f (%.1f s)", spec.name, seed, setting, config.selection_metric, score, seconds)
+        report("%s seed %d %s: validation %s %.4f (%.1f s)", spec.name, seed, setting, config.selection_metric, score, seconds)
         if best is None or score > best_score:
             best, best_score, params, fit_seconds, auto_beta = model, score, setting, seconds, chosen_beta
         on_fit()
@@ -169,11 +172,13 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
     tracker.log_params({"benchmark": config.to_json()})
     runs, splits = [], {}
     total = config.seeds * sum(len(s.candidates()) for s in specs)
-    with tqdm(total=total, desc="benchmark", unit="fit", disable=None if progress is None else not progress) as bar:
+    show = progress if progress is not None else sys.stderr.isatty()
+    report = progress_log.info if progress is None and not show else log.info
+    with tqdm(total=total, desc="benchmark", unit="fit", disable=not show) as bar:
         for seed in config.split_seeds():
             split, _ = prepare_split(config.data, dataclasses.replace(config.split, seed=seed))
             splits[seed] = split.summary()
-            log.info("seed %d: %s", seed, split.summary())
+            report("seed %d: %s", seed, split.summary())
             for spec in specs:
                 bar.set_description(f"seed {seed} · {spec.name}")
 
@@ -182,7 +187,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     bar.set_postfix(epoch=record["epoch"], **shown)
 
                 with tracker.child(f"{spec.name} seed {seed}") as child:
-                    run = run_model(spec, split, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch)
+                    run = run_model(spec, split, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch, report=report)
                     child.set_tags({"model": spec.name, "split.seed": seed, "dataset.fingerprint": split.fingerprint()})
                     child.log_params({"model": spec.model, "params": run.params})
                     for record in run.history:
@@ -195,5 +200,5 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     log_beta_diagnostics(child, run.history, run.auto_beta)
                 runs.append(run)
                 first = config.metrics[0]
-                log.info("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
+                report("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
     return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped)

@@ -46,6 +46,21 @@ class DatasetManifest:
             raise DataError(f"{path}: not a dataset manifest ({exc})") from None
 
 
+MANIFESTS = Path(__file__).resolve().parents[2] / "data"  # the checkout's data/ folder
+
+
+def find_manifest(name_or_path: str | Path) -> DatasetManifest:
+    """A manifest by file path, or by name from the checkout's ``data/`` folder (``ml-1m``)."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = MANIFESTS / f"{name_or_path}.json"
+        if not path.exists():
+            known = sorted(p.stem for p in MANIFESTS.glob("*.json")) if MANIFESTS.is_dir() else []
+            raise DataError(f"no dataset manifest named {name_or_path!r}; known: {known or 'none here'} "
+                            "(or pass the path of a manifest .json)")
+    return DatasetManifest.from_file(path)
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("RECVAE_DATA", Path.home() / ".cache" / "recvae"))
 

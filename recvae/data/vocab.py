@@ -55,11 +55,14 @@ class Vocabulary:
     def subset(self, indices) -> Vocabulary:
         return Vocabulary(self.ids[np.asarray(indices)], self.name)
 
+    @property
+    def kind(self) -> str:
+        """"int" or "str": how the IDs are written out."""
+        return "int" if np.issubdtype(self.ids.dtype, np.integer) else "str"
+
     def to_json(self) -> dict:
-        ids = self.ids
-        kind = "int" if np.issubdtype(ids.dtype, np.integer) else "str"
-        values = ids.tolist() if kind == "int" else [str(x) for x in ids]
-        return {"name": self.name, "kind": kind, "ids": values}
+        values = self.ids.tolist() if self.kind == "int" else [str(x) for x in self.ids]
+        return {"name": self.name, "kind": self.kind, "ids": values}
 
     @classmethod
     def from_json(cls, payload: dict) -> Vocabulary:

@@ -110,13 +110,15 @@ def export_recommendations(
     reader: dict | None = None,
     grouped: bool = True,
     progress: bool | None = None,
+    min_rating: float | None = None,
 ) -> ExportStats:
     """Write the top ``n`` items of every user in ``interactions`` to ``out`` (.parquet/.csv/.tsv).
 
     Columns: user, item (original IDs), rank (1 = best), score, and with
     ``fallback="popularity"`` a boolean ``fallback`` marking users who had no known item.
     ``allow``/``deny`` are files of item IDs, one per line. ``shard=(i, k)`` exports
-    only the users whose ID hashes to shard ``i`` of ``k``.
+    only the users whose ID hashes to shard ``i`` of ``k``. ``min_rating`` keeps only interactions rated
+    at least that (``recvae recommend`` defaults it to what the model was trained with).
     """
     model._check_fitted()
     if model.items_ is None:
@@ -130,6 +132,7 @@ def export_recommendations(
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback, batch_size=users_per_block)
     blocks = iter_user_blocks(
         interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind}, grouped=grouped, shard=shard,
+        min_rating=min_rating,
     )
     stats = ExportStats(unknown_filter_items=unknown_filter)
     show = progress if progress is not None else sys.stderr.isatty()

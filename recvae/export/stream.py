@@ -21,18 +21,22 @@ def iter_user_blocks(
     id_kinds: dict | None = None,
     grouped: bool = True,
     shard: tuple[int, int] = (0, 1),
+    min_rating: float | None = None,
 ) -> Iterator[Block]:
     """Yield blocks of at most ``users_per_block`` whole users.
 
     With ``grouped=True`` the log must keep each user's rows together (any order of
     users); memory then stays bounded by the chunk and the block, whatever the number
     of users, and a user met again after its block was yielded is an error. With
-    ``grouped=False`` the whole log is read first and grouped in memory.
+    ``grouped=False`` the whole log is read first and grouped in memory. ``min_rating`` keeps only
+    interactions rated at least that, as training's preprocessing did.
     """
     index, n_shards = shard
     if not (n_shards >= 1 and 0 <= index < n_shards):
         raise ValueError(f"shard {index}/{n_shards}: expected 0 <= i < n")
     chunks = iter_interactions(path, chunk_rows=chunk_rows, id_kinds=id_kinds, **(reader or {}))
+    if min_rating is not None:
+        chunks = (_rated_at_least(chunk, min_rating, path) for chunk in chunks)
     if not grouped:
         frame = pd.concat([c[["user", "item"]] for c in chunks], ignore_index=True)
         order = np.argsort(pd.factorize(frame["user"])[0], kind="stable")
@@ -62,6 +66,13 @@ def iter_user_blocks(
         yield from user_blocks(users[: starts[-1]], items[: starts[-1]], starts[:-1], users_per_block, index, n_shards)
     if carry_users is not None and len(carry_users):
         yield from user_blocks(carry_users, carry_items, np.array([0]), users_per_block, index, n_shards)
+
+
+def _rated_at_least(chunk: pd.DataFrame, min_rating: float, path) -> pd.DataFrame:
+    if "rating" not in chunk:
+        raise DataError(f"{path}: min_rating={min_rating} asked for (the model was trained on ratings >= it), but the "
+                        "file has no rating column; name it with --rating, or pass --min-rating none")
+    return chunk.loc[chunk["rating"] >= min_rating]
 
 
 class _HashSet:

@@ -56,6 +56,7 @@ class MultVAEConfig(_AutoEncoderConfig):
     total_anneal_steps: int = 200_000
     beta_schedule: str = "linear"
     free_bits: float = 0.0
+    anneal_epochs: float | None = None  # instead of total_anneal_steps: epochs until β reaches its cap (cyclical: per cycle)
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,6 +66,8 @@ class MultVAEConfig(_AutoEncoderConfig):
             raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, not {self.beta_schedule!r}")
         if self.free_bits < 0:
             raise ValueError("free_bits must be >= 0")
+        if self.anneal_epochs is not None and not self.anneal_epochs > 0:
+            raise ValueError("anneal_epochs must be positive (or None to use total_anneal_steps)")
 
 
 @dataclass(frozen=True, kw_only=True)

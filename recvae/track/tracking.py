@@ -154,23 +154,38 @@ class Tracker:
         self.mlflow.log_figure(figure, name)
 
     def log_model(self, model_dir: str | Path, name: str = "model") -> str:
-        """Log a saved recvae model directory as an MLflow pyfunc model; returns its URI."""
+        """Log a saved recvae model directory as an MLflow pyfunc model with its signature; returns its URI."""
         code = Path(__file__).with_name("pyfunc.py")
-        kwargs = dict(python_model=str(code), artifacts={"recvae_model": str(model_dir)})
+        kwargs = dict(python_model=str(code), artifacts={"recvae_model": str(model_dir)},
+                      signature=pyfunc_signature(model_dir))
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        # IDs may be integers or strings, so no fixed signature is declared; MLflow warns about that.
-        pyfunc_log = logging.getLogger("mlflow.pyfunc")
-        level = pyfunc_log.level
-        pyfunc_log.setLevel(logging.ERROR)
         try:
             info = self.mlflow.pyfunc.log_model(name=name, **kwargs)
         except TypeError:  # MLflow before 3 names the model by artifact_path
             info = self.mlflow.pyfunc.log_model(artifact_path=name, **kwargs)
-        finally:
-            pyfunc_log.setLevel(level)
         # MLflow 3 keeps logged models apart from run artifacts; the tag says where.
         self.mlflow.set_tag("recvae.model_uri", info.model_uri)
         return info.model_uri
+
+
+def pyfunc_signature(model_dir: str | Path):
+    """(user, item) columns typed as the model's IDs, and the params ``n`` and ``include_seen``, so that
+    ``predict(frame, params={"n": 3})`` and a serving endpoint's params take effect. The user column is
+    typed when the model recorded its users' ID kind (``recvae train`` does), else left to the data."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    kinds = {"int": "long", "str": "string"}
+    model_dir = Path(model_dir)
+    metadata = json.loads((model_dir / "model.json").read_text()).get("metadata", {})
+    items = model_dir / "items.json"
+    item_kind = json.loads(items.read_text())["kind"] if items.exists() else None
+    user_kind = metadata.get("user_id_kind")
+    inputs = None
+    if item_kind in kinds and user_kind in kinds:
+        inputs = Schema([ColSpec(kinds[user_kind], "user"), ColSpec(kinds[item_kind], "item")])
+    params = ParamSchema([ParamSpec("n", "long", 10), ParamSpec("include_seen", "boolean", False)])
+    return ModelSignature(inputs=inputs, params=params)
 
 
 class NullTracker:

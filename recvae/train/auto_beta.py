@@ -27,6 +27,22 @@ from recvae.train.trainer import EpochCallback, Trainer, Validation
 log = logging.getLogger(__name__)
 
 
+def warn_if_peak_at_edge(peak: dict, curve: list[dict], metric: str) -> bool:
+    """A peak at the anneal's last epoch may not be a peak (the curve was still rising at β ≈ 1); one at the
+    first says only that the smallest β tried was best. Either way the choice rests on the range's edge."""
+    if len(curve) < 2 or peak["epoch"] not in (curve[0]["epoch"], curve[-1]["epoch"]):
+        return False
+    if peak["epoch"] == curve[-1]["epoch"]:
+        advice = ("the best β may lie above it: try --beta-schedule constant with a larger --beta-cap, "
+                  "or more --epochs for a finer anneal")
+    else:
+        advice = "more --epochs anneal more slowly and try smaller β values first"
+    log.warning("auto-β: validation %s peaks at the %s epoch of the anneal (epoch %d of %d, β %.3g, %s %.4f); %s",
+                metric, "last" if peak["epoch"] == curve[-1]["epoch"] else "first", peak["epoch"], len(curve),
+                peak["beta"], metric, peak[metric], advice)
+    return True
+
+
 @dataclass
 class AutoBetaResult:
     beta: float  # β at the anneal run's validation peak: the cap of the final model
@@ -63,14 +79,17 @@ def auto_beta(
     if n_users == 0:
         raise DataError("user_items has no users to train on")
     steps = config.epochs * math.ceil(n_users / config.batch_size)
-    anneal = dataclasses.replace(config, beta_schedule="linear", beta_cap=1.0, total_anneal_steps=steps, patience=None)
+    anneal = dataclasses.replace(config, beta_schedule="linear", beta_cap=1.0, total_anneal_steps=steps, anneal_epochs=None,
+                                 patience=None)
     probe = Trainer(progress=progress).fit(MultVAE(anneal), train, validation, items)
     key = f"val_{config.validation_metric}"
     curve = [{"epoch": r["epoch"], "beta": r["beta"], config.validation_metric: r[key]} for r in probe.history_]
     peak = max(curve, key=lambda r: r[config.validation_metric])
     log.info("auto-β: validation %s peaks at %.4f with β %.3g (epoch %d of %d)", config.validation_metric,
              peak[config.validation_metric], peak["beta"], peak["epoch"], len(curve))
-    final = dataclasses.replace(config, beta_schedule="linear", beta_cap=peak["beta"], total_anneal_steps=steps)
+    warn_if_peak_at_edge(peak, curve, config.validation_metric)
+    final = dataclasses.replace(config, beta_schedule="linear", beta_cap=peak["beta"], total_anneal_steps=steps,
+                                anneal_epochs=None)
     model = Trainer(callbacks=callbacks, progress=progress).fit(MultVAE(final), train, validation, items)
     return AutoBetaResult(beta=peak["beta"], peak_epoch=peak["epoch"], total_anneal_steps=steps,
                           metric=config.validation_metric, curve=curve, model=model)

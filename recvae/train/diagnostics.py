@@ -60,18 +60,27 @@ def diagnose(posterior: Posterior, sample: sp.csr_matrix, device: torch.device, 
     return posterior_diagnostics(torch.cat(mus), torch.cat(logvars))
 
 
-def warn_if_collapsed(history: list[dict], kept_epoch: int, latent_dim: int) -> bool:
-    """Log a warning when most latent dimensions are inactive in the kept epoch (the last one
-    when no epoch was validated, ``kept_epoch`` < 1); True if so."""
+def warn_if_collapsed(history: list[dict], kept_epoch: int, latent_dim: int, beta_cap: float | None = None) -> bool:
+    """Log a warning when most latent dimensions are inactive in the kept epoch (the last one when no
+    epoch was validated, ``kept_epoch`` < 1); True if so.
+
+    With a β schedule (``beta_cap``) the advice to lower β applies only once β has come near its cap:
+    an epoch whose β is below half of it is not reported (early in an anneal few units are active)."""
     if not history:
         return False
     record = history[kept_epoch - 1] if kept_epoch > 0 else history[-1]
     active = record.get("active_units")
     if active is None or active * 2 >= latent_dim:
         return False
+    beta = record.get("beta")
+    if beta_cap is not None and beta is not None and beta < 0.5 * beta_cap:
+        log.info("%d of %d latent dimensions active at epoch %s, with β %.3g still below half its cap %.3g",
+                 active, latent_dim, record.get("epoch"), beta, beta_cap)
+        return False
     log.warning(
-        "posterior collapse: only %d of %d latent dimensions are active (epoch %s, β %.3g); "
-        "a lower β cap, free bits or a slower anneal keep more of them",
-        active, latent_dim, record.get("epoch"), record.get("beta", float("nan")),
+        "posterior collapse: only %d of %d latent dimensions are active (variance of the posterior mean above %g) "
+        "at the kept epoch %s%s; a lower β cap, free bits or a slower anneal keep more of them",
+        active, latent_dim, ACTIVE_THRESHOLD, record.get("epoch"),
+        f", β {beta:.3g} (cap {beta_cap:.3g})" if beta is not None and beta_cap is not None else "",
     )
     return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,8 @@ from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collap
 from recvae.train.early_stopping import BestEpoch
 
 log = logging.getLogger(__name__)
+# One line per epoch where no progress bar is drawn (logs, nohup, CI); the CLI shows it unless --quiet.
+progress_log = logging.getLogger("recvae.progress")
 
 EpochCallback = Callable[[dict], None]
 # Scores the model on validation users: {"ndcg@100": ..., ...}; recvae.evaluate.validation_scorer builds one.
@@ -85,6 +88,7 @@ class Trainer:
             self._restore(step, best, progress, (generator, device_generator), key)
         sample = diagnostic_sample(train, config.seed) if getattr(step, "latent_dim", None) else None
         epochs = getattr(step, "epochs", None) or config.epochs
+        warn_if_beta_stays_low(config, epochs, math.ceil(train.shape[0] / getattr(config, "batch_size", 1)))
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         with tqdm(total=epochs, initial=progress.epoch, desc="epochs", unit="epoch", disable=not show, leave=False) as bar:
             while progress.epoch < epochs and not best.exhausted:
@@ -101,6 +105,8 @@ class Trainer:
                 log.info("epoch %d: %s", progress.epoch, format_record(record))
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.1f}", **({"val": f"{best.score:.4f}"} if validation else {}))
+                if not show and self.progress is None:
+                    progress_log.info(_progress_line(record, epochs, best, config.validation_metric))
                 if self.checkpoint_dir is not None:
                     self._save(step, best, progress, (generator, device_generator), key)
                 for callback in self.callbacks:
@@ -108,7 +114,7 @@ class Trainer:
         if best.restore(step.module):
             log.info("best %s %.4f at epoch %d", config.validation_metric, best.score, best.epoch)
         if sample is not None:
-            warn_if_collapsed(progress.history, best.epoch, step.latent_dim)
+            warn_if_collapsed(progress.history, best.epoch, step.latent_dim, getattr(config, "beta_cap", None))
         step.module.eval()
         return progress.history
 
@@ -117,6 +123,7 @@ class Trainer:
         started = time.perf_counter()
         step.module.train()
         config = model.config
+        updates_per_epoch = math.ceil(train.shape[0] / config.batch_size) if hasattr(config, "batch_size") else 1
         totals: dict[str, float] = {}
         beta = None
         for phase in step.phases:
@@ -124,7 +131,7 @@ class Trainer:
                 if phase.batched:
                     terms = {}
                     for rows in _shuffled_batches(train.shape[0], config.batch_size, generator):
-                        beta = _beta(config, progress.updates)
+                        beta = _beta(config, progress.updates, updates_per_epoch)
                         _add(terms, step.train_batch(phase.name, SparseBatch.from_csr(train[rows], device), beta or 0.0))
                         progress.updates += 1
                 else:
@@ -195,11 +202,41 @@ def _shuffled_batches(n_users: int, batch_size: int, generator: torch.Generator)
         yield np.sort(order[start : start + batch_size])
 
 
-def _beta(config, updates: int) -> float | None:
+def _beta(config, updates: int, updates_per_epoch: int) -> float | None:
     """The KL weight after ``updates`` updates, for configs with a β schedule; None otherwise."""
     if not hasattr(config, "beta_schedule"):
         return None
-    return beta_at(config.beta_schedule, updates, config.beta_cap, config.total_anneal_steps)
+    return beta_at(config.beta_schedule, updates, config.beta_cap, anneal_steps(config, updates_per_epoch))
+
+
+def anneal_steps(config, updates_per_epoch: int) -> int:
+    """The schedule's ``total_anneal_steps``, or the one ``anneal_epochs`` implies (linear: β reaches the cap,
+    not 1, after that many epochs)."""
+    if getattr(config, "anneal_epochs", None) is None:
+        return config.total_anneal_steps
+    steps = config.anneal_epochs * updates_per_epoch
+    return max(1, round(steps / config.beta_cap if config.beta_schedule == "linear" and config.beta_cap > 0 else steps))
+
+
+def warn_if_beta_stays_low(config, epochs: int, updates_per_epoch: int) -> bool:
+    """Before training: say so when the β schedule cannot reach its cap within the epochs (the paper's
+    200,000 anneal steps on a log of a few thousand users), how far it gets and what would reach it."""
+    if getattr(config, "beta_schedule", None) not in ("linear", "sigmoid") or config.beta_cap <= 0:
+        return False
+    updates = epochs * updates_per_epoch
+    total = anneal_steps(config, updates_per_epoch)
+    final = beta_at(config.beta_schedule, updates, config.beta_cap, total)
+    if final >= 0.99 * config.beta_cap:
+        return False
+    needed = math.ceil(updates / config.beta_cap) if config.beta_schedule == "linear" else updates
+    log.warning(
+        "β will reach only %.3g of its cap %.3g: %d epochs are %d updates, and the %s schedule over "
+        "total_anneal_steps=%d needs more%s. total_anneal_steps=%d (--total-anneal-steps) reaches the cap at the "
+        "last epoch; anneal_epochs (--anneal-epochs) gives the anneal's length in epochs instead",
+        final, config.beta_cap, epochs, updates, config.beta_schedule, total,
+        " (the model trains in effect as a denoising autoencoder)" if final < 0.1 * config.beta_cap else "", needed,
+    )
+    return True
 
 
 def _add(totals: dict, terms: dict) -> None:
@@ -212,6 +249,13 @@ def _checkpoint_key(model: IterativeRecommender, train: sp.csr_matrix) -> dict:
     config = {k: v for k, v in dataclasses.asdict(model.config).items() if k not in ("epochs", "device", "patience")}
     return {"data": {"n_users": int(train.shape[0]), "n_items": int(train.shape[1]), "nnz": int(train.nnz)},
             "model": {"name": model.name, "config": _json_ready(config)}}
+
+
+def _progress_line(record: dict, epochs: int, best: BestEpoch, metric: str) -> str:
+    line = f"epoch {record['epoch']}/{epochs}: loss {record['loss']:.4g}"
+    if f"val_{metric}" in record:
+        line += f", validation {metric} {record[f'val_{metric}']:.4f} (best {best.score:.4f} at epoch {best.epoch})"
+    return line + f", {record['seconds']:.1f} s"
 
 
 def format_record(record: dict) -> str:

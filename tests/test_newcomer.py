@@ -1,0 +1,92 @@
+"""What a newcomer meets first (#21): progress outside a terminal, flags anywhere, --version, --threads,
+warnings that fire only when their advice applies."""
+
+import logging
+
+import pytest
+import torch
+
+from recvae.cli import main
+from recvae.models import MultVAEConfig
+from recvae.train.auto_beta import warn_if_peak_at_edge
+from recvae.train.diagnostics import warn_if_collapsed
+from recvae.train.trainer import warn_if_beta_stays_low
+
+
+@pytest.fixture(scope="module")
+def log_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "log.csv"
+    assert main(["generate", "--out", str(path), "--users", "300", "--items", "80"]) == 0
+    return path
+
+
+def test_training_outside_a_terminal_prints_one_line_per_epoch(log_file, tmp_path, capsys):
+    assert main(["train", "--data", str(log_file), "--out", str(tmp_path / "m"), "--epochs", "3",
+                 "--heldout-users", "30", "--no-tracking"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "validation ndcg@100" in lines[0] and "best" in lines[0] and lines[0].endswith(" s")
+
+
+def test_quiet_and_verbose_work_after_the_subcommand(log_file, tmp_path, capsys):
+    assert main(["train", "-q", "--data", str(log_file), "--out", str(tmp_path / "m"), "--epochs", "2",
+                 "--heldout-users", "30", "--no-tracking"]) == 0
+    assert "epoch 1/2" not in capsys.readouterr().err
+    assert main(["-q", "generate", "--out", str(tmp_path / "g.csv"), "--users", "20", "--items", "10"]) == 0
+    assert main(["generate", "-v", "--out", str(tmp_path / "g.csv"), "--users", "20", "--items", "10"]) == 0
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == "recvae 0.1.0"
+
+
+def test_threads_limit_torch_and_blas(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "generate", "--out", str(tmp_path / "g.csv"), "--users", "20", "--items", "10"]) == 0
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+    finally:
+        torch.set_num_threads(before)
+    assert main(["generate", "--threads", "0", "--out", str(tmp_path / "g.csv")]) == 2
+
+
+def test_train_help_shows_each_models_real_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert "maximum training epochs (MultVAE 200; MultDAE 200; RecVAE 50)" in text
+    assert text.count("drop users with fewer interactions (default: 5)") == 1 and "(default 5)" not in text
+
+
+def test_collapse_warning_waits_for_beta_to_near_its_cap(caplog):
+    early = [{"epoch": 1, "active_units": 10, "beta": 3.5e-5}]
+    with caplog.at_level(logging.INFO):
+        assert not warn_if_collapsed(early, 1, 200, beta_cap=0.2)
+    assert "posterior collapse" not in caplog.text
+    late = [{"epoch": 9, "active_units": 10, "beta": 0.2}]
+    assert warn_if_collapsed(late, 1, 200, beta_cap=0.2)
+    assert "10 of 200" in caplog.text and "β 0.2 (cap 0.2)" in caplog.text
+
+
+def test_a_schedule_that_cannot_reach_its_cap_is_reported_before_training(caplog):
+    paper = MultVAEConfig()  # 200,000 anneal steps
+    with caplog.at_level(logging.WARNING):
+        assert warn_if_beta_stays_low(paper, epochs=200, updates_per_epoch=10)  # ML-1M: 10 updates an epoch
+    assert "reach only 0.01 of its cap 0.2" in caplog.text and "total_anneal_steps=10000" in caplog.text
+    assert not warn_if_beta_stays_low(MultVAEConfig(total_anneal_steps=1000), epochs=200, updates_per_epoch=10)
+    assert not warn_if_beta_stays_low(MultVAEConfig(anneal_epochs=50), epochs=200, updates_per_epoch=10)
+    assert not warn_if_beta_stays_low(MultVAEConfig(beta_schedule="constant"), epochs=1, updates_per_epoch=1)
+
+
+def test_auto_beta_warns_when_its_peak_is_at_the_edge_of_the_anneal(caplog):
+    curve = [{"epoch": e, "beta": e / 10, "ndcg@100": 0.1 * e} for e in range(1, 10)]
+    with caplog.at_level(logging.WARNING):
+        assert warn_if_peak_at_edge(curve[-1], curve, "ndcg@100")
+    assert "last epoch" in caplog.text and "--beta-cap" in caplog.text
+    assert not warn_if_peak_at_edge(curve[4], curve, "ndcg@100")
