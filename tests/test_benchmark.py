@@ -54,6 +54,9 @@ name = "Popularity"
 model = "Popularity"
 """
 
+pytestmark = pytest.mark.slow  # real servers / RecBole / whole benchmarks: `pytest -m "not slow"` skips them
+
+
 
 def write(tmp_path, text, name="bench.toml"):
     path = tmp_path / name

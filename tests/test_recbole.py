@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("recbole")
 
+pytestmark = pytest.mark.slow  # real servers / RecBole / whole benchmarks: `pytest -m "not slow"` skips them
+
 from recvae.errors import ModelFileError  # noqa: E402
 from recvae.evaluate import evaluate  # noqa: E402
 from recvae.models import EASE, Popularity  # noqa: E402

@@ -14,6 +14,8 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
+pytestmark = pytest.mark.slow  # real servers / RecBole / whole benchmarks: `pytest -m "not slow"` skips them
+
 from recvae.cli import main  # noqa: E402
 from recvae.models import Recommender  # noqa: E402
 
