@@ -51,6 +51,7 @@ FIELD_HELP = {
     "iterations": "ALS, BPR: training iterations",
     "fold_in_steps": "BPR: Adam steps that fold a new user in",
     "fold_in_learning_rate": "BPR: learning rate of the fold-in",
+    "num_threads": "ALS, BPR: implicit's threads (0: every core; 1: an exactly reproducible fit)",
 }
 # RecBole's models run in benchmarks only: they cannot be saved as recvae model directories.
 CLI_EXCLUDED = ("RecBole",)

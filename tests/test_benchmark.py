@@ -255,3 +255,9 @@ def test_benchmark_writes_outside_the_source_tree_by_default(tmp_path, monkeypat
 
     args = build_parser().parse_args(["benchmark", "x.toml"])
     assert args.out == DEFAULT_OUT == "benchmark-results" and not args.out.startswith("evaluation")
+
+
+def test_a_missing_data_file_is_named_with_its_key_and_the_way_out(tmp_path):
+    path = write(tmp_path, BENCHMARK.replace("[data.synthetic]", '[data]\npath = "nowhere/ratings.csv"\n\n[data.synthetic]'))
+    with pytest.raises(DataError, match=r"nowhere/ratings.csv: no such file \(\[data\] path in .*--data PATH.*recvae download"):
+        load_benchmark(path)
