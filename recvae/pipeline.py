@@ -161,7 +161,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
     model = spec.build_model()
     with start_tracking(spec.tracking, f"train-{model.name}") as tracker:  # an unreachable server fails now
         notify(f"data: {spec.data.describe()}")
-        split, _ = prepare_split(spec.data, spec.split)
+        split, data = prepare_split(spec.data, spec.split)
         notify(f"split ({spec.split.protocol}): {split.summary()}")
         if split.validation is None:
             notify("no validation users: training every epoch, keeping the last weights")
@@ -178,7 +178,8 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         results = {m.name: evaluate(m, split.test, spec.metrics).summary() for m in compared}
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
-                    "user_id_kind": split.users.kind,
+                    "user_id_kind": split.users.kind, "split_fingerprint": split.fingerprint(),
+                    "data_fingerprint": data.fingerprint() if data is not None else None,
                     "test_metrics": results[model.name], "train_seconds": seconds,
                     **({"auto_beta": chosen} if chosen else {})}
         model_dir = model.save(spec.out, metadata)
@@ -249,9 +250,10 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         data_spec, split_spec = DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
     else:
         raise ValueError(f"{spec.model_dir} does not record its data; pass --data")
-    split, _ = prepare_split(data_spec, split_spec)
+    split, data = prepare_split(data_spec, split_spec)
     if model.items_ is not None and model.items_ != split.items:
         raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
+    _check_same_split(spec.model_dir, meta, split, data)
     with start_tracking(spec.tracking, f"evaluate-{model.name}") as tracker:
         tracker.log_params({"model": model.name, "model_dir": str(spec.model_dir), "config": model.get_params(),
                             "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
@@ -262,6 +264,23 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
         return EvaluateResult(data_spec, split, results, tracker.run_id)
+
+
+def _check_same_split(model_dir, meta: dict, split: Split, data: Interactions | None) -> None:
+    """Refuse to score a model on a split of its own training data other than the one it was trained on:
+    its test users could be users it trained on."""
+    trained_on = meta.get("split_fingerprint")
+    if trained_on is None or split.fingerprint() == trained_on:
+        return
+    same_data = data is not None and meta.get("data_fingerprint") == data.fingerprint()
+    recorded = meta.get("split", {})
+    if same_data or "data" not in meta:
+        raise ValueError(
+            f"{model_dir}: this split (fingerprint {split.fingerprint()}) is not the one the model was trained on "
+            f"({trained_on}), so its test users may be training users; the model was split with {recorded} "
+            "(pass those split options, e.g. --split-seed, --heldout-users, or leave out --data)")
+    log.warning("%s: scoring on other data than the model was trained on (data fingerprint %s, trained on %s)",
+                model_dir, data.fingerprint() if data is not None else "-", meta.get("data_fingerprint"))
 
 
 def format_table(rows: dict[str, dict[str, float]], metrics) -> str:

@@ -9,7 +9,9 @@ an interrupted save never leaves a half-written model.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -25,8 +27,11 @@ from recvae.io import fsync_path, ordinary_permissions, sha256_file, temporary_b
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
+INTEGRITY_KEY = "manifest_sha256"  # of model.json's own content, without this field: an edited config is refused
 WEIGHTS_FILE = "weights.safetensors"
 ITEMS_FILE = "items.json"
+
+log = logging.getLogger(__name__)
 
 
 def save_model_dir(
@@ -55,7 +60,9 @@ def save_model_dir(
             "files": files,
             "metadata": metadata or {},
         }
-        (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+        manifest = json.loads(json.dumps(manifest, default=str))  # what will be read back
+        manifest[INTEGRITY_KEY] = manifest_digest(manifest)
+        (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=2))
         for file in tmp.iterdir():
             ordinary_permissions(file)
             fsync_path(file)
@@ -76,6 +83,22 @@ def save_model_dir(
     return path
 
 
+def manifest_digest(manifest: dict) -> str:
+    """SHA-256 of the manifest's content (key order and layout do not count) without its own digest."""
+    content = {k: v for k, v in manifest.items() if k != INTEGRITY_KEY}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _check_file_name(path: Path, name) -> Path:
+    """A manifest's file entry must name a plain file inside the directory: no path, no link."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or Path(name).is_absolute():
+        raise ModelFileError(f"{path / MODEL_FILE}: file entry {name!r} is not a file name inside the model directory")
+    file = path / name
+    if file.is_symlink():
+        raise ModelFileError(f"{file}: is a symbolic link; a model directory holds its own files")
+    return file
+
+
 def read_model_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Vocabulary | None]:
     """Return (manifest, tensors, item vocabulary); refuse anything altered or incomplete."""
     path = Path(path)
@@ -94,8 +117,15 @@ def read_model_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Voc
     for key in ("model", "config", "files"):
         if key not in manifest:
             raise ModelFileError(f"{manifest_path}: lacks the field {key!r}")
+    if INTEGRITY_KEY in manifest and manifest[INTEGRITY_KEY] != manifest_digest(manifest):
+        raise ModelFileError(f"{manifest_path}: contents differ from what was saved (edited); refusing to load")
+    if INTEGRITY_KEY not in manifest:  # written before recvae checked model.json itself
+        log.warning("%s: saved by an older recvae, without a checksum of its own; its config is trusted as it is",
+                    manifest_path)
+    if not isinstance(manifest["files"], dict) or WEIGHTS_FILE not in manifest["files"]:
+        raise ModelFileError(f"{manifest_path}: 'files' must list {WEIGHTS_FILE} with its checksum")
     for name, expected in manifest["files"].items():
-        file = path / name
+        file = _check_file_name(path, name)
         if not file.is_file():
             raise ModelFileError(f"{path}: {name} is missing")
         if sha256_file(file) != expected:
