@@ -238,6 +238,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_recommend(args) -> int:
+    from recvae.io import check_writable
     from recvae.export import export_recommendations
     from recvae.models import Recommender
 
@@ -245,6 +246,9 @@ def cmd_recommend(args) -> int:
         index, n_shards = (int(p) for p in args.shard.split("/"))
     except ValueError:
         raise ValueError(f"--shard {args.shard!r}: expected i/n, e.g. 0/4") from None
+    if args.batch_users < 1 or args.top_n < 1:
+        raise ValueError(f"--batch-users {args.batch_users} and --top-n {args.top_n}: expected at least 1 each")
+    check_writable(args.out, "the output")
     model = Recommender.load(args.model)
     trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
     try:
@@ -473,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (RecvaeError, ValueError) as exc:
         print(f"recvae: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full or read-only disk, a folder where a file is meant: one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"recvae: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

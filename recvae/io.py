@@ -83,3 +83,16 @@ def remove_stale_temporaries(path: str | Path) -> int:
             stale.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Fail now, naming ``path``, when ``path`` could not be written later: a file where a folder is
+    meant, or a folder (the nearest existing one above it) without write permission."""
+    path = Path(path)
+    ancestor = path if path.is_dir() else path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{ancestor}: is a file, not a folder, so {what} {path} cannot be written")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{ancestor}: not writable, so {what} {path} cannot be written")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ from recvae.data.readers import read_interactions, read_lightgcn
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError
+from recvae.io import check_writable
 from recvae.evaluate import DEFAULT_METRICS, evaluate, evaluate_curves, fit_model, validation_scorer
 from recvae.models import REGISTRY, IterativeRecommender, MultVAE, Popularity, Recommender
+from recvae.models.device import resolve_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
 from recvae.track import TrackingConfig, start_tracking
@@ -138,8 +141,15 @@ class TrainSpec:
         for metric in self.metrics:
             parse_metric(metric)
         model = model_class(**self.params)
+        if "device" in model.get_params():
+            resolve_device(model.get_params()["device"])  # --device cuda without CUDA fails before the data is read
         if Path(self.out).exists() and not self.overwrite:
             raise ValueError(f"{self.out} exists; pass overwrite=True (--overwrite) to replace it, or another out (--out)")
+        if Path(self.out).is_file():
+            raise ValueError(f"{self.out} is a file; out (--out) names the model directory to write")
+        check_writable(self.out, "the model directory")
+        if self.checkpoint_dir:
+            check_writable(self.checkpoint_dir, "the checkpoint directory")
         return model
 
 
@@ -182,12 +192,22 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
                     "data_fingerprint": data.fingerprint() if data is not None else None,
                     "test_metrics": results[model.name], "train_seconds": seconds,
                     **({"auto_beta": chosen} if chosen else {})}
-        model_dir = model.save(spec.out, metadata)
+        model_dir = _save_or_keep(model, spec.out, metadata)
         for m in compared:
             tracker.log_metrics(results[m.name], prefix="test_" if m is model else "popularity_test_")
         tracker.log_metrics({"train_seconds": seconds, "epochs": len(history)})
         _log_artifacts(tracker, model_dir, results, spec.metrics, history, compared, split, chosen)
         return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, chosen)
+
+
+def _save_or_keep(model: Recommender, out: str, metadata: dict) -> Path:
+    """Save the trained model; if ``out`` cannot be written now (a full or read-only disk), keep it in a
+    temporary folder and say where, rather than lose the training."""
+    try:
+        return model.save(out, metadata)
+    except OSError as exc:
+        kept = model.save(Path(tempfile.mkdtemp(prefix="recvae-unsaved-")) / "model", metadata)
+        raise OSError(f"{out}: could not be written ({exc.strerror or exc}); the trained model is kept in {kept}") from None
 
 
 def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> tuple[Recommender, dict | None]:

@@ -261,3 +261,29 @@ def test_a_missing_data_file_is_named_with_its_key_and_the_way_out(tmp_path):
     path = write(tmp_path, BENCHMARK.replace("[data.synthetic]", '[data]\npath = "nowhere/ratings.csv"\n\n[data.synthetic]'))
     with pytest.raises(DataError, match=r"nowhere/ratings.csv: no such file \(\[data\] path in .*--data PATH.*recvae download"):
         load_benchmark(path)
+
+
+def test_models_pick_their_epoch_by_the_benchmarks_selection_metric(small_split):
+    from recvae.benchmark.runner import _fit, build_model
+
+    spec = ModelSpec("VAE", "MultVAE", params={"epochs": 2, "batch_size": 200, "hidden_dims": []})
+    model = build_model(spec, spec.params, "ndcg@20")
+    assert model.config.validation_metric == "ndcg@20"
+    _fit(model, small_split.train, small_split.validation, lambda record: None)
+    assert all("val_ndcg@20" in record for record in model.history_)  # what the refit's epoch count is read from
+    assert build_model(spec, {**spec.params, "validation_metric": "recall@50"}, "ndcg@20").config.validation_metric == "recall@50"
+    assert build_model(ModelSpec("E", "EASE"), {}, "ndcg@20").get_params()["l2"] == 500.0  # no epochs: untouched
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("dataset", '"../../x"', "dataset '../../x': the results folder's name"),
+    ("dataset", '"a/b"', "use letters, digits"),
+    ("seeds", '"three"', "seeds must be a whole number"),
+    ("seeds", "0", "seeds must be a whole number"),
+])
+def test_bad_top_level_fields_are_refused_naming_the_file(tmp_path, field, value, words):
+    text = "\n".join(line for line in BENCHMARK.splitlines() if not line.startswith(f"{field} ="))
+    path = write(tmp_path, f"{field} = {value}\n" + text)
+    with pytest.raises(DataError, match=str(path)) as error:
+        load_benchmark(path)
+    assert words in str(error.value)

@@ -80,3 +80,72 @@ def test_evaluate_refuses_another_split_of_the_training_data(log_file, tmp_path,
     assert "is not the one the model was trained on" in err and "'seed': 5" in err and "--split-seed" in err
     assert main(["evaluate", "--model", str(out), "--data", str(log_file), "--split-seed", "5", "--heldout-users", "30",
                  "--no-tracking"]) == 0
+
+
+def test_unwritable_outputs_fail_before_any_training(log_file, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who may write anywhere (root): permissions cannot be tested")
+        assert main(["train", "--data", str(log_file), "--out", str(locked / "m"), "-q", "--no-tracking"]) == 2
+        err = capsys.readouterr().err
+        assert f"{locked}: not writable" in err and "Traceback" not in err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_file_in_the_way_of_the_output_fails_before_any_training(log_file, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(["train", "--data", str(log_file), "--out", str(blocker / "m"), "--epochs", "50", "-q", "--no-tracking"]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker}: is a file, not a folder" in err and "epoch" not in err
+
+
+def test_a_failed_save_keeps_the_trained_model(log_file, tmp_path, monkeypatch, capsys):
+    import recvae.models.base as base
+
+    real = base.save_model_dir
+
+    def full_disk(path, *args, **kwargs):
+        if "recvae-unsaved-" not in str(path):
+            raise OSError(28, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(base, "save_model_dir", full_disk)
+    assert main(["train", "--model", "popularity", "--data", str(log_file), "--out", str(tmp_path / "m"),
+                 "--heldout-users", "30", "-q", "--no-tracking"]) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "the trained model is kept in" in err
+    kept = err.split("kept in ")[1].strip()
+    assert Recommender.load(kept).name == "Popularity"
+
+
+def test_options_are_checked_before_the_data_is_read(tmp_path, capsys):
+    missing = str(tmp_path / "no-such-log.csv")  # reading it would fail: the option must fail first
+    for args, words in (
+        (["train", "--data", missing, "--metrics", "ndcg@x"], "unknown metric 'ndcg@x'"),
+        (["train", "--data", missing, "--model", "ease", "--device", "cuda:0"], "CUDA is not available"),
+        (["recommend", "--model", missing, "--interactions", missing, "--out", str(tmp_path / "r.csv"),
+          "--batch-users", "0"], "--batch-users 0"),
+    ):
+        if "cuda" in " ".join(args) and __import__("torch").cuda.is_available():
+            continue
+        assert main([*args, "-q", "--no-tracking"] if args[0] == "train" else args) == 2
+        err = capsys.readouterr().err
+        assert words in err and "no such file" not in err
+
+
+def test_a_killed_exports_temporary_file_is_removed_by_the_next_export(tmp_path, small_split):
+    import subprocess
+    import sys
+
+    from recvae.export.writer import AtomicRecommendationWriter
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".recs.csv.{dead.stdout.strip()}.tmp"
+    orphan.write_text("half an export")
+    AtomicRecommendationWriter(tmp_path / "recs.csv")
+    assert not orphan.exists()

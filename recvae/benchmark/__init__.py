@@ -9,6 +9,7 @@ from pathlib import Path
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec, load_benchmark
 from recvae.environment import environment
 from recvae.errors import DataError
+from recvae.io import check_writable
 from recvae.benchmark.report import paired_comparisons, summarize, write_report
 from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark
 from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
@@ -26,6 +27,7 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
     existing = Path(out) / config.dataset / "results.md"
     if existing.exists() and not overwrite:
         raise DataError(f"{existing} exists: pass --force (overwrite=True) to replace that report, or another --out")
+    check_writable(Path(out) / config.dataset, "the benchmark report")
     env = environment()  # before the run: the commit that ran, not whatever is checked out when it ends
     result = run_benchmark(config, tracker, progress)
     command = command or " ".join(shlex.quote(a) for a in sys.argv)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,8 +84,11 @@ class BenchmarkConfig:
     description: str = ""
 
     def __post_init__(self):
-        if self.seeds < 1:
-            raise DataError("seeds must be at least 1")
+        if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
+            raise DataError(f"seeds must be a whole number of at least 1, not {self.seeds!r}")
+        if not isinstance(self.dataset, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.dataset):
+            raise DataError(f"dataset {self.dataset!r}: the results folder's name; use letters, digits, '.', '_' "
+                            "and '-' only (no path)")
         if not self.models:
             raise DataError("the benchmark lists no models")
         for metric in (*self.metrics, self.selection_metric):

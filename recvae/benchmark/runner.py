@@ -17,7 +17,7 @@ from recvae.data.interactions import Interactions
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.evaluate import evaluate, evaluate_curves, fit_model, validation_scorer
-from recvae.models import REGISTRY, IterativeRecommender, MultVAEConfig, RecBoleConfig, RecBoleModel
+from recvae.models import REGISTRY, IterativeRecommender, RecBoleConfig, RecBoleModel
 from recvae.models.config import config_from_dict
 from recvae.models import recbole as recbole_adapter
 from recvae.pipeline import prepare_split
@@ -64,8 +64,18 @@ class BenchmarkResult:
         return list(dict.fromkeys(r.name for r in self.runs))
 
 
-def build_model(spec: ModelSpec, params: dict):
-    """A fresh, unfitted model for one hyperparameter setting."""
+def build_model(spec: ModelSpec, params: dict, selection_metric: str | None = None):
+    """A fresh, unfitted model for one hyperparameter setting. A model that picks its epoch on validation
+    users picks it by ``selection_metric`` (the benchmark's) unless its params name one, so its history
+    holds the metric the benchmark reads."""
+    model = _build(spec, params)
+    fields = {f.name for f in dataclasses.fields(model.config)}
+    if selection_metric is not None and "validation_metric" in fields and "validation_metric" not in params:
+        model.set_params(validation_metric=selection_metric)
+    return model
+
+
+def _build(spec: ModelSpec, params: dict):
     if spec.is_recbole:
         # The adapter's own settings (patience, fold-in) by name; everything else is RecBole's.
         own = {f.name for f in dataclasses.fields(RecBoleConfig)} - {"model", "params"}
@@ -104,13 +114,13 @@ def _fit(model, train, validation, on_epoch):
     return time.perf_counter() - started
 
 
-def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch):
+def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch, metric: str):
     """Train one grid point on the tuning split: (model, the setting it ended with, seconds, auto-β)."""
     if not spec.auto_beta:
-        model = build_model(spec, candidate)
+        model = build_model(spec, candidate, metric)
         return model, candidate, _fit(model, tune_on.train, tune_on.validation, on_epoch), None
     started = time.perf_counter()
-    config = config_from_dict(MultVAEConfig, candidate)
+    config = build_model(spec, candidate, metric).config
     chosen = auto_beta(config, tune_on.train, validation_scorer(tune_on.validation, config.validation_metric),
                        callbacks=(on_epoch,), progress=False)
     final = chosen.model.config
@@ -125,7 +135,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
     candidates = spec.candidates()
     best, best_score, tuning, train_seconds = None, -np.inf, [], 0.0
     for candidate in candidates:
-        model, setting, seconds, chosen_beta = _fit_candidate(spec, candidate, tune_on, on_epoch)
+        model, setting, seconds, chosen_beta = _fit_candidate(spec, candidate, tune_on, on_epoch, config.selection_metric)
         score = evaluate(model, tune_on.validation, (config.selection_metric,)).mean(config.selection_metric)
         train_seconds += seconds
         tuning.append({"params": setting, f"val_{config.selection_metric}": score, "seconds": seconds,
@@ -141,7 +151,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
         if isinstance(model, IterativeRecommender) and model.history_:
             best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"]
             final.update(epochs=int(best_epoch), patience=None)
-        model = build_model(spec, final)
+        model = build_model(spec, final, config.selection_metric)
         fit_seconds = _fit(model, split.train, None, on_epoch)
         train_seconds += fit_seconds
     started = time.perf_counter()

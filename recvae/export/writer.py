@@ -22,6 +22,24 @@ def _arrow_ids(values: np.ndarray) -> pa.Array:
     return pa.array(values)
 
 
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files that killed exports of ``path`` left (their process is gone)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class AtomicRecommendationWriter:
     """Streams column blocks into a temporary file beside ``path``; ``commit`` renames it into place.
 
@@ -37,6 +55,7 @@ class AtomicRecommendationWriter:
         if not self.path.parent.is_dir():
             raise DataError(f"{self.path.parent}: no such folder for the output")
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        _remove_orphans(self.path)
         self._writer = None
         self.rows = 0
 
