@@ -125,6 +125,7 @@ def _add_reader_flags(group) -> None:
     group.add_argument("--sep", help="field delimiter, e.g. ',' or '\\t' or '::' (default: guessed)")
     group.add_argument("--header", action=argparse.BooleanOptionalAction, default=None, help="line 1 is a header (default: guessed)")
     group.add_argument("--skip-bad-lines", action="store_true", help="drop malformed lines (and say how many) instead of stopping")
+    group.add_argument("--encoding", help="text encoding of the log, e.g. latin-1 (default: UTF-8, or UTF-16 by its byte-order mark)")
 
 
 def _reader_options(args) -> dict:
@@ -136,6 +137,8 @@ def _reader_options(args) -> dict:
         reader["header"] = args.header
     if args.skip_bad_lines:
         reader["skip_bad_lines"] = True
+    if args.encoding:
+        reader["encoding"] = args.encoding
     return reader
 
 

@@ -149,3 +149,45 @@ def test_a_killed_exports_temporary_file_is_removed_by_the_next_export(tmp_path,
     orphan.write_text("half an export")
     AtomicRecommendationWriter(tmp_path / "recs.csv")
     assert not orphan.exists()
+
+
+def test_latin1_is_refused_naming_the_line_and_read_with_encoding(tmp_path):
+    from recvae.data import read_interactions
+    from recvae.errors import DataError
+
+    path = tmp_path / "log.csv"
+    path.write_bytes("user,item\nana,caf\u00e9\nb\u00f8rge,tea\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"line 2 is not valid utf-8 \(byte 0xe9 at column 8\).*--encoding latin-1"):
+        read_interactions(path)
+    frame = read_interactions(path, encoding="latin-1")
+    assert frame["item"].tolist() == ["caf\u00e9", "tea"] and frame["user"].tolist() == ["ana", "b\u00f8rge"]
+
+
+def test_utf16_is_read_by_its_byte_order_mark(tmp_path):
+    from recvae.data import read_interactions
+
+    path = tmp_path / "log.tsv"
+    path.write_bytes("user\titem\nana\tcaf\u00e9\n".encode("utf-16"))
+    assert read_interactions(path)["item"].tolist() == ["caf\u00e9"]
+
+
+def test_ids_written_as_1_and_1_0_are_one_user(tmp_path, caplog):
+    from recvae.data import read_interactions
+
+    path = tmp_path / "log.csv"
+    path.write_text("user,item\n1,5\n1.0,6\n2,5\n")
+    frame = read_interactions(path)
+    assert frame["user"].tolist() == [1, 1, 2] and frame["user"].dtype.kind == "i"
+    assert "read as the integers they spell" in caplog.text
+
+
+def test_negative_ratings_are_counted_and_said(caplog):
+    import pandas as pd
+
+    from recvae.data import Preprocessing, preprocess
+
+    frame = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [1, 2, 1, 3, 2], "rating": [-1.0, 4.0, -2.0, 5.0, 3.0]})
+    kept = preprocess(frame, Preprocessing(min_user_interactions=0), "ratings.csv")
+    assert len(kept) == 5 and "ratings.csv: 2 rows have a rating below zero; they count as interactions" in caplog.text
+    dropped = preprocess(frame, Preprocessing(min_user_interactions=0, min_rating=0), "ratings.csv")
+    assert len(dropped) == 3 and "min_rating=0 drops them" in caplog.text

@@ -134,6 +134,13 @@ def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     if kind == "str":
         return text.to_numpy(dtype=object)
     is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
+    written_as_float = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})\.0+").to_numpy()
+    if written_as_float.any() and (is_int | written_as_float).all():
+        # "1" and "1.0" in one integer column are one ID (a spreadsheet's export), not two.
+        log.warning("%d IDs written with a decimal point (e.g. %r) are read as the integers they spell",
+                    int(written_as_float.sum()), text[written_as_float].iloc[0])
+        text = text.str.replace(r"\.0+$", "", regex=True)
+        is_int = np.ones(len(text), dtype=bool)
     if is_int.all():
         return text.astype(np.int64).to_numpy()
     if kind == "int":
@@ -153,6 +160,7 @@ def read_interactions(
     sep: str | None = None,
     header: bool | None = None,
     skip_bad_lines: bool = False,
+    encoding: str | None = None,
 ) -> pd.DataFrame:
     """Read an interaction log into a frame with columns user, item[, rating][, timestamp].
 
@@ -172,10 +180,13 @@ def read_interactions(
     skip_bad_lines
         Drop malformed lines instead of raising; the number dropped is logged and kept in
         ``frame.attrs["skipped_lines"]``.
+    encoding
+        Of a text file; default UTF-8 (UTF-16 when the file starts with its byte-order mark). Decoding
+        is strict: a byte that is not valid in it stops the read, naming the line.
     """
     chunks = list(iter_interactions(
         path, user=user, item=item, rating=rating, timestamp=timestamp, sep=sep, header=header,
-        skip_bad_lines=skip_bad_lines,
+        skip_bad_lines=skip_bad_lines, encoding=encoding,
     ))
     frame = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
     frame.attrs["skipped_lines"] = sum(c.attrs["skipped_lines"] for c in chunks)
@@ -203,17 +214,23 @@ def iter_interactions(
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an interaction file")
     requested = {role: options.pop(role, None) for role in ROLES}
-    unknown = set(options) - {"sep", "header", "skip_bad_lines"}
+    unknown = set(options) - {"sep", "header", "skip_bad_lines", "encoding"}
     if unknown:
         raise TypeError(f"unknown reader option(s) {sorted(unknown)}")
     id_kinds = id_kinds or {}
     if _inner_suffix(path) in _PARQUET_SUFFIXES:
         yield from _parquet_chunks(path, requested, chunk_rows, id_kinds)
     else:
-        yield from _delimited_chunks(
-            path, requested, options.get("sep"), options.get("header"), options.get("skip_bad_lines", False),
-            chunk_rows, id_kinds,
-        )
+        encoding = options.get("encoding") or _bom_encoding(path) or "utf-8"
+        try:
+            yield from _delimited_chunks(
+                path, requested, options.get("sep"), options.get("header"), options.get("skip_bad_lines", False),
+                chunk_rows, id_kinds, encoding,
+            )
+        except UnicodeDecodeError as exc:
+            raise _decoding_error(path, encoding, exc) from None
+        except LookupError:
+            raise DataError(f"{path}: unknown encoding {encoding!r}") from None
 
 
 def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kinds: dict) -> Iterator[pd.DataFrame]:
@@ -241,11 +258,38 @@ def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kind
         raise DataError(f"{path}: the file has no rows")
 
 
-def _first_line_of(path: Path) -> str:
+def _bom_encoding(path: Path) -> str | None:
+    """UTF-16 or UTF-8-with-signature when the file starts with that byte-order mark."""
     try:
         with _open_bytes(path) as handle:
+            start = handle.read(4)
+    except (OSError, EOFError, lzma.LZMAError):
+        return None
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    return "utf-8-sig" if start[:3] == b"\xef\xbb\xbf" else None
+
+
+def _decoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> DataError:
+    """The first line the encoding cannot decode, found by reading the file again line by line."""
+    number = "?"
+    if not encoding.lower().replace("-", "").startswith("utf16"):
+        with _open_bytes(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    line.decode(encoding)
+                except UnicodeDecodeError as bad:
+                    byte = line[bad.start:bad.start + 1].hex()
+                    return DataError(f"{path}: line {number} is not valid {encoding} (byte 0x{byte} at column "
+                                     f"{bad.start + 1}); pass its encoding, e.g. --encoding latin-1")
+    return DataError(f"{path}: line {number}: not valid {encoding} ({exc.reason}); pass its encoding with --encoding")
+
+
+def _first_line_of(path: Path, encoding: str = "utf-8") -> str:
+    try:
+        with io.TextIOWrapper(_open_bytes(path), encoding=encoding, newline="") as handle:
             for line in handle:
-                text = line.decode("utf-8", errors="replace").strip("\r\n")
+                text = line.strip("\r\n")
                 if text.strip():
                     return text
     except (OSError, EOFError, lzma.LZMAError) as exc:
@@ -255,19 +299,19 @@ def _first_line_of(path: Path) -> str:
 
 def _delimited_chunks(
     path: Path, requested: dict, sep: str | None, header: bool | None, skip_bad: bool,
-    chunk_rows: int | None, id_kinds: dict,
+    chunk_rows: int | None, id_kinds: dict, encoding: str = "utf-8",
 ) -> Iterator[pd.DataFrame]:
-    first = _first_line_of(path)
+    first = _first_line_of(path, encoding)
     if not first:
         raise DataError(f"{path}: the file is empty")
     sep = sep if sep is not None else _guess_sep(path, first)
     if len(sep) > 1:
         # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab,
         # which needs the file in memory (MovieLens .dat files are small).
-        raw_bytes = _read_text_bytes(path)
-        if b"\t" in raw_bytes:
+        text = _read_text_bytes(path).decode(encoding)
+        if "\t" in text:
             raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
-        source = io.BytesIO(raw_bytes.replace(sep.encode(), b"\t"))
+        source = io.StringIO(text.replace(sep, "\t"))
         first = first.replace(sep, "\t")
         parse_sep = "\t"
     else:
@@ -299,7 +343,8 @@ def _delimited_chunks(
                 na_values=[""],
                 skip_blank_lines=False,
                 on_bad_lines="warn" if skip_bad else "error",
-                encoding_errors="replace",
+                encoding=encoding,
+                encoding_errors="strict",
                 engine="c",
                 chunksize=chunk_rows,
             )
@@ -406,7 +451,10 @@ def read_lightgcn(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     users, items = [], []
-    text = _read_text_bytes(path).decode("utf-8", errors="replace")
+    try:
+        text = _read_text_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _decoding_error(path, "utf-8", exc) from None
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
