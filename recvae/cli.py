@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import shlex
+import signal
 import sys
 import time
 import types
@@ -470,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag, default in (("verbose", False), ("quiet", False), ("threads", None)):
         setattr(args, flag, getattr(args, flag, default))
     _configure_logging(args.verbose, args.quiet)
+    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: temporary files go, MLflow runs end KILLED.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.threads is not None:
             _limit_threads(args.threads)
@@ -485,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"recvae: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:

@@ -304,11 +304,13 @@ def _check_same_split(model_dir, meta: dict, split: Split, data: Interactions | 
 
 
 def format_table(rows: dict[str, dict[str, float]], metrics) -> str:
-    """Models as rows, metrics as 'mean ± standard error' columns."""
+    """Models as rows, metrics as 'mean ± standard error' columns (the table says so in its last line)."""
     width = max(len("model"), *(len(n) for n in rows))
     header = f"{'model':<{width}}  " + "  ".join(f"{m:>16}" for m in metrics)
     lines = [header, "-" * len(header)]
     for name, summary in rows.items():
         cells = [f"{summary[m]:.4f} ± {summary[m + '_se']:.4f}" for m in metrics]
         lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>16}" for c in cells))
+    lines.append("± is the standard error of the mean over the test users (one split and one fit; "
+                 "benchmarks give intervals over split seeds)")
     return "\n".join(lines)
