@@ -294,7 +294,7 @@ def cmd_benchmark(args) -> int:
     with _tracker(args, f"benchmark {config.dataset}") as tracker:
         tracker.set_tags({"command": "benchmark", "dataset": config.dataset})
         _, folder = benchmark(config, args.out, tracker, progress=False if args.quiet else None, command=command,
-                              overwrite=args.force)
+                              overwrite=args.force, resume=args.resume)
     print((folder / "results.md").read_text())
     print(f"wrote {folder}/results.md, results.csv, runs.csv, results.json and plots")
     return 0
@@ -402,6 +402,8 @@ def _add_benchmark(sub, common) -> None:
     bench.add_argument("--seeds", type=int, help="number of split seeds (default: the file's)")
     bench.add_argument("--models", help="comma-separated model names from the file (default: all)")
     bench.add_argument("--out", default="benchmark-results", help="results go to OUT/<dataset>/")
+    bench.add_argument("--resume", action="store_true",
+                       help="keep the (model, seed) runs an interrupted run of the same benchmark finished in OUT/<dataset>/runs/")
     bench.add_argument("--force", action="store_true",
                        help="replace a report already in OUT/<dataset>/ (to regenerate evaluation/results: "
                             "--out evaluation/results --force)")

@@ -287,3 +287,34 @@ def test_bad_top_level_fields_are_refused_naming_the_file(tmp_path, field, value
     with pytest.raises(DataError, match=str(path)) as error:
         load_benchmark(path)
     assert words in str(error.value)
+
+
+def test_a_killed_benchmark_leaves_its_report_and_resumes_without_repeating_runs(tmp_path, monkeypatch):
+    import recvae.benchmark.runner as runner
+
+    config = load_benchmark(write(tmp_path, BENCHMARK)).select(["EASE", "Popularity"])
+    real, calls = runner.run_model, []
+
+    def dies_on_the_third(spec, split, seed, *args, **kwargs):
+        calls.append((spec.name, seed))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(spec, split, seed, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_model", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        benchmark(config, tmp_path / "out", progress=False)
+    partial = (tmp_path / "out" / "tiny" / "results.md").read_text()
+    assert partial.startswith("**Partial: 2 of 4 (model, seed) runs finished") and "| EASE |" in partial
+    with pytest.raises(DataError, match="--resume to finish it"):
+        benchmark(config, tmp_path / "out", progress=False)
+
+    calls.clear()
+    monkeypatch.setattr(runner, "run_model", lambda spec, split, seed, *a, **k: calls.append((spec.name, seed)) or real(
+        spec, split, seed, *a, **k))
+    resumed, _ = benchmark(config, tmp_path / "out", progress=False, resume=True)
+    first_seed = config.split_seeds()[0]
+    assert (("EASE", first_seed) not in calls and ("Popularity", first_seed) not in calls and len(calls) == 2)
+    fresh, _ = benchmark(config, tmp_path / "fresh", progress=False)
+    assert [(r.name, r.seed, r.summary) for r in resumed.runs] == [(r.name, r.seed, r.summary) for r in fresh.runs]
+    assert not (tmp_path / "out" / "tiny" / "results.md").read_text().startswith("**Partial")

@@ -11,7 +11,8 @@ from recvae.environment import environment
 from recvae.errors import DataError
 from recvae.io import check_writable
 from recvae.benchmark.report import paired_comparisons, summarize, write_report
-from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark
+from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark, runnable_models
+from recvae.benchmark.store import RunStore
 from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
 
 
@@ -19,20 +20,31 @@ DEFAULT_OUT = "benchmark-results"
 
 
 def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=None,
-              progress: bool | None = None, command: str | None = None, overwrite: bool = False) -> tuple[BenchmarkResult, Path]:
+              progress: bool | None = None, command: str | None = None, overwrite: bool = False,
+              resume: bool = False) -> tuple[BenchmarkResult, Path]:
     """Run ``config`` and write its report under ``out/<dataset>/``; returns the result and that folder.
 
+    The report is rewritten after every finished (model, seed) run (the plots at the end), and each run
+    is kept under ``out/<dataset>/runs/``: with ``resume`` a rerun takes the finished ones as they are.
     A folder that already holds a report (committed results under evaluation/results, say) is refused
-    before anything runs, unless ``overwrite``."""
-    existing = Path(out) / config.dataset / "results.md"
-    if existing.exists() and not overwrite:
-        raise DataError(f"{existing} exists: pass --force (overwrite=True) to replace that report, or another --out")
-    check_writable(Path(out) / config.dataset, "the benchmark report")
+    before anything runs, unless ``overwrite`` or ``resume``."""
+    folder = Path(out) / config.dataset
+    if (folder / "results.md").exists() and not (overwrite or resume):
+        raise DataError(f"{folder / 'results.md'} exists: pass --force (overwrite=True) to replace that report, "
+                        "--resume to finish it, or another --out")
+    check_writable(folder, "the benchmark report")
+    runnable_models(config)  # before anything is written
     env = environment()  # before the run: the commit that ran, not whatever is checked out when it ends
-    result = run_benchmark(config, tracker, progress)
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    folder = write_report(result, out, env, command, tracker)
-    return result, folder
+    store = RunStore(folder, config)
+    finished = store.start(resume)
+
+    def on_run(run, so_far):
+        store.add(run)
+        write_report(so_far, out, env, command, partial=True)
+
+    result = run_benchmark(config, tracker, progress, finished=finished, on_run=on_run)
+    return result, write_report(result, out, env, command, tracker)
 
 
 __all__ = [

@@ -47,12 +47,16 @@ def paired_comparisons(result: BenchmarkResult, rows: list[dict]) -> dict:
     out = {"best": best, "metric_order": list(result.config.metrics), "models": {}}
     others = [r["model"] for r in rows if r["model"] != best]
 
-    def values(name, metric):
+    def values(name, metric, seeds):
         by_seed = {r.seed: r for r in result.runs_of(name)}
-        return np.concatenate([by_seed[s].per_user[metric] for s in sorted(by_seed)])
+        return np.concatenate([by_seed[s].per_user[metric] for s in seeds])
+
+    def common(name):  # a partial report may hold more seeds of one model than of another
+        return sorted({r.seed for r in result.runs_of(name)} & {r.seed for r in result.runs_of(best)})
 
     for metric in result.config.metrics:
-        diffs = {name: paired_difference(values(name, metric), values(best, metric)) for name in others}
+        diffs = {name: paired_difference(values(name, metric, common(name)), values(best, metric, common(name)))
+                 for name in others}
         adjusted = holm([d["p_t"] for d in diffs.values()]) if diffs else []
         for (name, d), p in zip(diffs.items(), adjusted):
             out["models"].setdefault(name, {})[metric] = {**d, "p_holm": p}
@@ -152,8 +156,10 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None) -> Path:
-    """Write results.{md,csv,json}, runs.csv and the PNG plots; return the folder."""
+def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None,
+                 partial: bool = False) -> Path:
+    """Write results.{md,csv,json}, runs.csv and the PNG plots; return the folder. A ``partial`` report
+    (written while the benchmark runs) says how many runs it holds and has no plots yet."""
     folder = Path(out) / result.config.dataset
     folder.mkdir(parents=True, exist_ok=True)
     rows = summarize(result)
@@ -178,7 +184,14 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
                    for name in result.model_names},
     }
     write_atomic_json(folder / "results.json", payload)
-    write_atomic_bytes(folder / "results.md", markdown(result, rows, paired, env, command).encode())
+    text = markdown(result, rows, paired, env, command)
+    if partial:
+        expected = len(result.config.split_seeds()) * (len(result.config.models) - len(result.skipped))
+        text = (f"**Partial: {len(result.runs)} of {expected} (model, seed) runs finished so far; the benchmark "
+                "is running or was stopped (rerun with --resume to finish it).**\n\n" + text)
+    write_atomic_bytes(folder / "results.md", text.encode())
+    if partial:
+        return folder
     files = ["results.md", "results.csv", "runs.csv", "results.json"]
 
     def save_figure(filename: str, figure) -> None:

@@ -166,9 +166,9 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
     )
 
 
-def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None) -> BenchmarkResult:
-    """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``."""
-    tracker = tracker or NullTracker()
+def runnable_models(config: BenchmarkConfig) -> tuple[list[ModelSpec], dict[str, str]]:
+    """The models that can run here, and why the others cannot; bad hyperparameters fail now, not after an
+    hour of other models."""
     skipped = {}
     for spec in config.models:
         reason = unavailable(spec)
@@ -176,9 +176,21 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
             log.warning("skipping %s: %s", spec.name, reason)
             skipped[spec.name] = reason
     specs = [s for s in config.models if s.name not in skipped]
-    for spec in specs:  # bad hyperparameters fail now, not after an hour of other models
+    for spec in specs:
         for params in spec.candidates():
             build_model(spec, params)
+    return specs, skipped
+
+
+def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None, finished: dict | None = None,
+                  on_run=None) -> BenchmarkResult:
+    """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``.
+
+    ``finished`` maps (model name, seed) to runs done earlier, which are taken as they are; ``on_run`` sees
+    each new run and the result so far (to store it and rewrite the report)."""
+    finished = finished or {}
+    tracker = tracker or NullTracker()
+    specs, skipped = runnable_models(config)
     tracker.log_params({"benchmark": config.to_json()})
     runs, splits = [], {}
     total = config.seeds * sum(len(s.candidates()) for s in specs)
@@ -190,6 +202,11 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
             splits[seed] = split.summary()
             report("seed %d: %s", seed, split.summary())
             for spec in specs:
+                if (spec.name, seed) in finished:
+                    runs.append(finished[(spec.name, seed)])
+                    bar.update(len(spec.candidates()))
+                    report("%s seed %d: finished in an earlier run, kept", spec.name, seed)
+                    continue
                 bar.set_description(f"seed {seed} · {spec.name}")
 
                 def on_epoch(record, bar=bar):
@@ -211,4 +228,6 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                 runs.append(run)
                 first = config.metrics[0]
                 report("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
+                if on_run is not None:
+                    on_run(run, BenchmarkResult(config=config, runs=list(runs), splits=dict(splits), skipped=skipped))
     return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped)

@@ -1,0 +1,74 @@
+"""Finished (model, seed) runs of a benchmark kept on disk as they finish, so that a killed benchmark
+leaves its results so far and a rerun with ``resume`` does only what is left."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from recvae.benchmark.config import BenchmarkConfig
+from recvae.benchmark.runner import ModelRun
+from recvae.errors import DataError
+from recvae.io import write_atomic_bytes, write_atomic_json
+
+ARRAYS = ("users",)  # besides per_user and curves, which are dicts of arrays
+
+
+class RunStore:
+    """``<folder>/runs/``: the benchmark's config, and one .json + .npz pair per finished run."""
+
+    def __init__(self, folder: str | Path, config: BenchmarkConfig):
+        self.root = Path(folder) / "runs"
+        self.config = config
+
+    def _stem(self, name: str, seed: int) -> Path:
+        return self.root / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}-{seed}"
+
+    def start(self, resume: bool) -> dict[tuple[str, int], ModelRun]:
+        """The runs finished earlier (with ``resume``; none otherwise), after checking they belong to this config."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        identity = self.root / "benchmark.json"
+        if resume and identity.exists():
+            recorded = json.loads(identity.read_text())
+            if _comparable(recorded) != _comparable(json.loads(json.dumps(self.config.to_json(), default=str))):
+                raise DataError(f"{identity}: the finished runs there are of another benchmark config; "
+                                "rerun without --resume (and with --force) to start over")
+            finished = {}
+            for path in sorted(self.root.glob("*.json")):
+                if path.name != "benchmark.json":
+                    run = self._load(path)
+                    finished[(run.name, run.seed)] = run
+            return finished
+        for stale in self.root.glob("*"):
+            stale.unlink()
+        write_atomic_json(identity, self.config.to_json())
+        return {}
+
+    def add(self, run: ModelRun) -> None:
+        stem = self._stem(run.name, run.seed)
+        arrays = {"users": run.users, **{f"per_user.{k}": v for k, v in run.per_user.items()},
+                  **{f"curves.{k}": v for k, v in run.curves.items()}}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic_bytes(stem.with_suffix(".npz"), buffer.getvalue())
+        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)
+                  if f.name not in ("users", "per_user", "curves")}
+        write_atomic_json(stem.with_suffix(".json"), fields)  # last: a run counts once both files are whole
+
+    def _load(self, path: Path) -> ModelRun:
+        fields = json.loads(path.read_text())
+        with np.load(path.with_suffix(".npz")) as arrays:
+            per_user = {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith("per_user.")}
+            curves = {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith("curves.")}
+            users = arrays["users"]
+        return ModelRun(**fields, users=users, per_user=per_user, curves=curves)
+
+
+def _comparable(config: dict) -> dict:
+    """The config less what a resumed run may change (the models to run, the seeds: more of them is fine)."""
+    return {k: v for k, v in config.items() if k not in ("models", "seeds", "description")}
