@@ -326,7 +326,7 @@ def _delimited_chunks(
         hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
         raise DataError(
             f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
-            + (f"; the line contains {hint[0]!r}: pass sep={hint[0]!r}" if hint else "")
+            + (f"; the line contains {hint[0]!r}: pass sep={hint[0]!r} (--sep {hint[0]!r})" if hint else "")
         )
 
     skipped: list[int] = []
@@ -375,7 +375,7 @@ def _delimited_chunks(
                 want, line, saw = found.groups()
                 raise DataError(
                     f"{path}: line {line}: expected {want} fields separated by {sep!r}, found {saw}"
-                    " (pass skip_bad_lines=True to drop such lines)"
+                    " (skip_bad_lines=True, --skip-bad-lines, drops such lines)"
                 ) from None
             raise DataError(f"{path}: cannot parse the file ({str(exc).strip()})") from None
         except (OSError, EOFError, lzma.LZMAError) as exc:
@@ -429,7 +429,7 @@ def _clean(
                 f"{path}: {where} {lines[first]}: {what} "
                 f"(value {raw.iloc[first].to_dict()!r})"
                 + (f"; {more} more such {where}s" if more else "")
-                + ("" if where == "row" else " (pass skip_bad_lines=True to drop such lines)")
+                + ("" if where == "row" else " (skip_bad_lines=True, --skip-bad-lines, drops such lines)")
             )
         bad |= mask
     if bad.any():
