@@ -38,22 +38,30 @@ def server(tmp_path_factory):
         stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"), cwd=root,
     )
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
-                time.sleep(0.5)
+        _wait_for(uri + "/health", proc, root / "server.log", seconds=120)
         yield uri
     finally:
-        proc.terminate()
+        _stop(proc)
+
+
+def _wait_for(url: str, proc, log, seconds: float = 180) -> None:
+    deadline = time.time() + seconds
+    while True:
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("server did not start: " + log.read_text()[-2000:])
+            time.sleep(0.5)
+
+
+def _stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -97,18 +105,6 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     assert [p.name for p in pyfunc.metadata.get_params_schema().params] == ["n", "include_seen"]
 
 
-def _wait_for(url: str, proc, log, seconds: float = 180) -> None:
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start: " + log.read_text()[-2000:])
-            time.sleep(0.5)
-
-
 def test_logged_model_serves_the_same_top_n(server, log_file, tmp_path):
     """`mlflow models serve` on 127.0.0.1: POSTed histories get recommend_df's rows, params included."""
     out = tmp_path / "model"
@@ -132,11 +128,7 @@ def test_logged_model_serves_the_same_top_n(server, log_file, tmp_path):
         with urllib.request.urlopen(request, timeout=60) as response:
             served = pd.DataFrame(json.loads(response.read())["predictions"])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
     expected = Recommender.load(out).recommend_df(histories, n=3)
     assert len(served) == len(expected) == 3 * histories["user"].nunique()
     assert served["user"].astype(str).tolist() == expected["user"].astype(str).tolist()
