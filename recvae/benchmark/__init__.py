@@ -11,7 +11,7 @@ from recvae.environment import environment
 from recvae.errors import DataError
 from recvae.io import check_writable
 from recvae.benchmark.report import paired_comparisons, summarize, write_report
-from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark, runnable_models
+from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark
 from recvae.benchmark.store import RunStore
 from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
 
@@ -33,7 +33,6 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
         raise DataError(f"{folder / 'results.md'} exists: pass --force (overwrite=True) to replace that report, "
                         "--resume to finish it, or another --out")
     check_writable(folder, "the benchmark report")
-    runnable_models(config)  # before anything is written
     env = environment()  # before the run: the commit that ran, not whatever is checked out when it ends
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     store = RunStore(folder, config)

@@ -30,8 +30,8 @@ class RunStore:
         return self.root / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}-{seed}"
 
     def start(self, resume: bool) -> dict[tuple[str, int], ModelRun]:
-        """The runs finished earlier (with ``resume``; none otherwise), after checking they belong to this config."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """The runs finished earlier (with ``resume``; none otherwise), after checking they belong to this config.
+        Nothing is written here: the folder appears with the first finished run."""
         identity = self.root / "benchmark.json"
         if resume and identity.exists():
             recorded = json.loads(identity.read_text())
@@ -46,10 +46,12 @@ class RunStore:
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
-        write_atomic_json(identity, self.config.to_json())
         return {}
 
     def add(self, run: ModelRun) -> None:
+        if not (self.root / "benchmark.json").exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_atomic_json(self.root / "benchmark.json", self.config.to_json())
         stem = self._stem(run.name, run.seed)
         arrays = {"users": run.users, **{f"per_user.{k}": v for k, v in run.per_user.items()},
                   **{f"curves.{k}": v for k, v in run.curves.items()}}
