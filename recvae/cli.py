@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -509,7 +510,9 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         progress.addHandler(handler)
         progress.propagate = False
-    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.WARNING)
+    # MLflow configures its own logger when it is first imported (later, and only if tracking is on): it
+    # reads this variable then.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -90,3 +90,16 @@ def test_auto_beta_warns_when_its_peak_is_at_the_edge_of_the_anneal(caplog):
         assert warn_if_peak_at_edge(curve[-1], curve, "ndcg@100")
     assert "last epoch" in caplog.text and "--beta-cap" in caplog.text
     assert not warn_if_peak_at_edge(curve[4], curve, "ndcg@100")
+
+
+def test_mlflow_info_lines_stay_out_of_the_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.csv"
+    assert main(["generate", "--out", str(log), "--users", "200", "--items", "60"]) == 0
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_LOGGING_LEVEL"}
+    done = subprocess.run([sys.executable, "-m", "recvae", "train", "--model", "popularity", "--data", str(log),
+                           "--heldout-users", "20", "-q"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "INFO mlflow" not in done.stderr and "Creating initial MLflow database tables" not in done.stderr
