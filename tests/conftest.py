@@ -26,3 +26,13 @@ def small_split(small_data):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def small_log_file(tmp_path_factory):
+    """The generated log of 300 users and 80 items as a CSV file, written by `recvae generate`."""
+    from recvae.cli import main
+
+    path = tmp_path_factory.mktemp("data") / "log.csv"
+    assert main(["generate", "--out", str(path), "--users", "300", "--items", "80"]) == 0
+    return path

@@ -13,11 +13,9 @@ from recvae.train.diagnostics import warn_if_collapsed
 from recvae.train.trainer import warn_if_beta_stays_low
 
 
-@pytest.fixture(scope="module")
-def log_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "log.csv"
-    assert main(["generate", "--out", str(path), "--users", "300", "--items", "80"]) == 0
-    return path
+@pytest.fixture
+def log_file(small_log_file):
+    return small_log_file
 
 
 def test_training_outside_a_terminal_prints_one_line_per_epoch(log_file, tmp_path, capsys):

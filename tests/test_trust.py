@@ -63,11 +63,9 @@ def test_weights_must_be_listed(saved):
         Recommender.load(saved)
 
 
-@pytest.fixture(scope="module")
-def log_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "log.csv"
-    assert main(["generate", "--out", str(path), "--users", "300", "--items", "80"]) == 0
-    return path
+@pytest.fixture
+def log_file(small_log_file):
+    return small_log_file
 
 
 def test_evaluate_refuses_another_split_of_the_training_data(log_file, tmp_path, capsys):
