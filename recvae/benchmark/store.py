@@ -16,8 +16,6 @@ from recvae.benchmark.runner import ModelRun
 from recvae.errors import DataError
 from recvae.io import write_atomic_bytes, write_atomic_json
 
-ARRAYS = ("users",)  # besides per_user and curves, which are dicts of arrays
-
 
 class RunStore:
     """``<folder>/runs/``: the benchmark's config, and one .json + .npz pair per finished run."""

@@ -16,7 +16,6 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.defaults import SEED
 from recvae.errors import DataError, ModelFileError, NotFittedError
 from recvae.models.config import config_from_dict
 from recvae.models.nn import SparseBatch
@@ -191,16 +190,13 @@ class Recommender(ABC):
             )
         if items is not None and filter_items is not None:
             raise ValueError("pass items or filter_items, not both")
+        given = items if items is not None else filter_items
         allowed = None
-        for given in (items, filter_items):
-            if given is not None:
-                given = np.unique(np.asarray(given, dtype=np.int64))
-                if len(given) and (given.min() < 0 or given.max() >= self._n_items):
-                    raise DataError(f"items and filter_items must be item indices in [0, {self._n_items})")
-        if items is not None:
-            allowed = np.unique(np.asarray(items, dtype=np.int64))
-        elif filter_items is not None:
-            allowed = np.setdiff1d(np.arange(self._n_items), np.asarray(filter_items, dtype=np.int64))
+        if given is not None:
+            given = np.unique(np.asarray(given, dtype=np.int64))
+            if len(given) and (given[0] < 0 or given[-1] >= self._n_items):
+                raise DataError(f"items and filter_items must be item indices in [0, {self._n_items})")
+            allowed = given if items is not None else np.setdiff1d(np.arange(self._n_items), given)
         ids, scores = self.top_n(user_items, N, exclude_seen=filter_already_liked_items, allowed_items=allowed)
         if single:
             keep = ids[0] >= 0
@@ -381,6 +377,3 @@ class IterativeRecommender(Recommender):
                        device_generator: torch.Generator) -> TrainingStep:
         """Build a freshly initialised module on ``device`` (weights drawn from the CPU ``generator``)
         and return its training step; ``device_generator`` draws on ``device`` (dropout, noise)."""
-
-    def seed(self) -> int:
-        return getattr(self.config, "seed", SEED)

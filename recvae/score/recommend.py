@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError

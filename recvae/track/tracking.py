@@ -15,7 +15,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from recvae.defaults import VERSION
 from recvae.environment import git_commit

@@ -92,6 +92,7 @@ class Trainer:
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         with tqdm(total=epochs, initial=progress.epoch, desc="epochs", unit="epoch", disable=not show, leave=False) as bar:
             while progress.epoch < epochs and not best.exhausted:
+                started = time.perf_counter()
                 record = self._epoch(model, step, train, device, generator, progress)
                 if sample is not None:
                     step.module.eval()
@@ -100,7 +101,7 @@ class Trainer:
                     scores = validation(model)
                     record.update({f"val_{k}": v for k, v in scores.items()})
                     best.update(scores[config.validation_metric], progress.epoch, step.module)
-                record["seconds"] = time.perf_counter() - record.pop("_started")
+                record["seconds"] = time.perf_counter() - started
                 progress.history.append(record)
                 log.info("epoch %d: %s", progress.epoch, format_record(record))
                 bar.update(1)
@@ -146,7 +147,6 @@ class Trainer:
         if beta is not None:
             record["beta"] = beta
         record["train_seconds"] = time.perf_counter() - started
-        record["_started"] = started
         return record
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -261,7 +261,7 @@ def _progress_line(record: dict, epochs: int, best: BestEpoch, metric: str) -> s
 def format_record(record: dict) -> str:
     """An epoch record's scalars for the log (the per-dimension KL list stays in the history)."""
     return ", ".join(f"{k}={v:.4g}" for k, v in record.items()
-                     if k != "epoch" and isinstance(v, (int, float)) and not k.startswith("_"))
+                     if k != "epoch" and isinstance(v, (int, float)))
 
 
 def _json_ready(value):
