@@ -57,6 +57,10 @@ FIELD_HELP = {
 }
 # RecBole's models run in benchmarks only: they cannot be saved as recvae model directories.
 CLI_EXCLUDED = ("RecBole",)
+# recvae.evaluate.default_metrics, written out so that --help needs no numpy (a test keeps them equal)
+METRICS_HELP = ("comma-separated metrics: recall@K (hits / min(K, test items)), recall_full@K (hits / all test "
+                "items, the LightGCN protocol), ndcg@K (default: recall@20,recall@50,ndcg@100; with --protocol "
+                "presplit: recall_full@20,ndcg@20)")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -205,6 +209,10 @@ def _specs(args):
     return data, split
 
 
+def _metrics(args) -> tuple[str, ...] | None:
+    return tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None
+
+
 def cmd_train(args) -> int:
     from recvae.pipeline import TrainSpec, format_table, train_model
     from recvae.track import TrackingConfig
@@ -214,13 +222,13 @@ def cmd_train(args) -> int:
     spec = TrainSpec(
         model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
         data=data_spec, split=split_spec, out=args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-        auto_beta=args.auto_beta, metrics=tuple(args.metrics.split(",")), progress=False if args.quiet else None,
+        auto_beta=args.auto_beta, metrics=_metrics(args), progress=False if args.quiet else None,
         overwrite=args.overwrite,
         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
     )
     result = train_model(spec, notify=lambda line: print(line, file=sys.stderr))
     print(f"\ntest users: {len(result.split.test)}")
-    print(format_table(result.results, spec.metrics))
+    print(format_table(result.results, result.metrics))
     print(f"\nmodel saved to {result.model_dir}")
     if result.run_id:
         print(f"MLflow run {result.run_id} (experiment {args.experiment!r})")
@@ -232,13 +240,12 @@ def cmd_evaluate(args) -> int:
     from recvae.track import TrackingConfig
 
     data_spec, split_spec = _specs(args) if args.data else (None, None)
-    metrics = tuple(args.metrics.split(","))
-    spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=metrics, baseline=args.baseline,
+    spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=_metrics(args), baseline=args.baseline,
                         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
                                                 experiment=args.experiment))
     result = evaluate_saved(spec)
     print(f"data: {result.data.describe()}; test users: {len(result.split.test)}")
-    print(format_table(result.results, metrics))
+    print(format_table(result.results, result.metrics))
     return 0
 
 
@@ -344,7 +351,7 @@ def _add_train(sub, common) -> None:
     train.add_argument("--auto-beta", action="store_true",
                        help="Mult-VAE: anneal β to 1 once, take the β of the best validation epoch as the cap, retrain "
                             "(two trainings)")
-    train.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated test metrics")
+    train.add_argument("--metrics", help=METRICS_HELP)
     _add_data_flags(train)
     _add_tracking_flags(train)
     _add_config_flags(train)
@@ -358,7 +365,7 @@ def _add_evaluate(sub, common) -> None:
         "(or of --data with the given split options).",
     )
     evaluate.add_argument("--model", required=True, help="model directory written by 'recvae train'")
-    evaluate.add_argument("--metrics", default="recall@20,recall@50,ndcg@100", help="comma-separated metrics")
+    evaluate.add_argument("--metrics", help=METRICS_HELP)
     evaluate.add_argument("--baseline", action="store_true", help="also score popularity on the same split")
     _add_data_flags(evaluate, "the data and split the model was trained on, as its model.json records them")
     _add_tracking_flags(evaluate)

@@ -21,7 +21,7 @@ from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError
 from recvae.io import check_writable
-from recvae.evaluate import DEFAULT_METRICS, evaluate, evaluate_curves, fit_model, validation_scorer
+from recvae.evaluate import default_metrics, evaluate, evaluate_curves, fit_model, validation_scorer
 from recvae.models import REGISTRY, IterativeRecommender, MultVAE, Popularity, Recommender
 from recvae.models.device import resolve_device
 from recvae.score.metrics import parse_metric
@@ -117,7 +117,7 @@ class TrainSpec:
     checkpoint_dir: str | None = None
     resume: bool = False
     auto_beta: bool = False  # Mult-VAE: choose the β cap on the validation users (two trainings)
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] | None = None  # None: the protocol's own (recvae.evaluate.default_metrics)
     baseline: bool = True  # popularity beside the model
     tracking: TrackingConfig = TrackingConfig()
     progress: bool | None = None
@@ -138,7 +138,7 @@ class TrainSpec:
                              "use it with MultVAE, without beta_cap (--beta-cap) and checkpoint_dir (--checkpoint-dir)")
         if self.checkpoint_dir and not issubclass(model_class, IterativeRecommender):
             raise ValueError(f"{model_class.name} does not train by epochs: it has no checkpoints (--checkpoint-dir)")
-        for metric in self.metrics:
+        for metric in self.metrics or ():
             parse_metric(metric)
         model = model_class(**self.params)
         if "device" in model.get_params():
@@ -161,6 +161,7 @@ class TrainResult:
     seconds: float
     model_dir: Path
     run_id: str | None
+    metrics: tuple[str, ...]
     auto_beta: dict | None = None
 
 
@@ -185,7 +186,8 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         notify(f"trained {model.name}" + (f": {len(model.history_)} epochs" if hasattr(model, "history_") else "")
                + f" in {seconds:.1f} s")
         compared = [model] + ([Popularity().fit(split.train)] if spec.baseline else [])
-        results = {m.name: evaluate(m, split.test, spec.metrics).summary() for m in compared}
+        metrics = spec.metrics or default_metrics(spec.split.protocol)
+        results = {m.name: evaluate(m, split.test, metrics).summary() for m in compared}
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
                     "user_id_kind": split.users.kind, "split_fingerprint": split.fingerprint(),
@@ -196,8 +198,8 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         for m in compared:
             tracker.log_metrics(results[m.name], prefix="test_" if m is model else "popularity_test_")
         tracker.log_metrics({"train_seconds": seconds, "epochs": len(history)})
-        _log_artifacts(tracker, model_dir, results, spec.metrics, history, compared, split, chosen)
-        return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, chosen)
+        _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen, spec.data, spec.split.seed)
+        return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, metrics, chosen)
 
 
 def _save_or_keep(model: Recommender, out: str, metadata: dict) -> Path:
@@ -225,16 +227,17 @@ def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> 
     return chosen.model, chosen.to_json()
 
 
-def _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen) -> None:
+def _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen, data: DataSpec, seed: int) -> None:
     tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
     tracker.log_dict({"table": format_table(results, metrics).splitlines()}, "results/test_metrics.json")
     if not tracker.run_id:  # tracking off: no figures to draw
         return
+    title = f"{compared[0].name}: {data.describe()}, split seed {seed}"
     if history:
-        tracker.log_figure(training_curves_figure(history), "plots/training_curves.png")
-    log_beta_diagnostics(tracker, history, chosen)
+        tracker.log_figure(training_curves_figure(history, title), "plots/training_curves.png")
+    log_beta_diagnostics(tracker, history, chosen, title)
     curves = {m.name: evaluate_curves(m, split.test) for m in compared}
-    tracker.log_figure(metric_curves_figure(curves), "plots/metrics_at_k.png")
+    tracker.log_figure(metric_curves_figure(curves, f"test users: {data.describe()}, split seed {seed}"), "plots/metrics_at_k.png")
     tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")
     tracker.log_artifact(model_dir, "recvae_model")
     tracker.log_model(model_dir)
@@ -247,7 +250,7 @@ class EvaluateSpec:
     model_dir: str
     data: DataSpec | None = None
     split: SplitSpec | None = None
-    metrics: tuple[str, ...] = DEFAULT_METRICS
+    metrics: tuple[str, ...] | None = None  # None: the protocol's own (recvae.evaluate.default_metrics)
     baseline: bool = False
     tracking: TrackingConfig = TrackingConfig()
 
@@ -258,6 +261,7 @@ class EvaluateResult:
     split: Split
     results: dict[str, dict[str, float]]
     run_id: str | None
+    metrics: tuple[str, ...]
 
 
 def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
@@ -278,12 +282,13 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         tracker.log_params({"model": model.name, "model_dir": str(spec.model_dir), "config": model.get_params(),
                             "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
         tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed, "command": "evaluate"})
-        results = {model.name: evaluate(model, split.test, spec.metrics).summary()}
+        metrics = spec.metrics or default_metrics(split_spec.protocol)
+        results = {model.name: evaluate(model, split.test, metrics).summary()}
         if spec.baseline:
-            results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, spec.metrics).summary()
+            results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
-        return EvaluateResult(data_spec, split, results, tracker.run_id)
+        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics)
 
 
 def _check_same_split(model_dir, meta: dict, split: Split, data: Interactions | None) -> None:

@@ -3,11 +3,12 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from recvae.benchmark import (
-    BenchmarkConfig, ModelSpec, benchmark, confidence_interval, holm, load_benchmark, paired_difference,
+    BenchmarkConfig, ModelSpec, benchmark, confidence_interval, holm, load_benchmark, paired_over_seeds,
 )
 from recvae.cli import main
 from recvae.errors import DataError
@@ -71,15 +72,25 @@ def test_confidence_interval_is_students_t():
     assert np.isnan(confidence_interval([0.4])[1])
 
 
-def test_paired_difference_and_holm():
+def test_paired_over_seeds_takes_the_seed_as_unit_and_holm():
     rng = np.random.default_rng(0)
-    base = rng.uniform(size=400)
-    same = paired_difference(base, base)
-    assert same["mean"] == 0.0 and same["p_t"] == 1.0
-    better = paired_difference(base + 0.05 + rng.normal(0, 0.01, 400), base)
-    assert better["mean"] == pytest.approx(0.05, abs=0.003) and better["p_t"] < 1e-10
-    assert better["mean"] - better["ci"] > 0
-    with_nan = paired_difference(np.r_[base, np.nan], np.r_[base, 1.0])
+    base = [rng.uniform(size=400) for _ in range(3)]
+    same = paired_over_seeds(base, base)
+    assert same["mean"] == 0.0 and same["p"] == 1.0 and same["seeds"] == 3 and same["pairs"] == 1200
+    # each seed's model is better or worse by its own luck: 1200 pooled users would call a +0.01 mean
+    # certain, three seeds cannot
+    shifts = [0.04, -0.03, 0.02]
+    noisy = [b + s + rng.normal(0, 0.01, 400) for b, s in zip(base, shifts)]
+    result = paired_over_seeds(noisy, base)
+    pooled = stats.ttest_1samp(np.concatenate([n - b for n, b in zip(noisy, base)]), 0.0).pvalue
+    assert pooled < 1e-6 and result["p"] > 0.3
+    assert result["per_seed"] == pytest.approx(shifts, abs=0.003)
+    assert result["mean"] == pytest.approx(np.mean(result["per_seed"]))
+    assert result["ci"] == pytest.approx(confidence_interval(result["per_seed"])[1])
+    assert "per-seed" in result["test"]
+    one = paired_over_seeds([base[0] + 0.05 + rng.normal(0, 0.01, 400)], [base[0]])
+    assert one["seeds"] == 1 and one["p"] < 1e-10 and "one seed" in one["test"]
+    with_nan = paired_over_seeds([np.r_[base[0], np.nan]], [np.r_[base[0], 1.0]])
     assert with_nan["pairs"] == 400
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
@@ -147,7 +158,7 @@ def test_every_model_runs_on_every_seed(finished):
 def test_grid_point_is_chosen_on_validation_and_test_is_scored_with_it(finished):
     config, result, _ = finished
     for run in result.runs_of("EASE"):
-        scores = [t["val_ndcg@100"] for t in run.tuning]
+        scores = [t[f"val_{config.selection_metric}"] for t in run.tuning]
         assert len(scores) == 3
         assert run.params == run.tuning[int(np.argmax(scores))]["params"]
         # the test figure is what the chosen setting gives on that seed's split, computed independently
@@ -171,7 +182,21 @@ def test_report_files_hold_the_same_numbers(finished):
     best = payload["paired"]["best"]
     assert best not in payload["paired"]["models"]
     assert set(payload["paired"]["models"]) == {"EASE", "VAE", "VAE-auto", "Popularity"} - {best}
-    assert "Popularity" in (folder / "results.md").read_text()
+    some = next(iter(payload["paired"]["models"].values()))["ndcg@50"]
+    assert some["seeds"] == 2 and len(some["per_seed"]) == 2 and "per-seed" in some["test"]
+    text = (folder / "results.md").read_text()
+    assert "Popularity" in text and "the unit is the seed" in text and "over the 2 split seeds" in text
+    assert "Recall@K divides a user's hits in the top K by min(K, test items)" in text
+    table = pd.read_csv(folder / "results.csv").set_index("model")
+    choices = json.loads(table.loc["EASE", "choices"])  # JSON once, not JSON inside JSON
+    assert sum(len(c["seeds"]) for c in choices) == 2 and all(isinstance(c["params"]["l2"], float) for c in choices)
+    assert json.loads(table.loc["EASE", "params"]) == choices[0]["params"]
+    assert table.loc["EASE", "tuned"] and not table.loc["VAE", "tuned"] and table.loc["VAE-auto", "tuned"]
+    rows = {}
+    for line in text.splitlines():  # the results table comes first, the paired table after it
+        if line.startswith("| "):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    assert "| chosen: l2=" in rows["EASE"] and "| fixed: " in rows["VAE"] and "| fixed: -" in rows["Popularity"]
 
 
 def test_popularity_is_clearly_beaten(finished):
@@ -196,7 +221,7 @@ def test_auto_beta_model_is_tested_with_the_beta_it_chose(finished):
     config, result, folder = finished
     for run in result.runs_of("VAE-auto"):
         chosen = run.auto_beta
-        peak = max(chosen["curve"], key=lambda r: r["ndcg@100"])
+        peak = max(chosen["curve"], key=lambda r: r[config.selection_metric])
         assert chosen["beta"] == peak["beta"] and run.params["beta_cap"] == chosen["beta"]
         assert run.params["total_anneal_steps"] == chosen["total_anneal_steps"]
         assert max(r["beta"] for r in run.history) <= chosen["beta"]
@@ -208,6 +233,20 @@ def test_auto_beta_model_is_tested_with_the_beta_it_chose(finished):
     saved = json.loads((folder / "results.json").read_text())["runs"]
     assert [r["auto_beta"]["beta"] for r in saved if r["model"] == "VAE-auto"] == [r.auto_beta["beta"] for r in result.runs_of("VAE-auto")]
     assert all("kl_per_dim" not in h and "active_units" in h for r in saved if r["model"] == "VAE" for h in r["history"])
+
+
+def test_presplit_benchmarks_default_to_the_lightgcn_recall_and_select_by_the_first_metric(tmp_path):
+    from recvae.evaluate import PRESPLIT_METRICS
+
+    text = 'dataset = "p"\n[data]\npath = "{0}"\ntest_path = "{0}"\n[split]\nprotocol = "presplit"\n[[models]]\nmodel = "EASE"\n'
+    (tmp_path / "log.csv").write_text("user,item\n1,2\n")
+    config = load_benchmark(write(tmp_path, text.format(tmp_path / "log.csv")))
+    assert config.metrics == PRESPLIT_METRICS == ("recall_full@20", "ndcg@20")
+    assert config.selection_metric == "recall_full@20"
+    strong = load_benchmark(write(tmp_path, BENCHMARK.replace('metrics = ["ndcg@50", "recall@20"]\n', "")))
+    assert strong.metrics == ("ndcg@100", "recall@20", "recall@50") and strong.selection_metric == "ndcg@100"
+    with pytest.raises(DataError, match="metrics must be a non-empty list"):
+        load_benchmark(write(tmp_path, BENCHMARK.replace('metrics = ["ndcg@50", "recall@20"]', "metrics = []")))
 
 
 def test_presplit_protocol_tunes_on_users_carved_from_training(tmp_path):
@@ -240,6 +279,9 @@ def test_cli_benchmark(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| EASE |" in printed and "Paired comparison" in printed
     assert json.loads((out / "tiny" / "results.json").read_text())["config"]["seeds"] == 1
+    one = (out / "tiny" / "results.md").read_text()
+    assert "split seed 98765." in one and "One split seed: no interval" in one and "1 split seeds" not in one
+    assert "over the test users of one seed" in one
     assert main(["benchmark", str(path), "--models", "SVD", "--no-tracking"]) == 2
     assert "unknown model" in capsys.readouterr().err
     report = (out / "tiny" / "results.md").read_text()

@@ -32,6 +32,23 @@ def test_train_prints_metrics_beside_popularity_and_saves(tmp_path, log_file, ca
     assert vae_line in again
 
 
+def test_presplit_files_are_scored_by_the_lightgcn_recall_unless_told(tmp_path, log_file, capsys):
+    import pandas as pd
+
+    log = pd.read_csv(log_file)
+    test = log.groupby("user").sample(frac=0.2, random_state=0)
+    log.drop(test.index).to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    args = ["train", "--model", "ease", "--data", str(tmp_path / "train.csv"), "--test-data", str(tmp_path / "test.csv"),
+            "--quiet", "--no-tracking"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model"))
+    assert header.split()[1:] == ["recall_full@20", "ndcg@20"]
+    assert main(args + ["--out", str(tmp_path / "b"), "--metrics", "recall@20, recall_full@20"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model"))
+    assert header.split()[1:] == ["recall@20", "recall_full@20"]
+
+
 def test_train_multdae_with_checkpoints_and_resume(tmp_path, log_file, capsys):
     ckpt = tmp_path / "ckpt"
     args = ["train", "--model", "multdae", "--data", str(log_file), "--out", str(tmp_path / "m"), "--checkpoint-dir", str(ckpt), *TINY]

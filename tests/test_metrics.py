@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recvae.score.metrics import hits, mean_and_se, ndcg_at_k, parse_metric, recall_at_k
+from recvae.score.metrics import hits, mean_and_se, ndcg_at_k, parse_metric, recall_at_k, recall_full_at_k
 
 
 def csr(rows, n_items=10):
@@ -29,6 +29,25 @@ def test_recall_divides_by_min_of_k_and_target_size():
     assert recall_at_k(top, target, 2).tolist() == [0.5, 1.0]
     # top 4: user 0 has items 0 and 2 -> 2 hits / min(4, 4)
     assert recall_at_k(top, target, 4).tolist() == [0.5, 1.0]
+
+
+def test_recall_full_divides_by_all_target_items_as_lightgcn_does():
+    top = np.array([[0, 1, 2, 3], [4, 5, 6, 7], [1, 2, 3, 4]])
+    target = csr([[0, 2, 8, 9], [5], []])
+    # user 0: 1 hit in the top 2 over all 4 targets (recall@2 says 1/2); user 1: 1/1
+    assert recall_full_at_k(top, target, 2)[:2].tolist() == [0.25, 1.0]
+    assert recall_at_k(top, target, 2)[:2].tolist() == [0.5, 1.0]
+    assert recall_full_at_k(top, target, 4)[:2].tolist() == [0.5, 1.0]
+    assert math.isnan(recall_full_at_k(top, target, 2)[2])
+    assert parse_metric("recall_full@20") == ("recall_full", 20)
+
+
+def test_protocol_default_metrics_and_the_cli_help_agree():
+    from recvae.cli import METRICS_HELP
+    from recvae.evaluate import DEFAULT_METRICS, PRESPLIT_METRICS, default_metrics
+
+    assert default_metrics("presplit") == PRESPLIT_METRICS and default_metrics("strong") == DEFAULT_METRICS
+    assert ",".join(DEFAULT_METRICS) in METRICS_HELP and ",".join(PRESPLIT_METRICS) in METRICS_HELP
 
 
 def test_ndcg_hand_computed():

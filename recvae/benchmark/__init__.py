@@ -13,7 +13,7 @@ from recvae.io import check_writable
 from recvae.benchmark.report import paired_comparisons, summarize, write_report
 from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark
 from recvae.benchmark.store import RunStore
-from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
+from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
 
 
 DEFAULT_OUT = "benchmark-results"
@@ -48,5 +48,5 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
 
 __all__ = [
     "BenchmarkConfig", "BenchmarkResult", "ModelRun", "ModelSpec", "benchmark", "confidence_interval", "environment",
-    "holm", "load_benchmark", "paired_comparisons", "paired_difference", "run_benchmark", "summarize", "write_report",
+    "holm", "load_benchmark", "paired_comparisons", "paired_over_seeds", "run_benchmark", "summarize", "write_report",
 ]

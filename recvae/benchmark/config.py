@@ -2,7 +2,8 @@
 
     dataset = "ml-1m"                      # results go to <out>/<dataset>/
     seeds = 5                              # split seeds: split.seed, split.seed + 1, ...
-    metrics = ["ndcg@100", "recall@20", "recall@50"]
+    metrics = ["ndcg@100", "recall@20", "recall@50"]   # default; presplit: ["recall_full@20", "ndcg@20"]
+    # selection_metric = "ndcg@100"        # default: the first metric
 
     [data]                                 # recvae.pipeline.DataSpec
     path = "../shared/data/ml-1m/user_movie_pairs.tsv.gz"
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.errors import DataError
+from recvae.evaluate import PRESPLIT_METRICS
 from recvae.score.metrics import parse_metric
 from recvae.pipeline import DataSpec, SplitSpec
 
@@ -155,16 +157,23 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
                                 params=entry.get("params", {}), grid=entry.get("grid", {}),
                                 auto_beta=entry.get("auto_beta", False)))
+    split = _section(payload, "split", SplitSpec, str(path))
+    metrics = payload.get("metrics")
+    if metrics is None:
+        metrics = PRESPLIT_METRICS if split.get("protocol") == "presplit" else BenchmarkConfig.metrics
+    if not isinstance(metrics, (list, tuple)) or not metrics:
+        raise DataError(f"{path}: metrics must be a non-empty list of names like \"ndcg@100\", not {metrics!r}")
+    metrics = tuple(metrics)
     try:
         return BenchmarkConfig(
             dataset=payload.get("dataset", path.stem),
             description=payload.get("description", ""),
             data=DataSpec.from_json(data),
-            split=SplitSpec(**_section(payload, "split", SplitSpec, str(path))),
+            split=SplitSpec(**split),
             models=tuple(models),
             seeds=seeds if seeds is not None else payload.get("seeds", 5),
-            metrics=tuple(payload.get("metrics", BenchmarkConfig.metrics)),
-            selection_metric=payload.get("selection_metric", BenchmarkConfig.selection_metric),
+            metrics=metrics,
+            selection_metric=payload.get("selection_metric", metrics[0] if metrics else None),
             curve_k=payload.get("curve_k", BenchmarkConfig.curve_k),
         )
     except (TypeError, ValueError) as exc:

@@ -13,18 +13,22 @@ import pandas as pd
 
 from recvae.environment import describe
 from recvae.benchmark.runner import BenchmarkResult
-from recvae.benchmark.statistics import confidence_interval, holm, paired_difference
+from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
 from recvae.io import write_atomic_bytes, write_atomic_json
+from recvae.score.metrics import DEFINITIONS
 from recvae.track.plots import auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, training_curves_figure
 
 
 def _label(metric: str) -> str:
     kind, _, k = metric.partition("@")
-    return {"ndcg": "NDCG", "recall": "Recall"}.get(kind, kind) + "@" + k
+    return {"ndcg": "NDCG", "recall": "Recall", "recall_full": "Recall_full"}.get(kind, kind) + "@" + k
 
 
 def summarize(result: BenchmarkResult) -> list[dict]:
-    """One row per model: mean and 95% half-interval over seeds of each metric, and mean seconds."""
+    """One row per model: mean and 95% half-interval over seeds of each metric, mean seconds, and the
+    hyperparameters: ``params`` the most frequent setting, ``choices`` every setting with its seeds
+    (one entry, and ``tuned`` False, for a model with nothing to choose)."""
+    specs = {m.name: m for m in result.config.models}
     rows = []
     for name in result.model_names:
         runs = result.runs_of(name)
@@ -33,38 +37,43 @@ def summarize(result: BenchmarkResult) -> list[dict]:
             row[metric], row[f"{metric}_ci95"] = confidence_interval([r.summary[metric] for r in runs])
         for key in ("train_seconds", "fit_seconds", "score_seconds"):
             row[key] = float(np.mean([getattr(r, key) for r in runs]))
+        spec = specs.get(name)
+        row["tuned"] = bool(spec is not None and (spec.grid or spec.auto_beta))
         settings = Counter(json.dumps(r.params, sort_keys=True) for r in runs)
         row["params"] = json.loads(settings.most_common(1)[0][0])
-        row["params_chosen"] = {k: v for k, v in settings.items()}
+        row["choices"] = [{"params": json.loads(k), "seeds": sorted(r.seed for r in runs if json.dumps(r.params, sort_keys=True) == k)}
+                          for k, _ in settings.most_common()]
         rows.append(row)
     return rows
 
 
 def paired_comparisons(result: BenchmarkResult, rows: list[dict]) -> dict:
-    """Every model against the best (by the first metric), paired over the same (seed, test user)."""
+    """Every model against the best (by the first metric) on the same test users of the seeds both ran,
+    by ``paired_over_seeds`` (the seed is the unit), Holm-adjusted over the models per metric."""
     first = result.config.metrics[0]
     best = max(rows, key=lambda r: r[first])["model"]
     out = {"best": best, "metric_order": list(result.config.metrics), "models": {}}
     others = [r["model"] for r in rows if r["model"] != best]
 
-    def values(name, metric, seeds):
+    def per_seed(name, metric, seeds):
         by_seed = {r.seed: r for r in result.runs_of(name)}
-        return np.concatenate([by_seed[s].per_user[metric] for s in seeds])
+        return [by_seed[s].per_user[metric] for s in seeds]
 
     def common(name):  # a partial report may hold more seeds of one model than of another
         return sorted({r.seed for r in result.runs_of(name)} & {r.seed for r in result.runs_of(best)})
 
     for metric in result.config.metrics:
-        diffs = {name: paired_difference(values(name, metric, common(name)), values(best, metric, common(name)))
+        diffs = {name: paired_over_seeds(per_seed(name, metric, common(name)), per_seed(best, metric, common(name)))
                  for name in others}
-        adjusted = holm([d["p_t"] for d in diffs.values()]) if diffs else []
+        adjusted = holm([d["p"] for d in diffs.values()]) if diffs else []
         for (name, d), p in zip(diffs.items(), adjusted):
             out["models"].setdefault(name, {})[metric] = {**d, "p_holm": p}
     return out
 
 
-def _cell(mean: float, half: float) -> str:
-    return f"{mean:.4f} ± {half:.4f}" if not math.isnan(half) else f"{mean:.4f}"
+def _cell(mean: float, half: float, signed: bool = False) -> str:
+    text = f"{mean:+.4f}" if signed else f"{mean:.4f}"
+    return f"{text} ± {half:.4f}" if not math.isnan(half) else text
 
 
 def _params_text(params: dict) -> str:
@@ -78,36 +87,48 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
     if config.description:
         lines += [config.description.strip(), ""]
     seeds = config.split_seeds()
+    seed_text = f"split seed {seeds[0]}" if len(seeds) == 1 else f"split seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})"
     lines += [
         f"Data: `{config.data.describe()}`. Protocol: {config.split.protocol}"
         + (f", {config.split.heldout_users} validation + {config.split.heldout_users} test users" if config.split.heldout_users else "")
-        + f", split seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}). Hyperparameters are chosen per seed on the "
+        + f", {seed_text}. Hyperparameters are chosen per seed on the "
         f"validation users by {_label(config.selection_metric)}; test users are scored once.",
         "",
         f"First seed's split: {result.splits.get(seeds[0], '-')}.",
         "",
-        "| model | " + " | ".join(_label(m) for m in metrics) + " | train s | fit s | score s | chosen setting |",
+        "| model | " + " | ".join(_label(m) for m in metrics) + " | train s | fit s | score s | setting |",
         "| --- " * (len(metrics) + 5) + "|",
     ]
     for row in sorted(rows, key=lambda r: -r[metrics[0]]):
         cells = [_cell(row[m], row[f"{m}_ci95"]) for m in metrics]
+        setting = ("chosen: " if row["tuned"] else "fixed: ") + _params_text(row["params"])
+        if len(row["choices"]) > 1:
+            setting += f" ({len(row['choices'][0]['seeds'])} of {row['seeds']} seeds)"
         lines.append(f"| {row['model']} | " + " | ".join(cells)
-                     + f" | {row['train_seconds']:.1f} | {row['fit_seconds']:.1f} | {row['score_seconds']:.1f} | {_params_text(row['params'])} |")
+                     + f" | {row['train_seconds']:.1f} | {row['fit_seconds']:.1f} | {row['score_seconds']:.1f} | {setting} |")
+    interval = (f"± is the half-width of the 95% Student-t interval over the {len(seeds)} split seeds."
+                if len(seeds) > 1 else "One split seed: no interval over seeds (run more seeds for one).")
+    kinds = dict.fromkeys(m.partition("@")[0] for m in (*metrics, config.selection_metric))
     lines += [
         "",
-        f"± is the half-width of the 95% Student-t interval over the {len(seeds)} split seeds (blank with one seed). "
-        "train s: every fit the model needed on one seed, grid included (mean over seeds); fit s: the chosen "
-        "setting's fit alone; score s: ranking the test users and computing the metrics and curves. "
-        "Chosen setting: the most frequent choice over seeds (all choices are in results.json).",
+        interval + " train s: every fit the model needed on one seed, grid included (mean over seeds); fit s: the "
+        "chosen setting's fit alone; score s: ranking the test users and computing the metrics and curves. "
+        "Setting: 'fixed' when the benchmark file leaves nothing to choose, else the choice made most often over "
+        "the seeds (every seed's choice is in results.json).",
+        "",
+        "Metrics: " + "; ".join(DEFINITIONS[k] for k in kinds if k in DEFINITIONS) + ".",
         "",
     ]
     if paired["models"]:
         best = paired["best"]
+        tests = {d["test"] for by_metric in paired["models"].values() for d in by_metric.values()}
         lines += [
             f"## Paired comparison with the best model ({best})",
             "",
-            "Difference model − best over the same test users of every seed, mean and 95% t interval; p from the "
-            "paired t-test, Holm-adjusted over the models (Wilcoxon signed-rank p in results.json).",
+            "Difference model − best on the same test users; with several seeds the unit is the seed (users recur "
+            "across seeds and share each seed's fitted model, so they are not independent): mean over seeds of the "
+            "per-seed mean difference, its 95% t interval, and the p of a one-sample t-test of the per-seed means, "
+            "Holm-adjusted over the models. Test used: " + "; ".join(sorted(tests)) + ".",
             "",
             "| model | " + " | ".join(f"Δ {_label(m)} | p" for m in metrics) + " |",
             "| --- " * (2 * len(metrics) + 1) + "|",
@@ -116,7 +137,7 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
             cells = []
             for m in metrics:
                 d = by_metric[m]
-                cells += [f"{d['mean']:+.4f} ± {d['ci']:.4f}", f"{d['p_holm']:.2g}"]
+                cells += [_cell(d["mean"], d["ci"], signed=True), f"{d['p_holm']:.2g}"]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     for name in result.model_names:
@@ -169,7 +190,9 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
              **{f"{m}_se": r.summary[f"{m}_se"] for m in metrics}, "train_seconds": r.train_seconds,
              "fit_seconds": r.fit_seconds, "score_seconds": r.score_seconds, "epochs": len(r.history),
              "params": json.dumps(r.params, sort_keys=True)} for r in result.runs]
-    table = pd.DataFrame([{**r, "params": json.dumps(r["params"], sort_keys=True), "params_chosen": json.dumps(r["params_chosen"])} for r in rows])
+    # one JSON value per cell: the most frequent setting, and every setting with the seeds that chose it
+    table = pd.DataFrame([{**r, "params": json.dumps(r["params"], sort_keys=True),
+                           "choices": json.dumps(r["choices"], sort_keys=True)} for r in rows])
     write_atomic_bytes(folder / "results.csv", table.to_csv(index=False).encode())
     write_atomic_bytes(folder / "runs.csv", pd.DataFrame(runs).to_csv(index=False).encode())
     payload = {
@@ -198,18 +221,23 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
         write_atomic_bytes(folder / filename, _png(figure))
         files.append(filename)
 
+    dataset = result.config.dataset
     if result.runs:
+        seeds = sorted({r.seed for r in result.runs})
+        over = f"split seed {seeds[0]}" if len(seeds) == 1 else f"mean over split seeds {seeds[0]}..{seeds[-1]}"
         save_figure("metrics_at_k.png", metric_curves_figure(
-            {name: {k: np.asarray(v) for k, v in c.items()} for name, c in payload["curves"].items()}))
+            {name: {k: np.asarray(v) for k, v in c.items()} for name, c in payload["curves"].items()},
+            f"{dataset}: test users, {over}"))
     for name in result.model_names:
         first = result.runs_of(name)[0]
+        title = f"{name}: {dataset}, split seed {first.seed}"
         if first.history:
-            save_figure(f"training_{_file_stem(name)}.png", training_curves_figure(first.history))
+            save_figure(f"training_{_file_stem(name)}.png", training_curves_figure(first.history, title))
         if first.history and "kl_per_dim" in first.history[0]:
-            save_figure(f"diagnostics_{_file_stem(name)}.png", diagnostics_figure(first.history))
+            save_figure(f"diagnostics_{_file_stem(name)}.png", diagnostics_figure(first.history, title))
         chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
         if chosen:
-            save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen))
+            save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen, f"auto-β of {name}: {dataset}"))
     if tracker is not None:
         for filename in files:
             tracker.log_artifact(folder / filename, "results")

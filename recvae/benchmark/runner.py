@@ -224,7 +224,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
                                        "run_score_seconds": run.score_seconds})
                     child.log_dict({"tuning": run.tuning}, "tuning.json")
-                    log_beta_diagnostics(child, run.history, run.auto_beta)
+                    log_beta_diagnostics(child, run.history, run.auto_beta, f"{spec.name}: {config.dataset}, split seed {seed}")
                 runs.append(run)
                 first = config.metrics[0]
                 report("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)

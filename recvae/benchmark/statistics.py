@@ -1,4 +1,4 @@
-"""Confidence intervals over split seeds and paired comparisons over (seed, test user) pairs."""
+"""Confidence intervals over split seeds and paired comparisons that respect the seeds' structure."""
 
 from __future__ import annotations
 
@@ -18,24 +18,44 @@ def confidence_interval(values, level: float = 0.95) -> tuple[float, float]:
     return float(values.mean()), float(half)
 
 
-def paired_difference(a, b, level: float = 0.95) -> dict:
-    """Compare two models scored on the same units (a[i] and b[i] are the same user and seed).
+def paired_over_seeds(a_by_seed, b_by_seed, level: float = 0.95) -> dict:
+    """Compare two models scored on the same test users of each split seed (``a_by_seed[s][i]`` and
+    ``b_by_seed[s][i]`` are one user of seed ``s``); users with a NaN in either are dropped.
 
-    Returns the mean of ``a - b``, its t interval, the paired t-test's and the Wilcoxon
-    signed-rank test's two-sided p-values, and the number of pairs. Pairs with a NaN are dropped.
+    (seed, user) pairs are not independent: users recur across seeds and all of a seed's users share one
+    fitted model. So with two or more seeds the unit is the seed: the mean of ``a - b`` over its users,
+    and a one-sample t-test of those per-seed means (seeds - 1 degrees of freedom). With one seed the
+    users are the only replication: a paired t-test over them, which speaks for these two fitted models
+    on this split, not for another split or another training run.
+
+    Returns the mean difference, its t interval's half-width, the two-sided p, the test's name, and the
+    numbers of seeds and user pairs.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"paired values must have the same shape, got {a.shape} and {b.shape}")
-    keep = ~(np.isnan(a) | np.isnan(b))
-    diff = a[keep] - b[keep]
-    mean, half = confidence_interval(diff, level)
-    if len(diff) < 2 or not np.any(diff):
-        p_t = p_wilcoxon = 1.0 if len(diff) >= 2 else float("nan")
+    per_seed, diffs = [], []
+    for a, b in zip(a_by_seed, b_by_seed, strict=True):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"paired values must have the same shape, got {a.shape} and {b.shape}")
+        keep = ~(np.isnan(a) | np.isnan(b))
+        diffs.append(a[keep] - b[keep])
+        if keep.any():
+            per_seed.append(float(diffs[-1].mean()))
+    if len(per_seed) >= 2:
+        units, test = np.asarray(per_seed), f"paired t-test over the {len(per_seed)} per-seed mean differences"
     else:
-        p_t = float(stats.ttest_1samp(diff, 0.0).pvalue)
-        p_wilcoxon = float(stats.wilcoxon(diff).pvalue)
-    return {"mean": mean, "ci": half, "p_t": p_t, "p_wilcoxon": p_wilcoxon, "pairs": int(len(diff))}
+        units = np.concatenate(diffs) if diffs else np.empty(0)
+        test = "paired t-test over the test users of one seed (no replication over splits)"
+    mean, half = confidence_interval(units, level)
+    if len(units) < 2:
+        p = float("nan")
+    elif not np.any(units):
+        p = 1.0
+    elif np.all(units == units[0]):  # no spread: t is infinite
+        p = 0.0
+    else:
+        p = float(stats.ttest_1samp(units, 0.0).pvalue)
+    return {"mean": mean, "ci": half, "p": p, "test": test, "seeds": len(per_seed),
+            "pairs": int(sum(len(d) for d in diffs)), "per_seed": per_seed}
 
 
 def holm(p_values: list[float]) -> list[float]:

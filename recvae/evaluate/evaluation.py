@@ -10,6 +10,14 @@ from recvae.score.metrics import METRICS, mean_and_se, metric_curves, parse_metr
 from recvae.split.base import HeldOut
 
 DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
+# Pre-split files come from the LightGCN line of papers: score them by that protocol's own Recall definition,
+# so the figures compare with the published ones.
+PRESPLIT_METRICS = ("recall_full@20", "ndcg@20")
+
+
+def default_metrics(protocol: str) -> tuple[str, ...]:
+    """The metrics a protocol is reported with unless others are asked for."""
+    return PRESPLIT_METRICS if protocol == "presplit" else DEFAULT_METRICS
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Ranking metrics as pure functions of (top-K item indices, target matrix).
 
-Definitions follow Liang et al. (2018): Recall@K divides the hits by
+Definitions follow Liang et al. (2018): Recall@K (``recall@K``) divides the hits by
 ``min(K, number of target items)``; NDCG@K uses binary relevance, a log2 discount
-and an ideal DCG over ``min(K, number of target items)`` positions.
+and an ideal DCG over ``min(K, number of target items)`` positions. The LightGCN/NGCF
+protocol divides the hits by all of a user's target items instead: that is
+``recall_full@K``, a different number whenever a user has more than K target items.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ def recall_at_k(top_items: np.ndarray, target: sp.csr_matrix, k: int) -> np.ndar
         return np.where(denom > 0, found / denom, np.nan)
 
 
+def recall_full_at_k(top_items: np.ndarray, target: sp.csr_matrix, k: int) -> np.ndarray:
+    """Per-user hits in the top K over all of the user's target items (LightGCN's Recall@K); NaN without targets."""
+    found = hits(top_items[:, :k], target).sum(axis=1)
+    denom = _n_target(target)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, found / denom, np.nan)
+
+
 def ndcg_at_k(top_items: np.ndarray, target: sp.csr_matrix, k: int) -> np.ndarray:
     """Per-user NDCG@K with binary relevance; users without target items get NaN."""
     top_items = top_items[:, :k]
@@ -46,14 +56,20 @@ def ndcg_at_k(top_items: np.ndarray, target: sp.csr_matrix, k: int) -> np.ndarra
         return np.where(idcg > 0, dcg / idcg, np.nan)
 
 
-METRICS = {"recall": recall_at_k, "ndcg": ndcg_at_k}
+METRICS = {"recall": recall_at_k, "recall_full": recall_full_at_k, "ndcg": ndcg_at_k}
+
+DEFINITIONS = {
+    "recall": "Recall@K divides a user's hits in the top K by min(K, test items) (Liang et al. 2018)",
+    "recall_full": "Recall_full@K divides them by all of the user's test items (the LightGCN protocol)",
+    "ndcg": "NDCG@K: binary relevance, log2 discount, ideal DCG over min(K, test items) positions",
+}
 
 
 def parse_metric(name: str) -> tuple[str, int]:
     """``"ndcg@100"`` -> ``("ndcg", 100)``."""
     kind, _, k = name.lower().partition("@")
     if kind not in METRICS or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"unknown metric {name!r}; expected e.g. ndcg@100 or recall@20")
+        raise ValueError(f"unknown metric {name!r}; expected e.g. ndcg@100, recall@20 or recall_full@20")
     return kind, int(k)
 
 

@@ -1,52 +1,82 @@
-"""Figures of training runs and benchmarks (matplotlib, imported only when a figure is drawn)."""
+"""Figures of training runs and benchmarks (matplotlib, imported only when a figure is drawn).
+
+Every figure takes a ``title`` naming what it shows (the dataset, the seed); legends sit outside the
+axes so no curve is hidden, and models differ by line style as well as colour."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
+# colour and dash cycle together, so lines that lie on one another stay distinguishable in print too
+_STYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
-def training_curves_figure(history: list[dict]):
-    """A PNG-ready figure of loss, KL, beta and validation metrics per epoch."""
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _styles():
+    for index in itertools.count():
+        yield {"color": f"C{index % 10}", "linestyle": _STYLES[index % len(_STYLES)],
+               "marker": _MARKERS[index % len(_MARKERS)]}
+
+
+def _finish(fig, title: str, legend_axis=None) -> None:
+    """Title over the panels and, when there is one, the legend to the right of the last panel."""
+    if legend_axis is not None and legend_axis.get_legend_handles_labels()[0]:
+        legend_axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+
+
+def _has_values(history: list[dict], key: str) -> bool:
+    return any(isinstance(r.get(key), (int, float)) and not math.isnan(r[key]) for r in history)
+
+
+def training_curves_figure(history: list[dict], title: str = ""):
+    """Loss, KL and β (those the model records; Mult-DAE has no KL or β) and the validation metrics per epoch."""
+    plt = _pyplot()
     epochs = [r["epoch"] for r in history]
-    panels = [("loss", "loss"), ("kl", "KL"), ("beta", "β")]
+    panels = [(key, label) for key, label in (("loss", "training loss (per user)"), ("kl", "KL (nats per user)"),
+                                              ("beta", "β (KL weight)")) if _has_values(history, key)]
     val_keys = [k for k in history[0] if k.startswith("val_") and not k.endswith("_se")] if history else []
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1), 3.2))
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4 * (len(panels) + 1) + 1.2, 3.4), squeeze=False)
+    axes = axes[0]
     for ax, (key, label) in zip(axes, panels):
         ax.plot(epochs, [r.get(key, float("nan")) for r in history])
-        ax.set_title(label)
+        ax.set_ylabel(label)
+    validation = axes[-1]
+    for key, style in zip(val_keys, _styles()):
+        validation.plot(epochs, [r[key] for r in history], label=key[4:], markevery=max(1, len(epochs) // 8), **style)
+    validation.set_ylabel("validation score" if val_keys else "no validation users")
+    for ax in axes:
         ax.set_xlabel("epoch")
-    for key in val_keys:
-        axes[-1].plot(epochs, [r[key] for r in history], label=key[4:])
-    axes[-1].set_title("validation")
-    axes[-1].set_xlabel("epoch")
-    if val_keys:
-        axes[-1].legend()
-    fig.tight_layout()
+    _finish(fig, title, validation)
     return fig
 
 
-
-def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]]):
-    """Recall@K and NDCG@K against K, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for name, curves in curves_by_model.items():
+def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]], title: str = ""):
+    """Recall@K and NDCG@K of the test users against K, one line per model."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (name, curves), style in zip(curves_by_model.items(), _styles()):
         for ax, metric in zip(axes, ("recall", "ndcg")):
-            ax.plot(np.arange(1, len(curves[metric]) + 1), curves[metric], label=name)
-    for ax, label in zip(axes, ("Recall@K", "NDCG@K")):
-        ax.set_title(label)
-        ax.set_xlabel("K")
-        ax.legend()
-    fig.tight_layout()
+            k = np.arange(1, len(curves[metric]) + 1)
+            ax.plot(k, curves[metric], label=name, markevery=max(1, len(k) // 10), markersize=4, **style)
+    for ax, label in zip(axes, ("Recall@K (hits / min(K, test items))", "NDCG@K")):
+        ax.set_xlabel("K (length of the recommendation list)")
+        ax.set_ylabel(label)
+    _finish(fig, title, axes[-1])
     return fig
 
 
@@ -55,53 +85,42 @@ def auto_beta_peak(result: dict) -> dict:
     return next(r for r in result["curve"] if r["epoch"] == result["peak_epoch"])
 
 
-def auto_beta_figure(curves: dict[str, dict]):
+def auto_beta_figure(curves: dict[str, dict], title: str = ""):
     """Validation score against β of auto-β anneal runs (``AutoBetaResult.to_json()`` by label),
     each run's chosen β marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     metric = None
-    for label, result in curves.items():
+    for (label, result), style in zip(curves.items(), _styles()):
         metric = result["metric"]
-        line, = ax.plot([r["beta"] for r in result["curve"]], [r[metric] for r in result["curve"]], label=label, lw=1)
         peak = auto_beta_peak(result)
-        ax.plot([peak["beta"]], [peak[metric]], "o", color=line.get_color())
+        ax.plot([r["beta"] for r in result["curve"]], [r[metric] for r in result["curve"]], lw=1,
+                label=f"{label}: β = {peak['beta']:.2f}", color=style["color"], linestyle=style["linestyle"])
+        ax.plot([peak["beta"]], [peak[metric]], marker=style["marker"], color=style["color"])
     ax.set_xlabel("β (annealed linearly from 0 to 1)")
     ax.set_ylabel(f"validation {metric}")
-    ax.set_title("auto-β: chosen β at each run's peak")
-    if len(curves) > 1:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
+    _finish(fig, title or "auto-β: the β at each run's peak", ax)
     return fig
 
 
-def diagnostics_figure(history: list[dict]):
+def diagnostics_figure(history: list[dict], title: str = ""):
     """Posterior diagnostics per epoch: active units and mean posterior variance, and the KL of
     every latent dimension (sorted by its last-epoch KL) as a heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     epochs = [r["epoch"] for r in history]
     kl = np.asarray([r["kl_per_dim"] for r in history])
     kl = kl[:, np.argsort(-kl[-1])]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(epochs, [r["active_units"] for r in history])
     axes[0].set_ylim(0, kl.shape[1] * 1.05)
-    axes[0].set_title(f"active units (of {kl.shape[1]})")
+    axes[0].set_ylabel(f"active units (of {kl.shape[1]})")
     axes[1].plot(epochs, [r["posterior_variance"] for r in history])
-    axes[1].set_title("mean posterior variance")
+    axes[1].set_ylabel("mean posterior variance")
     image = axes[2].imshow(kl.T, aspect="auto", origin="lower", cmap="viridis",
                            extent=(epochs[0] - 0.5, epochs[-1] + 0.5, -0.5, kl.shape[1] - 0.5))
-    axes[2].set_title("KL per latent dimension (nats)")
-    axes[2].set_ylabel("dimension, by final KL")
-    fig.colorbar(image, ax=axes[2])
+    axes[2].set_ylabel("latent dimension, by final KL")
+    fig.colorbar(image, ax=axes[2], label="KL (nats)")
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
+    _finish(fig, title)
     return fig

@@ -211,15 +211,15 @@ def start_tracking(config: TrackingConfig, run_name: str) -> Tracker | NullTrack
     return Tracker(config, run_name) if config.enabled else NullTracker()
 
 
-def log_beta_diagnostics(tracker, history: list[dict], chosen_beta: dict | None = None) -> None:
+def log_beta_diagnostics(tracker, history: list[dict], chosen_beta: dict | None = None, title: str = "") -> None:
     """The per-dimension KL of every epoch and, for auto-β, the chosen β and its curve, as MLflow
-    artifacts (the scalar diagnostics are already per-epoch metrics)."""
+    artifacts (the scalar diagnostics are already per-epoch metrics); ``title`` heads the figures."""
     if history and "kl_per_dim" in history[0]:
         tracker.log_dict({"kl_per_dim": [r["kl_per_dim"] for r in history]}, "kl_per_dim.json")
         if tracker.run_id:  # matplotlib only when a run records it
-            tracker.log_figure(diagnostics_figure(history), "plots/posterior_diagnostics.png")
+            tracker.log_figure(diagnostics_figure(history, title), "plots/posterior_diagnostics.png")
     if chosen_beta:
         tracker.log_metrics({"auto_beta": chosen_beta["beta"]})
         tracker.log_dict(chosen_beta, "auto_beta.json")
         if tracker.run_id:
-            tracker.log_figure(auto_beta_figure({"anneal run": chosen_beta}), "plots/auto_beta.png")
+            tracker.log_figure(auto_beta_figure({"anneal run": chosen_beta}, title), "plots/auto_beta.png")
