@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -256,8 +258,10 @@ def cmd_recommend(args) -> int:
 
     try:
         index, n_shards = (int(p) for p in args.shard.split("/"))
+        if not 0 <= index < n_shards:
+            raise ValueError
     except ValueError:
-        raise ValueError(f"--shard {args.shard!r}: expected i/n, e.g. 0/4") from None
+        raise ValueError(f"--shard {args.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
     if args.batch_users < 1 or args.top_n < 1:
         raise ValueError(f"--batch-users {args.batch_users} and --top-n {args.top_n}: expected at least 1 each")
     check_writable(args.out, "the output")
@@ -324,13 +328,23 @@ def cmd_download(args) -> int:
 def cmd_generate(args) -> int:
     from recvae.data import SyntheticLog, generate_log
 
-    frame = generate_log(SyntheticLog(n_users=args.users, n_items=args.items, seed=args.seed))
+    from recvae.io import check_writable, write_atomic_bytes
+
     out = Path(args.out)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
+    text_suffix = out.suffixes[-2] if out.suffix == ".gz" and len(out.suffixes) > 1 else out.suffix
+    if text_suffix not in (".csv", ".tsv", ".parquet") or (out.suffix == ".gz" and text_suffix == ".parquet"):
+        raise ValueError(f"--out {out}: name a .csv, .tsv or .parquet file (.csv.gz and .tsv.gz are compressed)")
+    check_writable(out, "the log")
+    config = SyntheticLog(n_users=args.n_users, n_items=args.n_items, seed=args.seed)  # checked before any work
+    frame = generate_log(config)
+    buffer = io.BytesIO()
+    if text_suffix == ".parquet":
+        frame.to_parquet(buffer, index=False)
     else:
-        frame.to_csv(out, index=False, sep="\t" if ".tsv" in out.suffixes else ",")
-    print(f"wrote {len(frame)} interactions of {args.users} users and {args.items} items to {out}")
+        frame.to_csv(buffer, index=False, sep="\t" if text_suffix == ".tsv" else ",",
+                     compression={"method": "gzip", "mtime": 0} if out.suffix == ".gz" else None)
+    write_atomic_bytes(out, buffer.getvalue())
+    print(f"wrote {len(frame)} interactions of {args.n_users} users and {args.n_items} items to {out}")
     return 0
 
 
@@ -439,8 +453,8 @@ def _add_generate(sub, common) -> None:
         formatter_class=_DefaultsFormatter,
     )
     generate.add_argument("--out", required=True, help="file to write: .csv, .tsv or .parquet (.gz ok for text)")
-    generate.add_argument("--users", type=int, default=6000, help="number of users")
-    generate.add_argument("--items", type=int, default=3000, help="number of items")
+    generate.add_argument("--users", dest="n_users", metavar="N", type=int, default=6000, help="number of users")
+    generate.add_argument("--items", dest="n_items", metavar="N", type=int, default=3000, help="number of items")
     generate.add_argument("--seed", type=int, default=20180423, help="seed of the generator")
     generate.set_defaults(func=cmd_generate)
 
@@ -492,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except (RecvaeError, ValueError) as exc:
-        print(f"recvae: error: {exc}", file=sys.stderr)
+        # a benchmark's errors name its TOML file and key, not flags
+        message = str(exc) if args.command == "benchmark" else _with_flags(str(exc), _subparser(parser, args.command))
+        print(f"recvae: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full or read-only disk, a folder where a file is meant: one line, no traceback
         where = f"{exc.filename}: " if exc.filename else ""
@@ -500,6 +516,31 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
+def _with_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """The library names its parameters as Python does (``batch_size must be at least 1``,
+    ``min_rating=4.0 asked for``); on the command line the user typed flags, so name those:
+    ``name=value`` becomes ``--flag value``, and a parameter named as the subject of a rule
+    (``name must``, ``name >= 1``, ``name needs``) gets ``(--flag)`` beside it.
+    A message that already names the flag is left as it is."""
+    for action in parser._actions:
+        flags = [s for s in action.option_strings if s.startswith("--")]
+        if not flags or action.dest in ("help", "version") or flags[0] in message:
+            continue
+        flag, name = flags[0], action.dest.removeprefix("cfg_")
+        edge = r"(?<![\w\-.'\"])"
+        if action.nargs == 0:  # a switch: name=True is the switch itself
+            message = re.sub(rf"{edge}{re.escape(name)}=True\b", flag, message)
+        message = re.sub(rf"{edge}{re.escape(name)}=", f"{flag} ", message)
+        if flag not in message:
+            message = re.sub(rf"{edge}{re.escape(name)}(?=\s+(?:must|needs|requested)\b|\s+[<>]=?)", f"{name} ({flag})", message)
+    return message
 
 
 def _interrupt(signum, frame):

@@ -74,6 +74,10 @@ class SplitSpec:
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction={self.holdout_fraction} must lie strictly between 0 and 1")
+        if self.heldout_users is not None and self.heldout_users < 1:
+            raise ValueError(f"heldout_users={self.heldout_users} must be at least 1 (or None for 10% of the users)")
 
 
 def read_frame(spec: DataSpec, path: str | None = None):
@@ -96,10 +100,14 @@ def prepare_split(data: DataSpec, split: SplitSpec) -> tuple[Split, Interactions
         test = preprocess(read_frame(data, data.test_path), dataclasses.replace(data.preprocessing, min_user_interactions=0), data.test_path)
         return presplit(train, test), None
     if data.test_path is not None:
-        raise DataError(f"a test file was given, but protocol {split.protocol!r} splits one file; use protocol 'presplit'")
+        raise DataError(f"a test file was given, but protocol {split.protocol!r} splits one file; use protocol=presplit")
     interactions = Interactions.from_frame(preprocess(read_frame(data), data.preprocessing, data.describe()))
     if split.protocol == "strong":
         n = split.heldout_users if split.heldout_users is not None else max(1, round(0.1 * interactions.n_users))
+        if interactions.n_users <= 2 * n:
+            given = f"heldout_users={n}" if split.heldout_users is not None else f"10% of the users ({n})"
+            raise DataError(f"{data.describe()}: {interactions.n_users} users cannot give {given} validation and as many "
+                            "test users and still leave users to train on")
         return strong_generalization_split(interactions, n, holdout_fraction=split.holdout_fraction, seed=split.seed), interactions
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
 

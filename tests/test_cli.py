@@ -103,7 +103,7 @@ def test_unknown_hyperparameter_for_model_and_resume_without_dir(tmp_path, log_f
     assert main(["train", "--model", "multvae", "--data", str(log_file), "--resume", *TINY]) == 2
     assert "resume (--resume) needs checkpoint_dir (--checkpoint-dir)" in capsys.readouterr().err
     assert main(["train", "--data", str(log_file), "--dropout", "2", *TINY]) == 2
-    assert "dropout must lie in [0, 1)" in capsys.readouterr().err
+    assert "dropout (--dropout) must lie in [0, 1)" in capsys.readouterr().err
     assert main(["train", "--model", "multdae", "--data", str(log_file), "--beta-cap", "0.3", *TINY]) == 2
     assert "MultDAE has no hyperparameter(s) ['beta_cap']" in capsys.readouterr().err
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.errors import DataError
-from recvae.evaluate import PRESPLIT_METRICS
+from recvae.evaluate import DEFAULT_METRICS, PRESPLIT_METRICS
 from recvae.score.metrics import parse_metric
 from recvae.pipeline import DataSpec, SplitSpec
 
@@ -98,6 +98,12 @@ class BenchmarkConfig:
                 parse_metric(metric)
             except ValueError as exc:
                 raise DataError(str(exc)) from None
+        for model in self.models:  # the epoch history must hold the metric the refit's epoch count is read from
+            own = model.params.get("validation_metric", model.grid.get("validation_metric"))
+            if own is not None and self.selection_metric not in (DEFAULT_METRICS + tuple(own if isinstance(own, list) else [own])):
+                raise DataError(f"model {model.name!r}: validation_metric {own!r} leaves selection_metric "
+                                f"{self.selection_metric!r} out of its epoch history; drop validation_metric (the "
+                                "benchmark's selection metric is then used) or make them agree")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise DataError(f"model names must be unique, got {names}")

@@ -94,7 +94,18 @@ def fetch(manifest: DatasetManifest, cache_dir: str | Path | None = None) -> Pat
     if target.exists():
         _verify_member(manifest, target)
         return target
+    created = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _download(manifest, target)
+    except BaseException:
+        if created and not any(target.parent.iterdir()):  # a failed first download leaves no trace
+            target.parent.rmdir()
+        raise
+
+
+def _download(manifest: DatasetManifest, target: Path) -> Path:
+    """Download, verify and extract into ``target``, through a temporary folder beside it."""
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         archive = Path(tmp) / "archive"
         log.info("downloading %s from %s", manifest.name, manifest.url)

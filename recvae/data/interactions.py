@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), sou
         frame = frame.loc[counts >= config.min_user_interactions]
     if frame.empty:
         raise DataError(
-            f"{source}: no interaction left after preprocessing ({before} rows before; {config})"
+            f"{source}: no interaction left after preprocessing ({before} rows before; "
+            + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)) + ")"
         )
     log.info("%s: %d of %d rows kept after preprocessing", source, len(frame), before)
     return frame.reset_index(drop=True)

@@ -230,7 +230,7 @@ def iter_interactions(
         except UnicodeDecodeError as exc:
             raise _decoding_error(path, encoding, exc) from None
         except LookupError:
-            raise DataError(f"{path}: unknown encoding {encoding!r}") from None
+            raise DataError(f"{path}: encoding={encoding!r} is not a text encoding Python knows") from None
 
 
 def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kinds: dict) -> Iterator[pd.DataFrame]:
