@@ -82,15 +82,26 @@ def _params_text(params: dict) -> str:
 
 def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> str:
     config = result.config
-    metrics = config.metrics
     lines = [f"# {config.dataset}: benchmark", ""]
     if config.description:
         lines += [config.description.strip(), ""]
+    lines += _results_section(result, rows) + _paired_section(paired, config.metrics) + _auto_beta_sections(result)
+    for name, reason in result.skipped.items():
+        lines += [f"Not run: {name} ({reason}).", ""]
+    lines += [f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
+    return "\n".join(lines)
+
+
+def _results_section(result: BenchmarkResult, rows) -> list[str]:
+    """The protocol in words, the table of test metrics over seeds, and what its columns mean."""
+    config = result.config
+    metrics = config.metrics
     seeds = config.split_seeds()
     seed_text = f"split seed {seeds[0]}" if len(seeds) == 1 else f"split seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})"
-    lines += [
+    heldout = config.split.heldout_users
+    lines = [
         f"Data: `{config.data.describe()}`. Protocol: {config.split.protocol}"
-        + (f", {config.split.heldout_users} validation + {config.split.heldout_users} test users" if config.split.heldout_users else "")
+        + (f", {heldout} validation + {heldout} test users" if heldout else "")
         + f", {seed_text}. Hyperparameters are chosen per seed on the "
         f"validation users by {_label(config.selection_metric)}; test users are scored once.",
         "",
@@ -109,7 +120,7 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
     interval = (f"± is the half-width of the 95% Student-t interval over the {len(seeds)} split seeds."
                 if len(seeds) > 1 else "One split seed: no interval over seeds (run more seeds for one).")
     kinds = dict.fromkeys(m.partition("@")[0] for m in (*metrics, config.selection_metric))
-    lines += [
+    return lines + [
         "",
         interval + " train s: every fit the model needed on one seed, grid included (mean over seeds); fit s: the "
         "chosen setting's fit alone; score s: ranking the test users and computing the metrics and curves. "
@@ -119,48 +130,53 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
         "Metrics: " + "; ".join(DEFINITIONS[k] for k in kinds if k in DEFINITIONS) + ".",
         "",
     ]
-    if paired["models"]:
-        best = paired["best"]
-        tests = {d["test"] for by_metric in paired["models"].values() for d in by_metric.values()}
-        lines += [
-            f"## Paired comparison with the best model ({best})",
-            "",
-            "Difference model − best on the same test users; with several seeds the unit is the seed (users recur "
-            "across seeds and share each seed's fitted model, so they are not independent): mean over seeds of the "
-            "per-seed mean difference, its 95% t interval, and the p of a one-sample t-test of the per-seed means, "
-            "Holm-adjusted over the models. Test used: " + "; ".join(sorted(tests)) + ".",
-            "",
-            "| model | " + " | ".join(f"Δ {_label(m)} | p" for m in metrics) + " |",
-            "| --- " * (2 * len(metrics) + 1) + "|",
-        ]
-        for name, by_metric in paired["models"].items():
-            cells = []
-            for m in metrics:
-                d = by_metric[m]
-                cells += [_cell(d["mean"], d["ci"], signed=True), f"{d['p_holm']:.2g}"]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
+
+
+def _paired_section(paired: dict, metrics) -> list[str]:
+    if not paired["models"]:
+        return []
+    tests = {d["test"] for by_metric in paired["models"].values() for d in by_metric.values()}
+    lines = [
+        f"## Paired comparison with the best model ({paired['best']})",
+        "",
+        "Difference model − best on the same test users; with several seeds the unit is the seed (users recur "
+        "across seeds and share each seed's fitted model, so they are not independent): mean over seeds of the "
+        "per-seed mean difference, its 95% t interval, and the p of a one-sample t-test of the per-seed means, "
+        "Holm-adjusted over the models. Test used: " + "; ".join(sorted(tests)) + ".",
+        "",
+        "| model | " + " | ".join(f"Δ {_label(m)} | p" for m in metrics) + " |",
+        "| --- " * (2 * len(metrics) + 1) + "|",
+    ]
+    for name, by_metric in paired["models"].items():
+        cells = []
+        for m in metrics:
+            d = by_metric[m]
+            cells += [_cell(d["mean"], d["ci"], signed=True), f"{d['p_holm']:.2g}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _auto_beta_sections(result: BenchmarkResult) -> list[str]:
+    lines = []
     for name in result.model_names:
         chosen = [(r.seed, r.auto_beta) for r in result.runs_of(name) if r.auto_beta]
-        if chosen:
-            lines += [
-                f"## Auto-β: {name}",
-                "",
-                "Per seed, one run anneals β linearly from 0 to 1 over all its epochs (validated every epoch); the β of "
-                f"its best validation {_label(config.selection_metric)} becomes the cap of the model that is tested "
-                f"(plot: auto_beta_{_file_stem(name)}.png).",
-                "",
-                "| seed | chosen β | at epoch | validation at the peak |",
-                "| --- | --- | --- | --- |",
-            ]
-            for seed, a in chosen:
-                peak = auto_beta_peak(a)
-                lines.append(f"| {seed} | {a['beta']:.3f} | {a['peak_epoch']} of {len(a['curve'])} | {peak[a['metric']]:.4f} |")
-            lines.append("")
-    for name, reason in result.skipped.items():
-        lines += [f"Not run: {name} ({reason}).", ""]
-    lines += [f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
-    return "\n".join(lines)
+        if not chosen:
+            continue
+        lines += [
+            f"## Auto-β: {name}",
+            "",
+            "Per seed, one run anneals β linearly from 0 to 1 over all its epochs (validated every epoch); the β of "
+            f"its best validation {_label(result.config.selection_metric)} becomes the cap of the model that is "
+            f"tested (plot: auto_beta_{_file_stem(name)}.png).",
+            "",
+            "| seed | chosen β | at epoch | validation at the peak |",
+            "| --- | --- | --- | --- |",
+        ]
+        for seed, a in chosen:
+            peak = auto_beta_peak(a)
+            lines.append(f"| {seed} | {a['beta']:.3f} | {a['peak_epoch']} of {len(a['curve'])} | {peak[a['metric']]:.4f} |")
+        lines.append("")
+    return lines
 
 
 def _file_stem(model_name: str) -> str:
@@ -175,6 +191,34 @@ def _png(figure) -> bytes:
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _write_figures(result: BenchmarkResult, folder: Path, curves: dict) -> list[str]:
+    """The PNGs of a finished benchmark (metrics against K; per model its first seed's training curves and
+    posterior diagnostics, and its auto-β curves); returns their file names."""
+    files = []
+
+    def save_figure(filename: str, figure) -> None:
+        write_atomic_bytes(folder / filename, _png(figure))
+        files.append(filename)
+
+    dataset = result.config.dataset
+    if result.runs:
+        seeds = sorted({r.seed for r in result.runs})
+        over = f"split seed {seeds[0]}" if len(seeds) == 1 else f"mean over split seeds {seeds[0]}..{seeds[-1]}"
+        save_figure("metrics_at_k.png", metric_curves_figure(
+            {name: {k: np.asarray(v) for k, v in c.items()} for name, c in curves.items()}, f"{dataset}: test users, {over}"))
+    for name in result.model_names:
+        first = result.runs_of(name)[0]
+        title = f"{name}: {dataset}, split seed {first.seed}"
+        if first.history:
+            save_figure(f"training_{_file_stem(name)}.png", training_curves_figure(first.history, title))
+        if first.history and "kl_per_dim" in first.history[0]:
+            save_figure(f"diagnostics_{_file_stem(name)}.png", diagnostics_figure(first.history, title))
+        chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
+        if chosen:
+            save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen, f"auto-β of {name}: {dataset}"))
+    return files
 
 
 def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None,
@@ -215,29 +259,7 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
     write_atomic_bytes(folder / "results.md", text.encode())
     if partial:
         return folder
-    files = ["results.md", "results.csv", "runs.csv", "results.json"]
-
-    def save_figure(filename: str, figure) -> None:
-        write_atomic_bytes(folder / filename, _png(figure))
-        files.append(filename)
-
-    dataset = result.config.dataset
-    if result.runs:
-        seeds = sorted({r.seed for r in result.runs})
-        over = f"split seed {seeds[0]}" if len(seeds) == 1 else f"mean over split seeds {seeds[0]}..{seeds[-1]}"
-        save_figure("metrics_at_k.png", metric_curves_figure(
-            {name: {k: np.asarray(v) for k, v in c.items()} for name, c in payload["curves"].items()},
-            f"{dataset}: test users, {over}"))
-    for name in result.model_names:
-        first = result.runs_of(name)[0]
-        title = f"{name}: {dataset}, split seed {first.seed}"
-        if first.history:
-            save_figure(f"training_{_file_stem(name)}.png", training_curves_figure(first.history, title))
-        if first.history and "kl_per_dim" in first.history[0]:
-            save_figure(f"diagnostics_{_file_stem(name)}.png", diagnostics_figure(first.history, title))
-        chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
-        if chosen:
-            save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen, f"auto-β of {name}: {dataset}"))
+    files = ["results.md", "results.csv", "runs.csv", "results.json"] + _write_figures(result, folder, payload["curves"])
     if tracker is not None:
         for filename in files:
             tracker.log_artifact(folder / filename, "results")
