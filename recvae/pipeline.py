@@ -104,11 +104,11 @@ def prepare_split(data: DataSpec, split: SplitSpec) -> tuple[Split, Interactions
     interactions = Interactions.from_frame(preprocess(read_frame(data), data.preprocessing, data.describe()))
     if split.protocol == "strong":
         n = split.heldout_users if split.heldout_users is not None else max(1, round(0.1 * interactions.n_users))
-        if interactions.n_users <= 2 * n:
-            given = f"heldout_users={n}" if split.heldout_users is not None else f"10% of the users ({n})"
-            raise DataError(f"{data.describe()}: {interactions.n_users} users cannot give {given} validation and as many "
-                            "test users and still leave users to train on")
-        return strong_generalization_split(interactions, n, holdout_fraction=split.holdout_fraction, seed=split.seed), interactions
+        try:
+            return strong_generalization_split(interactions, n, holdout_fraction=split.holdout_fraction, seed=split.seed), interactions
+        except DataError as error:
+            default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
+            raise DataError(f"{data.describe()}: {error}{default}") from None
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
 
 

@@ -36,8 +36,8 @@ def strong_generalization_split(
         raise DataError("holdout_fraction must lie strictly between 0 and 1")
     if data.n_users <= 2 * n_heldout_users:
         raise DataError(
-            f"{data.n_users} users cannot give {n_heldout_users} validation and {n_heldout_users} "
-            "test users and still leave users to train on"
+            f"heldout_users={n_heldout_users}: {data.n_users} users cannot give {n_heldout_users} validation and "
+            f"{n_heldout_users} test users and still leave users to train on"
         )
     rng = np.random.default_rng(seed)
     order = rng.permutation(data.n_users)
