@@ -173,7 +173,7 @@ def test_every_trial_of_a_search_is_a_child_run(server, log_file, tmp_path):
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(int(r.data.tags["trial.number"]) for r in trials) == [0, 1, 2]
     assert all(r.data.tags["trial.state"] in ("complete", "pruned") and "params.learning_rate" in r.data.params
-               for r in trials)
+               and r.info.status == "FINISHED" for r in trials)
     curve = client.get_metric_history(trials[0].info.run_id, "val_ndcg_at_100")
     assert [m.step for m in curve] == [1, 2, 3]  # the per-epoch validation curve
     assert "tuned" in {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -154,3 +154,11 @@ def test_a_benchmark_gives_every_model_the_same_trial_budget(tmp_path, seeds):
     assert (folder / "studies.db").exists() and (folder / "search_EASE.png").exists()
     row = next(line for line in text.splitlines() if line.startswith("| EASE |"))
     assert "| 3 |" in row and "chosen: l2=" in row
+
+
+def test_a_study_of_another_search_is_not_resumed_into(small_split, tmp_path):
+    _ease_study(small_split, tmp_path, trials=2)
+    space = parse_space({"l2": {"low": 1.0, "high": 10.0}}, EASE.config_class, "test")
+    with pytest.raises(DataError, match="study 's' was run with other space"):
+        run_study(lambda p: EASE(**p), space, {}, small_split.train, small_split.validation, "ndcg@100",
+                  SearchConfig(trials=2), sqlite_url(tmp_path / "studies.db"), "s")

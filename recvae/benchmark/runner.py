@@ -147,7 +147,9 @@ def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkC
         return model, chosen, [], seconds, seconds, None
     study = run_study(lambda params: build_model(spec, params, metric), spec.space(), spec.params, tune_on.train,
                       tune_on.validation, metric, config.search, storage, f"{config.dataset}/{spec.name}/seed {seed}",
-                      resume=resume, tracker=tracker, report=report)
+                      resume=resume, tracker=tracker, report=report,
+                      identity={"model": spec.model, "data": config.data.to_json(), "split": dataclasses.asdict(config.split),
+                                "seed": seed})
     on_fit()
     tuning = [{"params": t["params"], f"val_{metric}": t["value"], "last": t["last"], "state": t["state"],
                "epochs": t["epochs"], "seconds": t["seconds"]} for t in study.trials]

@@ -86,7 +86,9 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
                             "split": dataclasses.asdict(spec.split)})
         result = run_study(lambda params: _build(model_class, params, metric), space, spec.params, tune_on.train,
                            tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
-                           resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]))
+                           resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
+                           identity={"model": model_class.name, "data": spec.data.to_json(),
+                                     "split": dataclasses.asdict(spec.split)})
         tracker.log_metrics({f"best_val_{metric}": result.best_score, "trials": result.budget_used})
         pruned = sum(t["state"] == "pruned" for t in result.trials)
         header = (f"recvae tune: best validation {metric} {result.best_score:.4f} of {result.budget_used} trials "

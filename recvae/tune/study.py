@@ -7,6 +7,8 @@ Trials see the validation users only; choosing the setting and scoring the test 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 import time
@@ -95,6 +97,17 @@ def _finished(study, optuna) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in done]
 
 
+def _check_identity(study, storage: str, identity: dict) -> None:
+    recorded = study.user_attrs.get("identity")
+    identity = json.loads(json.dumps(identity, default=str))
+    if recorded is None:
+        study.set_user_attr("identity", identity)
+    elif recorded != identity:
+        changed = sorted(k for k in set(recorded) | set(identity) if recorded.get(k) != identity.get(k))
+        raise DataError(f"{storage}: study {study.study_name!r} was run with other {', '.join(changed)}; resuming it "
+                        "would mix trials of two searches: use another storage (or output file), or remove that study")
+
+
 def _abandon_running(study, optuna) -> None:
     """Trials a killed process left RUNNING will never finish: mark them failed, so the budget counts
     only finished ones and they are not waited for."""
@@ -112,12 +125,15 @@ def _trial_record(trial) -> dict:
 
 def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension], fixed: dict, train, validation: HeldOut,
               metric: str, search: SearchConfig, storage: str, study_name: str, resume: bool = True, tracker=None,
-              report: Callable = log.info) -> StudyResult:
+              report: Callable = log.info, identity: dict | None = None) -> StudyResult:
     """Search ``space`` (over the ``fixed`` hyperparameters) for the setting whose model, trained on
     ``train``, scores best on ``validation`` by ``metric``. ``build(params)`` returns an unfitted model.
 
     The study is ``study_name`` in ``storage``: with ``resume`` its finished trials count against the
-    budget and the sampler learns from them; without, an existing study of that name is replaced."""
+    budget and the sampler learns from them; without, an existing study of that name is replaced.
+    ``identity`` (JSON data: the data and split, say) is recorded with the study beside the space, the
+    fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
+    ones is refused rather than mixed in."""
     optuna = _optuna()
     tracker = tracker or NullTracker()
     sampler, budget = _sampler(optuna, space, search.trials, search.seed)
@@ -128,6 +144,8 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
             pass
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
                                 pruner=_pruner(optuna, search.pruner), load_if_exists=True)
+    _check_identity(study, storage, {"space": {k: dataclasses.asdict(d) for k, d in space.items()}, "fixed": fixed,
+                                     "metric": metric, "search": dataclasses.asdict(search), **(identity or {})})
     _abandon_running(study, optuna)
     best = {"score": -math.inf, "model": None}
     spent = {"seconds": 0.0}
@@ -137,7 +155,8 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
         trial.set_user_attr("params", params)
         model = build(params)
         started = time.perf_counter()
-        with tracker.child(f"trial {trial.number}") as child:
+        pruned = None
+        with tracker.child(f"trial {trial.number}") as child:  # a pruned trial is a FINISHED run, tagged pruned
             child.log_params({"params": params})
             child.set_tags({"trial.number": trial.number, "study": study_name})
 
@@ -149,8 +168,6 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
                 trial.report(value, record["epoch"])
                 trial.set_user_attr("epochs", record["epoch"])
                 if trial.should_prune():
-                    trial.set_user_attr("seconds", time.perf_counter() - started)
-                    child.set_tags({"trial.state": "pruned"})
                     raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}")
 
             try:
@@ -158,12 +175,17 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
                     fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
                 else:
                     fit_model(model, train, validation)
+            except optuna.TrialPruned as exc:
+                pruned = exc
             finally:
                 spent["seconds"] += time.perf_counter() - started
-            score = evaluate(model, validation, (metric,)).mean(metric)
-            trial.set_user_attr("seconds", time.perf_counter() - started)
-            child.set_tags({"trial.state": "complete"})
-            child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
+                trial.set_user_attr("seconds", time.perf_counter() - started)
+            child.set_tags({"trial.state": "pruned" if pruned else "complete"})
+            if not pruned:
+                score = evaluate(model, validation, (metric,)).mean(metric)
+                child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
+        if pruned:
+            raise pruned
         if score > best["score"]:
             best.update(score=score, model=model)
         return score
