@@ -161,4 +161,4 @@ def test_a_study_of_another_search_is_not_resumed_into(small_split, tmp_path):
     space = parse_space({"l2": {"low": 1.0, "high": 10.0}}, EASE.config_class, "test")
     with pytest.raises(DataError, match="study 's' was run with other space"):
         run_study(lambda p: EASE(**p), space, {}, small_split.train, small_split.validation, "ndcg@100",
-                  SearchConfig(trials=2), sqlite_url(tmp_path / "studies.db"), "s")
+                  SearchConfig(trials=2, seed=0), sqlite_url(tmp_path / "studies.db"), "s")

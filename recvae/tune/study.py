@@ -145,7 +145,8 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
                                 pruner=_pruner(optuna, search.pruner), load_if_exists=True)
     _check_identity(study, storage, {"space": {k: dataclasses.asdict(d) for k, d in space.items()}, "fixed": fixed,
-                                     "metric": metric, "search": dataclasses.asdict(search), **(identity or {})})
+                                     "metric": metric, "pruner": search.pruner, "sampler_seed": search.seed,
+                                     **(identity or {})})  # a larger budget may resume a study
     _abandon_running(study, optuna)
     best = {"score": -math.inf, "model": None}
     spent = {"seconds": 0.0}
