@@ -237,6 +237,80 @@ def cmd_train(args) -> int:
     return 0
 
 
+# The data, preprocessing and split flags a tuned-settings file records, so `train --config` reads the same data.
+RUN_FLAGS = ("data", "test_data", "format", "user", "item", "rating", "timestamp", "sep", "header", "skip_bad_lines",
+             "encoding", "min_rating", "min_user_interactions", "min_item_interactions", "protocol", "heldout_users",
+             "holdout_fraction", "split_seed")
+
+
+def cmd_tune(args) -> int:
+    from recvae.track import TrackingConfig
+    from recvae.tune import SearchConfig, TuneSpec, tune_model
+
+    data_spec, split_spec = _specs(args)
+    model_class = _trainable_models()[args.model]
+    space = _read_space(args.space) if args.space else None
+    search = SearchConfig(trials=args.trials, pruner=args.pruner, timeout=args.timeout, storage=args.storage)
+    spec = TuneSpec(
+        model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
+        space=space, data=data_spec, split=split_spec, metric=args.metric, search=search, out=args.out,
+        tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
+    )
+    options = {name: getattr(args, name) for name in RUN_FLAGS}
+    options.update(data=data_spec.path, test_data=data_spec.test_path)  # absolute: the file may be used elsewhere
+    result = tune_model(spec, notify=lambda line: print(line, file=sys.stderr), options=options)
+    print(f"best validation {result.metric}: {result.study.best_score:.4f} ({result.study.budget_used} trials)")
+    for name, value in sorted(result.study.best_params.items()):
+        print(f"  {name} = {value}")
+    print(f"written to {result.out}; train with: recvae train --config {result.out}")
+    return 0
+
+
+def _read_space(path: str) -> dict:
+    import tomllib
+
+    try:
+        payload = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such search space file (--space)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    if set(payload) != {"search"}:
+        raise ValueError(f"{path}: expected one [search] table of hyperparameter ranges, found {sorted(payload)}")
+    return payload["search"]
+
+
+def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
+    """`recvae train --config FILE`: the file's flags (what `recvae tune` writes) as defaults, so flags
+    given on the command line override them."""
+    import tomllib
+
+    try:
+        payload = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file (--config)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    flags = {s[2:]: a for a in parser._actions for s in a.option_strings[:2] if s.startswith("--")}
+    params = payload.pop("params", {})
+    defaults = {}
+    for key, value in [*payload.items(), *((f"[params] {k}", v) for k, v in params.items())]:
+        name = key.removeprefix("[params] ")
+        action = flags.get(name)
+        hyperparameter = action is not None and action.dest.startswith("cfg_")
+        if action is None or action.dest == "flags_file" or hyperparameter != key.startswith("[params]"):
+            where = "a model hyperparameter" if key.startswith("[params]") else "a recvae train option"
+            raise ValueError(f"{path}: {key!r} is not {where} (hyperparameters go under [params], other flags above it)")
+        if action.choices is not None and value not in action.choices:
+            raise ValueError(f"{path}: {key} = {value!r}: expected one of {sorted(action.choices)}")
+        defaults[action.dest] = _as_tuples(value) if hyperparameter else value
+    return defaults
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def cmd_evaluate(args) -> int:
     from recvae.pipeline import EvaluateSpec, evaluate_saved, format_table
     from recvae.track import TrackingConfig
@@ -366,10 +440,38 @@ def _add_train(sub, common) -> None:
                        help="Mult-VAE: anneal β to 1 once, take the β of the best validation epoch as the cap, retrain "
                             "(two trainings)")
     train.add_argument("--metrics", help=METRICS_HELP)
+    train.add_argument("--config", dest="flags_file", metavar="FILE", help="flags from a TOML file (what 'recvae tune' writes); flags given "
+                                                        "here override it")
     _add_data_flags(train)
     _add_tracking_flags(train)
     _add_config_flags(train)
     train.set_defaults(func=cmd_train)
+
+
+def _add_tune(sub, common) -> None:
+    tune = sub.add_parser(
+        "tune", parents=[common], help="search a model's hyperparameters on the validation users (Optuna)",
+        description="Search one model's hyperparameters with Optuna (seeded TPE, pruning of weak epoch-by-epoch "
+        "trials) on the validation users of the split (test users are never scored), keep the study in a database "
+        "so a stopped search resumes, and write the best setting as a file 'recvae train --config' trains from. "
+        "Each trial is an MLflow child run.",
+        formatter_class=_DefaultsFormatter,
+    )
+    tune.add_argument("--model", choices=sorted(set(_trainable_models()) - {"popularity"}), default="multvae",
+                      help="the model to tune; flags below fix hyperparameters the search leaves alone")
+    tune.add_argument("--out", default="tuned.toml", help="the best setting, as recvae train flags")
+    tune.add_argument("--trials", type=int, default=20, help="trials (a space of fewer settings tries each once)")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument("--storage", help="Optuna database URL (default: sqlite, OUT with .db: a rerun resumes it)")
+    tune.add_argument("--space", metavar="FILE", help="TOML with a [search] table of ranges (default: the model's "
+                                                      "search_space)")
+    tune.add_argument("--metric", help="validation metric to maximise (default: ndcg@100; presplit: recall_full@20)")
+    tune.add_argument("--pruner", choices=("median", "halving", "none"), default="median",
+                      help="stop epoch-by-epoch trials that fall behind")
+    _add_data_flags(tune)
+    _add_tracking_flags(tune)
+    _add_config_flags(tune)
+    tune.set_defaults(func=cmd_tune)
 
 
 def _add_evaluate(sub, common) -> None:
@@ -483,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(parser)
     parser.add_argument("--version", action="version", version=f"recvae {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_evaluate, _add_recommend, _add_benchmark, _add_download, _add_generate):
+    for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_benchmark, _add_download, _add_generate):
         add(sub, common)
     return parser
 
@@ -491,13 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    for flag, default in (("verbose", False), ("quiet", False), ("threads", None)):
-        setattr(args, flag, getattr(args, flag, default))
+    args = _parse(parser, argv)
     _configure_logging(args.verbose, args.quiet)
     # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: temporary files go, MLflow runs end KILLED.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if getattr(args, "flags_file", None):
+            command = _subparser(parser, args.command)
+            command.set_defaults(**_config_defaults(args.flags_file, command))
+            args = _parse(parser, argv)
         if args.threads is not None:
             _limit_threads(args.threads)
         return args.func(args)
@@ -516,6 +620,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    for flag, default in (("verbose", False), ("quiet", False), ("threads", None)):
+        setattr(args, flag, getattr(args, flag, default))
+    return args
 
 
 def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:

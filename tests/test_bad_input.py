@@ -354,6 +354,34 @@ def bench_selection_metric_outside_the_history(tmp):
     return _bench(tmp, text, "validation_metric 'recall@50' leaves selection_metric 'ndcg@20' out of its epoch history")
 
 
+BENCH_SEARCH = BENCH.replace("[data.synthetic]", "[search]\ntrials = 3\n\n[data.synthetic]", 1)
+
+
+def bench_search_empty_range(tmp):
+    text = BENCH_SEARCH.replace('model = "Popularity"', 'model = "EASE"\nsearch = { l2 = { low = 5.0, high = 1.0 } }')
+    return _bench(tmp, text, "model 'EASE': search key 'l2': empty range")
+
+
+def bench_search_unknown_hyperparameter(tmp):
+    text = BENCH_SEARCH.replace('model = "Popularity"', 'model = "EASE"\nsearch = { lam = [1.0] }')
+    return _bench(tmp, text, "search key(s) ['lam'] are not hyperparameters")
+
+
+def bench_search_log_over_zero(tmp):
+    text = BENCH_SEARCH.replace(
+        'model = "Popularity"', 'model = "EASE"\nsearch = { l2 = { low = 0.0, high = 9.0, log = true } }')
+    return _bench(tmp, text, "search key 'l2': a log scale needs low > 0")
+
+
+def bench_search_without_a_budget(tmp):
+    return _bench(tmp, BENCH.replace('model = "Popularity"', 'model = "EASE"\nsearch = { l2 = [1.0, 2.0] }'),
+                  "add a [search] section")
+
+
+def bench_search_zero_trials(tmp):
+    return _bench(tmp, BENCH + "[search]\ntrials = 0\n", "search trials must be a whole number")
+
+
 def bench_missing_data(tmp):
     text = BENCH.replace("[data.synthetic]\nn_users = 100\nn_items = 40\n", '[data]\npath = "gone.csv"\n')
     return _bench(tmp, text, "recvae download")

@@ -184,3 +184,17 @@ def test_similar_items_start_with_the_item_itself_or_say_there_are_none(fitted):
 def test_iterative_models_are_the_ones_with_a_training_step():
     iterative = {name for name, cls in REGISTRY.items() if issubclass(cls, IterativeRecommender)}
     assert iterative == {"MultVAE", "MultDAE", "RecVAE", "RecBole"}
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_default_search_space_names_real_hyperparameters(name):
+    from recvae.tune import parse_space
+
+    model_class = REGISTRY[name]
+    space = parse_space(model_class.search_space, model_class.config_class, name)
+    defaults = model_class.config_class()
+    for dimension in space.values():  # the paper's default lies inside the range (or is one of the choices)
+        default = getattr(defaults, dimension.name)
+        if dimension.choices is not None or default is None:
+            continue
+        assert dimension.low <= default <= dimension.high, (dimension, default)

@@ -160,3 +160,20 @@ def test_auto_beta_curve_is_tracked(server, log_file, tmp_path):
     chosen = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/auto_beta.json")
     assert run.data.metrics["auto_beta"] == pytest.approx(chosen["beta"]) and len(chosen["curve"]) == 3
     assert "plots/auto_beta.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+
+
+def test_every_trial_of_a_search_is_a_child_run(server, log_file, tmp_path):
+    out = tmp_path / "tuned.toml"
+    assert main(["tune", "--model", "multdae", "--trials", "3", "--epochs", "3", "--batch-size", "100", "--data",
+                 str(log_file), "--heldout-users", "50", "--out", str(out), "-q", "--tracking-uri", server,
+                 "--experiment", "tune"]) == 0
+    client = mlflow.tracking.MlflowClient(server)
+    runs = client.search_runs([client.get_experiment_by_name("tune").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(int(r.data.tags["trial.number"]) for r in trials) == [0, 1, 2]
+    assert all(r.data.tags["trial.state"] in ("complete", "pruned") and "params.learning_rate" in r.data.params
+               and r.info.status == "FINISHED" for r in trials)
+    curve = client.get_metric_history(trials[0].info.run_id, "val_ndcg_at_100")
+    assert [m.step for m in curve] == [1, 2, 3]  # the per-epoch validation curve
+    assert "tuned" in {a.path for a in client.list_artifacts(parent.info.run_id)}

@@ -14,6 +14,7 @@ from recvae.benchmark.report import paired_comparisons, summarize, write_report
 from recvae.benchmark.runner import BenchmarkResult, ModelRun, run_benchmark
 from recvae.benchmark.store import RunStore
 from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
+from recvae.tune import sqlite_url
 
 
 DEFAULT_OUT = "benchmark-results"
@@ -42,7 +43,13 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
         store.add(run)
         write_report(so_far, out, env, command, partial=True)
 
-    result = run_benchmark(config, tracker, progress, finished=finished, on_run=on_run)
+    # studies beside the results, so --resume continues a killed search where it stopped
+    storage = config.search.storage or sqlite_url(folder / "studies.db") if config.search is not None else None
+    if storage is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not resume and not config.search.storage:
+            (folder / "studies.db").unlink(missing_ok=True)
+    result = run_benchmark(config, tracker, progress, finished=finished, on_run=on_run, storage=storage, resume=resume)
     return result, write_report(result, out, env, command, tracker)
 
 

@@ -18,6 +18,10 @@
     params = { iterations = 15 }           # fixed hyperparameters
     grid = { factors = [64, 128] }         # every combination is tried on the validation users
     # auto_beta = true                     # Mult-VAE only: choose the β cap by recvae.train.auto_beta
+    # search = { l2 = { low = 1.0, high = 1e5, log = true } }   # instead of grid: ranges for an Optuna study
+
+    [search]                               # optional: every model's grid or search ranges become an Optuna
+    trials = 20                            # study with this budget (recvae.tune.SearchConfig)
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from pathlib import Path
 
 from recvae.errors import DataError
 from recvae.evaluate import DEFAULT_METRICS, PRESPLIT_METRICS
+from recvae.models import REGISTRY
 from recvae.score.metrics import parse_metric
 from recvae.pipeline import DataSpec, SplitSpec
+from recvae.tune import Dimension, SearchConfig, parse_space
 
 RECBOLE_PREFIX = "recbole:"
 
@@ -46,6 +52,7 @@ class ModelSpec:
     params: dict = field(default_factory=dict)
     grid: dict = field(default_factory=dict)
     auto_beta: bool = False  # Mult-VAE: each candidate's β cap is chosen by the auto-β procedure
+    search: dict = field(default_factory=dict)  # ranges for an Optuna study (recvae.tune.space), with [search]
 
     def __post_init__(self):
         if not isinstance(self.auto_beta, bool):
@@ -62,6 +69,18 @@ class ModelSpec:
         both = set(self.params) & set(self.grid)
         if both:
             raise DataError(f"model {self.name!r}: {sorted(both)} both fixed and in the grid")
+        if self.search and (self.grid or self.auto_beta or self.is_recbole):
+            raise DataError(f"model {self.name!r}: search does not combine with grid, auto_beta or a RecBole model")
+        if self.search:
+            self.space()  # a bad range fails when the file is read
+
+    def space(self) -> dict:
+        """What a study searches: the ``search`` ranges, or the grid's values as choices."""
+        if not self.search:
+            return {key: Dimension(key, choices=tuple(values)) for key, values in self.grid.items()}
+        if self.model not in REGISTRY:
+            raise DataError(f"model {self.name!r}: unknown model {self.model!r}; known: {sorted(REGISTRY)}")
+        return parse_space(self.search, REGISTRY[self.model].config_class, f"model {self.name!r}", self.params)
 
     @property
     def is_recbole(self) -> bool:
@@ -84,6 +103,7 @@ class BenchmarkConfig:
     selection_metric: str = "ndcg@100"  # picks grid points and early-stopping epochs on validation users
     curve_k: int = 100
     description: str = ""
+    search: SearchConfig | None = None  # [search]: every model's grid or search ranges become an Optuna study
 
     def __post_init__(self):
         if not isinstance(self.seeds, int) or isinstance(self.seeds, bool) or self.seeds < 1:
@@ -104,6 +124,12 @@ class BenchmarkConfig:
                 raise DataError(f"model {model.name!r}: validation_metric {own!r} leaves selection_metric "
                                 f"{self.selection_metric!r} out of its epoch history; drop validation_metric (the "
                                 "benchmark's selection metric is then used) or make them agree")
+        for model in self.models:
+            if model.search and self.search is None:
+                raise DataError(f"model {model.name!r} has search ranges: add a [search] section (trials = N, the "
+                                "budget every model gets)")
+            if model.auto_beta and self.search is not None:
+                raise DataError(f"model {model.name!r}: auto_beta does not run inside a [search]; search beta_cap instead")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise DataError(f"model names must be unique, got {names}")
@@ -141,7 +167,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         raise DataError(f"{path}: no such benchmark file") from None
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{path}: not valid TOML ({exc})") from None
-    known = {"dataset", "description", "seeds", "metrics", "selection_metric", "curve_k", "data", "split", "models"}
+    known = {"dataset", "description", "seeds", "metrics", "selection_metric", "curve_k", "data", "split", "models", "search"}
     unknown = set(payload) - known
     if unknown:
         raise DataError(f"{path}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
@@ -156,13 +182,16 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
                             "with 'recvae download NAME'")
     models = []
     for number, entry in enumerate(payload.get("models", []), start=1):
-        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta"}
+        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search"}
         if extra or "model" not in entry:
-            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta); "
-                            f"got {sorted(entry)}")
-        models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
-                                params=entry.get("params", {}), grid=entry.get("grid", {}),
-                                auto_beta=entry.get("auto_beta", False)))
+            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta, "
+                            f"search); got {sorted(entry)}")
+        try:
+            models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
+                                    params=entry.get("params", {}), grid=entry.get("grid", {}),
+                                    auto_beta=entry.get("auto_beta", False), search=entry.get("search", {})))
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
     split = _section(payload, "split", SplitSpec, str(path))
     metrics = payload.get("metrics")
     if metrics is None:
@@ -170,6 +199,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     if not isinstance(metrics, (list, tuple)) or not metrics:
         raise DataError(f"{path}: metrics must be a non-empty list of names like \"ndcg@100\", not {metrics!r}")
     metrics = tuple(metrics)
+    search = _section(payload, "search", SearchConfig, str(path)) if "search" in payload else None
     try:
         return BenchmarkConfig(
             dataset=payload.get("dataset", path.stem),
@@ -181,6 +211,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
             metrics=metrics,
             selection_metric=payload.get("selection_metric", metrics[0] if metrics else None),
             curve_k=payload.get("curve_k", BenchmarkConfig.curve_k),
+            search=SearchConfig(**search) if search is not None else None,
         )
     except (TypeError, ValueError) as exc:
         raise DataError(f"{path}: {exc}") from None

@@ -16,7 +16,8 @@ from recvae.benchmark.runner import BenchmarkResult
 from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
 from recvae.io import write_atomic_bytes, write_atomic_json
 from recvae.score.metrics import DEFINITIONS
-from recvae.track.plots import auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, training_curves_figure
+from recvae.track.plots import (auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, search_figure,
+                                training_curves_figure)
 
 
 def _label(metric: str) -> str:
@@ -38,9 +39,11 @@ def summarize(result: BenchmarkResult) -> list[dict]:
         for key in ("train_seconds", "fit_seconds", "score_seconds"):
             row[key] = float(np.mean([getattr(r, key) for r in runs]))
         spec = specs.get(name)
-        row["tuned"] = bool(spec is not None and (spec.grid or spec.auto_beta))
+        row["tuned"] = bool(spec is not None and (spec.grid or spec.auto_beta or spec.search))
         settings = Counter(json.dumps(r.params, sort_keys=True) for r in runs)
         row["params"] = json.loads(settings.most_common(1)[0][0])
+        row["trials"] = max(len(r.tuning) for r in runs)  # settings tried on a tuned seed
+        row["pruned"] = max(sum(t.get("state") == "pruned" for t in r.tuning) for r in runs)
         row["choices"] = [{"params": json.loads(k), "seeds": sorted(r.seed for r in runs if json.dumps(r.params, sort_keys=True) == k)}
                           for k, _ in settings.most_common()]
         rows.append(row)
@@ -107,22 +110,32 @@ def _results_section(result: BenchmarkResult, rows) -> list[str]:
         "",
         f"First seed's split: {result.splits.get(seeds[0], '-')}.",
         "",
-        "| model | " + " | ".join(_label(m) for m in metrics) + " | train s | fit s | score s | setting |",
-        "| --- " * (len(metrics) + 5) + "|",
+        "| model | " + " | ".join(_label(m) for m in metrics) + " | trials | train s | fit s | score s | setting |",
+        "| --- " * (len(metrics) + 6) + "|",
     ]
     for row in sorted(rows, key=lambda r: -r[metrics[0]]):
         cells = [_cell(row[m], row[f"{m}_ci95"]) for m in metrics]
         setting = ("chosen: " if row["tuned"] else "fixed: ") + _params_text(row["params"])
         if len(row["choices"]) > 1:
             setting += f" ({len(row['choices'][0]['seeds'])} of {row['seeds']} seeds)"
-        lines.append(f"| {row['model']} | " + " | ".join(cells)
+        trials = f"{row['trials']}" + (f" ({row['pruned']} pruned)" if row["pruned"] else "")
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {trials}"
                      + f" | {row['train_seconds']:.1f} | {row['fit_seconds']:.1f} | {row['score_seconds']:.1f} | {setting} |")
+    if config.search is None:
+        tuning = ("Trials: the settings of the model's grid, each fitted on every seed (a model without a grid has "
+                  "one, fixed). ")
+    else:
+        where = (f"on the first split seed ({seeds[0]}) only; its choice is fitted and tested on every seed"
+                 if config.search.seeds == "first" else "on every split seed")
+        tuning = (f"Trials: an Optuna study of at most {config.search.trials} trials per model (TPE sampler seeded "
+                  f"{config.search.seed}; a space of fewer settings tries each once; pruner: {config.search.pruner}), "
+                  f"{where}. ")
     interval = (f"± is the half-width of the 95% Student-t interval over the {len(seeds)} split seeds."
                 if len(seeds) > 1 else "One split seed: no interval over seeds (run more seeds for one).")
     kinds = dict.fromkeys(m.partition("@")[0] for m in (*metrics, config.selection_metric))
     return lines + [
         "",
-        interval + " train s: every fit the model needed on one seed, grid included (mean over seeds); fit s: the "
+        tuning + interval + " train s: every fit the model needed on one seed, its trials included (mean over seeds); fit s: the "
         "chosen setting's fit alone; score s: ranking the test users and computing the metrics and curves. "
         "Setting: 'fixed' when the benchmark file leaves nothing to choose, else the choice made most often over "
         "the seeds (every seed's choice is in results.json).",
@@ -218,6 +231,10 @@ def _write_figures(result: BenchmarkResult, folder: Path, curves: dict) -> list[
         chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
         if chosen:
             save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen, f"auto-β of {name}: {dataset}"))
+        studied = {f"seed {r.seed}": r.tuning for r in result.runs_of(name) if any("state" in t for t in r.tuning)}
+        if studied:
+            save_figure(f"search_{_file_stem(name)}.png", search_figure(
+                studied, result.config.selection_metric, f"search of {name}: {dataset}"))
     return files
 
 

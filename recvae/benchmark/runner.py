@@ -13,16 +13,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec
-from recvae.data.interactions import Interactions
-from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.evaluate import evaluate, evaluate_curves, fit_model, validation_scorer
 from recvae.models import REGISTRY, IterativeRecommender, RecBoleConfig, RecBoleModel
 from recvae.models.config import config_from_dict
 from recvae.models import recbole as recbole_adapter
 from recvae.pipeline import prepare_split
-from recvae.split import Split, strong_generalization_split
+from recvae.split import Split, validation_from_training
 from recvae.track.tracking import NullTracker, log_beta_diagnostics
+from recvae.tune import run_study
 from recvae.train import Trainer
 from recvae.train.auto_beta import auto_beta
 
@@ -100,14 +99,6 @@ def unavailable(spec: ModelSpec) -> str | None:
     return None
 
 
-def _tuning_split(split: Split, seed: int) -> Split:
-    """Validation users carved out of the training users, for protocols that come without them."""
-    train = split.train
-    data = Interactions(train, Vocabulary(np.arange(train.shape[0]), "user"), Vocabulary(np.arange(train.shape[1]), "item"))
-    n = max(1, round(0.1 * train.shape[0]))
-    return strong_generalization_split(data, n, seed=seed)
-
-
 def _fit(model, train, validation, on_epoch):
     started = time.perf_counter()
     fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
@@ -128,13 +119,10 @@ def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch, m
     return chosen.model, params, time.perf_counter() - started, chosen.to_json()
 
 
-def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None,
-              report=log.info) -> ModelRun:
-    """Tune ``spec`` on the split's validation users, then score its test users once."""
-    tune_on = split if split.validation is not None else _tuning_split(split, seed)
-    candidates = spec.candidates()
+def _grid_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkConfig, on_fit, on_epoch, report):
+    """Every grid point (one without a grid) on the tuning split; the best by validation."""
     best, best_score, tuning, train_seconds = None, -np.inf, [], 0.0
-    for candidate in candidates:
+    for candidate in spec.candidates():
         model, setting, seconds, chosen_beta = _fit_candidate(spec, candidate, tune_on, on_epoch, config.selection_metric)
         score = evaluate(model, tune_on.validation, (config.selection_metric,)).mean(config.selection_metric)
         train_seconds += seconds
@@ -144,7 +132,48 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
         if best is None or score > best_score:
             best, best_score, params, fit_seconds, auto_beta = model, score, setting, seconds, chosen_beta
         on_fit()
-    model = best
+    return best, params, tuning, train_seconds, fit_seconds, auto_beta
+
+
+def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkConfig, on_fit, on_epoch, report,
+                  tracker, storage: str, resume: bool, chosen: dict | None):
+    """An Optuna study over the model's space on the tuning split; with ``chosen`` (seeds = "first", a later
+    seed) no study: the first seed's choice, fitted once."""
+    metric = config.selection_metric
+    if chosen is not None:
+        model = build_model(spec, chosen, metric)
+        seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
+        on_fit()
+        return model, chosen, [], seconds, seconds, None
+    study = run_study(lambda params: build_model(spec, params, metric), spec.space(), spec.params, tune_on.train,
+                      tune_on.validation, metric, config.search, storage, f"{config.dataset}/{spec.name}/seed {seed}",
+                      resume=resume, tracker=tracker, report=report,
+                      identity={"model": spec.model, "data": config.data.to_json(), "split": dataclasses.asdict(config.split),
+                                "seed": seed})
+    on_fit()
+    tuning = [{"params": t["params"], f"val_{metric}": t["value"], "last": t["last"], "state": t["state"],
+               "epochs": t["epochs"], "seconds": t["seconds"]} for t in study.trials]
+    model, train_seconds = study.model, study.seconds
+    fit_seconds = next(t["seconds"] for t in study.trials if t["params"] == study.best_params and t["value"] == study.best_score)
+    if model is None:  # the best trial ran in an earlier, interrupted process: fit its setting again
+        model = build_model(spec, study.best_params, metric)
+        fit_seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
+        train_seconds += fit_seconds
+    return model, study.best_params, tuning, train_seconds, fit_seconds, None
+
+
+def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None,
+              report=log.info, tracker=None, storage: str | None = None, resume: bool = False,
+              chosen: dict | None = None) -> ModelRun:
+    """Tune ``spec`` on the split's validation users (its grid, or with ``config.search`` an Optuna study kept
+    in ``storage``), then score its test users once."""
+    tune_on = split if split.validation is not None else validation_from_training(split, seed)
+    if config.search is not None and spec.space():
+        model, params, tuning, train_seconds, fit_seconds, auto_beta = _study_tuning(
+            spec, tune_on, seed, config, on_fit, on_epoch, report, tracker, storage, resume, chosen)
+    else:
+        model, params, tuning, train_seconds, fit_seconds, auto_beta = _grid_tuning(
+            spec, tune_on, seed, config, on_fit, on_epoch, report)
     if tune_on is not split:
         # Refit on all training users; an early-stopped model keeps the epoch count validation chose.
         final = dict(params)
@@ -182,18 +211,30 @@ def runnable_models(config: BenchmarkConfig) -> tuple[list[ModelSpec], dict[str,
     return specs, skipped
 
 
+def _studied(spec: ModelSpec, config: BenchmarkConfig) -> bool:
+    return config.search is not None and bool(spec.space())
+
+
 def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None, finished: dict | None = None,
-                  on_run=None) -> BenchmarkResult:
-    """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``.
+                  on_run=None, storage: str | None = None, resume: bool = False) -> BenchmarkResult:
+    """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``, and
+    with ``config.search`` one per trial under it.
 
     ``finished`` maps (model name, seed) to runs done earlier, which are taken as they are; ``on_run`` sees
-    each new run and the result so far (to store it and rewrite the report)."""
+    each new run and the result so far (to store it and rewrite the report). Studies live in ``storage`` (an
+    Optuna database URL); ``resume`` continues the ones there instead of starting them over."""
     finished = finished or {}
     tracker = tracker or NullTracker()
     specs, skipped = runnable_models(config)
+    if config.search is not None and storage is None:
+        raise ValueError("a benchmark with [search] needs storage, the database its studies are kept in")
     tracker.log_params({"benchmark": config.to_json()})
     runs, splits = [], {}
-    total = config.seeds * sum(len(s.candidates()) for s in specs)
+    first_seed = config.split_seeds()[0]
+    tuned_once = config.search is not None and config.search.seeds == "first"
+    first_choice = {name: run.params for (name, seed), run in finished.items() if seed == first_seed}
+    fits = {s.name: 1 if _studied(s, config) else len(s.candidates()) for s in specs}
+    total = config.seeds * sum(fits.values())
     show = progress if progress is not None else sys.stderr.isatty()
     report = progress_log.info if progress is None and not show else log.info
     with tqdm(total=total, desc="benchmark", unit="fit", disable=not show) as bar:
@@ -204,7 +245,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
             for spec in specs:
                 if (spec.name, seed) in finished:
                     runs.append(finished[(spec.name, seed)])
-                    bar.update(len(spec.candidates()))
+                    bar.update(fits[spec.name])
                     report("%s seed %d: finished in an earlier run, kept", spec.name, seed)
                     continue
                 bar.set_description(f"seed {seed} · {spec.name}")
@@ -214,7 +255,11 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     bar.set_postfix(epoch=record["epoch"], **shown)
 
                 with tracker.child(f"{spec.name} seed {seed}") as child:
-                    run = run_model(spec, split, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch, report=report)
+                    chosen = first_choice.get(spec.name) if tuned_once and seed != first_seed else None
+                    run = run_model(spec, split, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
+                                    report=report, tracker=child, storage=storage, resume=resume, chosen=chosen)
+                    if seed == first_seed:
+                        first_choice[spec.name] = run.params
                     child.set_tags({"model": spec.name, "split.seed": seed, "dataset.fingerprint": split.fingerprint()})
                     child.log_params({"model": spec.model, "params": run.params})
                     for record in run.history:

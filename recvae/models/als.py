@@ -41,6 +41,10 @@ class ALSConfig(ModelConfig):
 class ALS(Recommender):
     name = "ALS"
     config_class = ALSConfig
+    # recvae tune's default ranges (recvae.tune.space): around implicit's defaults, log-scaled
+    search_space = {"factors": {"low": 16, "high": 512, "log": True},
+                    "regularization": {"low": 1e-3, "high": 100.0, "log": True},
+                    "alpha": {"low": 0.1, "high": 100.0, "log": True}}
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> ALS:
         """implicit's solver on ``user_items`` (confidence ``1 + alpha * value``); ``validation`` is not used."""

@@ -72,6 +72,9 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    # What `recvae tune` searches unless told otherwise: per hyperparameter a range or choices, as data
+    # (recvae.tune.space reads it); empty for a model with nothing worth tuning.
+    search_space: ClassVar[dict] = {}
 
     def __init__(self, config=None, **params):
         base = config if config is not None else self.config_class()

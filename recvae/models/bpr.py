@@ -78,6 +78,9 @@ def bpr_fold_in(
 class BPR(Recommender):
     name = "BPR"
     config_class = BPRConfig
+    search_space = {"factors": {"low": 16, "high": 256, "log": True},
+                    "learning_rate": {"low": 1e-3, "high": 0.3, "log": True},
+                    "regularization": {"low": 1e-5, "high": 0.1, "log": True}}
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> BPR:
         """implicit's BPR on ``user_items`` (every stored item a positive); ``validation`` is not used."""

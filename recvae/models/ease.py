@@ -34,6 +34,7 @@ class EASEConfig(ModelConfig):
 class EASE(Recommender):
     name = "EASE"
     config_class = EASEConfig
+    search_space = {"l2": {"low": 1.0, "high": 1e5, "log": True}}
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> EASE:
         """The closed form on ``user_items``; ``validation`` is not used (nothing to stop early)."""

@@ -179,6 +179,12 @@ class MultVAE(_AutoEncoderRecommender):
 
     name = "MultVAE"
     config_class = MultVAEConfig
+    # the paper's grid spans these; anneal_epochs lets β reach the searched cap within the epochs
+    search_space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                    "dropout": {"low": 0.0, "high": 0.8},
+                    "hidden_dims": {"choices": [[600], []]},
+                    "beta_cap": {"low": 0.05, "high": 1.0},
+                    "anneal_epochs": {"low": 10.0, "high": 200.0}}
     variational = True
 
 
@@ -188,4 +194,7 @@ class MultDAE(_AutoEncoderRecommender):
 
     name = "MultDAE"
     config_class = MultDAEConfig
+    search_space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                    "dropout": {"low": 0.0, "high": 0.8},
+                    "hidden_dims": {"choices": [[600], []]}}
     variational = False

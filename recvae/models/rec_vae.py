@@ -189,6 +189,10 @@ class RecVAE(IterativeRecommender):
 
     name = "RecVAE"
     config_class = RecVAEConfig
+    search_space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                    "gamma": {"low": 1e-3, "high": 0.05, "log": True},
+                    "dropout": {"low": 0.2, "high": 0.7},
+                    "latent_dim": {"choices": [100, 200, 400]}}
 
     def start_training(self, user_items, device, generator, device_generator) -> RecVAEStep:
         self.device_ = device

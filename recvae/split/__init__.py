@@ -3,7 +3,7 @@
 from recvae.split.base import HeldOut, Split
 from recvae.split.holdout import random_holdout_split
 from recvae.split.presplit import presplit
-from recvae.split.strong import strong_generalization_split
+from recvae.split.strong import strong_generalization_split, validation_from_training
 
 __all__ = [
     "HeldOut",
@@ -11,4 +11,5 @@ __all__ = [
     "presplit",
     "random_holdout_split",
     "strong_generalization_split",
+    "validation_from_training",
 ]

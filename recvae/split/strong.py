@@ -8,6 +8,7 @@ import numpy as np
 
 from recvae.defaults import SEED
 from recvae.data.interactions import Interactions
+from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
 
@@ -75,3 +76,11 @@ def strong_generalization_split(
             "seed": seed,
         },
     )
+
+
+def validation_from_training(split: Split, seed: int = SEED) -> Split:
+    """Validation users carved out of a split's training users (10% of them, strong generalization), for
+    protocols that come without any: what tuning needs so that test users are never looked at."""
+    train = split.train
+    data = Interactions(train, Vocabulary(np.arange(train.shape[0]), "user"), Vocabulary(np.arange(train.shape[1]), "item"))
+    return strong_generalization_split(data, max(1, round(0.1 * train.shape[0])), seed=seed)

@@ -124,3 +124,28 @@ def diagnostics_figure(history: list[dict], title: str = ""):
         ax.set_xlabel("epoch")
     _finish(fig, title)
     return fig
+
+
+def search_figure(trials_by_label: dict[str, list[dict]], metric: str, title: str = ""):
+    """Each study's trials (benchmark tuning records: params, ``val_<metric>``, state) against the trial
+    number, and the best score so far as a line; pruned trials as crosses at their last reported score."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    key = f"val_{metric}"
+    for (label, trials), style in zip(trials_by_label.items(), _styles()):
+        numbers = np.arange(1, len(trials) + 1)
+        values = np.array([t[key] if t.get(key) is not None else t.get("last", np.nan) for t in trials], dtype=float)
+        complete = np.array([t.get("state") == "complete" for t in trials])
+        best = np.fmax.accumulate(np.where(complete, values, np.nan))
+        ax.plot(numbers, best, label=f"{label}: best so far", color=style["color"], linestyle=style["linestyle"])
+        ax.plot(numbers[complete], values[complete], "o", color=style["color"], markersize=4, alpha=0.6)
+        if (~complete).any():
+            ax.plot(numbers[~complete], values[~complete], "x", color=style["color"], markersize=5, alpha=0.6,
+                    label=f"{label}: pruned")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"validation {metric}")
+    _finish(fig, title, ax)
+    return fig

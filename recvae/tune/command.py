@@ -1,0 +1,125 @@
+"""``recvae tune``: one model on one dataset, searched on its validation users, the best setting written as
+a file of ``recvae train`` flags (``recvae train --config FILE`` trains from it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recvae.errors import DataError
+from recvae.io import check_writable, write_atomic_bytes
+from recvae.models import REGISTRY
+from recvae.models.config import config_from_dict
+from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+from recvae.score.metrics import parse_metric
+from recvae.split import validation_from_training
+from recvae.track import TrackingConfig, start_tracking
+from recvae.tune.space import parse_space
+from recvae.tune.study import SearchConfig, StudyResult, run_study, sqlite_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """One search. ``space`` is a search table (``recvae.tune.space``); None searches the model's own
+    ``search_space``. ``params`` are fixed hyperparameters; ``metric`` None is the protocol's first."""
+
+    model: str = "MultVAE"
+    params: dict = field(default_factory=dict)
+    space: dict | None = None
+    data: DataSpec = DataSpec()
+    split: SplitSpec = SplitSpec()
+    metric: str | None = None
+    search: SearchConfig = SearchConfig()
+    out: str = "tuned.toml"  # the best setting as `recvae train` flags; the study beside it (.db) unless search.storage
+    tracking: TrackingConfig = TrackingConfig()
+
+    def storage(self) -> str:
+        return self.search.storage or sqlite_url(Path(self.out).with_suffix(".db"))
+
+    def selection_metric(self) -> str:
+        return self.metric or {"presplit": "recall_full@20"}.get(self.split.protocol, "ndcg@100")
+
+
+@dataclass
+class TuneResult:
+    study: StudyResult
+    metric: str
+    out: Path
+    run_id: str | None
+
+
+def _build(model_class, params: dict, metric: str):
+    config = config_from_dict(model_class.config_class, params)
+    if "validation_metric" in {f.name for f in dataclasses.fields(config)} and "validation_metric" not in params:
+        config = dataclasses.replace(config, validation_metric=metric)  # epochs picked by what the study ranks by
+    return model_class(config)
+
+
+def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options: dict | None = None) -> TuneResult:
+    """Search, then write ``spec.out``: ``model``, the run's ``options`` (train flags by name, as given) and
+    the best hyperparameters under ``[params]``. Everything checkable is checked before the data is read."""
+    if spec.model not in REGISTRY:
+        raise DataError(f"unknown model {spec.model!r}; known: {sorted(REGISTRY)}")
+    model_class = REGISTRY[spec.model]
+    raw = spec.space if spec.space is not None else model_class.search_space
+    space = parse_space(raw, model_class.config_class, f"search space of {model_class.name}", spec.params)
+    if not space:
+        raise DataError(f"{model_class.name} has nothing to search; pass a search space")
+    metric = spec.selection_metric()
+    parse_metric(metric)
+    _build(model_class, spec.params, metric)  # fixed hyperparameters fail now
+    check_writable(spec.out, "the tuned settings")
+    split, _ = prepare_split(spec.data, spec.split)
+    tune_on = split if split.validation is not None else validation_from_training(split, spec.split.seed)
+    notify(f"searching {model_class.name}: {', '.join(space)}; {spec.search.trials} trials on {len(tune_on.validation)} "
+           f"validation users by {metric}; study in {spec.storage()}")
+    with start_tracking(spec.tracking, f"tune-{model_class.name}") as tracker:
+        tracker.log_params({"model": model_class.name, "fixed": spec.params, "space": raw,
+                            "search": dataclasses.asdict(spec.search), "data": spec.data.to_json(),
+                            "split": dataclasses.asdict(spec.split)})
+        result = run_study(lambda params: _build(model_class, params, metric), space, spec.params, tune_on.train,
+                           tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
+                           resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
+                           identity={"model": model_class.name, "data": spec.data.to_json(),
+                                     "split": dataclasses.asdict(spec.split)})
+        tracker.log_metrics({f"best_val_{metric}": result.best_score, "trials": result.budget_used})
+        pruned = sum(t["state"] == "pruned" for t in result.trials)
+        header = (f"recvae tune: best validation {metric} {result.best_score:.4f} of {result.budget_used} trials "
+                  f"({pruned} pruned); train from it with: recvae train --config {Path(spec.out).name}")
+        write_train_config(spec.out, model_class.name, result.best_params, options or {}, header)
+        tracker.log_artifact(spec.out, "tuned")
+        return TuneResult(result, metric, Path(spec.out), tracker.run_id)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)  # strings, ints and finite floats read the same in TOML
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def write_train_config(path: str | Path, model: str, params: dict, options: dict, header: str = "") -> Path:
+    """A TOML file of ``recvae train`` flags: ``model``, ``options`` at the top, hyperparameters under
+    ``[params]``; names as the flags spell them, without the dashes. Values that are None are left out."""
+    lines = [f"# {line}" for line in header.splitlines()] + [f"model = {_toml_value(model.lower())}"]
+    lines += [f"{_flag(k)} = {_toml_value(v)}" for k, v in options.items() if v is not None]
+    lines += ["", "[params]"] + [f"{_flag(k)} = {_toml_value(v)}" for k, v in sorted(params.items()) if v is not None]
+    text = "\n".join(lines) + "\n"
+    expected = {"model": model.lower(), **{_flag(k): v for k, v in options.items() if v is not None},
+                "params": {_flag(k): v for k, v in params.items() if v is not None}}
+    if json.loads(json.dumps(tomllib.loads(text))) != json.loads(json.dumps(expected)):  # never write a file that reads otherwise
+        raise ValueError(f"{path}: these settings do not survive a TOML round trip: {expected}")
+    write_atomic_bytes(path, text.encode())
+    return Path(path)

@@ -1,0 +1,225 @@
+"""Hyperparameter search with Optuna: a seeded TPE sampler (a grid sampler when the space is a few
+choices), pruning of models that train by epochs on their per-epoch validation score, and a study kept
+in a database so a killed search resumes without repeating its finished trials.
+
+Trials see the validation users only; choosing the setting and scoring the test users is the caller's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from recvae.defaults import SEED
+from recvae.errors import DataError
+from recvae.evaluate import evaluate, fit_model
+from recvae.models.base import IterativeRecommender, Recommender
+from recvae.split.base import HeldOut
+from recvae.track.tracking import NullTracker
+from recvae.train import Trainer
+from recvae.tune.space import Dimension, combinations
+
+log = logging.getLogger(__name__)
+
+PRUNERS = ("median", "halving", "none")
+SEED_MODES = ("first", "every")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a search runs: ``[search]`` in a benchmark file, or ``recvae tune``'s flags."""
+
+    trials: int = 20  # per model (and per seed with seeds = "every"); a space of fewer settings uses fewer
+    seeds: str = "first"  # "first": tune on the first split seed, use its choice on every seed; "every": tune on each
+    pruner: str = "median"  # stops iterative trials whose validation curve lies below the median of earlier ones
+    timeout: float | None = None  # seconds per study, beside the trial budget
+    storage: str | None = None  # an Optuna database URL; None: an SQLite file beside the results
+    seed: int = SEED  # the sampler's
+
+    def __post_init__(self):
+        if not isinstance(self.trials, int) or isinstance(self.trials, bool) or self.trials < 1:
+            raise DataError(f"search trials must be a whole number of at least 1, not {self.trials!r}")
+        if self.seeds not in SEED_MODES:
+            raise DataError(f"search seeds must be one of {SEED_MODES}, not {self.seeds!r}")
+        if self.pruner not in PRUNERS:
+            raise DataError(f"search pruner must be one of {PRUNERS}, not {self.pruner!r}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise DataError(f"search timeout must be a positive number of seconds, not {self.timeout!r}")
+
+
+@dataclass
+class StudyResult:
+    best_params: dict
+    best_score: float
+    trials: list[dict]  # every finished trial: number, state, params, value, epochs, seconds
+    model: Recommender | None = None  # the best trial's model, when this process trained it
+    seconds: float = 0.0  # training time of this process's trials
+
+    @property
+    def budget_used(self) -> int:
+        return len(self.trials)
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # recvae reports each trial itself
+    return optuna
+
+
+def _sampler(optuna, space: dict[str, Dimension], trials: int, seed: int):
+    n = combinations(space)
+    if n is not None and n <= trials:  # every setting once, in a seeded order
+        return optuna.samplers.GridSampler({k: d.grid_values() for k, d in space.items()}, seed=seed), n
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3))), trials
+
+
+def _pruner(optuna, name: str):
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=5)
+    return optuna.pruners.NopPruner()
+
+
+def _finished(study, optuna) -> list:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False) if t.state in done]
+
+
+def _check_identity(study, storage: str, identity: dict) -> None:
+    recorded = study.user_attrs.get("identity")
+    identity = json.loads(json.dumps(identity, default=str))
+    if recorded is None:
+        study.set_user_attr("identity", identity)
+    elif recorded != identity:
+        changed = sorted(k for k in set(recorded) | set(identity) if recorded.get(k) != identity.get(k))
+        raise DataError(f"{storage}: study {study.study_name!r} was run with other {', '.join(changed)}; resuming it "
+                        "would mix trials of two searches: use another storage (or output file), or remove that study")
+
+
+def _abandon_running(study, optuna) -> None:
+    """Trials a killed process left RUNNING will never finish: mark them failed, so the budget counts
+    only finished ones and they are not waited for."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
+
+
+def _trial_record(trial) -> dict:
+    """A finished trial as plain data; ``last`` is its last per-epoch validation score (a pruned trial has no value)."""
+    steps = trial.intermediate_values
+    return {"number": trial.number, "state": trial.state.name.lower(), "params": trial.user_attrs.get("params"),
+            "value": trial.value, "last": steps[max(steps)] if steps else trial.value,
+            "epochs": trial.user_attrs.get("epochs"), "seconds": trial.user_attrs.get("seconds")}
+
+
+def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension], fixed: dict, train, validation: HeldOut,
+              metric: str, search: SearchConfig, storage: str, study_name: str, resume: bool = True, tracker=None,
+              report: Callable = log.info, identity: dict | None = None) -> StudyResult:
+    """Search ``space`` (over the ``fixed`` hyperparameters) for the setting whose model, trained on
+    ``train``, scores best on ``validation`` by ``metric``. ``build(params)`` returns an unfitted model.
+
+    The study is ``study_name`` in ``storage``: with ``resume`` its finished trials count against the
+    budget and the sampler learns from them; without, an existing study of that name is replaced.
+    ``identity`` (JSON data: the data and split, say) is recorded with the study beside the space, the
+    fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
+    ones is refused rather than mixed in."""
+    optuna = _optuna()
+    tracker = tracker or NullTracker()
+    sampler, budget = _sampler(optuna, space, search.trials, search.seed)
+    if not resume:
+        try:
+            optuna.delete_study(study_name=study_name, storage=storage)
+        except KeyError:
+            pass
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
+                                pruner=_pruner(optuna, search.pruner), load_if_exists=True)
+    _check_identity(study, storage, {"space": {k: dataclasses.asdict(d) for k, d in space.items()}, "fixed": fixed,
+                                     "metric": metric, "pruner": search.pruner, "sampler_seed": search.seed,
+                                     **(identity or {})})  # a larger budget may resume a study
+    _abandon_running(study, optuna)
+    best = {"score": -math.inf, "model": None}
+    spent = {"seconds": 0.0}
+
+    def objective(trial):
+        params = {**fixed, **{name: dimension.suggest(trial) for name, dimension in space.items()}}
+        trial.set_user_attr("params", params)
+        model = build(params)
+        started = time.perf_counter()
+        pruned = None
+        with tracker.child(f"trial {trial.number}") as child:  # a pruned trial is a FINISHED run, tagged pruned
+            child.log_params({"params": params})
+            child.set_tags({"trial.number": trial.number, "study": study_name})
+
+            def on_epoch(record):
+                child.log_epoch(record)
+                value = record.get(f"val_{metric}")
+                if value is None:
+                    return
+                trial.report(value, record["epoch"])
+                trial.set_user_attr("epochs", record["epoch"])
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}")
+
+            try:
+                if isinstance(model, IterativeRecommender):
+                    fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
+                else:
+                    fit_model(model, train, validation)
+            except optuna.TrialPruned as exc:
+                pruned = exc
+            finally:
+                spent["seconds"] += time.perf_counter() - started
+                trial.set_user_attr("seconds", time.perf_counter() - started)
+            child.set_tags({"trial.state": "pruned" if pruned else "complete"})
+            if not pruned:
+                score = evaluate(model, validation, (metric,)).mean(metric)
+                child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
+        if pruned:
+            raise pruned
+        if score > best["score"]:
+            best.update(score=score, model=model)
+        return score
+
+    def progress(study, trial):
+        done = len(_finished(study, optuna))
+        state = "pruned" if trial.state == optuna.trial.TrialState.PRUNED else f"{metric} {trial.value:.4f}"
+        try:
+            so_far = f"best {study.best_value:.4f}"
+        except ValueError:  # every trial so far pruned
+            so_far = "no trial complete yet"
+        report("%s: trial %d (%d of %d): %s, %s (%.1f s)", study_name, trial.number, done, budget, state, so_far,
+               trial.user_attrs.get("seconds") or 0.0)
+
+    remaining = budget - len(_finished(study, optuna))
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=search.timeout, callbacks=(progress,), catch=())
+    complete = [t for t in _finished(study, optuna) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise DataError(f"{study_name}: no trial completed (all {budget} pruned or failed); use pruner = \"none\"")
+    chosen = max(complete, key=lambda t: t.value)
+    model = best["model"] if best["model"] is not None and best["score"] == chosen.value else None
+    return StudyResult(best_params=dict(chosen.user_attrs["params"]), best_score=float(chosen.value),
+                       trials=[_trial_record(t) for t in _finished(study, optuna)], model=model, seconds=spent["seconds"])
+
+
+def best_score_curve(trials: list[dict]) -> list[float]:
+    """The best validation score after each finished trial, in trial order (NaN before the first completes)."""
+    curve, best = [], -math.inf
+    for trial in sorted(trials, key=lambda t: t["number"]):
+        if trial["state"] == "complete" and trial["value"] is not None:
+            best = max(best, trial["value"])
+        curve.append(best if best > -math.inf else float("nan"))
+    return curve
+
+

@@ -1,0 +1,164 @@
+"""Hyperparameter search (#18): Optuna studies that find the optimum, prune, resume, and feed `recvae train`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from recvae.cli import main
+from recvae.errors import DataError
+from recvae.evaluate import evaluate
+from recvae.models import EASE, MultDAE
+from recvae.tune import SearchConfig, parse_space, run_study, sqlite_url
+
+
+def _ease_study(split, tmp_path, trials, name="s", resume=True, seed=0):
+    space = parse_space({"l2": {"low": 1.0, "high": 1e5, "log": True}}, EASE.config_class, "test")
+    return run_study(lambda p: EASE(**p), space, {}, split.train, split.validation, "ndcg@100",
+                     SearchConfig(trials=trials, seed=seed), sqlite_url(tmp_path / "studies.db"), name, resume=resume)
+
+
+def test_a_seeded_study_finds_the_optimum_a_dense_grid_finds(small_split, tmp_path):
+    grid = {l2: evaluate(EASE(l2=l2).fit(small_split.train), small_split.validation, ("ndcg@100",)).mean("ndcg@100")
+            for l2 in np.logspace(0, 5, 26)}
+    result = _ease_study(small_split, tmp_path, trials=15)
+    assert result.best_score >= 0.995 * max(grid.values())
+    assert result.budget_used == 15 and result.model is not None and result.model.config.l2 == result.best_params["l2"]
+    again = _ease_study(small_split, tmp_path, trials=15, name="again")  # same seed, same search
+    assert again.best_params == result.best_params
+
+
+def test_pruning_stops_trials_that_are_clearly_worse(small_split, tmp_path):
+    space = parse_space({"learning_rate": {"low": 1e-7, "high": 1e-2, "log": True}}, MultDAE.config_class, "test")
+    fixed = {"epochs": 10, "batch_size": 200, "hidden_dims": (), "patience": None}
+    result = run_study(lambda p: MultDAE(**p), space, fixed, small_split.train, small_split.validation, "ndcg@100",
+                       SearchConfig(trials=10, seed=1), sqlite_url(tmp_path / "s.db"), "prune")
+    pruned = [t for t in result.trials if t["state"] == "pruned"]
+    assert pruned, result.trials
+    for trial in pruned:
+        assert trial["epochs"] < 10 and trial["last"] < result.best_score
+    assert result.best_params["learning_rate"] > max(t["params"]["learning_rate"] for t in pruned)
+
+
+def test_a_killed_study_resumes_without_repeating_its_trials(small_split, tmp_path):
+    import optuna
+
+    first = _ease_study(small_split, tmp_path, trials=3)
+    study = optuna.load_study(study_name="s", storage=sqlite_url(tmp_path / "studies.db"))
+    study.ask()  # a trial a killed process left RUNNING
+    resumed = _ease_study(small_split, tmp_path, trials=6)
+    assert resumed.budget_used == 6 and resumed.trials[:3] == first.trials
+    assert len({t["number"] for t in resumed.trials}) == 6
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=sqlite_url(tmp_path / "studies.db")).trials]
+    assert states.count("FAIL") == 1 and states.count("COMPLETE") == 6
+    fresh = _ease_study(small_split, tmp_path, trials=2, resume=False)  # without resume: started over
+    assert fresh.budget_used == 2
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"l2": {"low": 10.0, "high": 10.0}}, "empty range"),
+    ({"l2": {"low": 0.0, "high": 10.0, "log": True}}, "a log scale needs low > 0"),
+    ({"lambda": [1.0]}, "are not hyperparameters of the model"),
+    ({"l2": {"choices": []}}, "choices must be a non-empty list"),
+    ({"l2": {"low": "a", "high": 3}}, "low and high must both be numbers"),
+    ({"l2": {"lo": 1, "high": 3}}, "unknown field(s) ['lo']"),
+])
+def test_bad_search_spaces_are_refused_naming_the_key(raw, words):
+    with pytest.raises(DataError, match="search key") as info:
+        parse_space(raw, EASE.config_class, "bench.toml: model 'EASE'")
+    assert words in str(info.value) and "bench.toml: model 'EASE'" in str(info.value)
+
+
+def test_tune_writes_flags_that_train_config_trains_the_same_model_from(tmp_path, small_log_file, capsys):
+    out = tmp_path / "tuned.toml"
+    common = ["--data", str(small_log_file), "--heldout-users", "30", "--no-tracking", "-q"]
+    assert main(["tune", "--model", "ease", "--trials", "4", "--out", str(out), *common]) == 0
+    assert "best validation ndcg@100" in capsys.readouterr().out
+    import tomllib
+
+    written = tomllib.loads(out.read_text())
+    assert written["model"] == "ease" and written["heldout-users"] == 30 and set(written["params"]) == {"l2"}
+    assert main(["train", "--config", str(out), "--out", str(tmp_path / "a"), "--no-tracking", "-q"]) == 0
+    l2 = written["params"]["l2"]
+    assert main(["train", "--model", "ease", "--l2", str(l2), "--out", str(tmp_path / "b"), *common]) == 0
+    a, b = (json.loads((tmp_path / d / "model.json").read_text()) for d in "ab")
+    assert a["config"] == b["config"] and a["files"] == b["files"]  # the same weights, byte for byte
+    assert a["metadata"]["split_fingerprint"] == b["metadata"]["split_fingerprint"]
+    # a flag given beside --config wins
+    assert main(["train", "--config", str(out), "--l2", "7", "--out", str(tmp_path / "c"), "--no-tracking", "-q"]) == 0
+    assert json.loads((tmp_path / "c" / "model.json").read_text())["config"]["l2"] == 7.0
+
+
+@pytest.mark.parametrize("text, words", [
+    ('model = "ease"\nl2 = 3.0\n', "'l2' is not a recvae train option (hyperparameters go under [params]"),
+    ('model = "ease"\n[params]\nheldout-users = 3\n', "'[params] heldout-users' is not a model hyperparameter"),
+    ('model = "svd"\n', "model = 'svd': expected one of"),
+    ("model = \n", "not valid TOML"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_key(tmp_path, capsys, text, words):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "m"), "--no-tracking", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and str(path) in err and not (tmp_path / "m").exists()
+
+
+SEARCH_BENCHMARK = """
+dataset = "tiny-search"
+seeds = 2
+metrics = ["ndcg@50", "recall@20"]
+[data.synthetic]
+n_users = 500
+n_items = 120
+n_groups = 4
+median_activity = 20
+seed = 3
+[split]
+heldout_users = 60
+[search]
+trials = 3
+seeds = "SEEDS"
+[[models]]
+name = "EASE"
+model = "EASE"
+search = { l2 = { low = 1.0, high = 1e4, log = true } }
+[[models]]
+name = "DAE"
+model = "MultDAE"
+params = { epochs = 4, batch_size = 100 }
+grid = { dropout = [0.2, 0.5] }
+[[models]]
+name = "Popularity"
+model = "Popularity"
+"""
+
+
+@pytest.mark.parametrize("seeds", ["first", "every"])
+def test_a_benchmark_gives_every_model_the_same_trial_budget(tmp_path, seeds):
+    from recvae.benchmark import benchmark, load_benchmark
+
+    path = tmp_path / "b.toml"
+    path.write_text(SEARCH_BENCHMARK.replace("SEEDS", seeds))
+    result, folder = benchmark(load_benchmark(path), tmp_path / "out", progress=False)
+    first, second = result.config.split_seeds()
+    ease = {r.seed: r for r in result.runs_of("EASE")}
+    dae = {r.seed: r for r in result.runs_of("DAE")}
+    assert len(ease[first].tuning) == 3 and len(dae[first].tuning) == 2  # a grid of two tries each once
+    assert all(t["state"] == "complete" for t in ease[first].tuning)
+    if seeds == "first":  # later seeds fit the first seed's choice once
+        assert ease[second].tuning == [] and ease[second].params == ease[first].params
+    else:
+        assert len(ease[second].tuning) == 3
+    text = (folder / "results.md").read_text()
+    assert "| trials |" in text and ("on the first split seed" if seeds == "first" else "on every split seed") in text
+    assert (folder / "studies.db").exists() and (folder / "search_EASE.png").exists()
+    row = next(line for line in text.splitlines() if line.startswith("| EASE |"))
+    assert "| 3 |" in row and "chosen: l2=" in row
+
+
+def test_a_study_of_another_search_is_not_resumed_into(small_split, tmp_path):
+    _ease_study(small_split, tmp_path, trials=2)
+    space = parse_space({"l2": {"low": 1.0, "high": 10.0}}, EASE.config_class, "test")
+    with pytest.raises(DataError, match="study 's' was run with other space"):
+        run_study(lambda p: EASE(**p), space, {}, small_split.train, small_split.validation, "ndcg@100",
+                  SearchConfig(trials=2, seed=0), sqlite_url(tmp_path / "studies.db"), "s")
