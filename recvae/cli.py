@@ -16,7 +16,7 @@ import types
 import typing
 from pathlib import Path
 
-from recvae.defaults import SEED
+from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS, SEED
 from recvae.errors import RecvaeError
 
 log = logging.getLogger("recvae")
@@ -59,10 +59,9 @@ FIELD_HELP = {
 }
 # RecBole's models run in benchmarks only: they cannot be saved as recvae model directories.
 CLI_EXCLUDED = ("RecBole",)
-# recvae.evaluate.default_metrics, written out so that --help needs no numpy (a test keeps them equal)
 METRICS_HELP = ("comma-separated metrics: recall@K (hits / min(K, test items)), recall_full@K (hits / all test "
-                "items, the LightGCN protocol), ndcg@K (default: recall@20,recall@50,ndcg@100; with --protocol "
-                "presplit: recall_full@20,ndcg@20)")
+                f"items, the LightGCN protocol), ndcg@K (default: {','.join(DEFAULT_METRICS)}; with --protocol "
+                f"presplit: {','.join(PRESPLIT_METRICS)})")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -405,18 +404,18 @@ def cmd_generate(args) -> int:
     from recvae.io import check_writable, write_atomic_bytes
 
     out = Path(args.out)
-    text_suffix = out.suffixes[-2] if out.suffix == ".gz" and len(out.suffixes) > 1 else out.suffix
-    if text_suffix not in (".csv", ".tsv", ".parquet") or (out.suffix == ".gz" and text_suffix == ".parquet"):
+    suffix = "".join(out.suffixes[-2:]) if out.suffix == ".gz" else out.suffix
+    if suffix not in (".csv", ".tsv", ".parquet", ".csv.gz", ".tsv.gz"):
         raise ValueError(f"--out {out}: name a .csv, .tsv or .parquet file (.csv.gz and .tsv.gz are compressed)")
     check_writable(out, "the log")
     config = SyntheticLog(n_users=args.n_users, n_items=args.n_items, seed=args.seed)  # checked before any work
     frame = generate_log(config)
     buffer = io.BytesIO()
-    if text_suffix == ".parquet":
+    if suffix == ".parquet":
         frame.to_parquet(buffer, index=False)
     else:
-        frame.to_csv(buffer, index=False, sep="\t" if text_suffix == ".tsv" else ",",
-                     compression={"method": "gzip", "mtime": 0} if out.suffix == ".gz" else None)
+        frame.to_csv(buffer, index=False, sep="\t" if suffix.startswith(".tsv") else ",",
+                     compression={"method": "gzip", "mtime": 0} if suffix.endswith(".gz") else None)
     write_atomic_bytes(out, buffer.getvalue())
     print(f"wrote {len(frame)} interactions of {args.n_users} users and {args.n_items} items to {out}")
     return 0

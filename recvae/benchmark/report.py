@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +40,14 @@ def summarize(result: BenchmarkResult) -> list[dict]:
             row[key] = float(np.mean([getattr(r, key) for r in runs]))
         spec = specs.get(name)
         row["tuned"] = bool(spec is not None and (spec.grid or spec.auto_beta or spec.search))
-        settings = Counter(json.dumps(r.params, sort_keys=True) for r in runs)
-        row["params"] = json.loads(settings.most_common(1)[0][0])
+        seeds_of = defaultdict(list)  # one entry per distinct setting, in first-seen order
+        for run in runs:
+            seeds_of[json.dumps(run.params, sort_keys=True)].append(run.seed)
+        choices = sorted(seeds_of.items(), key=lambda kv: -len(kv[1]))  # stable: ties keep first-seen order
+        row["params"] = json.loads(choices[0][0])
         row["trials"] = max(len(r.tuning) for r in runs)  # settings tried on a tuned seed
         row["pruned"] = max(sum(t.get("state") == "pruned" for t in r.tuning) for r in runs)
-        row["choices"] = [{"params": json.loads(k), "seeds": sorted(r.seed for r in runs if json.dumps(r.params, sort_keys=True) == k)}
-                          for k, _ in settings.most_common()]
+        row["choices"] = [{"params": json.loads(k), "seeds": sorted(seeds)} for k, seeds in choices]
         rows.append(row)
     return rows
 

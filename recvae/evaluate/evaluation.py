@@ -6,13 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS
 from recvae.score.metrics import METRICS, mean_and_se, metric_curves, parse_metric
 from recvae.split.base import HeldOut
 
-DEFAULT_METRICS = ("recall@20", "recall@50", "ndcg@100")
-# Pre-split files come from the LightGCN line of papers: score them by that protocol's own Recall definition,
-# so the figures compare with the published ones.
-PRESPLIT_METRICS = ("recall_full@20", "ndcg@20")
 
 
 def default_metrics(protocol: str) -> tuple[str, ...]:
