@@ -15,3 +15,7 @@ class ModelFileError(RecvaeError):
 
 class NotFittedError(RecvaeError, AttributeError):
     """A model was asked to score or save before ``fit``."""
+
+
+class CapacityError(RecvaeError, MemoryError):
+    """A job would need more memory than the machine has; refused before allocating, with a way out."""

@@ -192,3 +192,23 @@ def test_ease_matches_its_closed_form_and_round_trips(tmp_path, small_split):
     assert evaluate(model, small_split.test).mean("ndcg@100") > evaluate(pop, small_split.test).mean("ndcg@100") + 0.15
     loaded = Recommender.load(model.save(tmp_path / "ease"))
     assert np.array_equal(loaded.score(small_split.test.fold_in[:5]), model.score(small_split.test.fold_in[:5]))
+
+
+def test_ease_refuses_a_catalogue_the_memory_cannot_hold_before_allocating(small_split, monkeypatch):
+    import recvae.models.ease as ease
+    from recvae.errors import CapacityError
+
+    with pytest.raises(CapacityError, match=r"EASE over 1,000,000 items needs about 3740\.5 GiB \(one 1,000,000 x 1,000,000 float32 matrix\)"):
+        ease.check_memory(1_000_000)
+    monkeypatch.setattr(ease, "available_memory", lambda: 10**6)
+    monkeypatch.setattr(ease, "gram_matrix", lambda *a: pytest.fail("allocated before the memory check"))
+    with pytest.raises(CapacityError, match="--min-item-interactions"):
+        ease.EASE(l2=50.0).fit(small_split.train)
+
+
+def test_ease_blocks_give_the_same_weights_as_one_block(small_split, monkeypatch):
+    import recvae.models.ease as ease
+
+    whole = ease.EASE(l2=50.0).fit(small_split.train).weights_
+    monkeypatch.setattr(ease, "BLOCK", 37)  # Gram columns and the mirrored inverse in uneven blocks
+    assert torch.allclose(ease.EASE(l2=50.0).fit(small_split.train).weights_, whole, atol=1e-6)

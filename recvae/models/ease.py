@@ -1,21 +1,34 @@
 """EASE: Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
 
 A closed-form item-item model: B = I - P diagMat(1 / diag(P)) with P = (X^T X + lambda I)^-1,
-so the diagonal of B is zero. Memory and time grow with items squared (cubed for the
-inverse), which suits catalogues up to some tens of thousands of items.
+so the diagonal of B is zero.
+
+Memory is the bound: one items x items float32 matrix (6.4 GB at 40k items) holds the Gram matrix, is
+factorised (Cholesky) and inverted in place by LAPACK, and becomes B, with a workspace of a few
+column blocks. A fit first estimates that and refuses a catalogue the machine cannot hold.
+
+One eigendecomposition of the Gram matrix could serve a whole grid of lambdas (P = V diag(1/(s+lambda)) V^T),
+but an eigendecomposition costs several times a Cholesky factorisation and inverse, and needs three
+matrices: `scripts/benchmark_ease.py` measures it against one Cholesky fit per lambda.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
+from recvae.errors import CapacityError
 from recvae.models.base import ModelConfig, Recommender, register
 from recvae.models.device import resolve_device
+
+
+BLOCK = 2048  # columns per block when the Gram matrix is built and the inverse mirrored: the workspace
 
 
 @dataclass(frozen=True)
@@ -30,6 +43,84 @@ class EASEConfig(ModelConfig):
             raise ValueError("l2 must be positive")
 
 
+def available_memory() -> int:
+    """Bytes of memory free for this process now (physical memory available, as the OS reports it)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def required_memory(n_items: int, matrices: int = 1) -> int:
+    """Bytes an EASE fit over ``n_items`` needs: ``matrices`` items x items float32 matrices and the
+    block workspace."""
+    return matrices * n_items * n_items * 4 + 2 * BLOCK * n_items * 4
+
+
+def check_memory(n_items: int, matrices: int = 1) -> None:
+    """Refuse, before allocating, a catalogue whose matrices would not fit in the memory available now."""
+    need, have = required_memory(n_items, matrices), available_memory()
+    if need > have:
+        raise CapacityError(
+            f"EASE over {n_items:,} items needs about {need / 2**30:.1f} GiB ({'one' if matrices == 1 else matrices} "
+            f"{n_items:,} x {n_items:,} "
+            f"float32 matri{'x' if matrices == 1 else 'ces'}) but {have / 2**30:.1f} GiB is available: keep fewer items "
+            "(min_item_interactions, --min-item-interactions), or use a model whose memory does not grow with the "
+            "square of the catalogue (MultVAE, ALS)")
+
+
+def gram_matrix(x: sp.csr_matrix, diagonal: float = 0.0) -> np.ndarray:
+    """X^T X + diagonal * I as a dense Fortran-ordered float32 array, built a block of columns at a time
+    (the sparse product of a whole dense catalogue can outgrow the dense matrix)."""
+    n = x.shape[1]
+    xt = x.T.tocsr().astype(np.float32)
+    xc = x.tocsc().astype(np.float32)
+    gram = np.empty((n, n), dtype=np.float32, order="F")
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        gram[:, start:stop] = (xt @ xc[:, start:stop]).toarray()
+    gram[np.diag_indices(n)] += diagonal
+    return gram
+
+
+def _mirror_upper(matrix: np.ndarray) -> None:
+    """Copy the upper triangle onto the lower one, in place, a block of rows at a time."""
+    n = matrix.shape[0]
+    for start in range(0, n, BLOCK):
+        stop = min(start + BLOCK, n)
+        matrix[start:stop, :start] = matrix[:start, start:stop].T
+        block = matrix[start:stop, start:stop]
+        block[np.tril_indices(stop - start, -1)] = block.T[np.tril_indices(stop - start, -1)]
+
+
+def _weights_from_precision(precision: np.ndarray) -> torch.Tensor:
+    """B = -P / diag(P) with a zero diagonal, in place. ``precision`` is symmetric, so its transpose view
+    is the same matrix in C order: B comes out C-contiguous, with no copy."""
+    b = precision.T if precision.flags.f_contiguous else precision
+    d = np.diag(b).copy()
+    b /= -d[None, :]
+    b[np.diag_indices(b.shape[0])] = 0.0
+    return torch.from_numpy(b)
+
+
+def ease_weights(x: sp.csr_matrix, l2: float) -> torch.Tensor:
+    """EASE's item-item weights: the Gram matrix, factorised and inverted in place (LAPACK spotrf/spotri)."""
+    check_memory(x.shape[1])
+    gram = gram_matrix(x, l2)
+    factor, info = scipy.linalg.lapack.spotrf(gram, lower=0, clean=0, overwrite_a=1)
+    if info != 0:
+        raise ValueError(f"EASE: the Gram matrix plus l2 = {l2} is not positive definite (LAPACK spotrf info {info})")
+    precision, info = scipy.linalg.lapack.spotri(factor, lower=0, overwrite_c=1)
+    if info != 0:
+        raise ValueError(f"EASE: inverting the Gram matrix failed (LAPACK spotri info {info})")
+    _mirror_upper(precision)
+    return _weights_from_precision(precision)
+
+
 @register
 class EASE(Recommender):
     name = "EASE"
@@ -40,12 +131,7 @@ class EASE(Recommender):
         """The closed form on ``user_items``; ``validation`` is not used (nothing to stop early)."""
         x = user_items = self._training_matrix(user_items)
         self.device_ = resolve_device(self.config.device)
-        gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64)).to(self.device_)
-        gram.diagonal().add_(self.config.l2)
-        precision = torch.linalg.inv(gram)
-        weights = -precision / precision.diagonal()
-        weights.diagonal().zero_()
-        self.weights_ = weights.float().contiguous()
+        self.weights_ = ease_weights(x, self.config.l2).to(self.device_)
         self._set_fitted(user_items, items)
         return self
 
