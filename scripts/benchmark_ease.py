@@ -1,11 +1,13 @@
 """EASE at 10k, 20k and 40k items: the float64 LU inverse it used to take against the float32 Cholesky in
-place it takes now, and a grid of four lambdas by one fit each against one shared eigendecomposition.
+place it takes now, and a grid of four lambdas scored on 600 validation users, by one fit per lambda
+against one shared eigendecomposition (after it, a lambda costs products with the validation users only).
 
-    python scripts/benchmark_ease.py [--items 10000,20000,40000] [--users 60000]
+    python scripts/benchmark_ease.py [--items 10000,20000,40000] [--users 60000] [--timeout 1500]
 
 Each variant runs in a fresh process on the same generated log (long-tailed item popularity, like
 MovieLens), so its peak RSS is its own; a variant whose estimated memory exceeds what the machine has is
-reported as refused, not run. Writes evaluation/perf/ease.md and ease.json.
+reported as refused, not run, and one that runs past --timeout seconds is stopped and reported so.
+Writes evaluation/perf/ease.md and ease.json.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from recvae.environment import describe, environment
 
 GRID = (100.0, 300.0, 1000.0, 3000.0)
+VALIDATION_USERS = 600
 VARIANTS = {  # name: (items x items matrices it holds at its peak, bytes per entry)
     "float64 LU inverse (before)": (3, 8),
     "float32 Cholesky in place (now)": (1, 4),
-    "grid: one fit per lambda (now)": (1, 4),
-    "grid: one eigendecomposition": (3, 4),
+    "grid, validation scored: one fit per lambda": (1, 4),
+    "grid, validation scored: one eigendecomposition": (3, 4),
 }
 
 
@@ -56,42 +60,74 @@ def generated_log(n_users: int, n_items: int, seed: int = 0) -> sp.csr_matrix:
 def run_variant(variant: str, path: str) -> dict:
     """In this (fresh) process: fit the variant on the saved log, return seconds and peak RSS."""
     import scipy.linalg
-    import torch
 
     from recvae.models.ease import EASE, gram_matrix
 
     x = sp.load_npz(path).tocsr()
+    validation = sp.load_npz(path.replace(".npz", "-validation.npz")).tocsr()
     started = time.perf_counter()
     if variant.startswith("float64"):
-        gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64))
-        gram.diagonal().add_(GRID[2])
-        precision = torch.linalg.inv(gram)
-        weights = -precision / precision.diagonal()
-        weights.diagonal().zero_()
-        weights = weights.float()
+        float64_weights(x, GRID[2])
     elif variant.startswith("float32"):
         EASE(l2=GRID[2]).fit(x)
-    elif variant.startswith("grid: one fit"):
+    elif variant.endswith("one fit per lambda"):
         for l2 in GRID:
-            EASE(l2=l2).fit(x)
+            EASE(l2=l2).fit(x).score(validation)
     else:
+        # P = V diag(1/(e + l2)) V^T; validation scores X B = X - (X P) / diag(P), column by column
         eigenvalues, vectors = scipy.linalg.eigh(gram_matrix(x), overwrite_a=True, check_finite=False, driver="evd")
+        eigenvalues = np.maximum(eigenvalues, 0)
+        projected = validation @ vectors  # validation users x items, once
+        squares = vectors**2
         for l2 in GRID:
-            scaled = vectors * (1.0 / np.sqrt(np.maximum(eigenvalues, 0) + l2)).astype(np.float32)
-            precision = scaled @ scaled.T
-            del scaled
-            d = np.diag(precision).copy()
-            precision /= -d[None, :]
-            del precision
+            inverse = (1.0 / (eigenvalues + l2)).astype(np.float32)
+            diagonal = squares @ inverse
+            scores = validation.toarray() - ((projected * inverse) @ vectors.T) / diagonal[None, :]
+            assert np.isfinite(scores).all()
     return {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
+
+
+def float64_weights(x: sp.csr_matrix, l2: float) -> torch.Tensor:
+    """What EASE computed before: a float64 Gram matrix inverted by LU."""
+    gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64))
+    gram.diagonal().add_(l2)
+    precision = torch.linalg.inv(gram)
+    weights = -precision / precision.diagonal()
+    weights.diagonal().zero_()
+    return weights.float()
+
+
+def precision_check(path: str) -> list[dict]:
+    """Test NDCG@100 and Recall@20 on a real log (the first seed of ml-1m.toml's split) of the float32 fit
+    against the float64 one, at every lambda of the grid."""
+    from recvae.evaluate import evaluate
+    from recvae.models.ease import EASE
+    from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+
+    split, _ = prepare_split(DataSpec(path=path), SplitSpec(protocol="strong", heldout_users=600, seed=98765))
+    rows = []
+    for l2 in GRID:
+        model = EASE(l2=l2).fit(split.train)
+        now = evaluate(model, split.test, metrics=("ndcg@100", "recall@20")).summary()
+        new_weights = model.weights_
+        model.weights_ = float64_weights(split.train, l2)
+        before = evaluate(model, split.test, metrics=("ndcg@100", "recall@20")).summary()
+        rows.append({"l2": l2, "ndcg@100 float64": before["ndcg@100"], "ndcg@100 float32": now["ndcg@100"],
+                     "recall@20 float64": before["recall@20"], "recall@20 float32": now["recall@20"],
+                     "max weight difference": float((new_weights - model.weights_).abs().max())})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", default="10000,20000,40000")
     parser.add_argument("--users", type=int, default=60000)
+    parser.add_argument("--timeout", type=float, default=1500.0, help="seconds one variant may run")
     parser.add_argument("--out", default="evaluation/perf")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--ml-1m", dest="ml_1m", metavar="FILE",
+                        help="also compare float32 and float64 test figures on this log (ml-1m.toml's split, first seed)")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_variant(*args.child)))
@@ -104,6 +140,7 @@ def main() -> None:
             path = f"{tmp}/log-{n_items}.npz"
             x = generated_log(args.users, n_items)
             sp.save_npz(path, x)
+            sp.save_npz(path.replace(".npz", "-validation.npz"), generated_log(VALIDATION_USERS, n_items, seed=1))
             for variant, (matrices, width) in VARIANTS.items():
                 need_gb = matrices * n_items**2 * width / 2**30
                 row = {"items": n_items, "users": args.users, "interactions": int(x.nnz), "variant": variant,
@@ -112,26 +149,43 @@ def main() -> None:
                     rows.append({**row, "seconds": None, "peak_rss_mb": None, "note": "refused: would not fit"})
                     print(json.dumps(rows[-1]), flush=True)
                     continue
-                done = subprocess.run([sys.executable, __file__, "--child", variant, path], capture_output=True, text=True)
+                try:
+                    done = subprocess.run([sys.executable, __file__, "--child", variant, path], capture_output=True,
+                                          text=True, timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    rows.append({**row, "seconds": None, "peak_rss_mb": None, "note": f"stopped after {args.timeout:.0f} s"})
+                    print(json.dumps(rows[-1]), flush=True)
+                    continue
                 if done.returncode != 0:
                     rows.append({**row, "seconds": None, "peak_rss_mb": None, "note": done.stderr.strip()[-300:]})
                 else:
                     rows.append({**row, **json.loads(done.stdout.strip().splitlines()[-1]), "note": ""})
                 print(json.dumps(rows[-1]), flush=True)
+    check = precision_check(args.ml_1m) if args.ml_1m else []
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     env = environment()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ease.json").write_text(json.dumps({"command": command, "environment": env, "grid": GRID, "rows": rows},
+    (out / "ease.json").write_text(json.dumps({"command": command, "environment": env, "grid": GRID, "rows": rows,
+                                              "precision_check": check},
                                               indent=1))
     lines = ["# EASE at scale", "", f"Generated logs of {args.users:,} users (20-100 items each, Zipf-like item "
-             f"popularity); one fit at lambda {GRID[2]:g}, the grid is lambda in {list(GRID)}. Each variant in a fresh "
-             "process; peak RSS is the process's high-water mark.", "",
+             f"popularity); one fit at lambda {GRID[2]:g}; the grid is lambda in {list(GRID)}, each scored on "
+             f"{VALIDATION_USERS} validation users (a search needs those scores, not the weights). Each variant in a "
+             "fresh process; peak RSS is the process's high-water mark.", "",
              "| items | variant | seconds | peak RSS MB | estimated matrices GB | note |", "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         seconds = f"{r['seconds']:.1f}" if r["seconds"] is not None else "-"
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"
         lines.append(f"| {r['items']:,} | {r['variant']} | {seconds} | {rss} | {r['estimated_gb']} | {r['note']} |")
+    if check:
+        lines += ["", f"## float32 against float64 on {args.ml_1m}", "",
+                  "The first split seed of evaluation/benchmarks/ml-1m.toml (600 validation + 600 test users); test "
+                  "users scored by each fit's weights.", "",
+                  "| lambda | NDCG@100 float64 | NDCG@100 float32 | Recall@20 float64 | Recall@20 float32 | max weight difference |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['l2']:g} | {r['ndcg@100 float64']:.4f} | {r['ndcg@100 float32']:.4f} | {r['recall@20 float64']:.4f} "
+                  f"| {r['recall@20 float32']:.4f} | {r['max weight difference']:.1e} |" for r in check]
     lines += ["", f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
     (out / "ease.md").write_text("\n".join(lines))
     print("\n".join(lines))
