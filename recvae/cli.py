@@ -337,6 +337,14 @@ def cmd_recommend(args) -> int:
         raise ValueError(f"--shard {args.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
     if args.batch_users < 1 or args.top_n < 1:
         raise ValueError(f"--batch-users {args.batch_users} and --top-n {args.top_n}: expected at least 1 each")
+    if args.engine == "spark":
+        if n_shards > 1:
+            raise ValueError("--shard: the Spark engine spreads the users itself; leave --shard out")
+        for flag in ("rating", "user", "item"):
+            if getattr(args, flag) is not None and isinstance(_column(getattr(args, flag)), (int, bool)):
+                raise ValueError(f"--{flag} {getattr(args, flag)}: the Spark engine reads columns by name")
+    elif args.master is not None:
+        raise ValueError("--master: only with --engine spark")
     check_writable(args.out, "the output")
     model = Recommender.load(args.model)
     trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
@@ -348,6 +356,16 @@ def cmd_recommend(args) -> int:
         print(f"keeping interactions rated >= {min_rating:g}" + (" (as in training)" if args.min_rating is None else ""),
               file=sys.stderr)
     started = time.perf_counter()
+    if args.engine == "spark":
+        from recvae.export.spark import export_spark
+
+        rows = export_spark(
+            args.interactions, args.model, args.out, master=args.master, user=args.user or "user", item=args.item or "item",
+            rating=args.rating or "rating", sep=_reader_options(args).get("sep"), header=args.header is not False, min_rating=min_rating,
+            allow_file=args.allow, deny_file=args.deny, n=args.top_n, include_seen=args.include_seen,
+            fallback=args.fallback, users_per_block=args.batch_users)
+        print(f"wrote {rows} rows to {args.out} through Spark in {time.perf_counter() - started:.1f} s")
+        return 0
     stats = export_recommendations(
         model, args.interactions, args.out, n=args.top_n, include_seen=args.include_seen, allow=args.allow,
         deny=args.deny, fallback=args.fallback, shard=(index, n_shards), users_per_block=args.batch_users,
@@ -508,6 +526,10 @@ def _add_recommend(sub, common) -> None:
     recommend.add_argument("--min-rating", metavar="R",
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--ungrouped", action="store_true", help="the log does not keep each user's rows together: group it in memory")
+    recommend.add_argument("--engine", choices=("local", "spark"), default="local",
+                           help="'spark': read, score and write through Spark (pip install recvae[spark]; --out is then "
+                                "a Parquet directory)")
+    recommend.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[2] (default: Spark's own)")
     _add_reader_flags(recommend.add_argument_group("reading the log"))
     recommend.set_defaults(func=cmd_recommend)
 

@@ -272,6 +272,14 @@ def zero_top_n(tmp):
     return _recommend(tmp, "--top-n", "0", words="--top-n", model=tmp / "not-read")
 
 
+def master_without_spark(tmp):
+    return _recommend(tmp, "--master", "local[2]", words="--master", model=tmp / "not-read")
+
+
+def spark_with_shard(tmp):
+    return _recommend(tmp, "--engine", "spark", "--shard", "0/2", words="--shard", model=tmp / "not-read")
+
+
 def bad_shard(tmp):
     return _recommend(tmp, "--shard", "3/2", words="--shard", model=tmp / "not-read")
 

@@ -1,0 +1,159 @@
+"""Batch top-N on Spark: the block step of ``recvae recommend`` run by Spark's Python workers.
+
+Needs ``pip install recvae[spark]`` (pyspark and Java). The histories are repartitioned by user and sorted
+within each partition, so a user's rows arrive together; ``mapInPandas`` hands each worker its Arrow batches,
+which are cut into blocks of whole users (a user cut by a batch boundary is carried into the next batch) and
+scored by ``recommend_block``, the function the single-machine export calls. Each Python worker loads the
+model once and keeps it for every partition it scores.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from recvae.errors import DataError
+from recvae.score.recommend import RecommendOptions, item_filter, recommend_block
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_model(model_dir: str):
+    """The model a worker scores with, loaded on its first block and kept while the worker lives."""
+    from recvae.models import Recommender
+
+    return Recommender.load(model_dir)
+
+
+def whole_user_blocks(frames: Iterator[pd.DataFrame], users_per_block: int) -> Iterator[pd.DataFrame]:
+    """Blocks of at most ``users_per_block`` whole users from frames whose rows are grouped by ``user``
+    (a user's rows may run over the end of one frame into the next, never further)."""
+    pending = None
+    for frame in frames:
+        if pending is not None:
+            frame = pd.concat([pending, frame], ignore_index=True)
+        if frame.empty:
+            continue
+        users = frame["user"].to_numpy()
+        others = np.flatnonzero(users != users[-1])
+        cut = others[-1] + 1 if others.size else 0  # the last user may go on in the next frame
+        complete, pending = frame.iloc[:cut], frame.iloc[cut:]
+        yield from _cut(complete, users[:cut], users_per_block)
+    if pending is not None and len(pending):
+        yield from _cut(pending, pending["user"].to_numpy(), users_per_block)
+
+
+def _cut(frame: pd.DataFrame, users: np.ndarray, users_per_block: int) -> Iterator[pd.DataFrame]:
+    if not len(frame):
+        return
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    bounds = np.r_[starts[::users_per_block], len(frame)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield frame.iloc[a:b]
+
+
+def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
+                    allow=None, deny=None, fallback: str | None = None, users_per_block: int = 1000,
+                    partitions: int | None = None):
+    """A Spark DataFrame (user, item, rank, score[, fallback]): the top ``n`` items of every user in
+    ``histories``, a Spark DataFrame with columns ``user`` and ``item`` (original IDs, as the model knows
+    its items; other columns are ignored).
+
+    The options are ``export_recommendations``'s: ``allow``/``deny`` are lists of item IDs, ``fallback=
+    "popularity"`` gives users without a known item the most popular ones. ``model_dir`` must be readable
+    by every executor (a local path under ``local[N]``, a shared or mounted filesystem on a cluster).
+    ``partitions`` sets how many partitions the users are spread over (default: Spark's shuffle setting).
+    """
+    from pyspark.sql import types as T
+    from pyspark.sql.functions import coalesce, col, lit
+
+    model = _worker_model(str(model_dir))  # on the driver: checks the directory and reads the item IDs once
+    if model.items_ is None:
+        raise DataError(f"{model_dir}: the model does not know its item IDs; cannot read or write IDs")
+    missing = {"user", "item"} - set(histories.columns)
+    if missing:
+        raise DataError(f"the histories DataFrame has no column {sorted(missing)} (it has {histories.columns})")
+    integer_items = np.issubdtype(model.items_.ids.dtype, np.integer)
+    allowed, _ = item_filter(model.items_, allow, deny)
+    options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
+                               batch_size=users_per_block)
+    item_type = T.LongType() if integer_items else T.StringType()
+    user_type = histories.schema["user"].dataType
+    fields = [T.StructField("user", user_type), T.StructField("item", item_type),
+              T.StructField("rank", T.IntegerType()), T.StructField("score", T.FloatType())]
+    if fallback is not None:
+        fields.append(T.StructField("fallback", T.BooleanType()))
+    # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
+    unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
+    frame = histories.select(col("user"), coalesce(col("item").cast(item_type), lit(unknown)).alias("item"))
+    frame = frame.repartition(partitions, "user") if partitions else frame.repartition("user")
+    frame = frame.sortWithinPartitions("user")
+    directory = str(model_dir)
+
+    def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        worker_model = _worker_model(directory)
+        for block in whole_user_blocks(frames, users_per_block):
+            items = block["item"].to_numpy()
+            if not integer_items:
+                items = items.astype(object)
+            out, _ = recommend_block(worker_model, block["user"].to_numpy(), items, options)
+            yield pd.DataFrame(out)
+
+    return frame.mapInPandas(score, T.StructType(fields))
+
+
+def export_spark(interactions: str, model_dir: str, out: str, *, master: str | None = None, user: str = "user",
+                 item: str = "item", rating: str = "rating", sep: str | None = None, header: bool = True,
+                 min_rating: float | None = None, allow_file: str | None = None, deny_file: str | None = None,
+                 **options) -> int:
+    """``recvae recommend --engine spark``: read a Parquet/CSV/TSV log with Spark, score it with
+    ``recommend_spark`` and write ``out`` (a Parquet directory) through Spark; returns the rows written.
+
+    The output appears only when complete: Spark writes beside it and the finished directory is renamed.
+    """
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pyspark.sql import SparkSession
+    from pyspark.sql.functions import col
+
+    from recvae.export.export import _read_id_list
+
+    target = Path(out)
+    if target.suffix != ".parquet":
+        raise DataError(f"--out {out}: the Spark engine writes a Parquet directory; name it *.parquet")
+    source = Path(interactions)
+    if not source.exists():
+        raise DataError(f"{interactions}: no such file or directory")
+    model = _worker_model(str(model_dir))
+    kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
+    allow = _read_id_list(allow_file, kind) if allow_file else None
+    deny = _read_id_list(deny_file, kind) if deny_file else None
+    builder = SparkSession.builder.appName("recvae recommend")
+    spark = (builder.master(master) if master else builder).getOrCreate()
+    if source.suffix == ".parquet" or source.is_dir():
+        frame = spark.read.parquet(str(source))
+    else:
+        tsv = ".tsv" in source.suffixes
+        frame = spark.read.csv(str(source), sep=sep or ("\t" if tsv else ","), header=header, inferSchema=True)
+    for name, flag in ((user, "--user"), (item, "--item")) + (((rating, "--rating"),) if min_rating is not None else ()):
+        if name not in frame.columns:
+            raise DataError(f"{interactions}: no column {name!r} ({flag}); it has {frame.columns}")
+    if min_rating is not None:
+        frame = frame.where(col(rating) >= min_rating)
+    frame = frame.select(col(user).alias("user"), col(item).alias("item"))
+    result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
+    try:
+        result.write.parquet(str(staging / "out"))
+        rows = spark.read.parquet(str(staging / "out")).count()
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(staging / "out", target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return rows

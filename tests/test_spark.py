@@ -1,0 +1,92 @@
+"""Batch export through Spark equals the single-machine export, row for row."""
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recvae.export import export_recommendations
+from recvae.export.spark import whole_user_blocks
+from recvae.models import MultVAE
+
+
+def test_frames_cut_inside_a_user_give_blocks_of_whole_users():
+    users = np.repeat(np.arange(9), [3, 1, 4, 2, 2, 5, 1, 1, 3])
+    frame = pd.DataFrame({"user": users, "item": np.arange(len(users))})
+    frames = [frame.iloc[a:b] for a, b in [(0, 2), (2, 2), (2, 9), (9, 10), (10, 22)]]  # cuts inside users 0, 2, 5
+    blocks = list(whole_user_blocks(iter(frames), users_per_block=2))
+    assert pd.concat(blocks, ignore_index=True).equals(frame)
+    for block in blocks:
+        assert block["user"].nunique() <= 2
+    seen = [set(b["user"]) for b in blocks]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1:])  # no user in two blocks
+
+
+needs_spark = pytest.mark.skipif(importlib.util.find_spec("pyspark") is None or shutil.which("java") is None,
+                                 reason="needs pyspark (pip install recvae[spark]) and Java")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[2]").appName("recvae-test")
+               .config("spark.sql.shuffle.partitions", "4").config("spark.ui.enabled", "false").getOrCreate())
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def exported(small_split, small_log, tmp_path_factory):
+    """A saved model, a log with unknown items and a user who has only those, and its single-machine export."""
+    folder = tmp_path_factory.mktemp("spark")
+    model = MultVAE(epochs=2, batch_size=200).fit(small_split.train, small_split.validation, small_split.items)
+    model.save(folder / "model")
+    log = small_log[["user", "item"]].head(4000)
+    extra = pd.DataFrame({"user": ["only-unknown", "only-unknown", log["user"].iloc[0]],
+                          "item": ["no-such-item", "nor-this", "no-such-item"]})
+    log = pd.concat([log, extra], ignore_index=True).sort_values("user", kind="stable", ignore_index=True)
+    log.to_csv(folder / "log.csv", index=False)
+    export_recommendations(model, folder / "log.csv", folder / "local.parquet", n=10, fallback="popularity",
+                           users_per_block=50, progress=False)
+    return folder, log, pd.read_parquet(folder / "local.parquet")
+
+
+def _same_rows(spark_rows: pd.DataFrame, local: pd.DataFrame) -> None:
+    key = ["user", "rank"]
+    a = spark_rows.sort_values(key, ignore_index=True)
+    b = local.assign(user=local["user"].astype(str)).sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(a[key + ["fallback"]], b[key + ["fallback"]], check_dtype=False)
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
+    # a block of other users may round a product differently in the last place: only near-ties may swap
+    differ = a["item"] != b["item"]
+    assert differ.mean() < 0.01
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_export_equals_the_single_machine_export(spark, exported):
+    from recvae.export.spark import recommend_spark
+
+    folder, log, local = exported
+    result = recommend_spark(spark.createDataFrame(log), str(folder / "model"), n=10, fallback="popularity",
+                             users_per_block=7, partitions=3).toPandas()
+    _same_rows(result, local)
+    assert result.loc[result["user"] == "only-unknown", "fallback"].all()
+    assert set(result["user"]) == set(log["user"])
+
+
+@needs_spark
+@pytest.mark.slow
+def test_recommend_engine_spark_writes_the_same_parquet(spark, exported, tmp_path):
+    from recvae.cli import main
+
+    folder, _, local = exported
+    out = tmp_path / "recs.parquet"
+    assert main(["recommend", "--engine", "spark", "--master", "local[2]", "--model", str(folder / "model"),
+                 "--interactions", str(folder / "log.csv"), "--out", str(out), "--top-n", "10",
+                 "--fallback", "popularity", "-q"]) == 0
+    _same_rows(pd.read_parquet(out), local)
+    assert not [p for p in tmp_path.iterdir() if p.name != "recs.parquet"]  # the staging directory is gone
