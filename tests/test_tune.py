@@ -28,6 +28,23 @@ def test_a_seeded_study_finds_the_optimum_a_dense_grid_finds(small_split, tmp_pa
     assert again.best_params == result.best_params
 
 
+def test_a_study_starts_from_the_configured_setting_where_the_space_holds_it(small_split, tmp_path):
+    from recvae.models import MultVAE
+    from recvae.tune.study import starting_setting
+
+    result = _ease_study(small_split, tmp_path, trials=3)
+    first = min(result.trials, key=lambda t: t["number"])
+    assert first["params"] == {"l2": EASE.config_class().l2}  # 500, the default, before any sampled value
+    assert result.best_score >= first["value"]
+    space = parse_space({"learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}, "hidden_dims": [[600], []],
+                         "anneal_epochs": {"low": 10.0, "high": 200.0}, "beta_cap": {"low": 0.3, "high": 1.0}},
+                        MultVAE.config_class, "test")
+    # the paper's learning rate and layers; no default anneal_epochs, and the default cap 0.2 lies outside
+    assert starting_setting(lambda p: MultVAE(**p), space, {"likelihood": "gaussian"}) == \
+        {"learning_rate": 1e-3, "hidden_dims": "[600]"}
+    assert starting_setting(lambda p: MultVAE(**p), space, {"hidden_dims": ()})["hidden_dims"] == "[]"
+
+
 def test_pruning_stops_trials_that_are_clearly_worse(small_split, tmp_path):
     space = parse_space({"learning_rate": {"low": 1e-7, "high": 1e-2, "log": True}}, MultDAE.config_class, "test")
     fixed = {"epochs": 10, "batch_size": 200, "hidden_dims": (), "patience": None}

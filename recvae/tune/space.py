@@ -42,6 +42,15 @@ class Dimension:
             return trial.suggest_int(self.name, self.low, self.high, log=self.log)
         return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
 
+    def optuna_value(self, value):
+        """``value`` as this dimension hands it to Optuna (choices as JSON text), or None when it lies outside."""
+        if self.choices is not None:
+            text = json.dumps(list(value) if isinstance(value, tuple) else value)
+            return text if text in [json.dumps(c) for c in self.choices] else None
+        if not _number(value) or not self.low <= value <= self.high:
+            return None
+        return int(value) if self.is_int else float(value)
+
     def grid_values(self) -> list:
         """The values a grid sampler walks (choices only)."""
         return [json.dumps(c) for c in self.choices]

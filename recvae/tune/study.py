@@ -123,11 +123,22 @@ def _trial_record(trial) -> dict:
             "epochs": trial.user_attrs.get("epochs"), "seconds": trial.user_attrs.get("seconds")}
 
 
+def starting_setting(build: Callable[[dict], Recommender], space: dict[str, Dimension], fixed: dict) -> dict:
+    """The configured setting (the model's defaults under ``fixed``) of every dimension it lies within, as Optuna
+    takes it: what a study tries first, so that a search never ends below the setting it started from."""
+    config = build(fixed).config
+    values = {name: dimension.optuna_value(getattr(config, name)) for name, dimension in space.items()}
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension], fixed: dict, train, validation: HeldOut,
               metric: str, search: SearchConfig, storage: str, study_name: str, resume: bool = True, tracker=None,
               report: Callable = log.info, identity: dict | None = None) -> StudyResult:
     """Search ``space`` (over the ``fixed`` hyperparameters) for the setting whose model, trained on
     ``train``, scores best on ``validation`` by ``metric``. ``build(params)`` returns an unfitted model.
+
+    A sampled study's first trial is the configured setting (``starting_setting``: the model's defaults,
+    the papers' where it has them); the sampler picks the dimensions it leaves out, and all later trials.
 
     The study is ``study_name`` in ``storage``: with ``resume`` its finished trials count against the
     budget and the sampler learns from them; without, an existing study of that name is replaced.
@@ -148,6 +159,8 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
                                      "metric": metric, "pruner": search.pruner, "sampler_seed": search.seed,
                                      **(identity or {})})  # a larger budget may resume a study
     _abandon_running(study, optuna)
+    if not study.get_trials(deepcopy=False) and not isinstance(sampler, optuna.samplers.GridSampler):
+        study.enqueue_trial(starting_setting(build, space, fixed), skip_if_exists=True)
     best = {"score": -math.inf, "model": None}
     spent = {"seconds": 0.0}
 
