@@ -265,15 +265,20 @@ def cmd_tune(args) -> int:
     return 0
 
 
-def _read_space(path: str) -> dict:
+def _read_toml(path: str, what: str) -> dict:
+    """A TOML file named by a flag; ``what`` says which (e.g. "search space file (--space)")."""
     import tomllib
 
     try:
-        payload = tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such search space file (--space)") from None
+        raise ValueError(f"{path}: no such {what}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _read_space(path: str) -> dict:
+    payload = _read_toml(path, "search space file (--space)")
     if set(payload) != {"search"}:
         raise ValueError(f"{path}: expected one [search] table of hyperparameter ranges, found {sorted(payload)}")
     return payload["search"]
@@ -282,14 +287,7 @@ def _read_space(path: str) -> dict:
 def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
     """`recvae train --config FILE`: the file's flags (what `recvae tune` writes) as defaults, so flags
     given on the command line override them."""
-    import tomllib
-
-    try:
-        payload = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such config file (--config)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    payload = _read_toml(path, "config file (--config)")
     flags = {s[2:]: a for a in parser._actions for s in a.option_strings[:2] if s.startswith("--")}
     params = payload.pop("params", {})
     defaults = {}
