@@ -34,6 +34,8 @@ FIELD_HELP = {
     "dropout": "dropout rate on the input",
     "activation": "tanh, relu, sigmoid or identity",
     "likelihood": "multinomial, gaussian or logistic",
+    "negatives": "sampled softmax: negatives shared per batch (multinomial only; 0: the full softmax over every item)",
+    "negative_proposal": "sampled softmax: draw negatives by training popularity + 1 or uniformly",
     "l2": "L2 penalty on the weights",
     "beta_cap": "largest KL weight",
     "total_anneal_steps": "linear: updates over which beta would grow from 0 to 1 (it stops at the cap); "
@@ -337,6 +339,8 @@ def cmd_recommend(args) -> int:
         raise ValueError(f"--shard {args.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
     if args.batch_users < 1 or args.top_n < 1:
         raise ValueError(f"--batch-users {args.batch_users} and --top-n {args.top_n}: expected at least 1 each")
+    if args.score_memory is not None and not args.score_memory > 0:
+        raise ValueError(f"--score-memory {args.score_memory:g}: expected a positive number of megabytes")
     check_writable(args.out, "the output")
     model = Recommender.load(args.model)
     trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
@@ -352,7 +356,7 @@ def cmd_recommend(args) -> int:
         model, args.interactions, args.out, n=args.top_n, include_seen=args.include_seen, allow=args.allow,
         deny=args.deny, fallback=args.fallback, shard=(index, n_shards), users_per_block=args.batch_users,
         reader=_reader_options(args), grouped=not args.ungrouped, progress=False if args.quiet else None,
-        min_rating=min_rating,
+        min_rating=min_rating, score_memory_mb=args.score_memory,
     )
     seconds = time.perf_counter() - started
     print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {seconds:.1f} s "
@@ -505,6 +509,10 @@ def _add_recommend(sub, common) -> None:
     recommend.add_argument("--fallback", choices=("popularity",), help="give users with no known item the most popular items")
     recommend.add_argument("--shard", default="0/1", help="i/n: export only the i-th of n disjoint shares of the users")
     recommend.add_argument("--batch-users", type=int, default=1000, help="users scored at once")
+    recommend.add_argument("--score-memory", type=float, metavar="MB",
+                           help="most memory a block's scores may take: the catalogue is then scored in item chunks "
+                                "with a running top-n (the same rows; for catalogues whose users x items block does "
+                                "not fit)")
     recommend.add_argument("--min-rating", metavar="R",
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--ungrouped", action="store_true", help="the log does not keep each user's rows together: group it in memory")

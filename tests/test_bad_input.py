@@ -272,6 +272,10 @@ def zero_top_n(tmp):
     return _recommend(tmp, "--top-n", "0", words="--top-n", model=tmp / "not-read")
 
 
+def zero_score_memory(tmp):
+    return _recommend(tmp, "--score-memory", "0", words="--score-memory 0", model=tmp / "not-read")
+
+
 def bad_shard(tmp):
     return _recommend(tmp, "--shard", "3/2", words="--shard", model=tmp / "not-read")
 
