@@ -230,6 +230,8 @@ def cmd_train(args) -> int:
         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
     )
     result = train_model(spec, notify=lambda line: print(line, file=sys.stderr))
+    if result.model_dir is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(f"\ntest users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
     print(f"\nmodel saved to {result.model_dir}")

@@ -331,16 +331,26 @@ class TrainingStep(ABC):
     """What ``recvae.train.Trainer`` needs from a model that learns by epochs.
 
     The Trainer owns the loop (epochs, shuffled batches, β, early stopping, checkpoints, resume,
-    diagnostics, callbacks); the step owns the model's side of it: its losses and optimisers,
-    its phases and what happens between them. Loss terms come back as sums over the batch's users
-    (with ``"users"``), so an epoch's averages are exact.
+    diagnostics, callbacks, the optimiser's update and, under torchrun, DistributedDataParallel);
+    the step owns the model's side of it: its losses and optimisers, its phases and what happens
+    between them. A batch's loss is its mean over the batch's users (so that ranks holding parts of
+    one batch can be weighted back to it); its terms come back as sums over those users (with
+    ``"users"``), so an epoch's averages are exact.
     """
 
     phases: tuple[Phase, ...] = (Phase("train"),)
     module: torch.nn.Module
 
-    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one batch of a batched phase (its gradient is what ``optimizer_for(phase)`` applies)."""
         raise NotImplementedError(f"{type(self).__name__} has no batched phase {phase!r}")
+
+    def optimizer_for(self, phase: str) -> torch.optim.Optimizer:
+        """The optimiser a batched phase updates with (the only one, unless a model says otherwise)."""
+        optimizers = list(self.optimizers().values())
+        if len(optimizers) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has several optimisers: say which one {phase!r} uses")
+        return optimizers[0]
 
     def train_pass(self, phase: str, epoch: int) -> dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} has no unbatched phase {phase!r}")

@@ -116,12 +116,8 @@ class AutoEncoderStep(TrainingStep):
         self.optimizer = make_adam(module.parameters(), config.learning_rate)
         self.latent_dim = module.latent_dim if module.variational else None
 
-    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
-        loss, terms = autoencoder_loss(self.module, batch, self.config, beta, self.generator, self.sampler)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return terms
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+        return autoencoder_loss(self.module, batch, self.config, beta, self.generator, self.sampler)
 
     def posterior(self, batch: SparseBatch):
         return self.module.encode(batch, normalised_input(batch)) if self.module.variational else None

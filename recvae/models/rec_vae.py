@@ -149,7 +149,7 @@ class RecVAEStep(TrainingStep):
         self.encoder_optimizer = make_adam(module.encoder.parameters(), config.learning_rate)
         self.decoder_optimizer = make_adam(module.decoder.parameters(), config.learning_rate)
 
-    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
         c, module = self.config, self.module
         train_encoder = phase == "encoder"
         values = input_dropout(normalised_input(batch), c.dropout if train_encoder else 0.0, self.generator)
@@ -162,15 +162,13 @@ class RecVAEStep(TrainingStep):
             kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
             loss = (c.gamma * batch.row_sums * kl + nll).mean()
             terms["kl"] = kl.detach().mean().item() * batch.n_rows
-            optimizer = self.encoder_optimizer
         else:  # the KL term does not depend on the decoder: its gradient there is zero
             loss = nll.mean()
-            optimizer = self.decoder_optimizer
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         terms["loss"] = loss.item() * batch.n_rows
-        return terms
+        return loss, terms
+
+    def optimizer_for(self, phase: str) -> torch.optim.Optimizer:
+        return self.encoder_optimizer if phase == "encoder" else self.decoder_optimizer
 
     def end_phase(self, phase: str) -> None:
         if phase == "encoder":
