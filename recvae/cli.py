@@ -34,6 +34,8 @@ FIELD_HELP = {
     "dropout": "dropout rate on the input",
     "activation": "tanh, relu, sigmoid or identity",
     "likelihood": "multinomial, gaussian or logistic",
+    "negatives": "sampled softmax: negatives shared per batch (multinomial only; 0: the full softmax over every item)",
+    "negative_proposal": "sampled softmax: draw negatives by training popularity + 1 or uniformly",
     "l2": "L2 penalty on the weights",
     "beta_cap": "largest KL weight",
     "total_anneal_steps": "linear: updates over which beta would grow from 0 to 1 (it stops at the cap); "
@@ -228,6 +230,8 @@ def cmd_train(args) -> int:
         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
     )
     result = train_model(spec, notify=lambda line: print(line, file=sys.stderr))
+    if result.model_dir is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     print(f"\ntest users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
     print(f"\nmodel saved to {result.model_dir}")
@@ -335,6 +339,8 @@ def cmd_recommend(args) -> int:
         raise ValueError(f"--shard {args.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
     if args.batch_users < 1 or args.top_n < 1:
         raise ValueError(f"--batch-users {args.batch_users} and --top-n {args.top_n}: expected at least 1 each")
+    if args.score_memory is not None and not args.score_memory > 0:
+        raise ValueError(f"--score-memory {args.score_memory:g}: expected a positive number of megabytes")
     if args.engine == "spark":
         if n_shards > 1:
             raise ValueError("--shard: the Spark engine spreads the users itself; leave --shard out")
@@ -361,14 +367,14 @@ def cmd_recommend(args) -> int:
             args.interactions, args.model, args.out, master=args.master, user=args.user or "user", item=args.item or "item",
             rating=args.rating or "rating", sep=_reader_options(args).get("sep"), header=args.header is not False, min_rating=min_rating,
             allow_file=args.allow, deny_file=args.deny, n=args.top_n, include_seen=args.include_seen,
-            fallback=args.fallback, users_per_block=args.batch_users)
+            fallback=args.fallback, users_per_block=args.batch_users, score_memory_mb=args.score_memory)
         print(f"wrote {rows} rows to {args.out} through Spark in {time.perf_counter() - started:.1f} s")
         return 0
     stats = export_recommendations(
         model, args.interactions, args.out, n=args.top_n, include_seen=args.include_seen, allow=args.allow,
         deny=args.deny, fallback=args.fallback, shard=(index, n_shards), users_per_block=args.batch_users,
         reader=_reader_options(args), grouped=not args.ungrouped, progress=False if args.quiet else None,
-        min_rating=min_rating,
+        min_rating=min_rating, score_memory_mb=args.score_memory,
     )
     seconds = time.perf_counter() - started
     print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {seconds:.1f} s "
@@ -521,6 +527,10 @@ def _add_recommend(sub, common) -> None:
     recommend.add_argument("--fallback", choices=("popularity",), help="give users with no known item the most popular items")
     recommend.add_argument("--shard", default="0/1", help="i/n: export only the i-th of n disjoint shares of the users")
     recommend.add_argument("--batch-users", type=int, default=1000, help="users scored at once")
+    recommend.add_argument("--score-memory", type=float, metavar="MB",
+                           help="most memory a block's scores may take: the catalogue is then scored in item chunks "
+                                "with a running top-n (the same rows; for catalogues whose users x items block does "
+                                "not fit)")
     recommend.add_argument("--min-rating", metavar="R",
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--ungrouped", action="store_true", help="the log does not keep each user's rows together: group it in memory")

@@ -31,6 +31,7 @@ from recvae.track.plots import metric_curves_figure, training_curves_figure
 from recvae.track.tracking import log_beta_diagnostics
 from recvae.train import Trainer
 from recvae.train.auto_beta import auto_beta
+from recvae.train.distributed import launched_world
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class TrainResult:
     split: Split
     results: dict[str, dict[str, float]]  # model name -> test summary (mean and standard error per metric)
     seconds: float
-    model_dir: Path
+    model_dir: Path | None  # None on a torchrun rank other than 0, which saves nothing
     run_id: str | None
     metrics: tuple[str, ...]
     auto_beta: dict | None = None
@@ -176,7 +177,12 @@ class TrainResult:
 def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> TrainResult:
     """Read, split, fit (or auto-β), score the test users beside popularity, save, and log it all to MLflow.
 
-    ``notify`` receives one line per stage (the CLI prints them)."""
+    ``notify`` receives one line per stage (the CLI prints them). Under torchrun every rank reads, splits
+    and trains; rank 0 alone scores, saves and logs, and the other ranks return without a ``model_dir``."""
+    world = launched_world()
+    if not world.main:
+        spec = dataclasses.replace(spec, tracking=dataclasses.replace(spec.tracking, enabled=False))
+        notify = _silent
     model = spec.build_model()
     with start_tracking(spec.tracking, f"train-{model.name}") as tracker:  # an unreachable server fails now
         notify(f"data: {spec.data.describe()}")
@@ -193,6 +199,8 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         seconds = time.perf_counter() - started
         notify(f"trained {model.name}" + (f": {len(model.history_)} epochs" if hasattr(model, "history_") else "")
                + f" in {seconds:.1f} s")
+        if not world.main:
+            return TrainResult(model, split, {}, seconds, None, None, spec.metrics or default_metrics(spec.split.protocol), chosen)
         compared = [model] + ([Popularity().fit(split.train)] if spec.baseline else [])
         metrics = spec.metrics or default_metrics(spec.split.protocol)
         results = {m.name: evaluate(m, split.test, metrics).summary() for m in compared}
@@ -208,6 +216,10 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         tracker.log_metrics({"train_seconds": seconds, "epochs": len(history)})
         _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen, spec.data, spec.split.seed)
         return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, metrics, chosen)
+
+
+def _silent(line: str) -> None:
+    """The notify of a rank other than 0: rank 0 says it all once."""
 
 
 def _save_or_keep(model: Recommender, out: str, metadata: dict) -> Path:

@@ -280,6 +280,10 @@ def spark_with_shard(tmp):
     return _recommend(tmp, "--engine", "spark", "--shard", "0/2", words="--shard", model=tmp / "not-read")
 
 
+def zero_score_memory(tmp):
+    return _recommend(tmp, "--score-memory", "0", words="--score-memory 0", model=tmp / "not-read")
+
+
 def bad_shard(tmp):
     return _recommend(tmp, "--shard", "3/2", words="--shard", model=tmp / "not-read")
 

@@ -79,6 +79,23 @@ def test_allow_and_deny_lists(tmp_path, model, log_path):
     assert items <= set(allowed[10:]) and stats.unknown_filter_items == 1
 
 
+def test_a_score_memory_budget_scores_in_item_chunks_and_writes_the_same_rows(tmp_path, model, log_path, monkeypatch):
+    from recvae.models import base
+
+    whole = export(model, log_path, tmp_path / "whole.parquet", n=20, users_per_block=100, fallback="popularity")
+    chunks = []
+    real = base.top_n_in_chunks
+    monkeypatch.setattr(base, "top_n_in_chunks", lambda *a: chunks.append(a[2]) or real(*a))
+    budget = 100 * 50 * 12 / 2**20  # 100 users x 50 items of 12 bytes
+    chunked = export(model, log_path, tmp_path / "chunked.parquet", n=20, users_per_block=100, fallback="popularity",
+                     score_memory_mb=budget)
+    assert chunks and set(chunks) == {50} and chunked == whole
+    a, b = pd.read_parquet(tmp_path / "whole.parquet"), pd.read_parquet(tmp_path / "chunked.parquet")
+    pd.testing.assert_frame_equal(a[["user", "rank", "fallback"]], b[["user", "rank", "fallback"]])
+    np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
+    assert (a["item"] == b["item"]).mean() > 0.99  # items beside a near-tie may swap by rounding
+
+
 def test_unknown_items_and_users_without_known_items(tmp_path, model):
     known = model.items_.ids[:3]
     log = pd.DataFrame({"user": ["a", "a", "b", "c"], "item": [known[0], "mystery", "mystery", known[1]]})

@@ -87,6 +87,6 @@ def test_recommend_engine_spark_writes_the_same_parquet(spark, exported, tmp_pat
     out = tmp_path / "recs.parquet"
     assert main(["recommend", "--engine", "spark", "--master", "local[2]", "--model", str(folder / "model"),
                  "--interactions", str(folder / "log.csv"), "--out", str(out), "--top-n", "10",
-                 "--fallback", "popularity", "-q"]) == 0
+                 "--fallback", "popularity", "--score-memory", "0.001", "-q"]) == 0  # item chunks on the workers
     _same_rows(pd.read_parquet(out), local)
     assert not [p for p in tmp_path.iterdir() if p.name != "recs.parquet"]  # the staging directory is gone

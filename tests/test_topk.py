@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recvae.score.topk import GROUP, top_k_rows, top_n_from_scores
+from recvae.score.topk import GROUP, top_k_rows, top_n_from_scores, top_n_in_chunks
 
 
 def assert_same_as_torch(scores: torch.Tensor, k: int) -> None:
@@ -47,9 +47,44 @@ def test_nan_scores_do_not_lose_items():
     assert items[3, 0] == 17
 
 
-def test_ties_keep_the_earlier_item_first():
-    values, items = top_k_rows(torch.zeros(3, 20_000), 10)
+@pytest.mark.parametrize("width", [20_000, 300])  # the grouped kernel, and the narrow rows torch.topk would take
+def test_ties_keep_the_earlier_item_first(width):
+    values, items = top_k_rows(torch.zeros(3, width), 10)
     assert torch.equal(items, torch.arange(10).expand(3, 10)) and not values.any()
+    generator = torch.Generator().manual_seed(width)
+    scores = torch.randint(-3, 3, (200, width), generator=generator).float() / 2  # every score tied many times
+    scores[0, :4] = torch.tensor([-0.0, 0.0, -torch.inf, torch.inf])
+    expected = torch.sort(scores, dim=1, descending=True, stable=True)
+    values, items = top_k_rows(scores.clone(), 40)
+    assert torch.equal(items, expected.indices[:, :40]) and torch.equal(values, expected.values[:, :40])
+
+
+def _tied_case(users=40, items=500, seed=0):
+    rng = np.random.default_rng(seed)
+    scores = torch.from_numpy(rng.integers(0, 6, (users, items)).astype(np.float32))  # heavy ties
+    scores[3] = -torch.inf  # a row with nothing to recommend
+    history = sp.random(users, items, density=0.2, format="csr", random_state=seed, dtype=np.float32)
+    return scores, history
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 499])
+@pytest.mark.parametrize("n", [5, 100])
+def test_chunked_top_n_equals_the_unchunked_one_ties_included(chunk, n):
+    scores, history = _tied_case()
+    allowed = np.arange(3, 500, 3)[::-1]  # unsorted, as a caller may pass it
+    for exclude, allow in [(None, None), (history, None), (history, allowed)]:
+        expected = top_n_from_scores(scores.clone(), n, exclude, allow)
+        chunked = top_n_in_chunks(lambda items: scores[:, items].clone(), 500, chunk, n, exclude, allow)
+        assert np.array_equal(chunked[0], expected[0]) and np.array_equal(chunked[1], expected[1])
+
+
+def test_chunked_top_n_pads_like_the_unchunked_one():
+    scores, history = _tied_case(items=30)
+    allowed = np.array([2, 9, 29])
+    chunked = top_n_in_chunks(lambda items: scores[:, items].clone(), 30, 4, 10, history, allowed)
+    assert chunked[0].shape == (40, 3)
+    assert np.array_equal(chunked[0], top_n_from_scores(scores.clone(), 10, history, allowed)[0])
+    assert (chunked[0][3] == -1).all() and np.isneginf(chunked[1][3]).all()
 
 
 def test_history_and_allow_list_masks_on_a_wide_catalogue():

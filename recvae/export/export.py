@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recvae.errors import DataError
-from recvae.score.recommend import ExportStats, RecommendOptions, item_filter, recommend_block
+from recvae.score.recommend import ExportStats, RecommendOptions, item_chunk_for, item_filter, recommend_block
 from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter
 
@@ -111,6 +111,7 @@ def export_recommendations(
     grouped: bool = True,
     progress: bool | None = None,
     min_rating: float | None = None,
+    score_memory_mb: float | None = None,
 ) -> ExportStats:
     """Write the top ``n`` items of every user in ``interactions`` to ``out`` (.parquet/.csv/.tsv).
 
@@ -119,6 +120,8 @@ def export_recommendations(
     ``allow``/``deny`` are files of item IDs, one per line. ``shard=(i, k)`` exports
     only the users whose ID hashes to shard ``i`` of ``k``. ``min_rating`` keeps only interactions rated
     at least that (``recvae recommend`` defaults it to what the model was trained with).
+    ``score_memory_mb`` bounds the memory of a block's scores: the catalogue is then scored in chunks
+    of items with a running top ``n`` (the same rows), for catalogues whose full block would not fit.
     """
     model._check_fitted()
     if model.items_ is None:
@@ -129,7 +132,9 @@ def export_recommendations(
         _read_id_list(allow, kind) if allow else None,
         _read_id_list(deny, kind) if deny else None,
     )
-    options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback, batch_size=users_per_block)
+    item_chunk = None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block)
+    options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
+                               batch_size=users_per_block, item_chunk=item_chunk)
     blocks = iter_user_blocks(
         interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind}, grouped=grouped, shard=shard,
         min_rating=min_rating,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recvae.errors import DataError
-from recvae.score.recommend import RecommendOptions, item_filter, recommend_block
+from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter, recommend_block
 
 
 @functools.lru_cache(maxsize=2)
@@ -56,7 +56,7 @@ def _cut(frame: pd.DataFrame, users: np.ndarray, users_per_block: int) -> Iterat
 
 def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
                     allow=None, deny=None, fallback: str | None = None, users_per_block: int = 1000,
-                    partitions: int | None = None):
+                    partitions: int | None = None, score_memory_mb: float | None = None):
     """A Spark DataFrame (user, item, rank, score[, fallback]): the top ``n`` items of every user in
     ``histories``, a Spark DataFrame with columns ``user`` and ``item`` (original IDs, as the model knows
     its items; other columns are ignored).
@@ -65,6 +65,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     "popularity"`` gives users without a known item the most popular ones. ``model_dir`` must be readable
     by every executor (a local path under ``local[N]``, a shared or mounted filesystem on a cluster).
     ``partitions`` sets how many partitions the users are spread over (default: Spark's shuffle setting).
+    ``score_memory_mb`` bounds a block's score memory on each worker (the catalogue scored in item chunks).
     """
     from pyspark.sql import types as T
     from pyspark.sql.functions import coalesce, col, lit
@@ -78,7 +79,8 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     integer_items = np.issubdtype(model.items_.ids.dtype, np.integer)
     allowed, _ = item_filter(model.items_, allow, deny)
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
-                               batch_size=users_per_block)
+                               batch_size=users_per_block,
+                               item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block))
     item_type = T.LongType() if integer_items else T.StringType()
     user_type = histories.schema["user"].dataType
     fields = [T.StructField("user", user_type), T.StructField("item", item_type),

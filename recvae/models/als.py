@@ -68,8 +68,9 @@ class ALS(Recommender):
         with single_threaded_blas():
             return self._solver.recalculate_user(np.arange(user_items.shape[0]), user_items)
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        return torch.from_numpy(self.user_factors(user_items)) @ self.item_factors_.T
+    def _item_scorer(self, user_items: sp.csr_matrix):
+        users = torch.from_numpy(self.user_factors(user_items))
+        return lambda items: users @ self.item_factors_[items].T
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()

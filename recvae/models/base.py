@@ -21,7 +21,7 @@ from recvae.models.config import config_from_dict
 from recvae.models.nn import SparseBatch
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, user_blocks
-from recvae.score.topk import top_n_from_scores
+from recvae.score.topk import top_n_from_scores, top_n_in_chunks
 
 POPULARITY_KEY = "_item_popularity"
 
@@ -104,8 +104,14 @@ class Recommender(ABC):
         """
 
     @abstractmethod
+    def _item_scorer(self, user_items: sp.csr_matrix) -> Callable[[slice], torch.Tensor]:
+        """For a block of users given their (prepared) histories, a function from a slice of the items to
+        the block's scores of those items (rows x sliced items). The users' side is computed once; each
+        call costs the slice's share of the item side, so a catalogue can be scored in chunks."""
+
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         """Scores (rows x items) for a block of users given their (prepared) histories."""
+        return self._item_scorer(user_items)(slice(None))
 
     def _training_matrix(self, user_items) -> sp.csr_matrix:
         """The checked training matrix, values treated as ``binarize`` says."""
@@ -151,23 +157,31 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         allowed_items: np.ndarray | None = None,
         batch_size: int = 1000,
+        item_chunk: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` item indices and scores for every row of ``user_items``, in user blocks.
 
         Width ``min(n, allowed items)``; a row with fewer items left is padded with item -1, score -inf.
+        ``item_chunk`` scores the catalogue that many items at a time with a running top ``n`` (the same
+        result), so a block's scores take ``batch_size x item_chunk`` floats whatever the catalogue.
         """
         self._check_fitted()
         user_items = self._histories(user_items)
         if n < 1:
             raise ValueError("n must be at least 1")
+        if item_chunk is not None and item_chunk < 1:
+            raise ValueError("item_chunk must be at least 1 (or None for the whole catalogue at once)")
         width = min(n, self._n_items if allowed_items is None else len(allowed_items))
         blocks_i = [np.empty((0, width), dtype=np.int64)]
         blocks_s = [np.empty((0, width), dtype=np.float32)]
         for start in range(0, user_items.shape[0], batch_size):
             block = user_items[start : start + batch_size]
+            exclude = block if exclude_seen else None
             with torch.no_grad():
-                scores = self._score_block(block)
-            idx, val = top_n_from_scores(scores, n, block if exclude_seen else None, allowed_items)
+                if item_chunk is None or item_chunk >= self._n_items:
+                    idx, val = top_n_from_scores(self._score_block(block), n, exclude, allowed_items)
+                else:
+                    idx, val = top_n_in_chunks(self._item_scorer(block), self._n_items, item_chunk, n, exclude, allowed_items)
             blocks_i.append(idx)
             blocks_s.append(val)
         return np.concatenate(blocks_i), np.concatenate(blocks_s)
@@ -317,16 +331,26 @@ class TrainingStep(ABC):
     """What ``recvae.train.Trainer`` needs from a model that learns by epochs.
 
     The Trainer owns the loop (epochs, shuffled batches, β, early stopping, checkpoints, resume,
-    diagnostics, callbacks); the step owns the model's side of it: its losses and optimisers,
-    its phases and what happens between them. Loss terms come back as sums over the batch's users
-    (with ``"users"``), so an epoch's averages are exact.
+    diagnostics, callbacks, the optimiser's update and, under torchrun, DistributedDataParallel);
+    the step owns the model's side of it: its losses and optimisers, its phases and what happens
+    between them. A batch's loss is its mean over the batch's users (so that ranks holding parts of
+    one batch can be weighted back to it); its terms come back as sums over those users (with
+    ``"users"``), so an epoch's averages are exact.
     """
 
     phases: tuple[Phase, ...] = (Phase("train"),)
     module: torch.nn.Module
 
-    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one batch of a batched phase (its gradient is what ``optimizer_for(phase)`` applies)."""
         raise NotImplementedError(f"{type(self).__name__} has no batched phase {phase!r}")
+
+    def optimizer_for(self, phase: str) -> torch.optim.Optimizer:
+        """The optimiser a batched phase updates with (the only one, unless a model says otherwise)."""
+        optimizers = list(self.optimizers().values())
+        if len(optimizers) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has several optimisers: say which one {phase!r} uses")
+        return optimizers[0]
 
     def train_pass(self, phase: str, epoch: int) -> dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} has no unbatched phase {phase!r}")

@@ -107,8 +107,9 @@ class BPR(Recommender):
         return bpr_fold_in(self._histories(user_items), self.item_factors_, self.item_bias_, c.regularization,
                            c.fold_in_steps, c.fold_in_learning_rate, c.seed)
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        return torch.addmm(self.item_bias_, self.user_factors(user_items), self.item_factors_.T)
+    def _item_scorer(self, user_items: sp.csr_matrix):
+        users = self.user_factors(user_items)
+        return lambda items: torch.addmm(self.item_bias_[items], users, self.item_factors_[items].T)
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()

@@ -38,6 +38,33 @@ class TrainingConfig:
         parse_metric(self.validation_metric)
 
 
+LIKELIHOODS = ("multinomial", "gaussian", "logistic")
+NEGATIVE_PROPOSALS = ("popularity", "uniform")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LikelihoodConfig:
+    """What the autoencoders' decoder output is scored by. ``negatives`` S > 0 replaces the multinomial's
+    normalisation over every item by a sampled softmax: each batch's users' own items plus S negatives
+    shared by the batch, drawn from ``negative_proposal`` (training popularity + 1, or uniform) with the
+    logQ correction, so an update's decoder products cost (batch items + S) columns instead of the
+    catalogue. Validation, scoring and export stay exact."""
+
+    likelihood: str = "multinomial"
+    negatives: int = 0
+    negative_proposal: str = "popularity"
+
+    def _check_likelihood(self) -> None:
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
+        if self.negatives < 0:
+            raise ValueError("negatives must be >= 0 (0: the full softmax over every item)")
+        if self.negatives and self.likelihood != "multinomial":
+            raise ValueError(f"negatives (the sampled softmax) needs likelihood='multinomial', not {self.likelihood!r}")
+        if self.negative_proposal not in NEGATIVE_PROPOSALS:
+            raise ValueError(f"negative_proposal must be one of {NEGATIVE_PROPOSALS}")
+
+
 def config_from_dict(config_class: type, values: dict):
     """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
     hints = typing.get_type_hints(config_class)

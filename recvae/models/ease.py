@@ -135,8 +135,9 @@ class EASE(Recommender):
         self._set_fitted(user_items, items)
         return self
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        return torch.from_numpy(user_items.toarray()).to(self.device_) @ self.weights_
+    def _item_scorer(self, user_items: sp.csr_matrix):
+        histories = torch.from_numpy(user_items.toarray()).to(self.device_)  # users x items, like one score block
+        return lambda items: histories @ self.weights_[:, items]
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()

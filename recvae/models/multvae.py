@@ -7,24 +7,24 @@ from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
+from torch.nn import functional as F
 
 from recvae.models.base import IterativeRecommender, ModelConfig, TrainingStep, cosine_similar_items, register
-from recvae.models.config import TrainingConfig
+from recvae.models.config import LikelihoodConfig, TrainingConfig
 from recvae.models.device import resolve_device
 from recvae.models.nn import (
-    ACTIVATIONS, LIKELIHOODS, AutoEncoder, SparseBatch, gaussian_kl, input_dropout, make_adam,
-    negative_log_likelihood, normalised_input, reparameterise,
+    ACTIVATIONS, AutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam, normalised_input,
+    reconstruction_nll, reparameterise,
 )
 from recvae.models.schedules import BETA_SCHEDULES
 
 
 @dataclass(frozen=True, kw_only=True)
-class _AutoEncoderConfig(TrainingConfig, ModelConfig):
+class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
     hidden_dims: tuple[int, ...] = (600,)
     latent_dim: int = 200
     dropout: float = 0.5
     activation: str = "tanh"
-    likelihood: str = "multinomial"
     l2: float = 0.0
 
     def __post_init__(self):
@@ -35,8 +35,7 @@ class _AutoEncoderConfig(TrainingConfig, ModelConfig):
             raise ValueError("dropout must lie in [0, 1)")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
+        self._check_likelihood()
         if self.l2 < 0:
             raise ValueError("l2 must be >= 0")
 
@@ -80,7 +79,7 @@ class MultDAEConfig(_AutoEncoderConfig):
 
 
 def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: float, generator: torch.Generator,
-                     ) -> tuple[torch.Tensor, dict[str, float]]:
+                     sampler: NegativeSampler | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one training batch: the negative β-ELBO (Mult-VAE) or the penalised likelihood (Mult-DAE),
     with the batch's sums of its terms.
 
@@ -91,7 +90,7 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
     values = input_dropout(normalised_input(batch), config.dropout, generator)
     mu, logvar = module.encode(batch, values)
     z = reparameterise(mu, logvar, generator) if module.variational else mu
-    nll = negative_log_likelihood(module.decode(z), batch, config.likelihood).mean()
+    nll = reconstruction_nll(module.decode_hidden(z), module.output_layer, batch, config.likelihood, sampler).mean()
     loss = nll
     n = batch.n_rows
     terms = {"users": n}
@@ -109,19 +108,16 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
 class AutoEncoderStep(TrainingStep):
     """One Adam update per batch of users."""
 
-    def __init__(self, module: AutoEncoder, config, generator: torch.Generator):
+    def __init__(self, module: AutoEncoder, config, generator: torch.Generator, sampler: NegativeSampler | None = None):
         self.module = module
         self.config = config
         self.generator = generator
+        self.sampler = sampler
         self.optimizer = make_adam(module.parameters(), config.learning_rate)
         self.latent_dim = module.latent_dim if module.variational else None
 
-    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
-        loss, terms = autoencoder_loss(self.module, batch, self.config, beta, self.generator)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return terms
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+        return autoencoder_loss(self.module, batch, self.config, beta, self.generator, self.sampler)
 
     def posterior(self, batch: SparseBatch):
         return self.module.encode(batch, normalised_input(batch)) if self.module.variational else None
@@ -139,13 +135,15 @@ class _AutoEncoderRecommender(IterativeRecommender):
         self.module_ = AutoEncoder(user_items.shape[1], cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation)
         self.module_.reset_parameters(generator)
         self.module_.to(device)
-        return AutoEncoderStep(self.module_, cfg, device_generator)
+        return AutoEncoderStep(self.module_, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator))
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+    def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)
         with torch.no_grad():
             mu, _ = self.module_.encode(batch, normalised_input(batch), mean_only=True)
-            return self.module_.decode(mu)
+            hidden = self.module_.decode_hidden(mu)
+        output = self.module_.output_layer
+        return lambda items: F.linear(hidden, output.weight[items], output.bias[items]).detach()
 
     def encode(self, user_items: sp.csr_matrix) -> torch.Tensor:
         """Latent means (users x latent_dim) of the given histories."""

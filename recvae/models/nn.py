@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
-LIKELIHOODS = ("multinomial", "gaussian", "logistic")
+from recvae.models.config import LIKELIHOODS
 
 
 class SparseBatch:
@@ -95,12 +96,18 @@ class AutoEncoder(nn.Module):
             return h, None
         return h[:, : self.latent_dim], None if mean_only else h[:, self.latent_dim :]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.decoder):
-            z = layer(z)
-            if i < len(self.decoder) - 1:
-                z = self.activation(z)
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.decoder[-1]
+
+    def decode_hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder up to its output layer: what ``output_layer`` turns into item logits."""
+        for layer in self.decoder[:-1]:
+            z = self.activation(layer(z))
         return z
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self.decode_hidden(z))
 
 
 def normalised_input(batch: SparseBatch) -> torch.Tensor:
@@ -126,6 +133,71 @@ def negative_log_likelihood(logits: torch.Tensor, batch: SparseBatch, likelihood
         sq_values = torch.zeros(batch.n_rows, device=logits.device).index_add_(0, batch.rows, batch.values**2)
         return 0.5 * ((logits**2).sum(dim=1) - 2.0 * at_nonzeros + sq_values)
     raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
+
+
+class NegativeSampler:
+    """S negatives per batch, shared by its users, drawn with replacement from a proposal over the items.
+
+    ``draw`` gives the distinct items drawn and each one's log importance weight log(c_j / (S·q_j)), c_j its
+    count among the S draws: the logQ correction (Bengio & Senécal 2008; Yi et al. 2019) with repeats summed.
+    With S at least the catalogue it gives every item once with weight 1: the sampled softmax is the full one.
+    """
+
+    def __init__(self, proposal: torch.Tensor, n: int, generator: torch.Generator):
+        self.generator = generator
+        self.proposal = (proposal / proposal.sum()).to(generator.device, torch.float32)
+        self.n = n
+        self.exhaustive = n >= proposal.numel()
+
+    @classmethod
+    def for_config(cls, config, user_items, generator: torch.Generator) -> NegativeSampler | None:
+        """The sampler ``config.negatives`` asks for over ``user_items``' items, or None for the full softmax."""
+        if not config.negatives:
+            return None
+        if config.negative_proposal == "uniform":
+            proposal = torch.ones(user_items.shape[1])
+        else:  # + 1: an item without training users can still be drawn
+            proposal = torch.from_numpy(np.asarray((user_items != 0).sum(axis=0), dtype=np.float32).ravel()) + 1.0
+        return cls(proposal, config.negatives, generator)
+
+    def draw(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.exhaustive:
+            items = torch.arange(self.proposal.numel(), device=device)
+            return items, torch.zeros(items.numel(), device=device)
+        draws = torch.multinomial(self.proposal, self.n, replacement=True, generator=self.generator)
+        items, counts = torch.unique(draws, return_counts=True)
+        return items.to(device), (torch.log(counts.float()) - torch.log(self.n * self.proposal[items])).to(device)
+
+
+def sampled_softmax_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBatch,
+                        negatives: torch.Tensor, log_weights: torch.Tensor) -> torch.Tensor:
+    """Per-user multinomial negative log-likelihood with the log-partition estimated by importance sampling.
+
+    A user's partition is the exact sum over their own items plus, for the drawn items they do not have,
+    exp(s_j + log_weight_j): an unbiased estimate of the rest of the sum. Logits are computed once for each
+    distinct item among the batch's and the negatives (no repeated index, so the gradient is deterministic).
+    """
+    if batch.indices.numel() == 0:  # users without items have nothing to reconstruct
+        return torch.zeros(batch.n_rows, device=hidden.device)
+    columns, inverse = torch.unique(torch.cat([batch.indices, negatives]), return_inverse=True)
+    own_column, negative_column = inverse[: batch.indices.numel()], inverse[batch.indices.numel():]
+    logits = F.linear(hidden, output.weight[columns], output.bias[columns])
+    offset = torch.full((columns.numel(),), -torch.inf, device=logits.device)
+    offset[negative_column] = log_weights
+    own = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+    own[batch.rows, own_column] = True
+    partition = torch.logsumexp(logits + torch.where(own, 0.0, offset), dim=1)
+    observed = logits[batch.rows, own_column] * batch.values
+    at_nonzeros = torch.zeros(batch.n_rows, device=logits.device, dtype=logits.dtype).index_add_(0, batch.rows, observed)
+    return batch.row_sums * partition - at_nonzeros
+
+
+def reconstruction_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBatch, likelihood: str,
+                       sampler: NegativeSampler | None) -> torch.Tensor:
+    """Per-user negative log-likelihood of the output layer's logits: sampled when a sampler is given."""
+    if sampler is None:
+        return negative_log_likelihood(output(hidden), batch, likelihood)
+    return sampled_softmax_nll(hidden, output, batch, *sampler.draw(hidden.device))
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ class Popularity(Recommender):
         self._set_fitted(user_items, items)
         return self
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        return self.item_popularity_.repeat(user_items.shape[0], 1)  # a copy: callers mask it in place
+    def _item_scorer(self, user_items: sp.csr_matrix):
+        return lambda items: self.item_popularity_[items].repeat(user_items.shape[0], 1)  # a copy: callers mask it in place
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {}  # the base class saves item_popularity_ for every model

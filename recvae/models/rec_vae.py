@@ -23,17 +23,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from recvae.models.base import IterativeRecommender, ModelConfig, Phase, TrainingStep, cosine_similar_items, register
-from recvae.models.config import TrainingConfig
+from recvae.models.config import LikelihoodConfig, TrainingConfig
 from recvae.models.device import resolve_device
 from recvae.models.nn import (
-    LIKELIHOODS, SparseBatch, input_dropout, make_adam, negative_log_likelihood, normalised_input, reparameterise,
+    NegativeSampler, SparseBatch, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
 )
 
 LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecVAEConfig(TrainingConfig, ModelConfig):
+class RecVAEConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
     """The public code's defaults: 50 epochs of 3 encoder and 1 decoder passes, Adam at 5e-4."""
 
     epochs: int = 50
@@ -47,7 +47,6 @@ class RecVAEConfig(TrainingConfig, ModelConfig):
     encoder_epochs: int = 3
     decoder_epochs: int = 1
     layer_norm_eps: float = 0.1
-    likelihood: str = "multinomial"
 
     def __post_init__(self):
         super().__post_init__()
@@ -59,8 +58,7 @@ class RecVAEConfig(TrainingConfig, ModelConfig):
             raise ValueError("gamma must be positive")
         if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
             raise ValueError("mixture_weights must be three positive weights summing to 1")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
+        self._check_likelihood()
         if self.encoder_epochs < 1 or self.decoder_epochs < 1:
             raise ValueError("encoder_epochs and decoder_epochs must be at least 1")
 
@@ -140,37 +138,37 @@ class RecVAEStep(TrainingStep):
     encoder is refreshed) and the decoder phase (``decoder_epochs`` passes without dropout), each
     part with its own Adam; the epoch's record is the encoder phase's."""
 
-    def __init__(self, module: RecVAEModule, config: RecVAEConfig, generator: torch.Generator):
+    def __init__(self, module: RecVAEModule, config: RecVAEConfig, generator: torch.Generator,
+                 sampler: NegativeSampler | None = None):
         self.module = module
         self.config = config
         self.generator = generator
+        self.sampler = sampler
         self.latent_dim = config.latent_dim
         self.phases = (Phase("encoder", config.encoder_epochs), Phase("decoder", config.decoder_epochs, reported=False))
         self.encoder_optimizer = make_adam(module.encoder.parameters(), config.learning_rate)
         self.decoder_optimizer = make_adam(module.decoder.parameters(), config.learning_rate)
 
-    def train_batch(self, phase: str, batch: SparseBatch, beta: float) -> dict[str, float]:
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
         c, module = self.config, self.module
         train_encoder = phase == "encoder"
         values = input_dropout(normalised_input(batch), c.dropout if train_encoder else 0.0, self.generator)
         with torch.set_grad_enabled(train_encoder):
             mu, logvar = module.encoder(batch, values)
             z = reparameterise(mu, logvar, self.generator)
-        nll = negative_log_likelihood(module.decoder(z), batch, c.likelihood)
+        nll = reconstruction_nll(z, module.decoder, batch, c.likelihood, self.sampler)
         terms = {"users": batch.n_rows}
         if train_encoder:
             kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
             loss = (c.gamma * batch.row_sums * kl + nll).mean()
             terms["kl"] = kl.detach().mean().item() * batch.n_rows
-            optimizer = self.encoder_optimizer
         else:  # the KL term does not depend on the decoder: its gradient there is zero
             loss = nll.mean()
-            optimizer = self.decoder_optimizer
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         terms["loss"] = loss.item() * batch.n_rows
-        return terms
+        return loss, terms
+
+    def optimizer_for(self, phase: str) -> torch.optim.Optimizer:
+        return self.encoder_optimizer if phase == "encoder" else self.decoder_optimizer
 
     def end_phase(self, phase: str) -> None:
         if phase == "encoder":
@@ -200,13 +198,14 @@ class RecVAE(IterativeRecommender):
         self.module_.reset_parameters(generator)
         self.module_.to(device)
         # The public code draws RecVAE's dropout and noise on the CPU generator, whatever the device.
-        return RecVAEStep(self.module_, self.config, generator)
+        return RecVAEStep(self.module_, self.config, generator, NegativeSampler.for_config(self.config, user_items, generator))
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+    def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)
         with torch.no_grad():
             mu, _ = self.module_.encoder(batch, normalised_input(batch), mean_only=True)
-            return self.module_.decoder(mu)
+        decoder = self.module_.decoder
+        return lambda items: F.linear(mu, decoder.weight[items], decoder.bias[items]).detach()
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()

@@ -213,7 +213,11 @@ class RecBoleModel(IterativeRecommender):
         train_data = recbole.data.utils.get_dataloader(rb_config, "train")(rb_config, built[0], train_sampler, shuffle=True)
         return rb_config, dataset, train_data
 
-    def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
+    def _item_scorer(self, user_items: sp.csr_matrix):
+        scores = self._recbole_scores(user_items)  # RecBole scores its whole catalogue at once
+        return lambda items: scores[:, items]
+
+    def _recbole_scores(self, user_items: sp.csr_matrix) -> torch.Tensor:
         kind = FOLD_IN[self.config.model]
         model = self.model_
         model.eval()

@@ -43,12 +43,27 @@ class RecommendOptions:
     allowed_items: np.ndarray | None = None  # item indices
     fallback: str | None = None  # None or "popularity"
     batch_size: int = 1000
+    item_chunk: int | None = None  # items scored at once (None: the whole catalogue)
 
     def __post_init__(self):
         if self.n < 1:
             raise ValueError("n must be at least 1")
+        if self.item_chunk is not None and self.item_chunk < 1:
+            raise ValueError("item_chunk must be at least 1")
         if self.fallback not in (None, "popularity"):
             raise ValueError("fallback must be None or 'popularity'")
+
+
+# Memory per (user, item) of a score block while it is ranked: the float32 score and, where the selection
+# sorts keys (rows too narrow for the grouped kernel), an int64 key.
+SCORE_BYTES = 12
+
+
+def item_chunk_for(score_memory_mb: float, users_per_block: int) -> int:
+    """Items per chunk that keep one block's scores within ``score_memory_mb`` megabytes."""
+    if not score_memory_mb > 0:
+        raise ValueError(f"score_memory_mb={score_memory_mb} must be positive")
+    return max(1, int(score_memory_mb * 2**20 // (SCORE_BYTES * users_per_block)))
 
 
 def item_filter(items: Vocabulary, allow=None, deny=None) -> tuple[np.ndarray | None, int]:
@@ -98,7 +113,7 @@ def recommend_block(model, users: np.ndarray, items: np.ndarray, options: Recomm
     if has_items.any():
         idx, score = model.top_n(
             history[has_items], options.n, exclude_seen=not options.include_seen,
-            allowed_items=options.allowed_items, batch_size=options.batch_size,
+            allowed_items=options.allowed_items, batch_size=options.batch_size, item_chunk=options.item_chunk,
         )
         parts.append((user_ids[has_items], idx, score, False))
     if options.fallback == "popularity" and not has_items.all():

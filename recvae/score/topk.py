@@ -28,6 +28,8 @@ def top_n_from_scores(
     much as the top-k itself.
     """
     scores = scores.float()
+    if allowed_items is not None:  # sorted and distinct: ties keep item order, no item comes twice
+        allowed_items = np.unique(np.asarray(allowed_items, dtype=np.int64))
     if exclude is not None and exclude.nnz:
         rows = torch.from_numpy(np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))).to(scores.device)
         cols = torch.from_numpy(exclude.indices.astype(np.int64)).to(scores.device)
@@ -52,12 +54,13 @@ def top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     cuts each row into groups of ``GROUP`` items; the ``k`` groups with the largest maxima
     hold the row's top ``k`` (an item outside them is beaten by those ``k`` maxima), so
     only items at or above the ``k``-th largest maximum, typically little more than ``k``,
-    are sorted. Same values as torch.topk; among tied scores the earlier item comes first.
-    Rows with a NaN keep torch.topk's ordering (NaN first).
+    are sorted. Same values as torch.topk; among tied scores the earlier item comes first on every
+    path (torch.topk alone leaves ties in any order), so a top-N depends neither on the device nor on
+    how the catalogue was cut. Rows with a NaN keep torch.topk's ordering (NaN first).
     """
     users, width = scores.shape
     if scores.device.type != "cpu" or scores.dtype != torch.float32 or width // GROUP < 4 * k:
-        return torch.topk(scores, k, dim=1)  # the kernel is for float32 rows wide enough to pay for the cut
+        return _tie_ordered_topk(scores.float(), k)  # the kernel is for float32 rows wide enough to pay for the cut
     block = scores.detach().contiguous().numpy()
     values = np.empty((users, k), dtype=np.float32)
     items = np.empty((users, k), dtype=np.int64)
@@ -69,6 +72,45 @@ def top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
         rows = torch.from_numpy(np.flatnonzero(has_nan))
         values[rows], items[rows] = torch.topk(scores[rows], k, dim=1)
     return values, items
+
+
+def _tie_ordered_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk on int64 keys that order by score, then by earlier item: the float's bits made
+    monotone (negative floats' magnitude bits flipped) in the high half, the reversed index in the low."""
+    width = scores.shape[1]
+    bits = (scores + 0.0).view(torch.int32).to(torch.int64)  # + 0.0 makes -0.0 the +0.0 it equals
+    keys = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) * (1 << 32) + (width - 1 - torch.arange(width, device=scores.device))
+    items = torch.topk(keys, k, dim=1).indices
+    values = scores.gather(1, items)
+    nan = torch.isnan(scores).any(dim=1)
+    if nan.any():  # a NaN's bits order it by its sign bit: keep torch.topk's NaN-first there
+        values[nan], items[nan] = torch.topk(scores[nan], k, dim=1)
+    return values, items
+
+
+def top_n_in_chunks(score_items, n_items: int, chunk: int, n: int, exclude: sp.csr_matrix | None = None,
+                    allowed_items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``top_n_from_scores`` over a catalogue scored ``chunk`` items at a time (``score_items(slice)`` gives
+    a block's scores for those items), keeping a running top ``n``: the same items, scores and order,
+    ties included, with a score block of ``chunk`` columns at most."""
+    allowed = None if allowed_items is None else np.unique(np.asarray(allowed_items, dtype=np.int64))
+    width = min(n, n_items if allowed is None else len(allowed))
+    best_items = best_values = None
+    for start in range(0, n_items, chunk):
+        stop = min(start + chunk, n_items)
+        part = None if allowed is None else allowed[(allowed >= start) & (allowed < stop)] - start
+        if part is not None and part.size == 0:
+            continue
+        items, values = top_n_from_scores(score_items(slice(start, stop)), n, None if exclude is None else exclude[:, start:stop], part)
+        items = np.where(items >= 0, items + start, -1)
+        if best_items is None:
+            best_items, best_values = items, values
+            continue
+        items, values = np.hstack([best_items, items]), np.hstack([best_values, values])
+        # stable: of tied scores the running list's (earlier) items stay first, -inf padding goes last
+        order = np.argsort(-values, axis=1, kind="stable")[:, :width]
+        best_items, best_values = np.take_along_axis(items, order, 1), np.take_along_axis(values, order, 1)
+    return best_items[:, :width], best_values[:, :width]
 
 
 @numba.njit(parallel=True, cache=True)

@@ -23,6 +23,7 @@ from recvae.models.nn import SparseBatch
 from recvae.models.schedules import beta_at
 from recvae.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
+from recvae.train.distributed import World, join_world, local_device
 from recvae.train.early_stopping import BestEpoch
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,31 @@ Validation = Callable[[Recommender], dict]
 
 
 @dataclasses.dataclass
+class _Generators:
+    """The random streams of a run: ``cpu`` and ``device`` draw noise (the same object on a CPU run);
+    ``shuffle`` orders the users (``cpu`` itself in one process, a stream every rank shares under torchrun)."""
+
+    cpu: torch.Generator
+    device: torch.Generator
+    shuffle: torch.Generator
+
+    def states(self) -> dict[str, torch.Tensor]:
+        out = {"cpu": self.cpu.get_state()}
+        if self.device is not self.cpu:
+            out["device"] = self.device.get_state()
+        if self.shuffle is not self.cpu:
+            out["shuffle"] = self.shuffle.get_state()
+        return out
+
+    def set_states(self, states: dict[str, torch.Tensor]) -> None:
+        self.cpu.set_state(states["cpu"])
+        if self.device is not self.cpu and "device" in states:
+            self.device.set_state(states["device"])
+        if self.shuffle is not self.cpu:
+            self.shuffle.set_state(states.get("shuffle", states["cpu"]))
+
+
+@dataclasses.dataclass
 class _Progress:
     """Where a run stands; what a checkpoint restores."""
 
@@ -43,11 +69,31 @@ class _Progress:
     history: list = dataclasses.field(default_factory=list)
 
 
+class _BatchLoss(torch.nn.Module):
+    """A step's batch loss as a module's forward, so that DistributedDataParallel sees the step's
+    parameters used (its reducer all-reduces their gradients during the backward pass)."""
+
+    def __init__(self, step: TrainingStep):
+        super().__init__()
+        self.module = step.module
+        self.step = step
+
+    def forward(self, phase: str, batch: SparseBatch, beta: float):
+        return self.step.batch_loss(phase, batch, beta)
+
+
 @dataclasses.dataclass
 class Trainer:
     """Trains an ``IterativeRecommender``: shuffled user batches, the β schedule, validation after every
     epoch with early stopping on the best weights, posterior diagnostics, a checkpoint per epoch and
     exact ``resume``, progress and per-epoch callbacks (MLflow, for one).
+
+    Started by ``torchrun`` (WORLD_SIZE > 1) it trains data-parallel: every rank shuffles the users with
+    the same generator, so all see the same global batches of ``batch_size`` users; each takes the users
+    it holds (every ``WORLD_SIZE``-th) and weights its batch mean by its share of the batch, and
+    DistributedDataParallel all-reduces the gradients, so an update is the single-process update of the
+    whole batch. Rank 0 alone validates (the scores are broadcast, so every rank stops at the same epoch),
+    writes checkpoints (with every rank's generators) and runs the callbacks.
 
     The model's config supplies ``epochs``, ``batch_size``, ``patience``, ``validation_metric``, ``seed``
     and ``device``, and for Mult-VAE ``beta_schedule``, ``beta_cap`` and ``total_anneal_steps``.
@@ -76,29 +122,44 @@ class Trainer:
 
     def _train(self, model: IterativeRecommender, train: sp.csr_matrix, validation, items) -> list[dict]:
         config = model.config
-        device = resolve_device(config.device)
-        generator = torch.Generator().manual_seed(config.seed)
-        device_generator = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(config.seed + 1)
+        device = local_device(resolve_device(config.device))
+        world = join_world(device)
+        # Noise (dropout, sampling) is each rank's own; the shuffle is shared, so the global batches agree.
+        seed = config.seed + 7919 * world.rank
+        generator = torch.Generator().manual_seed(seed)
+        device_generator = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed + 1)
         step = model.start_training(train, device, generator, device_generator)
+        shuffle = generator
+        if world.size > 1:  # rank 0's stream as it stands after the initialisation, as one process would go on
+            shuffle = torch.Generator()
+            shuffle.set_state(world.from_main(generator.get_state()))
+        generators = _Generators(generator, device_generator, shuffle)
         model._set_fitted(train, items)  # validation scores the model while it trains
+        forward = step.batch_loss
+        if world.size > 1:
+            if not all(phase.batched for phase in step.phases):
+                raise ValueError(f"{model.name} reads its own data (an unbatched phase) and cannot train under torchrun")
+            forward = torch.nn.parallel.DistributedDataParallel(
+                _BatchLoss(step), device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         best = BestEpoch(config.patience)
         progress = _Progress()
         key = _checkpoint_key(model, train)
         if self.resume:
-            self._restore(step, best, progress, (generator, device_generator), key)
+            self._restore(step, best, progress, generators, key, world)
         sample = diagnostic_sample(train, config.seed) if getattr(step, "latent_dim", None) else None
         epochs = getattr(step, "epochs", None) or config.epochs
         warn_if_beta_stays_low(config, epochs, math.ceil(train.shape[0] / getattr(config, "batch_size", 1)))
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        show = world.main and (self.progress if self.progress is not None else sys.stderr.isatty())
+        held = train if world.size == 1 else train[world.users(train.shape[0])]
         with tqdm(total=epochs, initial=progress.epoch, desc="epochs", unit="epoch", disable=not show, leave=False) as bar:
             while progress.epoch < epochs and not best.exhausted:
                 started = time.perf_counter()
-                record = self._epoch(model, step, train, device, generator, progress)
+                record = self._epoch(model, step, forward, held, train.shape[0], device, shuffle, progress, world)
                 if sample is not None:
                     step.module.eval()
                     record.update(diagnose(step.posterior, sample, device))
                 if validation is not None:
-                    scores = validation(model)
+                    scores = world.from_main(validation(model) if world.main else None)
                     record.update({f"val_{k}": v for k, v in scores.items()})
                     best.update(scores[config.validation_metric], progress.epoch, step.module)
                 record["seconds"] = time.perf_counter() - started
@@ -106,11 +167,11 @@ class Trainer:
                 log.info("epoch %d: %s", progress.epoch, format_record(record))
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.1f}", **({"val": f"{best.score:.4f}"} if validation else {}))
-                if not show and self.progress is None:
+                if world.main and not show and self.progress is None:
                     progress_log.info(_progress_line(record, epochs, best, config.validation_metric))
                 if self.checkpoint_dir is not None:
-                    self._save(step, best, progress, (generator, device_generator), key)
-                for callback in self.callbacks:
+                    self._save(step, best, progress, generators, key, world)
+                for callback in self.callbacks if world.main else ():
                     callback(record)
         if best.restore(step.module):
             log.info("best %s %.4f at epoch %d", config.validation_metric, best.score, best.epoch)
@@ -119,21 +180,29 @@ class Trainer:
         step.module.eval()
         return progress.history
 
-    def _epoch(self, model, step: TrainingStep, train, device, generator, progress: _Progress) -> dict:
-        """One epoch of every phase; the record of its reported phases' mean loss terms."""
+    def _epoch(self, model, step: TrainingStep, forward, held, n_users: int, device, shuffle, progress: _Progress,
+               world: World) -> dict:
+        """One epoch of every phase; the record of its reported phases' mean loss terms (over all ranks)."""
         started = time.perf_counter()
         step.module.train()
         config = model.config
-        updates_per_epoch = math.ceil(train.shape[0] / config.batch_size) if hasattr(config, "batch_size") else 1
+        updates_per_epoch = math.ceil(n_users / config.batch_size) if hasattr(config, "batch_size") else 1
         totals: dict[str, float] = {}
         beta = None
         for phase in step.phases:
             for _ in range(phase.passes):
                 if phase.batched:
                     terms = {}
-                    for rows in _shuffled_batches(train.shape[0], config.batch_size, generator):
+                    for rows in _shuffled_batches(n_users, config.batch_size, shuffle):
                         beta = _beta(config, progress.updates, updates_per_epoch)
-                        _add(terms, step.train_batch(phase.name, SparseBatch.from_csr(train[rows], device), beta or 0.0))
+                        mine = rows if world.size == 1 else world.batch_rows(rows)
+                        # every rank takes part in every update (DDP's all-reduce): one without users of this
+                        # batch scores one of its users at weight 0
+                        batch = SparseBatch.from_csr(held[mine if mine.size else [0]], device)
+                        weight = world.size * mine.size / rows.size
+                        batch_terms = _update(step, forward, phase.name, batch, beta or 0.0, weight)
+                        if mine.size:
+                            _add(terms, batch_terms)
                         progress.updates += 1
                 else:
                     terms = step.train_pass(phase.name, progress.epoch)
@@ -142,6 +211,7 @@ class Trainer:
             step.end_phase(phase.name)
         step.module.eval()
         progress.epoch += 1
+        totals = world.total(totals)
         users = totals.pop("users")
         record = {"epoch": progress.epoch, **{k: v / users for k, v in totals.items()}}
         if beta is not None:
@@ -150,7 +220,15 @@ class Trainer:
         return record
 
     # -- checkpoints --------------------------------------------------------------------------
-    def _save(self, step: TrainingStep, best: BestEpoch, progress: _Progress, generators, key: dict) -> None:
+    def _save(self, step: TrainingStep, best: BestEpoch, progress: _Progress, generators: _Generators, key: dict,
+              world: World) -> None:
+        """Rank 0 writes the checkpoint, with every rank's generators; the others wait until it is on disk."""
+        states = world.gather(generators.states())
+        if world.main:
+            self._write(step, best, progress, states, key)
+        world.barrier()
+
+    def _write(self, step: TrainingStep, best: BestEpoch, progress: _Progress, states: list[dict], key: dict) -> None:
         tensors = {f"module.{k}": v for k, v in step.module.state_dict().items()}
         if best.state is not None:
             tensors.update({f"best.{k}": v for k, v in best.state.items()})
@@ -159,15 +237,17 @@ class Trainer:
             flat, groups[name] = optimizer_to_flat(optimizer, f"optim.{name}")
             tensors.update(flat)
         tensors.update({f"extra.{k}": v for k, v in step.extra_state().items()})
-        tensors["rng.cpu"] = generators[0].get_state()
-        if generators[1] is not generators[0]:
-            tensors["rng.device"] = generators[1].get_state()
+        for rank, rank_states in enumerate(states):  # rank 0's as rng.cpu / rng.device, as a single process writes them
+            tensors.update({f"rng.{name}" if rank == 0 else f"rng.rank{rank}.{name}": state
+                            for name, state in rank_states.items()})
         save_checkpoint(self.checkpoint_dir, tensors, {
             "epoch": progress.epoch, "updates": progress.updates, "history": progress.history,
-            "best_score": best.score, "best_epoch": best.epoch, "stale": best.stale, "param_groups": groups, **key,
+            "best_score": best.score, "best_epoch": best.epoch, "stale": best.stale, "param_groups": groups,
+            "world_size": len(states), **key,
         })
 
-    def _restore(self, step: TrainingStep, best: BestEpoch, progress: _Progress, generators, key: dict) -> None:
+    def _restore(self, step: TrainingStep, best: BestEpoch, progress: _Progress, generators: _Generators, key: dict,
+                 world: World) -> None:
         loaded = load_checkpoint(self.checkpoint_dir)
         if loaded is None:
             log.warning("%s: no checkpoint to resume from; training from the start", self.checkpoint_dir)
@@ -185,14 +265,27 @@ class Trainer:
         for name, optimizer in step.optimizers().items():
             optimizer_from_flat(optimizer, tensors, state["param_groups"][name], f"optim.{name}")
         step.load_extra_state(part("extra."))
-        generators[0].set_state(tensors["rng.cpu"])
-        if generators[1] is not generators[0]:
-            generators[1].set_state(tensors["rng.device"])
+        saved_world = state.get("world_size", 1)
+        if world.size > 1 and saved_world != world.size:
+            raise ModelFileError(f"{self.checkpoint_dir}: checkpoint of a run of {saved_world} process(es); resume it with "
+                                 f"as many (torchrun --nproc-per-node {saved_world}) or in one process")
+        # one process resuming a distributed run continues with rank 0's noise stream, which then also shuffles
+        generators.set_states(part("rng.") if world.rank == 0 else part(f"rng.rank{world.rank}."))
         device = next(step.module.parameters()).device
         best.state = {k: v.to(device) for k, v in part("best.").items()} or None
         best.score, best.epoch, best.stale = state["best_score"], state["best_epoch"], state["stale"]
         progress.epoch, progress.updates, progress.history = state["epoch"], state["updates"], state["history"]
         log.info("resuming after epoch %d from %s", progress.epoch, self.checkpoint_dir)
+
+
+def _update(step: TrainingStep, forward, phase: str, batch: SparseBatch, beta: float, weight: float) -> dict[str, float]:
+    """One optimiser update on a batch's loss times ``weight`` (1 in one process; under torchrun the rank's
+    share of the global batch times the world size, which DDP's gradient average divides back out)."""
+    loss, terms = forward(phase, batch, beta)
+    step.module.zero_grad(set_to_none=True)
+    (loss if weight == 1.0 else loss * weight).backward()
+    step.optimizer_for(phase).step()
+    return terms
 
 
 def _shuffled_batches(n_users: int, batch_size: int, generator: torch.Generator):

@@ -1,0 +1,85 @@
+"""Data-parallel training under ``torchrun``: the process group, each rank's share of the users, and the
+few collectives the Trainer needs besides DistributedDataParallel's own gradient all-reduce."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """The processes training one model together; a world of one is plain single-process training."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 validates, checkpoints, saves and logs; the others train beside it."""
+        return self.rank == 0
+
+    def users(self, n_users: int) -> np.ndarray:
+        """The training rows this rank holds: every ``size``-th user from its rank."""
+        return np.arange(self.rank, n_users, self.size)
+
+    def batch_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Of a global batch's user rows, this rank's, as indices into the rows it holds."""
+        mine = rows[rows % self.size == self.rank]
+        return mine // self.size
+
+    def total(self, values: dict[str, float]) -> dict[str, float]:
+        """Sums of ``values`` over the ranks (every rank gets them)."""
+        if self.size == 1 or not values:
+            return values
+        names = sorted(values)
+        tensor = torch.tensor([values[n] for n in names], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return dict(zip(names, tensor.tolist()))
+
+    def from_main(self, value):
+        """Rank 0's ``value`` on every rank (validation scores, the decision to stop)."""
+        if self.size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, value) -> list:
+        """Every rank's ``value``, in rank order, on every rank."""
+        if self.size == 1:
+            return [value]
+        out = [None] * self.size
+        dist.all_gather_object(out, value)
+        return out
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+def launched_world() -> World:
+    """The world ``torchrun`` started this process in (from its environment), without joining it."""
+    return World(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def join_world(device: torch.device) -> World:
+    """Join the torchrun world (gloo on CPU, nccl on CUDA), once per process; a world of one otherwise."""
+    world = launched_world()
+    if world.size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world.size > 1 and (dist.get_rank(), dist.get_world_size()) != (world.rank, world.size):
+        raise RuntimeError(f"the process group ({dist.get_rank()} of {dist.get_world_size()}) is not the launched "
+                           f"world ({world.rank} of {world.size})")
+    return world
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun on GPUs, each rank on its own device (LOCAL_RANK)."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return device

@@ -1,0 +1,88 @@
+"""Data-parallel training under torchrun (CPU, gloo): two ranks train the model one process trains."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # every test starts torchrun
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
+from recvae.evaluate import validation_scorer
+from recvae.models import MultDAE, MultVAE
+from recvae.split import strong_generalization_split
+from recvae.train import Trainer
+from recvae.train.distributed import launched_world
+
+out, name, epochs, checkpoints = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+log = generate_log(SyntheticLog(n_users=700, n_items=120, n_groups=5, median_activity=15, seed=11))
+split = strong_generalization_split(Interactions.from_frame(preprocess(log)), 80, seed=3)
+settings = dict(epochs=epochs, batch_size=101, latent_dim=16, patience=None)
+# Mult-DAE without dropout draws no noise: two ranks must then reproduce the single process
+model = MultDAE(dropout=0.0, **settings) if name == "dae" else MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
+trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
+trainer.fit(model, split.train, validation_scorer(split.validation, "ndcg@100"))
+if launched_world().main:
+    with open(out, "w") as f:
+        json.dump({"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
+                   "weights": model.module_.input_weight.detach().double().flatten().tolist()}, f)
+"""
+
+
+def _run(tmp_path, ranks: int, name: str, epochs: int, checkpoints="-", *flags) -> dict:
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"result-{ranks}-{name}-{epochs}-{len(flags)}.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else [sys.executable]
+    done = subprocess.run([*launcher, str(script), str(out), name, str(epochs), str(checkpoints), *flags],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path):
+    one = _run(tmp_path, 1, "dae", 4)
+    two = _run(tmp_path, 2, "dae", 4)
+    # the same updates; only the order of float sums differs (the all-reduce adds the two ranks' halves)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6)
+    np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6)
+    np.testing.assert_allclose(two["weights"], one["weights"], rtol=0, atol=1e-6)
+
+
+def test_a_resumed_two_rank_run_reaches_the_uninterrupted_weights(tmp_path):
+    whole = _run(tmp_path, 2, "vae", 4)
+    _run(tmp_path, 2, "vae", 2, tmp_path / "checkpoints")
+    resumed = _run(tmp_path, 2, "vae", 4, tmp_path / "checkpoints", "--resume")
+    assert resumed["loss"] == whole["loss"] and resumed["weights"] == whole["weights"]
+    # one process may take over a distributed run's checkpoint
+    single = _run(tmp_path, 1, "vae", 5, tmp_path / "checkpoints", "--resume")
+    assert len(single["loss"]) == 5 and single["loss"][:4] == whole["loss"] and np.isfinite(single["weights"]).all()
+
+
+def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
+    from recvae.cli import main
+
+    log = tmp_path / "log.csv"
+    assert main(["generate", "--out", str(log), "--users", "400", "--items", "80"]) == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "recvae.cli",
+         "train", "--model", "multdae", "--data", str(log), "--heldout-users", "40", "--epochs", "3",
+         "--batch-size", "64", "--out", str(tmp_path / "model"), "--no-tracking"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("model saved to") == 1 and (tmp_path / "model" / "model.json").exists()
+    history = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]["history"]
+    assert len(history) == 3
