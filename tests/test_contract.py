@@ -21,6 +21,9 @@ SETTINGS = {
     "BPR": dict(factors=8, iterations=10, fold_in_steps=20, num_threads=1),
     "Popularity": {},
     "RecBole": dict(model="MultiVAE", epochs=2, params={"mlp_hidden_size": [32], "latent_dimension": 16}),
+    "VASP": dict(epochs=2, batch_size=100, hidden_dim=16, latent_dim=8, encoder_layers=2, decoder_layers=2),
+    "FLVAE": dict(epochs=2, batch_size=100, hidden_dim=16, latent_dim=8, encoder_layers=2, decoder_layers=2),
+    "NeuralEASE": dict(epochs=2, batch_size=100),
 }
 NAMES = sorted(SETTINGS)
 
@@ -200,7 +203,7 @@ def test_similar_items_start_with_the_item_itself_or_say_there_are_none(fitted):
 
 def test_iterative_models_are_the_ones_with_a_training_step():
     iterative = {name for name, cls in REGISTRY.items() if issubclass(cls, IterativeRecommender)}
-    assert iterative == {"MultVAE", "MultDAE", "RecVAE", "RecBole"}
+    assert iterative == {"MultVAE", "MultDAE", "RecVAE", "RecBole", "VASP", "FLVAE", "NeuralEASE"}
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

@@ -18,7 +18,7 @@ import torch
 torch.set_num_threads(1)
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
 from recvae.evaluate import validation_scorer
-from recvae.models import MultDAE, MultVAE
+from recvae.models import MultDAE, MultVAE, NeuralEASE
 from recvae.split import strong_generalization_split
 from recvae.train import Trainer
 from recvae.train.distributed import launched_world
@@ -28,13 +28,18 @@ log = generate_log(SyntheticLog(n_users=700, n_items=120, n_groups=5, median_act
 split = strong_generalization_split(Interactions.from_frame(preprocess(log)), 80, seed=3)
 settings = dict(epochs=epochs, batch_size=101, latent_dim=16, patience=None)
 # Mult-DAE without dropout draws no noise: two ranks must then reproduce the single process
-model = MultDAE(dropout=0.0, **settings) if name == "dae" else MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
+if name == "dae":
+    model = MultDAE(dropout=0.0, **settings)
+elif name == "ease":  # Neural EASE without its random halves: no noise either, and a diagonal to keep at zero
+    model = NeuralEASE(split_halves=False, learning_rate=1e-2, **{k: v for k, v in settings.items() if k != "latent_dim"})
+else:
+    model = MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
 trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
 trainer.fit(model, split.train, validation_scorer(split.validation, "ndcg@100"))
 if launched_world().main:
     with open(out, "w") as f:
         json.dump({"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
-                   "weights": model.module_.input_weight.detach().double().flatten().tolist()}, f)
+                   "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist()}, f)
 """
 
 
@@ -52,13 +57,17 @@ def _run(tmp_path, ranks: int, name: str, epochs: int, checkpoints="-", *flags) 
     return json.loads(out.read_text())
 
 
-def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path):
-    one = _run(tmp_path, 1, "dae", 4)
-    two = _run(tmp_path, 2, "dae", 4)
+@pytest.mark.parametrize("name", ["dae", "ease"])
+def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, name):
+    one = _run(tmp_path, 1, name, 4)
+    two = _run(tmp_path, 2, name, 4)
     # the same updates; only the order of float sums differs (the all-reduce adds the two ranks' halves)
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6)
     np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6)
     np.testing.assert_allclose(two["weights"], one["weights"], rtol=0, atol=1e-6)
+    if name == "ease":
+        n = int(round(len(two["weights"]) ** 0.5))
+        assert not np.asarray(two["weights"]).reshape(n, n).diagonal().any()
 
 
 def test_a_resumed_two_rank_run_reaches_the_uninterrupted_weights(tmp_path):

@@ -17,6 +17,9 @@ RESUMABLE = {
     "MultDAE": dict(epochs=4, batch_size=100, latent_dim=16),
     "RecVAE": dict(epochs=3, batch_size=100, hidden_dim=16, latent_dim=8),
     "RecBole": dict(model="MultiVAE", epochs=3, params={"mlp_hidden_size": [32], "latent_dimension": 16}),
+    "VASP": dict(epochs=3, batch_size=100, hidden_dim=16, latent_dim=8, encoder_layers=2, decoder_layers=2),
+    "FLVAE": dict(epochs=3, batch_size=100, hidden_dim=16, latent_dim=8, encoder_layers=2, decoder_layers=2),
+    "NeuralEASE": dict(epochs=3, batch_size=100),
 }
 
 

@@ -12,9 +12,11 @@ from recvae.models.multvae import MultDAE, MultDAEConfig, MultVAE, MultVAEConfig
 from recvae.models.popularity import Popularity, PopularityConfig
 from recvae.models.rec_vae import RecVAE, RecVAEConfig
 from recvae.models.recbole import RecBoleConfig, RecBoleModel
+from recvae.models.vasp import FLVAE, VASP, FLVAEConfig, NeuralEASE, NeuralEASEConfig, VASPConfig
 
 __all__ = [
     "ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "IterativeRecommender", "MultDAE", "MultDAEConfig",
     "MultVAE", "MultVAEConfig", "Popularity", "PopularityConfig", "REGISTRY", "RecBoleConfig", "RecBoleModel",
-    "RecVAE", "RecVAEConfig", "Recommender", "TrainingStep",
+    "RecVAE", "RecVAEConfig", "Recommender", "TrainingStep", "FLVAE", "FLVAEConfig", "NeuralEASE", "NeuralEASEConfig",
+    "VASP", "VASPConfig",
 ]

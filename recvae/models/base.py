@@ -358,6 +358,9 @@ class TrainingStep(ABC):
     def end_phase(self, phase: str) -> None:
         """Called after a phase's last pass (RecVAE refreshes its prior here)."""
 
+    def after_update(self, phase: str) -> None:
+        """Called after every optimiser update (VASP projects its item-item weight back to a zero diagonal)."""
+
     def posterior(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Mean and log-variance of the code for diagnostics; None for models without one."""
         return None

@@ -38,17 +38,34 @@ class TrainingConfig:
         parse_metric(self.validation_metric)
 
 
-LIKELIHOODS = ("multinomial", "gaussian", "logistic")
+LIKELIHOODS = ("multinomial", "gaussian", "logistic", "focal")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
 
 
 @dataclass(frozen=True, kw_only=True)
-class LikelihoodConfig:
+class FocalConfig:
+    """The focal loss of Lin et al. (2017), as VASP (Vančura & Kordík 2021) uses it on item sigmoids: every
+    item's binary cross-entropy times (1 - p_t)^``focal_gamma``, positives weighted by ``focal_alpha`` and
+    negatives by 1 - ``focal_alpha`` (None: no weighting, so ``focal_gamma=0`` is binary cross-entropy)."""
+
+    focal_gamma: float = 2.0
+    focal_alpha: float | None = 0.25
+
+    def _check_focal(self) -> None:
+        if self.focal_gamma < 0:
+            raise ValueError("focal_gamma must be >= 0")
+        if self.focal_alpha is not None and not 0.0 < self.focal_alpha < 1.0:
+            raise ValueError("focal_alpha must lie in (0, 1), or be None for no class weighting")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LikelihoodConfig(FocalConfig):
     """What the autoencoders' decoder output is scored by. ``negatives`` S > 0 replaces the multinomial's
     normalisation over every item by a sampled softmax: each batch's users' own items plus S negatives
     shared by the batch, drawn from ``negative_proposal`` (training popularity + 1, or uniform) with the
     logQ correction, so an update's decoder products cost (batch items + S) columns instead of the
-    catalogue. Validation, scoring and export stay exact."""
+    catalogue. Validation, scoring and export stay exact. ``likelihood="focal"`` scores each item's sigmoid
+    by the focal loss (``FocalConfig``)."""
 
     likelihood: str = "multinomial"
     negatives: int = 0
@@ -63,6 +80,7 @@ class LikelihoodConfig:
             raise ValueError(f"negatives (the sampled softmax) needs likelihood='multinomial', not {self.likelihood!r}")
         if self.negative_proposal not in NEGATIVE_PROPOSALS:
             raise ValueError(f"negative_proposal must be one of {NEGATIVE_PROPOSALS}")
+        self._check_focal()
 
 
 def config_from_dict(config_class: type, values: dict):

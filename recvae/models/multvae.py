@@ -90,7 +90,7 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
     values = input_dropout(normalised_input(batch), config.dropout, generator)
     mu, logvar = module.encode(batch, values)
     z = reparameterise(mu, logvar, generator) if module.variational else mu
-    nll = reconstruction_nll(module.decode_hidden(z), module.output_layer, batch, config.likelihood, sampler).mean()
+    nll = reconstruction_nll(module.decode_hidden(z), module.output_layer, batch, config, sampler).mean()
     loss = nll
     n = batch.n_rows
     terms = {"users": n}

@@ -110,6 +110,22 @@ class AutoEncoder(nn.Module):
         return self.output_layer(self.decode_hidden(z))
 
 
+def glorot_reset(module: nn.Module, generator: torch.Generator, skip: tuple[str, ...] = ()) -> None:
+    """Xavier-uniform weight matrices, zero biases and layer norms at the identity (the Keras defaults
+    RecVAE's and VASP's public code start from); parameters under the submodules named in ``skip`` are left."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.split(".")[0] in skip:
+                continue
+            if p.dim() == 2:
+                bound = math.sqrt(6.0 / sum(p.shape))
+                p.uniform_(-bound, bound, generator=generator)
+            elif name.endswith("weight"):  # the only 1-D weights are layer norms' scales
+                p.fill_(1.0)
+            else:
+                p.zero_()
+
+
 def normalised_input(batch: SparseBatch) -> torch.Tensor:
     """L2-normalise each user's row (the paper normalises before dropout)."""
     sq = torch.zeros(batch.n_rows, device=batch.values.device).index_add_(0, batch.rows, batch.values**2)
@@ -117,12 +133,15 @@ def normalised_input(batch: SparseBatch) -> torch.Tensor:
     return batch.values / norm[batch.rows]
 
 
-def negative_log_likelihood(logits: torch.Tensor, batch: SparseBatch, likelihood: str) -> torch.Tensor:
+def negative_log_likelihood(logits: torch.Tensor, batch: SparseBatch, likelihood: str, *,
+                            focal_gamma: float = 2.0, focal_alpha: float | None = 0.25) -> torch.Tensor:
     """Per-user negative log-likelihood of the binary history under the decoder's logits.
 
-    All three are written so the dense target matrix is never built: the terms
+    All are written so the dense target matrix is never built: the terms
     that touch observed items are gathered at the nonzeros.
     """
+    if likelihood == "focal":
+        return focal_loss(F.logsigmoid(logits), F.logsigmoid(-logits), batch, focal_gamma, focal_alpha)
     observed = (logits[batch.rows, batch.indices] * batch.values)
     at_nonzeros = torch.zeros(batch.n_rows, device=logits.device, dtype=logits.dtype).index_add_(0, batch.rows, observed)
     if likelihood == "multinomial":
@@ -192,11 +211,30 @@ def sampled_softmax_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBa
     return batch.row_sums * partition - at_nonzeros
 
 
-def reconstruction_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBatch, likelihood: str,
+def focal_loss(log_p: torch.Tensor, log_q: torch.Tensor, batch: SparseBatch, gamma: float,
+               alpha: float | None) -> torch.Tensor:
+    """Per-user focal loss (Lin et al. 2017) summed over the items, from log p and log(1 - p) of every
+    item (users x items); ``batch`` holds the positives, every other item is a negative:
+    -α (1-p)^γ log p at a positive, -(1-α) p^γ log(1-p) at a negative (α = None: both weights 1).
+    The dense part is the negatives' term of every item; the positives' are corrected at the nonzeros."""
+    negative = torch.exp(gamma * log_p) * -log_q if gamma else -log_q
+    per_user = negative.sum(dim=1)
+    at_p, at_q = log_p[batch.rows, batch.indices], log_q[batch.rows, batch.indices]
+    positive = (torch.exp(gamma * at_q) * -at_p if gamma else -at_p)
+    negative_there = negative[batch.rows, batch.indices]
+    if alpha is not None:
+        per_user = (1.0 - alpha) * per_user
+        positive, negative_there = alpha * positive, (1.0 - alpha) * negative_there
+    return per_user.index_add(0, batch.rows, positive - negative_there)
+
+
+def reconstruction_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBatch, config,
                        sampler: NegativeSampler | None) -> torch.Tensor:
-    """Per-user negative log-likelihood of the output layer's logits: sampled when a sampler is given."""
+    """Per-user negative log-likelihood of the output layer's logits under ``config``'s likelihood
+    (a ``LikelihoodConfig``): sampled when a sampler is given."""
     if sampler is None:
-        return negative_log_likelihood(output(hidden), batch, likelihood)
+        return negative_log_likelihood(output(hidden), batch, config.likelihood, focal_gamma=config.focal_gamma,
+                                       focal_alpha=config.focal_alpha)
     return sampled_softmax_nll(hidden, output, batch, *sampler.draw(hidden.device))
 
 

@@ -26,7 +26,7 @@ from recvae.models.base import IterativeRecommender, ModelConfig, Phase, Trainin
 from recvae.models.config import LikelihoodConfig, TrainingConfig
 from recvae.models.device import resolve_device
 from recvae.models.nn import (
-    NegativeSampler, SparseBatch, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
+    NegativeSampler, SparseBatch, glorot_reset, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
 )
 
 LOG_2PI = math.log(2 * math.pi)
@@ -104,17 +104,7 @@ class RecVAEModule(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Xavier-uniform weight matrices and zero biases (LayerNorm at its identity)."""
-        with torch.no_grad():
-            for name, p in self.named_parameters():
-                if name.startswith("old_encoder"):
-                    continue
-                if p.dim() == 2:
-                    bound = math.sqrt(6.0 / sum(p.shape))
-                    p.uniform_(-bound, bound, generator=generator)
-                elif "norms" in name and name.endswith("weight"):
-                    p.fill_(1.0)
-                else:
-                    p.zero_()
+        glorot_reset(self, generator, skip=("old_encoder",))
         self.refresh_prior()
 
     def refresh_prior(self) -> None:
@@ -156,7 +146,7 @@ class RecVAEStep(TrainingStep):
         with torch.set_grad_enabled(train_encoder):
             mu, logvar = module.encoder(batch, values)
             z = reparameterise(mu, logvar, self.generator)
-        nll = reconstruction_nll(z, module.decoder, batch, c.likelihood, self.sampler)
+        nll = reconstruction_nll(z, module.decoder, batch, c, self.sampler)
         terms = {"users": batch.n_rows}
         if train_encoder:
             kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)

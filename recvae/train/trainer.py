@@ -285,6 +285,7 @@ def _update(step: TrainingStep, forward, phase: str, batch: SparseBatch, beta: f
     step.module.zero_grad(set_to_none=True)
     (loss if weight == 1.0 else loss * weight).backward()
     step.optimizer_for(phase).step()
+    step.after_update(phase)
     return terms
 
 

@@ -1,0 +1,337 @@
+"""VASP and its two paths: Vančura & Kordík, "Deep Variational Autoencoder with Shallow Parallel Path for
+Top-N Recommendation (VASP)", ICANN 2021. Defaults are the authors' public code's for ML-20M.
+
+- FLVAE, the deep path: a variational autoencoder whose encoder (7 layers) and decoder (5 layers) are dense
+  layers with swish, layer normalisation and dense residual sums (each layer adds every earlier layer's
+  output), decoding to the product of two sigmoids (one from the last decoder layer, one from the code).
+- Neural EASE, the shallow path: sigmoid(x W) with an items x items W whose diagonal is held at zero
+  (so it cannot copy its input), learned by gradient descent instead of EASE's closed-form inverse.
+- VASP: both on the same input, their probabilities multiplied.
+
+All three train with the focal loss and the public code's augmentation: each update splits every user's
+history into two random halves and asks each half to predict the other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from recvae.errors import CapacityError
+from recvae.models.base import IterativeRecommender, ModelConfig, TrainingStep, cosine_similar_items, register
+from recvae.models.config import FocalConfig, TrainingConfig
+from recvae.models.device import resolve_device
+from recvae.models.ease import available_memory
+from recvae.models.nn import SparseBatch, focal_loss, gaussian_kl, glorot_reset, reparameterise
+
+# log(1e-7): the probability floor of Keras' binary cross-entropy, which the public code's loss uses; a
+# product of sigmoids can round to exactly 1 (or 0) in float32, where log(1 - p) (or log p) is -inf.
+_LOG_FLOOR = math.log(1e-7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
+    """VASP as the authors' public code trains it on ML-20M: hidden layers of 4096, a code of 2048, Nadam at
+    learning rate 5e-5 on batches of 1024 users, focal loss with α 0.25 and γ 2, the KL term averaged over
+    the code's dimensions (``kl_weight`` times that mean is added to the per-user focal loss).
+
+    ``deep``/``shallow`` switch the paths (FLVAE is VASP without the shallow path, Neural EASE without the
+    deep one); ``split_halves`` is the augmentation (False: each history reconstructs itself). ``l2`` adds
+    l2 x ||W||^2 of the item-item weight to each batch's mean loss (the public code has none: ML-20M's 136k
+    training users hold its 400M weights in check, a catalogue of fewer users may need the penalty EASE has).
+    The public code runs 50 epochs at 5e-5 and 40 at 1e-5; here one rate runs up to ``epochs`` with early
+    stopping on the validation users.
+    """
+
+    epochs: int = 90
+    batch_size: int = 1024
+    learning_rate: float = 5e-5
+    hidden_dim: int = 4096
+    latent_dim: int = 2048
+    encoder_layers: int = 7
+    decoder_layers: int = 5
+    kl_weight: float = 1.0
+    l2: float = 0.0
+    deep: bool = True
+    shallow: bool = True
+    split_halves: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.hidden_dim < 1 or self.latent_dim < 1 or self.encoder_layers < 1 or self.decoder_layers < 1:
+            raise ValueError("hidden_dim, latent_dim, encoder_layers and decoder_layers must be at least 1")
+        if self.kl_weight < 0 or self.l2 < 0:
+            raise ValueError("kl_weight and l2 must be >= 0")
+        self._check_focal()
+        if not (self.deep or self.shallow):
+            raise ValueError("deep and shallow cannot both be off: the model would have no path")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FLVAEConfig(VASPConfig):
+    """FLVAE: VASP's deep path alone (the paper's ablation)."""
+
+    shallow: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuralEASEConfig(VASPConfig):
+    """Neural EASE: VASP's shallow path alone (the paper's ablation)."""
+
+    deep: bool = False
+
+
+# float32 copies of the items x items weight a training holds: the weight, its gradient, Nadam's two moments
+SHALLOW_TRAINING_COPIES = 4
+
+
+def shallow_memory(n_items: int, copies: int = SHALLOW_TRAINING_COPIES) -> int:
+    """Bytes of the shallow path's items x items float32 weight and the ``copies`` of it training keeps."""
+    return copies * n_items * n_items * 4
+
+
+def check_shallow_memory(n_items: int, name: str) -> None:
+    """Refuse, before allocating, a catalogue whose items x items weight would not fit in training."""
+    need, have = shallow_memory(n_items), available_memory()
+    if need > have:
+        raise CapacityError(
+            f"{name} over {n_items:,} items needs about {need / 2**30:.1f} GiB for its shallow path (a {n_items:,} x "
+            f"{n_items:,} float32 weight, its gradient and two optimiser moments: 16 bytes per item pair) but "
+            f"{have / 2**30:.1f} GiB is available: keep fewer items (--min-item-interactions), or train the deep "
+            "path alone (FLVAE), whose memory grows with the catalogue, not its square")
+
+
+class _ResidualStack(nn.Module):
+    """Dense layers with swish and layer normalisation, each fed the previous output plus the sum of all
+    earlier outputs (the public code's dense residual connections). ``first`` makes the first layer's
+    pre-activation (the encoder's is the sparse input product, computed outside: an identity here)."""
+
+    def __init__(self, first: nn.Module, width: int, layers: int):
+        super().__init__()
+        self.first = first
+        self.first_norm = nn.LayerNorm(width)
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(layers - 1))
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(layers - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first_norm(F.silu(self.first(x)))
+        total = h
+        for layer, norm in zip(self.layers, self.norms):
+            h = norm(F.silu(layer(h) + total))
+            total = total + h
+        return h
+
+
+class VASPModule(nn.Module):
+    """The deep variational path and the shallow item-item path; either may be absent."""
+
+    def __init__(self, n_items: int, config: VASPConfig):
+        super().__init__()
+        c = config
+        self.n_items = n_items
+        self.has_deep, self.has_shallow = c.deep, c.shallow
+        self.latent_dim = c.latent_dim
+        if c.deep:
+            self.input_weight = nn.Parameter(torch.empty(n_items, c.hidden_dim))  # the sparse first layer
+            self.input_bias = nn.Parameter(torch.empty(c.hidden_dim))
+            self.encoder = _ResidualStack(nn.Identity(), c.hidden_dim, c.encoder_layers)
+            self.code = nn.Linear(c.hidden_dim, 2 * c.latent_dim)  # mean and log-variance
+            self.decoder = _ResidualStack(nn.Linear(c.latent_dim, c.hidden_dim), c.hidden_dim, c.decoder_layers)
+            self.from_hidden = nn.Linear(c.hidden_dim, n_items)
+            self.from_code = nn.Linear(c.latent_dim, n_items)
+        if c.shallow:
+            self.item_item = nn.Parameter(torch.empty(n_items, n_items))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Glorot-uniform weights and zero biases (Keras' defaults, the public code's); the item-item
+        weight's diagonal zero. Each path draws from its own stream forked from ``generator``, so a path
+        starts the same whether or not the other exists."""
+        deep_seed, shallow_seed = torch.randint(2**62, (2,), generator=generator).tolist()
+        if self.has_deep:
+            glorot_reset(self, torch.Generator().manual_seed(deep_seed), skip=("item_item",))
+        if self.has_shallow:
+            stream = torch.Generator().manual_seed(shallow_seed)
+            bound = math.sqrt(6.0 / (2 * self.n_items))
+            with torch.no_grad():
+                self.item_item.uniform_(-bound, bound, generator=stream)
+                self.zero_diagonal()
+
+    def zero_diagonal(self) -> None:
+        """The constraint the public code applies after every update: no item predicts itself."""
+        if self.has_shallow:
+            with torch.no_grad():
+                self.item_item.diagonal().zero_()
+
+    def encode(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        first = F.embedding_bag(batch.indices, self.input_weight, batch.offsets, mode="sum",
+                                per_sample_weights=batch.values) + self.input_bias
+        code = self.code(self.encoder(first))
+        return code[:, : self.latent_dim], code[:, self.latent_dim :]
+
+    def output_logits(self, batch: SparseBatch, z: torch.Tensor | None, hidden: torch.Tensor | None,
+                      items=slice(None)) -> list[torch.Tensor]:
+        """The logits of every sigmoid whose product is the output probability, for ``items`` (users x
+        items): the deep path's two (from its last decoder layer ``hidden`` and from the code ``z``), the
+        shallow path's (from the input ``batch``)."""
+        parts = []
+        if self.has_deep:
+            parts += [F.linear(hidden, self.from_hidden.weight[items], self.from_hidden.bias[items]),
+                      F.linear(z, self.from_code.weight[items], self.from_code.bias[items])]
+        if self.has_shallow:
+            weight = self.item_item if items == slice(None) else self.item_item[:, items]
+            parts.append(F.embedding_bag(batch.indices, weight, batch.offsets, mode="sum",
+                                         per_sample_weights=batch.values))
+        return parts
+
+
+def log_probabilities(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p and log(1 - p) of p, the product of the sigmoids of ``parts``, each floored at log 1e-7."""
+    log_p = sum(F.logsigmoid(part) for part in parts)
+    if len(parts) == 1:
+        log_q = F.logsigmoid(-parts[0])
+    else:  # log(1 - exp(log_p)), stable on both sides of p = 1/2
+        log_q = torch.where(log_p > -math.log(2.0), torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+    return log_p.clamp_min(_LOG_FLOOR), log_q.clamp_min(_LOG_FLOOR)
+
+
+def masked(batch: SparseBatch, keep: torch.Tensor) -> SparseBatch:
+    """The batch's users with only the entries where ``keep`` is true."""
+    counts = torch.bincount(batch.rows[keep], minlength=batch.n_rows)
+    indptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return SparseBatch(indptr, batch.indices[keep], batch.values[keep], batch.n_items)
+
+
+class VASPStep(TrainingStep):
+    """One Nadam update per batch; the item-item diagonal zeroed after each."""
+
+    def __init__(self, module: VASPModule, config: VASPConfig, generator: torch.Generator):
+        self.module = module
+        self.config = config
+        self.generator = generator
+        self.optimizer = torch.optim.NAdam(module.parameters(), lr=config.learning_rate)
+        self.latent_dim = config.latent_dim if config.deep else None
+
+    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.config
+        if c.split_halves:  # each half of every history predicts the other
+            first = torch.rand(batch.indices.shape, generator=self.generator, device=self.generator.device)
+            first = (first < 0.5).to(batch.indices.device)
+            pairs = [(masked(batch, first), masked(batch, ~first)), (masked(batch, ~first), masked(batch, first))]
+        else:
+            pairs = [(batch, batch)]
+        focal, kl = 0.0, 0.0
+        for inputs, targets in pairs:
+            z = None
+            if c.deep:
+                mu, logvar = self.module.encode(inputs)
+                z = reparameterise(mu, logvar, self.generator)
+                kl = kl + gaussian_kl(mu, logvar).mean(dim=1)  # per user, averaged over the code as the public code
+            hidden = self.module.decoder(z) if c.deep else None
+            log_p, log_q = log_probabilities(self.module.output_logits(inputs, z, hidden))
+            focal = focal + focal_loss(log_p, log_q, targets, c.focal_gamma, c.focal_alpha)
+        focal = focal / len(pairs)
+        loss = focal.mean()
+        n = batch.n_rows
+        terms = {"users": n, "reconstruction": loss.item() * n}
+        if c.deep:
+            kl = kl / len(pairs)
+            loss = loss + c.kl_weight * kl.mean()
+            terms["kl"] = kl.mean().item() * n
+        if c.shallow and c.l2 > 0:
+            loss = loss + c.l2 * self.module.item_item.pow(2).sum()
+        terms["loss"] = loss.item() * n
+        return loss, terms
+
+    def after_update(self, phase: str) -> None:
+        self.module.zero_diagonal()
+
+    def posterior(self, batch: SparseBatch):
+        return self.module.encode(batch) if self.config.deep else None
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"nadam": self.optimizer}
+
+
+@register
+class VASP(IterativeRecommender):
+    """Deep variational path and shallow item-item path in parallel (Vančura & Kordík 2021). Scores are
+    log-probabilities: the sum of the paths' log-sigmoids, whose order is the product's."""
+
+    name = "VASP"
+    config_class = VASPConfig
+    search_space = {"learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+                    "hidden_dim": {"choices": [256, 512, 1024, 4096]},
+                    "latent_dim": {"choices": [128, 256, 512, 2048]},
+                    "kl_weight": {"low": 0.01, "high": 1.0, "log": True},
+                    "focal_gamma": {"low": 0.0, "high": 3.0}}
+
+    def start_training(self, user_items, device, generator, device_generator) -> VASPStep:
+        if self.config.shallow:
+            check_shallow_memory(user_items.shape[1], self.name)
+        self.device_ = device
+        self.module_ = VASPModule(user_items.shape[1], self.config)
+        self.module_.reset_parameters(generator)
+        self.module_.to(device)
+        return VASPStep(self.module_, self.config, device_generator)
+
+    def _item_scorer(self, user_items: sp.csr_matrix):
+        batch = SparseBatch.from_csr(user_items, self.device_)
+        module = self.module_
+        with torch.no_grad():
+            mu = module.encode(batch)[0] if module.has_deep else None
+            hidden = module.decoder(mu) if module.has_deep else None
+
+        def scores(items):
+            with torch.no_grad():
+                return sum(F.logsigmoid(part) for part in module.output_logits(batch, mu, hidden, items))
+
+        return scores
+
+    def similar_items(self, itemid: int, N: int = 10):
+        """Items whose output vectors (the deep path's decoder rows, or the item-item weight's columns) are
+        closest in cosine to ``itemid``'s."""
+        self._check_fitted()
+        module = self.module_
+        vectors = module.from_hidden.weight if module.has_deep else module.item_item.T
+        return cosine_similar_items(vectors, itemid, N)
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return dict(self.module_.state_dict())
+
+    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        weight = tensors.get("item_item", tensors.get("input_weight"))
+        if weight is None:
+            raise KeyError("neither item_item nor input_weight is saved")
+        n_items = weight.shape[0]
+        self.device_ = resolve_device(self.config.device)
+        self.module_ = VASPModule(n_items, self.config)
+        self.module_.load_state_dict(tensors)
+        self.module_.to(self.device_).eval()
+        self._n_items = n_items
+        self._fitted = True
+
+
+@register
+class FLVAE(VASP):
+    """VASP's deep path alone: a deep VAE with focal loss (the paper's ablation)."""
+
+    name = "FLVAE"
+    config_class = FLVAEConfig
+
+
+@register
+class NeuralEASE(VASP):
+    """VASP's shallow path alone: EASE's item-item model learned by gradient descent (the paper's ablation),
+    in mini-batches and with the focal loss. Memory: the items x items weight and, in training, its
+    gradient and Nadam's two moments, 16 bytes per item pair (10k items: 1.5 GiB; 40k: 24 GiB)."""
+
+    name = "NeuralEASE"
+    config_class = NeuralEASEConfig
+    search_space = {"learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+                    "l2": {"low": 0.0, "high": 1.0},
+                    "focal_gamma": {"low": 0.0, "high": 3.0}}
