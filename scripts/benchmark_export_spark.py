@@ -79,7 +79,7 @@ def main() -> None:
     lines = [
         "# Batch top-N through Spark", "",
         f"Generated log shaped like MovieLens-20M: {users} users, {args.items} items, {interactions} interactions "
-        f"(Parquet). Mult-VAE with the paper's architecture (one epoch on 20,000 users). Top-{args.top_n} for every "
+        f"(Parquet). Mult-VAE with the paper's architecture (one epoch on {min(20_000, users):,} users). Top-{args.top_n} for every "
         f"user, history excluded, written to Parquet: `recvae recommend` (one process, blocks of 1000 users) against "
         f"`recommend --engine spark --master {args.master}` (the same block function in Spark's Python workers; "
         "Spark reads the log, shuffles it by user and writes the result). One warm-up Spark export first; then "
