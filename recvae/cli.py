@@ -350,7 +350,12 @@ def cmd_recommend(args) -> int:
     elif args.master is not None:
         raise ValueError("--master: only with --engine spark")
     check_writable(args.out, "the output")
-    model = Recommender.load(args.model)
+    if args.engine == "spark":
+        from recvae.export.spark import cached_model
+
+        model = cached_model(str(args.model))  # the copy export_spark reuses on the driver: read once
+    else:
+        model = Recommender.load(args.model)
     trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
     try:
         min_rating = trained_with if args.min_rating is None else (None if args.min_rating == "none" else float(args.min_rating))

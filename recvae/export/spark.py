@@ -20,8 +20,8 @@ from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_model(model_dir: str):
-    """The model a worker scores with, loaded on its first block and kept while the worker lives."""
+def cached_model(model_dir: str):
+    """The model a process scores with (a worker's, or the driver's), loaded once and kept while it lives."""
     from recvae.models import Recommender
 
     return Recommender.load(model_dir)
@@ -70,7 +70,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     from pyspark.sql import types as T
     from pyspark.sql.functions import coalesce, col, lit
 
-    model = _worker_model(str(model_dir))  # on the driver: checks the directory and reads the item IDs once
+    model = cached_model(str(model_dir))  # on the driver: checks the directory and reads the item IDs once
     if model.items_ is None:
         raise DataError(f"{model_dir}: the model does not know its item IDs; cannot read or write IDs")
     missing = {"user", "item"} - set(histories.columns)
@@ -95,7 +95,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     directory = str(model_dir)
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        worker_model = _worker_model(directory)
+        worker_model = cached_model(directory)
         for block in whole_user_blocks(frames, users_per_block):
             items = block["item"].to_numpy()
             if not integer_items:
@@ -131,7 +131,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     source = Path(interactions)
     if not source.exists():
         raise DataError(f"{interactions}: no such file or directory")
-    model = _worker_model(str(model_dir))
+    model = cached_model(str(model_dir))
     kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
     allow = _read_id_list(allow_file, kind) if allow_file else None
     deny = _read_id_list(deny_file, kind) if deny_file else None
