@@ -105,6 +105,17 @@ def test_model_spec_grid_is_every_combination():
         ModelSpec("x", "EASE", params={"l2": 1.0}, grid={"l2": [3.0]})
 
 
+def test_none_in_a_benchmark_file_is_none_where_the_field_takes_it(tmp_path):
+    # TOML has no null: focal_alpha = "none" means no class weighting (plain binary cross-entropy)
+    text = ("dataset = 'x'\n[[models]]\nmodel = 'VASP'\nparams = { focal_alpha = 'none', focal_gamma = 0.0 }\n"
+            "[[models]]\nmodel = 'FLVAE'\ngrid = { focal_alpha = ['None', 0.25] }\n"
+            "[[models]]\nmodel = 'EASE'\nparams = { name = 'none' }\n")
+    vasp, flvae, ease = load_benchmark(write(tmp_path, text)).models
+    assert vasp.params == {"focal_alpha": None, "focal_gamma": 0.0}
+    assert [c["focal_alpha"] for c in flvae.candidates()] == [None, 0.25]
+    assert ease.params == {"name": "none"}  # not a config field that takes None: left as written
+
+
 @pytest.mark.parametrize("text, message", [
     ("dataset = 'x'\n[[models]]\nmodel = 'EASE'\nbogus = 1\n", "model entry 1"),
     ("dataset = 'x'\ncolour = 'red'\n", "unknown field"),

@@ -30,6 +30,7 @@ import dataclasses
 import itertools
 import re
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +159,20 @@ def _section(payload: dict, key: str, cls: type, where: str):
     return values
 
 
+def _none_words(values: dict, model: str, listed: bool = False) -> dict:
+    """TOML has no null: "none" stands for None where the model's config field takes it (focal_alpha)."""
+    if model not in REGISTRY:
+        return values
+    hints = typing.get_type_hints(REGISTRY[model].config_class)
+
+    def read(key, value):
+        takes_none = type(None) in typing.get_args(hints.get(key))
+        return None if takes_none and isinstance(value, str) and value.lower() == "none" else value
+
+    return {key: [read(key, v) for v in value] if listed and isinstance(value, list) else read(key, value)
+            for key, value in values.items()}
+
+
 def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | None = None) -> BenchmarkConfig:
     """Read a benchmark file; ``data_path`` and ``seeds`` override the file's."""
     path = Path(path)
@@ -188,7 +203,8 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
                             f"search); got {sorted(entry)}")
         try:
             models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
-                                    params=entry.get("params", {}), grid=entry.get("grid", {}),
+                                    params=_none_words(entry.get("params", {}), entry["model"]),
+                                    grid=_none_words(entry.get("grid", {}), entry["model"], listed=True),
                                     auto_beta=entry.get("auto_beta", False), search=entry.get("search", {})))
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
