@@ -17,6 +17,7 @@ from pathlib import Path
 
 from recvae.data.interactions import Interactions, Preprocessing, preprocess
 from recvae.data.readers import read_interactions, read_lightgcn
+from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError
@@ -26,12 +27,13 @@ from recvae.models import REGISTRY, IterativeRecommender, MultVAE, Popularity, R
 from recvae.models.device import resolve_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
+from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
 from recvae.track.plots import metric_curves_figure, training_curves_figure
 from recvae.track.tracking import log_beta_diagnostics
 from recvae.train import Trainer
 from recvae.train.auto_beta import auto_beta
-from recvae.train.distributed import launched_world
+from recvae.train.distributed import World, join_world, launched_world, local_device
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,13 @@ def read_frame(spec: DataSpec, path: str | None = None):
     return read_interactions(path, **spec.reader)
 
 
-def prepare_split(data: DataSpec, split: SplitSpec) -> tuple[Split, Interactions | None]:
-    """Read, preprocess and split; returns the split and (except for pre-split files) the full data."""
+def prepare_split(data: DataSpec, split: SplitSpec, world: World | None = None) -> tuple[Split, Interactions | None]:
+    """Read, preprocess and split; returns the split and (except for pre-split files and a ``world`` of
+    several processes) the full data. With ``world`` (joined), each process reads only the rows of the
+    users it owns and the strong split is cut from their exchanged IDs and counts: the split is the one
+    process's, with each process holding its own training users' rows (a ``UserRows``)."""
+    if world is not None and world.size > 1 and split.protocol == "strong" and data.format == "auto":
+        return _sharded_split(data, split, world), None
     if split.protocol == "presplit":
         if data.path is None or data.test_path is None:
             raise DataError("the presplit protocol needs a training file and a test file")
@@ -111,6 +118,20 @@ def prepare_split(data: DataSpec, split: SplitSpec) -> tuple[Split, Interactions
             default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
             raise DataError(f"{data.describe()}: {error}{default}") from None
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
+
+
+def _sharded_split(data: DataSpec, split: SplitSpec, world: World) -> Split:
+    chunks = file_chunks(data.path, data.reader) if data.path is not None else iter([generate_log(data.synthetic)])
+    frame = read_user_shard(chunks, world.rank, world.size)
+    skipped = sum(world.gather(frame.attrs["skipped_lines"]))
+    if skipped and world.main:
+        log.warning("%s: skipped %d malformed lines", data.path, skipped)
+    try:
+        return sharded_strong_split(frame, data.preprocessing, split.heldout_users, world.gather, holdout_fraction=split.holdout_fraction,
+                                    seed=split.seed, source=data.describe())
+    except DataError as error:
+        default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
+        raise DataError(f"{data.describe()}: {error}{default}") from None
 
 
 @dataclass(frozen=True)
@@ -177,8 +198,9 @@ class TrainResult:
 def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> TrainResult:
     """Read, split, fit (or auto-β), score the test users beside popularity, save, and log it all to MLflow.
 
-    ``notify`` receives one line per stage (the CLI prints them). Under torchrun every rank reads, splits
-    and trains; rank 0 alone scores, saves and logs, and the other ranks return without a ``model_dir``."""
+    ``notify`` receives one line per stage (the CLI prints them). Under torchrun every rank reads the rows
+    of its own users (a model the Trainer trains; the whole log for any other), splits and trains; rank 0
+    alone scores, saves and logs, and the other ranks return without a ``model_dir``."""
     world = launched_world()
     if not world.main:
         spec = dataclasses.replace(spec, tracking=dataclasses.replace(spec.tracking, enabled=False))
@@ -186,14 +208,17 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
     model = spec.build_model()
     with start_tracking(spec.tracking, f"train-{model.name}") as tracker:  # an unreachable server fails now
         notify(f"data: {spec.data.describe()}")
-        split, data = prepare_split(spec.data, spec.split)
+        # under torchrun each rank reads only its own users' rows for a model the Trainer trains
+        shard = (join_world(local_device(resolve_device(model.config.device)))
+                 if world.size > 1 and isinstance(model, IterativeRecommender) and not spec.auto_beta else None)
+        split, data = prepare_split(spec.data, spec.split, shard)
         notify(f"split ({spec.split.protocol}): {split.summary()}")
         if split.validation is None:
             notify("no validation users: training every epoch, keeping the last weights")
         tracker.log_params({"model": model.name, "config": model.get_params(), "data": spec.data.to_json(),
                             "split": dataclasses.asdict(spec.split)})
-        tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": spec.split.seed,
-                          "split.protocol": spec.split.protocol, "command": "train"})
+        tracker.set_tags({"split.seed": spec.split.seed, "split.protocol": spec.split.protocol, "command": "train",
+                          **({"dataset.fingerprint": split.fingerprint()} if split.fingerprint() else {})})
         started = time.perf_counter()
         model, chosen = _fit(spec, model, split, tracker, notify)
         seconds = time.perf_counter() - started

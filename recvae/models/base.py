@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from recvae.data.shard import item_sums
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ModelFileError, NotFittedError
 from recvae.models.config import config_from_dict
@@ -132,7 +133,7 @@ class Recommender(ABC):
         self.items_ = items
         # Training popularity (users per item, or value sums without binarize), for users with no
         # known item (export's --fallback popularity) and the Popularity model.
-        self.item_popularity_ = torch.from_numpy(np.asarray(user_items.sum(axis=0), dtype=np.float32).ravel())
+        self.item_popularity_ = torch.from_numpy(item_sums(user_items).astype(np.float32))
         self._fitted = True
 
     @property

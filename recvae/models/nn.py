@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
+from recvae.data.shard import item_users
 from recvae.models.config import LIKELIHOODS
 
 
@@ -176,7 +177,7 @@ class NegativeSampler:
         if config.negative_proposal == "uniform":
             proposal = torch.ones(user_items.shape[1])
         else:  # + 1: an item without training users can still be drawn
-            proposal = torch.from_numpy(np.asarray((user_items != 0).sum(axis=0), dtype=np.float32).ravel()) + 1.0
+            proposal = torch.from_numpy(item_users(user_items).astype(np.float32)) + 1.0
         return cls(proposal, config.negatives, generator)
 
     def draw(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import scipy.sparse as sp
 import torch
 
+from recvae.data.shard import UserRows
 from recvae.data.vocab import Vocabulary
 from recvae.models.base import ModelConfig, Recommender, register
 
@@ -23,7 +24,8 @@ class Popularity(Recommender):
     config_class = PopularityConfig
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> Popularity:
-        user_items = self._training_matrix(user_items)
+        if not isinstance(user_items, UserRows):  # a torchrun rank's rows carry the whole log's popularity
+            user_items = self._training_matrix(user_items)
         self._set_fitted(user_items, items)
         return self
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from recvae.data.shard import UserRows
 from recvae.data.vocab import Vocabulary
 
 
@@ -50,8 +51,12 @@ class Split:
     def n_items(self) -> int:
         return self.train.shape[1]
 
-    def fingerprint(self) -> str:
-        """A hash of the training matrix, the held-out users' parts and the item IDs."""
+    def fingerprint(self) -> str | None:
+        """A hash of the training matrix, the held-out users' parts and the item IDs; None where no process
+        holds the whole training matrix (a torchrun split, each rank holding its users' rows), whose
+        model is then checked against the split its recorded data and split options rebuild."""
+        if isinstance(self.train, UserRows):
+            return None
         digest = hashlib.sha256()
         parts = [self.train, self.test.fold_in, self.test.target]
         if self.validation is not None:

@@ -7,8 +7,11 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.distributed as dist
+
+from recvae.data.shard import UserRows
 
 
 @dataclass(frozen=True)
@@ -23,14 +26,16 @@ class World:
         """Rank 0 validates, checkpoints, saves and logs; the others train beside it."""
         return self.rank == 0
 
-    def users(self, n_users: int) -> np.ndarray:
-        """The training rows this rank holds: every ``size``-th user from its rank."""
-        return np.arange(self.rank, n_users, self.size)
-
-    def batch_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Of a global batch's user rows, this rank's, as indices into the rows it holds."""
-        mine = rows[rows % self.size == self.rank]
-        return mine // self.size
+    def held_rows(self, train) -> tuple[sp.csr_matrix, np.ndarray | None]:
+        """The training rows this rank trains on and their global row indices (None: all of them, in one
+        process). A rank given the whole matrix takes every ``size``-th user from its rank; one given its
+        own users' rows (:class:`UserRows`, read by each rank) takes those."""
+        if isinstance(train, UserRows):
+            return train.matrix, train.rows
+        if self.size == 1:
+            return train, None
+        rows = np.arange(self.rank, train.shape[0], self.size)
+        return train[rows], rows
 
     def total(self, values: dict[str, float]) -> dict[str, float]:
         """Sums of ``values`` over the ranks (every rank gets them)."""
@@ -60,6 +65,14 @@ class World:
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+
+def local_rows(rows: np.ndarray, held_rows: np.ndarray) -> np.ndarray:
+    """Of a global batch's user rows, those a rank holds (``held_rows``, increasing), as indices into them."""
+    if not held_rows.size:
+        return rows[:0]
+    positions = np.minimum(np.searchsorted(held_rows, rows), held_rows.size - 1)
+    return positions[held_rows[positions] == rows]
 
 
 def launched_world() -> World:

@@ -16,14 +16,15 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from recvae.errors import ModelFileError
-from recvae.models.base import IterativeRecommender, Recommender, TrainingStep
+from recvae.data.shard import UserRows, gathered_rows
+from recvae.errors import DataError, ModelFileError
+from recvae.models.base import IterativeRecommender, Recommender, TrainingStep, as_csr
 from recvae.models.device import resolve_device
 from recvae.models.nn import SparseBatch
 from recvae.models.schedules import beta_at
 from recvae.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from recvae.train.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
-from recvae.train.distributed import World, join_world, local_device
+from recvae.train.distributed import World, join_world, local_device, local_rows
 from recvae.train.early_stopping import BestEpoch
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ class Trainer:
             raise TypeError(f"{type(model).__name__} does not train by epochs; call its fit")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume needs checkpoint_dir, the folder of the interrupted run")
-        train = model._training_matrix(user_items)
+        # a torchrun process may hold only its own users' rows of the training matrix (recvae.data.shard)
+        train = user_items if isinstance(user_items, UserRows) else model._training_matrix(user_items)
         try:
             model.history_ = self._train(model, train, validation, items)
         except BaseException:
@@ -124,6 +126,10 @@ class Trainer:
         config = model.config
         device = local_device(resolve_device(config.device))
         world = join_world(device)
+        if isinstance(train, UserRows):  # the rows as the model takes them, the statistics summed over ranks
+            train = gathered_rows(as_csr(train.matrix, binarize=config.binarize), train.rows, train.n_users, world.gather)
+            if train.nnz == 0:
+                raise DataError("user_items has no interactions to learn from")
         # Noise (dropout, sampling) is each rank's own; the shuffle is shared, so the global batches agree.
         seed = config.seed + 7919 * world.rank
         generator = torch.Generator().manual_seed(seed)
@@ -146,15 +152,16 @@ class Trainer:
         key = _checkpoint_key(model, train)
         if self.resume:
             self._restore(step, best, progress, generators, key, world)
-        sample = diagnostic_sample(train, config.seed) if getattr(step, "latent_dim", None) else None
+        held, held_rows = world.held_rows(train)
+        # diagnostics look at a sample of the users rank 0 holds (all of them in one process)
+        sample = diagnostic_sample(held, config.seed) if getattr(step, "latent_dim", None) else None
         epochs = getattr(step, "epochs", None) or config.epochs
         warn_if_beta_stays_low(config, epochs, math.ceil(train.shape[0] / getattr(config, "batch_size", 1)))
         show = world.main and (self.progress if self.progress is not None else sys.stderr.isatty())
-        held = train if world.size == 1 else train[world.users(train.shape[0])]
         with tqdm(total=epochs, initial=progress.epoch, desc="epochs", unit="epoch", disable=not show, leave=False) as bar:
             while progress.epoch < epochs and not best.exhausted:
                 started = time.perf_counter()
-                record = self._epoch(model, step, forward, held, train.shape[0], device, shuffle, progress, world)
+                record = self._epoch(model, step, forward, held, held_rows, train.shape[0], device, shuffle, progress, world)
                 if sample is not None:
                     step.module.eval()
                     record.update(diagnose(step.posterior, sample, device))
@@ -180,8 +187,8 @@ class Trainer:
         step.module.eval()
         return progress.history
 
-    def _epoch(self, model, step: TrainingStep, forward, held, n_users: int, device, shuffle, progress: _Progress,
-               world: World) -> dict:
+    def _epoch(self, model, step: TrainingStep, forward, held, held_rows, n_users: int, device, shuffle,
+               progress: _Progress, world: World) -> dict:
         """One epoch of every phase; the record of its reported phases' mean loss terms (over all ranks)."""
         started = time.perf_counter()
         step.module.train()
@@ -195,7 +202,7 @@ class Trainer:
                     terms = {}
                     for rows in _shuffled_batches(n_users, config.batch_size, shuffle):
                         beta = _beta(config, progress.updates, updates_per_epoch)
-                        mine = rows if world.size == 1 else world.batch_rows(rows)
+                        mine = rows if held_rows is None else local_rows(rows, held_rows)
                         # every rank takes part in every update (DDP's all-reduce): one without users of this
                         # batch scores one of its users at weight 0
                         batch = SparseBatch.from_csr(held[mine if mine.size else [0]], device)
