@@ -90,11 +90,12 @@ def test_ranks_cut_the_split_one_process_cuts(size, preprocessing):
     assert all(0 < s.train.matrix.shape[0] < one.train.shape[0] for s in splits)
 
 
-def test_integer_ids_read_as_text_become_the_integers_one_process_reads(tmp_path):
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])  # IDs as text, and as an integer column
+def test_integer_ids_become_the_integers_one_process_reads(tmp_path, suffix):
     log = generate_log(SyntheticLog(n_users=300, n_items=60, n_groups=4, median_activity=12, seed=2))
     log = log.assign(user=log["user"].str[1:].astype(int) * 3, item=log["item"].str[1:].astype(int) + 7)  # u00012 -> 36
-    path = tmp_path / "log.csv"
-    log.to_csv(path, index=False)
+    path = tmp_path / f"log.{suffix}"
+    log.to_csv(path, index=False) if suffix == "csv" else log.to_parquet(path, index=False)
     one = strong_generalization_split(Interactions.from_frame(preprocess(log)), 30, seed=1)
 
     def work(rank, gather):
@@ -108,7 +109,9 @@ def test_integer_ids_read_as_text_become_the_integers_one_process_reads(tmp_path
 
 
 def test_one_id_written_12_and_12_0_goes_to_one_rank():
-    assert owners(pd.Series(["12", "12.0", " 12.00"]), 7).tolist() == [owners(pd.Series(["12"]), 7)[0]] * 3
+    assert owners(pd.Series(["12", "12.0", " 12.00"]), 7).tolist() == [owners(pd.Series([12]), 7)[0]] * 3
+    spread = np.bincount(owners(pd.Series(np.arange(3000)), 3), minlength=3)
+    assert spread.min() > 900  # a hash, not a block of IDs per rank
 
 
 def test_sharded_split_refuses_what_the_whole_split_refuses():
@@ -139,3 +142,25 @@ def test_a_model_learns_the_whole_popularity_from_a_ranks_rows():
     one = gathered_rows(matrix, np.arange(30), 30, lambda value: [value])
     shard = MultDAE(epochs=2, batch_size=7, latent_dim=4, hidden_dims=(8,), dropout=0.0, patience=None).fit(one)
     np.testing.assert_array_equal(shard.score(matrix[:5]), whole.score(matrix[:5]))
+
+
+@pytest.mark.parametrize("late_ids", ["text", "decimal point"])
+def test_ids_typed_over_the_whole_file_when_one_chunk_differs(tmp_path, late_ids):
+    from recvae.data import read_interactions
+
+    log = generate_log(SyntheticLog(n_users=200, n_items=40, n_groups=4, median_activity=10, seed=4))[["user", "item"]]
+    log = log.assign(user=log["user"].str[1:].astype(int).astype(str), item=log["item"].str[1:].astype(int).astype(str))
+    tail = log["user"].iloc[-30:]
+    log.loc[log.index[-30:], "user"] = ("x" + tail) if late_ids == "text" else (tail + ".0")
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    one = strong_generalization_split(Interactions.from_frame(preprocess(read_interactions(path))), 20, seed=2)
+
+    def work(rank, gather):  # chunks of 300 lines: the late IDs are in the last chunk only
+        return sharded_strong_split(read_user_shard(file_chunks(path, {}, chunk_rows=300), rank, 2),
+                                    Preprocessing(), 20, gather, seed=2)
+
+    splits = run_ranks(2, work)
+    assert one.users.kind == ("str" if late_ids == "text" else "int")
+    assert splits[1].users == one.users and splits[0].items == one.items
+    assert (whole_matrix([s.train for s in splits]) != one.train).nnz == 0

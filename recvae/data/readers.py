@@ -124,14 +124,15 @@ _MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
 
 def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     """IDs typed as ``kind``: "str"; "int" (int64, or an object array where some ID is no
-    integer, so a lookup in an integer vocabulary finds it unknown); or "auto": int64 when
-    every ID spells an integer, strings otherwise."""
+    integer, so a lookup in an integer vocabulary finds it unknown); "auto": int64 when
+    every ID spells an integer, strings otherwise; or "as_read": int64 from an integer column,
+    the text otherwise (a chunk's IDs, to be typed with every other chunk's)."""
     if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
         values = values.astype(np.int64)
     if pd.api.types.is_integer_dtype(values) and kind != "str":
         return values.to_numpy(dtype=np.int64)
     text = values.astype(str).str.strip()
-    if kind == "str":
+    if kind in ("str", "as_read"):
         return text.to_numpy(dtype=object)
     is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
     written_as_float = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})\.0+").to_numpy()

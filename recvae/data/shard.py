@@ -13,29 +13,51 @@ import scipy.sparse as sp
 
 from recvae.data.readers import iter_interactions
 
-# "12.0" and "12" may turn out to be one ID (see readers._ids): they must go to the same process
-_INTEGER_WRITTEN_AS_FLOAT = r"^(-?(?:0|[1-9]\d{0,17}))\.0+$"
+_INTEGER = r"-?(?:0|[1-9]\d{0,17})"
 
 
 def owners(ids: pd.Series, size: int) -> np.ndarray:
-    """The process (0 .. size-1) each user ID belongs to: a hash of its text, the same in every process and
-    every run (pandas' hash_array is seeded by a fixed key), so a user's rows meet in one process wherever
-    they lie in the file."""
-    text = ids.astype(str).str.strip().str.replace(_INTEGER_WRITTEN_AS_FLOAT, r"\1", regex=True)
-    return (pd.util.hash_array(text.to_numpy(dtype=object)) % np.uint64(size)).astype(np.int64)
+    """The process (0 .. size-1) each user ID belongs to, the same in every process and every run
+    (pandas' hash_array has a fixed key), so a user's rows meet in one process wherever they lie in the
+    file. An ID that may turn out to be an integer (12, "12", "12.0": see readers._ids) is hashed as
+    that integer, any other by its text."""
+    if pd.api.types.is_integer_dtype(ids):
+        keys = pd.util.hash_array(ids.to_numpy(dtype=np.int64))
+    else:
+        text = ids.astype(str).str.strip().str.replace(rf"^({_INTEGER})\.0+$", r"\1", regex=True)
+        integer = text.str.fullmatch(_INTEGER).to_numpy(dtype=bool)
+        keys = np.empty(len(text), dtype=np.uint64)
+        keys[integer] = pd.util.hash_array(text[integer].astype(np.int64).to_numpy())
+        keys[~integer] = pd.util.hash_array(text[~integer].to_numpy(dtype=object))
+    return (keys % np.uint64(size)).astype(np.int64)
 
 
 def read_user_shard(frames: Iterator[pd.DataFrame], rank: int, size: int) -> pd.DataFrame:
-    """The rows of the users ``rank`` owns, from chunks of a log; only one chunk and the kept rows are held."""
-    kept = [frame.loc[owners(frame["user"], size) == rank] for frame in frames]
+    """The rows of the users ``rank`` owns, from chunks of a log; only one chunk and the kept rows are held.
+    IDs read as text are kept as int64 where a chunk's are all integers as ``str(int)`` writes them (so
+    the text is rebuilt exactly if another chunk's IDs turn out not to be), as text otherwise."""
+    kept = []
+    for frame in frames:
+        frame = frame.loc[owners(frame["user"], size) == rank]
+        kept.append(frame.assign(user=_compact(frame["user"]), item=_compact(frame["item"])))
     frame = pd.concat(kept, ignore_index=True) if len(kept) > 1 else kept[0].reset_index(drop=True)
     frame.attrs["skipped_lines"] = sum(chunk.attrs.get("skipped_lines", 0) for chunk in kept)
     return frame
 
 
+def _compact(ids: pd.Series) -> pd.Series:
+    if pd.api.types.is_integer_dtype(ids) or not len(ids):
+        return ids
+    text = ids.astype(str).str.strip()
+    if text.str.fullmatch(_INTEGER).all():
+        return text.astype(np.int64)
+    return text
+
+
 def file_chunks(path, reader: dict, chunk_rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
-    """A log in chunks with its IDs as text: whether they are integers is decided over every process's IDs."""
-    return iter_interactions(path, chunk_rows=chunk_rows, id_kinds={"user": "str", "item": "str"}, **reader)
+    """A log in chunks, IDs as read (integer columns as int64, anything else as text): whether they are
+    integers is decided over every process's IDs (recvae.split.sharded)."""
+    return iter_interactions(path, chunk_rows=chunk_rows, id_kinds={"user": "as_read", "item": "as_read"}, **reader)
 
 
 @dataclass(frozen=True)

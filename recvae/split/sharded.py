@@ -40,10 +40,11 @@ def sharded_strong_split(
     """``strong_generalization_split(Interactions.from_frame(preprocess(log)))`` from this process's
     ``frame``: the rows of the users it owns, IDs as text (``recvae.data.shard.read_user_shard``).
     ``n_heldout_users`` None holds out 10% of the users (after preprocessing) in each part."""
+    # typed over the whole log before preprocessing, as one process's reader types them
+    frame = frame.assign(user=_typed(frame["user"], gather), item=_typed(frame["item"], gather))
     frame = _preprocess(frame, preprocessing, gather, source)
-    users, user_ids = _vocabulary(frame["user"], "user", gather)
-    items, item_ids = _vocabulary(frame["item"], "item", gather)
-    rows, cols = users.index_of(user_ids), items.index_of(item_ids)
+    users, items = _vocabulary(frame["user"], "user", gather), _vocabulary(frame["item"], "item", gather)
+    rows, cols = users.index_of(frame["user"].to_numpy()), items.index_of(frame["item"].to_numpy())
     mine = np.unique(rows)  # this process's users, increasing
     local = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (np.searchsorted(mine, rows), cols)),
                           shape=(len(mine), len(items)))
@@ -114,19 +115,25 @@ def _preprocess(frame: pd.DataFrame, config: Preprocessing, gather: Gather, sour
     return frame.reset_index(drop=True)
 
 
-def _vocabulary(text: pd.Series, name: str, gather: Gather) -> tuple[Vocabulary, np.ndarray]:
-    """The whole log's vocabulary of these IDs (read as text), typed as the whole log's reader types them
-    (recvae.data.readers._ids: integers when every ID spells one), and this process's IDs so typed."""
-    text = text.astype(str).str.strip()
-    is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
-    as_float = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})\.0+").to_numpy()
-    flags = gather((bool(is_int.all()), bool((is_int | as_float).all()), bool(as_float.any())))
-    if all(f[0] for f in flags):
-        ids = text.astype(np.int64).to_numpy()
-    elif all(f[1] for f in flags) and any(f[2] for f in flags):
-        ids = text.str.replace(r"\.0+$", "", regex=True).astype(np.int64).to_numpy()
+def _typed(ids: pd.Series, gather: Gather) -> pd.Series:
+    """IDs (int64, text, or both: recvae.data.shard keeps a chunk of integers as int64) typed as
+    recvae.data.readers._ids types the whole column: integers when every ID spells one (or some are
+    written "12.0" and the rest are integers), text otherwise."""
+    if pd.api.types.is_integer_dtype(ids):
+        flags = gather((True, True, False))
     else:
-        ids = text.to_numpy(dtype=object)
-    every = np.concatenate(gather(pd.unique(ids)))
-    _, vocabulary = pd.factorize(every, sort=True)
-    return Vocabulary(np.asarray(vocabulary), name), ids
+        text = ids.astype(str)  # an int64 chunk's IDs are exactly the text they were read from
+        is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
+        as_float = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})\.0+").to_numpy()
+        flags = gather((bool(is_int.all()), bool((is_int | as_float).all()), bool(as_float.any())))
+    if all(f[0] for f in flags):
+        return ids.astype(np.int64)
+    if all(f[1] for f in flags) and any(f[2] for f in flags):
+        return ids if pd.api.types.is_integer_dtype(ids) else text.str.replace(r"\.0+$", "", regex=True).astype(np.int64)
+    return ids.astype(str).astype(object)
+
+
+def _vocabulary(ids: pd.Series, name: str, gather: Gather) -> Vocabulary:
+    """The whole log's vocabulary of these IDs: every process's, sorted as Interactions.from_frame sorts."""
+    _, vocabulary = pd.factorize(np.concatenate(gather(pd.unique(ids.to_numpy()))), sort=True)
+    return Vocabulary(np.asarray(vocabulary), name)
