@@ -63,13 +63,15 @@ def whole_matrix(rows: list[UserRows]) -> sp.csr_matrix:
 @pytest.mark.parametrize("preprocessing", [Preprocessing(), Preprocessing(min_rating=3.0, min_item_interactions=6)])
 def test_ranks_cut_the_split_one_process_cuts(size, preprocessing):
     log = messy_log()
-    one = strong_generalization_split(Interactions.from_frame(preprocess(log, preprocessing)), 40, seed=9)
+    heldout = 40 if preprocessing == Preprocessing() else None  # None: 10% of the users left by preprocessing
+    whole = Interactions.from_frame(preprocess(log, preprocessing))
+    one = strong_generalization_split(whole, heldout or round(0.1 * whole.n_users), seed=9)
     text = log.assign(user=log["user"].astype(str), item=log["item"].astype(str))  # as file_chunks reads IDs
     chunks = [text.iloc[start:start + 400] for start in range(0, len(text), 400)]
 
     def work(rank, gather):
         frame = read_user_shard(iter(chunks), rank, size)
-        return frame, sharded_strong_split(frame, preprocessing, 40, gather, seed=9)
+        return frame, sharded_strong_split(frame, preprocessing, heldout, gather, seed=9)
 
     results = run_ranks(size, work)
     frames, splits = [r[0] for r in results], [r[1] for r in results]
