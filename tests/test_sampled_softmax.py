@@ -30,6 +30,15 @@ def test_a_sample_of_the_whole_catalogue_is_the_full_softmax():
     assert torch.allclose(sampled, full, atol=1e-5)
 
 
+def test_the_batchs_items_are_in_every_users_partition_exactly():
+    batch, hidden, output = _case(users=40, items=20, seed=1)  # dense enough that the batch holds every item
+    assert torch.unique(batch.indices).numel() == 20
+    full = negative_log_likelihood(output(hidden), batch, "multinomial")
+    for negatives in (torch.tensor([3, 7]), torch.tensor([], dtype=torch.long)):  # whatever was drawn
+        sampled = sampled_softmax_nll(hidden, output, batch, negatives, torch.full((negatives.numel(),), 2.0))
+        assert torch.allclose(sampled, full, atol=1e-5)
+
+
 def _log_partition(hidden, output, batch, negatives, log_expected):
     """The estimated log-partition of every user, read back from the loss."""
     nll = sampled_softmax_nll(hidden, output, batch, negatives, log_expected)
