@@ -29,6 +29,7 @@ FIELD_HELP = {
     "validation_metric": "metric that picks the best epoch",
     "seed": "seed of initialisation, shuffling, dropout and noise",
     "device": "torch device, e.g. cpu or cuda (default: RECVAE_DEVICE, else cuda if present, else cpu)",
+    "precision": "fp32, or bf16 / fp16: matrix products under autocast in training and scoring (losses and scores stay float32; fp16 with a gradient scaler)",
     "hidden_dims": "hidden layer sizes between items and latent code, comma-separated ('' for none)",
     "latent_dim": "size of the latent code",
     "dropout": "dropout rate on the input",

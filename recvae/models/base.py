@@ -19,6 +19,7 @@ from recvae.data.shard import item_sums
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ModelFileError, NotFittedError
 from recvae.models.config import config_from_dict
+from recvae.models.device import autocast
 from recvae.models.nn import SparseBatch
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, user_blocks
@@ -112,7 +113,22 @@ class Recommender(ABC):
 
     def _score_block(self, user_items: sp.csr_matrix) -> torch.Tensor:
         """Scores (rows x items) for a block of users given their (prepared) histories."""
-        return self._item_scorer(user_items)(slice(None))
+        return self._scorer(user_items)(slice(None))
+
+    def _scorer(self, user_items: sp.csr_matrix) -> Callable[[slice], torch.Tensor]:
+        """``_item_scorer`` under the model's precision (``precision`` of its config: matrix products in
+        bf16 / fp16 under autocast), its scores float32."""
+        precision = getattr(self.config, "precision", "fp32")
+        if precision == "fp32":
+            return self._item_scorer(user_items)
+        device = getattr(self, "device_", torch.device("cpu"))
+        with autocast(device, precision):
+            scorer = self._item_scorer(user_items)
+
+        def scores(items) -> torch.Tensor:
+            with autocast(device, precision):
+                return scorer(items).float()
+        return scores
 
     def _training_matrix(self, user_items) -> sp.csr_matrix:
         """The checked training matrix, values treated as ``binarize`` says."""
@@ -182,7 +198,7 @@ class Recommender(ABC):
                 if item_chunk is None or item_chunk >= self._n_items:
                     idx, val = top_n_from_scores(self._score_block(block), n, exclude, allowed_items)
                 else:
-                    idx, val = top_n_in_chunks(self._item_scorer(block), self._n_items, item_chunk, n, exclude, allowed_items)
+                    idx, val = top_n_in_chunks(self._scorer(block), self._n_items, item_chunk, n, exclude, allowed_items)
             blocks_i.append(idx)
             blocks_s.append(val)
         return np.concatenate(blocks_i), np.concatenate(blocks_s)

@@ -25,6 +25,7 @@ class TrainingConfig:
     validation_metric: str = "ndcg@100"
     seed: int = SEED
     device: str | None = None
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -36,9 +37,13 @@ class TrainingConfig:
         if self.patience is not None and self.patience < 1:
             raise ValueError("patience must be at least 1, or None to train every epoch")
         parse_metric(self.validation_metric)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
 
 
 LIKELIHOODS = ("multinomial", "gaussian", "logistic", "focal")
+# fp32, or autocast's mixed precision: matrix products in bfloat16 or float16 (with a gradient scaler)
+PRECISIONS = ("fp32", "bf16", "fp16")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
 
 

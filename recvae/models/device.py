@@ -7,6 +7,18 @@ import os
 import torch
 
 
+def autocast(device: torch.device, precision: str = "fp32"):
+    """The forward pass's precision: autocast to bfloat16 / float16 matrix products ("bf16", "fp16"), or
+    nothing ("fp32"). Losses and scores leave it as float32 (``full_precision``)."""
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def full_precision(tensor: torch.Tensor):
+    """Inside an autocast region, a block computed in float32 (losses, KL terms, log-densities)."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def resolve_device(requested: str | None = None) -> torch.device:
     name = requested or os.environ.get("RECVAE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

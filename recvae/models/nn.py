@@ -12,6 +12,7 @@ from torch.nn import functional as F
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
 from recvae.data.shard import item_users
 from recvae.models.config import LIKELIHOODS
+from recvae.models.device import full_precision
 
 
 class SparseBatch:
@@ -205,6 +206,11 @@ def sampled_softmax_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBa
     columns, inverse = torch.unique(torch.cat([batch.indices, negatives]), return_inverse=True)
     own_column, negative_column = inverse[: batch.indices.numel()], inverse[batch.indices.numel():]
     logits = F.linear(hidden, output.weight[columns], output.bias[columns])
+    with full_precision(logits):
+        return _sampled_nll(logits.float(), batch, columns, own_column, negative_column, log_weights)
+
+
+def _sampled_nll(logits, batch, columns, own_column, negative_column, log_weights) -> torch.Tensor:
     offset = torch.full((columns.numel(),), -torch.inf, device=logits.device)
     offset[negative_column] = log_weights
     offset[own_column] = 0.0  # a batch item is in every user's partition exactly, drawn or not
@@ -236,13 +242,16 @@ def reconstruction_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBat
     """Per-user negative log-likelihood of the output layer's logits under ``config``'s likelihood
     (a ``LikelihoodConfig``): sampled when a sampler is given."""
     if sampler is None:
-        return negative_log_likelihood(output(hidden), batch, config.likelihood, focal_gamma=config.focal_gamma,
-                                       focal_alpha=config.focal_alpha)
+        logits = output(hidden)  # under autocast the product is bf16 / fp16; the loss is float32
+        with full_precision(logits):
+            return negative_log_likelihood(logits.float(), batch, config.likelihood, focal_gamma=config.focal_gamma,
+                                           focal_alpha=config.focal_alpha)
     return sampled_softmax_nll(hidden, output, batch, *sampler.draw(hidden.device))
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)) of every user and latent dimension, in closed form."""
+    mu, logvar = mu.float(), logvar.float()
     return 0.5 * (torch.exp(logvar) + mu**2 - 1.0 - logvar)
 
 

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from recvae.models.base import IterativeRecommender, ModelConfig, Phase, TrainingStep, cosine_similar_items, register
 from recvae.models.config import LikelihoodConfig, TrainingConfig
-from recvae.models.device import resolve_device
+from recvae.models.device import full_precision, resolve_device
 from recvae.models.nn import (
     NegativeSampler, SparseBatch, glorot_reset, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
 )
@@ -149,7 +149,9 @@ class RecVAEStep(TrainingStep):
         nll = reconstruction_nll(z, module.decoder, batch, c, self.sampler)
         terms = {"users": batch.n_rows}
         if train_encoder:
-            kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
+            with full_precision(z):  # the densities in float32 under autocast
+                z, mu, logvar = z.float(), mu.float(), logvar.float()
+                kl = (log_normal_density(z, mu, logvar) - module.composite_prior(batch, z)).sum(dim=1)
             loss = (c.gamma * batch.row_sums * kl + nll).mean()
             terms["kl"] = kl.detach().mean().item() * batch.n_rows
         else:  # the KL term does not depend on the decoder: its gradient there is zero

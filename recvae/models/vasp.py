@@ -191,6 +191,7 @@ class VASPModule(nn.Module):
 
 def log_probabilities(parts: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """log p and log(1 - p) of p, the product of the sigmoids of ``parts``, each floored at log 1e-7."""
+    parts = [part.float() for part in parts]  # under autocast the products are bf16 / fp16
     log_p = sum(F.logsigmoid(part) for part in parts)
     if len(parts) == 1:
         log_q = F.logsigmoid(-parts[0])

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from recvae.data.shard import UserRows, gathered_rows
 from recvae.errors import DataError, ModelFileError
 from recvae.models.base import IterativeRecommender, Recommender, TrainingStep, as_csr
-from recvae.models.device import resolve_device
+from recvae.models.device import autocast, resolve_device
 from recvae.models.nn import SparseBatch
 from recvae.models.schedules import beta_at
 from recvae.train.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
@@ -140,6 +140,7 @@ class Trainer:
             shuffle = torch.Generator()
             shuffle.set_state(world.from_main(generator.get_state()))
         generators = _Generators(generator, device_generator, shuffle)
+        precision = _Precision.of(getattr(config, "precision", "fp32"), device)  # RecBole's models: fp32
         model._set_fitted(train, items)  # validation scores the model while it trains
         forward = step.batch_loss
         if world.size > 1:
@@ -151,7 +152,7 @@ class Trainer:
         progress = _Progress()
         key = _checkpoint_key(model, train)
         if self.resume:
-            self._restore(step, best, progress, generators, key, world)
+            self._restore(step, best, progress, generators, key, world, precision)
         held, held_rows = world.held_rows(train)
         # diagnostics look at a sample of the users rank 0 holds (all of them in one process)
         sample = diagnostic_sample(held, config.seed) if getattr(step, "latent_dim", None) else None
@@ -161,7 +162,8 @@ class Trainer:
         with tqdm(total=epochs, initial=progress.epoch, desc="epochs", unit="epoch", disable=not show, leave=False) as bar:
             while progress.epoch < epochs and not best.exhausted:
                 started = time.perf_counter()
-                record = self._epoch(model, step, forward, held, held_rows, train.shape[0], device, shuffle, progress, world)
+                record = self._epoch(model, step, forward, held, held_rows, train.shape[0], device, shuffle, progress,
+                                     world, precision)
                 if sample is not None:
                     step.module.eval()
                     record.update(diagnose(step.posterior, sample, device))
@@ -177,7 +179,7 @@ class Trainer:
                 if world.main and not show and self.progress is None:
                     progress_log.info(_progress_line(record, epochs, best, config.validation_metric))
                 if self.checkpoint_dir is not None:
-                    self._save(step, best, progress, generators, key, world)
+                    self._save(step, best, progress, generators, key, world, precision)
                 for callback in self.callbacks if world.main else ():
                     callback(record)
         if best.restore(step.module):
@@ -188,7 +190,7 @@ class Trainer:
         return progress.history
 
     def _epoch(self, model, step: TrainingStep, forward, held, held_rows, n_users: int, device, shuffle,
-               progress: _Progress, world: World) -> dict:
+               progress: _Progress, world: World, precision: _Precision) -> dict:
         """One epoch of every phase; the record of its reported phases' mean loss terms (over all ranks)."""
         started = time.perf_counter()
         step.module.train()
@@ -207,7 +209,7 @@ class Trainer:
                         # batch scores one of its users at weight 0
                         batch = SparseBatch.from_csr(held[mine if mine.size else [0]], device)
                         weight = world.size * mine.size / rows.size
-                        batch_terms = _update(step, forward, phase.name, batch, beta or 0.0, weight)
+                        batch_terms = _update(step, forward, phase.name, batch, beta or 0.0, weight, precision)
                         if mine.size:
                             _add(terms, batch_terms)
                         progress.updates += 1
@@ -228,14 +230,15 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, step: TrainingStep, best: BestEpoch, progress: _Progress, generators: _Generators, key: dict,
-              world: World) -> None:
+              world: World, precision: _Precision) -> None:
         """Rank 0 writes the checkpoint, with every rank's generators; the others wait until it is on disk."""
         states = world.gather(generators.states())
         if world.main:
-            self._write(step, best, progress, states, key)
+            self._write(step, best, progress, states, key, precision)
         world.barrier()
 
-    def _write(self, step: TrainingStep, best: BestEpoch, progress: _Progress, states: list[dict], key: dict) -> None:
+    def _write(self, step: TrainingStep, best: BestEpoch, progress: _Progress, states: list[dict], key: dict,
+               precision: _Precision) -> None:
         tensors = {f"module.{k}": v for k, v in step.module.state_dict().items()}
         if best.state is not None:
             tensors.update({f"best.{k}": v for k, v in best.state.items()})
@@ -251,10 +254,11 @@ class Trainer:
             "epoch": progress.epoch, "updates": progress.updates, "history": progress.history,
             "best_score": best.score, "best_epoch": best.epoch, "stale": best.stale, "param_groups": groups,
             "world_size": len(states), **key,
+            **({"grad_scaler": precision.scaler.state_dict()} if precision.scaler is not None else {}),
         })
 
     def _restore(self, step: TrainingStep, best: BestEpoch, progress: _Progress, generators: _Generators, key: dict,
-                 world: World) -> None:
+                 world: World, precision: _Precision) -> None:
         loaded = load_checkpoint(self.checkpoint_dir)
         if loaded is None:
             log.warning("%s: no checkpoint to resume from; training from the start", self.checkpoint_dir)
@@ -272,6 +276,8 @@ class Trainer:
         for name, optimizer in step.optimizers().items():
             optimizer_from_flat(optimizer, tensors, state["param_groups"][name], f"optim.{name}")
         step.load_extra_state(part("extra."))
+        if precision.scaler is not None and "grad_scaler" in state:
+            precision.scaler.load_state_dict(state["grad_scaler"])
         saved_world = state.get("world_size", 1)
         if world.size > 1 and saved_world != world.size:
             raise ModelFileError(f"{self.checkpoint_dir}: checkpoint of a run of {saved_world} process(es); resume it with "
@@ -285,13 +291,39 @@ class Trainer:
         log.info("resuming after epoch %d from %s", progress.epoch, self.checkpoint_dir)
 
 
-def _update(step: TrainingStep, forward, phase: str, batch: SparseBatch, beta: float, weight: float) -> dict[str, float]:
+@dataclasses.dataclass
+class _Precision:
+    """The forward pass under autocast (``config.precision``), and fp16's gradient scaler: float16
+    gradients underflow without one; bfloat16 has float32's range and needs none."""
+
+    precision: str
+    device: torch.device
+    scaler: torch.amp.GradScaler | None
+
+    @classmethod
+    def of(cls, precision: str, device: torch.device) -> _Precision:
+        return cls(precision, device, torch.amp.GradScaler(device.type) if precision == "fp16" else None)
+
+    def autocast(self):
+        return autocast(self.device, self.precision)
+
+
+def _update(step: TrainingStep, forward, phase: str, batch: SparseBatch, beta: float, weight: float,
+            precision: _Precision) -> dict[str, float]:
     """One optimiser update on a batch's loss times ``weight`` (1 in one process; under torchrun the rank's
     share of the global batch times the world size, which DDP's gradient average divides back out)."""
-    loss, terms = forward(phase, batch, beta)
+    with precision.autocast():
+        loss, terms = forward(phase, batch, beta)
     step.module.zero_grad(set_to_none=True)
-    (loss if weight == 1.0 else loss * weight).backward()
-    step.optimizer_for(phase).step()
+    loss = loss if weight == 1.0 else loss * weight
+    optimizer = step.optimizer_for(phase)
+    if precision.scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:  # a step whose scaled gradients overflowed is skipped and the scale lowered
+        precision.scaler.scale(loss).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
     step.after_update(phase)
     return terms
 
