@@ -2,7 +2,8 @@
 place it takes now, and a grid of four lambdas scored on 600 validation users, by one fit per lambda
 against one shared eigendecomposition (after it, a lambda costs products with the validation users only).
 
-    python scripts/benchmark_ease.py [--items 10000,20000,40000] [--users 60000] [--timeout 1500]
+    python scripts/benchmark_ease.py [--items 10000,20000,40000] [--users 60000] [--timeout 1500] [--ml-1m FILE]
+    python scripts/benchmark_ease.py --only-precision FILE   # add the float32/float64 check to an existing ease.json
 
 Each variant runs in a fresh process on the same generated log (long-tailed item popularity, like
 MovieLens), so its peak RSS is its own; a variant whose estimated memory exceeds what the machine has is
@@ -128,9 +129,20 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--ml-1m", dest="ml_1m", metavar="FILE",
                         help="also compare float32 and float64 test figures on this log (ml-1m.toml's split, first seed)")
+    parser.add_argument("--only-precision", metavar="FILE",
+                        help="run only that comparison on FILE and add it to the ease.json/.md already in --out")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_variant(*args.child)))
+        return
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    out = Path(args.out)
+    if args.only_precision:
+        saved = json.loads((out / "ease.json").read_text())
+        saved.update(precision_check=precision_check(args.only_precision), precision_command=command,
+                     precision_environment=environment(), precision_data=args.only_precision)
+        (out / "ease.json").write_text(json.dumps(saved, indent=1))
+        write_markdown(out, saved)
         return
     from recvae.models.ease import available_memory
 
@@ -162,14 +174,17 @@ def main() -> None:
                     rows.append({**row, **json.loads(done.stdout.strip().splitlines()[-1]), "note": ""})
                 print(json.dumps(rows[-1]), flush=True)
     check = precision_check(args.ml_1m) if args.ml_1m else []
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    env = environment()
-    out = Path(args.out)
+    saved = {"command": command, "environment": environment(), "grid": GRID, "users": args.users, "rows": rows,
+             "precision_check": check, **({"precision_data": args.ml_1m} if args.ml_1m else {})}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "ease.json").write_text(json.dumps({"command": command, "environment": env, "grid": GRID, "rows": rows,
-                                              "precision_check": check},
-                                              indent=1))
-    lines = ["# EASE at scale", "", f"Generated logs of {args.users:,} users (20-100 items each, Zipf-like item "
+    (out / "ease.json").write_text(json.dumps(saved, indent=1))
+    write_markdown(out, saved)
+
+
+def write_markdown(out: Path, saved: dict) -> None:
+    rows, check = saved["rows"], saved["precision_check"]
+    users = saved.get("users", rows[0]["users"])
+    lines = ["# EASE at scale", "", f"Generated logs of {users:,} users (20-100 items each, Zipf-like item "
              f"popularity); one fit at lambda {GRID[2]:g}; the grid is lambda in {list(GRID)}, each scored on "
              f"{VALIDATION_USERS} validation users (a search needs those scores, not the weights). Each variant in a "
              "fresh process; peak RSS is the process's high-water mark.", "",
@@ -179,14 +194,17 @@ def main() -> None:
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"
         lines.append(f"| {r['items']:,} | {r['variant']} | {seconds} | {rss} | {r['estimated_gb']} | {r['note']} |")
     if check:
-        lines += ["", f"## float32 against float64 on {args.ml_1m}", "",
+        lines += ["", f"## float32 against float64 on {saved['precision_data']}", "",
                   "The first split seed of evaluation/benchmarks/ml-1m.toml (600 validation + 600 test users); test "
                   "users scored by each fit's weights.", "",
                   "| lambda | NDCG@100 float64 | NDCG@100 float32 | Recall@20 float64 | Recall@20 float32 | max weight difference |",
                   "| --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r['l2']:g} | {r['ndcg@100 float64']:.4f} | {r['ndcg@100 float32']:.4f} | {r['recall@20 float64']:.4f} "
                   f"| {r['recall@20 float32']:.4f} | {r['max weight difference']:.1e} |" for r in check]
-    lines += ["", f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
+    lines += ["", f"Machine: {describe(saved['environment'])}.", "", f"Command: `{saved['command']}`", ""]
+    if "precision_command" in saved:
+        lines += [f"The float32 against float64 table: `{saved['precision_command']}` on "
+                  f"{describe(saved['precision_environment'])}.", ""]
     (out / "ease.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
