@@ -119,6 +119,9 @@ def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> 
     return resolved
 
 
+# An ID that spells an integer as str(int) writes it (no sign but "-", no leading zero): it is read as one.
+INTEGER_ID = r"-?(?:0|[1-9]\d{0,17})"
+
 _MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
 
 
@@ -134,8 +137,8 @@ def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     text = values.astype(str).str.strip()
     if kind in ("str", "as_read"):
         return text.to_numpy(dtype=object)
-    is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
-    written_as_float = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})\.0+").to_numpy()
+    is_int = text.str.fullmatch(INTEGER_ID).to_numpy()
+    written_as_float = text.str.fullmatch(INTEGER_ID + r"\.0+").to_numpy()
     if written_as_float.any() and (is_int | written_as_float).all():
         # "1" and "1.0" in one integer column are one ID (a spreadsheet's export), not two.
         log.warning("%d IDs written with a decimal point (e.g. %r) are read as the integers they spell",

@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recvae.data.readers import INTEGER_ID as _INTEGER
 from recvae.data.readers import iter_interactions
-
-_INTEGER = r"-?(?:0|[1-9]\d{0,17})"
 
 
 def owners(ids: pd.Series, size: int) -> np.ndarray:

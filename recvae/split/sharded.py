@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.interactions import Preprocessing, preprocess
+from recvae.data.readers import INTEGER_ID
 from recvae.data.shard import gathered_rows
 from recvae.data.vocab import Vocabulary
 from recvae.defaults import SEED
@@ -123,8 +124,8 @@ def _typed(ids: pd.Series, gather: Gather) -> pd.Series:
         flags = gather((True, True, False))
     else:
         text = ids.astype(str)  # an int64 chunk's IDs are exactly the text they were read from
-        is_int = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").to_numpy()
-        as_float = text.str.fullmatch(r"-?(0|[1-9]\d{0,17})\.0+").to_numpy()
+        is_int = text.str.fullmatch(INTEGER_ID).to_numpy()
+        as_float = text.str.fullmatch(INTEGER_ID + r"\.0+").to_numpy()
         flags = gather((bool(is_int.all()), bool((is_int | as_float).all()), bool(as_float.any())))
     if all(f[0] for f in flags):
         return ids.astype(np.int64)
