@@ -76,28 +76,84 @@ def test_a_stale_temporary_checkpoint_is_removed_on_resume(split, tmp_path):
     assert not orphan.exists()
 
 
-# Recorded before the trainer refactor (recvae at b2a5003) on this seeded log and these settings: one
-# loop serving every model must train exactly what the three loops trained.
+def weight_summary(model) -> dict[str, tuple[float, float]]:
+    """Each saved tensor's sum and Euclidean norm: a fingerprint of training that survives the last-bit
+    differences between CPUs' kernels (AVX-512 against AVX2), which a hash of the bytes does not."""
+    state = model.module_.state_dict()
+    return {key: (float(state[key].double().sum()), float(state[key].double().norm()))
+            for key in sorted(state) if not key.startswith("old_encoder")}  # RecVAE's prior copy is not saved
+
+
+# Recorded with the code whose weights were bit-identical to the trainer refactor's parent (b2a5003) on an
+# AVX-512 CPU (sha256 of the bytes, this test until then), here on an AVX2 one: one loop serving every model
+# must train what the three loops trained. A changed batch order, random draw or update moves these far more
+# than the tolerance, which only absorbs kernels' rounding.
 BEFORE_REFACTOR = {
-    "MultVAE": "2e9f21b79a987a66de41f52769ba3bff0a9dfe3820e85445f5fa31a428e351f5",
-    "MultDAE": "b5e4a514a02d60e8eba5684d255525e247972abed9cc843dc7883431f8ae0486",
-    "RecVAE": "3a2398e2b2b3d0b670c8ea7ede9006a03f0539369ea9263a15c72738db81762b",
+    "MultVAE": {
+        "decoder.0.bias": (-0.021255316794849932, 0.06542372293814668),
+        "decoder.0.weight": (-1.6213053234678227, 3.4556754232654217),
+        "decoder.1.bias": (-0.17962029221234843, 0.11929591524378537),
+        "decoder.1.weight": (-13.268963215195981, 6.937818840392148),
+        "encoder.0.bias": (-0.12582633923739195, 0.050098289793455715),
+        "encoder.0.weight": (-4.063973582466133, 4.751422836421098),
+        "input_bias": (0.0826355698518455, 0.06114622110404329),
+        "input_weight": (2.7362358083046274, 7.076550573213508),
+    },
+    "MultDAE": {
+        "decoder.0.bias": (-0.25469506668741815, 0.12213790364155451),
+        "decoder.0.weight": (-4.613388254016172, 3.7942859228224393),
+        "input_bias": (0.07225124130491167, 0.02834349709790489),
+        "input_weight": (-0.4019502114097122, 3.7353963567936406),
+    },
+    "RecVAE": {
+        "decoder.bias": (-0.043182965891901404, 0.04050449975329417),
+        "decoder.weight": (-2.327319613104919, 3.781595922875994),
+        "encoder.dense.0.bias": (-0.023234391206642613, 0.026623654146743156),
+        "encoder.dense.0.weight": (-0.6211986053967848, 4.299635013062465),
+        "encoder.dense.1.bias": (-0.004228789359331131, 0.02989203648379858),
+        "encoder.dense.1.weight": (5.832592363556614, 3.93046701208743),
+        "encoder.dense.2.bias": (-0.005526941677089781, 0.03069238110685828),
+        "encoder.dense.2.weight": (1.1904189717388363, 4.025451303449087),
+        "encoder.dense.3.bias": (-0.023654340591747314, 0.03161791425264481),
+        "encoder.dense.3.weight": (6.013140529743396, 4.0317507101829895),
+        "encoder.input_bias": (-0.018470958835678175, 0.031246106756725973),
+        "encoder.input_weight": (-7.68399887419946, 5.276278643771506),
+        "encoder.logvar.bias": (-0.09923601895570755, 0.035220811609421324),
+        "encoder.logvar.weight": (0.7008212078362703, 3.094062804129621),
+        "encoder.mu.bias": (-0.0023767617531120777, 0.0272366983701131),
+        "encoder.mu.weight": (4.67735555395484, 3.267825382416262),
+        "encoder.norms.0.bias": (-0.02102437717257999, 0.031769375414743506),
+        "encoder.norms.0.weight": (15.990076959133148, 3.997642804419561),
+        "encoder.norms.1.bias": (-0.026912560628261417, 0.026560160358731343),
+        "encoder.norms.1.weight": (15.979298293590546, 3.994934797977507),
+        "encoder.norms.2.bias": (-0.016492285998538136, 0.03064458522500953),
+        "encoder.norms.2.weight": (15.982793271541595, 3.9958212902914907),
+        "encoder.norms.3.bias": (-0.012909220313304104, 0.031101630843516463),
+        "encoder.norms.3.weight": (15.976093769073486, 3.9941264476112743),
+        "encoder.norms.4.bias": (0.02000786561984569, 0.04141528062636768),
+        "encoder.norms.4.weight": (15.813652753829956, 3.9534258401014664),
+        "log_weights": (-4.487387180328369, 2.997286024667668),
+    },
 }
 
 
 def test_the_trainer_trains_the_same_weights_as_before_the_refactor(split):
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the hashes were taken with one thread: reductions in another order differ in the last bit
+    torch.set_num_threads(1)  # recorded with one thread
     try:
         models = {
             "MultVAE": MultVAE(epochs=3, batch_size=50, total_anneal_steps=20, hidden_dims=(32,), latent_dim=8),
             "MultDAE": MultDAE(epochs=3, batch_size=50, latent_dim=8),
             "RecVAE": RecVAE(epochs=2, batch_size=50, hidden_dim=16, latent_dim=8),
         }
-        found = {name: weights_sha256(m.fit(split.train, split.validation)) for name, m in models.items()}
+        found = {name: weight_summary(m.fit(split.train, split.validation)) for name, m in models.items()}
     finally:
         torch.set_num_threads(threads)
-    assert found == BEFORE_REFACTOR
+    assert set(found) == set(BEFORE_REFACTOR)
+    for name, summary in found.items():
+        assert list(summary) == list(BEFORE_REFACTOR[name]), name
+        for key, values in summary.items():
+            assert values == pytest.approx(BEFORE_REFACTOR[name][key], rel=1e-4, abs=1e-5), f"{name}.{key}"
 
 
 def test_models_without_epochs_are_refused_by_the_trainer(split):
