@@ -29,15 +29,17 @@ def split():
     return strong_generalization_split(Interactions.from_frame(preprocess(log)), 40, seed=2)
 
 
+def saved_tensors(model) -> dict[str, torch.Tensor]:
+    """The model's weights by name, in name order, less RecVAE's prior copy (not part of the saved model)."""
+    state = (model.model_ if model.name == "RecBole" else model.module_).state_dict()
+    return {key: state[key].detach().cpu() for key in sorted(state) if not key.startswith("old_encoder")}
+
+
 def weights_sha256(model) -> str:
-    module = model.model_ if model.name == "RecBole" else model.module_
     digest = hashlib.sha256()
-    state = module.state_dict()
-    for key in sorted(state):
-        if key.startswith("old_encoder"):  # RecVAE's prior copy: not part of the saved model
-            continue
+    for key, tensor in saved_tensors(model).items():
         digest.update(key.encode())
-        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -79,9 +81,8 @@ def test_a_stale_temporary_checkpoint_is_removed_on_resume(split, tmp_path):
 def weight_summary(model) -> dict[str, tuple[float, float]]:
     """Each saved tensor's sum and Euclidean norm: a fingerprint of training that survives the last-bit
     differences between CPUs' kernels (AVX-512 against AVX2), which a hash of the bytes does not."""
-    state = model.module_.state_dict()
-    return {key: (float(state[key].double().sum()), float(state[key].double().norm()))
-            for key in sorted(state) if not key.startswith("old_encoder")}  # RecVAE's prior copy is not saved
+    return {key: (float(tensor.double().sum()), float(tensor.double().norm()))
+            for key, tensor in saved_tensors(model).items()}
 
 
 # Recorded with the code whose weights were bit-identical to the trainer refactor's parent (b2a5003) on an
