@@ -22,18 +22,18 @@ from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError
 from recvae.io import check_writable
-from recvae.evaluate import default_metrics, evaluate, evaluate_curves, fit_model, validation_scorer
-from recvae.models import REGISTRY, IterativeRecommender, MultVAE, Popularity, Recommender
+from recvae.evaluate import default_metrics, evaluate, evaluate_curves
+from recvae.models import IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
 from recvae.models.device import resolve_device
+from recvae.models.training.distributed import World, join_world, launched_world, local_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
 from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
 from recvae.track.plots import metric_curves_figure, training_curves_figure
 from recvae.track.tracking import log_beta_diagnostics
-from recvae.train import Trainer
+from recvae.train import build_model, fit_model, validation_scorer
 from recvae.train.auto_beta import auto_beta
-from recvae.train.distributed import World, join_world, launched_world, local_device
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,8 @@ class TrainSpec:
 
     def build_model(self) -> Recommender:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
-        if self.model not in REGISTRY:
-            raise ValueError(f"unknown model {self.model!r}; known: {sorted(REGISTRY)}")
-        model_class = REGISTRY[self.model]
-        unknown = set(self.params) - {f.name for f in dataclasses.fields(model_class.config_class)}
-        if unknown:
-            raise ValueError(f"{model_class.name} has no hyperparameter(s) {sorted(unknown)}")
+        model = build_model(self.model, self.params)
+        model_class = type(model)
         if self.resume and not self.checkpoint_dir:
             raise ValueError("resume (--resume) needs checkpoint_dir (--checkpoint-dir), the folder of the interrupted run")
         if self.auto_beta and (model_class is not MultVAE or self.checkpoint_dir or "beta_cap" in self.params):
@@ -170,7 +166,6 @@ class TrainSpec:
             raise ValueError(f"{model_class.name} does not train by epochs: it has no checkpoints (--checkpoint-dir)")
         for metric in self.metrics or ():
             parse_metric(metric)
-        model = model_class(**self.params)
         if "device" in model.get_params():
             resolve_device(model.get_params()["device"])  # --device cuda without CUDA fails before the data is read
         if Path(self.out).exists() and not self.overwrite:

@@ -39,7 +39,7 @@ def child(log: str, out: str, whole: bool, heldout: int) -> None:
     from recvae.models import MultDAE
     from recvae.pipeline import DataSpec, SplitSpec, prepare_split
     from recvae.train import Trainer
-    from recvae.train.distributed import join_world
+    from recvae.models.training.distributed import join_world
 
     torch.set_num_threads(1)
     world = join_world(torch.device("cpu"))
@@ -48,7 +48,7 @@ def child(log: str, out: str, whole: bool, heldout: int) -> None:
     after_split = peak_rss_mb()
     held = split.train.matrix.nnz if hasattr(split.train, "matrix") else split.train.nnz // world.size
     model = MultDAE(epochs=1, patience=None)
-    Trainer(progress=False).fit(model, split.train, None, split.items)
+    model.fit(split.train, None, split.items, trainer=Trainer(progress=False))
     row = {"rank": world.rank, "rss_start_mb": before, "rss_after_split_mb": after_split,
            "rss_after_epoch_mb": peak_rss_mb(), "training_interactions_held": int(held)}
     rows = world.gather(row)

@@ -110,12 +110,12 @@ def precision_check(path: str) -> list[dict]:
     for l2 in GRID:
         model = EASE(l2=l2).fit(split.train)
         now = evaluate(model, split.test, metrics=("ndcg@100", "recall@20")).summary()
-        new_weights = model.weights_
-        model.weights_ = float64_weights(split.train, l2)
+        new_weights = model.module_.weights
+        model.module_.weights = float64_weights(split.train, l2)
         before = evaluate(model, split.test, metrics=("ndcg@100", "recall@20")).summary()
         rows.append({"l2": l2, "ndcg@100 float64": before["ndcg@100"], "ndcg@100 float32": now["ndcg@100"],
                      "recall@20 float64": before["recall@20"], "recall@20 float32": now["recall@20"],
-                     "max weight difference": float((new_weights - model.weights_).abs().max())})
+                     "max weight difference": float((new_weights - model.module_.weights).abs().max())})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

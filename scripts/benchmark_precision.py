@@ -32,7 +32,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def quality(ml1m: str) -> list[dict]:
-    from recvae.evaluate import evaluate, fit_model
+    from recvae.evaluate import evaluate
+    from recvae.train import fit_model
     from recvae.models import MultVAE
     from recvae.pipeline import DataSpec, SplitSpec, prepare_split
 
@@ -73,7 +74,7 @@ def speed(pairs: int) -> dict:
         for precision in seconds:
             model = MultVAE(epochs=1, precision=precision, patience=None)
             started = time.perf_counter()
-            Trainer(progress=False).fit(model, matrix)
+            model.fit(matrix, trainer=Trainer(progress=False))
             seconds[precision].append(time.perf_counter() - started)
     ratios = [a / b for a, b in zip(seconds["bf16"], seconds["fp32"])]
     return {"users": matrix.shape[0], "items": matrix.shape[1], "interactions": int(matrix.nnz),

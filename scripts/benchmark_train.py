@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from recvae.data import Interactions, SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.environment import describe, environment
-from recvae.evaluate import fit_model
+from recvae.train import fit_model
 from recvae.models import MultVAE
 from recvae.models.nn import SparseBatch
 from recvae.train import Trainer

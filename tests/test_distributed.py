@@ -17,17 +17,17 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
-from recvae.evaluate import validation_scorer
+from recvae.train import validation_scorer
 from recvae.models import MultDAE, MultVAE, NeuralEASE
 from recvae.split import strong_generalization_split
 from recvae.train import Trainer
-from recvae.train.distributed import launched_world
+from recvae.models.training.distributed import launched_world
 
 out, name, epochs, checkpoints = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 synthetic = SyntheticLog(n_users=700, n_items=120, n_groups=5, median_activity=15, seed=11)
 if "--sharded" in sys.argv:  # each rank reads and holds only its own users' rows
     from recvae.pipeline import DataSpec, SplitSpec, prepare_split
-    from recvae.train.distributed import join_world
+    from recvae.models.training.distributed import join_world
     world = join_world(torch.device("cpu")) if launched_world().size > 1 else None
     split, _ = prepare_split(DataSpec(synthetic=synthetic), SplitSpec(heldout_users=80, seed=3), world)
     assert world is None or split.train.matrix.shape[0] < split.train.shape[0]
@@ -42,7 +42,7 @@ elif name == "ease":  # Neural EASE without its random halves: no noise either, 
 else:
     model = MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
 trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
-trainer.fit(model, split.train, validation_scorer(split.validation, "ndcg@100"))
+model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer)
 if launched_world().main:
     with open(out, "w") as f:
         json.dump({"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],

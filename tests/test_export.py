@@ -80,7 +80,7 @@ def test_allow_and_deny_lists(tmp_path, model, log_path):
 
 
 def test_a_score_memory_budget_scores_in_item_chunks_and_writes_the_same_rows(tmp_path, model, log_path, monkeypatch):
-    from recvae.models import base
+    from recvae.models import recommender as base
 
     whole = export(model, log_path, tmp_path / "whole.parquet", n=20, users_per_block=100, fallback="popularity")
     chunks = []

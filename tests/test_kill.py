@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from recvae.train.checkpoint import CHECKPOINT
+from recvae.models.training.checkpoint import CHECKPOINT
 
 pytestmark = pytest.mark.slow  # subprocesses killed and resumed
 
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent('''
     checkpoints, resume, out = sys.argv[1] if sys.argv[1] != "-" else None, sys.argv[2] == "resume", sys.argv[3]
     if len(sys.argv) > 4:  # stall the first checkpoint write half-way, so the test can kill it there
         import pathlib, time
-        import recvae.train.checkpoint as checkpoint
+        import recvae.models.training.checkpoint as checkpoint
         real_save = checkpoint.save_file
         def half_written(tensors, path, metadata):
             real_save(tensors, path, metadata=metadata)
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent('''
             time.sleep(60)
         checkpoint.save_file = half_written
     model = MultVAE(epochs=12, batch_size=25, hidden_dims=(64,), latent_dim=16, total_anneal_steps=100, patience=None)
-    Trainer(checkpoint_dir=checkpoints, resume=resume, progress=False).fit(model, train)
+    model.fit(train, trainer=Trainer(checkpoint_dir=checkpoints, resume=resume, progress=False))
     digest = hashlib.sha256()
     for key, value in sorted(model.module_.state_dict().items()):
         digest.update(key.encode()); digest.update(value.numpy().tobytes())

@@ -33,12 +33,22 @@ def test_multdae_clearly_beats_popularity(small_split):
     assert evaluate(dae, small_split.test).mean("ndcg@100") > evaluate(pop, small_split.test).mean("ndcg@100") + 0.15
 
 
-def test_history_records_every_epoch_and_best_weights_are_kept(fitted_vae):
+def test_history_records_every_epoch(fitted_vae):
     history = fitted_vae.history_
     assert [r["epoch"] for r in history] == list(range(1, len(history) + 1))
     for key in ("loss", "reconstruction", "kl", "beta", "val_ndcg@100", "val_recall@20", "train_seconds"):
         assert all(np.isfinite(r[key]) for r in history), key
     assert history[-1]["beta"] > history[0]["beta"] >= 0
+
+
+def test_the_best_epochs_weights_are_kept(small_split):
+    scores = iter([0.1, 0.5, 0.2, 0.3])  # validation peaks at the second of four epochs
+    snapshots = []
+    model = MultVAE(epochs=4, batch_size=100, patience=None)
+    trainer = Trainer(callbacks=(lambda record: snapshots.append(model.module_.input_weight.detach().clone()),))
+    model.fit(small_split.train, lambda fitted: {"ndcg@100": next(scores)}, trainer=trainer)
+    assert [r["val_ndcg@100"] for r in model.history_] == [0.1, 0.5, 0.2, 0.3]
+    assert torch.equal(model.module_.input_weight, snapshots[1]) and not torch.equal(snapshots[1], snapshots[3])
 
 
 def test_same_seed_same_weights(small_split):
@@ -102,9 +112,9 @@ def test_edited_manifest_is_refused(tmp_path, fitted_vae):
 
 
 def test_resume_refuses_other_config(tmp_path, small_split):
-    Trainer(checkpoint_dir=tmp_path).fit(MultVAE(epochs=1, batch_size=200), small_split.train)
+    MultVAE(epochs=1, batch_size=200).fit(small_split.train, trainer=Trainer(checkpoint_dir=tmp_path))
     with pytest.raises(ModelFileError, match="another model or config"):
-        Trainer(checkpoint_dir=tmp_path, resume=True).fit(MultVAE(epochs=2, batch_size=100), small_split.train)
+        MultVAE(epochs=2, batch_size=100).fit(small_split.train, trainer=Trainer(checkpoint_dir=tmp_path, resume=True))
 
 
 def test_recommend_single_and_batch(small_split, fitted_vae):
@@ -186,8 +196,8 @@ def test_ease_matches_its_closed_form_and_round_trips(tmp_path, small_split):
     x = small_split.train.toarray().astype(np.float64)
     p = np.linalg.inv(x.T @ x + 50.0 * np.eye(x.shape[1]))
     b = np.eye(x.shape[1]) - p / np.diag(p)
-    assert np.allclose(model.weights_.numpy(), b, atol=1e-4)
-    assert np.allclose(np.diag(model.weights_.numpy()), 0)
+    assert np.allclose(model.module_.weights.numpy(), b, atol=1e-4)
+    assert np.allclose(np.diag(model.module_.weights.numpy()), 0)
     pop = Popularity().fit(small_split.train)
     assert evaluate(model, small_split.test).mean("ndcg@100") > evaluate(pop, small_split.test).mean("ndcg@100") + 0.15
     loaded = Recommender.load(model.save(tmp_path / "ease"))
@@ -209,6 +219,6 @@ def test_ease_refuses_a_catalogue_the_memory_cannot_hold_before_allocating(small
 def test_ease_blocks_give_the_same_weights_as_one_block(small_split, monkeypatch):
     import recvae.models.ease as ease
 
-    whole = ease.EASE(l2=50.0).fit(small_split.train).weights_
+    whole = ease.EASE(l2=50.0).fit(small_split.train).module_.weights
     monkeypatch.setattr(ease, "BLOCK", 37)  # Gram columns and the mirrored inverse in uneven blocks
-    assert torch.allclose(ease.EASE(l2=50.0).fit(small_split.train).weights_, whole, atol=1e-6)
+    assert torch.allclose(ease.EASE(l2=50.0).fit(small_split.train).module_.weights, whole, atol=1e-6)

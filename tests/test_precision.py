@@ -31,11 +31,12 @@ def test_bf16_training_follows_fp32(small_split, model_class):
     full = model_class(**params).fit(small_split.train, small_split.validation)
     mixed = model_class(precision="bf16", **params).fit(small_split.train, small_split.validation)
     losses = np.array([[r["loss"] for r in m.history_] for m in (full, mixed)])
-    # bfloat16 keeps 8 bits of mantissa: the curves agree to a few percent, not to float32's digits
-    np.testing.assert_allclose(losses[1], losses[0], rtol=0.05)
+    # the README's claim: within 0.01% of fp32 (measured here: at most 2e-5, the per-element products round
+    # in bf16 but the sums and losses stay float32)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     assert not np.array_equal(losses[1], losses[0])  # the products did run in bf16
     ndcg = [evaluate(m, small_split.test, ["ndcg@100"]).summary()["ndcg@100"] for m in (full, mixed)]
-    assert abs(ndcg[1] - ndcg[0]) < 0.02
+    assert abs(ndcg[1] - ndcg[0]) < 0.005  # measured: at most 0.0022
 
 
 def test_bf16_scores_are_float32_and_rank_like_fp32(small_split):
@@ -54,7 +55,8 @@ def test_vasp_trains_in_bf16(small_split):
     params = dict(SETTINGS, epochs=3, hidden_dim=32, latent_dim=8, encoder_layers=2, decoder_layers=1)
     full = VASP(**params).fit(small_split.train)
     mixed = VASP(precision="bf16", **params).fit(small_split.train)
-    np.testing.assert_allclose([r["loss"] for r in mixed.history_], [r["loss"] for r in full.history_], rtol=0.05)
+    # measured: at most 6e-5
+    np.testing.assert_allclose([r["loss"] for r in mixed.history_], [r["loss"] for r in full.history_], rtol=1e-4)
 
 
 @pytest.mark.skipif(not _fp16_on_cpu(), reason="this torch has no float16 autocast on CPU")
@@ -63,9 +65,9 @@ def test_fp16_scales_gradients_and_resumes_exactly(small_split, tmp_path):
     whole = MultVAE(**params).fit(small_split.train)
     assert np.isfinite([r["loss"] for r in whole.history_]).all()
     first = MultVAE(**dict(params, epochs=3))
-    Trainer(checkpoint_dir=tmp_path).fit(first, small_split.train)
+    first.fit(small_split.train, trainer=Trainer(checkpoint_dir=tmp_path))
     resumed = MultVAE(**params)
-    Trainer(checkpoint_dir=tmp_path, resume=True).fit(resumed, small_split.train)
+    resumed.fit(small_split.train, trainer=Trainer(checkpoint_dir=tmp_path, resume=True))
     assert [r["loss"] for r in resumed.history_] == [r["loss"] for r in whole.history_]
     np.testing.assert_array_equal(resumed.score(small_split.test.fold_in), whole.score(small_split.test.fold_in))
 
@@ -90,7 +92,8 @@ def test_cuda_training_places_the_model_and_its_noise_on_the_gpu(small_split):
 def test_cuda_amp_step_follows_fp32(small_split, precision):
     full = MultVAE(epochs=4, batch_size=100, device="cuda").fit(small_split.train)
     mixed = MultVAE(epochs=4, batch_size=100, device="cuda", precision=precision).fit(small_split.train)
-    np.testing.assert_allclose([r["loss"] for r in mixed.history_], [r["loss"] for r in full.history_], rtol=0.05)
+    # measured: at most 6e-5
+    np.testing.assert_allclose([r["loss"] for r in mixed.history_], [r["loss"] for r in full.history_], rtol=1e-4)
 
 
 @cuda

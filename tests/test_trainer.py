@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
-from recvae.evaluate import validation_scorer
+from recvae.train import validation_scorer
 from recvae.models import REGISTRY, IterativeRecommender, MultDAE, MultVAE, RecVAE
 from recvae.split import strong_generalization_split
 from recvae.train import Trainer
-from recvae.train.checkpoint import CHECKPOINT
+from recvae.models.training.checkpoint import CHECKPOINT
 
 RESUMABLE = {
     "MultVAE": dict(epochs=4, batch_size=100, hidden_dims=(32,), latent_dim=8, total_anneal_steps=20),
@@ -31,7 +31,7 @@ def split():
 
 def saved_tensors(model) -> dict[str, torch.Tensor]:
     """The model's weights by name, in name order, less RecVAE's prior copy (not part of the saved model)."""
-    state = (model.model_ if model.name == "RecBole" else model.module_).state_dict()
+    state = model.module_.state_dict()
     return {key: state[key].detach().cpu() for key in sorted(state) if not key.startswith("old_encoder")}
 
 
@@ -53,16 +53,16 @@ def test_interrupted_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_o
         pytest.importorskip("recbole")
     cls, params = REGISTRY[name], RESUMABLE[name]
     validation = validation_scorer(split.validation, "ndcg@100")
-    straight = Trainer().fit(cls(**params), split.train, validation)
+    straight = cls(**params).fit(split.train, validation, trainer=Trainer())
 
     def interrupt(record):
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        Trainer(checkpoint_dir=tmp_path, callbacks=(interrupt,)).fit(cls(**params), split.train, validation)
+        cls(**params).fit(split.train, validation, trainer=Trainer(checkpoint_dir=tmp_path, callbacks=(interrupt,)))
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]  # one file, no temporaries left
-    resumed = Trainer(checkpoint_dir=tmp_path, resume=True).fit(cls(**params), split.train, validation)
+    resumed = cls(**params).fit(split.train, validation, trainer=Trainer(checkpoint_dir=tmp_path, resume=True))
     assert [r["epoch"] for r in resumed.history_] == [r["epoch"] for r in straight.history_]
     for a, b in zip(straight.history_, resumed.history_):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["val_ndcg@100"] == b["val_ndcg@100"]
@@ -71,10 +71,10 @@ def test_interrupted_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_o
 
 def test_a_stale_temporary_checkpoint_is_removed_on_resume(split, tmp_path):
     params = RESUMABLE["MultDAE"]
-    Trainer(checkpoint_dir=tmp_path).fit(MultDAE(**{**params, "epochs": 1}), split.train)
+    MultDAE(**{**params, "epochs": 1}).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path))
     orphan = tmp_path / f".{CHECKPOINT}.abc123.tmp"
     orphan.write_bytes(b"half a checkpoint")
-    Trainer(checkpoint_dir=tmp_path, resume=True).fit(MultDAE(**{**params, "epochs": 2}), split.train)
+    MultDAE(**{**params, "epochs": 2}).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path, resume=True))
     assert not orphan.exists()
 
 
@@ -157,6 +157,6 @@ def test_the_trainer_trains_the_same_weights_as_before_the_refactor(split):
             assert values == pytest.approx(BEFORE_REFACTOR[name][key], rel=1e-4, abs=1e-5), f"{name}.{key}"
 
 
-def test_models_without_epochs_are_refused_by_the_trainer(split):
-    with pytest.raises(TypeError, match="does not train by epochs"):
-        Trainer().fit(REGISTRY["EASE"](), split.train)
+def test_models_without_epochs_take_no_trainer(split):
+    with pytest.raises(TypeError, match="trainer"):
+        REGISTRY["EASE"]().fit(split.train, trainer=Trainer())

@@ -103,7 +103,7 @@ def test_a_file_in_the_way_of_the_output_fails_before_any_training(log_file, tmp
 
 
 def test_a_failed_save_keeps_the_trained_model(log_file, tmp_path, monkeypatch, capsys):
-    import recvae.models.base as base
+    import recvae.models.recommender as base
 
     real = base.save_model_dir
 

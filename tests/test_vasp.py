@@ -89,8 +89,9 @@ def test_vasp_scores_are_the_sum_of_its_paths_scores(vasp, split, tmp_path):
     for switched_off in ("deep", "shallow"):
         part = Recommender.load(saved)
         part.config = dataclasses.replace(part.config, **{switched_off: False})
-        part._restore({k: v for k, v in part._state().items()
-                       if (k == "item_item") == (switched_off == "deep")})
+        kept = {k: v for k, v in part.module_.state_dict().items() if (k == "item_item") == (switched_off == "deep")}
+        part.module_ = part._new_module(part.n_items_)
+        part.module_.load_state_dict(kept)
         parts.append(part.score(history))
     np.testing.assert_allclose(parts[0] + parts[1], vasp.score(history), rtol=1e-5, atol=1e-4)
 

@@ -14,15 +14,14 @@ from tqdm.auto import tqdm
 
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec
 from recvae.errors import DataError
-from recvae.evaluate import evaluate, evaluate_curves, fit_model, validation_scorer
-from recvae.models import REGISTRY, IterativeRecommender, RecBoleConfig, RecBoleModel
-from recvae.models.config import config_from_dict
+from recvae.evaluate import evaluate, evaluate_curves
+from recvae.models import IterativeRecommender, Trainer
 from recvae.models import recbole as recbole_adapter
 from recvae.pipeline import prepare_split
 from recvae.split import Split, validation_from_training
 from recvae.track.tracking import NullTracker, log_beta_diagnostics
 from recvae.tune import run_study
-from recvae.train import Trainer
+from recvae.train import build_model as build_named, fit_model, validation_scorer
 from recvae.train.auto_beta import auto_beta
 
 log = logging.getLogger(__name__)
@@ -64,30 +63,11 @@ class BenchmarkResult:
 
 
 def build_model(spec: ModelSpec, params: dict, selection_metric: str | None = None):
-    """A fresh, unfitted model for one hyperparameter setting. A model that picks its epoch on validation
-    users picks it by ``selection_metric`` (the benchmark's) unless its params name one, so its history
-    holds the metric the benchmark reads."""
-    model = _build(spec, params)
-    fields = {f.name for f in dataclasses.fields(model.config)}
-    if selection_metric is not None and "validation_metric" in fields and "validation_metric" not in params:
-        model.set_params(validation_metric=selection_metric)
-    return model
-
-
-def _build(spec: ModelSpec, params: dict):
-    if spec.is_recbole:
-        # The adapter's own settings (patience, fold-in) by name; everything else is RecBole's.
-        own = {f.name for f in dataclasses.fields(RecBoleConfig)} - {"model", "params"}
-        try:
-            return RecBoleModel(model=spec.model.split(":", 1)[1], params={k: v for k, v in params.items() if k not in own},
-                                **{k: v for k, v in params.items() if k in own})
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"model {spec.name!r}: {exc}") from None
-    if spec.model not in REGISTRY:
-        raise DataError(f"model {spec.name!r}: unknown model {spec.model!r}; known: {sorted(REGISTRY)} or 'recbole:<Model>'")
-    cls = REGISTRY[spec.model]
+    """A fresh, unfitted model for one hyperparameter setting (``recvae.train.build_model``). A model that
+    picks its epoch on validation users picks it by ``selection_metric`` (the benchmark's) unless its
+    params name one, so its history holds the metric the benchmark reads."""
     try:
-        return cls(config_from_dict(cls.config_class, params))
+        return build_named(spec.model, params, validation_metric=selection_metric)
     except (TypeError, ValueError) as exc:
         raise DataError(f"model {spec.name!r}: bad hyperparameters {params} ({exc})") from None
 

@@ -1,10 +1,9 @@
-"""Score held-out users and measure the rankings; validation callbacks for training."""
+"""Score held-out users and measure the rankings."""
 
 from recvae.evaluate.evaluation import DEFAULT_METRICS, PRESPLIT_METRICS, EvaluationResult, default_metrics, evaluate, evaluate_curves
-from recvae.evaluate.validation import fit_model, validation_scorer
 from recvae.score.metrics import ndcg_at_k, recall_at_k, recall_full_at_k
 
 __all__ = [
     "DEFAULT_METRICS", "PRESPLIT_METRICS", "EvaluationResult", "default_metrics", "evaluate", "evaluate_curves",
-    "fit_model", "ndcg_at_k", "recall_at_k", "recall_full_at_k", "validation_scorer",
+    "ndcg_at_k", "recall_at_k", "recall_full_at_k",
 ]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS
-from recvae.score.metrics import METRICS, mean_and_se, metric_curves, parse_metric
+from recvae.score.metrics import mean_and_se, metric_curves
+from recvae.score.ranking import per_user_metrics, ranked_blocks, summarise
 from recvae.split.base import HeldOut
-
 
 
 def default_metrics(protocol: str) -> tuple[str, ...]:
@@ -32,19 +32,7 @@ class EvaluationResult:
 
     def summary(self) -> dict[str, float]:
         """``{"ndcg@100": mean, "ndcg@100_se": standard error, ...}``."""
-        out = {}
-        for name, values in self.per_user.items():
-            out[name], out[f"{name}_se"] = mean_and_se(values)
-        return out
-
-
-def _ranked_blocks(model, heldout: HeldOut, k: int, batch_size: int):
-    """(row slice, top-k item indices, target rows) per block of held-out users; fold-in items excluded."""
-    k = min(k, heldout.fold_in.shape[1])
-    for start in range(0, len(heldout), batch_size):
-        rows = slice(start, min(start + batch_size, len(heldout)))
-        top, _ = model.top_n(heldout.fold_in[rows], k, exclude_seen=True)
-        yield rows, top, heldout.target[rows]
+        return summarise(self.per_user)
 
 
 def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int = 1000) -> EvaluationResult:
@@ -52,11 +40,7 @@ def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int =
 
     ``model`` is any fitted recvae recommender; it sees only ``heldout.fold_in``.
     """
-    parsed = [parse_metric(m) for m in metrics]
-    per_user = {m: np.empty(len(heldout)) for m in metrics}
-    for rows, top, target in _ranked_blocks(model, heldout, max(k for _, k in parsed), batch_size):
-        for name, (kind, k) in zip(metrics, parsed):
-            per_user[name][rows] = METRICS[kind](top, target, k)
+    per_user = per_user_metrics(model, heldout.fold_in, heldout.target, metrics, batch_size)
     return EvaluationResult(users=heldout.users, per_user=per_user)
 
 
@@ -65,7 +49,7 @@ def evaluate_curves(model, heldout: HeldOut, max_k: int = 100, batch_size: int =
     max_k = min(max_k, heldout.fold_in.shape[1])
     sums = {"recall": np.zeros(max_k), "ndcg": np.zeros(max_k)}
     counts = np.zeros(max_k)
-    for _, top, target in _ranked_blocks(model, heldout, max_k, batch_size):
+    for _, top, target in ranked_blocks(model, heldout.fold_in, heldout.target, max_k, batch_size):
         curves = metric_curves(top, target)
         for name in sums:
             sums[name] += np.nansum(curves[name], axis=0)

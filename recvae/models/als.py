@@ -16,7 +16,10 @@ import torch
 from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
-from recvae.models.base import ModelConfig, Recommender, cosine_similar_items, register
+from recvae.models.device import resolve_device
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.nn import LearnedTensors
+from recvae.models.recommender import ModelConfig, Recommender
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,6 @@ class ALSConfig(ModelConfig):
             raise ValueError("regularization must be >= 0 and alpha positive")
 
 
-@register
 class ALS(Recommender):
     name = "ALS"
     config_class = ALSConfig
@@ -52,43 +54,37 @@ class ALS(Recommender):
         c = self.config
         implicit = import_implicit()
         with single_threaded_blas():  # implicit checks the BLAS threads when it builds the solver
-            self._solver = implicit.cpu.als.AlternatingLeastSquares(
+            solver = implicit.cpu.als.AlternatingLeastSquares(
                 factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
                 random_state=c.seed, num_threads=c.num_threads,
             )
-            self._solver.fit(user_items, show_progress=False)
-        self.item_factors_ = torch.from_numpy(np.ascontiguousarray(self._solver.item_factors))
-        self._set_fitted(user_items, items)
+            solver.fit(user_items, show_progress=False)
+        factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
+        self._set_fitted(user_items, items, LearnedTensors(item_factors=factors), resolve_device("cpu"))
         return self
 
-    def user_factors(self, user_items: sp.csr_matrix) -> np.ndarray:
-        """Fold-in: each row's factors solved against the fixed item factors."""
+    def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        """Fold-in: each row's factors solved against the fixed item factors (implicit's ``recalculate_user``
+        on a solver holding the fitted item factors; it keeps no other state)."""
         self._check_fitted()
         user_items = self._histories(user_items)
+        c = self.config
+        implicit = import_implicit()
         with single_threaded_blas():
-            return self._solver.recalculate_user(np.arange(user_items.shape[0]), user_items)
+            solver = implicit.cpu.als.AlternatingLeastSquares(
+                factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations)
+            solver.item_factors = self.module_.item_factors.cpu().numpy()
+            return torch.from_numpy(solver.recalculate_user(np.arange(user_items.shape[0]), user_items))
 
     def _item_scorer(self, user_items: sp.csr_matrix):
-        users = torch.from_numpy(self.user_factors(user_items))
-        return lambda items: users @ self.item_factors_[items].T
+        users = self.user_factors(user_items)
+        item_factors = self.module_.item_factors
+        return lambda items: users @ item_factors[items].T
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()
-        return cosine_similar_items(self.item_factors_, itemid, N)
+        return cosine_similar_items(self.module_.item_factors, itemid, N)
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {"item_factors": self.item_factors_}
+    def _new_module(self, n_items: int) -> LearnedTensors:
+        return LearnedTensors(item_factors=torch.zeros(n_items, self.config.factors))
 
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        implicit = import_implicit()
-        c = self.config
-        self.item_factors_ = tensors["item_factors"].float().contiguous()
-        if self.item_factors_.shape[1] != c.factors:
-            raise ValueError(f"item factors have {self.item_factors_.shape[1]} columns for factors={c.factors}")
-        with single_threaded_blas():
-            self._solver = implicit.cpu.als.AlternatingLeastSquares(
-                factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
-            )
-        self._solver.item_factors = self.item_factors_.numpy()
-        self._n_items = self.item_factors_.shape[0]
-        self._fitted = True

@@ -19,7 +19,10 @@ import torch
 from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
-from recvae.models.base import ModelConfig, Recommender, cosine_similar_items, register
+from recvae.models.device import resolve_device
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.nn import LearnedTensors
+from recvae.models.recommender import ModelConfig, Recommender
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,6 @@ def bpr_fold_in(
     return users.detach()
 
 
-@register
 class BPR(Recommender):
     name = "BPR"
     config_class = BPRConfig
@@ -95,33 +97,27 @@ class BPR(Recommender):
             solver.fit(user_items, show_progress=False)
         # implicit appends an item-bias column to the item factors and a constant 1 to the users'.
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
-        self.item_factors_ = factors[:, :-1].contiguous()
-        self.item_bias_ = factors[:, -1].contiguous()
-        self._set_fitted(user_items, items)
+        learned = LearnedTensors(item_factors=factors[:, :-1].contiguous(), item_bias=factors[:, -1].contiguous())
+        self._set_fitted(user_items, items, learned, resolve_device("cpu"))
         return self
 
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:
         """Fold-in by BPR against the frozen item factors (see the module docstring)."""
         self._check_fitted()
         c = self.config
-        return bpr_fold_in(self._histories(user_items), self.item_factors_, self.item_bias_, c.regularization,
+        learned = self.module_
+        return bpr_fold_in(self._histories(user_items), learned.item_factors, learned.item_bias, c.regularization,
                            c.fold_in_steps, c.fold_in_learning_rate, c.seed)
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         users = self.user_factors(user_items)
-        return lambda items: torch.addmm(self.item_bias_[items], users, self.item_factors_[items].T)
+        learned = self.module_
+        return lambda items: torch.addmm(learned.item_bias[items], users, learned.item_factors[items].T)
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()
-        return cosine_similar_items(self.item_factors_, itemid, N)
+        return cosine_similar_items(self.module_.item_factors, itemid, N)
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {"item_factors": self.item_factors_, "item_bias": self.item_bias_}
+    def _new_module(self, n_items: int) -> LearnedTensors:
+        return LearnedTensors(item_factors=torch.zeros(n_items, self.config.factors), item_bias=torch.zeros(n_items))
 
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.item_factors_ = tensors["item_factors"].float().contiguous()
-        self.item_bias_ = tensors["item_bias"].float().contiguous()
-        if self.item_factors_.shape[1] != self.config.factors or self.item_bias_.shape != self.item_factors_.shape[:1]:
-            raise ValueError("item factors or biases do not match the config")
-        self._n_items = self.item_factors_.shape[0]
-        self._fitted = True

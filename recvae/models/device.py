@@ -1,4 +1,4 @@
-"""Pick the torch device once: the argument, then RECVAE_DEVICE, then CUDA if present, else CPU."""
+"""The one place a torch device is chosen (``resolve_device``), and the precision the forward pass runs in."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ def full_precision(tensor: torch.Tensor):
     return torch.autocast(tensor.device.type, enabled=False)
 
 
-def resolve_device(requested: str | None = None) -> torch.device:
-    name = requested or os.environ.get("RECVAE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+def resolve_device(requested: str | None = None, *, prefer_cuda: bool = True) -> torch.device:
+    """The device asked for, else RECVAE_DEVICE, else CUDA when present and ``prefer_cuda`` (fitting), else the
+    CPU (loading a saved model: it stays where the user puts it rather than moving to a GPU unasked).
+    A device that is not there is refused, naming it."""
+    name = requested or os.environ.get("RECVAE_DEVICE") or ("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested, but CUDA is not available")
     return device

@@ -24,7 +24,9 @@ import torch
 
 from recvae.data.vocab import Vocabulary
 from recvae.errors import CapacityError
-from recvae.models.base import ModelConfig, Recommender, register
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.nn import LearnedTensors
+from recvae.models.recommender import ModelConfig, Recommender
 from recvae.models.device import resolve_device
 
 
@@ -121,7 +123,6 @@ def ease_weights(x: sp.csr_matrix, l2: float) -> torch.Tensor:
     return _weights_from_precision(precision)
 
 
-@register
 class EASE(Recommender):
     name = "EASE"
     config_class = EASEConfig
@@ -130,25 +131,21 @@ class EASE(Recommender):
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> EASE:
         """The closed form on ``user_items``; ``validation`` is not used (nothing to stop early)."""
         x = user_items = self._training_matrix(user_items)
-        self.device_ = resolve_device(self.config.device)
-        self.weights_ = ease_weights(x, self.config.l2).to(self.device_)
-        self._set_fitted(user_items, items)
+        device = resolve_device(self.config.device)
+        self._set_fitted(user_items, items, LearnedTensors(weights=ease_weights(x, self.config.l2).to(device)), device)
         return self
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         histories = torch.from_numpy(user_items.toarray()).to(self.device_)  # users x items, like one score block
-        return lambda items: histories @ self.weights_[:, items]
+        weights = self.module_.weights
+        return lambda items: histories @ weights[:, items]
 
     def similar_items(self, itemid: int, N: int = 10):
+        """Items whose weight columns (how each is predicted from the others) are closest in cosine to
+        ``itemid``'s, itself first."""
         self._check_fitted()
-        values, indices = torch.topk(self.weights_[:, itemid], min(N, self._n_items))
-        return indices.cpu().numpy(), values.cpu().numpy()
+        return cosine_similar_items(self.module_.weights.T, itemid, N)
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {"weights": self.weights_}
+    def _new_module(self, n_items: int) -> LearnedTensors:
+        return LearnedTensors(weights=torch.zeros(n_items, n_items))
 
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.device_ = resolve_device(self.config.device)
-        self.weights_ = tensors["weights"].to(self.device_).contiguous()
-        self._n_items = self.weights_.shape[0]
-        self._fitted = True

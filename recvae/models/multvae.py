@@ -3,20 +3,23 @@ Collaborative Filtering", WWW 2018. Defaults are the paper's."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from recvae.models.base import IterativeRecommender, ModelConfig, TrainingStep, cosine_similar_items, register
 from recvae.models.config import LikelihoodConfig, TrainingConfig
-from recvae.models.device import resolve_device
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.iterative import IterativeRecommender
+from recvae.models.recommender import ModelConfig
 from recvae.models.nn import (
     ACTIVATIONS, AutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam, normalised_input,
     reconstruction_nll, reparameterise,
 )
-from recvae.models.schedules import BETA_SCHEDULES
+from recvae.models.schedules import BETA_SCHEDULES, anneal_steps, beta_at, warn_if_beta_stays_low
+from recvae.models.training.step import TrainingStep
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +118,13 @@ class AutoEncoderStep(TrainingStep):
         self.sampler = sampler
         self.optimizer = make_adam(module.parameters(), config.learning_rate)
         self.latent_dim = module.latent_dim if module.variational else None
+        self.beta_cap = config.beta_cap if module.variational else None
+
+    def kl_weight(self, updates: int, updates_per_epoch: int) -> float | None:
+        if not self.module.variational:
+            return None
+        c = self.config
+        return beta_at(c.beta_schedule, updates, c.beta_cap, anneal_steps(c, updates_per_epoch))
 
     def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
         return autoencoder_loss(self.module, batch, self.config, beta, self.generator, self.sampler)
@@ -131,11 +141,16 @@ class _AutoEncoderRecommender(IterativeRecommender):
 
     def start_training(self, user_items, device, generator, device_generator) -> AutoEncoderStep:
         cfg = self.config
-        self.device_ = device
-        self.module_ = AutoEncoder(user_items.shape[1], cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation)
-        self.module_.reset_parameters(generator)
-        self.module_.to(device)
-        return AutoEncoderStep(self.module_, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator))
+        if self.variational:
+            warn_if_beta_stays_low(cfg, cfg.epochs, math.ceil(user_items.shape[0] / cfg.batch_size))
+        module = self._new_module(user_items.shape[1])
+        module.reset_parameters(generator)
+        module.to(device)
+        return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator))
+
+    def _new_module(self, n_items: int) -> AutoEncoder:
+        cfg = self.config
+        return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation)
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)
@@ -157,21 +172,7 @@ class _AutoEncoderRecommender(IterativeRecommender):
         self._check_fitted()
         return cosine_similar_items(self.module_.decoder[-1].weight, itemid, N)
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return dict(self.module_.state_dict())
 
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        cfg = self.config
-        n_items = tensors["input_weight"].shape[0]
-        self.device_ = resolve_device(cfg.device)
-        self.module_ = AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation)
-        self.module_.load_state_dict(tensors)
-        self.module_.to(self.device_).eval()
-        self._n_items = n_items
-        self._fitted = True
-
-
-@register
 class MultVAE(_AutoEncoderRecommender):
     """Variational autoencoder with a multinomial likelihood (Liang et al. 2018)."""
 
@@ -186,7 +187,6 @@ class MultVAE(_AutoEncoderRecommender):
     variational = True
 
 
-@register
 class MultDAE(_AutoEncoderRecommender):
     """Denoising autoencoder with a multinomial likelihood (Liang et al. 2018)."""
 

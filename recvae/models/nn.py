@@ -37,6 +37,16 @@ class SparseBatch:
         )
 
 
+class LearnedTensors(nn.Module):
+    """Named tensors as buffers, so that a closed-form or factor model's state saves, loads and moves to a
+    device as a network's does."""
+
+    def __init__(self, **tensors: torch.Tensor):
+        super().__init__()
+        for name, tensor in tensors.items():
+            self.register_buffer(name, tensor)
+
+
 class AutoEncoder(nn.Module):
     """Items -> hidden layers -> latent code -> hidden layers -> item logits.
 

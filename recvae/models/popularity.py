@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import scipy.sparse as sp
-import torch
 
 from recvae.data.shard import UserRows
 from recvae.data.vocab import Vocabulary
-from recvae.models.base import ModelConfig, Recommender, register
+from recvae.models.device import resolve_device
+from recvae.models.nn import LearnedTensors
+from recvae.models.recommender import ModelConfig, Recommender
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,6 @@ class PopularityConfig(ModelConfig):
     ``binarize=False``, by the sum of their values)."""
 
 
-@register
 class Popularity(Recommender):
     name = "Popularity"
     config_class = PopularityConfig
@@ -26,15 +26,11 @@ class Popularity(Recommender):
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> Popularity:
         if not isinstance(user_items, UserRows):  # a torchrun rank's rows carry the whole log's popularity
             user_items = self._training_matrix(user_items)
-        self._set_fitted(user_items, items)
+        self._set_fitted(user_items, items, LearnedTensors(), resolve_device("cpu"))
         return self
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         return lambda items: self.item_popularity_[items].repeat(user_items.shape[0], 1)  # a copy: callers mask it in place
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {}  # the base class saves item_popularity_ for every model
-
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._n_items = self.item_popularity_.shape[0]
-        self._fitted = True
+    def _new_module(self, n_items: int) -> LearnedTensors:
+        return LearnedTensors()  # item_popularity_, which every model saves, is all there is

@@ -22,9 +22,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recvae.models.base import IterativeRecommender, ModelConfig, Phase, TrainingStep, cosine_similar_items, register
 from recvae.models.config import LikelihoodConfig, TrainingConfig
-from recvae.models.device import full_precision, resolve_device
+from recvae.models.device import full_precision
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.iterative import IterativeRecommender
+from recvae.models.recommender import ModelConfig
+from recvae.models.training.step import Phase, TrainingStep
 from recvae.models.nn import (
     NegativeSampler, SparseBatch, glorot_reset, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
 )
@@ -173,24 +176,29 @@ class RecVAEStep(TrainingStep):
         return {"encoder": self.encoder_optimizer, "decoder": self.decoder_optimizer}
 
 
-@register
 class RecVAE(IterativeRecommender):
     """Same interface as Mult-VAE: fit on CSR, fold-in scoring, save / load."""
 
     name = "RecVAE"
     config_class = RecVAEConfig
+    unsaved_state = ("old_encoder.",)  # the prior's copy of the encoder, rebuilt on load
     search_space = {"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
                     "gamma": {"low": 1e-3, "high": 0.05, "log": True},
                     "dropout": {"low": 0.2, "high": 0.7},
                     "latent_dim": {"choices": [100, 200, 400]}}
 
     def start_training(self, user_items, device, generator, device_generator) -> RecVAEStep:
-        self.device_ = device
-        self.module_ = RecVAEModule(user_items.shape[1], self.config)
-        self.module_.reset_parameters(generator)
-        self.module_.to(device)
+        module = self._new_module(user_items.shape[1])
+        module.reset_parameters(generator)
+        module.to(device)
         # The public code draws RecVAE's dropout and noise on the CPU generator, whatever the device.
-        return RecVAEStep(self.module_, self.config, generator, NegativeSampler.for_config(self.config, user_items, generator))
+        return RecVAEStep(module, self.config, generator, NegativeSampler.for_config(self.config, user_items, generator))
+
+    def _new_module(self, n_items: int) -> RecVAEModule:
+        return RecVAEModule(n_items, self.config)
+
+    def _restored(self) -> None:
+        self.module_.refresh_prior()
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)
@@ -203,18 +211,3 @@ class RecVAE(IterativeRecommender):
         self._check_fitted()
         return cosine_similar_items(self.module_.decoder.weight, itemid, N)
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.module_.state_dict().items() if not k.startswith("old_encoder.")}
-
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        n_items = tensors["decoder.weight"].shape[0]
-        self.device_ = resolve_device(self.config.device)
-        self.module_ = RecVAEModule(n_items, self.config)
-        self.module_.load_state_dict(tensors, strict=False)
-        missing = set(self.module_.encoder.state_dict()) - {k.split(".", 1)[1] for k in tensors if k.startswith("encoder.")}
-        if missing or "decoder.bias" not in tensors:
-            raise KeyError(f"missing weights {sorted(missing) or ['decoder.bias']}")
-        self.module_.refresh_prior()
-        self.module_.to(self.device_).eval()
-        self._n_items = n_items
-        self._fitted = True

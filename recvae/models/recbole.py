@@ -25,6 +25,7 @@ gets a no-op writer instead. The best epoch's weights stay in memory, so RecBole
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -38,8 +39,10 @@ import torch
 
 from recvae.defaults import SEED
 from recvae.errors import ModelFileError
-from recvae.models.base import IterativeRecommender, ModelConfig, Phase, TrainingStep, register
 from recvae.models.bpr import bpr_fold_in
+from recvae.models.iterative import RESUMABLE_CHANGES, IterativeRecommender
+from recvae.models.recommender import ModelConfig
+from recvae.models.training.step import Phase, TrainingPlan, TrainingStep
 from recvae.score.metrics import parse_metric
 
 log = logging.getLogger(__name__)
@@ -159,7 +162,6 @@ class RecBoleStep(TrainingStep):
             self.module.update = int(tensors["anneal_updates"])
 
 
-@register
 class RecBoleModel(IterativeRecommender):
     name = "RecBole"
     config_class = RecBoleConfig
@@ -171,14 +173,14 @@ class RecBoleModel(IterativeRecommender):
             rb_config, dataset, train_data = self._recbole_data(recbole, user_items, Path(tmp))
         model_class = recbole.utils.get_model(c.model)
         recbole.utils.init_seed(c.seed, True)
-        self.model_ = model_class(rb_config, dataset).to(rb_config["device"])
+        model = model_class(rb_config, dataset).to(rb_config["device"])
         tokens = dataset.field2token_id[dataset.iid_field]
-        self._columns = torch.tensor([tokens.get(str(j), -1) for j in range(user_items.shape[1])])
+        self.columns_ = torch.tensor([tokens.get(str(j), -1) for j in range(user_items.shape[1])])
         trainer_module = recbole.trainer.trainer
         real = trainer_module.get_tensorboard
         trainer_module.get_tensorboard = lambda logger: _NoTensorBoard()
         try:
-            trainer = recbole.utils.get_trainer(rb_config["MODEL_TYPE"], c.model)(rb_config, self.model_)
+            trainer = recbole.utils.get_trainer(rb_config["MODEL_TYPE"], c.model)(rb_config, model)
         finally:
             trainer_module.get_tensorboard = real
         epochs = 1 if rb_config["MODEL_TYPE"] == recbole.utils.ModelType.TRADITIONAL else c.epochs
@@ -219,12 +221,12 @@ class RecBoleModel(IterativeRecommender):
 
     def _recbole_scores(self, user_items: sp.csr_matrix) -> torch.Tensor:
         kind = FOLD_IN[self.config.model]
-        model = self.model_
+        model = self.module_
         model.eval()
-        known = self._columns >= 0
+        known = self.columns_ >= 0
         dense = torch.zeros(user_items.shape[0], model.n_items)
         coo = user_items.tocoo()
-        mapped = self._columns[torch.from_numpy(coo.col.astype(np.int64))]
+        mapped = self.columns_[torch.from_numpy(coo.col.astype(np.int64))]
         keep = mapped >= 0
         dense[torch.from_numpy(coo.row.astype(np.int64))[keep], mapped[keep]] = 1.0
         with torch.no_grad():
@@ -242,12 +244,20 @@ class RecBoleModel(IterativeRecommender):
                 users = bpr_fold_in(csr, item_embeddings, None, 0.0, self.config.fold_in_steps,
                                     self.config.fold_in_learning_rate, self.config.seed)
                 scores = users @ item_embeddings.T
-        out = torch.full((user_items.shape[0], self._n_items), -torch.inf)
-        out[:, known] = scores.float().cpu()[:, self._columns[known]]
+        out = torch.full((user_items.shape[0], self.n_items_), -torch.inf)
+        out[:, known] = scores.float().cpu()[:, self.columns_[known]]
         return out
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        raise ModelFileError("RecBole models are for benchmarks and cannot be saved as recvae model directories")
+    def training_plan(self) -> TrainingPlan:
+        """RecBole batches, places and times its own training; the Trainer runs its epochs and early stopping."""
+        c = self.config
+        changeable = {k: v for k, v in dataclasses.asdict(c).items() if k not in RESUMABLE_CHANGES}
+        return TrainingPlan(epochs=c.epochs, batch_size=1, patience=c.patience, validation_metric=c.validation_metric,
+                            seed=c.seed, device=torch.device("cpu"), binarize=c.binarize,
+                            identity={"name": self.name, "config": changeable})
 
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
+    def _new_module(self, n_items: int) -> torch.nn.Module:
         raise ModelFileError("RecBole models cannot be loaded from recvae model directories")
+
+    def _saved_tensors(self) -> dict[str, torch.Tensor]:
+        raise ModelFileError("RecBole models are for benchmarks and cannot be saved as recvae model directories")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
+
+log = logging.getLogger(__name__)
 
 BETA_SCHEDULES = ("linear", "constant", "cyclical", "sigmoid")
 
@@ -47,3 +50,33 @@ def beta_at(schedule: str, step: int, cap: float, total_anneal_steps: int) -> fl
     if schedule == "sigmoid":
         return sigmoid_beta(step, cap, total_anneal_steps)
     raise ValueError(f"unknown beta schedule {schedule!r}; expected one of {BETA_SCHEDULES}")
+
+
+def anneal_steps(config, updates_per_epoch: int) -> int:
+    """The schedule's ``total_anneal_steps``, or the one ``anneal_epochs`` implies (linear: β reaches the cap,
+    not 1, after that many epochs)."""
+    if getattr(config, "anneal_epochs", None) is None:
+        return config.total_anneal_steps
+    steps = config.anneal_epochs * updates_per_epoch
+    return max(1, round(steps / config.beta_cap if config.beta_schedule == "linear" and config.beta_cap > 0 else steps))
+
+
+def warn_if_beta_stays_low(config, epochs: int, updates_per_epoch: int) -> bool:
+    """Before training: say so when the β schedule cannot reach its cap within the epochs (the paper's
+    200,000 anneal steps on a log of a few thousand users), how far it gets and what would reach it."""
+    if getattr(config, "beta_schedule", None) not in ("linear", "sigmoid") or config.beta_cap <= 0:
+        return False
+    updates = epochs * updates_per_epoch
+    total = anneal_steps(config, updates_per_epoch)
+    final = beta_at(config.beta_schedule, updates, config.beta_cap, total)
+    if final >= 0.99 * config.beta_cap:
+        return False
+    needed = math.ceil(updates / config.beta_cap) if config.beta_schedule == "linear" else updates
+    log.warning(
+        "β will reach only %.3g of its cap %.3g: %d epochs are %d updates, and the %s schedule over "
+        "total_anneal_steps=%d needs more%s. total_anneal_steps=%d (--total-anneal-steps) reaches the cap at the "
+        "last epoch; anneal_epochs (--anneal-epochs) gives the anneal's length in epochs instead",
+        final, config.beta_cap, epochs, updates, config.beta_schedule, total,
+        " (the model trains in effect as a denoising autoencoder)" if final < 0.1 * config.beta_cap else "", needed,
+    )
+    return True

@@ -23,11 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from recvae.errors import CapacityError
-from recvae.models.base import IterativeRecommender, ModelConfig, TrainingStep, cosine_similar_items, register
 from recvae.models.config import FocalConfig, TrainingConfig
-from recvae.models.device import resolve_device
 from recvae.models.ease import available_memory
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.iterative import IterativeRecommender
 from recvae.models.nn import SparseBatch, focal_loss, gaussian_kl, glorot_reset, reparameterise
+from recvae.models.recommender import ModelConfig
+from recvae.models.training.step import TrainingStep
 
 # log(1e-7): the probability floor of Keras' binary cross-entropy, which the public code's loss uses; a
 # product of sigmoids can round to exactly 1 (or 0) in float32, where log(1 - p) (or log p) is -inf.
@@ -258,7 +260,6 @@ class VASPStep(TrainingStep):
         return {"nadam": self.optimizer}
 
 
-@register
 class VASP(IterativeRecommender):
     """Deep variational path and shallow item-item path in parallel (Vančura & Kordík 2021). Scores are
     log-probabilities: the sum of the paths' log-sigmoids, whose order is the product's."""
@@ -274,11 +275,13 @@ class VASP(IterativeRecommender):
     def start_training(self, user_items, device, generator, device_generator) -> VASPStep:
         if self.config.shallow:
             check_shallow_memory(user_items.shape[1], self.name)
-        self.device_ = device
-        self.module_ = VASPModule(user_items.shape[1], self.config)
-        self.module_.reset_parameters(generator)
-        self.module_.to(device)
-        return VASPStep(self.module_, self.config, device_generator)
+        module = self._new_module(user_items.shape[1])
+        module.reset_parameters(generator)
+        module.to(device)
+        return VASPStep(module, self.config, device_generator)
+
+    def _new_module(self, n_items: int) -> VASPModule:
+        return VASPModule(n_items, self.config)
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)
@@ -301,23 +304,7 @@ class VASP(IterativeRecommender):
         vectors = module.from_hidden.weight if module.has_deep else module.item_item.T
         return cosine_similar_items(vectors, itemid, N)
 
-    def _state(self) -> dict[str, torch.Tensor]:
-        return dict(self.module_.state_dict())
 
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        weight = tensors.get("item_item", tensors.get("input_weight"))
-        if weight is None:
-            raise KeyError("neither item_item nor input_weight is saved")
-        n_items = weight.shape[0]
-        self.device_ = resolve_device(self.config.device)
-        self.module_ = VASPModule(n_items, self.config)
-        self.module_.load_state_dict(tensors)
-        self.module_.to(self.device_).eval()
-        self._n_items = n_items
-        self._fitted = True
-
-
-@register
 class FLVAE(VASP):
     """VASP's deep path alone: a deep VAE with focal loss (the paper's ablation)."""
 
@@ -325,7 +312,6 @@ class FLVAE(VASP):
     config_class = FLVAEConfig
 
 
-@register
 class NeuralEASE(VASP):
     """VASP's shallow path alone: EASE's item-item model learned by gradient descent (the paper's ablation),
     in mini-batches and with the focal loss. Memory: the items x items weight and, in training, its

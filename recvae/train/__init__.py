@@ -1,5 +1,8 @@
-"""The one training loop (Trainer), its checkpoints, early stopping, posterior diagnostics and auto-β."""
+"""From a run specification to a fitted model: the one model builder (``build_model``, ``fit_model``) and
+auto-β. The training loop itself is ``recvae.models.training.Trainer``, which every model fits with."""
 
-from recvae.train.trainer import EpochCallback, Trainer, Validation
+from recvae.models.training import EpochCallback, Trainer
+from recvae.models.training.validation import validation_scorer
+from recvae.train.build import build_model, fit_model
 
-__all__ = ["EpochCallback", "Trainer", "Validation"]
+__all__ = ["EpochCallback", "Trainer", "build_model", "fit_model", "validation_scorer"]

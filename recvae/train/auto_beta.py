@@ -22,7 +22,8 @@ import scipy.sparse as sp
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.models.multvae import MultVAE, MultVAEConfig
-from recvae.train.trainer import EpochCallback, Trainer, Validation
+from recvae.models.training import EpochCallback, Trainer
+from recvae.models.training.validation import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,13 @@ class AutoBetaResult:
 def auto_beta(
     config: MultVAEConfig,
     train: sp.csr_matrix,
-    validation: Validation,
+    validation: Scorer,
     items: Vocabulary | None = None,
     *,
     callbacks: tuple[EpochCallback, ...] = (),
     progress: bool | None = None,
 ) -> AutoBetaResult:
-    """Choose Mult-VAE's β cap by ``validation`` (a scorer, see ``recvae.evaluate.validation_scorer``)
+    """Choose Mult-VAE's β cap by ``validation`` (a scorer, see ``recvae.train.validation_scorer``)
     and return the curve and the retrained model.
 
     The anneal run trains all ``config.epochs`` epochs (no early stopping: the curve must reach
@@ -81,7 +82,7 @@ def auto_beta(
     steps = config.epochs * math.ceil(n_users / config.batch_size)
     anneal = dataclasses.replace(config, beta_schedule="linear", beta_cap=1.0, total_anneal_steps=steps, anneal_epochs=None,
                                  patience=None)
-    probe = Trainer(progress=progress).fit(MultVAE(anneal), train, validation, items)
+    probe = MultVAE(anneal).fit(train, validation, items, trainer=Trainer(progress=progress))
     key = f"val_{config.validation_metric}"
     curve = [{"epoch": r["epoch"], "beta": r["beta"], config.validation_metric: r[key]} for r in probe.history_]
     peak = max(curve, key=lambda r: r[config.validation_metric])
@@ -90,6 +91,6 @@ def auto_beta(
     warn_if_peak_at_edge(peak, curve, config.validation_metric)
     final = dataclasses.replace(config, beta_schedule="linear", beta_cap=peak["beta"], total_anneal_steps=steps,
                                 anneal_epochs=None)
-    model = Trainer(callbacks=callbacks, progress=progress).fit(MultVAE(final), train, validation, items)
+    model = MultVAE(final).fit(train, validation, items, trainer=Trainer(callbacks=callbacks, progress=progress))
     return AutoBetaResult(beta=peak["beta"], peak_epoch=peak["epoch"], total_anneal_steps=steps,
                           metric=config.validation_metric, curve=curve, model=model)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from recvae.errors import DataError
 from recvae.io import check_writable, write_atomic_bytes
-from recvae.models import REGISTRY
-from recvae.models.config import config_from_dict
+from recvae.train import build_model
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
 from recvae.score.metrics import parse_metric
 from recvae.split import validation_from_training
@@ -55,26 +54,19 @@ class TuneResult:
     run_id: str | None
 
 
-def _build(model_class, params: dict, metric: str):
-    config = config_from_dict(model_class.config_class, params)
-    if "validation_metric" in {f.name for f in dataclasses.fields(config)} and "validation_metric" not in params:
-        config = dataclasses.replace(config, validation_metric=metric)  # epochs picked by what the study ranks by
-    return model_class(config)
-
-
 def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options: dict | None = None) -> TuneResult:
     """Search, then write ``spec.out``: ``model``, the run's ``options`` (train flags by name, as given) and
     the best hyperparameters under ``[params]``. Everything checkable is checked before the data is read."""
-    if spec.model not in REGISTRY:
-        raise DataError(f"unknown model {spec.model!r}; known: {sorted(REGISTRY)}")
-    model_class = REGISTRY[spec.model]
+    try:
+        model_class = type(build_model(spec.model, spec.params))  # fixed hyperparameters fail now
+    except (TypeError, ValueError) as exc:
+        raise DataError(str(exc)) from None
     raw = spec.space if spec.space is not None else model_class.search_space
     space = parse_space(raw, model_class.config_class, f"search space of {model_class.name}", spec.params)
     if not space:
         raise DataError(f"{model_class.name} has nothing to search; pass a search space")
     metric = spec.selection_metric()
     parse_metric(metric)
-    _build(model_class, spec.params, metric)  # fixed hyperparameters fail now
     check_writable(spec.out, "the tuned settings")
     split, _ = prepare_split(spec.data, spec.split)
     tune_on = split if split.validation is not None else validation_from_training(split, spec.split.seed)
@@ -84,7 +76,7 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         tracker.log_params({"model": model_class.name, "fixed": spec.params, "space": raw,
                             "search": dataclasses.asdict(spec.search), "data": spec.data.to_json(),
                             "split": dataclasses.asdict(spec.split)})
-        result = run_study(lambda params: _build(model_class, params, metric), space, spec.params, tune_on.train,
+        result = run_study(lambda params: build_model(spec.model, params, validation_metric=metric), space, spec.params, tune_on.train,
                            tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
                            resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
                            identity={"model": model_class.name, "data": spec.data.to_json(),

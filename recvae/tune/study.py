@@ -18,11 +18,11 @@ from pathlib import Path
 
 from recvae.defaults import SEED
 from recvae.errors import DataError
-from recvae.evaluate import evaluate, fit_model
-from recvae.models.base import IterativeRecommender, Recommender
+from recvae.evaluate import evaluate
+from recvae.models import Recommender
 from recvae.split.base import HeldOut
 from recvae.track.tracking import NullTracker
-from recvae.train import Trainer
+from recvae.train import Trainer, fit_model
 from recvae.tune.space import Dimension, combinations
 
 log = logging.getLogger(__name__)
@@ -185,10 +185,7 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
                     raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}")
 
             try:
-                if isinstance(model, IterativeRecommender):
-                    fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
-                else:
-                    fit_model(model, train, validation)
+                fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
             except optuna.TrialPruned as exc:
                 pruned = exc
             finally:

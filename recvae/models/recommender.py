@@ -1,9 +1,11 @@
-"""The interface every recvae model follows, modelled on implicit's RecommenderBase, and the small
-step interface through which ``recvae.train.Trainer`` drives the models that learn by epochs."""
+"""The contract every recvae model follows, modelled on implicit's RecommenderBase and scikit-learn's
+estimators: configured in the constructor, fitted by ``fit`` (which returns ``self``), learned state in
+attributes ending in ``_`` that exist only once fitted, one save/load of named tensors for every model."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +20,14 @@ import torch
 from recvae.data.shard import item_sums
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ModelFileError, NotFittedError
-from recvae.models.config import config_from_dict
-from recvae.models.device import autocast
-from recvae.models.nn import SparseBatch
+from recvae.models.config import TrainingConfig, config_from_dict
+from recvae.models.device import autocast, resolve_device
+from recvae.models.inputs import as_csr
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
+
+log = logging.getLogger(__name__)
 
 POPULARITY_KEY = "_item_popularity"
 
@@ -32,36 +36,10 @@ POPULARITY_KEY = "_item_popularity"
 class ModelConfig:
     """What every model's config has. ``binarize`` (default True): every stored interaction counts
     as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
-    for the multinomial likelihood, sums for popularity). It applies to training and to the
-    histories scored later alike."""
+    for the multinomial likelihood, sums for popularity). It applies to training and to every history
+    scored later alike (evaluation, recommendation, export)."""
 
     binarize: bool = True
-
-
-def as_csr(user_items, n_items: int | None = None, what: str = "user_items", binarize: bool = False) -> sp.csr_matrix:
-    """Check and convert a users x items matrix (float32 CSR); the first place bad input is caught."""
-    if not sp.issparse(user_items):
-        raise DataError(f"{what} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}")
-    matrix = sp.csr_matrix(user_items, dtype=np.float32)
-    if n_items is not None and matrix.shape[1] != n_items:
-        raise DataError(f"{what} has {matrix.shape[1]} item columns; the model was fitted on {n_items} items")
-    if matrix.nnz and (not np.isfinite(matrix.data).all()):
-        raise DataError(f"{what} contains NaN or infinite values")
-    if binarize and not (matrix.data == 1.0).all():  # the caller's matrix stays as it was
-        matrix = matrix.copy()
-        matrix.eliminate_zeros()
-        matrix.data[:] = 1.0
-    return matrix
-
-
-def cosine_similar_items(vectors: torch.Tensor, itemid: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` rows of ``vectors`` (one per item) closest in cosine to row ``itemid``, itself included."""
-    if not 0 <= itemid < vectors.shape[0]:
-        raise DataError(f"item index {itemid} is outside [0, {vectors.shape[0]})")
-    with torch.no_grad():
-        unit = torch.nn.functional.normalize(vectors, dim=1)
-        values, indices = torch.topk(unit @ unit[itemid], min(n, vectors.shape[0]))
-    return indices.cpu().numpy(), values.cpu().numpy()
 
 
 class Recommender(ABC):
@@ -69,7 +47,10 @@ class Recommender(ABC):
 
     Hyperparameters live in a frozen config dataclass, passed whole or as keywords
     (``MultVAE(latent_dim=100)``); ``get_params``/``set_params`` follow scikit-learn, so
-    ``sklearn.base.clone`` works. Learned state ends in ``_`` and exists only after ``fit``.
+    ``sklearn.base.clone`` works. Learned state ends in ``_`` and exists only after ``fit`` (or ``load``):
+    ``n_items_``, ``items_`` (the item IDs, or None), ``item_popularity_``, ``device_`` and ``module_``, the
+    torch module holding every learned tensor (a network, or named tensors such as EASE's weights), which
+    is what ``save`` writes and ``load`` reads back.
     """
 
     name: ClassVar[str]
@@ -77,13 +58,14 @@ class Recommender(ABC):
     # What `recvae tune` searches unless told otherwise: per hyperparameter a range or choices, as data
     # (recvae.tune.space reads it); empty for a model with nothing worth tuning.
     search_space: ClassVar[dict] = {}
+    # prefixes of ``module_``'s state that are derived, not saved (RecVAE's copy of its encoder)
+    unsaved_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config=None, **params):
         base = config if config is not None else self.config_class()
         if not isinstance(base, self.config_class):
             raise TypeError(f"config must be a {self.config_class.__name__}")
         self.config = dataclasses.replace(base, **params)
-        self.items_: Vocabulary | None = None
 
     def get_params(self, deep: bool = True) -> dict:
         """The config's fields by name, the very objects it holds (scikit-learn's clone checks identity)."""
@@ -118,10 +100,10 @@ class Recommender(ABC):
     def _scorer(self, user_items: sp.csr_matrix) -> Callable[[slice], torch.Tensor]:
         """``_item_scorer`` under the model's precision (``precision`` of its config: matrix products in
         bf16 / fp16 under autocast), its scores float32."""
-        precision = getattr(self.config, "precision", "fp32")
+        precision = self.config.precision if isinstance(self.config, TrainingConfig) else "fp32"
         if precision == "fp32":
             return self._item_scorer(user_items)
-        device = getattr(self, "device_", torch.device("cpu"))
+        device = self.device_
         with autocast(device, precision):
             scorer = self._item_scorer(user_items)
 
@@ -139,26 +121,29 @@ class Recommender(ABC):
 
     def _histories(self, user_items, what: str = "user_items") -> sp.csr_matrix:
         """Histories to score, checked against the fitted catalogue and treated as in training."""
-        return as_csr(user_items, self._n_items, what, binarize=self.config.binarize)
+        return as_csr(user_items, self.n_items_, what, binarize=self.config.binarize)
 
-    def _set_fitted(self, user_items: sp.csr_matrix, items: Vocabulary | None) -> None:
-        """Record what every fitted model knows besides its own parameters."""
+    def _set_fitted(self, user_items: sp.csr_matrix, items: Vocabulary | None, module: torch.nn.Module,
+                    device: torch.device) -> None:
+        """Record what every fitted model knows besides its own parameters (held by ``module``)."""
         if items is not None and len(items) != user_items.shape[1]:
             raise DataError(f"items has {len(items)} IDs for {user_items.shape[1]} item columns")
-        self._n_items = user_items.shape[1]
+        self.module_ = module
+        self.device_ = device
         self.items_ = items
         # Training popularity (users per item, or value sums without binarize), for users with no
         # known item (export's --fallback popularity) and the Popularity model.
         self.item_popularity_ = torch.from_numpy(item_sums(user_items).astype(np.float32))
-        self._fitted = True
+        self.metadata_ = {}  # what save writes beside the weights (an iterative model's history, ...)
+        self.n_items_ = user_items.shape[1]  # last: what makes the model count as fitted
 
-    @property
-    def n_items_(self) -> int:
-        self._check_fitted()
-        return self._n_items
+    def _forget_fit(self) -> None:
+        """Back to the unfitted state (a fit that failed half-way leaves nothing behind)."""
+        for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
+            delattr(self, name)
 
     def _check_fitted(self) -> None:
-        if not getattr(self, "_fitted", False):
+        if not hasattr(self, "n_items_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def score(self, user_items: sp.csr_matrix) -> np.ndarray:
@@ -188,17 +173,17 @@ class Recommender(ABC):
             raise ValueError("n must be at least 1")
         if item_chunk is not None and item_chunk < 1:
             raise ValueError("item_chunk must be at least 1 (or None for the whole catalogue at once)")
-        width = min(n, self._n_items if allowed_items is None else len(allowed_items))
+        width = min(n, self.n_items_ if allowed_items is None else len(allowed_items))
         blocks_i = [np.empty((0, width), dtype=np.int64)]
         blocks_s = [np.empty((0, width), dtype=np.float32)]
         for start in range(0, user_items.shape[0], batch_size):
             block = user_items[start : start + batch_size]
             exclude = block if exclude_seen else None
             with torch.no_grad():
-                if item_chunk is None or item_chunk >= self._n_items:
+                if item_chunk is None or item_chunk >= self.n_items_:
                     idx, val = top_n_from_scores(self._score_block(block), n, exclude, allowed_items)
                 else:
-                    idx, val = top_n_in_chunks(self._scorer(block), self._n_items, item_chunk, n, exclude, allowed_items)
+                    idx, val = top_n_in_chunks(self._scorer(block), self.n_items_, item_chunk, n, exclude, allowed_items)
             blocks_i.append(idx)
             blocks_s.append(val)
         return np.concatenate(blocks_i), np.concatenate(blocks_s)
@@ -228,9 +213,9 @@ class Recommender(ABC):
         allowed = None
         if given is not None:
             given = np.unique(np.asarray(given, dtype=np.int64))
-            if len(given) and (given[0] < 0 or given[-1] >= self._n_items):
-                raise DataError(f"items and filter_items must be item indices in [0, {self._n_items})")
-            allowed = given if items is not None else np.setdiff1d(np.arange(self._n_items), given)
+            if len(given) and (given[0] < 0 or given[-1] >= self.n_items_):
+                raise DataError(f"items and filter_items must be item indices in [0, {self.n_items_})")
+            allowed = given if items is not None else np.setdiff1d(np.arange(self.n_items_), given)
         ids, scores = self.top_n(user_items, N, exclude_seen=filter_already_liked_items, allowed_items=allowed)
         if single:
             keep = ids[0] >= 0
@@ -273,24 +258,29 @@ class Recommender(ABC):
 
     # -- persistence ----------------------------------------------------------------------------
     @abstractmethod
-    def _state(self) -> dict[str, torch.Tensor]:
-        """Learned tensors to save."""
+    def _new_module(self, n_items: int) -> torch.nn.Module:
+        """An unfitted ``module_`` for ``n_items`` items and the config: the shapes ``load`` fills in."""
 
-    @abstractmethod
-    def _restore(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Inverse of ``_state``; sets ``_n_items`` and the model fitted."""
+    def _restored(self) -> None:
+        """Called once ``load`` has filled ``module_`` in (RecVAE rebuilds its prior from the encoder)."""
+
+    def _saved_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.module_.state_dict().items() if not k.startswith(self.unsaved_state)}
 
     def save(self, path: str | Path, metadata: dict | None = None) -> Path:
         """Write a model directory (see :mod:`recvae.models.serialization`)."""
         self._check_fitted()
-        meta = dict(getattr(self, "metadata_", {}) or {})
-        meta.update(metadata or {})
-        tensors = {**self._state(), POPULARITY_KEY: self.item_popularity_}
+        meta = {**self.metadata_, **(metadata or {})}
+        tensors = {**self._saved_tensors(), POPULARITY_KEY: self.item_popularity_}
         return save_model_dir(path, self.name, dataclasses.asdict(self.config), tensors, self.items_, meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Load a model directory saved by ``save``; ``Recommender.load`` picks the right class."""
+    def load(cls, path: str | Path, device: str | None = None) -> Recommender:
+        """Load a model directory saved by ``save``; ``Recommender.load`` picks the right class. The model
+        goes to ``device``, else to its config's device, else RECVAE_DEVICE, else the CPU (never to a GPU
+        nobody asked for)."""
+        from recvae.models.registry import REGISTRY  # the registry lists every model, so it sits above this module
+
         manifest, tensors, items = read_model_dir(path)
         kind = manifest["model"]
         model_class = REGISTRY.get(kind)
@@ -302,125 +292,33 @@ class Recommender(ABC):
             config = config_from_dict(model_class.config_class, manifest["config"])
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: invalid config ({exc})") from None
-        model = model_class(config)
-        model.item_popularity_ = tensors.pop(POPULARITY_KEY, None)
-        if model.item_popularity_ is None:
+        popularity = tensors.pop(POPULARITY_KEY, None)
+        if popularity is None or popularity.ndim != 1:
             raise ModelFileError(f"{path}: item popularity is missing")
-        try:
-            model._restore(tensors)
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: weights do not match the config ({exc})") from None
-        if model.item_popularity_.shape != (model._n_items,):
-            raise ModelFileError(f"{path}: item popularity does not match the model's {model._n_items} items")
+        if items is not None and len(items) != len(popularity):
+            raise ModelFileError(f"{path}: {len(items)} item IDs for {len(popularity)} items")
+        model = model_class(config)
+        model._fill(tensors, popularity, path)
+        placed = resolve_device(device or getattr(config, "device", None), prefer_cuda=False)
+        model.module_.to(placed).eval()
+        model.device_ = placed
         model.items_ = items
         model.metadata_ = manifest.get("metadata", {})
+        model._restored()
+        log.info("%s: %s loaded on %s", path, kind, placed)
         return model
 
-
-# Every model by its name: what Recommender.load, the CLI and benchmark files look names up in.
-REGISTRY: dict[str, type[Recommender]] = {}
-
-
-def register(cls: type[Recommender]) -> type[Recommender]:
-    """Class decorator: make a model known by ``cls.name``."""
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ValueError(f"two models are named {cls.name!r}")
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-# -- models that learn by epochs ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Phase:
-    """One kind of pass over the training users within an epoch.
-
-    ``passes``: how many times in a row; ``reported``: whether its loss terms make the epoch's
-    record; ``batched``: False when the model reads the data itself (RecBole's data loader).
-    """
-
-    name: str
-    passes: int = 1
-    reported: bool = True
-    batched: bool = True
-
-
-class TrainingStep(ABC):
-    """What ``recvae.train.Trainer`` needs from a model that learns by epochs.
-
-    The Trainer owns the loop (epochs, shuffled batches, β, early stopping, checkpoints, resume,
-    diagnostics, callbacks, the optimiser's update and, under torchrun, DistributedDataParallel);
-    the step owns the model's side of it: its losses and optimisers, its phases and what happens
-    between them. A batch's loss is its mean over the batch's users (so that ranks holding parts of
-    one batch can be weighted back to it); its terms come back as sums over those users (with
-    ``"users"``), so an epoch's averages are exact.
-    """
-
-    phases: tuple[Phase, ...] = (Phase("train"),)
-    module: torch.nn.Module
-
-    def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of one batch of a batched phase (its gradient is what ``optimizer_for(phase)`` applies)."""
-        raise NotImplementedError(f"{type(self).__name__} has no batched phase {phase!r}")
-
-    def optimizer_for(self, phase: str) -> torch.optim.Optimizer:
-        """The optimiser a batched phase updates with (the only one, unless a model says otherwise)."""
-        optimizers = list(self.optimizers().values())
-        if len(optimizers) != 1:
-            raise NotImplementedError(f"{type(self).__name__} has several optimisers: say which one {phase!r} uses")
-        return optimizers[0]
-
-    def train_pass(self, phase: str, epoch: int) -> dict[str, float]:
-        raise NotImplementedError(f"{type(self).__name__} has no unbatched phase {phase!r}")
-
-    def end_phase(self, phase: str) -> None:
-        """Called after a phase's last pass (RecVAE refreshes its prior here)."""
-
-    def after_update(self, phase: str) -> None:
-        """Called after every optimiser update (VASP projects its item-item weight back to a zero diagonal)."""
-
-    def posterior(self, batch: SparseBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Mean and log-variance of the code for diagnostics; None for models without one."""
-        return None
-
-    @abstractmethod
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        """Optimisers by name, checkpointed with the module."""
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        """Further state an exact resume needs (random generators a model keeps itself)."""
-        return {}
-
-    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Inverse of ``extra_state``."""
-
-
-Fitter = Callable[..., "IterativeRecommender"]
-
-
-class IterativeRecommender(Recommender):
-    """A model trained by epochs through ``recvae.train.Trainer``.
-
-    A subclass builds its module and step (``start_training``) and scores; everything about the
-    loop is the Trainer's. ``fit`` is ``Trainer().fit(self, ...)`` with the config's training
-    options. Models import nothing from training or evaluation, so that function is handed in
-    once, by ``recvae.evaluate`` (the layer that can turn held-out users into a validation
-    callback) through ``use_fitter``; for checkpoints, callbacks or progress call the Trainer.
-    """
-
-    _fitter: ClassVar[Fitter | None] = None
-    history_: list[dict]
-
-    @staticmethod
-    def use_fitter(fitter: Fitter) -> None:
-        IterativeRecommender._fitter = fitter
-
-    def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> IterativeRecommender:
-        if IterativeRecommender._fitter is None:
-            raise RuntimeError("no trainer is installed; import recvae (or recvae.evaluate) first")
-        return IterativeRecommender._fitter(self, user_items, validation, items)
-
-    @abstractmethod
-    def start_training(self, user_items: sp.csr_matrix, device: torch.device, generator: torch.Generator,
-                       device_generator: torch.Generator) -> TrainingStep:
-        """Build a freshly initialised module on ``device`` (weights drawn from the CPU ``generator``)
-        and return its training step; ``device_generator`` draws on ``device`` (dropout, noise)."""
+    def _fill(self, tensors: dict[str, torch.Tensor], popularity: torch.Tensor, path) -> None:
+        """The loaded tensors into a new ``module_`` of the right shapes; refuses any that do not fit."""
+        module = self._new_module(len(popularity))
+        expected = {k for k in module.state_dict() if not k.startswith(self.unsaved_state)}
+        missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        if missing or unexpected:
+            raise ModelFileError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+        try:
+            module.load_state_dict(tensors, strict=False)
+        except RuntimeError as exc:
+            raise ModelFileError(f"{path}: weights do not match the config ({exc})") from None
+        self.module_ = module
+        self.item_popularity_ = popularity
+        self.n_items_ = len(popularity)

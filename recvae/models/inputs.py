@@ -1,0 +1,39 @@
+"""What every model checks its input with, and the item similarity most models answer ``similar_items`` by."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recvae.errors import DataError
+
+
+def as_csr(user_items, n_items: int | None = None, what: str = "user_items", binarize: bool = False) -> sp.csr_matrix:
+    """Check and convert a users x items matrix (float32 CSR); the first place bad input is caught."""
+    if not sp.issparse(user_items):
+        raise DataError(f"{what} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}")
+    matrix = sp.csr_matrix(user_items, dtype=np.float32)
+    if n_items is not None and matrix.shape[1] != n_items:
+        raise DataError(f"{what} has {matrix.shape[1]} item columns; the model was fitted on {n_items} items")
+    if matrix.nnz and (not np.isfinite(matrix.data).all()):
+        raise DataError(f"{what} contains NaN or infinite values")
+    if binarize and not (matrix.data == 1.0).all():  # the caller's matrix stays as it was
+        matrix = matrix.copy()
+        matrix.eliminate_zeros()
+        matrix.data[:] = 1.0
+    return matrix
+
+
+def cosine_similar_items(vectors: torch.Tensor, itemid: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows of ``vectors`` (one per item) closest in cosine to row ``itemid``, itself first."""
+    if not 0 <= itemid < vectors.shape[0]:
+        raise DataError(f"item index {itemid} is outside [0, {vectors.shape[0]})")
+    with torch.no_grad():
+        unit = torch.nn.functional.normalize(vectors.float(), dim=1)
+        similarity = unit @ unit[itemid]
+        own = similarity[itemid].item()  # 1, or 0 for an item whose vector is zero
+        similarity[itemid] = torch.inf  # itself first, even beside an item with the same direction
+        values, indices = torch.topk(similarity, min(n, vectors.shape[0]))
+        values[0] = own
+    return indices.cpu().numpy(), values.cpu().numpy()

@@ -1,0 +1,28 @@
+"""Every model by its name: what ``Recommender.load``, the CLI, benchmark files and tune look names up in."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from recvae.models.als import ALS
+from recvae.models.bpr import BPR
+from recvae.models.ease import EASE
+from recvae.models.multvae import MultDAE, MultVAE
+from recvae.models.popularity import Popularity
+from recvae.models.rec_vae import RecVAE
+from recvae.models.recbole import RecBoleModel
+from recvae.models.recommender import Recommender
+from recvae.models.vasp import FLVAE, VASP, NeuralEASE
+
+MODELS: tuple[type[Recommender], ...] = (MultVAE, MultDAE, RecVAE, VASP, FLVAE, NeuralEASE, EASE, ALS, BPR, Popularity,
+                                         RecBoleModel)
+REGISTRY = MappingProxyType({model.name: model for model in MODELS})
+assert len(REGISTRY) == len(MODELS), "two models share a name"
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The model registered as ``name``; an unknown name is refused with the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(REGISTRY)}") from None
