@@ -11,7 +11,6 @@ import re
 import shlex
 import signal
 import sys
-import time
 import types
 import typing
 from pathlib import Path
@@ -328,63 +327,24 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from recvae.io import check_writable
-    from recvae.export import export_recommendations
-    from recvae.models import Recommender
+    from recvae.export.command import RecommendSpec, recommend_log
 
-    try:
-        index, n_shards = (int(p) for p in args.shard.split("/"))
-        if not 0 <= index < n_shards:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"--shard {args.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
-    if args.batch_users < 1 or args.top_n < 1:
-        raise ValueError(f"--batch-users {args.batch_users} and --top-n {args.top_n}: expected at least 1 each")
-    if args.score_memory is not None and not args.score_memory > 0:
-        raise ValueError(f"--score-memory {args.score_memory:g}: expected a positive number of megabytes")
-    if args.engine == "spark":
-        if n_shards > 1:
-            raise ValueError("--shard: the Spark engine spreads the users itself; leave --shard out")
-        for flag in ("rating", "user", "item"):
-            if getattr(args, flag) is not None and isinstance(_column(getattr(args, flag)), (int, bool)):
-                raise ValueError(f"--{flag} {getattr(args, flag)}: the Spark engine reads columns by name")
-    elif args.master is not None:
-        raise ValueError("--master: only with --engine spark")
-    check_writable(args.out, "the output")
-    if args.engine == "spark":
-        from recvae.export.spark import cached_model
-
-        model = cached_model(str(args.model))  # the copy export_spark reuses on the driver: read once
-    else:
-        model = Recommender.load(args.model)
-    trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
-    try:
-        min_rating = trained_with if args.min_rating is None else (None if args.min_rating == "none" else float(args.min_rating))
-    except ValueError:
-        raise ValueError(f"--min-rating {args.min_rating!r}: expected a number or 'none'") from None
-    if min_rating is not None:
-        print(f"keeping interactions rated >= {min_rating:g}" + (" (as in training)" if args.min_rating is None else ""),
-              file=sys.stderr)
-    started = time.perf_counter()
-    if args.engine == "spark":
-        from recvae.export.spark import export_spark
-
-        rows = export_spark(
-            args.interactions, args.model, args.out, master=args.master, user=args.user or "user", item=args.item or "item",
-            rating=args.rating or "rating", sep=_reader_options(args).get("sep"), header=args.header is not False, min_rating=min_rating,
-            allow_file=args.allow, deny_file=args.deny, n=args.top_n, include_seen=args.include_seen,
-            fallback=args.fallback, users_per_block=args.batch_users, score_memory_mb=args.score_memory)
-        print(f"wrote {rows} rows to {args.out} through Spark in {time.perf_counter() - started:.1f} s")
+    spec = RecommendSpec(
+        model=args.model, interactions=args.interactions, out=args.out, top_n=args.top_n, include_seen=args.include_seen,
+        allow=args.allow, deny=args.deny, fallback=args.fallback, shard=args.shard, batch_users=args.batch_users,
+        score_memory=args.score_memory, min_rating=args.min_rating, grouped=not args.ungrouped, engine=args.engine,
+        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None)
+    result = recommend_log(spec)
+    if result.min_rating is not None:
+        print(f"keeping interactions rated >= {result.min_rating:g}" + (" (as in training)" if result.min_rating_from_training
+                                                                        else ""), file=sys.stderr)
+    stats = result.stats
+    if stats is None:
+        print(f"wrote {result.rows} rows to {args.out} through Spark in {result.seconds:.1f} s")
         return 0
-    stats = export_recommendations(
-        model, args.interactions, args.out, n=args.top_n, include_seen=args.include_seen, allow=args.allow,
-        deny=args.deny, fallback=args.fallback, shard=(index, n_shards), users_per_block=args.batch_users,
-        reader=_reader_options(args), grouped=not args.ungrouped, progress=False if args.quiet else None,
-        min_rating=min_rating, score_memory_mb=args.score_memory,
-    )
-    seconds = time.perf_counter() - started
-    print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {seconds:.1f} s "
-          f"({stats.users / max(seconds, 1e-9):.0f} users/s)")
+    print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {result.seconds:.1f} s "
+          f"({stats.users / max(result.seconds, 1e-9):.0f} users/s)")
+    index, n_shards = spec.shard_index()
     if n_shards > 1:
         print(f"shard {index}/{n_shards}: {stats.users} users here, {stats.users_in_other_shards} in other shards")
     if stats.unknown_item_interactions:

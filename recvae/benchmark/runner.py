@@ -195,6 +195,20 @@ def _studied(spec: ModelSpec, config: BenchmarkConfig) -> bool:
     return config.search is not None and bool(spec.space())
 
 
+def _log_run(child, spec: ModelSpec, seed: int, run, split, config: BenchmarkConfig) -> None:
+    """One (model, seed) run's MLflow child: its setting, epochs, test metrics, times, tuning and β diagnostics."""
+    child.set_tags({"model": spec.name, "split.seed": seed, "dataset.fingerprint": split.fingerprint()})
+    child.log_params({"model": spec.model, "params": run.params})
+    for record in run.history:
+        child.log_epoch(record)
+    child.log_metrics(run.summary, prefix="test_")
+    # run_ prefix: the epoch records already log a per-epoch train_seconds
+    child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
+                       "run_score_seconds": run.score_seconds})
+    child.log_dict({"tuning": run.tuning}, "tuning.json")
+    log_beta_diagnostics(child, run.history, run.auto_beta, f"{spec.name}: {config.dataset}, split seed {seed}")
+
+
 def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None, finished: dict | None = None,
                   on_run=None, storage: str | None = None, resume: bool = False) -> BenchmarkResult:
     """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``, and
@@ -240,16 +254,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                                     report=report, tracker=child, storage=storage, resume=resume, chosen=chosen)
                     if seed == first_seed:
                         first_choice[spec.name] = run.params
-                    child.set_tags({"model": spec.name, "split.seed": seed, "dataset.fingerprint": split.fingerprint()})
-                    child.log_params({"model": spec.model, "params": run.params})
-                    for record in run.history:
-                        child.log_epoch(record)
-                    child.log_metrics(run.summary, prefix="test_")
-                    # run_ prefix: the epoch records already log a per-epoch train_seconds
-                    child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
-                                       "run_score_seconds": run.score_seconds})
-                    child.log_dict({"tuning": run.tuning}, "tuning.json")
-                    log_beta_diagnostics(child, run.history, run.auto_beta, f"{spec.name}: {config.dataset}, split seed {seed}")
+                    _log_run(child, spec, seed, run, split, config)
                 runs.append(run)
                 first = config.metrics[0]
                 report("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)

@@ -305,72 +305,23 @@ def _delimited_chunks(
     path: Path, requested: dict, sep: str | None, header: bool | None, skip_bad: bool,
     chunk_rows: int | None, id_kinds: dict, encoding: str = "utf-8",
 ) -> Iterator[pd.DataFrame]:
-    first = _first_line_of(path, encoding)
-    if not first:
-        raise DataError(f"{path}: the file is empty")
-    sep = sep if sep is not None else _guess_sep(path, first)
-    if len(sep) > 1:
-        # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab,
-        # which needs the file in memory (MovieLens .dat files are small).
-        text = _read_text_bytes(path).decode(encoding)
-        if "\t" in text:
-            raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
-        source = io.StringIO(text.replace(sep, "\t"))
-        first = first.replace(sep, "\t")
-        parse_sep = "\t"
-    else:
-        source = _open_bytes(path)
-        parse_sep = sep
-    fields = first.split(parse_sep) if parse_sep != " " else first.split()
-    if header is None:
-        named = {v for v in requested.values() if isinstance(v, str)}
-        header = any(_normalise(f) in set().union(*ALIASES.values()) for f in fields) or any(
-            f.strip() in named for f in fields)
-    if len(fields) < 2:
-        hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
-        raise DataError(
-            f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
-            + (f"; the line contains {hint[0]!r}: pass sep={hint[0]!r} (--sep {hint[0]!r})" if hint else "")
-        )
-
-    skipped: list[int] = []
-    rows_before = 0
+    source, sep, parse_sep, header = _delimited_source(path, requested, sep, header, encoding)
+    counted = {"rows": 0, "skipped": []}
     with source, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             reader = pd.read_csv(
-                source,
-                sep=r"\s+" if parse_sep == " " else parse_sep,
-                header=0 if header else None,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                skip_blank_lines=False,
-                on_bad_lines="warn" if skip_bad else "error",
-                encoding=encoding,
-                encoding_errors="strict",
-                engine="c",
-                chunksize=chunk_rows,
+                source, sep=r"\s+" if parse_sep == " " else parse_sep, header=0 if header else None, dtype=str,
+                keep_default_na=False, na_values=[""], skip_blank_lines=False,
+                on_bad_lines="warn" if skip_bad else "error", encoding=encoding, encoding_errors="strict",
+                engine="c", chunksize=chunk_rows,
             )
-            chunks = reader if chunk_rows else iter([reader])
-            for frame in chunks:
+            for frame in reader if chunk_rows else iter([reader]):
                 new = [int(n) for w in caught for n in re.findall(r"Skipping line (\d+)", str(w.message))]
                 caught.clear()
-                skipped = sorted(skipped + new)
-                lines = np.arange(len(frame)) + 1 + int(bool(header)) + rows_before
-                rows_before += len(frame)
-                for bad in skipped:
-                    lines[lines >= bad] += 1
-                blank = frame.isna().all(axis=1).to_numpy()
-                frame, lines = frame.loc[~blank], lines[~blank]
-                if frame.empty:
-                    continue
-                cols = _resolve_columns(
-                    path, list(frame.columns) if header else list(range(frame.shape[1])), bool(header), requested)
-                raw = pd.DataFrame({role: frame.iloc[:, pos] for role, pos in cols.items()})
-                clean = _clean(path, raw, lines, "line", skip_bad, id_kinds)
-                clean.attrs["skipped_lines"] += len(new)
-                yield clean
+                clean = _clean_chunk(path, frame, requested, header, skip_bad, id_kinds, counted, new)
+                if clean is not None:
+                    yield clean
         except pd.errors.EmptyDataError:
             raise DataError(f"{path}: the file is empty") from None
         except pd.errors.ParserError as exc:
@@ -384,8 +335,59 @@ def _delimited_chunks(
             raise DataError(f"{path}: cannot parse the file ({str(exc).strip()})") from None
         except (OSError, EOFError, lzma.LZMAError) as exc:
             raise DataError(f"{path}: cannot read the file ({exc})") from None
-    if rows_before == 0:
+    if counted["rows"] == 0:
         raise DataError(f"{path}: the file has a header but no rows" if header else f"{path}: the file is empty")
+
+
+def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool | None, encoding: str):
+    """The open file, its delimiter as given or guessed, the delimiter the parser gets, and whether the file
+    has a header (guessed from the first line's names when not given)."""
+    first = _first_line_of(path, encoding)
+    if not first:
+        raise DataError(f"{path}: the file is empty")
+    sep = sep if sep is not None else _guess_sep(path, first)
+    if len(sep) > 1:
+        # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab,
+        # which needs the file in memory (MovieLens .dat files are small).
+        text = _read_text_bytes(path).decode(encoding)
+        if "\t" in text:
+            raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
+        source, first, parse_sep = io.StringIO(text.replace(sep, "\t")), first.replace(sep, "\t"), "\t"
+    else:
+        source, parse_sep = _open_bytes(path), sep
+    fields = first.split(parse_sep) if parse_sep != " " else first.split()
+    if header is None:
+        named = {v for v in requested.values() if isinstance(v, str)}
+        header = any(_normalise(f) in set().union(*ALIASES.values()) for f in fields) or any(
+            f.strip() in named for f in fields)
+    if len(fields) < 2:
+        source.close()
+        hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
+        raise DataError(
+            f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
+            + (f"; the line contains {hint[0]!r}: pass sep={hint[0]!r} (--sep {hint[0]!r})" if hint else "")
+        )
+    return source, sep, parse_sep, header
+
+
+def _clean_chunk(path: Path, frame: pd.DataFrame, requested: dict, header: bool, skip_bad: bool, id_kinds: dict,
+                 counted: dict, new_skipped: list[int]) -> pd.DataFrame | None:
+    """One parsed chunk as the reader returns it, each row's file line number known (past skipped and
+    blank lines and the header); None for a chunk of blank lines only."""
+    counted["skipped"] = sorted(counted["skipped"] + new_skipped)
+    lines = np.arange(len(frame)) + 1 + int(bool(header)) + counted["rows"]
+    counted["rows"] += len(frame)
+    for bad in counted["skipped"]:
+        lines[lines >= bad] += 1
+    blank = frame.isna().all(axis=1).to_numpy()
+    frame, lines = frame.loc[~blank], lines[~blank]
+    if frame.empty:
+        return None
+    cols = _resolve_columns(path, list(frame.columns) if header else list(range(frame.shape[1])), bool(header), requested)
+    raw = pd.DataFrame({role: frame.iloc[:, pos] for role, pos in cols.items()})
+    clean = _clean(path, raw, lines, "line", skip_bad, id_kinds)
+    clean.attrs["skipped_lines"] += len(new_skipped)
+    return clean
 
 
 def _clean(

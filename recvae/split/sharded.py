@@ -20,7 +20,8 @@ from recvae.data.shard import gathered_rows
 from recvae.data.vocab import Vocabulary
 from recvae.defaults import SEED
 from recvae.errors import DataError
-from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
+from recvae.split.base import Split
+from recvae.split.strong import heldout_parts, permuted_users, strong_params
 
 log = logging.getLogger(__name__)
 
@@ -52,51 +53,28 @@ def sharded_strong_split(
     local.sum_duplicates()
     local.data[:] = 1.0
 
-    n_users = len(users)
-    if n_heldout_users is None:
-        n_heldout_users = max(1, round(0.1 * n_users))
-    if n_heldout_users < 1:
-        raise DataError("n_heldout_users must be at least 1")
-    if n_users <= 2 * n_heldout_users:
-        raise DataError(
-            f"heldout_users={n_heldout_users}: {n_users} users cannot give {n_heldout_users} validation and "
-            f"{n_heldout_users} test users and still leave users to train on")
-    rng = np.random.default_rng(seed)  # the whole-log split's draws, in its order
-    order = rng.permutation(n_users)
-    n_train = n_users - 2 * n_heldout_users
-    train_users = np.sort(order[:n_train])
-    val_users = np.sort(order[n_train:n_train + n_heldout_users])
-    test_users = np.sort(order[n_train + n_heldout_users:])
-
+    n_heldout_users = n_heldout_users if n_heldout_users is not None else max(1, round(0.1 * len(users)))
+    rng, train_users, val_users, test_users = permuted_users(len(users), n_heldout_users, seed)
     training = np.isin(mine, train_users)
-    seen = np.logical_or.reduce(gather(np.diff(local[training].tocsc().indptr) > 0))
-    seen = np.flatnonzero(seen)
+    seen = np.flatnonzero(np.logical_or.reduce(gather(np.diff(local[training].tocsc().indptr) > 0)))
     if len(seen) == 0:
         raise DataError("the training users have no interactions")
-    # held-out users are few: their rows go to every process, which then cuts them as one process would
-    heldout = [part for part in gather((mine[~training], local[~training])) if part[0].size]
-    heldout_users = np.concatenate([p[0] for p in heldout])
-    order_of = np.argsort(heldout_users)
-    heldout_matrix = sp.vstack([p[1] for p in heldout]).tocsr()[order_of][:, seen].tocsr()
-    heldout_users = heldout_users[order_of]
-    parts = {}
-    for name, part_users in (("validation", val_users), ("test", test_users)):
-        held = heldout_matrix[np.searchsorted(heldout_users, part_users)]
-        fold_in, target = split_rows(held, holdout_mask(held, holdout_fraction, min_items_to_hold_out, rng))
-        parts[name] = make_heldout(part_users, fold_in, target)
-        if len(parts[name]) == 0:
-            raise DataError(f"no {name} user has {min_items_to_hold_out} or more items to hold out")
+    heldout_users, heldout_matrix = _heldout_rows(mine[~training], local[~training][:, seen].tocsr(), gather)
+    parts = heldout_parts(lambda part: heldout_matrix[np.searchsorted(heldout_users, part)], val_users, test_users,
+                          rng, holdout_fraction, min_items_to_hold_out)
     train = local[training][:, seen].tocsr()
-    return Split(
-        train=gathered_rows(train, np.searchsorted(train_users, mine[training]), n_train, gather),
-        train_users=train_users,
-        validation=parts["validation"],
-        test=parts["test"],
-        users=users,
-        items=items.subset(seen),
-        params={"protocol": "strong", "n_heldout_users": n_heldout_users, "holdout_fraction": holdout_fraction,
-                "min_items_to_hold_out": min_items_to_hold_out, "seed": seed},
-    )
+    return Split(train=gathered_rows(train, np.searchsorted(train_users, mine[training]), len(train_users), gather),
+                 train_users=train_users, validation=parts["validation"], test=parts["test"], users=users,
+                 items=items.subset(seen), params=strong_params(n_heldout_users, holdout_fraction, min_items_to_hold_out, seed))
+
+
+def _heldout_rows(users: np.ndarray, rows: sp.csr_matrix, gather: Gather) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Every process's held-out users and their rows, sorted by user: they are few, so every process gets all
+    of them and cuts them as one process would."""
+    heldout = [part for part in gather((users, rows)) if part[0].size]
+    all_users = np.concatenate([p[0] for p in heldout])
+    order = np.argsort(all_users)
+    return all_users[order], sp.vstack([p[1] for p in heldout]).tocsr()[order]
 
 
 def _preprocess(frame: pd.DataFrame, config: Preprocessing, gather: Gather, source: str) -> pd.DataFrame:

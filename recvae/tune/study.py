@@ -146,60 +146,8 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
     ones is refused rather than mixed in."""
     optuna = _optuna()
-    tracker = tracker or NullTracker()
-    sampler, budget = _sampler(optuna, space, search.trials, search.seed)
-    if not resume:
-        try:
-            optuna.delete_study(study_name=study_name, storage=storage)
-        except KeyError:
-            pass
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
-                                pruner=_pruner(optuna, search.pruner), load_if_exists=True)
-    _check_identity(study, storage, {"space": {k: dataclasses.asdict(d) for k, d in space.items()}, "fixed": fixed,
-                                     "metric": metric, "pruner": search.pruner, "sampler_seed": search.seed,
-                                     **(identity or {})})  # a larger budget may resume a study
-    _abandon_running(study, optuna)
-    if not study.get_trials(deepcopy=False) and not isinstance(sampler, optuna.samplers.GridSampler):
-        study.enqueue_trial(starting_setting(build, space, fixed), skip_if_exists=True)
-    best = {"score": -math.inf, "model": None}
-    spent = {"seconds": 0.0}
-
-    def objective(trial):
-        params = {**fixed, **{name: dimension.suggest(trial) for name, dimension in space.items()}}
-        trial.set_user_attr("params", params)
-        model = build(params)
-        started = time.perf_counter()
-        pruned = None
-        with tracker.child(f"trial {trial.number}") as child:  # a pruned trial is a FINISHED run, tagged pruned
-            child.log_params({"params": params})
-            child.set_tags({"trial.number": trial.number, "study": study_name})
-
-            def on_epoch(record):
-                child.log_epoch(record)
-                value = record.get(f"val_{metric}")
-                if value is None:
-                    return
-                trial.report(value, record["epoch"])
-                trial.set_user_attr("epochs", record["epoch"])
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}")
-
-            try:
-                fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
-            except optuna.TrialPruned as exc:
-                pruned = exc
-            finally:
-                spent["seconds"] += time.perf_counter() - started
-                trial.set_user_attr("seconds", time.perf_counter() - started)
-            child.set_tags({"trial.state": "pruned" if pruned else "complete"})
-            if not pruned:
-                score = evaluate(model, validation, (metric,)).mean(metric)
-                child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
-        if pruned:
-            raise pruned
-        if score > best["score"]:
-            best.update(score=score, model=model)
-        return score
+    study, budget = _open_study(optuna, build, space, fixed, metric, search, storage, study_name, resume, identity)
+    objective = _Objective(optuna, build, space, fixed, train, validation, metric, study_name, tracker or NullTracker())
 
     def progress(study, trial):
         done = len(_finished(study, optuna))
@@ -218,9 +166,79 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     if not complete:
         raise DataError(f"{study_name}: no trial completed (all {budget} pruned or failed); use pruner = \"none\"")
     chosen = max(complete, key=lambda t: t.value)
-    model = best["model"] if best["model"] is not None and best["score"] == chosen.value else None
+    model = objective.best_model if objective.best_model is not None and objective.best_score == chosen.value else None
     return StudyResult(best_params=dict(chosen.user_attrs["params"]), best_score=float(chosen.value),
-                       trials=[_trial_record(t) for t in _finished(study, optuna)], model=model, seconds=spent["seconds"])
+                       trials=[_trial_record(t) for t in _finished(study, optuna)], model=model, seconds=objective.seconds)
+
+
+def _open_study(optuna, build, space: dict[str, Dimension], fixed: dict, metric: str, search: SearchConfig,
+                storage: str, study_name: str, resume: bool, identity: dict | None):
+    """The study (resumed, or replaced without ``resume``; refused when recorded with another identity) and
+    its budget of trials; a new sampled study's first trial is the starting setting."""
+    sampler, budget = _sampler(optuna, space, search.trials, search.seed)
+    if not resume:
+        try:
+            optuna.delete_study(study_name=study_name, storage=storage)
+        except KeyError:
+            pass
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
+                                pruner=_pruner(optuna, search.pruner), load_if_exists=True)
+    _check_identity(study, storage, {"space": {k: dataclasses.asdict(d) for k, d in space.items()}, "fixed": fixed,
+                                     "metric": metric, "pruner": search.pruner, "sampler_seed": search.seed,
+                                     **(identity or {})})  # a larger budget may resume a study
+    _abandon_running(study, optuna)
+    if not study.get_trials(deepcopy=False) and not isinstance(sampler, optuna.samplers.GridSampler):
+        study.enqueue_trial(starting_setting(build, space, fixed), skip_if_exists=True)
+    return study, budget
+
+
+class _Objective:
+    """One trial: build the setting's model, train it (validation each epoch is reported to the pruner), score
+    it on the validation users; every trial an MLflow child run. Keeps the best model it trained."""
+
+    def __init__(self, optuna, build, space, fixed, train, validation: HeldOut, metric: str, study_name: str, tracker):
+        self.optuna, self.build, self.space, self.fixed = optuna, build, space, fixed
+        self.train, self.validation, self.metric, self.study_name, self.tracker = train, validation, metric, study_name, tracker
+        self.best_score, self.best_model, self.seconds = -math.inf, None, 0.0
+
+    def __call__(self, trial) -> float:
+        params = {**self.fixed, **{name: dimension.suggest(trial) for name, dimension in self.space.items()}}
+        trial.set_user_attr("params", params)
+        model = self.build(params)
+        started = time.perf_counter()
+        pruned = None
+        with self.tracker.child(f"trial {trial.number}") as child:  # a pruned trial is a FINISHED run, tagged pruned
+            child.log_params({"params": params})
+            child.set_tags({"trial.number": trial.number, "study": self.study_name})
+            try:
+                fit_model(model, self.train, self.validation,
+                          trainer=Trainer(callbacks=(self._on_epoch(trial, child),), progress=False))
+            except self.optuna.TrialPruned as exc:
+                pruned = exc
+            finally:
+                self.seconds += time.perf_counter() - started
+                trial.set_user_attr("seconds", time.perf_counter() - started)
+            child.set_tags({"trial.state": "pruned" if pruned else "complete"})
+            if not pruned:
+                score = evaluate(model, self.validation, (self.metric,)).mean(self.metric)
+                child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
+        if pruned:
+            raise pruned
+        if score > self.best_score:
+            self.best_score, self.best_model = score, model
+        return score
+
+    def _on_epoch(self, trial, child):
+        def on_epoch(record):
+            child.log_epoch(record)
+            value = record.get(f"val_{self.metric}")
+            if value is None:
+                return
+            trial.report(value, record["epoch"])
+            trial.set_user_attr("epochs", record["epoch"])
+            if trial.should_prune():
+                raise self.optuna.TrialPruned(f"epoch {record['epoch']}: validation {self.metric} {value:.4f}")
+        return on_epoch
 
 
 def best_score_curve(trials: list[dict]) -> list[float]:

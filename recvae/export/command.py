@@ -1,0 +1,120 @@
+"""What ``recvae recommend`` does, as a function of a typed spec: check every option before any work, load the
+model, keep the ratings it was trained on, and export through the local streaming writer or through Spark."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from recvae.export.export import export_recommendations
+from recvae.io import check_writable
+from recvae.score.recommend import ExportStats
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "spark")
+
+
+@dataclass(frozen=True)
+class RecommendSpec:
+    """One batch export. ``min_rating``: None keeps what the model was trained with, "none" every interaction,
+    a number that threshold. ``shard``: "i/n", the i-th of n disjoint shares of the users (local engine).
+    ``reader``: how to read the log (as ``recvae.data.read_interactions`` takes it); the Spark engine reads
+    columns by name only."""
+
+    model: str
+    interactions: str
+    out: str
+    top_n: int = 100
+    include_seen: bool = False
+    allow: str | None = None
+    deny: str | None = None
+    fallback: str | None = None
+    shard: str = "0/1"
+    batch_users: int = 1000
+    score_memory: float | None = None  # MB
+    min_rating: float | str | None = None
+    grouped: bool = True
+    engine: str = "local"
+    master: str | None = None
+    reader: dict = field(default_factory=dict)
+    progress: bool | None = None
+
+    def __post_init__(self):
+        self.shard_index()
+        if self.batch_users < 1 or self.top_n < 1:
+            raise ValueError(f"batch_users={self.batch_users} and top_n={self.top_n}: expected at least 1 each")
+        if self.score_memory is not None and not self.score_memory > 0:
+            raise ValueError(f"score_memory={self.score_memory:g}: expected a positive number of megabytes")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine={self.engine!r}: expected one of {ENGINES}")
+        if self.engine == "spark":
+            if self.shard_index()[1] > 1:
+                raise ValueError(f"shard={self.shard!r}: the Spark engine spreads the users itself; leave shard out")
+            for column in ("rating", "user", "item"):
+                if isinstance(self.reader.get(column), (int, bool)):
+                    raise ValueError(f"{column}={self.reader[column]!r}: the Spark engine reads columns by name")
+        elif self.master is not None:
+            raise ValueError(f"master={self.master!r}: only with engine=spark")
+        if isinstance(self.min_rating, str) and self.min_rating != "none":
+            try:
+                float(self.min_rating)
+            except ValueError:
+                raise ValueError(f"min_rating={self.min_rating!r}: expected a number or 'none'") from None
+
+    def shard_index(self) -> tuple[int, int]:
+        try:
+            index, n_shards = (int(p) for p in self.shard.split("/"))
+            if not 0 <= index < n_shards:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"shard={self.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
+        return index, n_shards
+
+
+@dataclass
+class RecommendResult:
+    rows: int
+    seconds: float
+    min_rating: float | None
+    min_rating_from_training: bool
+    stats: ExportStats | None  # the local engine's counts; None through Spark
+
+
+def recommend_log(spec: RecommendSpec) -> RecommendResult:
+    """Export ``spec.top_n`` items for every user of ``spec.interactions`` to ``spec.out``."""
+    check_writable(spec.out, "the output")
+    if spec.engine == "spark":
+        from recvae.export.spark import cached_model
+
+        model = cached_model(str(spec.model))  # the copy export_spark reuses on the driver: read once
+    else:
+        from recvae.models import Recommender
+
+        model = Recommender.load(spec.model)
+    trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
+    min_rating = (trained_with if spec.min_rating is None
+                  else None if spec.min_rating == "none" else float(spec.min_rating))
+    if min_rating is not None:
+        log.info("keeping interactions rated >= %g%s", min_rating, " (as in training)" if spec.min_rating is None else "")
+    started = time.perf_counter()
+    stats = None
+    if spec.engine == "spark":
+        from recvae.export.spark import export_spark
+
+        r = spec.reader
+        rows = export_spark(
+            spec.interactions, spec.model, spec.out, master=spec.master, user=r.get("user") or "user",
+            item=r.get("item") or "item", rating=r.get("rating") or "rating", sep=r.get("sep"),
+            header=r.get("header") is not False, min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
+            n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
+            score_memory_mb=spec.score_memory)
+    else:
+        stats = export_recommendations(
+            model, spec.interactions, spec.out, n=spec.top_n, include_seen=spec.include_seen, allow=spec.allow,
+            deny=spec.deny, fallback=spec.fallback, shard=spec.shard_index(), users_per_block=spec.batch_users,
+            reader=spec.reader, grouped=spec.grouped, progress=spec.progress, min_rating=min_rating,
+            score_memory_mb=spec.score_memory)
+        rows = stats.rows
+    return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, stats)
