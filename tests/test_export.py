@@ -192,7 +192,7 @@ def test_a_user_returning_many_chunks_later_is_refused(tmp_path):
     users = np.repeat(np.arange(300), 3)
     pd.DataFrame({"user": users, "item": users % 11}).to_csv(tmp_path / "grouped.csv", index=False)
     blocks = list(iter_user_blocks(tmp_path / "grouped.csv", users_per_block=7, chunk_rows=16))
-    assert np.array_equal(np.concatenate([b[0] for b in blocks]), users)
+    assert np.array_equal(np.concatenate([b[0]["user"].to_numpy() for b in blocks]), users)
     returning = np.r_[users, 5]  # user 5 comes back about fifty chunks after its own rows
     pd.DataFrame({"user": returning, "item": returning % 11}).to_csv(tmp_path / "returning.csv", index=False)
     with pytest.raises(DataError, match="user 5 appears again"):

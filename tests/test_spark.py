@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from recvae.export import export_recommendations
-from recvae.export.spark import whole_user_blocks
+from recvae.score.recommend import whole_user_blocks
 from recvae.models import MultVAE
 
 

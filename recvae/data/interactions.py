@@ -85,7 +85,9 @@ class Interactions:
     def from_frame(
         cls, frame: pd.DataFrame, users: Vocabulary | None = None, items: Vocabulary | None = None
     ) -> Interactions:
-        """Build from a frame with columns ``user`` and ``item``.
+        """Build from a frame with columns ``user`` and ``item`` and, where the log has one, ``rating``: the
+        stored values (what a model with ``binarize=False`` sees; the others count every stored entry as 1).
+        A (user, item) pair given twice stores the sum of its values (``preprocess`` keeps the latest row).
 
         Without vocabularies, the sorted distinct IDs become the indices; with them,
         an ID they lack is an error.
@@ -107,12 +109,8 @@ class Interactions:
             items = Vocabulary(np.asarray(item_ids), "item")
         else:
             cols = items.index_of(frame["item"].to_numpy())
-        matrix = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(users), len(items))
-        )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return cls(matrix, users, items)
+        return cls(interaction_matrix(rows, cols, frame["rating"] if "rating" in frame else None,
+                                      (len(users), len(items))), users, items)
 
     @property
     def n_users(self) -> int:
@@ -137,3 +135,15 @@ class Interactions:
 
     def __repr__(self) -> str:
         return f"Interactions({self.n_users} users x {self.n_items} items, {self.nnz} interactions)"
+
+
+def interaction_matrix(rows: np.ndarray, cols: np.ndarray, ratings, shape: tuple[int, int]) -> sp.csr_matrix:
+    """Users x items (float32 CSR): the ratings where given, else 1 per interaction (a repeated pair once)."""
+    if ratings is None:
+        matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return matrix
+    matrix = sp.csr_matrix((np.asarray(ratings, dtype=np.float32), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    return matrix

@@ -175,11 +175,11 @@ def _score_and_write(model, blocks, options: RecommendOptions, writer: AtomicRec
     thread.start()
     blocks_done = 0
     try:
-        for users, items, others in _prefetch(blocks, depth=2):
+        for block, others in _prefetch(blocks, depth=2):
             stats.users_in_other_shards += others
-            if len(users) == 0:
+            if len(block) == 0:
                 continue
-            columns, block_stats = recommend_block(model, users, items, options)
+            columns, block_stats = recommend_block(model, block, options)
             stats.add(block_stats)
             if failure:
                 break

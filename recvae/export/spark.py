@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recvae.errors import DataError
-from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter, recommend_block
+from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter, recommend_block, whole_user_blocks
 
 
 @functools.lru_cache(maxsize=2)
@@ -25,33 +25,6 @@ def cached_model(model_dir: str):
     from recvae.models import Recommender
 
     return Recommender.load(model_dir)
-
-
-def whole_user_blocks(frames: Iterator[pd.DataFrame], users_per_block: int) -> Iterator[pd.DataFrame]:
-    """Blocks of at most ``users_per_block`` whole users from frames whose rows are grouped by ``user``
-    (a user's rows may run over the end of one frame into the next, never further)."""
-    pending = None
-    for frame in frames:
-        if pending is not None:
-            frame = pd.concat([pending, frame], ignore_index=True)
-        if frame.empty:
-            continue
-        users = frame["user"].to_numpy()
-        others = np.flatnonzero(users != users[-1])
-        cut = others[-1] + 1 if others.size else 0  # the last user may go on in the next frame
-        complete, pending = frame.iloc[:cut], frame.iloc[cut:]
-        yield from _cut(complete, users[:cut], users_per_block)
-    if pending is not None and len(pending):
-        yield from _cut(pending, pending["user"].to_numpy(), users_per_block)
-
-
-def _cut(frame: pd.DataFrame, users: np.ndarray, users_per_block: int) -> Iterator[pd.DataFrame]:
-    if not len(frame):
-        return
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    bounds = np.r_[starts[::users_per_block], len(frame)]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        yield frame.iloc[a:b]
 
 
 def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
@@ -89,7 +62,9 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
         fields.append(T.StructField("fallback", T.BooleanType()))
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
-    frame = histories.select(col("user"), coalesce(col("item").cast(item_type), lit(unknown)).alias("item"))
+    # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export
+    rating = [col("rating").cast("float")] if "rating" in histories.columns and not model.config.binarize else []
+    frame = histories.select(col("user"), coalesce(col("item").cast(item_type), lit(unknown)).alias("item"), *rating)
     frame = frame.repartition(partitions, "user") if partitions else frame.repartition("user")
     frame = frame.sortWithinPartitions("user")
     directory = str(model_dir)
@@ -97,10 +72,9 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         worker_model = cached_model(directory)
         for block in whole_user_blocks(frames, users_per_block):
-            items = block["item"].to_numpy()
             if not integer_items:
-                items = items.astype(object)
-            out, _ = recommend_block(worker_model, block["user"].to_numpy(), items, options)
+                block = block.assign(item=block["item"].astype(object))
+            out, _ = recommend_block(worker_model, block, options)
             yield pd.DataFrame(out)
 
     return frame.mapInPandas(score, T.StructType(fields))
@@ -147,7 +121,8 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
             raise DataError(f"{interactions}: no column {name!r} ({flag}); it has {frame.columns}")
     if min_rating is not None:
         frame = frame.where(col(rating) >= min_rating)
-    frame = frame.select(col(user).alias("user"), col(item).alias("item"))
+    keep_rating = rating in frame.columns and not model.config.binarize  # the values such a model was trained on
+    frame = frame.select(col(user).alias("user"), col(item).alias("item"), *([col(rating).alias("rating")] if keep_rating else []))
     result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from recvae.data.readers import iter_interactions
 from recvae.errors import DataError
-from recvae.score.recommend import Block, user_blocks
+from recvae.score.recommend import shard_of, whole_user_blocks
 
 def iter_user_blocks(
     path: str | Path,
@@ -22,8 +22,9 @@ def iter_user_blocks(
     grouped: bool = True,
     shard: tuple[int, int] = (0, 1),
     min_rating: float | None = None,
-) -> Iterator[Block]:
-    """Yield blocks of at most ``users_per_block`` whole users.
+) -> Iterator[tuple[pd.DataFrame, int]]:
+    """Yield (block, users of the block's stretch of the log in other shards): blocks of at most
+    ``users_per_block`` whole users, frames with columns user, item and, where the log has one, rating.
 
     With ``grouped=True`` the log must keep each user's rows together (any order of
     users); memory then stays bounded by the chunk and the block, whatever the number
@@ -37,35 +38,34 @@ def iter_user_blocks(
     chunks = iter_interactions(path, chunk_rows=chunk_rows, id_kinds=id_kinds, **(reader or {}))
     if min_rating is not None:
         chunks = (_rated_at_least(chunk, min_rating, path) for chunk in chunks)
+    columns = lambda chunk: chunk[[c for c in ("user", "item", "rating") if c in chunk]]  # noqa: E731
     if not grouped:
-        frame = pd.concat([c[["user", "item"]] for c in chunks], ignore_index=True)
-        order = np.argsort(pd.factorize(frame["user"])[0], kind="stable")
-        chunks = iter([frame.iloc[order]])
-    carry_users = carry_items = None
+        frame = pd.concat([columns(c) for c in chunks], ignore_index=True)
+        chunks = iter([frame.iloc[np.argsort(pd.factorize(frame["user"])[0], kind="stable")]])
     finished = _HashSet()
-    for chunk in chunks:
-        users, items = chunk["user"].to_numpy(), chunk["item"].to_numpy()
-        if carry_users is not None:
-            users, items = np.concatenate([carry_users, users]), np.concatenate([carry_items, items])
-        if len(users) == 0:
+
+    def completed(users: np.ndarray) -> None:
+        if not grouped:
+            return
+        hashes = pd.util.hash_array(np.asarray(users))
+        repeated = pd.Index(users).duplicated() | finished.contains(hashes)
+        if repeated.any():
+            raise DataError(
+                f"{path}: user {users[repeated].tolist()[0]!r} appears again after other users; the export streams "
+                "users and needs each user's rows together: sort the log by user, or pass grouped=False "
+                "(--ungrouped) to group it in memory"
+            )
+        finished.add(hashes)
+
+    # with shards, cut blocks of n_shards times the users, so that this shard's share of one is a whole block
+    for block in whole_user_blocks((columns(c) for c in chunks), users_per_block * n_shards, completed):
+        if n_shards == 1:
+            yield block, 0
             continue
+        users = block["user"].to_numpy()
         starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        run_users = users[starts]
-        if grouped:
-            hashes = pd.util.hash_array(np.asarray(run_users))
-            repeated = pd.Index(run_users).duplicated() | finished.contains(hashes)
-            if repeated.any():
-                raise DataError(
-                    f"{path}: user {run_users[repeated].tolist()[0]!r} appears again after other users; the export streams "
-                    "users and needs each user's rows together: sort the log by user, or pass grouped=False "
-                    "(--ungrouped) to group it in memory"
-                )
-            finished.add(hashes[:-1])
-        # The last user of the chunk may go on in the next one.
-        carry_users, carry_items = users[starts[-1]:], items[starts[-1]:]
-        yield from user_blocks(users[: starts[-1]], items[: starts[-1]], starts[:-1], users_per_block, index, n_shards)
-    if carry_users is not None and len(carry_users):
-        yield from user_blocks(carry_users, carry_items, np.array([0]), users_per_block, index, n_shards)
+        mine = shard_of(users[starts], n_shards) == index
+        yield block.iloc[np.repeat(mine, np.diff(np.r_[starts, len(users)]))], int((~mine).sum())
 
 
 def _rated_at_least(chunk: pd.DataFrame, min_rating: float, path) -> pd.DataFrame:

@@ -18,9 +18,8 @@ def as_csr(user_items, n_items: int | None = None, what: str = "user_items", bin
         raise DataError(f"{what} has {matrix.shape[1]} item columns; the model was fitted on {n_items} items")
     if matrix.nnz and (not np.isfinite(matrix.data).all()):
         raise DataError(f"{what} contains NaN or infinite values")
-    if binarize and not (matrix.data == 1.0).all():  # the caller's matrix stays as it was
+    if binarize and not (matrix.data == 1.0).all():  # every stored entry, a rating of 0 included; the caller's stays
         matrix = matrix.copy()
-        matrix.eliminate_zeros()
         matrix.data[:] = 1.0
     return matrix
 

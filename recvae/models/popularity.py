@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import scipy.sparse as sp
@@ -24,8 +25,10 @@ class Popularity(Recommender):
     config_class = PopularityConfig
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> Popularity:
-        if not isinstance(user_items, UserRows):  # a torchrun rank's rows carry the whole log's popularity
+        if not isinstance(user_items, UserRows):
             user_items = self._training_matrix(user_items)
+        elif self.config.binarize:  # a torchrun rank's rows carry the whole log's statistics: count users, not values
+            user_items = dataclasses.replace(user_items, item_sums=user_items.item_users)
         self._set_fitted(user_items, items, LearnedTensors(), resolve_device("cpu"))
         return self
 

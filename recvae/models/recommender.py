@@ -24,7 +24,7 @@ from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
 from recvae.models.serialization import read_model_dir, save_model_dir
-from recvae.score.recommend import RecommendOptions, recommend_block, user_blocks
+from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,8 @@ class Recommender(ABC):
         self, history: pd.DataFrame, n: int = 10, include_seen: bool = False, fallback: str | None = None,
         batch_size: int = 1000,
     ) -> pd.DataFrame:
-        """Top ``n`` per user from a frame of (user, item) rows in original IDs.
+        """Top ``n`` per user from a frame of (user, item[, rating]) rows in original IDs (a rating is the value a
+        model fitted with ``binarize=False`` sees, as in training).
 
         Returns columns user, item, rank (1 = best), score. Items the model does not
         know are ignored; a user without a known item gets no row, or popularity with
@@ -246,14 +247,10 @@ class Recommender(ABC):
         if history[["user", "item"]].isna().any().any():
             raise DataError("history has missing user or item IDs")
         options = RecommendOptions(n=n, include_seen=include_seen, fallback=fallback, batch_size=batch_size)
-        codes = pd.factorize(history["user"])[0]
-        order = np.argsort(codes, kind="stable")
-        users = history["user"].to_numpy()[order]
-        items = history["item"].to_numpy()[order]
-        starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]]) if len(order) else order[:0]
-        blocks = [recommend_block(self, u, i, options)[0] for u, i, _ in user_blocks(users, items, starts, batch_size)]
+        grouped = history.iloc[np.argsort(pd.factorize(history["user"])[0], kind="stable")]  # each user's rows together
+        blocks = [recommend_block(self, block, options)[0] for block in whole_user_blocks([grouped], batch_size)]
         if not blocks:
-            blocks = [recommend_block(self, users, items, options)[0]]
+            blocks = [recommend_block(self, grouped, options)[0]]
         return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
 
     # -- persistence ----------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Top-N for (user, item) histories in original IDs: the block step shared by
-``Recommender.recommend_df`` and the streaming export, and the cutting of grouped rows into blocks of whole users."""
+"""Top-N for (user, item) histories in original IDs: the block step shared by ``Recommender.recommend_df``, the
+streaming export and Spark's workers, and the one cutting of grouped rows into blocks of whole users."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,6 @@ from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.score.topk import top_n_from_scores
 
-Block = tuple[np.ndarray, np.ndarray, int]  # (user IDs, item IDs) per interaction, users in other shards
 
 
 @dataclass
@@ -86,26 +85,24 @@ def item_filter(items: Vocabulary, allow=None, deny=None) -> tuple[np.ndarray | 
     return np.flatnonzero(keep), unknown
 
 
-def recommend_block(model, users: np.ndarray, items: np.ndarray, options: RecommendOptions) -> tuple[dict, ExportStats]:
+def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tuple[dict, ExportStats]:
     """Recommendations for a block of complete user histories.
 
-    ``users`` and ``items`` are parallel arrays of original IDs (one row per interaction;
-    a user with only unknown items may still appear). Returns columns (user, item,
-    rank, score[, fallback]) as numpy arrays, and the block's counts.
+    ``block`` has a row per interaction: columns ``user`` and ``item`` (original IDs; a user with only
+    unknown items may still appear) and, where the log has one, ``rating``: the value the model sees,
+    as in training (its config's ``binarize`` decides whether it counts; a repeated item keeps its last
+    row's). Returns columns (user, item, rank, score[, fallback]) as numpy arrays, and the block's counts.
     """
     vocab: Vocabulary = model.items_
+    users = block["user"].to_numpy()
     stats = ExportStats(interactions=len(users))
     codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
     user_ids = np.asarray(user_ids)
     stats.users = len(user_ids)
-    cols = vocab.index_of(items, missing="ignore")
-    known = cols >= 0
-    stats.unknown_item_interactions = int((~known).sum())
-    history = sp.csr_matrix(
-        (np.ones(int(known.sum()), dtype=np.float32), (codes[known], cols[known])), shape=(len(user_ids), len(vocab))
-    )
-    history.sum_duplicates()
-    history.data[:] = 1.0
+    valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway
+    history, n_known = _history(codes, vocab.index_of(block["item"].to_numpy(), missing="ignore"),
+                                block["rating"].to_numpy(np.float32) if valued else None, len(user_ids), len(vocab))
+    stats.unknown_item_interactions = len(users) - n_known
     has_items = np.diff(history.indptr) > 0
     stats.users_without_known_items = int((~has_items).sum())
 
@@ -140,26 +137,55 @@ def recommend_block(model, users: np.ndarray, items: np.ndarray, options: Recomm
     return out, stats
 
 
+def _history(codes: np.ndarray, cols: np.ndarray, values: np.ndarray | None, n_users: int,
+             n_items: int) -> tuple[sp.csr_matrix, int]:
+    """The block's users x items histories over the known items (``cols`` -1: unknown), valued as given (a
+    repeated item keeps its last row's value) or 1, and the number of rows with a known item."""
+    known = cols >= 0
+    rows, cols = codes[known], cols[known]
+    if values is None:
+        history = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n_users, n_items))
+        history.sum_duplicates()
+        history.data[:] = 1.0
+    else:
+        last = ~pd.DataFrame({"r": rows, "c": cols}).duplicated(keep="last").to_numpy()
+        history = sp.csr_matrix((values[known][last], (rows[last], cols[last])), shape=(n_users, n_items))
+    return history, int(known.sum())
+
+
 def shard_of(users: np.ndarray, n_shards: int) -> np.ndarray:
     """A stable shard number per user ID: the same in every process and run."""
     return (pd.util.hash_array(np.asarray(users)) % np.uint64(n_shards)).astype(np.int64)
 
 
-def user_blocks(users, items, starts, users_per_block, index=0, n_shards=1) -> Iterator[Block]:
-    """Cut rows grouped by user (``starts``: first row of each user) into blocks of whole users,
-    keeping only the users of shard ``index`` of ``n_shards``."""
-    if len(starts) == 0:
+def whole_user_blocks(frames: Iterable[pd.DataFrame], users_per_block: int,
+                      completed: Callable[[np.ndarray], None] | None = None) -> Iterator[pd.DataFrame]:
+    """Blocks of at most ``users_per_block`` whole users from frames whose rows keep each user's rows together
+    (a user's rows may run over the end of one frame into the next): the one place rows are cut into users'
+    blocks, for the streaming export, Spark's workers and ``recommend_df``. ``completed``, when given, sees
+    each frame's finished users (one ID per run of rows, in order) before they are cut."""
+    pending = None
+    for frame in frames:
+        if pending is not None and len(pending):
+            frame = pd.concat([pending, frame], ignore_index=True)
+        if frame.empty:
+            continue
+        users = frame["user"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        if completed is not None:
+            completed(users[starts[:-1]])
+        cut = starts[-1]  # the last user may go on in the next frame
+        yield from _cut(frame.iloc[:cut], starts[:-1], users_per_block)
+        pending = frame.iloc[cut:]
+    if pending is not None and len(pending):
+        if completed is not None:
+            completed(pending["user"].to_numpy()[:1])
+        yield from _cut(pending, np.array([0]), users_per_block)
+
+
+def _cut(frame: pd.DataFrame, starts: np.ndarray, users_per_block: int) -> Iterator[pd.DataFrame]:
+    if not len(frame):
         return
-    others = 0
-    if n_shards > 1:
-        mine = shard_of(users[starts], n_shards) == index
-        others = int((~mine).sum())
-        keep = np.repeat(mine, np.diff(np.r_[starts, len(users)]))
-        users, items = users[keep], items[keep]
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else starts[:0]
-    if len(starts) == 0:
-        yield users[:0], items[:0], others
-        return
-    bounds = np.r_[starts[::users_per_block], len(users)]
-    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        yield users[a:b], items[a:b], others if k == 0 else 0
+    bounds = np.r_[starts[::users_per_block], len(frame)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        yield frame.iloc[a:b]

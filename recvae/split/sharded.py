@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recvae.data.interactions import Preprocessing, preprocess
+from recvae.data.interactions import Preprocessing, interaction_matrix, preprocess
 from recvae.data.readers import INTEGER_ID
 from recvae.data.shard import gathered_rows
 from recvae.data.vocab import Vocabulary
@@ -48,10 +48,8 @@ def sharded_strong_split(
     users, items = _vocabulary(frame["user"], "user", gather), _vocabulary(frame["item"], "item", gather)
     rows, cols = users.index_of(frame["user"].to_numpy()), items.index_of(frame["item"].to_numpy())
     mine = np.unique(rows)  # this process's users, increasing
-    local = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (np.searchsorted(mine, rows), cols)),
-                          shape=(len(mine), len(items)))
-    local.sum_duplicates()
-    local.data[:] = 1.0
+    local = interaction_matrix(np.searchsorted(mine, rows), cols, frame["rating"] if "rating" in frame else None,
+                               (len(mine), len(items)))
 
     n_heldout_users = n_heldout_users if n_heldout_users is not None else max(1, round(0.1 * len(users)))
     rng, train_users, val_users, test_users = permuted_users(len(users), n_heldout_users, seed)
