@@ -6,6 +6,7 @@ split a model was trained on. The CLI only parses flags into these specs and pri
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -84,7 +85,7 @@ class SplitSpec:
 
 
 def read_frame(spec: DataSpec, path: str | None = None):
-    path = path or spec.path
+    """One file of the log as a frame (user, item[, rating][, timestamp]); ``path=None`` is the embedded log."""
     if path is None:
         return generate_log(spec.synthetic)
     if spec.format == "lightgcn":
@@ -95,29 +96,36 @@ def read_frame(spec: DataSpec, path: str | None = None):
 
 
 def prepare_split(data: DataSpec, split: SplitSpec, world: World | None = None) -> tuple[Split, Interactions | None]:
-    """Read, preprocess and split; returns the split and (except for pre-split files and a ``world`` of
-    several processes) the full data. With ``world`` (joined), each process reads only the rows of the
+    """Read, preprocess and split, each once; returns the split and (except for pre-split files and a ``world``
+    of several processes) the full data. With ``world`` (joined), each process reads only the rows of the
     users it owns and the strong split is cut from their exchanged IDs and counts: the split is the one
     process's, with each process holding its own training users' rows (a ``UserRows``)."""
+    if split.protocol == "presplit" and (data.path is None or data.test_path is None):
+        raise DataError("the presplit protocol needs a training file and a test file")
+    if split.protocol != "presplit" and data.test_path is not None:
+        raise DataError(f"a test file was given, but protocol {split.protocol!r} splits one file; use protocol=presplit")
     if world is not None and world.size > 1 and split.protocol == "strong" and data.format == "auto":
         return _sharded_split(data, split, world), None
     if split.protocol == "presplit":
-        if data.path is None or data.test_path is None:
-            raise DataError("the presplit protocol needs a training file and a test file")
-        train = preprocess(read_frame(data), dataclasses.replace(data.preprocessing, min_user_interactions=0), data.path)
-        test = preprocess(read_frame(data, data.test_path), dataclasses.replace(data.preprocessing, min_user_interactions=0), data.test_path)
+        kept = dataclasses.replace(data.preprocessing, min_user_interactions=0)  # test users may be short
+        train, test = (preprocess(read_frame(data, path), kept, path) for path in (data.path, data.test_path))
         return presplit(train, test), None
-    if data.test_path is not None:
-        raise DataError(f"a test file was given, but protocol {split.protocol!r} splits one file; use protocol=presplit")
-    interactions = Interactions.from_frame(preprocess(read_frame(data), data.preprocessing, data.describe()))
+    interactions = Interactions.from_frame(preprocess(read_frame(data, data.path), data.preprocessing, data.describe()))
     if split.protocol == "strong":
         n = split.heldout_users if split.heldout_users is not None else max(1, round(0.1 * interactions.n_users))
-        try:
+        with _named(data, split):
             return strong_generalization_split(interactions, n, holdout_fraction=split.holdout_fraction, seed=split.seed), interactions
-        except DataError as error:
-            default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
-            raise DataError(f"{data.describe()}: {error}{default}") from None
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
+
+
+@contextlib.contextmanager
+def _named(data: DataSpec, split: SplitSpec):
+    """A strong split that cannot be cut names the data, and the default that chose its held-out users."""
+    try:
+        yield
+    except DataError as error:
+        default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
+        raise DataError(f"{data.describe()}: {error}{default}") from None
 
 
 def _sharded_split(data: DataSpec, split: SplitSpec, world: World) -> Split:
@@ -126,12 +134,9 @@ def _sharded_split(data: DataSpec, split: SplitSpec, world: World) -> Split:
     skipped = sum(world.gather(frame.attrs["skipped_lines"]))
     if skipped and world.main:
         log.warning("%s: skipped %d malformed lines", data.path, skipped)
-    try:
-        return sharded_strong_split(frame, data.preprocessing, split.heldout_users, world.gather, holdout_fraction=split.holdout_fraction,
-                                    seed=split.seed, source=data.describe())
-    except DataError as error:
-        default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
-        raise DataError(f"{data.describe()}: {error}{default}") from None
+    with _named(data, split):
+        return sharded_strong_split(frame, data.preprocessing, split.heldout_users, world.gather,
+                                    holdout_fraction=split.holdout_fraction, seed=split.seed, source=data.describe())
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
     with start_tracking(spec.tracking, f"train-{model.name}") as tracker:  # an unreachable server fails now
         notify(f"data: {spec.data.describe()}")
         # under torchrun each rank reads only its own users' rows for a model the Trainer trains
-        shard = (join_world(local_device(resolve_device(model.config.device)))
+        shard = (join_world(local_device(model.training_plan().device))
                  if world.size > 1 and isinstance(model, IterativeRecommender) and not spec.auto_beta else None)
         split, data = prepare_split(spec.data, spec.split, shard)
         notify(f"split ({spec.split.protocol}): {split.summary()}")

@@ -16,7 +16,6 @@ import torch
 from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
-from recvae.models.device import resolve_device
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
 from recvae.models.recommender import ModelConfig, Recommender
@@ -60,7 +59,7 @@ class ALS(Recommender):
             )
             solver.fit(user_items, show_progress=False)
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
-        self._set_fitted(user_items, items, LearnedTensors(item_factors=factors), resolve_device("cpu"))
+        self._set_fitted(user_items, items, LearnedTensors(item_factors=factors), torch.device("cpu"))
         return self
 
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:

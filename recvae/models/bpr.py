@@ -19,7 +19,6 @@ import torch
 from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
-from recvae.models.device import resolve_device
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
 from recvae.models.recommender import ModelConfig, Recommender
@@ -98,7 +97,7 @@ class BPR(Recommender):
         # implicit appends an item-bias column to the item factors and a constant 1 to the users'.
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
         learned = LearnedTensors(item_factors=factors[:, :-1].contiguous(), item_bias=factors[:, -1].contiguous())
-        self._set_fitted(user_items, items, learned, resolve_device("cpu"))
+        self._set_fitted(user_items, items, learned, torch.device("cpu"))
         return self
 
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:

@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 
 import scipy.sparse as sp
+import torch
 
 from recvae.data.shard import UserRows
 from recvae.data.vocab import Vocabulary
-from recvae.models.device import resolve_device
 from recvae.models.nn import LearnedTensors
 from recvae.models.recommender import ModelConfig, Recommender
 
@@ -29,7 +29,7 @@ class Popularity(Recommender):
             user_items = self._training_matrix(user_items)
         elif self.config.binarize:  # a torchrun rank's rows carry the whole log's statistics: count users, not values
             user_items = dataclasses.replace(user_items, item_sums=user_items.item_users)
-        self._set_fitted(user_items, items, LearnedTensors(), resolve_device("cpu"))
+        self._set_fitted(user_items, items, LearnedTensors(), torch.device("cpu"))
         return self
 
     def _item_scorer(self, user_items: sp.csr_matrix):
