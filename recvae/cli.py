@@ -249,10 +249,11 @@ RUN_FLAGS = ("data", "test_data", "format", "user", "item", "rating", "timestamp
 def cmd_tune(args) -> int:
     from recvae.track import TrackingConfig
     from recvae.tune import SearchConfig, TuneSpec, tune_model
+    from recvae.tune.command import read_search_space
 
     data_spec, split_spec = _specs(args)
     model_class = _trainable_models()[args.model]
-    space = _read_space(args.space) if args.space else None
+    space = read_search_space(args.space) if args.space else None
     search = SearchConfig(trials=args.trials, pruner=args.pruner, timeout=args.timeout, storage=args.storage)
     spec = TuneSpec(
         model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
@@ -269,47 +270,24 @@ def cmd_tune(args) -> int:
     return 0
 
 
-def _read_toml(path: str, what: str) -> dict:
-    """A TOML file named by a flag; ``what`` says which (e.g. "search space file (--space)")."""
-    import tomllib
-
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such {what}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
-
-
-def _read_space(path: str) -> dict:
-    payload = _read_toml(path, "search space file (--space)")
-    if set(payload) != {"search"}:
-        raise ValueError(f"{path}: expected one [search] table of hyperparameter ranges, found {sorted(payload)}")
-    return payload["search"]
-
-
 def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
     """`recvae train --config FILE`: the file's flags (what `recvae tune` writes) as defaults, so flags
     given on the command line override them."""
-    payload = _read_toml(path, "config file (--config)")
+    from recvae.tune.command import read_train_config
+
+    options, params = read_train_config(path)
     flags = {s[2:]: a for a in parser._actions for s in a.option_strings[:2] if s.startswith("--")}
-    params = payload.pop("params", {})
     defaults = {}
-    for key, value in [*payload.items(), *((f"[params] {k}", v) for k, v in params.items())]:
-        name = key.removeprefix("[params] ")
-        action = flags.get(name)
+    for key, value in [*options.items(), *((f"[params] {k}", v) for k, v in params.items())]:
+        action = flags.get(key.removeprefix("[params] "))
         hyperparameter = action is not None and action.dest.startswith("cfg_")
         if action is None or action.dest == "flags_file" or hyperparameter != key.startswith("[params]"):
             where = "a model hyperparameter" if key.startswith("[params]") else "a recvae train option"
             raise ValueError(f"{path}: {key!r} is not {where} (hyperparameters go under [params], other flags above it)")
         if action.choices is not None and value not in action.choices:
             raise ValueError(f"{path}: {key} = {value!r}: expected one of {sorted(action.choices)}")
-        defaults[action.dest] = _as_tuples(value) if hyperparameter else value
+        defaults[action.dest] = value
     return defaults
-
-
-def _as_tuples(value):
-    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def cmd_evaluate(args) -> int:

@@ -115,3 +115,34 @@ def write_train_config(path: str | Path, model: str, params: dict, options: dict
         raise ValueError(f"{path}: these settings do not survive a TOML round trip: {expected}")
     write_atomic_bytes(path, text.encode())
     return Path(path)
+
+
+def read_toml(path: str | Path, what: str) -> dict:
+    """A TOML file the user named; ``what`` says which (e.g. "search space file (--space)")."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such {what}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+
+
+def read_search_space(path: str | Path) -> dict:
+    """A file of hyperparameter ranges: one ``[search]`` table, as a model's ``search_space`` spells them."""
+    payload = read_toml(path, "search space file (--space)")
+    if set(payload) != {"search"}:
+        raise ValueError(f"{path}: expected one [search] table of hyperparameter ranges, found {sorted(payload)}")
+    return payload["search"]
+
+
+def read_train_config(path: str | Path) -> tuple[dict, dict]:
+    """What ``write_train_config`` wrote: (options by flag name, hyperparameters by flag name), lists as tuples."""
+    payload = read_toml(path, "config file (--config)")
+    params = payload.pop("params", {})
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: params must be a [params] table of hyperparameters")
+    return payload, {k: _as_tuples(v) for k, v in params.items()}
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
