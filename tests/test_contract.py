@@ -222,3 +222,25 @@ def test_default_search_space_names_real_hyperparameters(name):
         if dimension.choices is not None or default is None:
             continue
         assert dimension.low <= default <= dimension.high, (dimension, default)
+
+
+@parametrize_fitted
+def test_encode_gives_each_history_its_code_where_the_model_has_one(fitted, split):
+    """Models with a latent code (``encode``) give one finite row per history, the same for a row alone and
+    in a batch."""
+    if not hasattr(fitted, "encode"):
+        assert fitted.name not in ("MultVAE", "MultDAE"), "Mult-VAE and Mult-DAE encode"
+        return
+    history = split.test.fold_in[:6]
+    codes = np.asarray(fitted.encode(history))
+    assert codes.shape[0] == 6 and codes.ndim == 2 and np.isfinite(codes).all()
+    np.testing.assert_allclose(np.asarray(fitted.encode(history[2:3]))[0], codes[2], rtol=1e-5, atol=1e-6)
+
+
+def test_a_loaded_model_stays_on_the_cpu_unless_a_device_is_asked_for(split, tmp_path, monkeypatch):
+    saved = make("MultDAE").fit(split.train, items=split.items).save(tmp_path / "m")
+    monkeypatch.delenv("RECVAE_DEVICE", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)  # a GPU machine: loading must not move there unasked
+    assert Recommender.load(saved).device_.type == "cpu"
+    with pytest.raises(ValueError, match="not a torch device"):
+        Recommender.load(saved, device="gpu0")
