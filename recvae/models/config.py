@@ -11,32 +11,43 @@ from recvae.score.metrics import parse_metric
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainingConfig:
-    """How to train: epochs, batches, optimiser, early stopping, seed and device.
+class EpochConfig:
+    """What every model the Trainer runs has: up to ``epochs`` epochs, stopped after ``patience`` epochs
+    without a better validation ``validation_metric`` (None: every epoch), the ``seed`` of its random
+    streams and its ``device`` (None: ``recvae.models.device.resolve_device``'s choice)."""
+
+    epochs: int = 200
+    patience: int | None = 20
+    validation_metric: str = "ndcg@100"
+    seed: int = SEED
+    device: str | None = None
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError("epochs must be at least 1")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError("patience must be at least 1, or None to train every epoch")
+        parse_metric(self.validation_metric)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig(EpochConfig):
+    """How recvae's own models train: epochs, batches, optimiser, early stopping, seed, device, precision.
 
     Defaults are the Mult-VAE paper's: Adam with learning rate 1e-3, batches of 500
     users, up to 200 epochs keeping the weights of the best validation NDCG@100.
     """
 
-    epochs: int = 200
     batch_size: int = 500
     learning_rate: float = 1e-3
-    patience: int | None = 20
-    validation_metric: str = "ndcg@100"
-    seed: int = SEED
-    device: str | None = None
     precision: str = "fp32"
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError("epochs must be at least 1")
+        super().__post_init__()
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if not self.learning_rate > 0:
             raise ValueError("learning_rate must be positive")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError("patience must be at least 1, or None to train every epoch")
-        parse_metric(self.validation_metric)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
 

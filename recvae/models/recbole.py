@@ -37,13 +37,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.defaults import SEED
 from recvae.errors import ModelFileError
 from recvae.models.bpr import bpr_fold_in
+from recvae.models.config import EpochConfig
 from recvae.models.iterative import RESUMABLE_CHANGES, IterativeRecommender
 from recvae.models.recommender import ModelConfig
 from recvae.models.training.step import Phase, TrainingPlan, TrainingStep
-from recvae.score.metrics import parse_metric
 
 log = logging.getLogger(__name__)
 
@@ -81,32 +80,26 @@ class _NoTensorBoard:
         return lambda *args, **kwargs: None
 
 
-@dataclass(frozen=True)
-class RecBoleConfig(ModelConfig):
+@dataclass(frozen=True, kw_only=True)
+class RecBoleConfig(EpochConfig, ModelConfig):
     """``model``: a RecBole model name; ``params``: RecBole settings over its defaults for that model.
 
-    The Trainer's options: ``epochs`` (RecBole's default, 300; 1 for its closed-form models),
-    ``patience`` epochs without a better validation ``validation_metric`` stop it, ``seed``.
+    The Trainer's options (``EpochConfig``): ``epochs`` (RecBole's default, 300; 1 for its closed-form
+    models), ``patience``, ``validation_metric``, ``seed``.
     """
 
     model: str = "MultiVAE"
     params: dict = field(default_factory=dict)
     epochs: int = 300
-    patience: int | None = 20
-    validation_metric: str = "ndcg@100"
-    seed: int = SEED
-    device: str | None = None
     fold_in_steps: int = 100
     fold_in_learning_rate: float = 0.05
 
     def __post_init__(self):
+        super().__post_init__()
         if self.model not in FOLD_IN:
             raise ValueError(f"RecBole model {self.model!r} has no fold-in here; supported: {sorted(FOLD_IN)}")
         if "epochs" in self.params:
             raise ValueError("set epochs on the adapter (RecBoleConfig.epochs), not in RecBole's params")
-        if self.epochs < 1 or (self.patience is not None and self.patience < 1):
-            raise ValueError("epochs and patience must be at least 1")
-        parse_metric(self.validation_metric)
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:
