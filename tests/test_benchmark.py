@@ -8,7 +8,13 @@ import pytest
 from scipy import stats
 
 from recvae.benchmark import (
-    BenchmarkConfig, ModelSpec, benchmark, confidence_interval, holm, load_benchmark, paired_over_seeds,
+    BenchmarkConfig,
+    ModelSpec,
+    benchmark,
+    confidence_interval,
+    holm,
+    load_benchmark,
+    paired_over_seeds,
 )
 from recvae.cli import main
 from recvae.errors import DataError

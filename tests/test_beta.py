@@ -9,12 +9,12 @@ import torch
 
 from recvae.errors import DataError
 from recvae.models import MultVAE, MultVAEConfig
-from recvae.models.nn import AutoEncoder, SparseBatch
-from recvae.train import validation_scorer
 from recvae.models.multvae import autoencoder_loss
+from recvae.models.nn import AutoEncoder, SparseBatch
 from recvae.models.schedules import beta_at
-from recvae.train.auto_beta import auto_beta
 from recvae.models.training.diagnostics import posterior_diagnostics
+from recvae.train import validation_scorer
+from recvae.train.auto_beta import auto_beta
 
 
 @pytest.mark.parametrize("step, expected", [(0, 0.0), (1000, 0.005), (40_000, 0.2), (39_999, 0.199995), (10**6, 0.2)])

@@ -4,8 +4,8 @@ import pytest
 
 from recvae.data.readers import iter_interactions
 from recvae.errors import DataError
-from recvae.export import export_recommendations
 from recvae.export import export as export_module
+from recvae.export import export_recommendations
 from recvae.models import MultVAE, Recommender
 
 

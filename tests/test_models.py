@@ -100,7 +100,11 @@ def test_edited_manifest_is_refused(tmp_path, fitted_vae):
     (path / "model.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match=r"model.json: contents differ from what was saved \(edited\)"):
         Recommender.load(path)
-    del manifest["manifest_sha256"]  # as an older recvae wrote it: the config is trusted, the weights still checked
+    del manifest["manifest_sha256"]  # a model of this format without its checksum: an edit, refused
+    (path / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="lacks its checksum"):
+        Recommender.load(path)
+    manifest["format"] = 1  # as an older recvae wrote it: the config is trusted, the weights still checked
     (path / "model.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="weights do not match the config"):
         Recommender.load(path)

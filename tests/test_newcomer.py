@@ -9,9 +9,9 @@ import torch
 
 from recvae.cli import main
 from recvae.models import MultVAEConfig
-from recvae.train.auto_beta import warn_if_peak_at_edge
-from recvae.models.training.diagnostics import warn_if_collapsed
 from recvae.models.schedules import warn_if_beta_stays_low
+from recvae.models.training.diagnostics import warn_if_collapsed
+from recvae.train.auto_beta import warn_if_peak_at_edge
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from recvae.export import export_recommendations
-from recvae.score.recommend import whole_user_blocks
 from recvae.models import MultVAE
+from recvae.score.recommend import whole_user_blocks
 
 
 def test_frames_cut_inside_a_user_give_blocks_of_whole_users():

@@ -2,9 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recvae.data import Interactions
+from recvae.data import Interactions, read_lightgcn
 from recvae.errors import DataError
-from recvae.data import read_lightgcn
 from recvae.split import presplit, random_holdout_split, strong_generalization_split
 
 

@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
-from recvae.train import validation_scorer
 from recvae.models import REGISTRY, IterativeRecommender, MultDAE, MultVAE, RecVAE
-from recvae.split import strong_generalization_split
-from recvae.train import Trainer
 from recvae.models.training.checkpoint import CHECKPOINT
+from recvae.split import strong_generalization_split
+from recvae.train import Trainer, validation_scorer
 
 RESUMABLE = {
     "MultVAE": dict(epochs=4, batch_size=100, hidden_dims=(32,), latent_dim=8, total_anneal_steps=20),

@@ -8,6 +8,7 @@ import pytest
 from recvae.cli import main
 from recvae.errors import ModelFileError
 from recvae.models import Popularity, Recommender
+from recvae.models.serialization import manifest_digest
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_file_entries_must_stay_in_the_directory(saved, entry, tmp_path):
 
     def escape(manifest):
         manifest["files"][entry] = "0" * 64
-        del manifest["manifest_sha256"]
+        manifest["manifest_sha256"] = manifest_digest(manifest)  # as one who edits it would
 
     _edit(saved, escape)
     with pytest.raises(ModelFileError, match="is not a file name inside the model directory"):
@@ -56,7 +57,7 @@ def test_a_linked_file_is_refused(saved, tmp_path):
 def test_weights_must_be_listed(saved):
     def drop(manifest):
         manifest["files"].pop("weights.safetensors")
-        del manifest["manifest_sha256"]
+        manifest["manifest_sha256"] = manifest_digest(manifest)  # as one who edits it would
 
     _edit(saved, drop)
     with pytest.raises(ModelFileError, match="'files' must list weights.safetensors"):

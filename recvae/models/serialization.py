@@ -25,7 +25,10 @@ from recvae.defaults import VERSION
 from recvae.errors import DataError, ModelFileError
 from recvae.io import fsync_path, ordinary_permissions, sha256_file, temporary_beside
 
-FORMAT_VERSION = 1
+# 2: model.json carries its own checksum (INTEGRITY_KEY), which must be there; 1: written before it was
+# required, read with a warning when it lacks one
+FORMAT_VERSION = 2
+FORMATS = (1, 2)
 MODEL_FILE = "model.json"
 INTEGRITY_KEY = "manifest_sha256"  # of model.json's own content, without this field: an edited config is refused
 WEIGHTS_FILE = "weights.safetensors"
@@ -109,16 +112,19 @@ def read_model_dir(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], Voc
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{manifest_path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise ModelFileError(
             f"{manifest_path}: model format {manifest.get('format') if isinstance(manifest, dict) else None!r} "
-            f"is not the supported format {FORMAT_VERSION}"
+            f"is not one of the supported formats {FORMATS}"
         )
     for key in ("model", "config", "files"):
         if key not in manifest:
             raise ModelFileError(f"{manifest_path}: lacks the field {key!r}")
     if INTEGRITY_KEY in manifest and manifest[INTEGRITY_KEY] != manifest_digest(manifest):
         raise ModelFileError(f"{manifest_path}: contents differ from what was saved (edited); refusing to load")
+    if INTEGRITY_KEY not in manifest and manifest["format"] >= 2:
+        raise ModelFileError(f"{manifest_path}: lacks its checksum ({INTEGRITY_KEY!r}), which every model of format "
+                             f"{manifest['format']} carries: the file was edited; refusing to load")
     if INTEGRITY_KEY not in manifest:  # written before recvae checked model.json itself
         log.warning("%s: saved by an older recvae, without a checksum of its own; its config is trusted as it is",
                     manifest_path)
