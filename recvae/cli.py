@@ -120,6 +120,12 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                            default=argparse.SUPPRESS, metavar=name.upper(), help=text.replace("%", "%%"))
 
 
+def _hyperparameters(args) -> dict:
+    """The hyperparameter flags given, by field name. A flag that was not given is absent (its default is
+    argparse.SUPPRESS), so one given as 'none' is None and applied, never dropped."""
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_")}
+
+
 def _shown(value) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "''"
@@ -223,7 +229,7 @@ def cmd_train(args) -> int:
     data_spec, split_spec = _specs(args)
     model_class = _trainable_models()[args.model]
     spec = TrainSpec(
-        model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
+        model=model_class.name, params=_hyperparameters(args),
         data=data_spec, split=split_spec, out=args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
         auto_beta=args.auto_beta, metrics=_metrics(args), progress=False if args.quiet else None,
         overwrite=args.overwrite,
@@ -256,7 +262,7 @@ def cmd_tune(args) -> int:
     space = read_search_space(args.space) if args.space else None
     search = SearchConfig(trials=args.trials, pruner=args.pruner, timeout=args.timeout, storage=args.storage)
     spec = TuneSpec(
-        model=model_class.name, params={k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None},
+        model=model_class.name, params=_hyperparameters(args),
         space=space, data=data_spec, split=split_spec, metric=args.metric, search=search, out=args.out,
         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
     )

@@ -119,3 +119,10 @@ def test_help_is_reachable_from_the_console_script():
     assert result.returncode == 0
     for flag in ("--data", "--min-rating", "--protocol", "--beta-cap", "--latent-dim", "--resume"):
         assert flag in result.stdout
+
+
+def test_a_flag_given_as_none_is_applied_not_dropped(tmp_path, log_file):
+    out = tmp_path / "model"
+    assert main(["train", "--data", str(log_file), "--out", str(out), *TINY, "--patience", "none"]) == 0
+    config = json.loads((out / "model.json").read_text())["config"]
+    assert config["patience"] is None and config["epochs"] == 3

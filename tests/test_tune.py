@@ -179,3 +179,11 @@ def test_a_study_of_another_search_is_not_resumed_into(small_split, tmp_path):
     with pytest.raises(DataError, match="study 's' was run with other space"):
         run_study(lambda p: EASE(**p), space, {}, small_split.train, small_split.validation, "ndcg@100",
                   SearchConfig(trials=2, seed=0), sqlite_url(tmp_path / "studies.db"), "s")
+
+
+def test_a_hyperparameter_set_to_none_survives_the_settings_file(tmp_path):
+    from recvae.tune.command import read_train_config, write_train_config
+
+    path = write_train_config(tmp_path / "s.toml", "MultVAE", {"patience": None, "hidden_dims": (600,)}, {"epochs": None})
+    options, params = read_train_config(path)
+    assert options == {"model": "multvae"} and params == {"patience": None, "hidden-dims": (600,)}

@@ -98,19 +98,25 @@ def _toml_value(value) -> str:
     return json.dumps(value)  # strings, ints and finite floats read the same in TOML
 
 
+NONE = "none"  # how a settings file spells a hyperparameter set to None
+
+
 def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
 def write_train_config(path: str | Path, model: str, params: dict, options: dict, header: str = "") -> Path:
     """A TOML file of ``recvae train`` flags: ``model``, ``options`` at the top, hyperparameters under
-    ``[params]``; names as the flags spell them, without the dashes. Values that are None are left out."""
+    ``[params]``; names as the flags spell them, without the dashes. Options that are None (their default)
+    are left out; a hyperparameter that is None is written "none"."""
     lines = [f"# {line}" for line in header.splitlines()] + [f"model = {_toml_value(model.lower())}"]
     lines += [f"{_flag(k)} = {_toml_value(v)}" for k, v in options.items() if v is not None]
-    lines += ["", "[params]"] + [f"{_flag(k)} = {_toml_value(v)}" for k, v in sorted(params.items()) if v is not None]
+    # TOML has no null: a hyperparameter set to None is written "none", as its flag takes it
+    params = {k: NONE if v is None else v for k, v in params.items()}
+    lines += ["", "[params]"] + [f"{_flag(k)} = {_toml_value(v)}" for k, v in sorted(params.items())]
     text = "\n".join(lines) + "\n"
     expected = {"model": model.lower(), **{_flag(k): v for k, v in options.items() if v is not None},
-                "params": {_flag(k): v for k, v in params.items() if v is not None}}
+                "params": {_flag(k): v for k, v in params.items()}}
     if json.loads(json.dumps(tomllib.loads(text))) != json.loads(json.dumps(expected)):  # never write a file that reads otherwise
         raise ValueError(f"{path}: these settings do not survive a TOML round trip: {expected}")
     write_atomic_bytes(path, text.encode())
@@ -141,7 +147,7 @@ def read_train_config(path: str | Path) -> tuple[dict, dict]:
     params = payload.pop("params", {})
     if not isinstance(params, dict):
         raise ValueError(f"{path}: params must be a [params] table of hyperparameters")
-    return payload, {k: _as_tuples(v) for k, v in params.items()}
+    return payload, {k: None if v == NONE else _as_tuples(v) for k, v in params.items()}
 
 
 def _as_tuples(value):
