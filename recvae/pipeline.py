@@ -52,6 +52,11 @@ class DataSpec:
     preprocessing: Preprocessing = Preprocessing()
     synthetic: SyntheticLog = SyntheticLog()
 
+    def __post_init__(self):
+        if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
+            raise ValueError(f"min_rating={self.preprocessing.min_rating:g} keeps interactions by their rating, but "
+                             "rating=none ignores the rating column: drop one of them")
+
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 

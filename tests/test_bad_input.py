@@ -40,6 +40,11 @@ def _train(tmp: Path, data: Path | str, *extra: str, words: str):
 
 # ---- the interaction log: read before any training, named by file and line ----
 
+
+def min_rating_with_the_rating_column_ignored(tmp):
+    return _train(tmp, _log(tmp, "user,item,rating\n1,2,5\n"), "--rating", "none", "--min-rating", "4",
+                  words="--min-rating 4 keeps interactions by their rating, but --rating none ignores")
+
 def missing_file(tmp):
     return _train(tmp, tmp / "nowhere.csv", words="nowhere.csv: no such file")
 

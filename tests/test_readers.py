@@ -170,3 +170,10 @@ def test_real_ids_round_trip_through_vocabulary():
     with pytest.raises(DataError, match="unknown item ID 99"):
         data.items.index_of([99])
     assert np.array_equal(data.items.index_of([99, 10], missing="ignore"), [-1, 0])
+
+
+def test_an_ignored_column_is_not_taken_for_a_position(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,rating\n1,2,5\n1,3,4\n")
+    frame = read_interactions(path, rating=False)  # False is a bool, not column 0
+    assert list(frame.columns) == ["user", "item"] and frame["item"].tolist() == [2, 3]

@@ -87,7 +87,7 @@ def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> 
     resolved: dict[str, int] = {}
     for role in ROLES:
         want = requested.get(role)
-        if want is None:
+        if want is None or want is False:  # False: ignore the column (a bool is an int, not a position)
             continue
         if isinstance(want, (int, np.integer)):
             if not 0 <= want < len(names):
