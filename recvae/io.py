@@ -96,3 +96,13 @@ def check_writable(path: str | Path, what: str = "output") -> None:
         raise NotADirectoryError(f"{ancestor}: is a file, not a folder, so {what} {path} cannot be written")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PermissionError(f"{ancestor}: not writable, so {what} {path} cannot be written")
+
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def file_stem(name: str) -> str:
+    """A name (a benchmark's model, say) as part of a file name: letters, digits and "-" as they are, every
+    other character as "_" and its code point in hex, then "_" (so "EASE 1.5" is "EASE_20_1_2e_5"). Distinct
+    names give distinct stems, with no dot for suffix handling to cut at and no path separator."""
+    return "".join(c if c in _PLAIN else f"_{ord(c):x}_" for c in name)

@@ -377,3 +377,50 @@ def test_a_killed_benchmark_leaves_its_report_and_resumes_without_repeating_runs
     fresh, _ = benchmark(config, tmp_path / "fresh", progress=False)
     assert [(r.name, r.seed, r.summary) for r in resumed.runs] == [(r.name, r.seed, r.summary) for r in fresh.runs]
     assert not (tmp_path / "out" / "tiny" / "results.md").read_text().startswith("**Partial")
+
+
+NAMED = """dataset = "tiny"
+seeds = 1
+[data.synthetic]
+n_users = 150
+n_items = 40
+[split]
+heldout_users = 15
+[[models]]
+name = "Pop/A"
+model = "Popularity"
+[[models]]
+name = "Pop_A"
+model = "Popularity"
+[[models]]
+name = "EASE 1.5"
+model = "EASE"
+params = { l2 = 1.5 }
+[[models]]
+name = "EASE 1.9"
+model = "EASE"
+params = { l2 = 1900.0 }
+[[models]]
+name = "x/../y"
+model = "Popularity"
+"""
+
+
+def test_model_names_become_distinct_file_names_and_resume_finds_each(tmp_path):
+    from recvae.io import file_stem
+
+    config = load_benchmark(write(tmp_path, NAMED))
+    result, _ = benchmark(config, tmp_path / "out", progress=False)
+    runs = sorted(p.name for p in (tmp_path / "out" / "tiny" / "runs").glob("*.json") if p.name != "benchmark.json")
+    assert len(runs) == 5 and all("/" not in r and r.count(".") == 1 for r in runs)
+    assert len({file_stem(n) for n in ("Pop/A", "Pop_A", "EASE 1.5", "EASE 1.9", "x/../y")}) == 5
+    resumed, _ = benchmark(config, tmp_path / "out", progress=False, resume=True)
+    assert {r.name: r.summary for r in resumed.runs} == {r.name: r.summary for r in result.runs}
+    by_name = {r.name: r.params for r in resumed.runs}
+    assert by_name["EASE 1.5"]["l2"] == 1.5 and by_name["EASE 1.9"]["l2"] == 1900.0
+
+
+def test_names_that_differ_only_in_case_are_refused_before_any_work(tmp_path):
+    text = NAMED.replace('name = "Pop_A"', 'name = "pop/a"')
+    with pytest.raises(DataError, match="'Pop/A' and 'pop/a' differ only in case"):
+        load_benchmark(write(tmp_path, text))

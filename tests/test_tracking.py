@@ -177,3 +177,15 @@ def test_every_trial_of_a_search_is_a_child_run(server, log_file, tmp_path):
     curve = client.get_metric_history(trials[0].info.run_id, "val_ndcg_at_100")
     assert [m.step for m in curve] == [1, 2, 3]  # the per-epoch validation curve
     assert "tuned" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+
+def test_metric_names_from_any_model_name_are_valid_and_distinct():
+    from mlflow.utils.validation import _validate_metric_name
+
+    from recvae.track.tracking import metric_key
+
+    names = ["x/../y.ndcg@100", "x_2f_.ndcg@100", "Pop/A.recall@20", "Pop_A.recall@20", "../etc.ndcg@100", "a..b.loss"]
+    keys = [metric_key(n) for n in names]
+    assert len(set(keys)) == len(keys) and metric_key("val_ndcg@100") == "val_ndcg_at_100"
+    for key in keys:
+        _validate_metric_name(key)  # raises on a name MLflow would take for a path

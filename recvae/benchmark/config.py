@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.errors import DataError
+from recvae.io import file_stem
 from recvae.evaluate import DEFAULT_METRICS, PRESPLIT_METRICS
 from recvae.models import REGISTRY
 from recvae.score.metrics import parse_metric
@@ -134,6 +135,13 @@ class BenchmarkConfig:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise DataError(f"model names must be unique, got {names}")
+        stems: dict[str, str] = {}
+        for name in names:  # file names differ by more than case, for filesystems that ignore it
+            if not name.strip() or not name.isprintable():
+                raise DataError(f"model name {name!r}: a name must be printable text, not empty")
+            other = stems.setdefault(file_stem(name).casefold(), name)
+            if other != name:
+                raise DataError(f"model names {other!r} and {name!r} differ only in case; their files would collide")
 
     def split_seeds(self) -> list[int]:
         return [self.split.seed + i for i in range(self.seeds)]

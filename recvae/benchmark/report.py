@@ -14,7 +14,7 @@ import pandas as pd
 from recvae.environment import describe
 from recvae.benchmark.runner import BenchmarkResult
 from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
-from recvae.io import write_atomic_bytes, write_atomic_json
+from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
 from recvae.score.metrics import DEFINITIONS
 from recvae.track.plots import (auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, search_figure,
                                 training_curves_figure)
@@ -182,7 +182,7 @@ def _auto_beta_sections(result: BenchmarkResult) -> list[str]:
             "",
             "Per seed, one run anneals β linearly from 0 to 1 over all its epochs (validated every epoch); the β of "
             f"its best validation {_label(result.config.selection_metric)} becomes the cap of the model that is "
-            f"tested (plot: auto_beta_{_file_stem(name)}.png).",
+            f"tested (plot: auto_beta_{file_stem(name)}.png).",
             "",
             "| seed | chosen β | at epoch | validation at the peak |",
             "| --- | --- | --- | --- |",
@@ -192,11 +192,6 @@ def _auto_beta_sections(result: BenchmarkResult) -> list[str]:
             lines.append(f"| {seed} | {a['beta']:.3f} | {a['peak_epoch']} of {len(a['curve'])} | {peak[a['metric']]:.4f} |")
         lines.append("")
     return lines
-
-
-def _file_stem(model_name: str) -> str:
-    """A model's name as it appears in its plots' file names."""
-    return model_name.replace(" ", "_").replace("/", "_")
 
 
 def _png(figure) -> bytes:
@@ -227,15 +222,15 @@ def _write_figures(result: BenchmarkResult, folder: Path, curves: dict) -> list[
         first = result.runs_of(name)[0]
         title = f"{name}: {dataset}, split seed {first.seed}"
         if first.history:
-            save_figure(f"training_{_file_stem(name)}.png", training_curves_figure(first.history, title))
+            save_figure(f"training_{file_stem(name)}.png", training_curves_figure(first.history, title))
         if first.history and "kl_per_dim" in first.history[0]:
-            save_figure(f"diagnostics_{_file_stem(name)}.png", diagnostics_figure(first.history, title))
+            save_figure(f"diagnostics_{file_stem(name)}.png", diagnostics_figure(first.history, title))
         chosen = {f"seed {r.seed}": r.auto_beta for r in result.runs_of(name) if r.auto_beta}
         if chosen:
-            save_figure(f"auto_beta_{_file_stem(name)}.png", auto_beta_figure(chosen, f"auto-β of {name}: {dataset}"))
+            save_figure(f"auto_beta_{file_stem(name)}.png", auto_beta_figure(chosen, f"auto-β of {name}: {dataset}"))
         studied = {f"seed {r.seed}": r.tuning for r in result.runs_of(name) if any("state" in t for t in r.tuning)}
         if studied:
-            save_figure(f"search_{_file_stem(name)}.png", search_figure(
+            save_figure(f"search_{file_stem(name)}.png", search_figure(
                 studied, result.config.selection_metric, f"search of {name}: {dataset}"))
     return files
 

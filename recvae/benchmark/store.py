@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from recvae.benchmark.config import BenchmarkConfig
 from recvae.benchmark.runner import ModelRun
 from recvae.errors import DataError
-from recvae.io import write_atomic_bytes, write_atomic_json
+from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
 
 
 class RunStore:
@@ -25,7 +24,7 @@ class RunStore:
         self.config = config
 
     def _stem(self, name: str, seed: int) -> Path:
-        return self.root / f"{re.sub(r'[^A-Za-z0-9._-]', '_', name)}-{seed}"
+        return self.root / f"{file_stem(name)}_seed{seed}"  # "_s" is in no stem: one file per (name, seed)
 
     def start(self, resume: bool) -> dict[tuple[str, int], ModelRun]:
         """The runs finished earlier (with ``resume``; none otherwise), after checking they belong to this config.

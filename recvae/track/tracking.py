@@ -10,11 +10,11 @@ import json
 import logging
 import os
 import platform
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
 
 from recvae.defaults import VERSION
 from recvae.environment import git_commit
@@ -24,6 +24,16 @@ from recvae.track.plots import auto_beta_figure, diagnostics_figure
 log = logging.getLogger(__name__)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def metric_key(name: str) -> str:
+    """A metric's name as MLflow takes it: "@" spelled "_at_" (``ndcg@100`` is ``ndcg_at_100``), and any
+    character MLflow refuses or that would make the name a path (a benchmark model called "x/../y") spelled
+    "_" + its code point in hex + "_". Readable rather than injective: a name that already spells such an
+    escape could meet another (files, where that matters, are named by ``recvae.io.file_stem``)."""
+    name = name.replace("@", "_at_")
+    name = re.sub(r"[^A-Za-z0-9_\-. ]", lambda m: f"_{ord(m.group()):x}_", name)
+    return name.replace("..", "._2e_")
 
 
 class TrackingError(RecvaeError):
@@ -134,10 +144,10 @@ class Tracker:
     def log_epoch(self, record: dict) -> None:
         """An epoch callback for ``fit``: every numeric field of the record at step = epoch."""
         metrics = {k: float(v) for k, v in record.items() if k != "epoch" and isinstance(v, (int, float))}
-        self.mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items()}, step=int(record["epoch"]))
+        self.mlflow.log_metrics({metric_key(k): v for k, v in metrics.items()}, step=int(record["epoch"]))
 
     def log_metrics(self, metrics: dict, prefix: str = "") -> None:
-        self.mlflow.log_metrics({f"{prefix}{k}".replace("@", "_at_"): float(v) for k, v in metrics.items()})
+        self.mlflow.log_metrics({metric_key(f"{prefix}{k}"): float(v) for k, v in metrics.items()})
 
     def log_dict(self, payload: dict, name: str) -> None:
         self.mlflow.log_dict(payload, name)
