@@ -317,7 +317,7 @@ def cmd_recommend(args) -> int:
         model=args.model, interactions=args.interactions, out=args.out, top_n=args.top_n, include_seen=args.include_seen,
         allow=args.allow, deny=args.deny, fallback=args.fallback, shard=args.shard, batch_users=args.batch_users,
         score_memory=args.score_memory, min_rating=args.min_rating, grouped=not args.ungrouped, engine=args.engine,
-        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None)
+        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, overwrite=args.overwrite)
     result = recommend_log(spec)
     if result.min_rating is not None:
         print(f"keeping interactions rated >= {result.min_rating:g}" + (" (as in training)" if result.min_rating_from_training
@@ -469,7 +469,8 @@ def _add_recommend(sub, common) -> None:
     )
     recommend.add_argument("--model", required=True, help="model directory written by 'recvae train'")
     recommend.add_argument("--interactions", required=True, metavar="FILE", help="users' histories (any format 'train --data' reads)")
-    recommend.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv")
+    recommend.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv (with --engine spark, a folder)")
+    recommend.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     recommend.add_argument("--top-n", type=int, default=100, help="items per user")
     recommend.add_argument("--include-seen", action="store_true", help="allow items already in a user's history")
     recommend.add_argument("--allow", metavar="FILE", help="only recommend these item IDs (one per line)")

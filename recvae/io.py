@@ -3,6 +3,8 @@ directories, checkpoints, exports and benchmark reports alike."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -106,3 +108,71 @@ def file_stem(name: str) -> str:
     other character as "_" and its code point in hex, then "_" (so "EASE 1.5" is "EASE_20_1_2e_5"). Distinct
     names give distinct stems, with no dot for suffix handling to cut at and no path separator."""
     return "".join(c if c in _PLAIN else f"_{ord(c):x}_" for c in name)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claimed(path: str | Path, what: str, *, overwrite: bool = False, directory: bool = False):
+    """Claim ``path`` for this run before its work starts, and hold the claim until the block ends.
+
+    Refused at once, naming ``path``: a file where a folder is meant or the reverse; an existing target
+    (a folder counts when it holds anything) unless ``overwrite``; a target another live recvae process
+    has claimed (a lock file beside it, created atomically; one left by a process that died is taken
+    over). So two runs never write one output, and nothing the user put there is replaced unasked."""
+    path = Path(path)
+    check_writable(path, what)
+    if path.exists():
+        if path.is_dir() != directory:
+            raise ValueError(f"{path}: is a {'folder' if path.is_dir() else 'file'}; {what} is written as a "
+                             f"{'folder' if directory else 'file'}: name another path")
+        if not overwrite and (not directory or any(path.iterdir())):
+            raise FileExistsError(f"{path}: exists, and {what} replaces nothing unasked: pass overwrite=True "
+                                  "(--overwrite), or another path")
+    lock = path.with_name(f".{path.name}.recvae-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ""
+            if text.isdigit() and _process_alive(int(text)) and int(text) != os.getpid():
+                raise FileExistsError(f"{path}: another recvae run (process {text}) is writing it now; wait for it "
+                                      "to end, or write elsewhere") from None
+            lock.unlink(missing_ok=True)  # its process is gone
+    else:
+        raise FileExistsError(f"{path}: could not claim it ({lock} keeps coming back)")
+    try:
+        os.write(descriptor, str(os.getpid()).encode())
+        os.close(descriptor)
+        yield path
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+class WriteError(OSError):
+    """A write that failed (a full or read-only disk, a lost mount), naming the target the user knows
+    rather than a temporary file beside it, and the cause."""
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, what: str, errors: tuple[type[BaseException], ...] = ()):
+    """Turn a failed write inside the block into one ``WriteError`` naming ``path`` and the cause: every
+    ``OSError``, and the writer libraries' own error types given in ``errors`` (safetensors and Arrow
+    raise theirs on a full disk), so that callers need to catch only ``OSError``."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except (OSError, *errors) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip() or type(exc).__name__
+        raise WriteError(getattr(exc, "errno", None) or errno.EIO, f"{path}: {what} could not be written ({cause})") from exc

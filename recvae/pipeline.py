@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import tempfile
@@ -22,7 +23,7 @@ from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError
-from recvae.io import check_writable
+from recvae.io import WriteError, check_writable, claimed
 from recvae.evaluate import default_metrics, evaluate, evaluate_curves
 from recvae.models import IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
 from recvae.models.device import resolve_device
@@ -178,11 +179,6 @@ class TrainSpec:
             parse_metric(metric)
         if "device" in model.get_params():
             resolve_device(model.get_params()["device"])  # --device cuda without CUDA fails before the data is read
-        if Path(self.out).exists() and not self.overwrite:
-            raise ValueError(f"{self.out} exists; pass overwrite=True (--overwrite) to replace it, or another out (--out)")
-        if Path(self.out).is_file():
-            raise ValueError(f"{self.out} is a file; out (--out) names the model directory to write")
-        check_writable(self.out, "the model directory")
         if self.checkpoint_dir:
             check_writable(self.checkpoint_dir, "the checkpoint directory")
         return model
@@ -211,7 +207,9 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         spec = dataclasses.replace(spec, tracking=dataclasses.replace(spec.tracking, enabled=False))
         notify = _silent
     model = spec.build_model()
-    with start_tracking(spec.tracking, f"train-{model.name}") as tracker:  # an unreachable server fails now
+    # rank 0 claims the model directory now: an existing one is refused unless overwrite, a second run at once too
+    claim = claimed(spec.out, "the model directory", overwrite=spec.overwrite, directory=True) if world.main else None
+    with claim or contextlib.nullcontext(), start_tracking(spec.tracking, f"train-{model.name}") as tracker:
         notify(f"data: {spec.data.describe()}")
         # under torchrun each rank reads only its own users' rows for a model the Trainer trains
         shard = (join_world(local_device(model.training_plan().device))
@@ -258,8 +256,13 @@ def _save_or_keep(model: Recommender, out: str, metadata: dict) -> Path:
     try:
         return model.save(out, metadata)
     except OSError as exc:
-        kept = model.save(Path(tempfile.mkdtemp(prefix="recvae-unsaved-")) / "model", metadata)
-        raise OSError(f"{out}: could not be written ({exc.strerror or exc}); the trained model is kept in {kept}") from None
+        failed = exc.strerror if isinstance(exc, WriteError) else f"{out}: could not be written ({exc.strerror or exc})"
+        try:
+            kept = model.save(Path(tempfile.mkdtemp(prefix="recvae-unsaved-")) / "model", metadata)
+        except OSError as again:
+            raise WriteError(exc.errno or errno.EIO, f"{failed}; keeping it in a temporary folder failed too "
+                             f"({again.strerror or again}): the trained model is lost") from None
+        raise WriteError(exc.errno or errno.EIO, f"{failed}; the trained model is kept in {kept}") from None
 
 
 def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> tuple[Recommender, dict | None]:

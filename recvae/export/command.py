@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from recvae.export.export import export_recommendations
-from recvae.io import check_writable
+from recvae.io import claimed
 from recvae.score.recommend import ExportStats
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class RecommendSpec:
     master: str | None = None
     reader: dict = field(default_factory=dict)
     progress: bool | None = None
+    overwrite: bool = False  # replace an existing output (a Spark output folder holding anything counts)
 
     def __post_init__(self):
         self.shard_index()
@@ -83,8 +84,13 @@ class RecommendResult:
 
 
 def recommend_log(spec: RecommendSpec) -> RecommendResult:
-    """Export ``spec.top_n`` items for every user of ``spec.interactions`` to ``spec.out``."""
-    check_writable(spec.out, "the output")
+    """Export ``spec.top_n`` items for every user of ``spec.interactions`` to ``spec.out``, claimed first: an
+    existing output is refused unless ``overwrite``, and so is one another run is writing."""
+    with claimed(spec.out, "the output", overwrite=spec.overwrite, directory=spec.engine == "spark"):
+        return _export(spec)
+
+
+def _export(spec: RecommendSpec) -> RecommendResult:
     if spec.engine == "spark":
         from recvae.export.spark import cached_model
 

@@ -11,7 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from recvae.errors import DataError
-from recvae.io import replace_durably
+from recvae.io import replace_durably, writing
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
@@ -63,6 +63,10 @@ class AtomicRecommendationWriter:
         return self
 
     def write(self, columns: dict[str, np.ndarray]) -> None:
+        with writing(self.path, "the output"):
+            self._write(columns)
+
+    def _write(self, columns: dict[str, np.ndarray]) -> None:
         arrays = {k: _arrow_ids(v) if k in ("user", "item") else pa.array(v) for k, v in columns.items()}
         table = pa.table(arrays)
         if self._writer is None:
@@ -90,9 +94,10 @@ class AtomicRecommendationWriter:
     def commit(self, empty_columns: dict[str, np.ndarray]) -> None:
         if self._writer is None:  # no row at all: still write a file with the columns
             self.write(empty_columns)
-        self._writer.close()
-        self._writer = None
-        replace_durably(self.tmp, self.path)
+        with writing(self.path, "the output"):
+            self._writer.close()
+            self._writer = None
+            replace_durably(self.tmp, self.path)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._writer is not None:

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from recvae.data.vocab import Vocabulary
 from recvae.defaults import VERSION
 from recvae.errors import DataError, ModelFileError
-from recvae.io import fsync_path, ordinary_permissions, sha256_file, temporary_beside
+from recvae.io import fsync_path, ordinary_permissions, sha256_file, temporary_beside, writing
 
 # 2: model.json carries its own checksum (INTEGRITY_KEY), which must be there; 1: written before it was
 # required, read with a warning when it lacks one
@@ -49,41 +49,51 @@ def save_model_dir(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_beside(path, directory=True)
     try:
-        weights = tmp / WEIGHTS_FILE
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights))
-        files = {WEIGHTS_FILE: sha256_file(weights)}
-        if items is not None:
-            (tmp / ITEMS_FILE).write_text(json.dumps(items.to_json()))
-            files[ITEMS_FILE] = sha256_file(tmp / ITEMS_FILE)
-        manifest = {
-            "format": FORMAT_VERSION,
-            "recvae_version": VERSION,
-            "model": kind,
-            "config": config,
-            "files": files,
-            "metadata": metadata or {},
-        }
-        manifest = json.loads(json.dumps(manifest, default=str))  # what will be read back
-        manifest[INTEGRITY_KEY] = manifest_digest(manifest)
-        (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=2))
-        for file in tmp.iterdir():
-            ordinary_permissions(file)
-            fsync_path(file)
-        fsync_path(tmp)
-        if path.exists():
-            if not (path / MODEL_FILE).exists() and any(path.iterdir()):
-                raise ModelFileError(f"{path}: exists and is not a recvae model directory; refusing to replace it")
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        with writing(path, "the model directory", (SafetensorError,)):
+            _write_model_files(tmp, kind, config, tensors, items, metadata)
+            _move_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _write_model_files(tmp: Path, kind: str, config: dict, tensors: dict[str, torch.Tensor], items: Vocabulary | None,
+                       metadata: dict | None) -> None:
+    weights = tmp / WEIGHTS_FILE
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights))
+    files = {WEIGHTS_FILE: sha256_file(weights)}
+    if items is not None:
+        (tmp / ITEMS_FILE).write_text(json.dumps(items.to_json()))
+        files[ITEMS_FILE] = sha256_file(tmp / ITEMS_FILE)
+    manifest = {
+        "format": FORMAT_VERSION,
+        "recvae_version": VERSION,
+        "model": kind,
+        "config": config,
+        "files": files,
+        "metadata": metadata or {},
+    }
+    manifest = json.loads(json.dumps(manifest, default=str))  # what will be read back
+    manifest[INTEGRITY_KEY] = manifest_digest(manifest)
+    (tmp / MODEL_FILE).write_text(json.dumps(manifest, indent=2))
+    for file in tmp.iterdir():
+        ordinary_permissions(file)
+        fsync_path(file)
+    fsync_path(tmp)
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    if path.exists():
+        if not (path / MODEL_FILE).exists() and any(path.iterdir()):
+            raise ModelFileError(f"{path}: exists and is not a recvae model directory; refusing to replace it")
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
 
 
 def manifest_digest(manifest: dict) -> str:

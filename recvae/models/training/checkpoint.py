@@ -12,7 +12,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from recvae.errors import ModelFileError
-from recvae.io import remove_stale_temporaries, replace_durably, temporary_beside
+from recvae.io import remove_stale_temporaries, replace_durably, temporary_beside, writing
 
 CHECKPOINT = "checkpoint.safetensors"
 STATE_KEY = "recvae_state"
@@ -23,10 +23,11 @@ def save_checkpoint(directory: str | Path, tensors: dict[str, torch.Tensor], sta
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / CHECKPOINT
     tmp = temporary_beside(target)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={STATE_KEY: json.dumps(state)})
-        replace_durably(tmp, target)
+    try:  # on a full disk the previous epoch's checkpoint stays, and the run resumes from it
+        with writing(target, "the checkpoint", (SafetensorError,)):
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                      metadata={STATE_KEY: json.dumps(state)})
+            replace_durably(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
