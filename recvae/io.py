@@ -110,7 +110,8 @@ def file_stem(name: str) -> str:
     return "".join(c if c in _PLAIN else f"_{ord(c):x}_" for c in name)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -145,7 +146,7 @@ def claimed(path: str | Path, what: str, *, overwrite: bool = False, directory: 
             break
         except FileExistsError:
             text = lock.read_text().strip() if lock.exists() else ""
-            if text.isdigit() and _process_alive(int(text)) and int(text) != os.getpid():
+            if text.isdigit() and process_alive(int(text)) and int(text) != os.getpid():
                 raise FileExistsError(f"{path}: another recvae run (process {text}) is writing it now; wait for it "
                                       "to end, or write elsewhere") from None
             lock.unlink(missing_ok=True)  # its process is gone
