@@ -1,6 +1,7 @@
 """Hyperparameter search (#18): Optuna studies that find the optimum, prune, resume, and feed `recvae train`."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -187,3 +188,17 @@ def test_a_hyperparameter_set_to_none_survives_the_settings_file(tmp_path):
     path = write_train_config(tmp_path / "s.toml", "MultVAE", {"patience": None, "hidden_dims": (600,)}, {"epochs": None})
     options, params = read_train_config(path)
     assert options == {"model": "multvae"} and params == {"patience": None, "hidden-dims": (600,)}
+
+
+@pytest.mark.parametrize("space, words", [
+    ({"dropout": {"choices": [0.5, 1.5]}}, "search key 'dropout': the value 1.5 is not valid (dropout must lie in [0, 1))"),
+    ({"learning_rate": {"low": -1.0, "high": 1e-2}}, "search key 'learning_rate': the value -1.0 is not valid"),
+    ({"activation": ["tanh", "sigmoidish"]}, "search key 'activation': the value 'sigmoidish' is not valid"),
+])
+def test_every_value_of_a_search_space_is_checked_before_the_first_trial(space, words):
+    from recvae.errors import DataError
+    from recvae.models import MultVAEConfig
+    from recvae.tune import parse_space
+
+    with pytest.raises(DataError, match=re.escape(words)):
+        parse_space(space, MultVAEConfig, "search space of MultVAE")

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 from recvae.errors import DataError
+from recvae.models.config import config_from_dict
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,21 @@ def parse_space(raw: dict, config_class: type, where: str, fixed: dict | None = 
     both = set(raw) & set(fixed or {})
     if both:
         raise DataError(f"{where}: {sorted(both)} both fixed in params and searched")
-    return {name: parse_dimension(name, value, where) for name, value in raw.items()}
+    space = {name: parse_dimension(name, value, where) for name, value in raw.items()}
+    for dimension in space.values():
+        _check_values(dimension, config_class, fixed or {}, where)
+    return space
+
+
+def _check_values(dimension: Dimension, config_class: type, fixed: dict, where: str) -> None:
+    """Every choice, and both ends of a range, must make a valid config (beside the fixed hyperparameters):
+    a bad value is found now, not when the sampler draws it part-way through a study."""
+    values = dimension.choices if dimension.choices is not None else (dimension.low, dimension.high)
+    for value in values:
+        try:
+            config_from_dict(config_class, {**fixed, dimension.name: value})
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{where}: search key {dimension.name!r}: the value {value!r} is not valid ({exc})") from None
 
 
 def combinations(space: dict[str, Dimension]) -> int | None:
