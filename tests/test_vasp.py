@@ -140,3 +140,27 @@ def test_bad_settings_are_refused_when_configured():
         VASP(focal_alpha=1.5)
     with pytest.raises(ValueError, match="focal_gamma"):
         MultVAE(likelihood="focal", focal_gamma=-1.0)
+
+
+def test_the_memory_check_reads_a_process_memory_limit(tmp_path):
+    """Under ``ulimit -v`` (or a container's limit) the refusal comes before training, not the allocator's death."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource\n"
+        "from recvae.models.ease import available_memory\n"
+        "from recvae.models.vasp import check_shallow_memory\n"
+        "from recvae.errors import CapacityError\n"
+        "free = available_memory()\n"
+        "used = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))  # 1 GiB more than now\n"
+        "limited = available_memory()\n"
+        "try:\n"
+        "    check_shallow_memory(12_000, 'VASP')\n"
+        "    print('trained on', limited)\n"
+        "except CapacityError as exc:\n"
+        "    print('refused', limited < 1.01 * 2**30 < free, exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("refused True") and "12,000 items needs about 2.1 GiB" in done.stdout, done.stdout + done.stderr

@@ -15,7 +15,9 @@ matrices: `scripts/benchmark_ease.py` measures it against one Cholesky fit per l
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -46,7 +48,20 @@ class EASEConfig(ModelConfig):
 
 
 def available_memory() -> int:
-    """Bytes of memory free for this process now (physical memory available, as the OS reports it)."""
+    """Bytes of memory this process can still take now: the physical memory available, as the OS reports it,
+    or less where a limit binds sooner: the process's address-space limit (``ulimit -v``) and its cgroup's
+    memory limit (a container's), each less what is already used."""
+    limits = [_physical_available()]
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft - _status_kib("VmSize") * 1024)
+    cgroup = _cgroup_headroom()
+    if cgroup is not None:
+        limits.append(cgroup)
+    return max(0, min(limits))
+
+
+def _physical_available() -> int:
     try:
         with open("/proc/meminfo") as meminfo:
             for line in meminfo:
@@ -55,6 +70,32 @@ def available_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _status_kib(field: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cgroup_headroom() -> int | None:
+    """The cgroup's memory limit less its usage (cgroup v2, else v1); None without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**60:  # v1 writes a huge number for "no limit", v2 "max"
+            return int(limit) - usage
+        return None
+    return None
 
 
 def required_memory(n_items: int, matrices: int = 1) -> int:
