@@ -270,6 +270,11 @@ def _recommend(tmp, *extra, words, model=None):
         words, [out]
 
 
+def spark_master_not_a_url(tmp):
+    return _recommend(tmp, "--engine", "spark", "--master", "nonsense://x", words="--master 'nonsense://x': not a Spark master URL",
+                      model=tmp / "not-read")
+
+
 def zero_batch_users(tmp):
     return _recommend(tmp, "--batch-users", "0", words="--batch-users 0", model=tmp / "not-read")
 

@@ -4,6 +4,7 @@ model, keep the ratings it was trained on, and export through the local streamin
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ from recvae.score.recommend import ExportStats
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "spark")
+# the master URLs Spark documents (spark-submit --master)
+SPARK_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|yarn|(spark|mesos|k8s)://\S+")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class RecommendSpec:
             for column in ("rating", "user", "item"):
                 if isinstance(self.reader.get(column), (int, bool)):
                     raise ValueError(f"{column}={self.reader[column]!r}: the Spark engine reads columns by name")
+            if self.master is not None and not SPARK_MASTER.fullmatch(self.master):
+                raise ValueError(f"master={self.master!r}: not a Spark master URL (local, local[N], local[*], "
+                                 "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
         elif self.master is not None:
             raise ValueError(f"master={self.master!r}: only with engine=spark")
         if isinstance(self.min_rating, str) and self.min_rating != "none":

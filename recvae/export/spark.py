@@ -110,7 +110,12 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     allow = _read_id_list(allow_file, kind) if allow_file else None
     deny = _read_id_list(deny_file, kind) if deny_file else None
     builder = SparkSession.builder.appName("recvae recommend")
-    spark = (builder.master(master) if master else builder).getOrCreate()
+    try:
+        spark = (builder.master(master) if master else builder).getOrCreate()
+    except Exception as exc:  # Spark's JVM errors arrive as Py4J's and pyspark's own types
+        cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise DataError(f"master={master!r}: Spark could not start ({cause[:300]})" if master
+                        else f"Spark could not start ({cause[:300]})") from None
     if source.suffix == ".parquet" or source.is_dir():
         frame = spark.read.parquet(str(source))
     else:
