@@ -177,3 +177,13 @@ def test_an_ignored_column_is_not_taken_for_a_position(tmp_path):
     path.write_text("user,item,rating\n1,2,5\n1,3,4\n")
     frame = read_interactions(path, rating=False)  # False is a bool, not column 0
     assert list(frame.columns) == ["user", "item"] and frame["item"].tolist() == [2, 3]
+
+
+def test_a_quoted_id_keeps_its_spaces_and_a_number_its_value(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text('user,item\n" spaced ",a\nplain,"b "\n 7 ,a\n')
+    frame = read_interactions(path, user="user", item="item")
+    assert frame["user"].tolist() == [" spaced ", "plain", " 7 "] and frame["item"].tolist() == ["a", "b ", "a"]
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text("user,item\n 7 ,1\n7,2\n")
+    assert read_interactions(numbers)["user"].tolist() == [7, 7]

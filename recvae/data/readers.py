@@ -134,9 +134,12 @@ def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
         values = values.astype(np.int64)
     if pd.api.types.is_integer_dtype(values) and kind != "str":
         return values.to_numpy(dtype=np.int64)
-    text = values.astype(str).str.strip()
+    # A text ID is what the file says, spaces included (a quoted " spaced " ID keeps them); only a number's
+    # surrounding spaces are insignificant, so " 12" and "12" are one integer ID.
+    raw = values.astype(str)
     if kind in ("str", "as_read"):
-        return text.to_numpy(dtype=object)
+        return raw.to_numpy(dtype=object)
+    text = raw.str.strip()
     is_int = text.str.fullmatch(INTEGER_ID).to_numpy()
     written_as_float = text.str.fullmatch(INTEGER_ID + r"\.0+").to_numpy()
     if written_as_float.any() and (is_int | written_as_float).all():
@@ -148,10 +151,10 @@ def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     if is_int.all():
         return text.astype(np.int64).to_numpy()
     if kind == "int":
-        mixed = text.to_numpy(dtype=object)
+        mixed = raw.to_numpy(dtype=object)
         mixed[is_int] = text[is_int].astype(np.int64).to_numpy()
         return mixed
-    return text.to_numpy(dtype=object)
+    return raw.to_numpy(dtype=object)
 
 
 def read_interactions(
