@@ -202,3 +202,12 @@ def test_every_value_of_a_search_space_is_checked_before_the_first_trial(space, 
 
     with pytest.raises(DataError, match=re.escape(words)):
         parse_space(space, MultVAEConfig, "search space of MultVAE")
+
+
+def test_a_damaged_study_database_is_one_line_naming_it(tmp_path, small_log_file, capsys):
+    damaged = tmp_path / "study.db"
+    damaged.write_text("not a database")
+    assert main(["tune", "--model", "ease", "--data", str(small_log_file), "--trials", "2", "--storage",
+                 f"sqlite:///{damaged}", "--out", str(tmp_path / "t.toml"), "--no-tracking", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: the study database cannot be used (file is not a database)" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ Trials see the validation users only; choosing the setting and scoring the test 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -146,6 +147,28 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
     ones is refused rather than mixed in."""
     optuna = _optuna()
+    with _study_storage(storage):
+        return _run_study(optuna, build, space, fixed, train, validation, metric, search, storage, study_name, resume,
+                          tracker, report, identity)
+
+
+@contextlib.contextmanager
+def _study_storage(storage: str):
+    """A study database that cannot be read or written (not a database, read-only, a full disk) ends in one
+    error naming the file and the database's own cause, not a traceback from deep in SQLAlchemy."""
+    from sqlalchemy.exc import SQLAlchemyError  # optuna's storage layer
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        where = storage.removeprefix("sqlite:///")
+        raise DataError(f"{where}: the study database cannot be used ({cause}); give another storage (--storage), or "
+                        "remove a damaged file to start the study over") from None
+
+
+def _run_study(optuna, build, space, fixed, train, validation, metric, search, storage, study_name, resume, tracker,
+               report, identity) -> StudyResult:
     study, budget = _open_study(optuna, build, space, fixed, metric, search, storage, study_name, resume, identity)
     objective = _Objective(optuna, build, space, fixed, train, validation, metric, study_name, tracker or NullTracker())
 
