@@ -65,8 +65,9 @@ def write_atomic_bytes(path: str | Path, data: bytes) -> None:
     """Readers see the old file or the new one, never a part."""
     tmp = temporary_beside(path)
     try:
-        tmp.write_bytes(data)
-        replace_durably(tmp, path)
+        with writing(path, "the file"):
+            tmp.write_bytes(data)
+            replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
