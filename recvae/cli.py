@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS, SEED
-from recvae.errors import RecvaeError
+from recvae.errors import PeerLostError, RecvaeError
 
 log = logging.getLogger("recvae")
 
@@ -592,6 +592,10 @@ def main(argv: list[str] | None = None) -> int:
     except (RecvaeError, ValueError) as exc:
         # a benchmark's errors name its TOML file and key, not flags
         message = str(exc) if args.command == "benchmark" else _with_flags(str(exc), _subparser(parser, args.command))
+        if isinstance(exc, PeerLostError) and exc.checkpoint_dir:
+            again = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
+            message += (f": torchrun --nproc-per-node {exc.world_size} -m recvae {' '.join(map(shlex.quote, again))}"
+                        " --resume")
         print(f"recvae: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full or read-only disk, a folder where a file is meant: one line, no traceback

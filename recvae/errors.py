@@ -19,3 +19,13 @@ class NotFittedError(RecvaeError, AttributeError):
 
 class CapacityError(RecvaeError, MemoryError):
     """A job would need more memory than the machine has; refused before allocating, with a way out."""
+
+
+class PeerLostError(RecvaeError):
+    """Another process of a torchrun run stopped (killed, out of memory, its machine lost) while this one
+    trained. ``checkpoint_dir``: where the run's checkpoints are, if it wrote any, to resume every process from."""
+
+    def __init__(self, message: str, world_size: int, checkpoint_dir: str | None):
+        super().__init__(message)
+        self.world_size = world_size
+        self.checkpoint_dir = checkpoint_dir

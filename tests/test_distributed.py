@@ -109,3 +109,34 @@ def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
 
     again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False)))
     assert again.results["MultDAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)
+
+
+def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tmp_path):
+    import time
+
+    import psutil
+
+    from recvae.cli import main
+
+    log = tmp_path / "log.csv"
+    assert main(["generate", "--out", str(log), "--users", "2000", "--items", "150"]) == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "recvae",
+         "train", "--model", "multdae", "--data", str(log), "--epochs", "500", "--patience", "none",
+         "--batch-size", "50", "--checkpoint-dir", "ck", "--out", "model", "--no-tracking", "-q"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.time() + 300
+        while not (tmp_path / "ck" / "checkpoint.safetensors").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        rank_1 = [p for p in psutil.Process(run.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        assert rank_1, "no rank 1 to kill"
+        rank_1[0].kill()
+        _, err = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    ours = [line for line in err.splitlines() if line.startswith("recvae: error")]
+    assert len(ours) == 1 and "rank 0: another process of this 2-process run stopped" in ours[0], err[-3000:]
+    assert ours[0].endswith("--checkpoint-dir ck --out model --no-tracking -q --resume")
+    assert "[rank0]: Traceback" not in err  # torchrun's own summary names the killed rank and its signal

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recvae.data.shard import UserRows, gathered_rows
-from recvae.errors import DataError, ModelFileError
+from recvae.errors import DataError, ModelFileError, PeerLostError
 from recvae.models.device import autocast
 from recvae.models.inputs import as_csr
 from recvae.models.nn import SparseBatch
@@ -136,7 +136,16 @@ class Trainer:
                 _BatchLoss(step), device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         if self.resume:
             self._restore(run)
-        self._loop(run, train, validate)
+        try:
+            self._loop(run, train, validate)
+        except RuntimeError as exc:
+            if world.size == 1 or not _peer_lost(exc):
+                raise
+            where = (f"; the checkpoints in {self.checkpoint_dir} resume every process" if self.checkpoint_dir
+                     else "; it wrote no checkpoints (checkpoint_dir) to resume from")
+            cause = str(exc).splitlines()[0][:200]
+            raise PeerLostError(f"rank {world.rank}: another process of this {world.size}-process run stopped "
+                                f"({cause}){where}", world.size, self.checkpoint_dir and str(self.checkpoint_dir)) from None
         if run.best.restore(step.module):
             log.info("best %s %.4f at epoch %d", plan.validation_metric, run.best.score, run.best.epoch)
         if step.latent_dim:
@@ -345,6 +354,14 @@ def _shuffled_batches(n_users: int, batch_size: int, generator: torch.Generator)
 def _add(totals: dict, terms: dict) -> None:
     for name, value in terms.items():
         totals[name] = totals.get(name, 0.0) + value
+
+
+def _peer_lost(exc: RuntimeError) -> bool:
+    """Whether a collective failed because another process went away (gloo's and NCCL's words for it)."""
+    if isinstance(exc, torch.distributed.DistError):
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in ("closed by peer", "connection reset by peer", "broken pipe"))
 
 
 def _data_key(train: sp.csr_matrix) -> dict:
