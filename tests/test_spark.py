@@ -90,3 +90,28 @@ def test_recommend_engine_spark_writes_the_same_parquet(spark, exported, tmp_pat
                  "--fallback", "popularity", "--score-memory", "0.001", "-q"]) == 0  # item chunks on the workers
     _same_rows(pd.read_parquet(out), local)
     assert not [p for p in tmp_path.iterdir() if p.name != "recs.parquet"]  # the staging directory is gone
+
+
+def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatch):
+    from recvae.errors import DataError
+    from recvae.export import spark as spark_export
+    from recvae.io import WriteError
+
+    class Failing:
+        class write:
+            @staticmethod
+            def parquet(path):
+                raise RuntimeError("py4j.protocol.Py4JJavaError: An error occurred\n"
+                                   "java.io.IOException: No space left on device")
+
+    with pytest.raises(WriteError, match="out.parquet: the output could not be written .*No space left"):
+        spark_export._write(Failing, tmp_path / "staging", tmp_path / "out.parquet")
+
+    class Broken(Failing):
+        class write:
+            @staticmethod
+            def parquet(path):
+                raise RuntimeError("org.apache.spark.SparkException: Job aborted.\nPythonException: DataError: bad IDs")
+
+    with pytest.raises(DataError, match="out.parquet: the Spark export failed"):
+        spark_export._write(Broken, tmp_path / "staging", tmp_path / "out.parquet")

@@ -9,13 +9,16 @@ model once and keeps it for every partition it scores.
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from recvae.errors import DataError
+from recvae.io import WriteError
 from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter, recommend_block, whole_user_blocks
 
 
@@ -92,7 +95,6 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     import os
     import shutil
     import tempfile
-    from pathlib import Path
 
     from pyspark.sql import SparkSession
     from pyspark.sql.functions import col
@@ -131,11 +133,25 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:
-        result.write.parquet(str(staging / "out"))
-        rows = spark.read.parquet(str(staging / "out")).count()
+        rows = _write(result, staging / "out", target)
         if target.exists():
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         os.replace(staging / "out", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return rows
+
+
+def _write(result, staging: Path, target: Path) -> int:
+    """Spark writes the rows (and, lazily, scores them) into ``staging``; a failure there is one line naming the
+    output: a write error for a full or read-only disk, else what the workers or Spark said."""
+    try:
+        result.write.parquet(str(staging))
+        return result.sparkSession.read.parquet(str(staging)).count()
+    except Exception as exc:  # Py4J's and pyspark's own types; a worker's error arrives wrapped in them
+        text = str(exc)
+        cause = next((line.strip() for line in text.splitlines() if "Error:" in line or "Exception:" in line),
+                     text.splitlines()[0] if text else type(exc).__name__)[:300]
+        if any(words in text for words in ("No space left on device", "Read-only file system", "Permission denied")):
+            raise WriteError(errno.EIO, f"{target}: the output could not be written ({cause})") from None
+        raise DataError(f"{target}: the Spark export failed ({cause})") from None
