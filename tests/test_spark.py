@@ -113,5 +113,5 @@ def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatc
             def parquet(path):
                 raise RuntimeError("org.apache.spark.SparkException: Job aborted.\nPythonException: DataError: bad IDs")
 
-    with pytest.raises(DataError, match="out.parquet: the Spark export failed"):
+    with pytest.raises(DataError, match="out.parquet: the Spark export failed \\(PythonException: DataError: bad IDs\\)"):
         spark_export._write(Broken, tmp_path / "staging", tmp_path / "out.parquet")

@@ -142,6 +142,9 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     return rows
 
 
+DISK_FAILURES = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
+
+
 def _write(result, staging: Path, target: Path) -> int:
     """Spark writes the rows (and, lazily, scores them) into ``staging``; a failure there is one line naming the
     output: a write error for a full or read-only disk, else what the workers or Spark said."""
@@ -149,9 +152,10 @@ def _write(result, staging: Path, target: Path) -> int:
         result.write.parquet(str(staging))
         return result.sparkSession.read.parquet(str(staging)).count()
     except Exception as exc:  # Py4J's and pyspark's own types; a worker's error arrives wrapped in them
-        text = str(exc)
-        cause = next((line.strip() for line in text.splitlines() if "Error:" in line or "Exception:" in line),
-                     text.splitlines()[0] if text else type(exc).__name__)[:300]
-        if any(words in text for words in ("No space left on device", "Read-only file system", "Permission denied")):
-            raise WriteError(errno.EIO, f"{target}: the output could not be written ({cause})") from None
-        raise DataError(f"{target}: the Spark export failed ({cause})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        disk = [line for line in lines if any(words in line for words in DISK_FAILURES)]
+        if disk:
+            raise WriteError(errno.EIO, f"{target}: the output could not be written ({disk[-1][:300]})") from None
+        # the root cause comes last in a Java chain ("Caused by: ..."), a worker's Python error in its own line
+        named = [line for line in lines if "Error:" in line or "Exception:" in line]
+        raise DataError(f"{target}: the Spark export failed ({(named or lines)[-1][:300]})") from None
