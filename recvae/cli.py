@@ -590,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except (RecvaeError, ValueError) as exc:
+        # the run is over: a SIGTERM now (torchrun stopping the other ranks) must not cut the one-line report
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # a benchmark's errors name its TOML file and key, not flags
         message = str(exc) if args.command == "benchmark" else _with_flags(str(exc), _subparser(parser, args.command))
         if isinstance(exc, PeerLostError) and exc.checkpoint_dir:

@@ -54,9 +54,8 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_holds_it(tmp
     assert not (tmp_path / ".model.recvae-lock").exists()
 
 
-def test_train_and_recommend_refuse_an_existing_output_before_any_work(tmp_path, capsys):
-    log = tmp_path / "log.csv"
-    assert main(["generate", "--out", str(log), "--users", "300", "--items", "80"]) == 0
+def test_train_and_recommend_refuse_an_existing_output_before_any_work(tmp_path, capsys, small_log_file):
+    log = small_log_file
     model = tmp_path / "model"
     assert main(["train", "--data", str(log), "--out", str(model), *TINY]) == 0
     capsys.readouterr()

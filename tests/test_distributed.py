@@ -87,19 +87,24 @@ def test_a_resumed_two_rank_run_reaches_the_uninterrupted_weights(tmp_path):
     assert len(single["loss"]) == 5 and single["loss"][:4] == whole["loss"] and np.isfinite(single["weights"]).all()
 
 
+def _torchrun_train(folder: Path, *flags: str) -> subprocess.Popen:
+    """``torchrun --nproc-per-node 2 -m recvae train FLAGS`` in ``folder``, one thread a rank."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                             "-m", "recvae", "train", *flags], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=folder)
+
+
 def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
     from recvae.cli import main
 
     log = tmp_path / "log.csv"
     assert main(["generate", "--out", str(log), "--users", "400", "--items", "80"]) == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "recvae.cli",
-         "train", "--model", "multdae", "--data", str(log), "--heldout-users", "40", "--epochs", "3",
-         "--batch-size", "64", "--out", str(tmp_path / "model"), "--no-tracking"],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("model saved to") == 1 and (tmp_path / "model" / "model.json").exists()
+    done = _torchrun_train(tmp_path, "--model", "multdae", "--data", str(log), "--heldout-users", "40", "--epochs", "3",
+                           "--batch-size", "64", "--out", str(tmp_path / "model"), "--no-tracking")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err[-3000:]
+    assert out.count("model saved to") == 1 and (tmp_path / "model" / "model.json").exists()
     metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]
     assert len(metadata["history"]) == 3
     # each rank held only its users' rows; one process rebuilds the same split and scores the same test users
@@ -120,12 +125,8 @@ def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tm
 
     log = tmp_path / "log.csv"
     assert main(["generate", "--out", str(log), "--users", "2000", "--items", "150"]) == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    run = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "recvae",
-         "train", "--model", "multdae", "--data", str(log), "--epochs", "500", "--patience", "none",
-         "--batch-size", "50", "--checkpoint-dir", "ck", "--out", "model", "--no-tracking", "-q"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    run = _torchrun_train(tmp_path, "--model", "multdae", "--data", str(log), "--epochs", "500", "--patience", "none",
+                          "--batch-size", "50", "--checkpoint-dir", "ck", "--out", "model", "--no-tracking", "-q")
     try:
         deadline = time.time() + 300
         while not (tmp_path / "ck" / "checkpoint.safetensors").exists() and time.time() < deadline:

@@ -15,14 +15,7 @@ from recvae.models import MultDAE, Recommender, Trainer
 FULL = "No space left on device (os error 28)"
 
 
-@pytest.fixture(scope="module")
-def log_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "log.csv"
-    assert main(["generate", "--out", str(path), "--users", "300", "--items", "80"]) == 0
-    return path
-
-
-def test_a_full_disk_at_the_model_save_keeps_the_trained_model(log_file, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_at_the_model_save_keeps_the_trained_model(small_log_file, tmp_path, monkeypatch, capsys):
     import recvae.models.serialization as serialization
 
     real = serialization.save_file
@@ -34,7 +27,7 @@ def test_a_full_disk_at_the_model_save_keeps_the_trained_model(log_file, tmp_pat
 
     monkeypatch.setattr(serialization, "save_file", full_disk)
     out = tmp_path / "m"
-    assert main(["train", "--model", "multdae", "--epochs", "2", "--batch-size", "100", "--data", str(log_file),
+    assert main(["train", "--model", "multdae", "--epochs", "2", "--batch-size", "100", "--data", str(small_log_file),
                  "--out", str(out), "--heldout-users", "30", "-q", "--no-tracking"]) == 2
     err = capsys.readouterr().err
     assert f"{out}: the model directory could not be written ({FULL})" in err and "kept in" in err
@@ -65,11 +58,11 @@ def test_a_full_disk_at_a_checkpoint_names_it_and_the_last_one_resumes(small_spl
     np.testing.assert_array_equal(resumed.score(small_split.test.fold_in[:5]), straight.score(small_split.test.fold_in[:5]))
 
 
-def test_a_full_disk_during_an_export_names_the_output_and_leaves_nothing(log_file, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_during_an_export_names_the_output_and_leaves_nothing(small_log_file, tmp_path, monkeypatch, capsys):
     import pyarrow.parquet as pq
 
     model = tmp_path / "model"
-    assert main(["train", "--model", "popularity", "--data", str(log_file), "--out", str(model), "--heldout-users", "30",
+    assert main(["train", "--model", "popularity", "--data", str(small_log_file), "--out", str(model), "--heldout-users", "30",
                  "-q", "--no-tracking"]) == 0
 
     def full_disk(self, table, *args, **kwargs):
@@ -78,7 +71,7 @@ def test_a_full_disk_during_an_export_names_the_output_and_leaves_nothing(log_fi
     monkeypatch.setattr(pq.ParquetWriter, "write_table", full_disk)
     out = tmp_path / "recs.parquet"
     capsys.readouterr()
-    assert main(["recommend", "--model", str(model), "--interactions", str(log_file), "--out", str(out), "-q"]) == 2
+    assert main(["recommend", "--model", str(model), "--interactions", str(small_log_file), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err
     assert f"{out}: the output could not be written (No space left on device)" in err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".recs")]

@@ -58,11 +58,14 @@ class IterativeRecommender(Recommender):
     def training_plan(self) -> TrainingPlan:
         """How the Trainer runs this model, from its config (a ``TrainingConfig``)."""
         c = self.config
-        changeable = {k: v for k, v in dataclasses.asdict(c).items() if k not in RESUMABLE_CHANGES}
         return TrainingPlan(epochs=c.epochs, batch_size=c.batch_size, patience=c.patience,
                             validation_metric=c.validation_metric, seed=c.seed, device=resolve_device(c.device),
-                            precision=c.precision, binarize=c.binarize,
-                            identity={"name": self.name, "config": changeable})
+                            precision=c.precision, binarize=c.binarize, identity=self._identity())
+
+    def _identity(self) -> dict:
+        """What a checkpoint must match to be resumed: the model and its config, less what a resume may change."""
+        config = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in RESUMABLE_CHANGES}
+        return {"name": self.name, "config": config}
 
     @abstractmethod
     def start_training(self, user_items: sp.csr_matrix, device: torch.device, generator: torch.Generator,

@@ -25,7 +25,6 @@ gets a no-op writer instead. The best epoch's weights stay in memory, so RecBole
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import random
@@ -40,7 +39,7 @@ import torch
 from recvae.errors import ModelFileError
 from recvae.models.bpr import bpr_fold_in
 from recvae.models.config import EpochConfig
-from recvae.models.iterative import RESUMABLE_CHANGES, IterativeRecommender
+from recvae.models.iterative import IterativeRecommender
 from recvae.models.recommender import ModelConfig
 from recvae.models.training.step import Phase, TrainingPlan, TrainingStep
 
@@ -244,10 +243,8 @@ class RecBoleModel(IterativeRecommender):
     def training_plan(self) -> TrainingPlan:
         """RecBole batches, places and times its own training; the Trainer runs its epochs and early stopping."""
         c = self.config
-        changeable = {k: v for k, v in dataclasses.asdict(c).items() if k not in RESUMABLE_CHANGES}
         return TrainingPlan(epochs=c.epochs, batch_size=1, patience=c.patience, validation_metric=c.validation_metric,
-                            seed=c.seed, device=torch.device("cpu"), binarize=c.binarize,
-                            identity={"name": self.name, "config": changeable})
+                            seed=c.seed, device=torch.device("cpu"), binarize=c.binarize, identity=self._identity())
 
     def _new_module(self, n_items: int) -> torch.nn.Module:
         raise ModelFileError("RecBole models cannot be loaded from recvae model directories")
