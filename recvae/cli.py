@@ -7,7 +7,6 @@ import dataclasses
 import io
 import logging
 import os
-import re
 import shlex
 import signal
 import sys
@@ -16,7 +15,7 @@ import typing
 from pathlib import Path
 
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS, SEED
-from recvae.errors import PeerLostError, RecvaeError
+from recvae.errors import ParameterError, PeerLostError, RecvaeError
 
 log = logging.getLogger("recvae")
 
@@ -64,6 +63,9 @@ CLI_EXCLUDED = ("RecBole",)
 METRICS_HELP = ("comma-separated metrics: recall@K (hits / min(K, test items)), recall_full@K (hits / all test "
                 f"items, the LightGCN protocol), ndcg@K (default: {','.join(DEFAULT_METRICS)}; with --protocol "
                 f"presplit: {','.join(PRESPLIT_METRICS)})")
+
+ITEM_NAMES_HELP = ("table of item ID -> name: MovieLens movies.dat or movies.csv as they are, or any CSV/TSV whose "
+                   "header names an ID column and a title or name column (without a header: ID, name)")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -316,8 +318,9 @@ def cmd_recommend(args) -> int:
     spec = RecommendSpec(
         model=args.model, interactions=args.interactions, out=args.out, top_n=args.top_n, include_seen=args.include_seen,
         allow=args.allow, deny=args.deny, fallback=args.fallback, shard=args.shard, batch_users=args.batch_users,
-        score_memory=args.score_memory, min_rating=args.min_rating, grouped=not args.ungrouped, engine=args.engine,
-        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, overwrite=args.overwrite)
+        score_memory=args.score_memory, min_rating=args.min_rating, grouped=args.grouped, engine=args.engine,
+        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, overwrite=args.overwrite,
+        item_names=args.item_names)
     result = recommend_log(spec)
     if result.min_rating is not None:
         print(f"keeping interactions rated >= {result.min_rating:g}" + (" (as in training)" if result.min_rating_from_training
@@ -344,14 +347,14 @@ def cmd_recommend(args) -> int:
 def cmd_benchmark(args) -> int:
     from recvae.benchmark import benchmark, load_benchmark
 
-    config = load_benchmark(args.config, data_path=args.data, seeds=args.seeds)
+    config = load_benchmark(args.config, data_path=args.data_path, seeds=args.seeds)
     if args.models:
         config = config.select([m.strip() for m in args.models.split(",") if m.strip()])
     command = "recvae " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with _tracker(args, f"benchmark {config.dataset}") as tracker:
         tracker.set_tags({"command": "benchmark", "dataset": config.dataset})
         _, folder = benchmark(config, args.out, tracker, progress=False if args.quiet else None, command=command,
-                              overwrite=args.force, resume=args.resume)
+                              overwrite=args.overwrite, resume=args.resume)
     print((folder / "results.md").read_text())
     print(f"wrote {folder}/results.md, results.csv, runs.csv, results.json and plots")
     return 0
@@ -367,6 +370,19 @@ def cmd_download(args) -> int:
         print(f"license: {manifest.license}", file=sys.stderr)
     reader = " ".join(f"--{k} {v!r}" if k == "sep" else (f"--{k}" if v is True else f"--no-{k}") for k, v in manifest.reader.items())
     print(f"train on it: recvae train --data {path} {reader}".rstrip(), file=sys.stderr)
+    return 0
+
+
+def cmd_similar(args) -> int:
+    from recvae.export.similar import SimilarSpec, similar_items_table
+
+    spec = SimilarSpec(model=args.model, items=tuple(i.strip() for i in args.items.split(",") if i.strip()),
+                       out=args.out, top_n=args.top_n, item_names=args.item_names, overwrite=args.overwrite)
+    table = similar_items_table(spec)
+    if args.out:
+        print(f"wrote {len(table)} rows to {args.out}")
+    else:
+        print(table.to_string(index=False))
     return 0
 
 
@@ -484,13 +500,30 @@ def _add_recommend(sub, common) -> None:
                                 "not fit)")
     recommend.add_argument("--min-rating", metavar="R",
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
-    recommend.add_argument("--ungrouped", action="store_true", help="the log does not keep each user's rows together: group it in memory")
+    recommend.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP + ": adds a name column")
+    recommend.add_argument("--ungrouped", dest="grouped", action="store_false", help="the log does not keep each user's rows together: group it in memory")
     recommend.add_argument("--engine", choices=("local", "spark"), default="local",
                            help="'spark': read, score and write through Spark (pip install recvae[spark]; --out is then "
                                 "a Parquet directory)")
     recommend.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[2] (default: Spark's own)")
     _add_reader_flags(recommend.add_argument_group("reading the log"))
     recommend.set_defaults(func=cmd_recommend)
+
+
+def _add_similar(sub, common) -> None:
+    similar = sub.add_parser(
+        "similar", parents=[common], help="the items most similar to given items",
+        description="List the items a saved model holds most similar to each of --items (original IDs; the "
+        "item itself left out): query item, similar item, rank, score, and names with --item-names.",
+        formatter_class=_DefaultsFormatter,
+    )
+    similar.add_argument("--model", required=True, help="model directory written by 'recvae train'")
+    similar.add_argument("--items", required=True, metavar="ID[,ID...]", help="item IDs, comma-separated")
+    similar.add_argument("--top-n", type=int, default=10, help="similar items per item")
+    similar.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP)
+    similar.add_argument("--out", help="write a .csv, .tsv or .parquet file instead of printing the table")
+    similar.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    similar.set_defaults(func=cmd_similar)
 
 
 def _add_benchmark(sub, common) -> None:
@@ -502,13 +535,13 @@ def _add_benchmark(sub, common) -> None:
         formatter_class=_DefaultsFormatter,
     )
     bench.add_argument("config", help="benchmark file, e.g. evaluation/benchmarks/ml-1m.toml")
-    bench.add_argument("--data", help="interaction file instead of the one the benchmark file names")
+    bench.add_argument("--data", dest="data_path", help="interaction file instead of the one the benchmark file names")
     bench.add_argument("--seeds", type=int, help="number of split seeds (default: the file's)")
     bench.add_argument("--models", help="comma-separated model names from the file (default: all)")
     bench.add_argument("--out", default="benchmark-results", help="results go to OUT/<dataset>/")
     bench.add_argument("--resume", action="store_true",
                        help="keep the (model, seed) runs an interrupted run of the same benchmark finished in OUT/<dataset>/runs/")
-    bench.add_argument("--force", action="store_true",
+    bench.add_argument("--force", dest="overwrite", action="store_true",
                        help="replace a report already in OUT/<dataset>/ (to regenerate evaluation/results: "
                             "--out evaluation/results --force)")
     _add_tracking_flags(bench)
@@ -565,7 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(parser)
     parser.add_argument("--version", action="version", version=f"recvae {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_benchmark, _add_download, _add_generate):
+    for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_similar, _add_benchmark, _add_download,
+                _add_generate):
         add(sub, common)
     return parser
 
@@ -592,8 +626,10 @@ def main(argv: list[str] | None = None) -> int:
     except (RecvaeError, ValueError) as exc:
         # the run is over: a SIGTERM now (torchrun stopping the other ranks) must not cut the one-line report
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        # a benchmark's errors name its TOML file and key, not flags
-        message = str(exc) if args.command == "benchmark" else _with_flags(str(exc), _subparser(parser, args.command))
+        # a benchmark's settings come from its TOML file, so a setting out of range is named as its key there
+        benchmark_setting = args.command == "benchmark" and isinstance(exc, ParameterError)
+        message = (exc.spoken(_flags(_subparser(parser, args.command)))
+                   if isinstance(exc, RecvaeError) and not benchmark_setting else str(exc))
         if isinstance(exc, PeerLostError) and exc.checkpoint_dir:
             again = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
             message += (f": torchrun --nproc-per-node {exc.world_size} -m recvae {' '.join(map(shlex.quote, again))}"
@@ -620,24 +656,17 @@ def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.Argume
     return action.choices[command]
 
 
-def _with_flags(message: str, parser: argparse.ArgumentParser) -> str:
-    """The library names its parameters as Python does (``batch_size must be at least 1``,
-    ``min_rating=4.0 asked for``); on the command line the user typed flags, so name those:
-    ``name=value`` becomes ``--flag value``, and a parameter named as the subject of a rule
-    (``name must``, ``name >= 1``, ``name needs``) gets ``(--flag)`` beside it.
-    A message that already names the flag is left as it is."""
+def _flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each setting's name in the library (its flag's destination, ``cfg_`` dropped) → the flag a user types;
+    a switch also as ``name=True`` (or ``name=False`` for one that clears its setting) → the flag alone."""
+    flags = {}
     for action in parser._actions:
-        flags = [s for s in action.option_strings if s.startswith("--")]
-        if not flags or action.dest in ("help", "version") or flags[0] in message:
-            continue
-        flag, name = flags[0], action.dest.removeprefix("cfg_")
-        edge = r"(?<![\w\-.'\"])"
-        if action.nargs == 0:  # a switch: name=True is the switch itself
-            message = re.sub(rf"{edge}{re.escape(name)}=True\b", flag, message)
-        message = re.sub(rf"{edge}{re.escape(name)}=", f"{flag} ", message)
-        if flag not in message:
-            message = re.sub(rf"{edge}{re.escape(name)}(?=\s+(?:must|needs|requested)\b|\s+[<>]=?)", f"{name} ({flag})", message)
-    return message
+        if long := [s for s in action.option_strings if s.startswith("--")]:
+            name = action.dest.removeprefix("cfg_")
+            flags[name] = long[0]
+            if action.nargs == 0 and isinstance(action.const, bool):
+                flags[f"{name}={action.const}"] = long[0]
+    return flags
 
 
 def _interrupt(signum, frame):

@@ -1,12 +1,47 @@
 """Exceptions raised for bad input, so callers can catch recvae's own errors."""
 
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
 
 class RecvaeError(Exception):
-    """Base class of every error recvae raises on purpose."""
+    """Base class of every error recvae raises on purpose.
+
+    A message may speak of a setting as ``{setting_name}`` or ``{setting_name=value}``: ``str`` names it as
+    Python does, ``spoken`` in a caller's own names (the CLI passes its flags), so no caller rewrites text."""
+
+    def __str__(self) -> str:
+        return self.spoken()
+
+    def spoken(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with each ``{setting}`` named by ``flags`` (setting → flag, e.g. ``--batch-size``)."""
+        return _spelled(super().__str__(), flags)
+
+
+def _spelled(text: str, flags: Mapping[str, str] | None) -> str:
+    """``{name}`` and ``{name=value}`` (a value as Python writes it) spelled for Python, or with ``flags`` as
+    a command line's ``--flag`` and ``--flag value`` (a switch's ``flags["name=True"]`` alone)."""
+    def spell(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if flags is None:
+            return name if value is None else f"{name}={value}"
+        if value is not None and f"{name}={value}" in flags:  # a switch: "grouped=False" is --ungrouped
+            return flags[f"{name}={value}"]
+        flag = flags.get(name, name)
+        return flag if value is None else f"{flag} {value}"
+
+    # only {setting_name} is a placeholder: a path or a value quoted in a message may hold other braces
+    return re.sub(r"\{([a-z_][a-z0-9_]*)(?:=([^{}]+))?\}", spell, text)
 
 
 class DataError(RecvaeError, ValueError):
     """An interaction log or split cannot be used: the message names the file, line or column."""
+
+
+class OutputExistsError(RecvaeError, FileExistsError):
+    """An output would replace something the user did not ask to replace."""
 
 
 class ModelFileError(RecvaeError):
@@ -29,3 +64,64 @@ class PeerLostError(RecvaeError):
         super().__init__(message)
         self.world_size = world_size
         self.checkpoint_dir = checkpoint_dir
+
+
+class ParameterError(RecvaeError, ValueError):
+    """A setting out of its range, or at odds with another setting.
+
+    ``name`` and ``value`` are the offending setting as Python spells it; ``problem`` says what is wrong and
+    writes any other setting it speaks of as ``{other_name}`` (``name`` None: the problem names them all)."""
+
+    def __init__(self, name: str | None, value: object, problem: str):
+        self.name, self.value, self.problem = name, value, problem
+        super().__init__(problem)
+
+    def spoken(self, flags: Mapping[str, str] | None = None) -> str:
+        """As ``RecvaeError.spoken``, led by the setting and its value: ``name=value`` as Python writes it, or
+        ``--flag value`` as a command line does."""
+        problem = _spelled(self.problem, flags)
+        if self.name is None:  # the problem names every setting it speaks of
+            return problem
+        if flags is None:
+            return f"{self.name}={self.value!r}: {problem}"
+        return f"{_spelled(f'{{{self.name}={as_typed(self.value)}}}', flags)}: {problem}"
+
+
+class DataParameterError(ParameterError, DataError):
+    """A setting the data cannot honour: both are valid alone (a rating threshold for a log without ratings,
+    more held-out users than the log has, filters that leave nothing)."""
+
+
+def as_typed(value: object) -> str:
+    """A value as a user would have typed it: ``0`` for 0.0, ``none`` for None, strings quoted."""
+    if value is None:
+        return "none"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def at_least(minimum: float, **settings: float) -> None:
+    """Raise ``ParameterError`` for the first of ``settings`` below ``minimum``."""
+    for name, value in settings.items():
+        if value < minimum:
+            raise ParameterError(name, value, f"must be at least {minimum}")
+
+
+def positive(**settings: float) -> None:
+    """Raise ``ParameterError`` for the first of ``settings`` that is not above 0 (NaN included)."""
+    for name, value in settings.items():
+        if not value > 0:
+            raise ParameterError(name, value, "must be positive")
+
+
+def one_of(choices: Iterable[str], **settings: object) -> None:
+    """Raise ``ParameterError`` for the first of ``settings`` not among ``choices``."""
+    choices = tuple(choices)
+    for name, value in settings.items():
+        if value not in choices:
+            raise ParameterError(name, value, f"expected one of {', '.join(map(str, choices))}")

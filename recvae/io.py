@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from recvae.errors import OutputExistsError
+
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -137,8 +139,8 @@ def claimed(path: str | Path, what: str, *, overwrite: bool = False, directory: 
             raise ValueError(f"{path}: is a {'folder' if path.is_dir() else 'file'}; {what} is written as a "
                              f"{'folder' if directory else 'file'}: name another path")
         if not overwrite and (not directory or any(path.iterdir())):
-            raise FileExistsError(f"{path}: exists, and {what} replaces nothing unasked: pass overwrite=True "
-                                  "(--overwrite), or another path")
+            raise OutputExistsError(f"{path}: exists, and {what} replaces nothing unasked: pass {{overwrite=True}}, "
+                                    "or another path")
     lock = path.with_name(f".{path.name}.recvae-lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):

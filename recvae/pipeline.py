@@ -22,7 +22,7 @@ from recvae.data.readers import read_interactions, read_lightgcn
 from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
-from recvae.errors import DataError
+from recvae.errors import DataError, DataParameterError, ParameterError, one_of
 from recvae.io import WriteError, check_writable, claimed
 from recvae.evaluate import default_metrics, evaluate, evaluate_curves
 from recvae.models import IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
@@ -55,8 +55,8 @@ class DataSpec:
 
     def __post_init__(self):
         if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
-            raise ValueError(f"min_rating={self.preprocessing.min_rating:g} keeps interactions by their rating, but "
-                             "rating=none ignores the rating column: drop one of them")
+            raise ParameterError("min_rating", self.preprocessing.min_rating, "keeps interactions by their rating, "
+                                 "but {rating} none ignores the rating column: drop one of them")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,12 +82,11 @@ class SplitSpec:
     seed: int = SEED
 
     def __post_init__(self):
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {PROTOCOLS}")
+        one_of(PROTOCOLS, protocol=self.protocol)
         if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction={self.holdout_fraction} must lie strictly between 0 and 1")
+            raise ParameterError("holdout_fraction", self.holdout_fraction, "must lie strictly between 0 and 1")
         if self.heldout_users is not None and self.heldout_users < 1:
-            raise ValueError(f"heldout_users={self.heldout_users} must be at least 1 (or None for 10% of the users)")
+            raise ParameterError("heldout_users", self.heldout_users, "must be at least 1 (or none for 10% of the users)")
 
 
 def read_frame(spec: DataSpec, path: str | None = None):
@@ -109,7 +108,8 @@ def prepare_split(data: DataSpec, split: SplitSpec, world: World | None = None) 
     if split.protocol == "presplit" and (data.path is None or data.test_path is None):
         raise DataError("the presplit protocol needs a training file and a test file")
     if split.protocol != "presplit" and data.test_path is not None:
-        raise DataError(f"a test file was given, but protocol {split.protocol!r} splits one file; use protocol=presplit")
+        raise ParameterError("protocol", split.protocol, "splits one file, but a test file was given; "
+                             "use {protocol} presplit")
     if world is not None and world.size > 1 and split.protocol == "strong" and data.format == "auto":
         return _sharded_split(data, split, world), None
     if split.protocol == "presplit":
@@ -129,9 +129,11 @@ def _named(data: DataSpec, split: SplitSpec):
     """A strong split that cannot be cut names the data, and the default that chose its held-out users."""
     try:
         yield
+    except DataParameterError as error:
+        default = "" if split.heldout_users is not None else " ({heldout_users} unset: 10% of the users)"
+        raise DataParameterError(error.name, error.value, f"{data.describe()}: {error.problem}{default}") from None
     except DataError as error:
-        default = "" if split.heldout_users is not None else " (heldout_users unset: 10% of the users)"
-        raise DataError(f"{data.describe()}: {error}{default}") from None
+        raise DataError(f"{data.describe()}: {error}") from None
 
 
 def _sharded_split(data: DataSpec, split: SplitSpec, world: World) -> Split:
@@ -169,12 +171,13 @@ class TrainSpec:
         model = build_model(self.model, self.params)
         model_class = type(model)
         if self.resume and not self.checkpoint_dir:
-            raise ValueError("resume (--resume) needs checkpoint_dir (--checkpoint-dir), the folder of the interrupted run")
+            raise ParameterError("resume", True, "needs {checkpoint_dir}, the folder of the interrupted run")
         if self.auto_beta and (model_class is not MultVAE or self.checkpoint_dir or "beta_cap" in self.params):
-            raise ValueError("auto-β (--auto-beta) chooses Mult-VAE's beta cap itself and writes no checkpoints: "
-                             "use it with MultVAE, without beta_cap (--beta-cap) and checkpoint_dir (--checkpoint-dir)")
+            raise ParameterError("auto_beta", True, "chooses Mult-VAE's beta cap itself and writes no checkpoints: "
+                                 "use it with MultVAE, without {beta_cap} and {checkpoint_dir}")
         if self.checkpoint_dir and not issubclass(model_class, IterativeRecommender):
-            raise ValueError(f"{model_class.name} does not train by epochs: it has no checkpoints (--checkpoint-dir)")
+            raise ParameterError("checkpoint_dir", self.checkpoint_dir,
+                                 f"{model_class.name} does not train by epochs: it has no checkpoints")
         for metric in self.metrics or ():
             parse_metric(metric)
         if "device" in model.get_params():

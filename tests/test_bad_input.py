@@ -43,7 +43,7 @@ def _train(tmp: Path, data: Path | str, *extra: str, words: str):
 
 def min_rating_with_the_rating_column_ignored(tmp):
     return _train(tmp, _log(tmp, "user,item,rating\n1,2,5\n"), "--rating", "none", "--min-rating", "4",
-                  words="--min-rating 4 keeps interactions by their rating, but --rating none ignores")
+                  words="--min-rating 4: keeps interactions by their rating, but --rating none ignores")
 
 def missing_file(tmp):
     return _train(tmp, tmp / "nowhere.csv", words="nowhere.csv: no such file")
@@ -337,6 +337,11 @@ def _bench(tmp, text, words):
 def bench_missing_file(tmp):
     return ["benchmark", str(tmp / "none.toml"), "--out", str(tmp / "results"), "-q"], "none.toml: no such benchmark file", \
         [tmp / "results"]
+
+
+def bench_data_file_missing(tmp):
+    text = BENCH.replace("[data.synthetic]\nn_users = 100\nn_items = 40\n", '[data]\npath = "nowhere.csv"\n')
+    return _bench(tmp, text, "point the benchmark at your copy (--data PATH)")
 
 
 def bench_not_toml(tmp):

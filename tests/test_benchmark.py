@@ -318,7 +318,7 @@ def test_benchmark_writes_outside_the_source_tree_by_default(tmp_path, monkeypat
 
 def test_a_missing_data_file_is_named_with_its_key_and_the_way_out(tmp_path):
     path = write(tmp_path, BENCHMARK.replace("[data.synthetic]", '[data]\npath = "nowhere/ratings.csv"\n\n[data.synthetic]'))
-    with pytest.raises(DataError, match=r"nowhere/ratings.csv: no such file \(\[data\] path in .*--data PATH.*recvae download"):
+    with pytest.raises(DataError, match=r"nowhere/ratings.csv: no such file \(\[data\] path in .*\(data_path=PATH\).*recvae download"):
         load_benchmark(path)
 
 
@@ -365,7 +365,7 @@ def test_a_killed_benchmark_leaves_its_report_and_resumes_without_repeating_runs
         benchmark(config, tmp_path / "out", progress=False)
     partial = (tmp_path / "out" / "tiny" / "results.md").read_text()
     assert partial.startswith("**Partial: 2 of 4 (model, seed) runs finished") and "| EASE |" in partial
-    with pytest.raises(DataError, match="--resume to finish it"):
+    with pytest.raises(DataError, match="resume=True to finish it"):
         benchmark(config, tmp_path / "out", progress=False)
 
     calls.clear()

@@ -43,7 +43,7 @@ def test_sigmoid_is_half_way_at_the_midpoint_and_near_the_cap_at_the_end():
 def test_unknown_schedule_and_bad_free_bits_are_refused():
     with pytest.raises(ValueError, match="unknown beta schedule"):
         beta_at("cosine", 1, 0.2, 10)
-    with pytest.raises(ValueError, match="beta_schedule must be one of"):
+    with pytest.raises(ValueError, match="beta_schedule='cosine': expected one of"):
         MultVAEConfig(beta_schedule="cosine")
     with pytest.raises(ValueError, match="free_bits"):
         MultVAEConfig(free_bits=-0.1)

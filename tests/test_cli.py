@@ -69,7 +69,7 @@ def test_train_with_auto_beta_saves_the_chosen_beta(tmp_path, log_file, capsys):
     chosen = manifest["metadata"]["auto_beta"]
     assert len(chosen["curve"]) == 3 and manifest["config"]["beta_cap"] == chosen["beta"]
     assert main(["train", "--model", "multdae", "--data", str(log_file), "--auto-beta", *TINY]) == 2
-    assert "--auto-beta) chooses Mult-VAE's beta cap" in capsys.readouterr().err
+    assert "--auto-beta: chooses Mult-VAE's beta cap" in capsys.readouterr().err
     assert main(["train", "--data", str(log_file), "--auto-beta", "--beta-cap", "0.1", *TINY]) == 2
 
 
@@ -101,9 +101,9 @@ def test_bad_input_gives_one_clear_line_and_exit_code_2(tmp_path, capsys):
 
 def test_unknown_hyperparameter_for_model_and_resume_without_dir(tmp_path, log_file, capsys):
     assert main(["train", "--model", "multvae", "--data", str(log_file), "--resume", *TINY]) == 2
-    assert "resume (--resume) needs checkpoint_dir (--checkpoint-dir)" in capsys.readouterr().err
+    assert "--resume: needs --checkpoint-dir" in capsys.readouterr().err
     assert main(["train", "--data", str(log_file), "--dropout", "2", *TINY]) == 2
-    assert "dropout (--dropout) must lie in [0, 1)" in capsys.readouterr().err
+    assert "--dropout 2: must lie in [0, 1)" in capsys.readouterr().err
     assert main(["train", "--model", "multdae", "--data", str(log_file), "--beta-cap", "0.3", *TINY]) == 2
     assert "MultDAE has no hyperparameter(s) ['beta_cap']" in capsys.readouterr().err
 
@@ -126,3 +126,18 @@ def test_a_flag_given_as_none_is_applied_not_dropped(tmp_path, log_file):
     assert main(["train", "--data", str(log_file), "--out", str(out), *TINY, "--patience", "none"]) == 0
     config = json.loads((out / "model.json").read_text())["config"]
     assert config["patience"] is None and config["epochs"] == 3
+
+
+def test_a_setting_is_named_as_python_spells_it_and_as_the_flag_on_the_command_line(tmp_path, log_file, capsys):
+    from recvae.errors import ParameterError
+    from recvae.models import MultVAE
+
+    with pytest.raises(ParameterError) as caught:
+        MultVAE(batch_size=0, epochs=3)
+    assert str(caught.value) == "batch_size=0: must be at least 1"
+    assert caught.value.spoken({"batch_size": "--batch-size"}) == "--batch-size 0: must be at least 1"
+    assert main(["train", "--data", str(log_file), "--out", str(tmp_path / "m"), *TINY, "--batch-size", "0"]) == 2
+    assert "recvae: error: --batch-size 0: must be at least 1" in capsys.readouterr().err
+    # a setting the message speaks of beside the offending one is named the same way
+    assert main(["train", "--data", str(log_file), "--out", str(tmp_path / "m"), "--negatives", "5", "--likelihood", "gaussian", *TINY]) == 2
+    assert "--negatives 5: the sampled softmax needs --likelihood multinomial" in capsys.readouterr().err

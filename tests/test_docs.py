@@ -56,7 +56,7 @@ def test_the_readme_has_two_set_up_commands_and_its_quickstart_runs(tmp_path, mo
     log.to_csv(tmp_path / "ratings.csv", index=False)
     log[log["user"].isin(log["user"].unique()[:5])].to_csv(tmp_path / "new_users.csv", index=False)
     monkeypatch.chdir(tmp_path)
-    code = code.replace("MultVAE()", "MultVAE(epochs=2)").replace("n_heldout_users=600", "n_heldout_users=100")  # smaller, briefly
+    code = code.replace("MultVAE()", "MultVAE(epochs=2)").replace("heldout_users=600", "heldout_users=100")  # smaller, briefly
     namespace = {}
     exec(compile(code, "README quickstart", "exec"), namespace)
     recs = namespace["recs"]

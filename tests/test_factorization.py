@@ -82,5 +82,5 @@ def test_save_load_gives_identical_scores(tmp_path, small_split, model_name, req
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="factors"):
         ALS(factors=0)
-    with pytest.raises(ValueError, match="learning rates"):
+    with pytest.raises(ValueError, match="learning_rate=0: must be positive"):
         BPR(learning_rate=0)

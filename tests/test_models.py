@@ -216,7 +216,7 @@ def test_ease_refuses_a_catalogue_the_memory_cannot_hold_before_allocating(small
         ease.check_memory(1_000_000)
     monkeypatch.setattr(ease, "available_memory", lambda: 10**6)
     monkeypatch.setattr(ease, "gram_matrix", lambda *a: pytest.fail("allocated before the memory check"))
-    with pytest.raises(CapacityError, match="--min-item-interactions"):
+    with pytest.raises(CapacityError, match=r"keep fewer items \(min_item_interactions\)"):
         ease.EASE(l2=50.0).fit(small_split.train)
 
 

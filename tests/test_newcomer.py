@@ -2,14 +2,15 @@
 warnings that fire only when their advice applies."""
 
 import logging
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from recvae.cli import main
-from recvae.models import MultVAEConfig
-from recvae.models.schedules import warn_if_beta_stays_low
+from recvae.models import MultVAE, MultVAEConfig
+from recvae.models.schedules import anneal_steps, beta_at, warn_if_beta_stays_low
 from recvae.models.training.diagnostics import warn_if_collapsed
 from recvae.train.auto_beta import warn_if_peak_at_edge
 
@@ -73,8 +74,19 @@ def test_collapse_warning_waits_for_beta_to_near_its_cap(caplog):
     assert "10 of 200" in caplog.text and "β 0.2 (cap 0.2)" in caplog.text
 
 
-def test_a_schedule_that_cannot_reach_its_cap_is_reported_before_training(caplog):
-    paper = MultVAEConfig()  # 200,000 anneal steps
+def test_the_default_anneal_reaches_its_cap_and_a_users_own_length_that_cannot_is_reported(caplog, small_split):
+    for epochs, per_epoch in ((200, 10), (3, 1), (50, 2000)):  # ML-1M, a smoke run, ML-20M-sized
+        config = MultVAEConfig(epochs=epochs)
+        assert not warn_if_beta_stays_low(config, epochs=epochs, updates_per_epoch=per_epoch)
+        betas = [beta_at("linear", u, 0.2, anneal_steps(config, per_epoch)) for u in range(epochs * per_epoch + 1)]
+        assert betas[math.ceil(0.8 * epochs * per_epoch)] == pytest.approx(0.2) and betas[per_epoch // 2] < 0.2
+    # a real run: β grows over the epochs and the last one trains at the cap
+    with caplog.at_level(logging.WARNING):
+        model = MultVAE(epochs=5, batch_size=50, hidden_dims=(32,), latent_dim=8, patience=None).fit(small_split.train)
+    assert "β will reach only" not in caplog.text
+    betas = [epoch["beta"] for epoch in model.history_]
+    assert betas[0] < betas[2] < betas[-1] == pytest.approx(0.2)
+    paper = MultVAEConfig(total_anneal_steps=200_000)  # the paper's, sized for ML-20M
     with caplog.at_level(logging.WARNING):
         assert warn_if_beta_stays_low(paper, epochs=200, updates_per_epoch=10)  # ML-1M: 10 updates an epoch
     assert "reach only 0.01 of its cap 0.2" in caplog.text and "total_anneal_steps=10000" in caplog.text

@@ -159,3 +159,16 @@ def test_the_trainer_trains_the_same_weights_as_before_the_refactor(split):
 def test_models_without_epochs_take_no_trainer(split):
     with pytest.raises(TypeError, match="trainer"):
         REGISTRY["EASE"]().fit(split.train, trainer=Trainer())
+
+
+def test_a_run_whose_anneal_follows_its_epochs_is_not_extended_with_other_epochs(split, tmp_path):
+    from recvae.errors import ModelFileError
+
+    params = dict(batch_size=100, hidden_dims=(32,), latent_dim=8, patience=None)
+    MultVAE(epochs=2, **params).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path / "default"))
+    with pytest.raises(ModelFileError, match="another model or config"):  # β would change midway
+        MultVAE(epochs=4, **params).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path / "default", resume=True))
+    fixed = dict(params, anneal_epochs=3.0)
+    MultVAE(epochs=2, **fixed).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path / "fixed"))
+    longer = MultVAE(epochs=4, **fixed).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path / "fixed", resume=True))
+    assert [r["epoch"] for r in longer.history_] == [1, 2, 3, 4]

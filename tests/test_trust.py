@@ -156,7 +156,7 @@ def test_latin1_is_refused_naming_the_line_and_read_with_encoding(tmp_path):
 
     path = tmp_path / "log.csv"
     path.write_bytes("user,item\nana,caf\u00e9\nb\u00f8rge,tea\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"line 2 is not valid utf-8 \(byte 0xe9 at column 8\).*--encoding latin-1"):
+    with pytest.raises(DataError, match=r"line 2 is not valid utf-8 \(byte 0xe9 at column 8\); set encoding to the file's, e.g. latin-1"):
         read_interactions(path)
     frame = read_interactions(path, encoding="latin-1")
     assert frame["item"].tolist() == ["caf\u00e9", "tea"] and frame["user"].tolist() == ["ana", "b\u00f8rge"]

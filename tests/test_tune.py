@@ -191,7 +191,7 @@ def test_a_hyperparameter_set_to_none_survives_the_settings_file(tmp_path):
 
 
 @pytest.mark.parametrize("space, words", [
-    ({"dropout": {"choices": [0.5, 1.5]}}, "search key 'dropout': the value 1.5 is not valid (dropout must lie in [0, 1))"),
+    ({"dropout": {"choices": [0.5, 1.5]}}, "search key 'dropout': the value 1.5 is not valid (dropout=1.5: must lie in [0, 1))"),
     ({"learning_rate": {"low": -1.0, "high": 1e-2}}, "search key 'learning_rate': the value -1.0 is not valid"),
     ({"activation": ["tanh", "sigmoidish"]}, "search key 'activation': the value 'sigmoidish' is not valid"),
 ])

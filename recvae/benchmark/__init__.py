@@ -31,8 +31,8 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
     before anything runs, unless ``overwrite`` or ``resume``."""
     folder = Path(out) / config.dataset
     if (folder / "results.md").exists() and not (overwrite or resume):
-        raise DataError(f"{folder / 'results.md'} exists: pass --force (overwrite=True) to replace that report, "
-                        "--resume to finish it, or another --out")
+        raise DataError(f"{folder / 'results.md'} exists: pass {{overwrite=True}} to replace that report, "
+                        "{resume=True} to finish it, or another output folder ({out})")
     check_writable(folder, "the benchmark report")
     env = environment()  # before the run: the commit that ran, not whatever is checked out when it ends
     command = command or " ".join(shlex.quote(a) for a in sys.argv)

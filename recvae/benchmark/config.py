@@ -199,10 +199,10 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         data["path"] = data_path
     for key in ("path", "test_path"):
         if data.get(key) is not None and not Path(data[key]).exists():
-            given = "--data" if key == "path" and data_path is not None else f"[data] {key} in {path}"
+            given = "{data_path}" if key == "path" and data_path is not None else f"[data] {key} in {path}"
             raise DataError(f"{data[key]}: no such file ({given}; relative paths start from the working directory "
-                            f"{Path.cwd()}); point the benchmark at your copy with --data PATH, or fetch a dataset "
-                            "with 'recvae download NAME'")
+                            f"{Path.cwd()}); point the benchmark at your copy ({{data_path=PATH}}), or fetch a "
+                            "dataset with 'recvae download NAME'")
     models = []
     for number, entry in enumerate(payload.get("models", []), start=1):
         extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search"}

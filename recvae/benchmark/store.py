@@ -34,7 +34,7 @@ class RunStore:
             recorded = json.loads(identity.read_text())
             if _comparable(recorded) != _comparable(json.loads(json.dumps(self.config.to_json(), default=str))):
                 raise DataError(f"{identity}: the finished runs there are of another benchmark config; "
-                                "rerun without --resume (and with --force) to start over")
+                                "rerun without {resume=True} (and with {overwrite=True}) to start over")
             finished = {}
             for path in sorted(self.root.glob("*.json")):
                 if path.name != "benchmark.json":

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
+from recvae.errors import DataError, DataParameterError, as_typed, at_least
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,7 @@ class Preprocessing:
     merge_duplicates: bool = True
 
     def __post_init__(self):
-        if self.min_user_interactions < 0 or self.min_item_interactions < 0:
-            raise ValueError("minimum interaction counts must be >= 0")
+        at_least(0, min_user_interactions=self.min_user_interactions, min_item_interactions=self.min_item_interactions)
 
 
 def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), source: str = "data") -> pd.DataFrame:
@@ -50,7 +49,7 @@ def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), sou
         frame = frame.drop_duplicates(["user", "item"], keep="last")
     if config.min_rating is not None:
         if "rating" not in frame:
-            raise DataError(f"{source}: min_rating={config.min_rating} asked for, but the data has no rating column")
+            raise DataParameterError("min_rating", config.min_rating, f"asked for, but {source} has no rating column")
         frame = frame.loc[frame["rating"] >= config.min_rating]
     if config.min_item_interactions > 1:
         counts = frame["item"].map(frame["item"].value_counts())
@@ -59,10 +58,8 @@ def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), sou
         counts = frame["user"].map(frame["user"].value_counts())
         frame = frame.loc[counts >= config.min_user_interactions]
     if frame.empty:
-        raise DataError(
-            f"{source}: no interaction left after preprocessing ({before} rows before; "
-            + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)) + ")"
-        )
+        settings = ", ".join(f"{{{f.name}}} {as_typed(getattr(config, f.name))}" for f in dataclasses.fields(config))
+        raise DataParameterError(None, None, f"{source}: no interaction left after preprocessing ({before} rows before; {settings})")
     log.info("%s: %d of %d rows kept after preprocessing", source, len(frame), before)
     return frame.reset_index(drop=True)
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recvae.errors import DataError
+from recvae.errors import DataError, ParameterError
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("recvae.progress")  # what the user sees unless --quiet
 
 ROLES = ("user", "item", "rating", "timestamp")
 
@@ -31,8 +32,13 @@ ROLES = ("user", "item", "rating", "timestamp")
 ALIASES = {
     "user": {"user", "userid", "uid", "users", "customer", "customerid", "visitorid", "member"},
     "item": {"item", "itemid", "iid", "items", "movie", "movieid", "product", "productid", "sid",
-             "song", "songid", "track", "trackid", "article", "articleid", "book", "bookid"},
-    "rating": {"rating", "ratings", "score", "weight", "value", "count", "plays", "playcount"},
+             "song", "songid", "track", "trackid", "article", "articleid", "book", "bookid", "isbn",
+             "artist", "artistid", "album", "albumid", "business", "businessid", "restaurant", "venue", "venueid",
+             "place", "placeid", "poi", "game", "gameid", "app", "appid", "anime", "animeid", "recipe", "recipeid",
+             "video", "videoid", "show", "showid", "post", "postid", "news", "newsid", "repo", "repoid", "asin",
+             "sku", "course", "courseid", "job", "jobid", "event", "eventid", "photo", "photoid"},
+    "rating": {"rating", "ratings", "score", "weight", "value", "count", "counts", "plays", "playcount",
+               "listens", "listencount", "clicks", "views", "stars", "frequency", "freq", "quantity", "qty"},
     "timestamp": {"timestamp", "time", "ts", "datetime", "date", "unixtime"},
 }
 
@@ -80,6 +86,15 @@ def _guess_sep(path: Path, first: str) -> str:
         f"{path}: line 1 {first[:80]!r} has no delimiter recvae knows "
         f"({', '.join(repr(s) for s in _SNIFF_ORDER)}); pass sep=..."
     )
+
+
+def _say_columns(path: Path, names: list, header: bool, cols: dict) -> None:
+    """One line naming the column taken for each role, so a guess the user did not intend shows at once."""
+    def which(role):
+        if role not in cols:
+            return f"{role}: none"
+        return f"{role} = column {names[cols[role]]!r}" if header else f"{role} = column {cols[role] + 1}"
+    progress_log.info("%s: %s", path, ", ".join(which(role) for role in ROLES))
 
 
 def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> dict:
@@ -237,7 +252,7 @@ def iter_interactions(
         except UnicodeDecodeError as exc:
             raise _decoding_error(path, encoding, exc) from None
         except LookupError:
-            raise DataError(f"{path}: encoding={encoding!r} is not a text encoding Python knows") from None
+            raise ParameterError("encoding", encoding, f"{path}: not a text encoding Python knows") from None
 
 
 def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kinds: dict) -> Iterator[pd.DataFrame]:
@@ -249,6 +264,7 @@ def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kind
         parquet = pq.ParquetFile(path, pre_buffer=False)
         names = parquet.schema_arrow.names
         cols = _resolve_columns(path, names, True, requested)
+        _say_columns(path, names, True, cols)
         batches = parquet.iter_batches(batch_size=chunk_rows or max(parquet.metadata.num_rows, 1), columns=[names[p] for p in cols.values()])
         offset = 0
         for batch in batches:
@@ -288,8 +304,8 @@ def _decoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> DataE
                 except UnicodeDecodeError as bad:
                     byte = line[bad.start:bad.start + 1].hex()
                     return DataError(f"{path}: line {number} is not valid {encoding} (byte 0x{byte} at column "
-                                     f"{bad.start + 1}); pass its encoding, e.g. --encoding latin-1")
-    return DataError(f"{path}: line {number}: not valid {encoding} ({exc.reason}); pass its encoding with --encoding")
+                                     f"{bad.start + 1}); set {{encoding}} to the file's, e.g. latin-1")
+    return DataError(f"{path}: line {number}: not valid {encoding} ({exc.reason}); set {{encoding}} to the file's")
 
 
 def _first_line_of(path: Path, encoding: str = "utf-8") -> str:
@@ -333,7 +349,7 @@ def _delimited_chunks(
                 want, line, saw = found.groups()
                 raise DataError(
                     f"{path}: line {line}: expected {want} fields separated by {sep!r}, found {saw}"
-                    " (skip_bad_lines=True, --skip-bad-lines, drops such lines)"
+                    " ({skip_bad_lines=True} drops such lines)"
                 ) from None
             raise DataError(f"{path}: cannot parse the file ({str(exc).strip()})") from None
         except (OSError, EOFError, lzma.LZMAError) as exc:
@@ -368,7 +384,7 @@ def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool
         hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
         raise DataError(
             f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
-            + (f"; the line contains {hint[0]!r}: pass sep={hint[0]!r} (--sep {hint[0]!r})" if hint else "")
+            + (f"; the line contains {hint[0]!r}: pass {{sep={hint[0]!r}}}" if hint else "")
         )
     return source, sep, parse_sep, header
 
@@ -386,7 +402,11 @@ def _clean_chunk(path: Path, frame: pd.DataFrame, requested: dict, header: bool,
     frame, lines = frame.loc[~blank], lines[~blank]
     if frame.empty:
         return None
-    cols = _resolve_columns(path, list(frame.columns) if header else list(range(frame.shape[1])), bool(header), requested)
+    names = list(frame.columns) if header else list(range(frame.shape[1]))
+    cols = _resolve_columns(path, names, bool(header), requested)
+    if not counted.get("columns_said"):
+        counted["columns_said"] = True
+        _say_columns(path, names, bool(header), cols)
     raw = pd.DataFrame({role: frame.iloc[:, pos] for role, pos in cols.items()})
     clean = _clean(path, raw, lines, "line", skip_bad, id_kinds)
     clean.attrs["skipped_lines"] += len(new_skipped)
@@ -438,7 +458,7 @@ def _clean(
                 f"{path}: {where} {lines[first]}: {what} "
                 f"(value {raw.iloc[first].to_dict()!r})"
                 + (f"; {more} more such {where}s" if more else "")
-                + ("" if where == "row" else " (skip_bad_lines=True, --skip-bad-lines, drops such lines)")
+                + ("" if where == "row" else " ({skip_bad_lines=True} drops such lines)")
             )
         bad |= mask
     if bad.any():

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recvae.errors import ParameterError, at_least
+
 
 @dataclass(frozen=True)
 class SyntheticLog:
@@ -31,12 +33,12 @@ class SyntheticLog:
     string_ids: bool = True  # "u00042"/"i00007"; False gives the integer indices (less memory)
 
     def __post_init__(self):
-        if self.n_users < 1 or self.n_items < 2 or self.n_groups < 1:
-            raise ValueError("n_users >= 1, n_items >= 2 and n_groups >= 1 are required")
+        at_least(1, n_users=self.n_users, n_groups=self.n_groups)
+        at_least(2, n_items=self.n_items)
         if not 1 <= self.groups_per_user <= self.n_groups:
-            raise ValueError("groups_per_user must lie in [1, n_groups]")
+            raise ParameterError("groups_per_user", self.groups_per_user, "must lie in [1, {n_groups}]")
         if self.min_activity < 1 or self.min_activity >= self.n_items:
-            raise ValueError("min_activity must lie in [1, n_items)")
+            raise ParameterError("min_activity", self.min_activity, "must lie in [1, {n_items})")
 
 
 def generate_log(spec: SyntheticLog = SyntheticLog(), chunk_users: int = 1024) -> pd.DataFrame:

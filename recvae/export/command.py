@@ -8,6 +8,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from recvae.errors import ParameterError, at_least, one_of
 from recvae.export.export import export_recommendations
 from recvae.io import claimed
 from recvae.score.recommend import ExportStats
@@ -42,33 +43,32 @@ class RecommendSpec:
     engine: str = "local"
     master: str | None = None
     reader: dict = field(default_factory=dict)
+    item_names: str | None = None  # a table of item ID → name (recvae.data.side.read_side_table): adds a name column
     progress: bool | None = None
     overwrite: bool = False  # replace an existing output (a Spark output folder holding anything counts)
 
     def __post_init__(self):
         self.shard_index()
-        if self.batch_users < 1 or self.top_n < 1:
-            raise ValueError(f"batch_users={self.batch_users} and top_n={self.top_n}: expected at least 1 each")
+        at_least(1, batch_users=self.batch_users, top_n=self.top_n)
         if self.score_memory is not None and not self.score_memory > 0:
-            raise ValueError(f"score_memory={self.score_memory:g}: expected a positive number of megabytes")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine={self.engine!r}: expected one of {ENGINES}")
+            raise ParameterError("score_memory", self.score_memory, "expected a positive number of megabytes")
+        one_of(ENGINES, engine=self.engine)
         if self.engine == "spark":
             if self.shard_index()[1] > 1:
-                raise ValueError(f"shard={self.shard!r}: the Spark engine spreads the users itself; leave shard out")
+                raise ParameterError("shard", self.shard, "the Spark engine spreads the users itself; leave it out")
             for column in ("rating", "user", "item"):
                 if isinstance(self.reader.get(column), (int, bool)):
-                    raise ValueError(f"{column}={self.reader[column]!r}: the Spark engine reads columns by name")
+                    raise ParameterError(column, self.reader[column], "the Spark engine reads columns by name")
             if self.master is not None and not SPARK_MASTER.fullmatch(self.master):
-                raise ValueError(f"master={self.master!r}: not a Spark master URL (local, local[N], local[*], "
-                                 "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
+                raise ParameterError("master", self.master, "not a Spark master URL (local, local[N], local[*], "
+                                     "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
         elif self.master is not None:
-            raise ValueError(f"master={self.master!r}: only with engine=spark")
+            raise ParameterError("master", self.master, "only with {engine} spark")
         if isinstance(self.min_rating, str) and self.min_rating != "none":
             try:
                 float(self.min_rating)
             except ValueError:
-                raise ValueError(f"min_rating={self.min_rating!r}: expected a number or 'none'") from None
+                raise ParameterError("min_rating", self.min_rating, "expected a number or 'none'") from None
 
     def shard_index(self) -> tuple[int, int]:
         try:
@@ -76,7 +76,7 @@ class RecommendSpec:
             if not 0 <= index < n_shards:
                 raise ValueError
         except ValueError:
-            raise ValueError(f"shard={self.shard!r}: expected i/n with 0 <= i < n, e.g. 0/4") from None
+            raise ParameterError("shard", self.shard, "expected i/n with 0 <= i < n, e.g. 0/4") from None
         return index, n_shards
 
 
@@ -121,12 +121,12 @@ def _export(spec: RecommendSpec) -> RecommendResult:
             item=r.get("item") or "item", rating=r.get("rating") or "rating", sep=r.get("sep"),
             header=r.get("header") is not False, min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
-            score_memory_mb=spec.score_memory)
+            score_memory_mb=spec.score_memory, item_names=spec.item_names)
     else:
         stats = export_recommendations(
             model, spec.interactions, spec.out, n=spec.top_n, include_seen=spec.include_seen, allow=spec.allow,
             deny=spec.deny, fallback=spec.fallback, shard=spec.shard_index(), users_per_block=spec.batch_users,
             reader=spec.reader, grouped=spec.grouped, progress=spec.progress, min_rating=min_rating,
-            score_memory_mb=spec.score_memory)
+            score_memory_mb=spec.score_memory, item_names=spec.item_names)
         rows = stats.rows
     return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, stats)

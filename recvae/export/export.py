@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from recvae.data.side import names_for
 from recvae.errors import DataError
 from recvae.score.recommend import ExportStats, RecommendOptions, item_chunk_for, item_filter, recommend_block
 from recvae.export.stream import iter_user_blocks
@@ -112,6 +113,7 @@ def export_recommendations(
     progress: bool | None = None,
     min_rating: float | None = None,
     score_memory_mb: float | None = None,
+    item_names=None,
 ) -> ExportStats:
     """Write the top ``n`` items of every user in ``interactions`` to ``out`` (.parquet/.csv/.tsv).
 
@@ -122,23 +124,20 @@ def export_recommendations(
     at least that (``recvae recommend`` defaults it to what the model was trained with).
     ``score_memory_mb`` bounds the memory of a block's scores: the catalogue is then scored in chunks
     of items with a running top ``n`` (the same rows), for catalogues whose full block would not fit.
+    ``item_names`` (a table's path or a Series ID → name, as ``Recommender.similar_df`` takes) adds a name column.
     """
     model._check_fitted()
     if model.items_ is None:
         raise DataError("the model does not know its item IDs (fit it with items=...); cannot read or write IDs")
-    kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
-    allowed, unknown_filter = item_filter(
-        model.items_,
-        _read_id_list(allow, kind) if allow else None,
-        _read_id_list(deny, kind) if deny else None,
-    )
-    item_chunk = None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block)
-    options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
-                               batch_size=users_per_block, item_chunk=item_chunk)
-    blocks = iter_user_blocks(
-        interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind}, grouped=grouped, shard=shard,
-        min_rating=min_rating,
-    )
+    kind = model.items_.kind
+    allowed, unknown_filter = item_filter(model.items_, _read_id_list(allow, kind) if allow else None,
+                                          _read_id_list(deny, kind) if deny else None)
+    options = RecommendOptions(
+        n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback, batch_size=users_per_block,
+        item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
+        item_names=names_for(model.items_, item_names))
+    blocks = iter_user_blocks(interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind},
+                              grouped=grouped, shard=shard, min_rating=min_rating)
     stats = ExportStats(unknown_filter_items=unknown_filter)
     show = progress if progress is not None else sys.stderr.isatty()
     started = time.perf_counter()
@@ -148,6 +147,8 @@ def export_recommendations(
                  "rank": np.empty(0, np.int32), "score": np.empty(0, np.float32)}
         if fallback is not None:
             empty["fallback"] = np.empty(0, bool)
+        if options.item_names is not None:
+            empty["name"] = np.empty(0, dtype=object)
         writer.commit(empty)
     seconds = time.perf_counter() - started
     log.info("exported %d users (%d rows) in %.1f s", stats.users_with_rows, stats.rows, seconds)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recvae.errors import DataError
+from recvae.data.side import names_for
+from recvae.errors import DataError, DataParameterError, ParameterError
 from recvae.io import WriteError
 from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter, recommend_block, whole_user_blocks
 
@@ -32,7 +33,7 @@ def cached_model(model_dir: str):
 
 def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
                     allow=None, deny=None, fallback: str | None = None, users_per_block: int = 1000,
-                    partitions: int | None = None, score_memory_mb: float | None = None):
+                    partitions: int | None = None, score_memory_mb: float | None = None, item_names=None):
     """A Spark DataFrame (user, item, rank, score[, fallback]): the top ``n`` items of every user in
     ``histories``, a Spark DataFrame with columns ``user`` and ``item`` (original IDs, as the model knows
     its items; other columns are ignored).
@@ -42,6 +43,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     by every executor (a local path under ``local[N]``, a shared or mounted filesystem on a cluster).
     ``partitions`` sets how many partitions the users are spread over (default: Spark's shuffle setting).
     ``score_memory_mb`` bounds a block's score memory on each worker (the catalogue scored in item chunks).
+    ``item_names`` (a table's path, read on the driver, or a Series ID → name) adds a name column.
     """
     from pyspark.sql import types as T
     from pyspark.sql.functions import coalesce, col, lit
@@ -56,13 +58,16 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     allowed, _ = item_filter(model.items_, allow, deny)
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
                                batch_size=users_per_block,
-                               item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block))
+                               item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
+                               item_names=names_for(model.items_, item_names))
     item_type = T.LongType() if integer_items else T.StringType()
     user_type = histories.schema["user"].dataType
     fields = [T.StructField("user", user_type), T.StructField("item", item_type),
               T.StructField("rank", T.IntegerType()), T.StructField("score", T.FloatType())]
     if fallback is not None:
         fields.append(T.StructField("fallback", T.BooleanType()))
+    if options.item_names is not None:
+        fields.append(T.StructField("name", T.StringType()))
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
     # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export
@@ -103,7 +108,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
 
     target = Path(out)
     if target.suffix != ".parquet":
-        raise DataError(f"--out {out}: the Spark engine writes a Parquet directory; name it *.parquet")
+        raise ParameterError("out", out, "the Spark engine writes a Parquet directory; name it *.parquet")
     source = Path(interactions)
     if not source.exists():
         raise DataError(f"{interactions}: no such file or directory")
@@ -116,16 +121,17 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         spark = (builder.master(master) if master else builder).getOrCreate()
     except Exception as exc:  # Spark's JVM errors arrive as Py4J's and pyspark's own types
         cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise DataError(f"master={master!r}: Spark could not start ({cause[:300]})" if master
-                        else f"Spark could not start ({cause[:300]})") from None
+        if master:
+            raise ParameterError("master", master, f"Spark could not start ({cause[:300]})") from None
+        raise DataError(f"Spark could not start ({cause[:300]})") from None
     if source.suffix == ".parquet" or source.is_dir():
         frame = spark.read.parquet(str(source))
     else:
         tsv = ".tsv" in source.suffixes
         frame = spark.read.csv(str(source), sep=sep or ("\t" if tsv else ","), header=header, inferSchema=True)
-    for name, flag in ((user, "--user"), (item, "--item")) + (((rating, "--rating"),) if min_rating is not None else ()):
+    for name, setting in ((user, "user"), (item, "item")) + (((rating, "rating"),) if min_rating is not None else ()):
         if name not in frame.columns:
-            raise DataError(f"{interactions}: no column {name!r} ({flag}); it has {frame.columns}")
+            raise DataParameterError(setting, name, f"{interactions} has no such column; it has {frame.columns}")
     if min_rating is not None:
         frame = frame.where(col(rating) >= min_rating)
     keep_rating = rating in frame.columns and not model.config.binarize  # the values such a model was trained on

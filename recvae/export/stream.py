@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recvae.data.readers import iter_interactions
-from recvae.errors import DataError
+from recvae.errors import DataError, DataParameterError
 from recvae.score.recommend import shard_of, whole_user_blocks
 
 def iter_user_blocks(
@@ -52,8 +52,8 @@ def iter_user_blocks(
         if repeated.any():
             raise DataError(
                 f"{path}: user {users[repeated].tolist()[0]!r} appears again after other users; the export streams "
-                "users and needs each user's rows together: sort the log by user, or pass grouped=False "
-                "(--ungrouped) to group it in memory"
+                "users and needs each user's rows together: sort the log by user, or pass {grouped=False} "
+                "to group it in memory"
             )
         finished.add(hashes)
 
@@ -70,8 +70,8 @@ def iter_user_blocks(
 
 def _rated_at_least(chunk: pd.DataFrame, min_rating: float, path) -> pd.DataFrame:
     if "rating" not in chunk:
-        raise DataError(f"{path}: min_rating={min_rating} asked for (the model was trained on ratings >= it), but the "
-                        "file has no rating column; name it with --rating, or pass --min-rating none")
+        raise DataParameterError("min_rating", min_rating, f"asked for (the model was trained on ratings >= it), but {path} "
+                             "has no rating column; name it with {rating}, or pass {min_rating} none")
     return chunk.loc[chunk["rating"] >= min_rating]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recvae.errors import at_least, positive
 from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
@@ -33,10 +34,9 @@ class ALSConfig(ModelConfig):
     num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
 
     def __post_init__(self):
-        if self.factors < 1 or self.iterations < 1:
-            raise ValueError("factors and iterations must be at least 1")
-        if self.regularization < 0 or not self.alpha > 0:
-            raise ValueError("regularization must be >= 0 and alpha positive")
+        at_least(1, factors=self.factors, iterations=self.iterations)
+        at_least(0, regularization=self.regularization)
+        positive(alpha=self.alpha)
 
 
 class ALS(Recommender):

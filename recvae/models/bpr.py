@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recvae.errors import at_least, positive
 from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
@@ -38,10 +39,9 @@ class BPRConfig(ModelConfig):
     fold_in_learning_rate: float = 0.05
 
     def __post_init__(self):
-        if self.factors < 1 or self.iterations < 1 or self.fold_in_steps < 1:
-            raise ValueError("factors, iterations and fold_in_steps must be at least 1")
-        if not (self.learning_rate > 0 and self.fold_in_learning_rate > 0) or self.regularization < 0:
-            raise ValueError("learning rates must be positive and regularization >= 0")
+        at_least(1, factors=self.factors, iterations=self.iterations, fold_in_steps=self.fold_in_steps)
+        positive(learning_rate=self.learning_rate, fold_in_learning_rate=self.fold_in_learning_rate)
+        at_least(0, regularization=self.regularization)
 
 
 def bpr_fold_in(

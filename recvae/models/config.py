@@ -7,6 +7,7 @@ import typing
 from dataclasses import dataclass
 
 from recvae.defaults import SEED
+from recvae.errors import ParameterError, at_least, one_of, positive
 from recvae.score.metrics import parse_metric
 
 
@@ -23,10 +24,9 @@ class EpochConfig:
     device: str | None = None
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError("epochs must be at least 1")
+        at_least(1, epochs=self.epochs)
         if self.patience is not None and self.patience < 1:
-            raise ValueError("patience must be at least 1, or None to train every epoch")
+            raise ParameterError("patience", self.patience, "must be at least 1, or none to train every epoch")
         parse_metric(self.validation_metric)
 
 
@@ -44,12 +44,9 @@ class TrainingConfig(EpochConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if not self.learning_rate > 0:
-            raise ValueError("learning_rate must be positive")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        at_least(1, batch_size=self.batch_size)
+        positive(learning_rate=self.learning_rate)
+        one_of(PRECISIONS, precision=self.precision)
 
 
 LIKELIHOODS = ("multinomial", "gaussian", "logistic", "focal")
@@ -68,10 +65,9 @@ class FocalConfig:
     focal_alpha: float | None = 0.25
 
     def _check_focal(self) -> None:
-        if self.focal_gamma < 0:
-            raise ValueError("focal_gamma must be >= 0")
+        at_least(0, focal_gamma=self.focal_gamma)
         if self.focal_alpha is not None and not 0.0 < self.focal_alpha < 1.0:
-            raise ValueError("focal_alpha must lie in (0, 1), or be None for no class weighting")
+            raise ParameterError("focal_alpha", self.focal_alpha, "must lie in (0, 1), or be none for no class weighting")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,14 +84,12 @@ class LikelihoodConfig(FocalConfig):
     negative_proposal: str = "popularity"
 
     def _check_likelihood(self) -> None:
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
-        if self.negatives < 0:
-            raise ValueError("negatives must be >= 0 (0: the full softmax over every item)")
+        one_of(LIKELIHOODS, likelihood=self.likelihood)
+        at_least(0, negatives=self.negatives)
         if self.negatives and self.likelihood != "multinomial":
-            raise ValueError(f"negatives (the sampled softmax) needs likelihood='multinomial', not {self.likelihood!r}")
-        if self.negative_proposal not in NEGATIVE_PROPOSALS:
-            raise ValueError(f"negative_proposal must be one of {NEGATIVE_PROPOSALS}")
+            raise ParameterError("negatives", self.negatives,
+                                 f"the sampled softmax needs {{likelihood}} multinomial, not {self.likelihood!r}")
+        one_of(NEGATIVE_PROPOSALS, negative_proposal=self.negative_proposal)
         self._check_focal()
 
 

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import CapacityError
+from recvae.errors import CapacityError, positive
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
 from recvae.models.recommender import ModelConfig, Recommender
@@ -43,8 +43,7 @@ class EASEConfig(ModelConfig):
     device: str | None = None
 
     def __post_init__(self):
-        if not self.l2 > 0:
-            raise ValueError("l2 must be positive")
+        positive(l2=self.l2)
 
 
 def available_memory() -> int:
@@ -112,7 +111,7 @@ def check_memory(n_items: int, matrices: int = 1) -> None:
             f"EASE over {n_items:,} items needs about {need / 2**30:.1f} GiB ({'one' if matrices == 1 else matrices} "
             f"{n_items:,} x {n_items:,} "
             f"float32 matri{'x' if matrices == 1 else 'ces'}) but {have / 2**30:.1f} GiB is available: keep fewer items "
-            "(min_item_interactions, --min-item-interactions), or use a model whose memory does not grow with the "
+            "({min_item_interactions}), or use a model whose memory does not grow with the "
             "square of the catalogue (MultVAE, ALS)")
 
 

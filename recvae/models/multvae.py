@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from recvae.errors import ParameterError, at_least, one_of
 from recvae.models.config import LikelihoodConfig, TrainingConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
@@ -32,44 +33,50 @@ class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if any(int(d) < 1 for d in self.hidden_dims) or self.latent_dim < 1:
-            raise ValueError("layer sizes must be positive")
+        if any(int(d) < 1 for d in self.hidden_dims):
+            raise ParameterError("hidden_dims", self.hidden_dims, "layer sizes must be at least 1")
+        at_least(1, latent_dim=self.latent_dim)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must lie in [0, 1)")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
+            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        one_of(sorted(ACTIVATIONS), activation=self.activation)
         self._check_likelihood()
-        if self.l2 < 0:
-            raise ValueError("l2 must be >= 0")
+        at_least(0, l2=self.l2)
 
 
 @dataclass(frozen=True, kw_only=True)
 class MultVAEConfig(_AutoEncoderConfig):
-    """Mult-VAE: encoder I-600-(200, 200), decoder 200-600-I, tanh, input dropout 0.5,
-    beta = min(beta_cap, updates / total_anneal_steps) with cap 0.2 over 200,000 updates.
+    """Mult-VAE: encoder I-600-(200, 200), decoder 200-600-I, tanh, input dropout 0.5, β growing linearly
+    to a cap of 0.2.
 
-    ``beta_schedule`` may instead be "constant" (β = cap), "cyclical" (Fu et al. 2019: cycles of
-    ``total_anneal_steps`` updates, rising to the cap over each cycle's first half) or "sigmoid"
-    (a logistic ramp reaching the cap by ``total_anneal_steps``). ``free_bits`` > 0 floors each
-    latent dimension's KL at that many nats (Kingma et al. 2016).
+    How long β takes to reach its cap: by default ``anneal_fraction`` (0.8) of the ``epochs`` asked for, so
+    the model trains as a VAE on any log; ``anneal_epochs`` gives that length in epochs; ``total_anneal_steps``
+    in updates as the paper does (β = min(cap, updates / total_anneal_steps); the paper's 200,000 were sized
+    for ML-20M, and reach only 1% of the cap in 200 epochs of ML-1M). ``beta_schedule`` may instead be
+    "constant" (β = cap), "cyclical" (Fu et al. 2019: cycles of that length, rising to the cap over each
+    cycle's first half) or "sigmoid" (a logistic ramp reaching the cap by then). ``free_bits`` > 0 floors
+    each latent dimension's KL at that many nats (Kingma et al. 2016).
     """
 
     beta_cap: float = 0.2
-    total_anneal_steps: int = 200_000
     beta_schedule: str = "linear"
+    anneal_fraction: float = 0.8
+    anneal_epochs: float | None = None
+    total_anneal_steps: int | None = None
     free_bits: float = 0.0
-    anneal_epochs: float | None = None  # instead of total_anneal_steps: epochs until β reaches its cap (cyclical: per cycle)
 
     def __post_init__(self):
         super().__post_init__()
-        if self.beta_cap < 0 or self.total_anneal_steps < 0:
-            raise ValueError("beta_cap and total_anneal_steps must be >= 0")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, not {self.beta_schedule!r}")
-        if self.free_bits < 0:
-            raise ValueError("free_bits must be >= 0")
+        at_least(0, beta_cap=self.beta_cap, free_bits=self.free_bits)
+        one_of(BETA_SCHEDULES, beta_schedule=self.beta_schedule)
+        if not 0.0 < self.anneal_fraction <= 1.0:
+            raise ParameterError("anneal_fraction", self.anneal_fraction, "must lie in (0, 1]")
         if self.anneal_epochs is not None and not self.anneal_epochs > 0:
-            raise ValueError("anneal_epochs must be positive (or None to use total_anneal_steps)")
+            raise ParameterError("anneal_epochs", self.anneal_epochs, "must be positive (or none)")
+        if self.total_anneal_steps is not None:
+            at_least(0, total_anneal_steps=self.total_anneal_steps)
+            if self.anneal_epochs is not None:
+                raise ParameterError("total_anneal_steps", self.total_anneal_steps,
+                                     "and {anneal_epochs} both give the anneal's length: give one")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +192,15 @@ class MultVAE(_AutoEncoderRecommender):
                     "beta_cap": {"low": 0.05, "high": 1.0},
                     "anneal_epochs": {"low": 10.0, "high": 200.0}}
     variational = True
+
+    def _identity(self) -> dict:
+        # epochs may change on resume, but the default anneal's length follows them: a run extended with
+        # more epochs would change β midway, so the length it annealed over must match
+        identity = super()._identity()
+        c = self.config
+        if c.total_anneal_steps is None and c.anneal_epochs is None:
+            identity["config"]["anneal_epochs"] = c.anneal_fraction * c.epochs
+        return identity
 
 
 class MultDAE(_AutoEncoderRecommender):

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recvae.errors import ParameterError, at_least, positive
 from recvae.models.config import LikelihoodConfig, TrainingConfig
 from recvae.models.device import full_precision
 from recvae.models.inputs import cosine_similar_items
@@ -53,17 +54,14 @@ class RecVAEConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_dim < 1 or self.latent_dim < 1:
-            raise ValueError("hidden_dim and latent_dim must be positive")
+        at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must lie in [0, 1)")
-        if self.gamma <= 0:
-            raise ValueError("gamma must be positive")
+            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        positive(gamma=self.gamma)
         if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
-            raise ValueError("mixture_weights must be three positive weights summing to 1")
+            raise ParameterError("mixture_weights", self.mixture_weights, "expected three positive weights summing to 1")
         self._check_likelihood()
-        if self.encoder_epochs < 1 or self.decoder_epochs < 1:
-            raise ValueError("encoder_epochs and decoder_epochs must be at least 1")
+        at_least(1, encoder_epochs=self.encoder_epochs, decoder_epochs=self.decoder_epochs)
 
 
 def log_normal_density(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,9 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.shard import item_sums
+from recvae.data.side import names_for
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ModelFileError, NotFittedError
+from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterError, at_least
 from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
@@ -169,10 +170,9 @@ class Recommender(ABC):
         """
         self._check_fitted()
         user_items = self._histories(user_items)
-        if n < 1:
-            raise ValueError("n must be at least 1")
+        at_least(1, n=n)
         if item_chunk is not None and item_chunk < 1:
-            raise ValueError("item_chunk must be at least 1 (or None for the whole catalogue at once)")
+            raise ParameterError("item_chunk", item_chunk, "must be at least 1 (or None for the whole catalogue at once)")
         width = min(n, self.n_items_ if allowed_items is None else len(allowed_items))
         blocks_i = [np.empty((0, width), dtype=np.int64)]
         blocks_s = [np.empty((0, width), dtype=np.float32)]
@@ -190,7 +190,8 @@ class Recommender(ABC):
 
     def recommend(self, userid, user_items, N: int = 10, filter_already_liked_items: bool = True,
                   filter_items=None, items=None):
-        """implicit's call: row ``i`` of ``user_items`` is the history of ``userid[i]``.
+        """implicit's call, in matrix indices: row ``i`` of ``user_items`` is the history of ``userid[i]``, and
+        the items returned are column indices (``recommend_df`` takes and returns original IDs).
 
         Returns (item indices, scores), best first; 1-D for one user, 2-D for an array of users.
         The model folds the history in, so any user with a history can be scored. ``items``
@@ -223,17 +224,46 @@ class Recommender(ABC):
         return ids, scores
 
     def similar_items(self, itemid: int, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The ``N`` items most similar to ``itemid`` (itself first) and their similarities."""
+        """implicit's call, in item indices: the ``N`` item indices most similar to item index ``itemid`` (itself
+        first) and their similarities. ``similar_df`` takes and returns original item IDs."""
         raise NotImplementedError(f"{self.name} has no item representation to compare")
+
+    def similar_df(self, items, n: int = 10, item_names=None) -> pd.DataFrame:
+        """The ``n`` items most similar to each of ``items`` (original item IDs), itself left out.
+
+        Returns columns item, similar_item, rank (1 = most similar), score; with ``item_names`` (a table's
+        path, as ``recvae.data.side.read_side_table`` reads it, or a Series ID → name) also item_name and
+        similar_item_name. An ID the model does not know is refused, naming it."""
+        self._check_fitted()
+        at_least(1, n=n)
+        if self.items_ is None:
+            raise DataError("the model does not know its item IDs (fit it with items=...)")
+        queries = np.atleast_1d(np.asarray(items, dtype=self.items_.ids.dtype if self.items_.kind == "int" else object))
+        rows = []
+        for query, index in zip(queries, self.items_.index_of(queries)):
+            neighbours, scores = self.similar_items(int(index), N=min(n + 1, self.n_items_))
+            keep = neighbours != index
+            neighbours, scores = neighbours[keep][:n], scores[keep][:n]
+            rows.append(pd.DataFrame({"item": np.full(len(neighbours), query, dtype=queries.dtype),
+                                      "similar_item": self.items_.id_of(neighbours),
+                                      "rank": np.arange(1, len(neighbours) + 1, dtype=np.int32),
+                                      "score": np.asarray(scores, dtype=np.float32)}))
+        frame = pd.concat(rows, ignore_index=True)
+        names = names_for(self.items_, item_names)
+        if names is not None:
+            frame["item_name"] = names[self.items_.index_of(frame["item"].to_numpy())]
+            frame["similar_item_name"] = names[self.items_.index_of(frame["similar_item"].to_numpy())]
+        return frame
 
     def recommend_df(
         self, history: pd.DataFrame, n: int = 10, include_seen: bool = False, fallback: str | None = None,
-        batch_size: int = 1000,
+        batch_size: int = 1000, item_names=None,
     ) -> pd.DataFrame:
         """Top ``n`` per user from a frame of (user, item[, rating]) rows in original IDs (a rating is the value a
         model fitted with ``binarize=False`` sees, as in training).
 
-        Returns columns user, item, rank (1 = best), score. Items the model does not
+        Returns columns user, item, rank (1 = best), score, and name with ``item_names`` (as in ``similar_df``).
+        Items the model does not
         know are ignored; a user without a known item gets no row, or popularity with
         ``fallback="popularity"`` (then a ``fallback`` column marks them). Any user with
         a history is scored by fold-in, whether or not it was in training.
@@ -246,7 +276,8 @@ class Recommender(ABC):
             raise DataError(f"history lacks column(s) {sorted(missing)}; expected user and item")
         if history[["user", "item"]].isna().any().any():
             raise DataError("history has missing user or item IDs")
-        options = RecommendOptions(n=n, include_seen=include_seen, fallback=fallback, batch_size=batch_size)
+        options = RecommendOptions(n=n, include_seen=include_seen, fallback=fallback, batch_size=batch_size,
+                                   item_names=names_for(self.items_, item_names))
         grouped = history.iloc[np.argsort(pd.factorize(history["user"])[0], kind="stable")]  # each user's rows together
         blocks = [recommend_block(self, block, options)[0] for block in whole_user_blocks([grouped], batch_size)]
         if not blocks:

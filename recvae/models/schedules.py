@@ -53,18 +53,20 @@ def beta_at(schedule: str, step: int, cap: float, total_anneal_steps: int) -> fl
 
 
 def anneal_steps(config, updates_per_epoch: int) -> int:
-    """The schedule's ``total_anneal_steps``, or the one ``anneal_epochs`` implies (linear: β reaches the cap,
-    not 1, after that many epochs)."""
-    if getattr(config, "anneal_epochs", None) is None:
+    """The schedule's ``total_anneal_steps`` where given, else the one ``anneal_epochs`` implies, else
+    ``anneal_fraction`` of ``epochs`` (linear: β reaches the cap, not 1, after that many epochs)."""
+    if config.total_anneal_steps is not None:
         return config.total_anneal_steps
-    steps = config.anneal_epochs * updates_per_epoch
+    epochs = config.anneal_epochs if config.anneal_epochs is not None else config.anneal_fraction * config.epochs
+    steps = epochs * updates_per_epoch
     return max(1, round(steps / config.beta_cap if config.beta_schedule == "linear" and config.beta_cap > 0 else steps))
 
 
 def warn_if_beta_stays_low(config, epochs: int, updates_per_epoch: int) -> bool:
-    """Before training: say so when the β schedule cannot reach its cap within the epochs (the paper's
-    200,000 anneal steps on a log of a few thousand users), how far it gets and what would reach it."""
-    if getattr(config, "beta_schedule", None) not in ("linear", "sigmoid") or config.beta_cap <= 0:
+    """Before training: say so when a length the user gave the anneal (``total_anneal_steps``, ``anneal_epochs``)
+    cannot reach the cap within the epochs (the paper's 200,000 steps on a log of a few thousand users), how
+    far it gets and what would reach it. The default length reaches it by construction."""
+    if config.beta_schedule not in ("linear", "sigmoid") or config.beta_cap <= 0:
         return False
     updates = epochs * updates_per_epoch
     total = anneal_steps(config, updates_per_epoch)
@@ -74,8 +76,8 @@ def warn_if_beta_stays_low(config, epochs: int, updates_per_epoch: int) -> bool:
     needed = math.ceil(updates / config.beta_cap) if config.beta_schedule == "linear" else updates
     log.warning(
         "β will reach only %.3g of its cap %.3g: %d epochs are %d updates, and the %s schedule over "
-        "total_anneal_steps=%d needs more%s. total_anneal_steps=%d (--total-anneal-steps) reaches the cap at the "
-        "last epoch; anneal_epochs (--anneal-epochs) gives the anneal's length in epochs instead",
+        "total_anneal_steps=%d needs more%s. total_anneal_steps=%d reaches the cap at the last epoch; leaving "
+        "total_anneal_steps and anneal_epochs out reaches it at anneal_fraction of the epochs",
         final, config.beta_cap, epochs, updates, config.beta_schedule, total,
         " (the model trains in effect as a denoising autoencoder)" if final < 0.1 * config.beta_cap else "", needed,
     )

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recvae.errors import CapacityError
+from recvae.errors import CapacityError, ParameterError, at_least
 from recvae.models.config import FocalConfig, TrainingConfig
 from recvae.models.ease import available_memory
 from recvae.models.inputs import cosine_similar_items
@@ -65,13 +65,12 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.hidden_dim < 1 or self.latent_dim < 1 or self.encoder_layers < 1 or self.decoder_layers < 1:
-            raise ValueError("hidden_dim, latent_dim, encoder_layers and decoder_layers must be at least 1")
-        if self.kl_weight < 0 or self.l2 < 0:
-            raise ValueError("kl_weight and l2 must be >= 0")
+        at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim, encoder_layers=self.encoder_layers,
+                 decoder_layers=self.decoder_layers)
+        at_least(0, kl_weight=self.kl_weight, l2=self.l2)
         self._check_focal()
         if not (self.deep or self.shallow):
-            raise ValueError("deep and shallow cannot both be off: the model would have no path")
+            raise ParameterError("deep", self.deep, "and {shallow} cannot both be off: the model would have no path")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +103,7 @@ def check_shallow_memory(n_items: int, name: str) -> None:
         raise CapacityError(
             f"{name} over {n_items:,} items needs about {need / 2**30:.1f} GiB for its shallow path (a {n_items:,} x "
             f"{n_items:,} float32 weight, its gradient and two optimiser moments: 16 bytes per item pair) but "
-            f"{have / 2**30:.1f} GiB is available: keep fewer items (--min-item-interactions), or train the deep "
+            f"{have / 2**30:.1f} GiB is available: keep fewer items ({{min_item_interactions}}), or train the deep "
             "path alone (FLVAE), whose memory grows with the catalogue, not its square")
 
 

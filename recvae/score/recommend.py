@@ -11,7 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
+from recvae.errors import DataError, ParameterError, at_least, positive
 from recvae.score.topk import top_n_from_scores
 
 
@@ -43,14 +43,14 @@ class RecommendOptions:
     fallback: str | None = None  # None or "popularity"
     batch_size: int = 1000
     item_chunk: int | None = None  # items scored at once (None: the whole catalogue)
+    item_names: np.ndarray | None = None  # a name per item index: adds a name column
 
     def __post_init__(self):
-        if self.n < 1:
-            raise ValueError("n must be at least 1")
+        at_least(1, n=self.n)
         if self.item_chunk is not None and self.item_chunk < 1:
-            raise ValueError("item_chunk must be at least 1")
+            raise ParameterError("item_chunk", self.item_chunk, "must be at least 1")
         if self.fallback not in (None, "popularity"):
-            raise ValueError("fallback must be None or 'popularity'")
+            raise ParameterError("fallback", self.fallback, "expected None or 'popularity'")
 
 
 # Memory per (user, item) of a score block while it is ranked: the float32 score and, where the selection
@@ -60,8 +60,7 @@ SCORE_BYTES = 12
 
 def item_chunk_for(score_memory_mb: float, users_per_block: int) -> int:
     """Items per chunk that keep one block's scores within ``score_memory_mb`` megabytes."""
-    if not score_memory_mb > 0:
-        raise ValueError(f"score_memory_mb={score_memory_mb} must be positive")
+    positive(score_memory_mb=score_memory_mb)
     return max(1, int(score_memory_mb * 2**20 // (SCORE_BYTES * users_per_block)))
 
 
@@ -133,6 +132,9 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
     out = {k: np.concatenate(v) if v else empty[k] for k, v in columns.items()}
     if options.fallback is None:
         del out["fallback"]
+    if options.item_names is not None:
+        out["name"] = (options.item_names[np.concatenate([idx[idx >= 0] for _, idx, _, _ in parts])] if parts
+                       else np.empty(0, object))
     stats.rows = len(out["rank"])
     return out, stats
 

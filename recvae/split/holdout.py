@@ -6,7 +6,7 @@ import numpy as np
 
 from recvae.defaults import SEED
 from recvae.data.interactions import Interactions
-from recvae.errors import DataError
+from recvae.errors import DataError, ParameterError
 from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
 
 
@@ -23,8 +23,10 @@ def random_holdout_split(
     The model trains on what remains of every user. Validation users fold in their
     training items; test users fold in their training and validation items.
     """
-    if not 0.0 < test_fraction < 1.0 or not 0.0 <= validation_fraction < 1.0:
-        raise DataError("test_fraction must lie in (0, 1) and validation_fraction in [0, 1)")
+    if not 0.0 < test_fraction < 1.0:
+        raise ParameterError("test_fraction", test_fraction, "must lie in (0, 1)")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ParameterError("validation_fraction", validation_fraction, "must lie in [0, 1)")
     rng = np.random.default_rng(seed)
     rest, test = split_rows(data.matrix, holdout_mask(data.matrix, test_fraction, min_items_to_hold_out, rng))
     users = np.arange(data.n_users)

@@ -31,7 +31,7 @@ Gather = Callable[[object], list]  # every process's value, in rank order, on ev
 def sharded_strong_split(
     frame: pd.DataFrame,
     preprocessing: Preprocessing,
-    n_heldout_users: int | None,
+    heldout_users: int | None,
     gather: Gather,
     *,
     holdout_fraction: float = 0.2,
@@ -41,7 +41,7 @@ def sharded_strong_split(
 ) -> Split:
     """``strong_generalization_split(Interactions.from_frame(preprocess(log)))`` from this process's
     ``frame``: the rows of the users it owns, IDs as text (``recvae.data.shard.read_user_shard``).
-    ``n_heldout_users`` None holds out 10% of the users (after preprocessing) in each part."""
+    ``heldout_users`` None holds out 10% of the users (after preprocessing) in each part."""
     # typed over the whole log before preprocessing, as one process's reader types them
     frame = frame.assign(user=_typed(frame["user"], gather), item=_typed(frame["item"], gather))
     frame = _preprocess(frame, preprocessing, gather, source)
@@ -51,8 +51,8 @@ def sharded_strong_split(
     local = interaction_matrix(np.searchsorted(mine, rows), cols, frame["rating"] if "rating" in frame else None,
                                (len(mine), len(items)))
 
-    n_heldout_users = n_heldout_users if n_heldout_users is not None else max(1, round(0.1 * len(users)))
-    rng, train_users, val_users, test_users = permuted_users(len(users), n_heldout_users, seed)
+    heldout_users = heldout_users if heldout_users is not None else max(1, round(0.1 * len(users)))
+    rng, train_users, val_users, test_users = permuted_users(len(users), heldout_users, seed)
     training = np.isin(mine, train_users)
     seen = np.flatnonzero(np.logical_or.reduce(gather(np.diff(local[training].tocsc().indptr) > 0)))
     if len(seen) == 0:
@@ -63,7 +63,7 @@ def sharded_strong_split(
     train = local[training][:, seen].tocsr()
     return Split(train=gathered_rows(train, np.searchsorted(train_users, mine[training]), len(train_users), gather),
                  train_users=train_users, validation=parts["validation"], test=parts["test"], users=users,
-                 items=items.subset(seen), params=strong_params(n_heldout_users, holdout_fraction, min_items_to_hold_out, seed))
+                 items=items.subset(seen), params=strong_params(heldout_users, holdout_fraction, min_items_to_hold_out, seed))
 
 
 def _heldout_rows(users: np.ndarray, rows: sp.csr_matrix, gather: Gather) -> tuple[np.ndarray, sp.csr_matrix]:

@@ -9,7 +9,7 @@ import numpy as np
 from recvae.defaults import SEED
 from recvae.data.interactions import Interactions
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
+from recvae.errors import DataError, DataParameterError, ParameterError
 from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def strong_generalization_split(
     data: Interactions,
-    n_heldout_users: int,
+    heldout_users: int,
     *,
     holdout_fraction: float = 0.2,
     min_items_to_hold_out: int = 5,
@@ -25,15 +25,15 @@ def strong_generalization_split(
 ) -> Split:
     """The paper's protocol.
 
-    Users are permuted; the last ``2 * n_heldout_users`` become validation and test
+    Users are permuted; the last ``2 * heldout_users`` become validation and test
     users, the rest train. Items no training user has seen are dropped. Of each
     held-out user with at least ``min_items_to_hold_out`` items, ``floor(holdout_fraction * n)``
     random items are the target and the others the fold-in; users with fewer items
     have no target and are not scored.
     """
     if not 0.0 < holdout_fraction < 1.0:
-        raise DataError("holdout_fraction must lie strictly between 0 and 1")
-    rng, train_users, val_users, test_users = permuted_users(data.n_users, n_heldout_users, seed)
+        raise ParameterError("holdout_fraction", holdout_fraction, "must lie strictly between 0 and 1")
+    rng, train_users, val_users, test_users = permuted_users(data.n_users, heldout_users, seed)
     matrix = data.matrix
     seen = np.flatnonzero(np.diff(matrix[train_users].tocsc().indptr) > 0)
     if len(seen) == 0:
@@ -42,24 +42,22 @@ def strong_generalization_split(
     parts = heldout_parts(lambda users: matrix[users], val_users, test_users, rng, holdout_fraction, min_items_to_hold_out)
     return Split(train=matrix[train_users], train_users=train_users, validation=parts["validation"], test=parts["test"],
                  users=data.users, items=data.items.subset(seen),
-                 params=strong_params(n_heldout_users, holdout_fraction, min_items_to_hold_out, seed))
+                 params=strong_params(heldout_users, holdout_fraction, min_items_to_hold_out, seed))
 
 
-def permuted_users(n_users: int, n_heldout_users: int, seed: int):
+def permuted_users(n_users: int, heldout_users: int, seed: int):
     """The protocol's draw of users: (the generator, to go on drawing the targets with; training, validation
     and test users, each sorted). One process and the sharded split draw the same."""
-    if n_heldout_users < 1:
-        raise DataError("n_heldout_users must be at least 1")
-    if n_users <= 2 * n_heldout_users:
-        raise DataError(
-            f"heldout_users={n_heldout_users}: {n_users} users cannot give {n_heldout_users} validation and "
-            f"{n_heldout_users} test users and still leave users to train on"
-        )
+    if heldout_users < 1:
+        raise ParameterError("heldout_users", heldout_users, "must be at least 1")
+    if n_users <= 2 * heldout_users:
+        raise DataParameterError("heldout_users", heldout_users, f"{n_users} users cannot give {heldout_users} validation "
+                             f"and {heldout_users} test users and still leave users to train on")
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_users)
-    n_train = n_users - 2 * n_heldout_users
-    return (rng, np.sort(order[:n_train]), np.sort(order[n_train:n_train + n_heldout_users]),
-            np.sort(order[n_train + n_heldout_users:]))
+    n_train = n_users - 2 * heldout_users
+    return (rng, np.sort(order[:n_train]), np.sort(order[n_train:n_train + heldout_users]),
+            np.sort(order[n_train + heldout_users:]))
 
 
 def heldout_parts(rows_of, val_users, test_users, rng, holdout_fraction: float, min_items_to_hold_out: int) -> dict:
@@ -77,8 +75,8 @@ def heldout_parts(rows_of, val_users, test_users, rng, holdout_fraction: float, 
     return parts
 
 
-def strong_params(n_heldout_users: int, holdout_fraction: float, min_items_to_hold_out: int, seed: int) -> dict:
-    return {"protocol": "strong", "n_heldout_users": n_heldout_users, "holdout_fraction": holdout_fraction,
+def strong_params(heldout_users: int, holdout_fraction: float, min_items_to_hold_out: int, seed: int) -> dict:
+    return {"protocol": "strong", "n_heldout_users": heldout_users, "holdout_fraction": holdout_fraction,
             "min_items_to_hold_out": min_items_to_hold_out, "seed": seed}
 
 

@@ -124,18 +124,18 @@ def write_train_config(path: str | Path, model: str, params: dict, options: dict
 
 
 def read_toml(path: str | Path, what: str) -> dict:
-    """A TOML file the user named; ``what`` says which (e.g. "search space file (--space)")."""
+    """A TOML file the user named; ``what`` says which (e.g. "search space file ({space})")."""
     try:
         return tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such {what}") from None
+        raise DataError(f"{path}: no such {what}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        raise DataError(f"{path}: not valid TOML ({exc})") from None
 
 
 def read_search_space(path: str | Path) -> dict:
     """A file of hyperparameter ranges: one ``[search]`` table, as a model's ``search_space`` spells them."""
-    payload = read_toml(path, "search space file (--space)")
+    payload = read_toml(path, "search space file ({space})")
     if set(payload) != {"search"}:
         raise ValueError(f"{path}: expected one [search] table of hyperparameter ranges, found {sorted(payload)}")
     return payload["search"]
@@ -143,7 +143,7 @@ def read_search_space(path: str | Path) -> dict:
 
 def read_train_config(path: str | Path) -> tuple[dict, dict]:
     """What ``write_train_config`` wrote: (options by flag name, hyperparameters by flag name), lists as tuples."""
-    payload = read_toml(path, "config file (--config)")
+    payload = read_toml(path, "config file ({flags_file})")
     params = payload.pop("params", {})
     if not isinstance(params, dict):
         raise ValueError(f"{path}: params must be a [params] table of hyperparameters")

@@ -163,7 +163,7 @@ def _study_storage(storage: str):
     except SQLAlchemyError as exc:
         cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         where = storage.removeprefix("sqlite:///")
-        raise DataError(f"{where}: the study database cannot be used ({cause}); give another storage (--storage), or "
+        raise DataError(f"{where}: the study database cannot be used ({cause}); give another {storage}, or "
                         "remove a damaged file to start the study over") from None
 
 

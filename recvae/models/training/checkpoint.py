@@ -46,7 +46,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
             state = json.loads(handle.metadata()[STATE_KEY])
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (json.JSONDecodeError, SafetensorError, OSError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{target}: damaged checkpoint ({exc}); delete it or train without --resume") from None
+        raise ModelFileError(f"{target}: damaged checkpoint ({exc}); delete it or train without {{resume=True}}") from None
     return tensors, state
 
 

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recvae.data.shard import UserRows, gathered_rows
-from recvae.errors import DataError, ModelFileError, PeerLostError
+from recvae.errors import DataError, ModelFileError, ParameterError, PeerLostError
 from recvae.models.device import autocast
 from recvae.models.inputs import as_csr
 from recvae.models.nn import SparseBatch
@@ -109,7 +109,7 @@ class Trainer:
         torchrun) as ``plan`` says, validating with ``validate`` after every epoch, and return the epochs'
         records. The step's module ends in its best epoch's weights (the last without ``validate``)."""
         if self.resume and self.checkpoint_dir is None:
-            raise ValueError("resume needs checkpoint_dir, the folder of the interrupted run")
+            raise ParameterError("resume", True, "needs {checkpoint_dir}, the folder of the interrupted run")
         device = local_device(plan.device)
         world = join_world(device)
         train = user_items
@@ -221,7 +221,7 @@ class Trainer:
         for part, what in (("data", "other data"), ("model", "another model or config")):
             if state.get(part) != run.key[part]:
                 raise ModelFileError(f"{self.checkpoint_dir}: checkpoint was trained on {what} "
-                                     f"({state.get(part)}, now {run.key[part]}); train without --resume")
+                                     f"({state.get(part)}, now {run.key[part]}); train without {{resume=True}}")
         saved_world = state.get("world_size", 1)
         if run.world.size > 1 and saved_world != run.world.size:
             raise ModelFileError(f"{self.checkpoint_dir}: checkpoint of a run of {saved_world} process(es); resume it with "
