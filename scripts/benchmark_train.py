@@ -11,7 +11,8 @@
 3. Large catalogues: seconds per epoch with the full softmax and with a sampled one (--negatives shared
    negatives per batch) for --catalogues items at a quarter of the users.
 4. Time-to-quality on ML-1M: RecBole's MultiVAE (its defaults, through recvae's adapter) to its best
-   validation NDCG@100, and recvae's Mult-VAE (paper defaults) to first reach that value.
+   validation NDCG@100, and recvae's Mult-VAE (as benchmarked; its defaults; the paper's 200,000 anneal steps) to
+   first reach that value.
 
 Writes train.md, train.json and train_scaling.png under --out.
 """
@@ -140,8 +141,12 @@ def time_to_quality(data_path: str, seed: int) -> dict:
         "recbole_best_val_ndcg": best, "recbole_best_epoch": best_epoch, "recbole_seconds_to_best": rb_seconds,
         "recbole_epochs_run": len(rb_curve),
     }
-    # recvae's Mult-VAE as ml-1m.toml runs it (linear, learning rate 3e-3), then with the paper's defaults.
-    for key, settings in (("recvae", {"hidden_dims": (), "learning_rate": 3e-3}), ("recvae_paper", {})):
+    # recvae's Mult-VAE as ml-1m.toml runs it (linear, learning rate 3e-3), with its defaults (the paper's
+    # architecture and optimiser, β reaching its cap at 80% of the epochs), and with the paper's 200,000 anneal
+    # steps (sized for ML-20M: β reaches about 1% of its cap here)
+    runs = (("recvae", {"hidden_dims": (), "learning_rate": 3e-3}), ("recvae_default", {}),
+            ("recvae_paper", {"total_anneal_steps": 200_000}))
+    for key, settings in runs:
         epoch, seconds, ours_best = seconds_to_reach(split, best, settings)
         result.update({f"{key}_seconds_to_same": seconds, f"{key}_epoch_to_same": epoch, f"{key}_best_val_ndcg": ours_best,
                        f"{key}_settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}})
@@ -393,7 +398,9 @@ def write_markdown(result: dict, out: Path) -> None:
             f"| RecBole MultiVAE (its defaults) | {result['recbole_best_val_ndcg']:.4f} at epoch {result['recbole_best_epoch']} "
             f"(of {result['recbole_epochs_run']} run) | {result['recbole_seconds_to_best']:.1f} |",
             f"| recvae Mult-VAE, as benchmarked (`hidden_dims=()`, learning rate 3e-3) | {result['recvae_best_val_ndcg']:.4f} | {seconds('recvae')} |",
-            f"| recvae Mult-VAE, paper defaults | {result['recvae_paper_best_val_ndcg']:.4f} | {seconds('recvae_paper')} |",
+            f"| recvae Mult-VAE, its defaults | {result['recvae_default_best_val_ndcg']:.4f} | {seconds('recvae_default')} |",
+            f"| recvae Mult-VAE, the paper's 200,000 anneal steps | {result['recvae_paper_best_val_ndcg']:.4f} | "
+            f"{seconds('recvae_paper')} |",
             "", f"recvae (as benchmarked) is **{speedup:.1f}x** faster to the same validation NDCG@100.", "",
         ]
         if "quality_command" in result:
