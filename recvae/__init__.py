@@ -1,16 +1,44 @@
 """recvae: variational autoencoders for collaborative filtering."""
 
+from __future__ import annotations
+
+import importlib
+
 from recvae.defaults import VERSION as __version__
+# Not lazy: the subpackage recvae.evaluate, once imported, would otherwise stand where the function should.
+from recvae.evaluate import evaluate
 
-from recvae.data import Interactions, Preprocessing, Vocabulary, generate_log, preprocess, read_interactions, read_lightgcn  # noqa: E402
-from recvae.errors import DataError, ModelFileError, NotFittedError  # noqa: E402
-from recvae.evaluate import evaluate  # noqa: E402
-from recvae.models import MultDAE, MultDAEConfig, MultVAE, MultVAEConfig, Popularity, Recommender  # noqa: E402
-from recvae.split import presplit, random_holdout_split, strong_generalization_split  # noqa: E402
+# Imported on first use, so that what needs none of it (the command line's help) starts quickly.
+_EXPORTS = {
+    "Interactions": "recvae.data",
+    "Preprocessing": "recvae.data",
+    "Vocabulary": "recvae.data",
+    "generate_log": "recvae.data",
+    "preprocess": "recvae.data",
+    "read_interactions": "recvae.data",
+    "read_lightgcn": "recvae.data",
+    "DataError": "recvae.errors",
+    "ModelFileError": "recvae.errors",
+    "NotFittedError": "recvae.errors",
+    "ParameterError": "recvae.errors",
+    "MultDAE": "recvae.models",
+    "MultDAEConfig": "recvae.models",
+    "MultVAE": "recvae.models",
+    "MultVAEConfig": "recvae.models",
+    "Popularity": "recvae.models",
+    "Recommender": "recvae.models",
+    "presplit": "recvae.split",
+    "random_holdout_split": "recvae.split",
+    "strong_generalization_split": "recvae.split",
+}
+__all__ = sorted(_EXPORTS) + ["__version__", "evaluate"]
 
-__all__ = [
-    "DataError", "Interactions", "ModelFileError", "MultDAE", "MultDAEConfig", "MultVAE", "MultVAEConfig",
-    "NotFittedError", "Popularity", "Preprocessing", "Recommender", "Vocabulary", "__version__", "evaluate",
-    "generate_log", "preprocess", "presplit", "random_holdout_split", "read_interactions", "read_lightgcn",
-    "strong_generalization_split",
-]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

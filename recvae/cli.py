@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import dataclasses
 import io
 import logging
@@ -19,47 +20,6 @@ from recvae.errors import ParameterError, PeerLostError, RecvaeError
 
 log = logging.getLogger("recvae")
 
-FIELD_HELP = {
-    "epochs": "maximum training epochs",
-    "batch_size": "users per batch",
-    "learning_rate": "Adam learning rate",
-    "patience": "stop after this many epochs without a better validation score ('none': never)",
-    "validation_metric": "metric that picks the best epoch",
-    "seed": "seed of initialisation, shuffling, dropout and noise",
-    "device": "torch device, e.g. cpu or cuda (default: RECVAE_DEVICE, else cuda if present, else cpu)",
-    "precision": "fp32, or bf16 / fp16: matrix products under autocast in training and scoring (losses and scores stay float32; fp16 with a gradient scaler)",
-    "hidden_dims": "hidden layer sizes between items and latent code, comma-separated ('' for none)",
-    "latent_dim": "size of the latent code",
-    "dropout": "dropout rate on the input",
-    "activation": "tanh, relu, sigmoid or identity",
-    "likelihood": "multinomial, gaussian or logistic",
-    "negatives": "sampled softmax: negatives shared per batch (multinomial only; 0: the full softmax over every item)",
-    "negative_proposal": "sampled softmax: draw negatives by training popularity + 1 or uniformly",
-    "l2": "L2 penalty on the weights",
-    "beta_cap": "largest KL weight",
-    "total_anneal_steps": "linear: updates over which beta would grow from 0 to 1 (it stops at the cap); "
-                          "sigmoid: updates to reach the cap; cyclical: updates per cycle",
-    "beta_schedule": "linear (the paper), constant, cyclical or sigmoid",
-    "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
-    "anneal_epochs": "epochs until β reaches its cap (linear, sigmoid) or per cycle (cyclical), instead of --total-anneal-steps",
-    "hidden_dim": "RecVAE: width of the encoder's densely connected layers",
-    "gamma": "RecVAE: KL weight per interaction of the user (β = gamma x history length)",
-    "mixture_weights": "RecVAE: composite prior weights of N(0, I), the previous encoder's posterior, the wide normal",
-    "wide_logvar": "RecVAE: log-variance of the prior's wide normal",
-    "encoder_epochs": "RecVAE: encoder passes per epoch",
-    "decoder_epochs": "RecVAE: decoder passes per epoch",
-    "layer_norm_eps": "RecVAE: epsilon of the encoder's layer normalisation",
-    "binarize": "count every interaction as 1 ('false': keep the values as weights)",
-    "factors": "ALS, BPR: latent factors",
-    "regularization": "ALS, BPR: L2 regularisation",
-    "alpha": "ALS: confidence weight of an interaction",
-    "iterations": "ALS, BPR: training iterations",
-    "fold_in_steps": "BPR: Adam steps that fold a new user in",
-    "fold_in_learning_rate": "BPR: learning rate of the fold-in",
-    "num_threads": "ALS, BPR: implicit's threads (0: every core; 1: an exactly reproducible fit)",
-}
-# RecBole's models run in benchmarks only: they cannot be saved as recvae model directories.
-CLI_EXCLUDED = ("RecBole",)
 METRICS_HELP = ("comma-separated metrics: recall@K (hits / min(K, test items)), recall_full@K (hits / all test "
                 f"items, the LightGCN protocol), ndcg@K (default: {','.join(DEFAULT_METRICS)}; with --protocol "
                 f"presplit: {','.join(PRESPLIT_METRICS)})")
@@ -78,11 +38,18 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _trainable_models() -> dict:
-    """Registered models by lower-case name, as --model takes them."""
+def _model_names() -> dict[str, str]:
+    """The models the command line trains: --model's lower-case name → the REGISTRY name (read from the
+    torch-free configs, so that help needs no torch)."""
+    from recvae.models.config import MODEL_CONFIGS
+
+    return {name.lower(): name for name in MODEL_CONFIGS}
+
+
+def _model_class(flag: str) -> type:
     from recvae.models import REGISTRY
 
-    return {name.lower(): cls for name, cls in REGISTRY.items() if name not in CLI_EXCLUDED}
+    return REGISTRY[_model_names()[flag]]
 
 
 def _parse_field(kind):
@@ -106,20 +73,23 @@ def _parse_field(kind):
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per config field of the models; each help line gives every model's default once."""
     group = parser.add_argument_group("model hyperparameters (each model's default, from its paper or library)")
+    from recvae.models.config import FIELD_CHOICES, FIELD_HELP, MODEL_CONFIGS
+
     fields: dict[str, tuple] = {}  # name -> (type, {model: default})
-    for cls in _trainable_models().values():
-        hints = typing.get_type_hints(cls.config_class)
-        for f in dataclasses.fields(cls.config_class):
+    for model, config_class in MODEL_CONFIGS.items():
+        hints = typing.get_type_hints(config_class)
+        for f in dataclasses.fields(config_class):
             kind, defaults = fields.setdefault(f.name, (hints[f.name], {}))
-            defaults[cls.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            defaults[model] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     for name, (kind, defaults) in fields.items():
         values = set(map(repr, defaults.values()))
-        shown = (f"default {_shown(next(iter(defaults.values())))}" + ("" if len(defaults) == len(_trainable_models())
+        shown = (f"default {_shown(next(iter(defaults.values())))}" + ("" if len(defaults) == len(MODEL_CONFIGS)
                  else f"; {', '.join(defaults)}") if len(values) == 1
                  else "; ".join(f"{model} {_shown(value)}" for model, value in defaults.items()))
-        text = f"{FIELD_HELP[name]} ({shown})" if name in FIELD_HELP else f"({shown})"
+        choices = f"; one of {', '.join(FIELD_CHOICES[name])}" if name in FIELD_CHOICES else ""
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", type=_parse_field(kind),
-                           default=argparse.SUPPRESS, metavar=name.upper(), help=text.replace("%", "%%"))
+                           default=argparse.SUPPRESS, metavar=name.upper(), choices=FIELD_CHOICES.get(name),
+                           help=f"{FIELD_HELP[name]} ({shown}{choices})".replace("%", "%%"))
 
 
 def _hyperparameters(args) -> dict:
@@ -229,7 +199,7 @@ def cmd_train(args) -> int:
     from recvae.track import TrackingConfig
 
     data_spec, split_spec = _specs(args)
-    model_class = _trainable_models()[args.model]
+    model_class = _model_class(args.model)
     spec = TrainSpec(
         model=model_class.name, params=_hyperparameters(args),
         data=data_spec, split=split_spec, out=args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
@@ -260,7 +230,7 @@ def cmd_tune(args) -> int:
     from recvae.tune.command import read_search_space
 
     data_spec, split_spec = _specs(args)
-    model_class = _trainable_models()[args.model]
+    model_class = _model_class(args.model)
     space = read_search_space(args.space) if args.space else None
     search = SearchConfig(trials=args.trials, pruner=args.pruner, timeout=args.timeout, storage=args.storage)
     spec = TuneSpec(
@@ -412,12 +382,14 @@ def cmd_generate(args) -> int:
 def _add_train(sub, common) -> None:
     train = sub.add_parser(
         "train", parents=[common], help="train a model, print test metrics beside popularity, save it",
-        description="Train a model (Mult-VAE by default; Mult-DAE, RecVAE, EASE, ALS, BPR, popularity) on an interaction log, score the held-out "
+        usage="%(prog)s [--data FILE] [--model NAME] [--out DIR] [options] (all: recvae train --help)",
+        description=f"Train a model (Mult-VAE by default; {', '.join(_model_names().values())}) on an interaction log, "
+        "score the held-out "
         "test users, print Recall@20, Recall@50 and NDCG@100 beside a popularity baseline, and save the "
         "model. Without --data it trains on the embedded synthetic log.",
         formatter_class=_DefaultsFormatter,
     )
-    train.add_argument("--model", choices=sorted(_trainable_models()), default="multvae",
+    train.add_argument("--model", choices=sorted(_model_names()), default="multvae",
                        help="the model to train; its hyperparameters are the flags below")
     train.add_argument("--out", default="models/recvae-model", help="model directory to write")
     train.add_argument("--overwrite", action="store_true", help="replace the model directory --out if it exists")
@@ -444,7 +416,7 @@ def _add_tune(sub, common) -> None:
         "Each trial is an MLflow child run.",
         formatter_class=_DefaultsFormatter,
     )
-    tune.add_argument("--model", choices=sorted(set(_trainable_models()) - {"popularity"}), default="multvae",
+    tune.add_argument("--model", choices=sorted(set(_model_names()) - {"popularity"}), default="multvae",
                       help="the model to tune; flags below fix hyperparameters the search leaves alone")
     tune.add_argument("--out", default="tuned.toml", help="the best setting, as recvae train flags")
     tune.add_argument("--trials", type=int, default=20, help="trials (a space of fewer settings tries each once)")
@@ -584,11 +556,20 @@ def _add_common_flags(parser: argparse.ArgumentParser) -> None:
                        help="CPU threads for torch, numba and BLAS together (default: torch's, the number of cores)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: argparse would take --epoch for --epochs, and a typo for another flag. Subcommands'
+    parsers are of the parser's own class, so this holds for every command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="recvae",
-        description="Variational autoencoders for collaborative filtering (Mult-VAE, Mult-DAE, RecVAE) beside "
-        "EASE, ALS, BPR and popularity.",
+        description="Variational autoencoders for collaborative filtering, beside the references they are measured "
+        f"against. Models (--model): {', '.join(_model_names().values())}.",
         epilog="Run 'recvae COMMAND --help' for the options of a command.",
     )
     from recvae.defaults import VERSION
@@ -645,7 +626,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would show the top-level usage: show the command's, and the flag meant
+        command = _subparser(parser, args.command)
+        flags = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
+        typed = next((u.split("=")[0] for u in unknown if u.startswith("-")), unknown[0])
+        close = difflib.get_close_matches(typed, flags, n=1, cutoff=0.6)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {close[0]}?)" if close else ""))
     for flag, default in (("verbose", False), ("quiet", False), ("threads", None)):
         setattr(args, flag, getattr(args, flag, default))
     return args

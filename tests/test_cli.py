@@ -141,3 +141,33 @@ def test_a_setting_is_named_as_python_spells_it_and_as_the_flag_on_the_command_l
     # a setting the message speaks of beside the offending one is named the same way
     assert main(["train", "--data", str(log_file), "--out", str(tmp_path / "m"), "--negatives", "5", "--likelihood", "gaussian", *TINY]) == 2
     assert "--negatives 5: the sampled softmax needs --likelihood multinomial" in capsys.readouterr().err
+
+
+def test_a_typo_or_an_abbreviation_is_refused_with_the_commands_usage_and_the_flag_meant(capsys):
+    for typed in ("--epohcs", "--epoch"):  # argparse would take --epoch for --epochs
+        with pytest.raises(SystemExit) as stopped:
+            main(["train", typed, "20", "--no-tracking"])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert "usage: recvae train" in err and f"unrecognized arguments: {typed} 20 (did you mean --epochs?)" in err
+
+
+def test_the_help_needs_no_torch_and_every_flag_has_its_words_and_choices():
+    probe = ("import sys, recvae.cli; parser = recvae.cli.build_parser(); "
+             "print('torch' in sys.modules, 'recvae.models.multvae' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
+    import dataclasses
+
+    from recvae.models import REGISTRY
+    from recvae.models.config import FIELD_CHOICES, FIELD_HELP, MODEL_CONFIGS
+    from recvae.models.nn import ACTIVATION_FUNCTIONS
+
+    assert {n: c.config_class for n, c in REGISTRY.items() if n != "RecBole"} == dict(MODEL_CONFIGS)
+    fields = {f.name for config in MODEL_CONFIGS.values() for f in dataclasses.fields(config)}
+    assert fields == set(FIELD_HELP)
+    assert set(FIELD_CHOICES["activation"]) == set(ACTIVATION_FUNCTIONS)
+    text = subprocess.run([sys.executable, "-m", "recvae", "train", "--help"], capture_output=True, text=True).stdout
+    assert "one of multinomial, gaussian, logistic, focal" in " ".join(text.split())
+    top = " ".join(subprocess.run([sys.executable, "-m", "recvae", "--help"], capture_output=True, text=True).stdout.split())
+    assert all(name in top for name in MODEL_CONFIGS)

@@ -1,25 +1,53 @@
 """Recommenders behind one interface (fit / recommend / top_n / similar_items / save / load).
 
 ``REGISTRY`` maps every model's name (``MultVAE``, ``EASE``, ...) to its class: the names
-``Recommender.load``, ``recvae train --model`` and benchmark files use.
+``Recommender.load``, ``recvae train --model`` and benchmark files use. Each model's config lives in
+``recvae.models.config``, which imports no torch.
 """
 
-from recvae.models.als import ALS, ALSConfig
-from recvae.models.bpr import BPR, BPRConfig
-from recvae.models.ease import EASE, EASEConfig
-from recvae.models.iterative import IterativeRecommender
-from recvae.models.multvae import MultDAE, MultDAEConfig, MultVAE, MultVAEConfig
-from recvae.models.popularity import Popularity, PopularityConfig
-from recvae.models.rec_vae import RecVAE, RecVAEConfig
-from recvae.models.recbole import RecBoleConfig, RecBoleModel
-from recvae.models.recommender import Recommender
-from recvae.models.registry import REGISTRY, model_class
-from recvae.models.training import Trainer, TrainingStep
-from recvae.models.vasp import FLVAE, VASP, FLVAEConfig, NeuralEASE, NeuralEASEConfig, VASPConfig
+from __future__ import annotations
 
-__all__ = [
-    "ALS", "ALSConfig", "BPR", "BPRConfig", "EASE", "EASEConfig", "IterativeRecommender", "MultDAE", "MultDAEConfig",
-    "MultVAE", "MultVAEConfig", "Popularity", "PopularityConfig", "REGISTRY", "RecBoleConfig", "RecBoleModel",
-    "RecVAE", "RecVAEConfig", "Recommender", "Trainer", "TrainingStep", "FLVAE", "FLVAEConfig", "NeuralEASE",
-    "NeuralEASEConfig", "VASP", "VASPConfig", "model_class",
-]
+import importlib
+
+# Imported on first use, so that what needs none of it (the command line's help) starts quickly.
+_EXPORTS = {
+    "ALS": "recvae.models.als",
+    "ALSConfig": "recvae.models.config",
+    "BPR": "recvae.models.bpr",
+    "BPRConfig": "recvae.models.config",
+    "EASE": "recvae.models.ease",
+    "EASEConfig": "recvae.models.config",
+    "IterativeRecommender": "recvae.models.iterative",
+    "MultDAE": "recvae.models.multvae",
+    "MultDAEConfig": "recvae.models.config",
+    "MultVAE": "recvae.models.multvae",
+    "MultVAEConfig": "recvae.models.config",
+    "Popularity": "recvae.models.popularity",
+    "PopularityConfig": "recvae.models.config",
+    "RecVAE": "recvae.models.rec_vae",
+    "RecVAEConfig": "recvae.models.config",
+    "RecBoleConfig": "recvae.models.recbole",
+    "RecBoleModel": "recvae.models.recbole",
+    "Recommender": "recvae.models.recommender",
+    "REGISTRY": "recvae.models.registry",
+    "model_class": "recvae.models.registry",
+    "Trainer": "recvae.models.training",
+    "TrainingStep": "recvae.models.training",
+    "VASP": "recvae.models.vasp",
+    "VASPConfig": "recvae.models.config",
+    "FLVAE": "recvae.models.vasp",
+    "FLVAEConfig": "recvae.models.config",
+    "NeuralEASE": "recvae.models.vasp",
+    "NeuralEASEConfig": "recvae.models.config",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -7,36 +7,17 @@ held-out users are scored without retraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import at_least, positive
-from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
+from recvae.models.config import ALSConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
-from recvae.models.recommender import ModelConfig, Recommender
-
-
-@dataclass(frozen=True)
-class ALSConfig(ModelConfig):
-    """implicit's defaults: 100 factors, regularization 0.01, confidence ``alpha`` 1, 15 iterations."""
-
-    factors: int = 100
-    regularization: float = 0.01
-    alpha: float = 1.0
-    iterations: int = 15
-    seed: int = SEED
-    num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
-
-    def __post_init__(self):
-        at_least(1, factors=self.factors, iterations=self.iterations)
-        at_least(0, regularization=self.regularization)
-        positive(alpha=self.alpha)
+from recvae.models.recommender import Recommender
 
 
 class ALS(Recommender):

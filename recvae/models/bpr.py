@@ -10,38 +10,17 @@ history always gets the same recommendations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import at_least, positive
-from recvae.defaults import SEED
 from recvae.data.vocab import Vocabulary
 from recvae.models._implicit import import_implicit, single_threaded_blas
+from recvae.models.config import BPRConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
-from recvae.models.recommender import ModelConfig, Recommender
-
-
-@dataclass(frozen=True)
-class BPRConfig(ModelConfig):
-    """implicit's defaults for training; the fold-in settings are recvae's."""
-
-    factors: int = 100
-    learning_rate: float = 0.01
-    regularization: float = 0.01
-    iterations: int = 100
-    seed: int = SEED
-    num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
-    fold_in_steps: int = 100
-    fold_in_learning_rate: float = 0.05
-
-    def __post_init__(self):
-        at_least(1, factors=self.factors, iterations=self.iterations, fold_in_steps=self.fold_in_steps)
-        positive(learning_rate=self.learning_rate, fold_in_learning_rate=self.fold_in_learning_rate)
-        at_least(0, regularization=self.regularization)
+from recvae.models.recommender import Recommender
 
 
 def bpr_fold_in(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from recvae.defaults import SEED
 from recvae.errors import ParameterError, at_least, one_of, positive
+from recvae.models.schedules import BETA_SCHEDULES
 from recvae.score.metrics import parse_metric
 
 
@@ -53,6 +55,7 @@ LIKELIHOODS = ("multinomial", "gaussian", "logistic", "focal")
 # fp32, or autocast's mixed precision: matrix products in bfloat16 or float16 (with a gradient scaler)
 PRECISIONS = ("fp32", "bf16", "fp16")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")  # recvae.models.nn.ACTIVATION_FUNCTIONS implements each
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +94,281 @@ class LikelihoodConfig(FocalConfig):
                                  f"the sampled softmax needs {{likelihood}} multinomial, not {self.likelihood!r}")
         one_of(NEGATIVE_PROPOSALS, negative_proposal=self.negative_proposal)
         self._check_focal()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """What every model's config has. ``binarize`` (default True): every stored interaction counts
+    as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
+    for the multinomial likelihood, sums for popularity). It applies to training and to every history
+    scored later alike (evaluation, recommendation, export)."""
+
+    binarize: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
+    hidden_dims: tuple[int, ...] = (600,)
+    latent_dim: int = 200
+    dropout: float = 0.5
+    activation: str = "tanh"
+    l2: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if any(int(d) < 1 for d in self.hidden_dims):
+            raise ParameterError("hidden_dims", self.hidden_dims, "layer sizes must be at least 1")
+        at_least(1, latent_dim=self.latent_dim)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        one_of(ACTIVATIONS, activation=self.activation)
+        self._check_likelihood()
+        at_least(0, l2=self.l2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultVAEConfig(_AutoEncoderConfig):
+    """Mult-VAE: encoder I-600-(200, 200), decoder 200-600-I, tanh, input dropout 0.5, β growing linearly
+    to a cap of 0.2.
+
+    How long β takes to reach its cap: by default ``anneal_fraction`` (0.8) of the ``epochs`` asked for, so
+    the model trains as a VAE on any log; ``anneal_epochs`` gives that length in epochs; ``total_anneal_steps``
+    in updates as the paper does (β = min(cap, updates / total_anneal_steps); the paper's 200,000 were sized
+    for ML-20M, and reach only 1% of the cap in 200 epochs of ML-1M). ``beta_schedule`` may instead be
+    "constant" (β = cap), "cyclical" (Fu et al. 2019: cycles of that length, rising to the cap over each
+    cycle's first half) or "sigmoid" (a logistic ramp reaching the cap by then). ``free_bits`` > 0 floors
+    each latent dimension's KL at that many nats (Kingma et al. 2016).
+    """
+
+    beta_cap: float = 0.2
+    beta_schedule: str = "linear"
+    anneal_fraction: float = 0.8
+    anneal_epochs: float | None = None
+    total_anneal_steps: int | None = None
+    free_bits: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        at_least(0, beta_cap=self.beta_cap, free_bits=self.free_bits)
+        one_of(BETA_SCHEDULES, beta_schedule=self.beta_schedule)
+        if not 0.0 < self.anneal_fraction <= 1.0:
+            raise ParameterError("anneal_fraction", self.anneal_fraction, "must lie in (0, 1]")
+        if self.anneal_epochs is not None and not self.anneal_epochs > 0:
+            raise ParameterError("anneal_epochs", self.anneal_epochs, "must be positive (or none)")
+        if self.total_anneal_steps is not None:
+            at_least(0, total_anneal_steps=self.total_anneal_steps)
+            if self.anneal_epochs is not None:
+                raise ParameterError("total_anneal_steps", self.total_anneal_steps,
+                                     "and {anneal_epochs} both give the anneal's length: give one")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultDAEConfig(_AutoEncoderConfig):
+    """Mult-DAE: I-200-I, tanh, input dropout 0.5, L2 penalty 0.01 on the weights
+    (added to the batch-mean loss, as in the authors' code)."""
+
+    hidden_dims: tuple[int, ...] = ()
+    l2: float = 0.01
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecVAEConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
+    """The public code's defaults: 50 epochs of 3 encoder and 1 decoder passes, Adam at 5e-4."""
+
+    epochs: int = 50
+    learning_rate: float = 5e-4
+    hidden_dim: int = 600
+    latent_dim: int = 200
+    dropout: float = 0.5
+    gamma: float = 0.005
+    mixture_weights: tuple[float, float, float] = (0.15, 0.75, 0.1)
+    wide_logvar: float = 10.0
+    encoder_epochs: int = 3
+    decoder_epochs: int = 1
+    layer_norm_eps: float = 0.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        positive(gamma=self.gamma)
+        if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
+            raise ParameterError("mixture_weights", self.mixture_weights, "expected three positive weights summing to 1")
+        self._check_likelihood()
+        at_least(1, encoder_epochs=self.encoder_epochs, decoder_epochs=self.decoder_epochs)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
+    """VASP as the authors' public code trains it on ML-20M: hidden layers of 4096, a code of 2048, Nadam at
+    learning rate 5e-5 on batches of 1024 users, focal loss with α 0.25 and γ 2, the KL term averaged over
+    the code's dimensions (``kl_weight`` times that mean is added to the per-user focal loss).
+
+    ``deep``/``shallow`` switch the paths (FLVAE is VASP without the shallow path, Neural EASE without the
+    deep one); ``split_halves`` is the augmentation (False: each history reconstructs itself). ``l2`` adds
+    l2 x ||W||^2 of the item-item weight to each batch's mean loss (the public code has none: ML-20M's 136k
+    training users hold its 400M weights in check, a catalogue of fewer users may need the penalty EASE has).
+    The public code runs 50 epochs at 5e-5 and 40 at 1e-5; here one rate runs up to ``epochs`` with early
+    stopping on the validation users.
+    """
+
+    epochs: int = 90
+    batch_size: int = 1024
+    learning_rate: float = 5e-5
+    hidden_dim: int = 4096
+    latent_dim: int = 2048
+    encoder_layers: int = 7
+    decoder_layers: int = 5
+    kl_weight: float = 1.0
+    l2: float = 0.0
+    deep: bool = True
+    shallow: bool = True
+    split_halves: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim, encoder_layers=self.encoder_layers,
+                 decoder_layers=self.decoder_layers)
+        at_least(0, kl_weight=self.kl_weight, l2=self.l2)
+        self._check_focal()
+        if not (self.deep or self.shallow):
+            raise ParameterError("deep", self.deep, "and {shallow} cannot both be off: the model would have no path")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FLVAEConfig(VASPConfig):
+    """FLVAE: VASP's deep path alone (the paper's ablation)."""
+
+    shallow: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class NeuralEASEConfig(VASPConfig):
+    """Neural EASE: VASP's shallow path alone (the paper's ablation)."""
+
+    deep: bool = False
+
+
+# float32 copies of the items x items weight a training holds: the weight, its gradient, Nadam's two moments
+
+
+@dataclass(frozen=True)
+class EASEConfig(ModelConfig):
+    """``l2`` is the paper's lambda (500 on ML-20M); ``device`` as in TrainingConfig."""
+
+    l2: float = 500.0
+    device: str | None = None
+
+    def __post_init__(self):
+        positive(l2=self.l2)
+
+
+@dataclass(frozen=True)
+class ALSConfig(ModelConfig):
+    """implicit's defaults: 100 factors, regularization 0.01, confidence ``alpha`` 1, 15 iterations."""
+
+    factors: int = 100
+    regularization: float = 0.01
+    alpha: float = 1.0
+    iterations: int = 15
+    seed: int = SEED
+    num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
+
+    def __post_init__(self):
+        at_least(1, factors=self.factors, iterations=self.iterations)
+        at_least(0, regularization=self.regularization)
+        positive(alpha=self.alpha)
+
+
+@dataclass(frozen=True)
+class BPRConfig(ModelConfig):
+    """implicit's defaults for training; the fold-in settings are recvae's."""
+
+    factors: int = 100
+    learning_rate: float = 0.01
+    regularization: float = 0.01
+    iterations: int = 100
+    seed: int = SEED
+    num_threads: int = 0  # implicit's: 0 uses every core; 1 makes the fit exactly reproducible
+    fold_in_steps: int = 100
+    fold_in_learning_rate: float = 0.05
+
+    def __post_init__(self):
+        at_least(1, factors=self.factors, iterations=self.iterations, fold_in_steps=self.fold_in_steps)
+        positive(learning_rate=self.learning_rate, fold_in_learning_rate=self.fold_in_learning_rate)
+        at_least(0, regularization=self.regularization)
+
+
+@dataclass(frozen=True)
+class PopularityConfig(ModelConfig):
+    """No hyperparameters: items are ranked by how many training users have them (with
+    ``binarize=False``, by the sum of their values)."""
+
+
+# Every model the command line trains, by its REGISTRY name, with its config: the flags and their help are
+# built from these without importing torch (a test holds them to REGISTRY).
+MODEL_CONFIGS = MappingProxyType({
+    "MultVAE": MultVAEConfig, "MultDAE": MultDAEConfig, "RecVAE": RecVAEConfig, "VASP": VASPConfig,
+    "FLVAE": FLVAEConfig, "NeuralEASE": NeuralEASEConfig, "EASE": EASEConfig, "ALS": ALSConfig, "BPR": BPRConfig,
+    "Popularity": PopularityConfig,
+})
+# What each config field means, in a line; a test fails on a field without one. Choices come from FIELD_CHOICES.
+FIELD_HELP = MappingProxyType({
+    "epochs": "maximum training epochs",
+    "batch_size": "users per batch",
+    "learning_rate": "Adam learning rate",
+    "patience": "stop after this many epochs without a better validation score ('none': never)",
+    "validation_metric": "metric that picks the best epoch",
+    "seed": "seed of initialisation, shuffling, dropout and noise",
+    "device": "torch device, e.g. cpu or cuda (default: RECVAE_DEVICE, else cuda if present, else cpu)",
+    "precision": "fp32, or bf16 / fp16: matrix products under autocast in training and scoring (losses and scores "
+                 "stay float32; fp16 with a gradient scaler)",
+    "hidden_dims": "hidden layer sizes between items and latent code, comma-separated ('' for none)",
+    "latent_dim": "size of the latent code",
+    "dropout": "dropout rate on the input",
+    "activation": "the hidden layers' activation",
+    "likelihood": "what scores the decoder's output: the multinomial (the paper), a Gaussian (squared error), a "
+                  "logistic (per-item sigmoids) or the focal loss (VASP's)",
+    "negatives": "sampled softmax: negatives shared per batch (multinomial only; 0: the full softmax over every item)",
+    "negative_proposal": "sampled softmax: draw negatives by training popularity + 1 or uniformly",
+    "l2": "L2 penalty on the weights",
+    "beta_cap": "largest KL weight",
+    "total_anneal_steps": "the anneal's length in updates, as the paper gives it (200000 for ML-20M): linear: "
+                          "updates over which β would grow from 0 to 1 (it stops at the cap); sigmoid: updates to "
+                          "reach the cap; cyclical: updates per cycle ('none': anneal_fraction of the epochs)",
+    "anneal_fraction": "with neither anneal_epochs nor total_anneal_steps: the fraction of the epochs by which β "
+                       "reaches its cap",
+    "beta_schedule": "how β grows: linear (the paper), constant, cyclical or sigmoid",
+    "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
+    "anneal_epochs": "the anneal's length in epochs: until β reaches its cap (linear, sigmoid) or per cycle "
+                     "(cyclical)",
+    "hidden_dim": "RecVAE: width of the encoder's densely connected layers",
+    "gamma": "RecVAE: KL weight per interaction of the user (β = gamma x history length)",
+    "mixture_weights": "RecVAE: composite prior weights of N(0, I), the previous encoder's posterior, the wide normal",
+    "wide_logvar": "RecVAE: log-variance of the prior's wide normal",
+    "encoder_epochs": "RecVAE: encoder passes per epoch",
+    "decoder_epochs": "RecVAE: decoder passes per epoch",
+    "layer_norm_eps": "RecVAE: epsilon of the encoder's layer normalisation",
+    "binarize": "count every interaction as 1 ('false': keep the values as weights)",
+    "factors": "ALS, BPR: latent factors",
+    "regularization": "ALS, BPR: L2 regularisation",
+    "alpha": "ALS: confidence weight of an interaction",
+    "iterations": "ALS, BPR: training iterations",
+    "fold_in_steps": "BPR: Adam steps that fold a new user in",
+    "fold_in_learning_rate": "BPR: learning rate of the fold-in",
+    "num_threads": "ALS, BPR: implicit's threads (0: every core; 1: an exactly reproducible fit)",
+    "focal_gamma": "focal loss: (1 - p_t)^gamma down-weights items already scored well (0: cross-entropy)",
+    "focal_alpha": "focal loss: weight of the positives, 1 - alpha of the negatives ('none': no weighting)",
+    "encoder_layers": "VASP: densely connected layers of the deep path's encoder",
+    "decoder_layers": "VASP: layers of the deep path's decoder",
+    "kl_weight": "VASP: weight of the KL term (its mean over the code's dimensions)",
+    "deep": "VASP: keep the deep (variational) path ('false': Neural EASE alone)",
+    "shallow": "VASP: keep the shallow item-item path ('false': FLVAE alone)",
+    "split_halves": "VASP: each history's random half reconstructs the other ('false': itself)",
+})
+FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIVATIONS, "beta_schedule": BETA_SCHEDULES,
+                                  "precision": PRECISIONS, "negative_proposal": NEGATIVE_PROPOSALS})
 
 
 def config_from_dict(config_class: type, values: dict):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,25 +24,15 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import CapacityError, positive
+from recvae.errors import CapacityError
+from recvae.models.config import EASEConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
-from recvae.models.recommender import ModelConfig, Recommender
+from recvae.models.recommender import Recommender
 from recvae.models.device import resolve_device
 
 
 BLOCK = 2048  # columns per block when the Gram matrix is built and the inverse mirrored: the workspace
-
-
-@dataclass(frozen=True)
-class EASEConfig(ModelConfig):
-    """``l2`` is the paper's lambda (500 on ML-20M); ``device`` as in TrainingConfig."""
-
-    l2: float = 500.0
-    device: str | None = None
-
-    def __post_init__(self):
-        positive(l2=self.l2)
 
 
 def available_memory() -> int:

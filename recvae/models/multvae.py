@@ -4,88 +4,20 @@ Collaborative Filtering", WWW 2018. Defaults are the paper's."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from recvae.errors import ParameterError, at_least, one_of
-from recvae.models.config import LikelihoodConfig, TrainingConfig
+from recvae.models.config import MultDAEConfig, MultVAEConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
-from recvae.models.recommender import ModelConfig
 from recvae.models.nn import (
-    ACTIVATIONS, AutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam, normalised_input,
+    AutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam, normalised_input,
     reconstruction_nll, reparameterise,
 )
-from recvae.models.schedules import BETA_SCHEDULES, anneal_steps, beta_at, warn_if_beta_stays_low
+from recvae.models.schedules import anneal_steps, beta_at, warn_if_beta_stays_low
 from recvae.models.training.step import TrainingStep
-
-
-@dataclass(frozen=True, kw_only=True)
-class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
-    hidden_dims: tuple[int, ...] = (600,)
-    latent_dim: int = 200
-    dropout: float = 0.5
-    activation: str = "tanh"
-    l2: float = 0.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        if any(int(d) < 1 for d in self.hidden_dims):
-            raise ParameterError("hidden_dims", self.hidden_dims, "layer sizes must be at least 1")
-        at_least(1, latent_dim=self.latent_dim)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
-        one_of(sorted(ACTIVATIONS), activation=self.activation)
-        self._check_likelihood()
-        at_least(0, l2=self.l2)
-
-
-@dataclass(frozen=True, kw_only=True)
-class MultVAEConfig(_AutoEncoderConfig):
-    """Mult-VAE: encoder I-600-(200, 200), decoder 200-600-I, tanh, input dropout 0.5, β growing linearly
-    to a cap of 0.2.
-
-    How long β takes to reach its cap: by default ``anneal_fraction`` (0.8) of the ``epochs`` asked for, so
-    the model trains as a VAE on any log; ``anneal_epochs`` gives that length in epochs; ``total_anneal_steps``
-    in updates as the paper does (β = min(cap, updates / total_anneal_steps); the paper's 200,000 were sized
-    for ML-20M, and reach only 1% of the cap in 200 epochs of ML-1M). ``beta_schedule`` may instead be
-    "constant" (β = cap), "cyclical" (Fu et al. 2019: cycles of that length, rising to the cap over each
-    cycle's first half) or "sigmoid" (a logistic ramp reaching the cap by then). ``free_bits`` > 0 floors
-    each latent dimension's KL at that many nats (Kingma et al. 2016).
-    """
-
-    beta_cap: float = 0.2
-    beta_schedule: str = "linear"
-    anneal_fraction: float = 0.8
-    anneal_epochs: float | None = None
-    total_anneal_steps: int | None = None
-    free_bits: float = 0.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        at_least(0, beta_cap=self.beta_cap, free_bits=self.free_bits)
-        one_of(BETA_SCHEDULES, beta_schedule=self.beta_schedule)
-        if not 0.0 < self.anneal_fraction <= 1.0:
-            raise ParameterError("anneal_fraction", self.anneal_fraction, "must lie in (0, 1]")
-        if self.anneal_epochs is not None and not self.anneal_epochs > 0:
-            raise ParameterError("anneal_epochs", self.anneal_epochs, "must be positive (or none)")
-        if self.total_anneal_steps is not None:
-            at_least(0, total_anneal_steps=self.total_anneal_steps)
-            if self.anneal_epochs is not None:
-                raise ParameterError("total_anneal_steps", self.total_anneal_steps,
-                                     "and {anneal_epochs} both give the anneal's length: give one")
-
-
-@dataclass(frozen=True, kw_only=True)
-class MultDAEConfig(_AutoEncoderConfig):
-    """Mult-DAE: I-200-I, tanh, input dropout 0.5, L2 penalty 0.01 on the weights
-    (added to the batch-mean loss, as in the authors' code)."""
-
-    hidden_dims: tuple[int, ...] = ()
-    l2: float = 0.01
 
 
 def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: float, generator: torch.Generator,

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
+ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
 from recvae.data.shard import item_users
 from recvae.models.config import LIKELIHOODS
 from recvae.models.device import full_precision
@@ -60,7 +60,7 @@ class AutoEncoder(nn.Module):
         super().__init__()
         self.n_items = n_items
         self.variational = variational
-        self.activation = ACTIVATIONS[activation]
+        self.activation = ACTIVATION_FUNCTIONS[activation]
         enc_dims = [n_items, *hidden_dims, latent_dim * (2 if variational else 1)]
         dec_dims = [latent_dim, *reversed(hidden_dims), n_items]
         self.input_weight = nn.Parameter(torch.empty(n_items, enc_dims[1]))

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
 
 from recvae.data.shard import UserRows
 from recvae.data.vocab import Vocabulary
+from recvae.models.config import PopularityConfig
 from recvae.models.nn import LearnedTensors
-from recvae.models.recommender import ModelConfig, Recommender
-
-
-@dataclass(frozen=True)
-class PopularityConfig(ModelConfig):
-    """No hyperparameters: items are ranked by how many training users have them (with
-    ``binarize=False``, by the sum of their values)."""
+from recvae.models.recommender import Recommender
 
 
 class Popularity(Recommender):

@@ -15,53 +15,22 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recvae.errors import ParameterError, at_least, positive
-from recvae.models.config import LikelihoodConfig, TrainingConfig
+from recvae.models.config import RecVAEConfig
 from recvae.models.device import full_precision
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
-from recvae.models.recommender import ModelConfig
 from recvae.models.training.step import Phase, TrainingStep
 from recvae.models.nn import (
     NegativeSampler, SparseBatch, glorot_reset, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
 )
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RecVAEConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
-    """The public code's defaults: 50 epochs of 3 encoder and 1 decoder passes, Adam at 5e-4."""
-
-    epochs: int = 50
-    learning_rate: float = 5e-4
-    hidden_dim: int = 600
-    latent_dim: int = 200
-    dropout: float = 0.5
-    gamma: float = 0.005
-    mixture_weights: tuple[float, float, float] = (0.15, 0.75, 0.1)
-    wide_logvar: float = 10.0
-    encoder_epochs: int = 3
-    decoder_epochs: int = 1
-    layer_norm_eps: float = 0.1
-
-    def __post_init__(self):
-        super().__post_init__()
-        at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
-        positive(gamma=self.gamma)
-        if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
-            raise ParameterError("mixture_weights", self.mixture_weights, "expected three positive weights summing to 1")
-        self._check_likelihood()
-        at_least(1, encoder_epochs=self.encoder_epochs, decoder_epochs=self.decoder_epochs)
 
 
 def log_normal_density(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -38,9 +38,8 @@ import torch
 
 from recvae.errors import ModelFileError
 from recvae.models.bpr import bpr_fold_in
-from recvae.models.config import EpochConfig
+from recvae.models.config import EpochConfig, ModelConfig
 from recvae.models.iterative import IterativeRecommender
-from recvae.models.recommender import ModelConfig
 from recvae.models.training.step import Phase, TrainingPlan, TrainingStep
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,16 +30,6 @@ from recvae.score.topk import top_n_from_scores, top_n_in_chunks
 log = logging.getLogger(__name__)
 
 POPULARITY_KEY = "_item_popularity"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """What every model's config has. ``binarize`` (default True): every stored interaction counts
-    as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
-    for the multinomial likelihood, sums for popularity). It applies to training and to every history
-    scored later alike (evaluation, recommendation, export)."""
-
-    binarize: bool = True
 
 
 class Recommender(ABC):

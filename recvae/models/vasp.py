@@ -15,20 +15,18 @@ history into two random halves and asks each half to predict the other.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recvae.errors import CapacityError, ParameterError, at_least
-from recvae.models.config import FocalConfig, TrainingConfig
+from recvae.errors import CapacityError
+from recvae.models.config import FLVAEConfig, NeuralEASEConfig, VASPConfig
 from recvae.models.ease import available_memory
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.nn import SparseBatch, focal_loss, gaussian_kl, glorot_reset, reparameterise
-from recvae.models.recommender import ModelConfig
 from recvae.models.training.step import TrainingStep
 
 # log(1e-7): the probability floor of Keras' binary cross-entropy, which the public code's loss uses; a
@@ -36,58 +34,6 @@ from recvae.models.training.step import TrainingStep
 _LOG_FLOOR = math.log(1e-7)
 
 
-@dataclass(frozen=True, kw_only=True)
-class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
-    """VASP as the authors' public code trains it on ML-20M: hidden layers of 4096, a code of 2048, Nadam at
-    learning rate 5e-5 on batches of 1024 users, focal loss with α 0.25 and γ 2, the KL term averaged over
-    the code's dimensions (``kl_weight`` times that mean is added to the per-user focal loss).
-
-    ``deep``/``shallow`` switch the paths (FLVAE is VASP without the shallow path, Neural EASE without the
-    deep one); ``split_halves`` is the augmentation (False: each history reconstructs itself). ``l2`` adds
-    l2 x ||W||^2 of the item-item weight to each batch's mean loss (the public code has none: ML-20M's 136k
-    training users hold its 400M weights in check, a catalogue of fewer users may need the penalty EASE has).
-    The public code runs 50 epochs at 5e-5 and 40 at 1e-5; here one rate runs up to ``epochs`` with early
-    stopping on the validation users.
-    """
-
-    epochs: int = 90
-    batch_size: int = 1024
-    learning_rate: float = 5e-5
-    hidden_dim: int = 4096
-    latent_dim: int = 2048
-    encoder_layers: int = 7
-    decoder_layers: int = 5
-    kl_weight: float = 1.0
-    l2: float = 0.0
-    deep: bool = True
-    shallow: bool = True
-    split_halves: bool = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim, encoder_layers=self.encoder_layers,
-                 decoder_layers=self.decoder_layers)
-        at_least(0, kl_weight=self.kl_weight, l2=self.l2)
-        self._check_focal()
-        if not (self.deep or self.shallow):
-            raise ParameterError("deep", self.deep, "and {shallow} cannot both be off: the model would have no path")
-
-
-@dataclass(frozen=True, kw_only=True)
-class FLVAEConfig(VASPConfig):
-    """FLVAE: VASP's deep path alone (the paper's ablation)."""
-
-    shallow: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class NeuralEASEConfig(VASPConfig):
-    """Neural EASE: VASP's shallow path alone (the paper's ablation)."""
-
-    deep: bool = False
-
-
-# float32 copies of the items x items weight a training holds: the weight, its gradient, Nadam's two moments
 SHALLOW_TRAINING_COPIES = 4
 
 
