@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
+from recvae._lazy import lazy_exports
 
 from recvae.defaults import VERSION as __version__
 # Not lazy: the subpackage recvae.evaluate, once imported, would otherwise stand where the function should.
 from recvae.evaluate import evaluate
 
-# Imported on first use, so that what needs none of it (the command line's help) starts quickly.
 _EXPORTS = {
     "Interactions": "recvae.data",
     "Preprocessing": "recvae.data",
@@ -33,12 +32,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS) + ["__version__", "evaluate"]
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-import importlib
+from recvae._lazy import lazy_exports
 
-# Imported on first use, so that what needs none of it (the command line's help) starts quickly.
 _EXPORTS = {
     "ALS": "recvae.models.als",
     "ALSConfig": "recvae.models.config",
@@ -42,12 +41,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
