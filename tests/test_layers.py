@@ -9,7 +9,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "recvae"
 # Lower number = lower layer; a module may import its own layer and those below it.
 LAYERS = {
-    "defaults": 0, "errors": 0, "io": 0, "environment": 0,
+    "defaults": 0, "errors": 0, "io": 0, "environment": 0, "_lazy": 0,
     "data": 1, "split": 2, "score": 2, "models": 3, "train": 4,
     "evaluate": 5, "export": 5, "track": 5, "pipeline": 6, "tune": 6, "benchmark": 7, "cli": 8, "__main__": 9,
 }
