@@ -213,8 +213,10 @@ def cmd_train(args) -> int:
     print(f"\ntest users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
     print(f"\nmodel saved to {result.model_dir}")
+    for path in result.plots:
+        print(f"plot: {path}")
     if result.run_id:
-        print(f"MLflow run {result.run_id} (experiment {args.experiment!r})")
+        print(f"MLflow run {result.run_id} (experiment {args.experiment!r}): {result.mlflow_ui}")
     return 0
 
 
@@ -275,10 +277,16 @@ def cmd_evaluate(args) -> int:
     data_spec, split_spec = _specs(args) if args.data else (None, None)
     spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=_metrics(args), baseline=args.baseline,
                         tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
-                                                experiment=args.experiment))
+                                                experiment=args.experiment),
+                        examples=args.examples, item_names=args.item_names)
     result = evaluate_saved(spec)
     print(f"data: {result.data.describe()}; test users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
+    if result.examples is not None:
+        from recvae.evaluate import format_examples
+
+        print(f"\n{args.examples} test users, their top 10 (held out: what the test hid from the model)")
+        print(format_examples(result.examples))
     return 0
 
 
@@ -340,6 +348,8 @@ def cmd_download(args) -> int:
         print(f"license: {manifest.license}", file=sys.stderr)
     reader = " ".join(f"--{k} {v!r}" if k == "sep" else (f"--{k}" if v is True else f"--no-{k}") for k, v in manifest.reader.items())
     print(f"train on it: recvae train --data {path} {reader}".rstrip(), file=sys.stderr)
+    for member in manifest.side_members:
+        print(f"beside it: {path.parent / Path(member).name}", file=sys.stderr)
     return 0
 
 
@@ -442,6 +452,9 @@ def _add_evaluate(sub, common) -> None:
     evaluate.add_argument("--model", required=True, help="model directory written by 'recvae train'")
     evaluate.add_argument("--metrics", help=METRICS_HELP)
     evaluate.add_argument("--baseline", action="store_true", help="also score popularity on the same split")
+    evaluate.add_argument("--examples", type=int, default=3, metavar="N",
+                          help="show N test users whole: history, top 10, which were held out (0: none)")
+    evaluate.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP + ": shown beside the examples' IDs")
     _add_data_flags(evaluate, "the data and split the model was trained on, as its model.json records them")
     _add_tracking_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

@@ -17,14 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from recvae.data.interactions import Interactions, Preprocessing, preprocess
 from recvae.data.readers import read_interactions, read_lightgcn
 from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError, DataParameterError, ParameterError, one_of
-from recvae.io import WriteError, check_writable, claimed
-from recvae.evaluate import default_metrics, evaluate, evaluate_curves
+from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
+from recvae.evaluate import default_metrics, evaluate, evaluate_curves, example_users
 from recvae.models import IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
 from recvae.models.device import resolve_device
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
@@ -32,7 +34,8 @@ from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
 from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
-from recvae.track.plots import metric_curves_figure, training_curves_figure
+from recvae.track.plots import (auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure,
+                                write_figures)
 from recvae.track.tracking import log_beta_diagnostics
 from recvae.train import build_model, fit_model, validation_scorer
 from recvae.train.auto_beta import auto_beta
@@ -197,6 +200,8 @@ class TrainResult:
     run_id: str | None
     metrics: tuple[str, ...]
     auto_beta: dict | None = None
+    plots: list[Path] = dataclasses.field(default_factory=list)  # the figures written into the model folder
+    mlflow_ui: str | None = None  # how to look at the run in MLflow's UI
 
 
 def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> TrainResult:
@@ -245,8 +250,10 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         for m in compared:
             tracker.log_metrics(results[m.name], prefix="test_" if m is model else "popularity_test_")
         tracker.log_metrics({"train_seconds": seconds, "epochs": len(history)})
-        _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen, spec.data, spec.split.seed)
-        return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, metrics, chosen)
+        plots = _write_plots(model_dir, history, compared, split, chosen, spec.data, spec.split.seed)
+        _log_artifacts(tracker, model_dir, results, metrics, history, chosen)
+        return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, metrics, chosen, plots,
+                           tracker.ui_hint())
 
 
 def _silent(line: str) -> None:
@@ -283,18 +290,30 @@ def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> 
     return chosen.model, chosen.to_json()
 
 
-def _log_artifacts(tracker, model_dir, results, metrics, history, compared, split, chosen, data: DataSpec, seed: int) -> None:
+def _write_plots(model_dir: Path, history, compared, split: Split, chosen, data: DataSpec, seed: int) -> list[Path]:
+    """The run's figures, into the model folder's ``plots/`` (MLflow gets the same files), beside the curves'
+    numbers (``plots/metrics_at_k.json``)."""
+    title = f"{compared[0].name}: {data.describe()}, split seed {seed}"
+    curves = {m.name: evaluate_curves(m, split.test) for m in compared}
+    figures = {"metrics_at_k.png": metric_curves_figure(curves, f"test users: {data.describe()}, split seed {seed}")}
+    if history:
+        figures["training_curves.png"] = training_curves_figure(history, title)
+    if history and "kl_per_dim" in history[0]:
+        figures["posterior_diagnostics.png"] = diagnostics_figure(history, title)
+    if chosen:
+        figures["auto_beta.png"] = auto_beta_figure({"anneal run": chosen}, title)
+    folder = Path(model_dir) / "plots"
+    paths = write_figures(folder, figures)
+    write_atomic_bytes(folder / "metrics_at_k.json", json.dumps(
+        {name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}).encode())
+    return paths
+
+
+def _log_artifacts(tracker, model_dir, results, metrics, history, chosen) -> None:
     tracker.log_dict(json.loads((Path(model_dir) / "model.json").read_text())["config"], "config.json")
     tracker.log_dict({"table": format_table(results, metrics).splitlines()}, "results/test_metrics.json")
-    if not tracker.run_id:  # tracking off: no figures to draw
-        return
-    title = f"{compared[0].name}: {data.describe()}, split seed {seed}"
-    if history:
-        tracker.log_figure(training_curves_figure(history, title), "plots/training_curves.png")
-    log_beta_diagnostics(tracker, history, chosen, title)
-    curves = {m.name: evaluate_curves(m, split.test) for m in compared}
-    tracker.log_figure(metric_curves_figure(curves, f"test users: {data.describe()}, split seed {seed}"), "plots/metrics_at_k.png")
-    tracker.log_dict({name: {k: v.tolist() for k, v in c.items()} for name, c in curves.items()}, "results/metrics_at_k.json")
+    log_beta_diagnostics(tracker, history, chosen, figures=False)  # the figures are in the model's plots/
+    tracker.log_artifact(Path(model_dir) / "plots", "plots")
     tracker.log_artifact(model_dir, "recvae_model")
     tracker.log_model(model_dir)
 
@@ -309,6 +328,8 @@ class EvaluateSpec:
     metrics: tuple[str, ...] | None = None  # None: the protocol's own (recvae.evaluate.default_metrics)
     baseline: bool = False
     tracking: TrackingConfig = TrackingConfig()
+    examples: int = 3  # test users shown whole (history, recommendations, which were held out)
+    item_names: str | None = None  # a table of item ID -> name, shown beside the examples' IDs
 
 
 @dataclass
@@ -318,6 +339,7 @@ class EvaluateResult:
     results: dict[str, dict[str, float]]
     run_id: str | None
     metrics: tuple[str, ...]
+    examples: pd.DataFrame | None = None  # recvae.evaluate.example_users for spec.examples test users
 
 
 def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
@@ -344,7 +366,9 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
             results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
-        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics)
+        examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
+                    if spec.examples else None)
+        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples)
 
 
 def _check_same_split(model_dir, meta: dict, split: Split, data: Interactions | None) -> None:

@@ -82,3 +82,20 @@ def test_recvae_download_fetches_by_manifest_path_and_refuses_unknown_names(tmp_
     assert cached.read_bytes() == RATINGS and "recvae train --data" in err and "--sep '::'" in err
     assert main(["download", "no-such-set"]) == 2
     assert "no dataset manifest named 'no-such-set'; known: ['ml-1m']" in capsys.readouterr().err
+
+
+def test_side_tables_are_extracted_beside_the_log_and_verified(tmp_path):
+    movies = b"10::Toy Story (1995)::Animation\n11::Jumanji (1995)::Adventure\n"
+    path = tmp_path / "ml-side.zip"
+    with zipfile.ZipFile(path, "w") as zipped:
+        zipped.writestr("ml-tiny/ratings.dat", RATINGS)
+        zipped.writestr("ml-tiny/movies.dat", movies)
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="movies.dat has git blob id"):
+        fetch(manifest(path, side_members={"ml-tiny/movies.dat": "0" * 40}), cache)
+    assert not any(p.is_file() for p in cache.rglob("*"))  # nothing lands unless every member is verified
+    spec = manifest(path, side_members={"ml-tiny/movies.dat": git_blob(movies)})
+    log = fetch(spec, cache)
+    assert (log.parent / "movies.dat").read_bytes() == movies
+    (log.parent / "movies.dat").unlink()  # a cache from before the side tables: fetched again, the log kept
+    assert fetch(spec, cache) == log and (log.parent / "movies.dat").exists()

@@ -98,3 +98,23 @@ def test_metric_curves_match_the_single_k_functions():
     for k in (1, 5, 12):
         assert np.allclose(curves["recall"][:, k - 1], recall_at_k(top, target, k), equal_nan=True)
         assert np.allclose(curves["ndcg"][:, k - 1], ndcg_at_k(top, target, k), equal_nan=True)
+
+
+def test_a_k_that_covers_every_candidate_is_reported(caplog):
+    import logging
+
+    from recvae.data import Interactions, SyntheticLog, generate_log
+    from recvae.evaluate import evaluate
+    from recvae.models import Popularity
+    from recvae.split import strong_generalization_split
+
+    log = generate_log(SyntheticLog(n_users=200, n_items=40, n_groups=4, median_activity=8, seed=1))
+    split = strong_generalization_split(Interactions.from_frame(log), 20, seed=0)
+    model = Popularity().fit(split.train)
+    with caplog.at_level(logging.WARNING):
+        evaluate(model, split.test, ("recall@10", "recall@50"))
+    assert "recall@50: K is at least the" in caplog.text and "recall@10" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        evaluate(model, split.test, ("recall@10", "ndcg@20"))
+    assert "K is at least" not in caplog.text

@@ -109,3 +109,30 @@ def test_a_published_header_is_understood_and_the_columns_taken_are_said(tmp_pat
         assert read_interactions(upper)["item"].tolist() == [2]
     progress.removeHandler(caplog.handler)
     assert "user = column 'USER_ID', item = column 'ITEM_ID', rating: none, timestamp: none" in caplog.text
+
+
+def test_evaluate_shows_test_users_whole_with_names(movie_log, tmp_path, capsys):
+    folder, _ = movie_log
+    model = tmp_path / "m"
+    assert main(["train", "--model", "ease", "--data", str(folder / "pairs.tsv"), "--out", str(model),
+                 "--heldout-users", "20", "-q", "--no-tracking"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--no-tracking", "--examples", "2",
+                 "--item-names", str(folder / "movies.dat.gz")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("user ") >= 2 and "history 1" in out and "Film " in out and "  1. 1" in out
+    from recvae.evaluate import example_users
+    from recvae.pipeline import EvaluateSpec, evaluate_saved
+
+    result = evaluate_saved(EvaluateSpec(model_dir=str(model), examples=2))
+    frame = result.examples
+    assert set(frame["part"]) == {"history", "recommended"} and frame["user"].nunique() == 2
+    split, loaded = result.split, EASE.load(model)
+    again = example_users(loaded, split.test, split.users, 2)
+    pd.testing.assert_frame_equal(frame, again)
+    # held_out marks exactly the recommended items among the user's held-out ones
+    for user, rows in frame.groupby("user"):
+        row = int(np.flatnonzero(split.users.id_of(split.test.users) == user)[0])
+        hidden = set(split.items.id_of(split.test.target[row].indices).tolist())
+        recommended = rows[rows["part"] == "recommended"]
+        assert recommended["held_out"].tolist() == [item in hidden for item in recommended["item"]]

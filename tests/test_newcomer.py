@@ -114,6 +114,11 @@ def test_mlflow_info_lines_stay_out_of_the_terminal(tmp_path):
                            "--heldout-users", "20", "-q"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert "INFO mlflow" not in done.stderr and "Creating initial MLflow database tables" not in done.stderr
+    assert "input example was not provided" not in done.stderr.lower() and "Warning" not in done.stderr
+    # the figures lie in the model folder, named, with the way to the run in MLflow's UI
+    plot = tmp_path / "models" / "recvae-model" / "plots" / "metrics_at_k.png"
+    assert plot.exists() and f"plot: {plot.relative_to(tmp_path)}" in done.stdout
+    assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in done.stdout and "#/experiments/" in done.stdout
 
 
 def test_plots_label_every_axis_name_their_run_and_keep_legends_off_the_curves():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections import defaultdict
@@ -17,7 +16,7 @@ from recvae.benchmark.statistics import confidence_interval, holm, paired_over_s
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
 from recvae.score.metrics import DEFINITIONS
 from recvae.track.plots import (auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, search_figure,
-                                training_curves_figure)
+                                training_curves_figure, write_figures)
 
 
 def _label(metric: str) -> str:
@@ -194,23 +193,13 @@ def _auto_beta_sections(result: BenchmarkResult) -> list[str]:
     return lines
 
 
-def _png(figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 def _write_figures(result: BenchmarkResult, folder: Path, curves: dict) -> list[str]:
     """The PNGs of a finished benchmark (metrics against K; per model its first seed's training curves and
     posterior diagnostics, and its auto-β curves); returns their file names."""
-    files = []
+    figures = {}
 
     def save_figure(filename: str, figure) -> None:
-        write_atomic_bytes(folder / filename, _png(figure))
-        files.append(filename)
+        figures[filename] = figure
 
     dataset = result.config.dataset
     if result.runs:
@@ -232,7 +221,7 @@ def _write_figures(result: BenchmarkResult, folder: Path, curves: dict) -> list[
         if studied:
             save_figure(f"search_{file_stem(name)}.png", search_figure(
                 studied, result.config.selection_metric, f"search of {name}: {dataset}"))
-    return files
+    return [path.name for path in write_figures(folder, figures)]
 
 
 def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: str, tracker=None,

@@ -3,8 +3,9 @@
 A manifest (JSON, see ``data/`` at the top of the repository) names the archive URL,
 the member to extract, and checksums: ``archive_sha256`` of the download and
 ``member_sha256`` or ``member_git_blob`` (the git blob id, which public repository
-trees list) of the extracted file. Files land in the cache only once verified, by
-rename, so an interrupted or corrupted download never poses as data.
+trees list) of the extracted file. ``side_members`` (member → git blob id) are the side
+tables extracted beside it (MovieLens' movies.dat and users.dat). Files land in the cache only
+once verified, by rename, so an interrupted or corrupted download never poses as data.
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ class DatasetManifest:
     archive_sha256: str | None = None
     member_sha256: str | None = None
     member_git_blob: str | None = None
+    side_members: dict = field(default_factory=dict)
     reader: dict = field(default_factory=dict)
     license: str = ""
     expected_rows: int | None = None
+
+    def members(self) -> dict[str, tuple[str | None, str | None]]:
+        """Every member to extract → its (SHA-256, git blob id): the log first, then the side tables."""
+        return {self.member: (self.member_sha256, self.member_git_blob),
+                **{member: (None, blob) for member, blob in self.side_members.items()}}
 
     @classmethod
     def from_file(cls, path: str | Path) -> DatasetManifest:
@@ -77,36 +84,39 @@ def _file_digests(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), blob.hexdigest()
 
 
-def _verify_member(manifest: DatasetManifest, path: Path) -> None:
+def _verify_member(manifest: DatasetManifest, member: str, path: Path) -> None:
+    expected_sha256, expected_blob = manifest.members()[member]
     sha256, blob = _file_digests(path)
-    if manifest.member_sha256 and sha256 != manifest.member_sha256:
-        raise DataError(f"{manifest.name}: {manifest.member} has SHA-256 {sha256}, expected {manifest.member_sha256}")
-    if manifest.member_git_blob and blob != manifest.member_git_blob:
-        raise DataError(f"{manifest.name}: {manifest.member} has git blob id {blob}, expected {manifest.member_git_blob}")
+    if expected_sha256 and sha256 != expected_sha256:
+        raise DataError(f"{manifest.name}: {member} has SHA-256 {sha256}, expected {expected_sha256}")
+    if expected_blob and blob != expected_blob:
+        raise DataError(f"{manifest.name}: {member} has git blob id {blob}, expected {expected_blob}")
 
 
 def fetch(manifest: DatasetManifest, cache_dir: str | Path | None = None) -> Path:
-    """Path of the verified member file, downloading and extracting it on first use."""
+    """Path of the verified log, downloading and extracting it (and its side tables, beside it) on first use."""
     if not (manifest.member_sha256 or manifest.member_git_blob or manifest.archive_sha256):
         raise DataError(f"{manifest.name}: the manifest has no checksum; refusing unverifiable data")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = cache / manifest.name / Path(manifest.member).name
-    if target.exists():
-        _verify_member(manifest, target)
-        return target
-    created = not target.parent.exists()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return _download(manifest, target)
-    except BaseException:
-        if created and not any(target.parent.iterdir()):  # a failed first download leaves no trace
-            target.parent.rmdir()
-        raise
+    folder = cache / manifest.name
+    missing = {member for member in manifest.members() if not (folder / Path(member).name).exists()}
+    for member in set(manifest.members()) - missing:
+        _verify_member(manifest, member, folder / Path(member).name)
+    if missing:
+        created = not folder.exists()
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            _download(manifest, folder, missing)
+        except BaseException:
+            if created and not any(folder.iterdir()):  # a failed first download leaves no trace
+                folder.rmdir()
+            raise
+    return folder / Path(manifest.member).name
 
 
-def _download(manifest: DatasetManifest, target: Path) -> Path:
-    """Download, verify and extract into ``target``, through a temporary folder beside it."""
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+def _download(manifest: DatasetManifest, folder: Path, members: set[str]) -> None:
+    """Download, verify and extract ``members`` into ``folder``, through a temporary folder inside it."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
         archive = Path(tmp) / "archive"
         log.info("downloading %s from %s", manifest.name, manifest.url)
         try:
@@ -118,12 +128,14 @@ def _download(manifest: DatasetManifest, target: Path) -> Path:
             got = _file_digests(archive)[0]
             if got != manifest.archive_sha256:
                 raise DataError(f"{manifest.name}: download has SHA-256 {got}, expected {manifest.archive_sha256}")
-        extracted = Path(tmp) / "member"
-        try:
-            with zipfile.ZipFile(archive) as zipped, zipped.open(manifest.member) as src, open(extracted, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (zipfile.BadZipFile, KeyError) as exc:
-            raise DataError(f"{manifest.name}: cannot extract {manifest.member} from the download ({exc})") from None
-        _verify_member(manifest, extracted)
-        os.replace(extracted, target)
-    return target
+        extracted = {}
+        for member in sorted(members):  # every member verified before any lands in the cache
+            extracted[member] = Path(tmp) / Path(member).name
+            try:
+                with zipfile.ZipFile(archive) as zipped, zipped.open(member) as src, open(extracted[member], "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (zipfile.BadZipFile, KeyError) as exc:
+                raise DataError(f"{manifest.name}: cannot extract {member} from the download ({exc})") from None
+            _verify_member(manifest, member, extracted[member])
+        for member, path in extracted.items():
+            os.replace(path, folder / Path(member).name)

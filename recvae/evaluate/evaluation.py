@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS
-from recvae.score.metrics import mean_and_se, metric_curves
+from recvae.score.metrics import mean_and_se, metric_curves, parse_metric
 from recvae.score.ranking import per_user_metrics, ranked_blocks, summarise
 from recvae.split.base import HeldOut
+
+log = logging.getLogger(__name__)
 
 
 def default_metrics(protocol: str) -> tuple[str, ...]:
@@ -40,8 +43,23 @@ def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int =
 
     ``model`` is any fitted recvae recommender; it sees only ``heldout.fold_in``.
     """
+    warn_if_k_covers_the_candidates(metrics, heldout)
     per_user = per_user_metrics(model, heldout.fold_in, heldout.target, metrics, batch_size)
     return EvaluationResult(users=heldout.users, per_user=per_user)
+
+
+def warn_if_k_covers_the_candidates(metrics, heldout: HeldOut) -> bool:
+    """Say so when a metric's K reaches the number of items some user can be recommended (the catalogue less
+    their fold-in): every candidate is then in their top K, and the metric cannot tell models apart."""
+    if heldout.fold_in.shape[0] == 0:
+        return False
+    most = heldout.fold_in.shape[1] - int(np.diff(heldout.fold_in.indptr).min())
+    blind = [m for m in metrics if parse_metric(m)[1] >= most]
+    if blind:
+        log.warning("%s: K is at least the %d items a test user can be recommended (%d items less their fold-in): "
+                    "every candidate is in the top K, so the value is the same for every model; use a smaller K",
+                    ", ".join(blind), most, heldout.fold_in.shape[1])
+    return bool(blind)
 
 
 def evaluate_curves(model, heldout: HeldOut, max_k: int = 100, batch_size: int = 1000) -> dict[str, np.ndarray]:

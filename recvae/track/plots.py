@@ -5,10 +5,14 @@ axes so no curve is hidden, and models differ by line style as well as colour.""
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
+
+from recvae.io import write_atomic_bytes
 
 # colour and dash cycle together, so lines that lie on one another stay distinguishable in print too
 _STYLES = ("-", "--", "-.", ":")
@@ -37,6 +41,25 @@ def _finish(fig, title: str, legend_axis=None) -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+
+
+def figure_png(figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def write_figures(folder: str | Path, figures: dict) -> list[Path]:
+    """Each figure of ``figures`` (file name → figure) as a PNG in ``folder``, each file whole or not at all."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in figures.items():
+        write_atomic_bytes(folder / name, figure_png(figure))
+        written.append(folder / name)
+    return written
 
 
 def _has_values(history: list[dict], key: str) -> bool:

@@ -130,6 +130,14 @@ class Tracker:
     def run_id(self) -> str:
         return self.run.info.run_id
 
+    def ui_hint(self) -> str:
+        """How to open this run in MLflow's UI: the command that serves a local store, then the run's address."""
+        uri = self.config.resolved_uri()
+        path = f"#/experiments/{self.run.info.experiment_id}/runs/{self.run_id}"
+        if uri.startswith(("http://", "https://")):
+            return f"{uri.rstrip('/')}/{path}"
+        return f"mlflow ui --backend-store-uri {uri}  (then http://127.0.0.1:5000/{path})"
+
     def child(self, run_name: str) -> Tracker:
         return Tracker(self.config, run_name, nested=True)
 
@@ -166,7 +174,7 @@ class Tracker:
         """Log a saved recvae model directory as an MLflow pyfunc model with its signature; returns its URI."""
         code = Path(__file__).with_name("pyfunc.py")
         kwargs = dict(python_model=str(code), artifacts={"recvae_model": str(model_dir)},
-                      signature=pyfunc_signature(model_dir))
+                      signature=pyfunc_signature(model_dir), input_example=pyfunc_input_example(model_dir))
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             info = self.mlflow.pyfunc.log_model(name=name, **kwargs)
@@ -197,6 +205,21 @@ def pyfunc_signature(model_dir: str | Path):
     return ModelSignature(inputs=inputs, params=params)
 
 
+def pyfunc_input_example(model_dir: str | Path):
+    """One user's history of the model's first two items, in its ID types: what ``predict`` takes (MLflow
+    stores it beside the signature and shows it in the UI); None for a model without item IDs."""
+    import pandas as pd
+
+    model_dir = Path(model_dir)
+    items = model_dir / "items.json"
+    if not items.exists():
+        return None
+    vocabulary = json.loads(items.read_text())
+    user_kind = json.loads((model_dir / "model.json").read_text()).get("metadata", {}).get("user_id_kind")
+    user = "user-1" if user_kind == "str" else 1
+    return pd.DataFrame({"user": [user] * min(2, len(vocabulary["ids"])), "item": vocabulary["ids"][:2]})
+
+
 class NullTracker:
     """Tracking turned off: the same calls, doing nothing."""
 
@@ -211,6 +234,9 @@ class NullTracker:
     def child(self, run_name: str) -> NullTracker:
         return self
 
+    def ui_hint(self) -> None:
+        return None
+
     def __getattr__(self, name):
         if name.startswith("log_") or name == "set_tags":
             return lambda *args, **kwargs: None
@@ -221,15 +247,17 @@ def start_tracking(config: TrackingConfig, run_name: str) -> Tracker | NullTrack
     return Tracker(config, run_name) if config.enabled else NullTracker()
 
 
-def log_beta_diagnostics(tracker, history: list[dict], chosen_beta: dict | None = None, title: str = "") -> None:
+def log_beta_diagnostics(tracker, history: list[dict], chosen_beta: dict | None = None, title: str = "",
+                         figures: bool = True) -> None:
     """The per-dimension KL of every epoch and, for auto-β, the chosen β and its curve, as MLflow
-    artifacts (the scalar diagnostics are already per-epoch metrics); ``title`` heads the figures."""
+    artifacts (the scalar diagnostics are already per-epoch metrics); ``title`` heads the figures, drawn
+    unless ``figures`` is False (a caller that logs them itself)."""
     if history and "kl_per_dim" in history[0]:
         tracker.log_dict({"kl_per_dim": [r["kl_per_dim"] for r in history]}, "kl_per_dim.json")
-        if tracker.run_id:  # matplotlib only when a run records it
+        if tracker.run_id and figures:  # matplotlib only when a run records it
             tracker.log_figure(diagnostics_figure(history, title), "plots/posterior_diagnostics.png")
     if chosen_beta:
         tracker.log_metrics({"auto_beta": chosen_beta["beta"]})
         tracker.log_dict(chosen_beta, "auto_beta.json")
-        if tracker.run_id:
+        if tracker.run_id and figures:
             tracker.log_figure(auto_beta_figure({"anneal run": chosen_beta}, title), "plots/auto_beta.png")
