@@ -353,6 +353,40 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    from recvae.export.embed import EmbedSpec, embed_log
+
+    spec = EmbedSpec(model=args.model, interactions=args.interactions, out=args.out, items_out=args.items,
+                     batch_users=args.batch_users, min_rating=args.min_rating, grouped=args.grouped,
+                     reader=_reader_options(args), overwrite=args.overwrite)
+    result = embed_log(spec)
+    print(f"wrote {result.users} users' positions ({result.dimensions} dimensions) to {args.out} in "
+          f"{result.seconds:.1f} s" + (f"; the item vectors to {args.items}" if args.items else ""))
+    if result.users_without_known_items:
+        print(f"{result.users_without_known_items} users had no item the model knows and have no position")
+    return 0
+
+
+def cmd_latent_report(args) -> int:
+    from recvae.latent.command import LatentReportSpec, write_latent_report
+    from recvae.track import TrackingConfig
+
+    spec = LatentReportSpec(model=args.model, data=args.data, out=args.out, user_features=args.user_features,
+                            item_features=args.item_features, max_users=args.max_users, min_rating=args.min_rating,
+                            reader=_reader_options(args),
+                            tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
+                                                    experiment=args.experiment))
+    numbers = write_latent_report(spec)
+    print(f"{numbers['title']}: {numbers['verdict']}")
+    for attribute, by in numbers.get("attribute_probes", {}).items():
+        probe = by["posterior mean"]
+        print(f"{attribute} from the posterior means: accuracy {probe['accuracy']:.3f} (majority class {probe['majority']:.3f})")
+    for name, share in numbers.get("genre_neighbourhoods", {}).items():
+        print(f"10 nearest items sharing a genre ({name}): {share['share']:.3f} (random items {share['random']:.3f})")
+    print(f"wrote {args.out}/report.html, report.json and the figures")
+    return 0
+
+
 def cmd_similar(args) -> int:
     from recvae.export.similar import SimilarSpec, similar_items_table
 
@@ -495,6 +529,53 @@ def _add_recommend(sub, common) -> None:
     recommend.set_defaults(func=cmd_recommend)
 
 
+def _add_embed(sub, common) -> None:
+    embed = sub.add_parser(
+        "embed", parents=[common], help="every user's position in the model's latent space, to Parquet",
+        description="Place every user of an interaction log in a saved model's latent space (fold-in: users "
+        "need not have been in training) and write user, mean and std (the posterior's standard deviation, "
+        "where the model has one), each vector a fixed-size list of float32, in original IDs. Streamed in "
+        "user blocks like 'recommend'; the file appears only when complete.",
+        formatter_class=_DefaultsFormatter,
+    )
+    embed.add_argument("--model", required=True, help="model directory written by 'recvae train'")
+    embed.add_argument("--interactions", "--data", required=True, metavar="FILE",
+                       help="users' histories (any format 'train --data' reads)")
+    embed.add_argument("--out", required=True, help="the users' file (.parquet)")
+    embed.add_argument("--items", metavar="FILE", help="also write the item vectors (item, output, input) to this .parquet")
+    embed.add_argument("--overwrite", action="store_true", help="replace --out and --items if they exist")
+    embed.add_argument("--batch-users", type=int, default=1000, help="users encoded at once")
+    embed.add_argument("--min-rating", metavar="R",
+                       help="keep interactions rated at least R ('none': all); default: the model's training value")
+    embed.add_argument("--ungrouped", dest="grouped", action="store_false",
+                       help="the log does not keep each user's rows together: group it in memory")
+    _add_reader_flags(embed.add_argument_group("reading the log"))
+    embed.set_defaults(func=cmd_embed)
+
+
+def _add_latent_report(sub, common) -> None:
+    report = sub.add_parser(
+        "latent-report", parents=[common], help="what a model's latent space holds: figures, numbers, one HTML page",
+        description="Place the users of a log in a saved model's latent space and write PNG figures, a "
+        "self-contained report.html and report.json: KL and active units per dimension and a verdict on posterior "
+        "collapse, 2-D maps of users and items, traversals of the most informative dimensions, and whether "
+        "genres and user attributes show in the space (linear probes).",
+        formatter_class=_DefaultsFormatter,
+    )
+    report.add_argument("--model", required=True, help="model directory written by 'recvae train'")
+    report.add_argument("--data", required=True, metavar="FILE", help="users' histories (any format 'train --data' reads)")
+    report.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
+    report.add_argument("--user-features", metavar="FILE",
+                        help="user attributes: MovieLens users.dat as it is, or a CSV/TSV with an ID column and a header")
+    report.add_argument("--item-features", metavar="FILE", help=ITEM_NAMES_HELP + "; a genres column colours the item map")
+    report.add_argument("--max-users", type=int, default=20_000, help="users placed (drawn at random beyond it)")
+    report.add_argument("--min-rating", metavar="R",
+                        help="keep interactions rated at least R ('none': all); default: the model's training value")
+    _add_reader_flags(report.add_argument_group("reading the log"))
+    _add_tracking_flags(report)
+    report.set_defaults(func=cmd_latent_report)
+
+
 def _add_similar(sub, common) -> None:
     similar = sub.add_parser(
         "similar", parents=[common], help="the items most similar to given items",
@@ -592,8 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_flags(parser)
     parser.add_argument("--version", action="version", version=f"recvae {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_similar, _add_benchmark, _add_download,
-                _add_generate):
+    for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_similar, _add_embed, _add_latent_report,
+                _add_benchmark, _add_download, _add_generate):
         add(sub, common)
     return parser
 

@@ -242,6 +242,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         results = {m.name: evaluate(m, split.test, metrics).summary() for m in compared}
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
+                    "mlflow_run_id": tracker.run_id,
                     "user_id_kind": split.users.kind, "split_fingerprint": split.fingerprint(),
                     "data_fingerprint": data.fingerprint() if data is not None else None,
                     "test_metrics": results[model.name], "train_seconds": seconds,

@@ -224,17 +224,45 @@ def test_default_search_space_names_real_hyperparameters(name):
         assert dimension.low <= default <= dimension.high, (dimension, default)
 
 
+# The latent space each model has: with a posterior's standard deviation, a code without one, or none.
+WITH_UNCERTAINTY = {"MultVAE", "RecVAE", "VASP", "FLVAE"}
+WITHOUT_UNCERTAINTY = {"MultDAE", "ALS", "BPR"}
+NO_LATENT_SPACE = {"EASE", "Popularity", "NeuralEASE", "RecBole"}
+DECODES = {"MultVAE", "MultDAE", "RecVAE", "FLVAE", "ALS", "BPR"}  # a position alone gives the scores
+
+
+def test_every_model_says_what_latent_space_it_has():
+    assert WITH_UNCERTAINTY | WITHOUT_UNCERTAINTY | NO_LATENT_SPACE == set(SETTINGS)
+
+
 @parametrize_fitted
-def test_encode_gives_each_history_its_code_where_the_model_has_one(fitted, split):
-    """Models with a latent code (``encode``) give one finite row per history, the same for a row alone and
-    in a batch."""
-    if not hasattr(fitted, "encode"):
-        assert fitted.name not in ("MultVAE", "MultDAE"), "Mult-VAE and Mult-DAE encode"
-        return
+def test_encode_decode_and_item_vectors_keep_one_contract(fitted, split):
+    """Each history gets its position (mean, and the posterior's standard deviation where the model has one),
+    the same alone and in blocks; the mean decodes to the very scores the model gives; a group of one gets
+    that user's own list; a model without a latent space says so, naming why."""
+    from recvae.models.latent import NoLatentSpaceError
+
     history = split.test.fold_in[:6]
-    codes = np.asarray(fitted.encode(history))
-    assert codes.shape[0] == 6 and codes.ndim == 2 and np.isfinite(codes).all()
-    np.testing.assert_allclose(np.asarray(fitted.encode(history[2:3]))[0], codes[2], rtol=1e-5, atol=1e-6)
+    if fitted.name in NO_LATENT_SPACE:
+        for call in (lambda: fitted.encode(history), fitted.item_embeddings, lambda: fitted.decode(np.zeros((1, 4)))):
+            with pytest.raises(NoLatentSpaceError, match=rf"{fitted.name} has no latent space: \w"):
+                call()
+        return
+    encoding = fitted.encode(history, batch_size=4)  # two blocks
+    assert encoding.mean.shape[0] == 6 and encoding.mean.ndim == 2 and np.isfinite(encoding.mean).all()
+    assert (encoding.std is None) == (fitted.name in WITHOUT_UNCERTAINTY)
+    if encoding.std is not None:
+        assert encoding.std.shape == encoding.mean.shape and (encoding.std > 0).all()
+    np.testing.assert_allclose(fitted.encode(history[2:3]).mean[0], encoding.mean[2], rtol=1e-5, atol=1e-6)
+    assert fitted.item_embeddings()["output"].shape[0] == fitted.n_items_
+    if fitted.name not in DECODES:
+        with pytest.raises(NoLatentSpaceError, match="item-item path"):
+            fitted.decode(encoding.mean)
+        return
+    np.testing.assert_allclose(fitted.decode(encoding.mean), fitted.score(history), rtol=1e-4, atol=1e-4)
+    group, _ = fitted.recommend_group(history[1:2], N=5)
+    alone, _ = fitted.recommend(1, history[1:2], N=5)
+    np.testing.assert_array_equal(group, alone)
 
 
 def test_a_loaded_model_stays_on_the_cpu_unless_a_device_is_asked_for(split, tmp_path, monkeypatch):

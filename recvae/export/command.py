@@ -96,6 +96,13 @@ def recommend_log(spec: RecommendSpec) -> RecommendResult:
         return _export(spec)
 
 
+def min_rating_for(model, asked: float | str | None) -> float | None:
+    """The rating threshold a log is read with: what the model was trained with unless ``asked`` says
+    otherwise ("none": every interaction)."""
+    trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
+    return trained_with if asked is None else None if asked == "none" else float(asked)
+
+
 def _export(spec: RecommendSpec) -> RecommendResult:
     if spec.engine == "spark":
         from recvae.export.spark import cached_model
@@ -105,9 +112,7 @@ def _export(spec: RecommendSpec) -> RecommendResult:
         from recvae.models import Recommender
 
         model = Recommender.load(spec.model)
-    trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
-    min_rating = (trained_with if spec.min_rating is None
-                  else None if spec.min_rating == "none" else float(spec.min_rating))
+    min_rating = min_rating_for(model, spec.min_rating)
     if min_rating is not None:
         log.info("keeping interactions rated >= %g%s", min_rating, " (as in training)" if spec.min_rating is None else "")
     started = time.perf_counter()

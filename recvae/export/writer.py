@@ -16,6 +16,16 @@ from recvae.io import process_alive, replace_durably, writing
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv"}
 
 
+def _arrow_column(name: str, values: np.ndarray) -> pa.Array:
+    """IDs as int64 or text; a 2-D array (a vector per row: embeddings) as a fixed-size list column, which
+    Parquet keeps and pandas, Spark and vector databases read as arrays."""
+    if name in ("user", "item"):
+        return _arrow_ids(values)
+    if values.ndim == 2:
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(values).ravel()), values.shape[1])
+    return pa.array(values)
+
+
 def _arrow_ids(values: np.ndarray) -> pa.Array:
     if values.dtype == object:
         return pa.array(values.astype(str), type=pa.string())
@@ -57,7 +67,7 @@ class AtomicRecommendationWriter:
             self._write(columns)
 
     def _write(self, columns: dict[str, np.ndarray]) -> None:
-        arrays = {k: _arrow_ids(v) if k in ("user", "item") else pa.array(v) for k, v in columns.items()}
+        arrays = {k: _arrow_column(k, v) for k, v in columns.items()}
         table = pa.table(arrays)
         if self._writer is None:
             self.schema = table.schema

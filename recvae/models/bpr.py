@@ -96,6 +96,15 @@ class BPR(Recommender):
         self._check_fitted()
         return cosine_similar_items(self.module_.item_factors, itemid, N)
 
+    def _encode_block(self, user_items: sp.csr_matrix):
+        return self.user_factors(user_items), None  # factors, no uncertainty
+
+    def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.module_.item_bias, codes, self.module_.item_factors.T)
+
+    def _item_vectors(self) -> dict[str, torch.Tensor]:
+        return {"output": self.module_.item_factors}
+
     def _new_module(self, n_items: int) -> LearnedTensors:
         return LearnedTensors(item_factors=torch.zeros(n_items, self.config.factors), item_bias=torch.zeros(n_items))
 

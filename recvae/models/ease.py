@@ -155,6 +155,7 @@ def ease_weights(x: sp.csr_matrix, l2: float) -> torch.Tensor:
 class EASE(Recommender):
     name = "EASE"
     config_class = EASEConfig
+    no_latent_space = "it scores items from items (one items x items weight), with no code per user"
     search_space = {"l2": {"low": 1.0, "high": 1e5, "log": True}}
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> EASE:

@@ -99,12 +99,16 @@ class _AutoEncoderRecommender(IterativeRecommender):
         output = self.module_.output_layer
         return lambda items: F.linear(hidden, output.weight[items], output.bias[items]).detach()
 
-    def encode(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        """Latent means (users x latent_dim) of the given histories."""
-        self._check_fitted()
-        batch = SparseBatch.from_csr(self._histories(user_items), self.device_)
-        with torch.no_grad():
-            return self.module_.encode(batch, normalised_input(batch), mean_only=True)[0].cpu()
+    def _encode_block(self, user_items: sp.csr_matrix):
+        batch = SparseBatch.from_csr(user_items, self.device_)
+        mean, logvar = self.module_.encode(batch, normalised_input(batch))
+        return mean, None if logvar is None else torch.exp(0.5 * logvar)
+
+    def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.module_.decode(codes)
+
+    def _item_vectors(self) -> dict[str, torch.Tensor]:
+        return {"output": self.module_.output_layer.weight, "input": self.module_.input_weight}
 
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
         """Items whose decoder output vectors are closest (cosine) to ``itemid``'s."""

@@ -17,6 +17,7 @@ from recvae.models.recommender import Recommender
 class Popularity(Recommender):
     name = "Popularity"
     config_class = PopularityConfig
+    no_latent_space = "it gives every user the same ranking"
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None) -> Popularity:
         if not isinstance(user_items, UserRows):

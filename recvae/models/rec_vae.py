@@ -178,3 +178,14 @@ class RecVAE(IterativeRecommender):
         self._check_fitted()
         return cosine_similar_items(self.module_.decoder.weight, itemid, N)
 
+    def _encode_block(self, user_items: sp.csr_matrix):
+        batch = SparseBatch.from_csr(user_items, self.device_)
+        mean, logvar = self.module_.encoder(batch, normalised_input(batch))
+        return mean, torch.exp(0.5 * logvar)
+
+    def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.module_.decoder(codes)
+
+    def _item_vectors(self) -> dict[str, torch.Tensor]:
+        return {"output": self.module_.decoder.weight, "input": self.module_.encoder.input_weight}
+

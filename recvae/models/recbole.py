@@ -156,6 +156,7 @@ class RecBoleStep(TrainingStep):
 class RecBoleModel(IterativeRecommender):
     name = "RecBole"
     config_class = RecBoleConfig
+    no_latent_space = "the adapter scores through RecBole's own model, whose code it does not read"
 
     def start_training(self, user_items, device, generator, device_generator) -> RecBoleStep:
         recbole = _import_recbole()

@@ -23,6 +23,7 @@ from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterEr
 from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
+from recvae.models.latent import Encoding, NoLatentSpaceError, decode, encode_in_blocks, recommend_group
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
@@ -50,6 +51,8 @@ class Recommender(ABC):
     search_space: ClassVar[dict] = {}
     # prefixes of ``module_``'s state that are derived, not saved (RecVAE's copy of its encoder)
     unsaved_state: ClassVar[tuple[str, ...]] = ()
+    # why a model has no latent space (what encode, decode and item_embeddings say); "" for one that has
+    no_latent_space: ClassVar[str] = ""
 
     def __init__(self, config=None, **params):
         base = config if config is not None else self.config_class()
@@ -272,6 +275,39 @@ class Recommender(ABC):
         if not blocks:
             blocks = [recommend_block(self, grouped, options)[0]]
         return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
+
+    # -- the latent space (recvae.models.latent) -------------------------------------------------
+    def encode(self, user_items: sp.csr_matrix, batch_size: int = 1000) -> Encoding:
+        """Each history's position in the latent space: posterior mean and standard deviation (``Encoding``),
+        for any user (fold-in, no refit), computed in blocks of ``batch_size`` users."""
+        self._check_fitted()
+        return encode_in_blocks(self, self._histories(user_items), batch_size)
+
+    def decode(self, codes) -> np.ndarray:
+        """The scores over every item (users x items) that positions in the latent space decode to."""
+        self._check_fitted()
+        return decode(self, codes)
+
+    def item_embeddings(self) -> dict[str, np.ndarray]:
+        """The item vectors the model has (items x dimensions): "output", the rows that turn a user's last
+        layer into item scores, and "input", the first layer's rows, where the model has them."""
+        self._check_fitted()
+        return {name: vectors.detach().float().cpu().numpy() for name, vectors in self._item_vectors().items()}
+
+    def recommend_group(self, user_items: sp.csr_matrix, weights=None, N: int = 10,
+                        filter_already_liked_items: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """One list for a group (a household): see ``recvae.models.latent.recommend_group``."""
+        self._check_fitted()
+        return recommend_group(self, self._histories(user_items), weights, N, filter_already_liked_items)
+
+    def _encode_block(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
+
+    def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
+        raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
+
+    def _item_vectors(self) -> dict[str, torch.Tensor]:
+        raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 
     # -- persistence ----------------------------------------------------------------------------
     @abstractmethod

@@ -26,6 +26,7 @@ from recvae.models.config import FLVAEConfig, NeuralEASEConfig, VASPConfig
 from recvae.models.ease import available_memory
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
+from recvae.models.latent import NoLatentSpaceError
 from recvae.models.nn import SparseBatch, focal_loss, gaussian_kl, glorot_reset, reparameterise
 from recvae.models.training.step import TrainingStep
 
@@ -211,6 +212,7 @@ class VASP(IterativeRecommender):
 
     name = "VASP"
     config_class = VASPConfig
+    no_latent_space = "its deep path is off (deep=False), and the item-item path has no code per user"
     search_space = {"learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
                     "hidden_dim": {"choices": [256, 512, 1024, 4096]},
                     "latent_dim": {"choices": [128, 256, 512, 2048]},
@@ -241,6 +243,27 @@ class VASP(IterativeRecommender):
 
         return scores
 
+    def _encode_block(self, user_items: sp.csr_matrix):
+        if not self.module_.has_deep:
+            return super()._encode_block(user_items)
+        mean, logvar = self.module_.encode(SparseBatch.from_csr(user_items, self.device_))
+        return mean, torch.exp(0.5 * logvar)
+
+    def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
+        module = self.module_
+        if not module.has_deep:
+            return super()._decode_block(codes)
+        if module.has_shallow:  # its item-item path reads the history, which a position does not hold
+            raise NoLatentSpaceError(f"{self.name}'s scores add its item-item path, which reads the history: a "
+                                     "position alone does not decode to them (FLVAE's does)")
+        hidden = module.decoder(codes)
+        return F.logsigmoid(module.from_hidden(hidden)) + F.logsigmoid(module.from_code(codes))
+
+    def _item_vectors(self) -> dict[str, torch.Tensor]:
+        if not self.module_.has_deep:
+            return super()._item_vectors()
+        return {"output": self.module_.from_hidden.weight, "input": self.module_.input_weight}
+
     def similar_items(self, itemid: int, N: int = 10):
         """Items whose output vectors (the deep path's decoder rows, or the item-item weight's columns) are
         closest in cosine to ``itemid``'s."""
@@ -264,6 +287,7 @@ class NeuralEASE(VASP):
 
     name = "NeuralEASE"
     config_class = NeuralEASEConfig
+    no_latent_space = "it scores items from items (one items x items weight), with no code per user"
     search_space = {"learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
                     "l2": {"low": 0.0, "high": 1.0},
                     "focal_gamma": {"low": 0.0, "high": 3.0}}

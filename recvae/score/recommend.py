@@ -93,15 +93,8 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
     row's). Returns columns (user, item, rank, score[, fallback]) as numpy arrays, and the block's counts.
     """
     vocab: Vocabulary = model.items_
-    users = block["user"].to_numpy()
-    stats = ExportStats(interactions=len(users))
-    codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
-    user_ids = np.asarray(user_ids)
-    stats.users = len(user_ids)
-    valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway
-    history, n_known = _history(codes, vocab.index_of(block["item"].to_numpy(), missing="ignore"),
-                                block["rating"].to_numpy(np.float32) if valued else None, len(user_ids), len(vocab))
-    stats.unknown_item_interactions = len(users) - n_known
+    user_ids, history, n_known = block_histories(model, block)
+    stats = ExportStats(interactions=len(block), users=len(user_ids), unknown_item_interactions=len(block) - n_known)
     has_items = np.diff(history.indptr) > 0
     stats.users_without_known_items = int((~has_items).sum())
 
@@ -137,6 +130,18 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
                        else np.empty(0, object))
     stats.rows = len(out["rank"])
     return out, stats
+
+
+def block_histories(model, block: pd.DataFrame) -> tuple[np.ndarray, sp.csr_matrix, int]:
+    """A block's users (original IDs, in order of appearance), their histories over the model's items (the
+    values the model sees, as in training) and the number of the block's rows with a known item."""
+    users = block["user"].to_numpy()
+    codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
+    valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway
+    history, n_known = _history(codes, model.items_.index_of(block["item"].to_numpy(), missing="ignore"),
+                                block["rating"].to_numpy(np.float32) if valued else None, len(user_ids),
+                                len(model.items_))
+    return np.asarray(user_ids), history, n_known
 
 
 def _history(codes: np.ndarray, cols: np.ndarray, values: np.ndarray | None, n_users: int,

@@ -19,7 +19,7 @@ _STYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,7 +34,7 @@ def _styles():
                "marker": _MARKERS[index % len(_MARKERS)]}
 
 
-def _finish(fig, title: str, legend_axis=None) -> None:
+def finish_figure(fig, title: str, legend_axis=None) -> None:
     """Title over the panels and, when there is one, the legend to the right of the last panel."""
     if legend_axis is not None and legend_axis.get_legend_handles_labels()[0]:
         legend_axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
@@ -47,7 +47,7 @@ def figure_png(figure) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return buffer.getvalue()
 
 
@@ -68,7 +68,7 @@ def _has_values(history: list[dict], key: str) -> bool:
 
 def training_curves_figure(history: list[dict], title: str = ""):
     """Loss, KL and β (those the model records; Mult-DAE has no KL or β) and the validation metrics per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     panels = [(key, label) for key, label in (("loss", "training loss (per user)"), ("kl", "KL (nats per user)"),
                                               ("beta", "β (KL weight)")) if _has_values(history, key)]
@@ -84,13 +84,13 @@ def training_curves_figure(history: list[dict], title: str = ""):
     validation.set_ylabel("validation score" if val_keys else "no validation users")
     for ax in axes:
         ax.set_xlabel("epoch")
-    _finish(fig, title, validation)
+    finish_figure(fig, title, validation)
     return fig
 
 
 def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]], title: str = ""):
     """Recall@K and NDCG@K of the test users against K, one line per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for (name, curves), style in zip(curves_by_model.items(), _styles()):
         for ax, metric in zip(axes, ("recall", "ndcg")):
@@ -99,7 +99,7 @@ def metric_curves_figure(curves_by_model: dict[str, dict[str, np.ndarray]], titl
     for ax, label in zip(axes, ("Recall@K (hits / min(K, test items))", "NDCG@K")):
         ax.set_xlabel("K (length of the recommendation list)")
         ax.set_ylabel(label)
-    _finish(fig, title, axes[-1])
+    finish_figure(fig, title, axes[-1])
     return fig
 
 
@@ -111,7 +111,7 @@ def auto_beta_peak(result: dict) -> dict:
 def auto_beta_figure(curves: dict[str, dict], title: str = ""):
     """Validation score against β of auto-β anneal runs (``AutoBetaResult.to_json()`` by label),
     each run's chosen β marked."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     metric = None
     for (label, result), style in zip(curves.items(), _styles()):
@@ -122,14 +122,14 @@ def auto_beta_figure(curves: dict[str, dict], title: str = ""):
         ax.plot([peak["beta"]], [peak[metric]], marker=style["marker"], color=style["color"])
     ax.set_xlabel("β (annealed linearly from 0 to 1)")
     ax.set_ylabel(f"validation {metric}")
-    _finish(fig, title or "auto-β: the β at each run's peak", ax)
+    finish_figure(fig, title or "auto-β: the β at each run's peak", ax)
     return fig
 
 
 def diagnostics_figure(history: list[dict], title: str = ""):
     """Posterior diagnostics per epoch: active units and mean posterior variance, and the KL of
     every latent dimension (sorted by its last-epoch KL) as a heat map."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     kl = np.asarray([r["kl_per_dim"] for r in history])
     kl = kl[:, np.argsort(-kl[-1])]
@@ -145,14 +145,14 @@ def diagnostics_figure(history: list[dict], title: str = ""):
     fig.colorbar(image, ax=axes[2], label="KL (nats)")
     for ax in axes:
         ax.set_xlabel("epoch")
-    _finish(fig, title)
+    finish_figure(fig, title)
     return fig
 
 
 def search_figure(trials_by_label: dict[str, list[dict]], metric: str, title: str = ""):
     """Each study's trials (benchmark tuning records: params, ``val_<metric>``, state) against the trial
     number, and the best score so far as a line; pruned trials as crosses at their last reported score."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8))
     key = f"val_{metric}"
     for (label, trials), style in zip(trials_by_label.items(), _styles()):
@@ -170,5 +170,5 @@ def search_figure(trials_by_label: dict[str, list[dict]], metric: str, title: st
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(f"validation {metric}")
-    _finish(fig, title, ax)
+    finish_figure(fig, title, ax)
     return fig

@@ -98,7 +98,7 @@ def _check_reachable(uri: str) -> None:
 class Tracker:
     """One MLflow run (or a child of the active one), used as a context manager."""
 
-    def __init__(self, config: TrackingConfig, run_name: str, nested: bool = False):
+    def __init__(self, config: TrackingConfig, run_name: str, nested: bool = False, run_id: str | None = None):
         try:
             import mlflow
         except ImportError:
@@ -107,6 +107,7 @@ class Tracker:
         self.config = config
         self.run_name = run_name
         self.nested = nested
+        self.run_id_to_resume = run_id  # an existing run to add to (a model's own training run)
         self.run = None
 
     def __enter__(self) -> Tracker:
@@ -119,6 +120,13 @@ class Tracker:
                 mlflow.set_experiment(self.config.experiment)
             except Exception as exc:  # the store's own errors differ by backend
                 raise TrackingError(f"cannot use MLflow experiment {self.config.experiment!r} at {uri} ({exc})") from None
+        if self.run_id_to_resume:
+            try:
+                self.run = mlflow.start_run(run_id=self.run_id_to_resume)
+                return self
+            except Exception:  # the run lives in another store: a run of its own, then
+                log.warning("MLflow run %s is not in %s; logging to a new run", self.run_id_to_resume,
+                            self.config.resolved_uri())
         self.run = mlflow.start_run(run_name=self.run_name, nested=self.nested)
         mlflow.set_tags(environment_tags())
         return self
@@ -243,8 +251,9 @@ class NullTracker:
         raise AttributeError(name)
 
 
-def start_tracking(config: TrackingConfig, run_name: str) -> Tracker | NullTracker:
-    return Tracker(config, run_name) if config.enabled else NullTracker()
+def start_tracking(config: TrackingConfig, run_name: str, run_id: str | None = None) -> Tracker | NullTracker:
+    """A run named ``run_name``, or the existing run ``run_id`` continued; nothing with tracking off."""
+    return Tracker(config, run_name, run_id=run_id) if config.enabled else NullTracker()
 
 
 def log_beta_diagnostics(tracker, history: list[dict], chosen_beta: dict | None = None, title: str = "",

@@ -1,0 +1,60 @@
+"""What ``recvae latent-report`` does: read a log and its side tables, place its users in a saved model's
+latent space, write the report, and log it to the model's own MLflow run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recvae.data.interactions import Interactions
+from recvae.data.readers import read_interactions
+from recvae.data.side import read_side_table
+from recvae.errors import DataError, at_least
+from recvae.export.command import min_rating_for
+from recvae.io import check_writable
+from recvae.latent.report import SideData, latent_report
+from recvae.models.latent import require_latent_space
+from recvae.track.tracking import TrackingConfig, start_tracking
+
+
+@dataclass(frozen=True)
+class LatentReportSpec:
+    """``user_features`` / ``item_features``: side tables (``recvae.data.side.read_side_table``: MovieLens'
+    users.dat and movies.dat as published). ``max_users``: users placed, drawn at random beyond it."""
+
+    model: str
+    data: str
+    out: str
+    user_features: str | None = None
+    item_features: str | None = None
+    max_users: int = 20_000
+    min_rating: float | str | None = None
+    reader: dict = field(default_factory=dict)
+    tracking: TrackingConfig = TrackingConfig()
+
+    def __post_init__(self):
+        at_least(1, max_users=self.max_users)
+
+
+def write_latent_report(spec: LatentReportSpec) -> dict:
+    """The report's numbers; its files are under ``spec.out``, and in the model's MLflow run when tracking is on."""
+    from recvae.models import Recommender
+
+    check_writable(Path(spec.out) / "report.json", "the report")
+    model = Recommender.load(spec.model)
+    require_latent_space(model)  # before the log is read
+    side = SideData(read_side_table(spec.user_features) if spec.user_features else None,
+                    read_side_table(spec.item_features) if spec.item_features else None)
+    frame = read_interactions(spec.data, **spec.reader)
+    threshold = min_rating_for(model, spec.min_rating)
+    if threshold is not None and "rating" in frame:
+        frame = frame[frame["rating"] >= threshold]
+    frame = frame[frame["item"].isin(model.items_.ids)]
+    if frame.empty:
+        raise DataError(f"{spec.data}: none of its items is one the model knows")
+    data = Interactions.from_frame(frame[["user", "item"] + (["rating"] if "rating" in frame else [])], items=model.items_)
+    title = f"{model.name}: {Path(spec.data).name}"
+    numbers = latent_report(model, data.matrix, data.users, spec.out, side, title=title, max_users=spec.max_users)
+    with start_tracking(spec.tracking, f"latent-report-{model.name}", run_id=model.metadata_.get("mlflow_run_id")) as tracker:
+        tracker.log_artifact(Path(spec.out), "latent_report")
+    return numbers

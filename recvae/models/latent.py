@@ -1,0 +1,88 @@
+"""The latent space as a contract: each user's position (a posterior mean and, where the model has one, its
+standard deviation), the scores a position decodes to, the item vectors, and positions blended for a group.
+
+``Recommender.encode`` / ``decode`` / ``item_embeddings`` / ``recommend_group`` call these with the model's
+own ``_encode_block``, ``_decode_block`` and ``_item_vectors``; a model without a latent space (EASE,
+popularity, Neural EASE) raises ``NoLatentSpaceError`` saying why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recvae.errors import DataError, RecvaeError, at_least
+from recvae.score.topk import top_n_from_scores
+
+
+class NoLatentSpaceError(RecvaeError, NotImplementedError):
+    """The model scores without a per-user code: there is nothing to encode, decode or blend."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Users' positions in a model's latent space, a row per history: ``mean`` (users x dimensions, float32)
+    and ``std``, the posterior's standard deviation per dimension, or None for a code without uncertainty
+    (Mult-DAE's, ALS's and BPR's factors)."""
+
+    mean: np.ndarray
+    std: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
+def encode_in_blocks(model, user_items: sp.csr_matrix, batch_size: int) -> Encoding:
+    """``model._encode_block`` over blocks of ``batch_size`` users: memory bounded by the block, not the users."""
+    at_least(1, batch_size=batch_size)
+    means, stds = [], []
+    for start in range(0, user_items.shape[0], batch_size):
+        with torch.no_grad():
+            mean, std = model._encode_block(user_items[start:start + batch_size])
+        means.append(mean.float().cpu().numpy())
+        stds.append(None if std is None else std.float().cpu().numpy())
+    if not means:  # no users: the model's width still tells the columns
+        with torch.no_grad():
+            mean, std = model._encode_block(user_items[:0])
+        return Encoding(mean.float().cpu().numpy(), None if std is None else std.float().cpu().numpy())
+    return Encoding(np.concatenate(means), None if stds[0] is None else np.concatenate(stds))
+
+
+def require_latent_space(model) -> None:
+    """Raise ``NoLatentSpaceError``, saying why, unless the fitted ``model`` places users in a latent space:
+    before any long work, as a command that needs one checks."""
+    model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32))
+
+
+def decode(model, codes) -> np.ndarray:
+    """The scores (users x items, the model's own scale) that the positions ``codes`` decode to."""
+    codes = torch.as_tensor(np.asarray(codes, dtype=np.float32), device=model.device_)
+    if codes.ndim != 2:
+        raise DataError(f"codes must be (users, dimensions), got shape {tuple(codes.shape)}")
+    with torch.no_grad():
+        return model._decode_block(codes).float().cpu().numpy()
+
+
+def recommend_group(model, user_items: sp.csr_matrix, weights=None, N: int = 10,
+                    filter_already_liked_items: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One list for the users of ``user_items`` together (a household): their posterior means averaged with
+    ``weights`` (default equal), decoded once; items any of them has are left out unless asked. Returns
+    (item indices, scores), best first, as ``recommend`` does for one user."""
+    at_least(1, N=N)
+    if user_items.shape[0] == 0:
+        raise DataError("a group needs at least one user's history")
+    weights = np.full(user_items.shape[0], 1.0 / user_items.shape[0]) if weights is None else np.asarray(weights, float)
+    if weights.shape != (user_items.shape[0],) or (weights < 0).any() or not weights.sum() > 0:
+        raise DataError(f"weights must be one non-negative weight per user ({user_items.shape[0]}), not all zero")
+    blend = (weights / weights.sum()) @ model.encode(user_items).mean
+    scores = torch.from_numpy(decode(model, blend[None, :]))
+    seen = None
+    if filter_already_liked_items:
+        union = sp.csr_matrix(user_items.sum(axis=0))
+        seen = sp.csr_matrix((np.ones(union.nnz, np.float32), union.indices, [0, union.nnz]), shape=(1, union.shape[1]))
+    ids, values = top_n_from_scores(scores, N, seen, None)
+    keep = ids[0] >= 0
+    return ids[0][keep], values[0][keep]
