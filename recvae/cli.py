@@ -298,14 +298,15 @@ def cmd_recommend(args) -> int:
         allow=args.allow, deny=args.deny, fallback=args.fallback, shard=args.shard, batch_users=args.batch_users,
         score_memory=args.score_memory, min_rating=args.min_rating, grouped=args.grouped, engine=args.engine,
         master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, overwrite=args.overwrite,
-        item_names=args.item_names)
+        item_names=args.item_names, groups=args.groups)
     result = recommend_log(spec)
     if result.min_rating is not None:
         print(f"keeping interactions rated >= {result.min_rating:g}" + (" (as in training)" if result.min_rating_from_training
                                                                         else ""), file=sys.stderr)
     stats = result.stats
     if stats is None:
-        print(f"wrote {result.rows} rows to {args.out} through Spark in {result.seconds:.1f} s")
+        how = "for the groups" if args.groups else "through Spark"
+        print(f"wrote {result.rows} rows to {args.out} {how} in {result.seconds:.1f} s")
         return 0
     print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {result.seconds:.1f} s "
           f"({stats.users / max(result.seconds, 1e-9):.0f} users/s)")
@@ -520,6 +521,10 @@ def _add_recommend(sub, common) -> None:
     recommend.add_argument("--min-rating", metavar="R",
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP + ": adds a name column")
+    recommend.add_argument("--groups", metavar="FILE",
+                           help="one list per group of users instead of one per user: a line per group, "
+                                "'name: user ID, user ID, ...', from the mean of the members' posterior means "
+                                "(their histories are read from --interactions); writes group, item, rank, score")
     recommend.add_argument("--ungrouped", dest="grouped", action="store_false", help="the log does not keep each user's rows together: group it in memory")
     recommend.add_argument("--engine", choices=("local", "spark"), default="local",
                            help="'spark': read, score and write through Spark (pip install recvae[spark]; --out is then "

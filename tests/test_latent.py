@@ -54,3 +54,108 @@ def test_embed_refuses_a_model_without_a_latent_space_and_a_csv_before_reading(t
     assert main(["embed", "--model", str(folder / "model"), "--interactions", "nowhere.csv", "--out",
                  str(tmp_path / "u.csv"), "-q"]) == 2
     assert "u.csv': name a .parquet file" in capsys.readouterr().err  # before the missing log is even looked for
+
+
+@pytest.fixture(scope="module")
+def log_with_side(tmp_path_factory, small_log):
+    """The generated log with user attributes (each user's main taste group, and a noise attribute) and item
+    genres (the generator's item groups), as side tables."""
+    folder = tmp_path_factory.mktemp("side")
+    users = small_log["user"].unique()
+    pd.DataFrame({"user": users, "segment": [f"s{hash(u) % 3}" for u in users]}).to_csv(folder / "users.csv", index=False)
+    items = small_log["item"].unique()
+    pd.DataFrame({"item": items, "title": [f"Title {i}" for i in items],
+                  "genres": [f"g{int(i[1:]) % 4}|g{int(i[1:]) % 7}" for i in items]}).to_csv(folder / "items.csv", index=False)
+    return folder
+
+
+def _vae(small_split, **settings):
+    return MultVAE(epochs=8, batch_size=100, hidden_dims=(), latent_dim=16, patience=None, **settings).fit(
+        small_split.train, items=small_split.items)
+
+
+def test_the_report_writes_every_file_from_the_generated_log_in_seconds(small_split, small_data, log_with_side, tmp_path):
+    import time
+
+    from recvae.data.side import read_side_table
+    from recvae.latent.report import SideData, latent_report
+
+    model = _vae(small_split)
+    side = SideData(read_side_table(log_with_side / "users.csv"), read_side_table(log_with_side / "items.csv"))
+    history = small_data.matrix[:, np.isin(small_data.items.ids, small_split.items.ids)]
+    started = time.perf_counter()
+    numbers = latent_report(model, history, small_data.users, tmp_path / "report", side, title="MultVAE: generated")
+    assert time.perf_counter() - started < 60
+    for name in ("report.json", "report.html", "dimensions.png", "users.png", "items.png", "traversals.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 1000, name
+    assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
+    assert numbers["attribute_probes"]["segment"]["posterior mean"]["classes"] == 3
+    assert set(numbers["genre_neighbourhoods"]["output vectors"]) == {"items", "k", "share", "random"}
+    assert len(numbers["traversals"]) == 4 and numbers["traversals"][0]["rising_names"][0].startswith("Title ")
+
+
+def test_kl_and_active_units_count_what_they_say(small_split):
+    import torch
+
+    from recvae.latent import stats
+
+    weak, strong = _vae(small_split, beta_cap=0.2), _vae(small_split, beta_cap=4.0, beta_schedule="constant")
+    history = small_split.train[:300]
+    weak_code, strong_code = weak.encode(history), strong.encode(history)
+    kl = stats.kl_per_dimension(weak_code)
+    direct = torch.distributions.kl_divergence(
+        torch.distributions.Normal(torch.tensor(weak_code.mean, dtype=torch.float64), torch.tensor(weak_code.std, dtype=torch.float64)),
+        torch.distributions.Normal(0.0, 1.0)).mean(dim=0).numpy()
+    np.testing.assert_allclose(kl, direct, rtol=1e-6)
+    assert stats.active_units(strong_code).sum() < stats.active_units(weak_code).sum()
+    active = stats.active_units(weak_code)
+    np.testing.assert_array_equal(active, weak_code.mean.var(axis=0) > 0.01)
+
+
+def test_models_without_uncertainty_or_without_a_space_give_their_documented_answers(small_split, small_data, tmp_path):
+    from recvae.latent.report import latent_report
+    from recvae.latent import stats
+    from recvae.models import MultDAE, Popularity
+    from recvae.models.latent import NoLatentSpaceError
+
+    dae = MultDAE(epochs=2, batch_size=100, latent_dim=8).fit(small_split.train, items=small_split.items)
+    code = dae.encode(small_split.train[:50])
+    assert code.std is None and stats.kl_per_dimension(code) is None
+    history = small_data.matrix[:, np.isin(small_data.items.ids, small_split.items.ids)]
+    numbers = latent_report(dae, history, small_data.users, tmp_path / "dae")
+    assert numbers["kl_total"] is None and len(numbers["variance_of_mean"]) == 8 and "verdict" in numbers
+    for model in (EASE(l2=10.0).fit(small_split.train, items=small_split.items), Popularity().fit(small_split.train)):
+        with pytest.raises(NoLatentSpaceError, match=f"{model.name} has no latent space"):
+            latent_report(model, history, small_data.users, tmp_path / model.name)
+        assert not (tmp_path / model.name).exists()
+
+
+def test_latent_report_from_the_command_line(trained, small_log_file, log_with_side, tmp_path, capsys):
+    _, model = trained
+    assert main(["latent-report", "--model", str(model), "--data", str(small_log_file), "--out", str(tmp_path / "r"),
+                 "--user-features", str(log_with_side / "users.csv"), "--item-features", str(log_with_side / "items.csv"),
+                 "--no-tracking", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "segment from the posterior means: accuracy" in out and (tmp_path / "r" / "report.html").exists()
+
+
+def test_recommend_groups_from_the_command_line(trained, small_log_file, tmp_path, capsys):
+    _, model = trained
+    log = read_interactions(small_log_file)
+    first, second = log["user"].unique()[:2]
+    (tmp_path / "groups.txt").write_text(f"alone: {first}\n{first}, {second}\n")
+    out = tmp_path / "groups.csv"
+    assert main(["recommend", "--model", str(model), "--interactions", str(small_log_file), "--groups",
+                 str(tmp_path / "groups.txt"), "--top-n", "5", "--out", str(out), "-q"]) == 0
+    lists = pd.read_csv(out)
+    assert set(lists["group"].astype(str)) == {"alone", "2"} and len(lists) == 10
+    single = tmp_path / "single.csv"
+    only = log[log["user"] == first]
+    only.to_csv(tmp_path / "first.csv", index=False)
+    assert main(["recommend", "--model", str(model), "--interactions", str(tmp_path / "first.csv"), "--top-n", "5",
+                 "--out", str(single), "-q"]) == 0
+    assert lists[lists["group"] == "alone"]["item"].tolist() == pd.read_csv(single)["item"].tolist()
+    (tmp_path / "bad.txt").write_text("ghosts: nobody\n")
+    assert main(["recommend", "--model", str(model), "--interactions", str(small_log_file), "--groups",
+                 str(tmp_path / "bad.txt"), "--out", str(tmp_path / "bad.csv"), "-q"]) == 2
+    assert "group 'ghosts': user 'nobody' has no item the model knows" in capsys.readouterr().err

@@ -8,6 +8,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from recvae.errors import ParameterError, at_least, one_of
 from recvae.export.export import export_recommendations
 from recvae.io import claimed
@@ -44,6 +46,7 @@ class RecommendSpec:
     master: str | None = None
     reader: dict = field(default_factory=dict)
     item_names: str | None = None  # a table of item ID → name (recvae.data.side.read_side_table): adds a name column
+    groups: str | None = None  # a file of groups of users: one list per group (recvae.export.groups)
     progress: bool | None = None
     overwrite: bool = False  # replace an existing output (a Spark output folder holding anything counts)
 
@@ -64,6 +67,8 @@ class RecommendSpec:
                                      "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
         elif self.master is not None:
             raise ParameterError("master", self.master, "only with {engine} spark")
+        if self.groups is not None and self.engine == "spark":
+            raise ParameterError("groups", self.groups, "groups are recommended by the local engine")
         if isinstance(self.min_rating, str) and self.min_rating != "none":
             try:
                 float(self.min_rating)
@@ -103,6 +108,21 @@ def min_rating_for(model, asked: float | str | None) -> float | None:
     return trained_with if asked is None else None if asked == "none" else float(asked)
 
 
+def _export_groups(model, spec: RecommendSpec, min_rating: float | None) -> int:
+    from recvae.data.readers import read_interactions
+    from recvae.data.side import names_for
+    from recvae.export.groups import read_groups, recommend_groups
+
+    groups = read_groups(spec.groups, model.metadata_.get("user_id_kind", "str"))
+    members = np.concatenate([ids for _, ids in groups])
+    histories = read_interactions(spec.interactions, **spec.reader)
+    histories = histories[histories["user"].isin(members)]
+    if min_rating is not None and "rating" in histories:
+        histories = histories[histories["rating"] >= min_rating]
+    return recommend_groups(model, histories, groups, spec.out, spec.top_n, spec.include_seen,
+                            names_for(model.items_, spec.item_names))
+
+
 def _export(spec: RecommendSpec) -> RecommendResult:
     if spec.engine == "spark":
         from recvae.export.spark import cached_model
@@ -117,6 +137,9 @@ def _export(spec: RecommendSpec) -> RecommendResult:
         log.info("keeping interactions rated >= %g%s", min_rating, " (as in training)" if spec.min_rating is None else "")
     started = time.perf_counter()
     stats = None
+    if spec.groups is not None:
+        rows = _export_groups(model, spec, min_rating)
+        return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, None)
     if spec.engine == "spark":
         from recvae.export.spark import export_spark
 
