@@ -374,6 +374,7 @@ def cmd_latent_report(args) -> int:
 
     spec = LatentReportSpec(model=args.model, data=args.data, out=args.out, user_features=args.user_features,
                             item_features=args.item_features, max_users=args.max_users, min_rating=args.min_rating,
+                            umap=args.umap,
                             reader=_reader_options(args),
                             tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
                                                     experiment=args.experiment))
@@ -574,6 +575,9 @@ def _add_latent_report(sub, common) -> None:
                         help="user attributes: MovieLens users.dat as it is, or a CSV/TSV with an ID column and a header")
     report.add_argument("--item-features", metavar="FILE", help=ITEM_NAMES_HELP + "; a genres column colours the item map")
     report.add_argument("--max-users", type=int, default=20_000, help="users placed (drawn at random beyond it)")
+    report.add_argument("--umap", action="store_true",
+                        help="a UMAP map of the users beside the PCA one (needs umap-learn: pip install "
+                             "'recvae[latent]'; about a minute for 6,000 users)")
     report.add_argument("--min-rating", metavar="R",
                         help="keep interactions rated at least R ('none': all); default: the model's training value")
     _add_reader_flags(report.add_argument_group("reading the log"))

@@ -83,7 +83,9 @@ def docs_data(tmp_path_factory):
     (folder / "ml-1m" / "ratings.dat").write_text(
         "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in log[["user", "item", "rating", "timestamp"]].itertuples(index=False)))
     (folder / "ml-1m" / "movies.dat").write_bytes(
-        "".join(f"{i}::Film {i} (été)::Drama\n" for i in range(1, 201)).encode("latin-1"))
+        "".join(f"{i}::Film {i} (été)::{'Drama' if i % 3 else 'Comedy|Drama'}\n" for i in range(1, 201)).encode("latin-1"))
+    (folder / "ml-1m" / "users.dat").write_text(
+        "".join(f"{u}::{'FM'[u % 2]}::{(u % 5) * 10 + 18}::{u % 7}::0{u:04d}\n" for u in range(1, 601)))
     return folder
 
 
@@ -125,7 +127,7 @@ def test_every_code_block_of_the_readme_and_the_guides_runs(docs_data, monkeypat
                 exec(compile(_smaller(code, docs_data), page, "exec"), namespace)
                 ran += 1
                 continue
-            for line in code.strip().splitlines():
+            for line in code.replace("\\\n", " ").strip().splitlines():  # a continued line is one command
                 if line.strip() and not line.strip().startswith("#") and not line.startswith(ELSEWHERE):
                     _run_command(line, docs_data)
                     ran += 1

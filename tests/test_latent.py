@@ -159,3 +159,13 @@ def test_recommend_groups_from_the_command_line(trained, small_log_file, tmp_pat
     assert main(["recommend", "--model", str(model), "--interactions", str(small_log_file), "--groups",
                  str(tmp_path / "bad.txt"), "--out", str(tmp_path / "bad.csv"), "-q"]) == 2
     assert "group 'ghosts': user 'nobody' has no item the model knows" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_report_draws_a_umap_map_when_asked(small_split, small_data, tmp_path):
+    pytest.importorskip("umap")
+    from recvae.latent.report import latent_report
+
+    history = small_data.matrix[:, np.isin(small_data.items.ids, small_split.items.ids)]
+    numbers = latent_report(_vae(small_split), history, small_data.users, tmp_path / "r", max_users=400, umap=True)
+    assert (tmp_path / "r" / "users_umap.png").stat().st_size > 1000 and "user_map_umap" in numbers

@@ -28,6 +28,7 @@ class LatentReportSpec:
     user_features: str | None = None
     item_features: str | None = None
     max_users: int = 20_000
+    umap: bool = False  # a UMAP map beside the PCA one (umap-learn: pip install 'recvae[latent]')
     min_rating: float | str | None = None
     reader: dict = field(default_factory=dict)
     tracking: TrackingConfig = TrackingConfig()
@@ -54,7 +55,8 @@ def write_latent_report(spec: LatentReportSpec) -> dict:
         raise DataError(f"{spec.data}: none of its items is one the model knows")
     data = Interactions.from_frame(frame[["user", "item"] + (["rating"] if "rating" in frame else [])], items=model.items_)
     title = f"{model.name}: {Path(spec.data).name}"
-    numbers = latent_report(model, data.matrix, data.users, spec.out, side, title=title, max_users=spec.max_users)
+    numbers = latent_report(model, data.matrix, data.users, spec.out, side, title=title, max_users=spec.max_users,
+                            umap=spec.umap)
     with start_tracking(spec.tracking, f"latent-report-{model.name}", run_id=model.metadata_.get("mlflow_run_id")) as tracker:
         tracker.log_artifact(Path(spec.out), "latent_report")
     return numbers

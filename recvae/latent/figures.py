@@ -36,9 +36,10 @@ def _categorical(ax, points: np.ndarray, labels: np.ndarray, what: str) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small", markerscale=3, frameon=False)
 
 
-def map_figure(points: np.ndarray, explained: np.ndarray, continuous: tuple[str, np.ndarray],
+def map_figure(points: np.ndarray, explained: np.ndarray | None, continuous: tuple[str, np.ndarray],
                categorical: dict[str, np.ndarray], title: str):
-    """A 2-D map: one panel coloured by a number (log scale), one per categorical attribute."""
+    """A 2-D map: one panel coloured by a number (log scale), one per categorical attribute. ``explained``:
+    the principal axes' shares of the variance (PCA), or None for a UMAP map."""
     plt = pyplot()
     panels = 1 + len(categorical)
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels + 1.2, 4.2), squeeze=False)
@@ -51,8 +52,8 @@ def map_figure(points: np.ndarray, explained: np.ndarray, continuous: tuple[str,
     for ax, (what, labels) in zip(axes[1:], categorical.items()):
         _categorical(ax, points, labels, f"by {what}")
     for ax in axes:
-        ax.set_xlabel(f"principal axis 1 ({explained[0]:.0%} of the variance)")
-        ax.set_ylabel(f"principal axis 2 ({explained[1]:.0%})")
+        ax.set_xlabel("UMAP 1" if explained is None else f"principal axis 1 ({explained[0]:.0%} of the variance)")
+        ax.set_ylabel("UMAP 2" if explained is None else f"principal axis 2 ({explained[1]:.0%})")
     finish_figure(fig, title)
     return fig
 
