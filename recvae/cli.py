@@ -368,6 +368,20 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_score_users(args) -> int:
+    from recvae.export.embed import ScoreUsersSpec, score_users_log
+
+    spec = ScoreUsersSpec(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
+                          min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args),
+                          overwrite=args.overwrite)
+    users, left_out, seconds = score_users_log(spec)
+    print(f"scored {users} users to {args.out} in {seconds:.1f} s (score: negative ELBO per interaction; higher is "
+          "less likely under the model)")
+    if left_out:
+        print(f"{left_out} users had no item the model knows and have no score")
+    return 0
+
+
 def cmd_latent_report(args) -> int:
     from recvae.latent.command import LatentReportSpec, write_latent_report
     from recvae.track import TrackingConfig
@@ -559,6 +573,28 @@ def _add_embed(sub, common) -> None:
     embed.set_defaults(func=cmd_embed)
 
 
+def _add_score_users(sub, common) -> None:
+    score = sub.add_parser(
+        "score-users", parents=[common], help="how unlikely each user's history is under the model (anomaly scores)",
+        description="Score every user of a log by the negative ELBO per interaction of their history under a "
+        "saved VAE (its reconstruction and KL parts beside it): fake, bot or attack profiles tend to score high. "
+        "Writes user, score, reconstruction, kl, interactions in original IDs, streamed in user blocks.",
+        formatter_class=_DefaultsFormatter,
+    )
+    score.add_argument("--model", required=True, help="model directory written by 'recvae train' (a multinomial VAE)")
+    score.add_argument("--interactions", "--data", required=True, metavar="FILE",
+                       help="users' histories (any format 'train --data' reads)")
+    score.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv")
+    score.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    score.add_argument("--batch-users", type=int, default=1000, help="users scored at once")
+    score.add_argument("--min-rating", metavar="R",
+                       help="keep interactions rated at least R ('none': all); default: the model's training value")
+    score.add_argument("--ungrouped", dest="grouped", action="store_false",
+                       help="the log does not keep each user's rows together: group it in memory")
+    _add_reader_flags(score.add_argument_group("reading the log"))
+    score.set_defaults(func=cmd_score_users)
+
+
 def _add_latent_report(sub, common) -> None:
     report = sub.add_parser(
         "latent-report", parents=[common], help="what a model's latent space holds: figures, numbers, one HTML page",
@@ -683,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recvae {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_similar, _add_embed, _add_latent_report,
-                _add_benchmark, _add_download, _add_generate):
+                _add_score_users, _add_benchmark, _add_download, _add_generate):
         add(sub, common)
     return parser
 

@@ -169,3 +169,44 @@ def test_the_report_draws_a_umap_map_when_asked(small_split, small_data, tmp_pat
     history = small_data.matrix[:, np.isin(small_data.items.ids, small_split.items.ids)]
     numbers = latent_report(_vae(small_split), history, small_data.users, tmp_path / "r", max_users=400, umap=True)
     assert (tmp_path / "r" / "users_umap.png").stat().st_size > 1000 and "user_map_umap" in numbers
+
+
+def test_anomaly_scores_are_the_negative_elbo_and_find_a_planted_profile(small_split):
+    import scipy.sparse as sp
+    import torch
+
+    from recvae.models import ALS
+    from recvae.models.latent import NoLatentSpaceError
+
+    model = MultVAE(epochs=15, batch_size=100, hidden_dims=(32,), latent_dim=8, patience=None).fit(small_split.train)
+    history = small_split.train[:200]
+    scores = model.anomaly_scores(history, batch_size=64)
+    # the bound computed directly: the multinomial's log-likelihood at the posterior mean, the Gaussian KL
+    encoding = model.encode(history)
+    log_p = torch.log_softmax(torch.from_numpy(model.decode(encoding.mean)).double(), dim=1).numpy()
+    counts = (history.toarray() != 0).astype(np.float64)  # the model counts every stored interaction as 1
+    kl = torch.distributions.kl_divergence(
+        torch.distributions.Normal(torch.tensor(encoding.mean, dtype=torch.float64), torch.tensor(encoding.std, dtype=torch.float64)),
+        torch.distributions.Normal(0.0, 1.0)).sum(dim=1).numpy()
+    n = counts.sum(axis=1)
+    np.testing.assert_allclose(scores.score, (-(counts * log_p).sum(axis=1) + kl) / n, rtol=1e-4)
+    np.testing.assert_allclose(scores.kl, kl / n, rtol=1e-4)
+    # a profile of random items is stranger than almost every real one
+    rng = np.random.default_rng(0)
+    planted = rng.choice(history.shape[1], size=30, replace=False)
+    fake = sp.csr_matrix((np.ones(30, np.float32), (np.zeros(30, int), planted)), shape=(1, history.shape[1]))
+    real = model.anomaly_scores(small_split.train).score
+    assert (model.anomaly_scores(fake).score[0] > real).mean() > 0.95
+    with pytest.raises(NoLatentSpaceError, match="ALS has no multinomial likelihood"):
+        ALS(factors=4, iterations=2).fit(small_split.train).anomaly_scores(history)
+
+
+def test_score_users_from_the_command_line(trained, small_log_file, tmp_path):
+    _, model = trained
+    out = tmp_path / "scores.csv"
+    assert main(["score-users", "--model", str(model), "--interactions", str(small_log_file), "--out", str(out),
+                 "--batch-users", "50", "-q"]) == 0
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["user", "score", "reconstruction", "kl", "interactions"]
+    assert set(scores["user"]) == set(read_interactions(small_log_file)["user"])
+    np.testing.assert_allclose(scores["score"], scores["reconstruction"] + scores["kl"], rtol=1e-5)

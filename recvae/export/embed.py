@@ -1,5 +1,6 @@
-"""What ``recvae embed`` does: every user of a log placed in the model's latent space (posterior mean and
-standard deviation), streamed in user blocks like the export, and the model's item vectors, to Parquet."""
+"""What ``recvae embed`` and ``recvae score-users`` do: every user of a log placed in the model's latent space
+(posterior mean and standard deviation) or scored by how unlikely their history is (the negative ELBO), streamed
+in user blocks like the export; and the model's item vectors."""
 
 from __future__ import annotations
 
@@ -72,27 +73,65 @@ def embed_log(spec: EmbedSpec) -> EmbedResult:
 
 
 def _embed_users(model, spec: EmbedSpec) -> EmbedResult:
+    def rows(history) -> dict:
+        encoding = model.encode(history, batch_size=spec.batch_users)
+        return {"mean": encoding.mean, **({"std": encoding.std} if encoding.std is not None else {})}
+
+    users, empty, seconds = _stream_users(model, spec, rows)
+    dimensions = model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32)).mean.shape[1]
+    log.info("placed %d users in %d dimensions in %.1f s", users, dimensions, seconds)
+    return EmbedResult(users, empty, dimensions, seconds)
+
+
+def _stream_users(model, spec, rows_of) -> tuple[int, int, float]:
+    """Each block of the log's users through ``rows_of`` (their histories → columns) into ``spec.out``, whole or
+    not at all; users without an item the model knows are counted and left out. (users, left out, seconds)."""
     started = time.perf_counter()
     blocks = iter_user_blocks(spec.interactions, users_per_block=spec.batch_users, reader=spec.reader,
                               id_kinds={"item": model.items_.kind}, grouped=spec.grouped,
                               min_rating=min_rating_for(model, spec.min_rating))
-    users = empty = dimensions = 0
+    users = empty = 0
     with AtomicRecommendationWriter(spec.out) as writer:
         for block, _ in blocks:
             user_ids, history, _ = block_histories(model, block)
-            known = np.diff(history.indptr) > 0  # a user with no item the model knows has no position
+            known = np.diff(history.indptr) > 0
             empty += int((~known).sum())
-            if not known.any():
-                continue
-            encoding = model.encode(history[known], batch_size=spec.batch_users)
-            columns = {"user": user_ids[known], "mean": encoding.mean}
-            if encoding.std is not None:
-                columns["std"] = encoding.std
-            writer.write(columns)
-            users, dimensions = users + int(known.sum()), encoding.mean.shape[1]
-        nobody = model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32))
-        writer.commit({"user": np.empty(0, dtype=object), "mean": nobody.mean,
-                       **({"std": nobody.std} if nobody.std is not None else {})})
-    seconds = time.perf_counter() - started
-    log.info("placed %d users in %d dimensions in %.1f s", users, dimensions, seconds)
-    return EmbedResult(users, empty, dimensions or nobody.mean.shape[1], seconds)
+            if known.any():
+                writer.write({"user": user_ids[known], **rows_of(history[known])})
+                users += int(known.sum())
+        writer.commit({"user": np.empty(0, dtype=object), **rows_of(sp.csr_matrix((0, model.n_items_), dtype=np.float32))})
+    return users, empty, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class ScoreUsersSpec:
+    """``out``: user, score (the negative ELBO per interaction: higher is less likely under the model),
+    reconstruction and kl (its parts, per interaction), interactions. Other fields as ``EmbedSpec``'s."""
+
+    model: str
+    interactions: str
+    out: str
+    batch_users: int = 1000
+    min_rating: float | str | None = None
+    grouped: bool = True
+    reader: dict = field(default_factory=dict)
+    overwrite: bool = False
+
+    def __post_init__(self):
+        at_least(1, batch_users=self.batch_users)
+
+
+def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
+    """Write every user's anomaly score to ``spec.out``; returns (users, users left out, seconds)."""
+    from recvae.models import Recommender
+
+    model = Recommender.load(spec.model)
+    model.anomaly_scores(sp.csr_matrix((0, model.n_items_), dtype=np.float32))  # refused before any reading
+
+    def rows(history) -> dict:
+        scores = model.anomaly_scores(history, batch_size=spec.batch_users)
+        return {"score": scores.score, "reconstruction": scores.reconstruction, "kl": scores.kl,
+                "interactions": scores.interactions.astype(np.int64)}
+
+    with claimed(spec.out, "the scores", overwrite=spec.overwrite):
+        return _stream_users(model, spec, rows)

@@ -86,3 +86,41 @@ def recommend_group(model, user_items: sp.csr_matrix, weights=None, N: int = 10,
     ids, values = top_n_from_scores(scores, N, seen, None)
     keep = ids[0] >= 0
     return ids[0][keep], values[0][keep]
+
+
+@dataclass(frozen=True)
+class AnomalyScores:
+    """Per history: ``score``, the negative ELBO per interaction (how unlikely the model finds the history:
+    higher is stranger), and its two parts per interaction, ``reconstruction`` (the multinomial's negative
+    log-likelihood of the history, decoded from the posterior mean) and ``kl`` (the posterior's KL to the
+    prior; 0 for a code without one), and ``interactions``, the history's length."""
+
+    score: np.ndarray
+    reconstruction: np.ndarray
+    kl: np.ndarray
+    interactions: np.ndarray
+
+
+def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int) -> AnomalyScores:
+    """The negative ELBO per interaction of each history, in blocks of ``batch_size`` users. The expectation
+    over the posterior is taken at its mean (deterministic, as scoring is), so the score is a single-point
+    estimate of the bound."""
+    from recvae.models.config import LikelihoodConfig
+
+    if not isinstance(model.config, LikelihoodConfig) or model.config.likelihood != "multinomial":
+        raise NoLatentSpaceError(f"{model.name} has no multinomial likelihood over histories to score them by")
+    at_least(1, batch_size=batch_size)
+    parts = []
+    for start in range(0, user_items.shape[0], batch_size):
+        block = user_items[start:start + batch_size]
+        with torch.no_grad():
+            mean, std = model._encode_block(block)
+            log_p = torch.log_softmax(model._decode_block(mean).float(), dim=1).cpu().numpy()
+        counts = block.tocsr().astype(np.float64)
+        nll = -np.asarray(counts.multiply(log_p).sum(axis=1)).ravel()
+        kl = (np.zeros(block.shape[0]) if std is None else
+              (0.5 * (mean.double() ** 2 + std.double() ** 2 - 1.0 - 2.0 * torch.log(std.double()))).sum(dim=1).cpu().numpy())
+        parts.append((nll, kl, np.asarray(counts.sum(axis=1)).ravel()))
+    nll, kl, n = (np.concatenate([p[i] for p in parts]) if parts else np.empty(0) for i in range(3))
+    per = np.maximum(n, 1.0)
+    return AnomalyScores((nll + kl) / per, nll / per, kl / per, n)

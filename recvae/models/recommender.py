@@ -23,7 +23,8 @@ from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterEr
 from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
-from recvae.models.latent import Encoding, NoLatentSpaceError, decode, encode_in_blocks, recommend_group
+from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, anomaly_scores, decode, encode_in_blocks,
+                                  recommend_group)
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
@@ -299,6 +300,12 @@ class Recommender(ABC):
         """One list for a group (a household): see ``recvae.models.latent.recommend_group``."""
         self._check_fitted()
         return recommend_group(self, self._histories(user_items), weights, N, filter_already_liked_items)
+
+    def anomaly_scores(self, user_items: sp.csr_matrix, batch_size: int = 1000) -> AnomalyScores:
+        """How unlikely each history is under the model: the negative ELBO per interaction and its parts
+        (``recvae.models.latent.anomaly_scores``); models with a multinomial likelihood only."""
+        self._check_fitted()
+        return anomaly_scores(self, self._histories(user_items), batch_size)
 
     def _encode_block(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
