@@ -369,11 +369,11 @@ def cmd_embed(args) -> int:
 
 
 def cmd_score_users(args) -> int:
-    from recvae.export.embed import ScoreUsersSpec, score_users_log
+    from recvae.export.embed import UserLogSpec, score_users_log
 
-    spec = ScoreUsersSpec(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
-                          min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args),
-                          overwrite=args.overwrite)
+    spec = UserLogSpec(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
+                       min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args),
+                       overwrite=args.overwrite)
     users, left_out, seconds = score_users_log(spec)
     print(f"scored {users} users to {args.out} in {seconds:.1f} s (score: negative ELBO per interaction; higher is "
           "less likely under the model)")

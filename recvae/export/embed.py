@@ -24,15 +24,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class EmbedSpec:
-    """``out``: the users' file (Parquet: user, mean, and std where the model has one, each vector a
-    fixed-size list of float32); ``items_out``: the items' (item, then each kind of item vector the model
-    has: output, input). ``min_rating`` and ``reader`` as in ``RecommendSpec``."""
+class UserLogSpec:
+    """A log whose users are written a row each to ``out`` (``recvae score-users``: user, score, reconstruction,
+    kl, interactions). ``min_rating`` and ``reader`` as in ``RecommendSpec``."""
 
     model: str
     interactions: str
     out: str
-    items_out: str | None = None
     batch_users: int = 1000
     min_rating: float | str | None = None
     grouped: bool = True
@@ -41,6 +39,18 @@ class EmbedSpec:
 
     def __post_init__(self):
         at_least(1, batch_users=self.batch_users)
+
+
+@dataclass(frozen=True)
+class EmbedSpec(UserLogSpec):
+    """``out``: the users' file (Parquet: user, mean, and std where the model has one, each vector a
+    fixed-size list of float32); ``items_out``: the items' (item, then each kind of item vector the model
+    has: output, input)."""
+
+    items_out: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
         for name, path in (("out", self.out), ("items_out", self.items_out)):
             if path is not None and Path(path).suffix.lower() not in (".parquet", ".pq"):
                 raise ParameterError(name, path, "name a .parquet file (a vector per row: CSV has no column for it)")
@@ -103,25 +113,7 @@ def _stream_users(model, spec, rows_of) -> tuple[int, int, float]:
     return users, empty, time.perf_counter() - started
 
 
-@dataclass(frozen=True)
-class ScoreUsersSpec:
-    """``out``: user, score (the negative ELBO per interaction: higher is less likely under the model),
-    reconstruction and kl (its parts, per interaction), interactions. Other fields as ``EmbedSpec``'s."""
-
-    model: str
-    interactions: str
-    out: str
-    batch_users: int = 1000
-    min_rating: float | str | None = None
-    grouped: bool = True
-    reader: dict = field(default_factory=dict)
-    overwrite: bool = False
-
-    def __post_init__(self):
-        at_least(1, batch_users=self.batch_users)
-
-
-def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
+def score_users_log(spec: UserLogSpec) -> tuple[int, int, float]:
     """Write every user's anomaly score to ``spec.out``; returns (users, users left out, seconds)."""
     from recvae.models import Recommender
 
