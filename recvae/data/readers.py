@@ -47,7 +47,7 @@ _SNIFF_ORDER = ("::", "\t", ",", ";", "|", " ")
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
-def _normalise(name: str) -> str:
+def normalised_name(name: str) -> str:
     return re.sub(r"[\s_\-]", "", str(name)).lower()
 
 
@@ -58,20 +58,20 @@ def _inner_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_bytes(path: Path):
+def open_bytes(path: Path):
     opener = _OPENERS.get(path.suffix.lower(), open)
     return opener(path, "rb")
 
 
 def _read_text_bytes(path: Path) -> bytes:
     try:
-        with _open_bytes(path) as handle:
+        with open_bytes(path) as handle:
             return handle.read()
     except (OSError, EOFError, lzma.LZMAError) as exc:
         raise DataError(f"{path}: cannot read the file ({exc})") from None
 
 
-def _guess_sep(path: Path, first: str) -> str:
+def guess_separator(path: Path, first: str) -> str:
     suffix = _inner_suffix(path)
     if suffix == ".dat" and "::" in first:
         return "::"
@@ -112,7 +112,7 @@ def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> 
             if not header:
                 raise DataError(f"{path}: {role} column {want!r} named, but the file has no header; give a position")
             matches = [i for i, n in enumerate(names) if str(n) == want] or [
-                i for i, n in enumerate(names) if _normalise(n) == _normalise(want)]
+                i for i, n in enumerate(names) if normalised_name(n) == normalised_name(want)]
             if not matches:
                 raise DataError(f"{path}: no column {want!r} for {role}; the columns are {[str(n) for n in names]}")
             resolved[role] = matches[0]
@@ -120,7 +120,7 @@ def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> 
         if role in resolved or requested.get(role) is False:
             continue
         if header:
-            found = [i for i, n in enumerate(names) if _normalise(n) in ALIASES[role] and i not in resolved.values()]
+            found = [i for i, n in enumerate(names) if normalised_name(n) in ALIASES[role] and i not in resolved.values()]
             if found:
                 resolved[role] = found[0]
         elif position < len(names) and position not in resolved.values():
@@ -140,7 +140,7 @@ INTEGER_ID = r"-?(?:0|[1-9]\d{0,17})"
 _MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
 
 
-def _ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
+def typed_ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     """IDs typed as ``kind``: "str"; "int" (int64, or an object array where some ID is no
     integer, so a lookup in an integer vocabulary finds it unknown); "auto": int64 when
     every ID spells an integer, strings otherwise; or "as_read": int64 from an integer column,
@@ -284,7 +284,7 @@ def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kind
 def _bom_encoding(path: Path) -> str | None:
     """UTF-16 or UTF-8-with-signature when the file starts with that byte-order mark."""
     try:
-        with _open_bytes(path) as handle:
+        with open_bytes(path) as handle:
             start = handle.read(4)
     except (OSError, EOFError, lzma.LZMAError):
         return None
@@ -297,7 +297,7 @@ def _decoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> DataE
     """The first line the encoding cannot decode, found by reading the file again line by line."""
     number = "?"
     if not encoding.lower().replace("-", "").startswith("utf16"):
-        with _open_bytes(path) as handle:
+        with open_bytes(path) as handle:
             for number, line in enumerate(handle, start=1):
                 try:
                     line.decode(encoding)
@@ -310,7 +310,7 @@ def _decoding_error(path: Path, encoding: str, exc: UnicodeDecodeError) -> DataE
 
 def _first_line_of(path: Path, encoding: str = "utf-8") -> str:
     try:
-        with io.TextIOWrapper(_open_bytes(path), encoding=encoding, newline="") as handle:
+        with io.TextIOWrapper(open_bytes(path), encoding=encoding, newline="") as handle:
             for line in handle:
                 text = line.strip("\r\n")
                 if text.strip():
@@ -364,7 +364,7 @@ def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool
     first = _first_line_of(path, encoding)
     if not first:
         raise DataError(f"{path}: the file is empty")
-    sep = sep if sep is not None else _guess_sep(path, first)
+    sep = sep if sep is not None else guess_separator(path, first)
     if len(sep) > 1:
         # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab,
         # which needs the file in memory (MovieLens .dat files are small).
@@ -373,11 +373,11 @@ def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool
             raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
         source, first, parse_sep = io.StringIO(text.replace(sep, "\t")), first.replace(sep, "\t"), "\t"
     else:
-        source, parse_sep = _open_bytes(path), sep
+        source, parse_sep = open_bytes(path), sep
     fields = first.split(parse_sep) if parse_sep != " " else first.split()
     if header is None:
         named = {v for v in requested.values() if isinstance(v, str)}
-        header = any(_normalise(f) in set().union(*ALIASES.values()) for f in fields) or any(
+        header = any(normalised_name(f) in set().union(*ALIASES.values()) for f in fields) or any(
             f.strip() in named for f in fields)
     if len(fields) < 2:
         source.close()
@@ -466,7 +466,7 @@ def _clean(
     if raw.empty:
         raise DataError(f"{path}: no valid {where}s")
     id_kinds = id_kinds or {}
-    out = pd.DataFrame({role: _ids(raw[role], id_kinds.get(role, "auto")) for role in ("user", "item")})
+    out = pd.DataFrame({role: typed_ids(raw[role], id_kinds.get(role, "auto")) for role in ("user", "item")})
     for role in ("rating", "timestamp"):
         if role in raw:
             out[role] = raw[role].to_numpy()

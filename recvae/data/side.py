@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import ALIASES, _ids, _normalise, _open_bytes, _guess_sep
+from recvae.data.readers import ALIASES, guess_separator, normalised_name, open_bytes, typed_ids
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 
@@ -44,11 +44,11 @@ def read_side_table(path: str | Path, key: str | None = None, encoding: str | No
     first = text.split("\n", 1)[0].rstrip("\r")
     if not first.strip():
         raise DataError(f"{path}: the file is empty")
-    sep = _guess_sep(path, first)
+    sep = guess_separator(path, first)
     if len(sep) > 1:
         text, first, sep = text.replace(sep, "\t"), first.replace(sep, "\t"), "\t"
     fields = first.split(sep)
-    header = layout is None and any(_normalise(f) in _HEADER_WORDS for f in fields)
+    header = layout is None and any(normalised_name(f) in _HEADER_WORDS for f in fields)
     try:
         table = pd.read_csv(io.StringIO(text), sep=sep, header=0 if header else None, dtype=str,
                             keep_default_na=False, na_values=[""], skip_blank_lines=True, engine="c")
@@ -69,7 +69,7 @@ def _plain_name(path: Path) -> str:
 
 def _decoded(path: Path, encoding: str) -> str:
     try:
-        with _open_bytes(path) as handle:
+        with open_bytes(path) as handle:
             raw = handle.read()
     except (OSError, EOFError) as exc:
         raise DataError(f"{path}: cannot read the file ({exc})") from None
@@ -86,13 +86,13 @@ def _decoded(path: Path, encoding: str) -> str:
 def _keyed(path: Path, table: pd.DataFrame, key: str | None, first_line: int) -> pd.DataFrame:
     columns = [str(c) for c in table.columns]
     if key is not None:
-        found = [c for c in columns if c == key] or [c for c in columns if _normalise(c) == _normalise(key)]
+        found = [c for c in columns if c == key] or [c for c in columns if normalised_name(c) == normalised_name(key)]
         if not found:
             raise DataError(f"{path}: no column {key!r} to key the table by; the columns are {columns}")
         key = found[0]
     else:
         ids = ALIASES["user"] | ALIASES["item"] | {"id"}
-        key = next((c for c in columns if _normalise(c) in ids), columns[0])
+        key = next((c for c in columns if normalised_name(c) in ids), columns[0])
     values = table[key]
     if values.isna().any():
         line = int(np.flatnonzero(values.isna().to_numpy())[0]) + first_line
@@ -109,14 +109,14 @@ def item_names(table: pd.DataFrame) -> pd.Series:
     """The name column of a side table: one headed title or name (any case), else its first column."""
     if table.shape[1] == 0:
         raise DataError("the table has an ID column only: there is no name to show")
-    named = [c for c in table.columns if _normalise(c) in NAME_COLUMNS]
+    named = [c for c in table.columns if normalised_name(c) in NAME_COLUMNS]
     return table[named[0] if named else table.columns[0]]
 
 
 def aligned(values: pd.Series, vocabulary: Vocabulary, source: str, missing: object = None) -> np.ndarray:
     """``values`` (indexed by ID as read) in the order of ``vocabulary``; an ID the table lacks gets ``missing``.
     The table's IDs are typed as the vocabulary's (the text "1" is the integer ID 1 of a log read with integers)."""
-    ids = _ids(pd.Series(values.index.to_numpy(dtype=object)), vocabulary.kind)
+    ids = typed_ids(pd.Series(values.index.to_numpy(dtype=object)), vocabulary.kind)
     positions = vocabulary.index_of(ids, missing="ignore")
     out = np.full(len(vocabulary), None, dtype=object)
     known = positions >= 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import _ids
+from recvae.data.readers import typed_ids
 from recvae.errors import DataError
 from recvae.export.writer import AtomicRecommendationWriter
 from recvae.score.recommend import block_histories
@@ -25,7 +25,7 @@ def read_groups(path: str | Path, kind: str) -> list[tuple[str, np.ndarray]]:
         ids = [m.strip() for m in members.split(",") if m.strip()]
         if not ids:
             raise DataError(f"{path}: line {number}: a group names at least one user ID")
-        groups.append((name.strip() or str(number), _ids(pd.Series(ids, dtype=object), kind)))
+        groups.append((name.strip() or str(number), typed_ids(pd.Series(ids, dtype=object), kind)))
     if not groups:
         raise DataError(f"{path}: no group in the file (one per line: name: user ID, user ID, ...)")
     return groups

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recvae.data.readers import _ids
+from recvae.data.readers import typed_ids
 from recvae.errors import ParameterError, at_least
 from recvae.export.writer import FORMATS, AtomicRecommendationWriter
 from recvae.io import claimed
@@ -46,7 +46,7 @@ def similar_items_table(spec: SimilarSpec) -> pd.DataFrame:
 
 def _table(model, spec: SimilarSpec) -> pd.DataFrame:
     kind = model.items_.kind if model.items_ is not None else "str"
-    return model.similar_df(_ids(pd.Series(spec.items, dtype=object), kind), n=spec.top_n, item_names=spec.item_names)
+    return model.similar_df(typed_ids(pd.Series(spec.items, dtype=object), kind), n=spec.top_n, item_names=spec.item_names)
 
 
 def _written(frame: pd.DataFrame, out: str) -> pd.DataFrame:

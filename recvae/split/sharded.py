@@ -94,7 +94,7 @@ def _preprocess(frame: pd.DataFrame, config: Preprocessing, gather: Gather, sour
 
 def _typed(ids: pd.Series, gather: Gather) -> pd.Series:
     """IDs (int64, text, or both: recvae.data.shard keeps a chunk of integers as int64) typed as
-    recvae.data.readers._ids types the whole column: integers when every ID spells one (or some are
+    recvae.data.readers.typed_ids types the whole column: integers when every ID spells one (or some are
     written "12.0" and the rest are integers), text otherwise."""
     if pd.api.types.is_integer_dtype(ids):
         flags = gather((True, True, False))
