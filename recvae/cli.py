@@ -368,6 +368,15 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_sample(args) -> int:
+    from recvae.export.embed import SampleSpec, sample_log
+
+    rows = sample_log(SampleSpec(model=args.model, out=args.out, users=args.users, seed=args.seed,
+                                 temperature=args.temperature, batch_users=args.batch_users, overwrite=args.overwrite))
+    print(f"wrote {rows} interactions of {args.users} synthetic users to {args.out}")
+    return 0
+
+
 def cmd_score_users(args) -> int:
     from recvae.export.embed import UserLogSpec, score_users_log
 
@@ -573,6 +582,24 @@ def _add_embed(sub, common) -> None:
     embed.set_defaults(func=cmd_embed)
 
 
+def _add_sample(sub, common) -> None:
+    sample = sub.add_parser(
+        "sample", parents=[common], help="draw a synthetic interaction log from a trained VAE",
+        description="Draw synthetic users from a saved model: a point from the prior, decoded to scores over the "
+        "items, a history length from the training users', that many distinct items in proportion to the "
+        "softmax of the scores / --temperature. Writes user, item (original item IDs), streamed in blocks.",
+        formatter_class=_DefaultsFormatter,
+    )
+    sample.add_argument("--model", required=True, help="model directory written by 'recvae train' (a model with a latent space)")
+    sample.add_argument("--users", type=int, required=True, help="synthetic users to draw")
+    sample.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv")
+    sample.add_argument("--seed", type=int, default=0, help="the same seed gives the same log")
+    sample.add_argument("--temperature", type=float, default=1.0, help="below 1: each user's items more alike")
+    sample.add_argument("--batch-users", type=int, default=1000, help="users drawn at once")
+    sample.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    sample.set_defaults(func=cmd_sample)
+
+
 def _add_score_users(sub, common) -> None:
     score = sub.add_parser(
         "score-users", parents=[common], help="how unlikely each user's history is under the model (anomaly scores)",
@@ -719,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recvae {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_train, _add_tune, _add_evaluate, _add_recommend, _add_similar, _add_embed, _add_latent_report,
-                _add_score_users, _add_benchmark, _add_download, _add_generate):
+                _add_score_users, _add_sample, _add_benchmark, _add_download, _add_generate):
         add(sub, common)
     return parser
 

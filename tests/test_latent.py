@@ -210,3 +210,24 @@ def test_score_users_from_the_command_line(trained, small_log_file, tmp_path):
     assert list(scores.columns) == ["user", "score", "reconstruction", "kl", "interactions"]
     assert set(scores["user"]) == set(read_interactions(small_log_file)["user"])
     np.testing.assert_allclose(scores["score"], scores["reconstruction"] + scores["kl"], rtol=1e-5)
+
+
+def test_sampled_users_are_valid_repeatable_and_readable(small_split, tmp_path):
+    from recvae.models import Recommender
+
+    model = MultVAE(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8).fit(small_split.train, items=small_split.items)
+    log = model.sample(250, seed=3, batch_size=100)
+    assert log["user"].nunique() == 250 and not log.duplicated(["user", "item"]).any()
+    assert set(log["item"]) <= set(small_split.items.ids)
+    lengths = log.groupby("user").size().to_numpy()
+    trained = np.diff(small_split.train.indptr)
+    assert lengths.min() >= trained.min() and lengths.max() <= trained.max()  # drawn from the training lengths
+    pd.testing.assert_frame_equal(log, model.sample(250, seed=3, batch_size=50))  # blocks do not change the draw
+    assert not log.equals(model.sample(250, seed=4))
+    model.save(tmp_path / "m")
+    out = tmp_path / "synthetic.parquet"
+    assert main(["sample", "--model", str(tmp_path / "m"), "--users", "250", "--seed", "3", "--out", str(out), "-q"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), log, check_dtype=False)
+    assert main(["train", "--model", "popularity", "--data", str(out), "--out", str(tmp_path / "p"), "--heldout-users",
+                 "20", "--no-tracking", "-q"]) == 0
+    assert Recommender.load(tmp_path / "m").user_activity_ is not None

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import DataError, RecvaeError, at_least
+from recvae.errors import DataError, ParameterError, RecvaeError, at_least
 from recvae.score.topk import top_n_from_scores
 
 
@@ -124,3 +124,35 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int) -> Anomaly
     nll, kl, n = (np.concatenate([p[i] for p in parts]) if parts else np.empty(0) for i in range(3))
     per = np.maximum(n, 1.0)
     return AnomalyScores((nll + kl) / per, nll / per, kl / per, n)
+
+
+def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000):
+    """Synthetic users, ``batch_size`` at a time (frames of user, item): each draws a point from the prior
+    N(0, I), decodes it to scores over the items, draws its number of items from the training users' history
+    lengths, and that many distinct items by Gumbel top-k on the scores / ``temperature`` (sampling without
+    replacement in proportion to the softmax). Users are named "synthetic-1", "synthetic-2", ..."""
+    import pandas as pd
+
+    at_least(1, n_users=n_users, batch_size=batch_size)
+    if not temperature > 0:
+        raise ParameterError("temperature", temperature, "must be positive")
+    activity = getattr(model, "user_activity_", None)
+    if activity is None:
+        raise DataError(f"{model.name}: the model keeps no history lengths to draw from (saved before sampling was "
+                        "offered, or trained under torchrun); fit it again in one process to sample")
+    require_latent_space(model)
+    lengths = activity.double().numpy()
+    lengths = lengths / lengths.sum()
+    width = model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32)).mean.shape[1]
+    for start in range(0, n_users, batch_size):
+        users = min(batch_size, n_users - start)
+        # each user draws from its own stream (seed, user number): the log does not depend on the blocks
+        streams = [np.random.default_rng([seed, start + row]) for row in range(users)]
+        points = np.stack([stream.standard_normal(width) for stream in streams]).astype(np.float32)
+        counts = np.minimum([stream.choice(len(lengths), p=lengths) for stream in streams], model.n_items_)
+        keys = decode(model, points).astype(np.float64) / temperature
+        keys += np.stack([stream.gumbel(size=model.n_items_) for stream in streams])
+        top = np.argsort(-keys, axis=1, kind="stable")
+        items = np.concatenate([top[row, :counts[row]] for row in range(users)])
+        names = np.repeat([f"synthetic-{start + row + 1}" for row in range(users)], counts)
+        yield pd.DataFrame({"user": names, "item": model.items_.id_of(items) if model.items_ is not None else items})

@@ -24,7 +24,7 @@ from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
 from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, anomaly_scores, decode, encode_in_blocks,
-                                  recommend_group)
+                                  recommend_group, sample_users)
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
@@ -32,6 +32,7 @@ from recvae.score.topk import top_n_from_scores, top_n_in_chunks
 log = logging.getLogger(__name__)
 
 POPULARITY_KEY = "_item_popularity"
+ACTIVITY_KEY = "_user_activity"  # training users per history length: how many items a sampled user gets
 
 
 class Recommender(ABC):
@@ -128,6 +129,9 @@ class Recommender(ABC):
         # Training popularity (users per item, or value sums without binarize), for users with no
         # known item (export's --fallback popularity) and the Popularity model.
         self.item_popularity_ = torch.from_numpy(item_sums(user_items).astype(np.float32))
+        # training users per history length, for sample (a torchrun rank sees its share only: none kept)
+        self.user_activity_ = (torch.from_numpy(np.bincount(np.diff(user_items.indptr)).astype(np.float32))
+                               if isinstance(user_items, sp.csr_matrix) else None)
         self.metadata_ = {}  # what save writes beside the weights (an iterative model's history, ...)
         self.n_items_ = user_items.shape[1]  # last: what makes the model count as fitted
 
@@ -307,6 +311,12 @@ class Recommender(ABC):
         self._check_fitted()
         return anomaly_scores(self, self._histories(user_items), batch_size)
 
+    def sample(self, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000) -> pd.DataFrame:
+        """A synthetic log of ``n_users`` users (see ``recvae.models.latent.sample_users``): columns user, item,
+        items in original IDs, the layout ``read_interactions`` gives; the same seed gives the same log."""
+        self._check_fitted()
+        return pd.concat(list(sample_users(self, n_users, seed, temperature, batch_size)), ignore_index=True)
+
     def _encode_block(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 
@@ -331,7 +341,8 @@ class Recommender(ABC):
         """Write a model directory (see :mod:`recvae.models.serialization`)."""
         self._check_fitted()
         meta = {**self.metadata_, **(metadata or {})}
-        tensors = {**self._saved_tensors(), POPULARITY_KEY: self.item_popularity_}
+        tensors = {**self._saved_tensors(), POPULARITY_KEY: self.item_popularity_,
+                   **({ACTIVITY_KEY: self.user_activity_} if self.user_activity_ is not None else {})}
         return save_model_dir(path, self.name, dataclasses.asdict(self.config), tensors, self.items_, meta)
 
     @classmethod
@@ -353,6 +364,7 @@ class Recommender(ABC):
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: invalid config ({exc})") from None
         popularity = tensors.pop(POPULARITY_KEY, None)
+        activity = tensors.pop(ACTIVITY_KEY, None)  # None in a model saved before sampling was offered
         if popularity is None or popularity.ndim != 1:
             raise ModelFileError(f"{path}: item popularity is missing")
         if items is not None and len(items) != len(popularity):
@@ -364,6 +376,7 @@ class Recommender(ABC):
         model.device_ = placed
         model.items_ = items
         model.metadata_ = manifest.get("metadata", {})
+        model.user_activity_ = activity
         model._restored()
         log.info("%s: %s loaded on %s", path, kind, placed)
         return model
