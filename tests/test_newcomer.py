@@ -99,7 +99,7 @@ def test_auto_beta_warns_when_its_peak_is_at_the_edge_of_the_anneal(caplog):
     curve = [{"epoch": e, "beta": e / 10, "ndcg@100": 0.1 * e} for e in range(1, 10)]
     with caplog.at_level(logging.WARNING):
         assert warn_if_peak_at_edge(curve[-1], curve, "ndcg@100")
-    assert "last epoch" in caplog.text and "--beta-cap" in caplog.text
+    assert "last epoch" in caplog.text and "beta_cap" in caplog.text
     assert not warn_if_peak_at_edge(curve[4], curve, "ndcg@100")
 
 

@@ -40,7 +40,7 @@ def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), sou
     if "rating" in frame and (negative := int((frame["rating"] < 0).sum())):
         kept = config.min_rating is None or config.min_rating < 0
         log.warning("%s: %d rows have a rating below zero; %s", source, negative,
-                    "they count as interactions like any other (set min_rating / --min-rating to drop them)" if kept
+                    "they count as interactions like any other (set min_rating to drop them)" if kept
                     else f"min_rating={config.min_rating} drops them")
     if config.merge_duplicates:
         # The latest interaction wins when a pair repeats; file order stands in for time.

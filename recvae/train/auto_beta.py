@@ -34,10 +34,10 @@ def warn_if_peak_at_edge(peak: dict, curve: list[dict], metric: str) -> bool:
     if len(curve) < 2 or peak["epoch"] not in (curve[0]["epoch"], curve[-1]["epoch"]):
         return False
     if peak["epoch"] == curve[-1]["epoch"]:
-        advice = ("the best β may lie above it: try --beta-schedule constant with a larger --beta-cap, "
-                  "or more --epochs for a finer anneal")
+        advice = ("the best β may lie above it: try beta_schedule constant with a larger beta_cap, "
+                  "or more epochs for a finer anneal")
     else:
-        advice = "more --epochs anneal more slowly and try smaller β values first"
+        advice = "more epochs anneal more slowly and try smaller β values first"
     log.warning("auto-β: validation %s peaks at the %s epoch of the anneal (epoch %d of %d, β %.3g, %s %.4f); %s",
                 metric, "last" if peak["epoch"] == curve[-1]["epoch"] else "first", peak["epoch"], len(curve),
                 peak["beta"], metric, peak[metric], advice)
