@@ -357,9 +357,7 @@ def cmd_download(args) -> int:
 def cmd_embed(args) -> int:
     from recvae.export.embed import EmbedSpec, embed_log
 
-    spec = EmbedSpec(model=args.model, interactions=args.interactions, out=args.out, items_out=args.items,
-                     batch_users=args.batch_users, min_rating=args.min_rating, grouped=args.grouped,
-                     reader=_reader_options(args), overwrite=args.overwrite)
+    spec = EmbedSpec(**_user_log_options(args), items_out=args.items)
     result = embed_log(spec)
     print(f"wrote {result.users} users' positions ({result.dimensions} dimensions) to {args.out} in "
           f"{result.seconds:.1f} s" + (f"; the item vectors to {args.items}" if args.items else ""))
@@ -380,9 +378,7 @@ def cmd_sample(args) -> int:
 def cmd_score_users(args) -> int:
     from recvae.export.embed import UserLogSpec, score_users_log
 
-    spec = UserLogSpec(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
-                       min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args),
-                       overwrite=args.overwrite)
+    spec = UserLogSpec(**_user_log_options(args))
     users, left_out, seconds = score_users_log(spec)
     print(f"scored {users} users to {args.out} in {seconds:.1f} s (score: negative ELBO per interaction; higher is "
           "less likely under the model)")
@@ -567,19 +563,30 @@ def _add_embed(sub, common) -> None:
         "user blocks like 'recommend'; the file appears only when complete.",
         formatter_class=_DefaultsFormatter,
     )
-    embed.add_argument("--model", required=True, help="model directory written by 'recvae train'")
-    embed.add_argument("--interactions", "--data", required=True, metavar="FILE",
-                       help="users' histories (any format 'train --data' reads)")
-    embed.add_argument("--out", required=True, help="the users' file (.parquet)")
+    _add_user_log_flags(embed, "the users' file (.parquet); with --items, the item vectors' too", "encoded")
     embed.add_argument("--items", metavar="FILE", help="also write the item vectors (item, output, input) to this .parquet")
-    embed.add_argument("--overwrite", action="store_true", help="replace --out and --items if they exist")
-    embed.add_argument("--batch-users", type=int, default=1000, help="users encoded at once")
-    embed.add_argument("--min-rating", metavar="R",
-                       help="keep interactions rated at least R ('none': all); default: the model's training value")
-    embed.add_argument("--ungrouped", dest="grouped", action="store_false",
-                       help="the log does not keep each user's rows together: group it in memory")
-    _add_reader_flags(embed.add_argument_group("reading the log"))
     embed.set_defaults(func=cmd_embed)
+
+
+def _add_user_log_flags(parser, out_help: str, verb: str) -> None:
+    """The flags of a command that reads a log and writes a row per user (embed, score-users)."""
+    parser.add_argument("--model", required=True, help="model directory written by 'recvae train'")
+    parser.add_argument("--interactions", "--data", required=True, metavar="FILE",
+                        help="users' histories (any format 'train --data' reads)")
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--overwrite", action="store_true", help="replace the output files if they exist")
+    parser.add_argument("--batch-users", type=int, default=1000, help=f"users {verb} at once")
+    parser.add_argument("--min-rating", metavar="R",
+                        help="keep interactions rated at least R ('none': all); default: the model's training value")
+    parser.add_argument("--ungrouped", dest="grouped", action="store_false",
+                        help="the log does not keep each user's rows together: group it in memory")
+    _add_reader_flags(parser.add_argument_group("reading the log"))
+
+
+def _user_log_options(args) -> dict:
+    """What embed's and score-users' specs take from those flags."""
+    return dict(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
+                min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args), overwrite=args.overwrite)
 
 
 def _add_sample(sub, common) -> None:
@@ -608,17 +615,7 @@ def _add_score_users(sub, common) -> None:
         "Writes user, score, reconstruction, kl, interactions in original IDs, streamed in user blocks.",
         formatter_class=_DefaultsFormatter,
     )
-    score.add_argument("--model", required=True, help="model directory written by 'recvae train' (a multinomial VAE)")
-    score.add_argument("--interactions", "--data", required=True, metavar="FILE",
-                       help="users' histories (any format 'train --data' reads)")
-    score.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv")
-    score.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    score.add_argument("--batch-users", type=int, default=1000, help="users scored at once")
-    score.add_argument("--min-rating", metavar="R",
-                       help="keep interactions rated at least R ('none': all); default: the model's training value")
-    score.add_argument("--ungrouped", dest="grouped", action="store_false",
-                       help="the log does not keep each user's rows together: group it in memory")
-    _add_reader_flags(score.add_argument_group("reading the log"))
+    _add_user_log_flags(score, "output file: .parquet, .csv or .tsv", "scored")
     score.set_defaults(func=cmd_score_users)
 
 

@@ -30,6 +30,16 @@ def movie_log(tmp_path_factory):
     return folder, log
 
 
+@pytest.fixture(scope="module")
+def ease_dir(movie_log, tmp_path_factory):
+    """EASE trained on the movie log by the command line, as a user would."""
+    folder, _ = movie_log
+    model = tmp_path_factory.mktemp("ease") / "m"
+    assert main(["train", "--model", "ease", "--data", str(folder / "pairs.tsv"), "--out", str(model),
+                 "--heldout-users", "20", "-q", "--no-tracking"]) == 0
+    return model
+
+
 def test_similar_df_takes_and_returns_original_ids(movie_log):
     folder, log = movie_log
     data = Interactions.from_frame(log)
@@ -47,11 +57,9 @@ def test_similar_df_takes_and_returns_original_ids(movie_log):
         model.similar_df([999])
 
 
-def test_recvae_similar_lists_neighbours_by_title(movie_log, tmp_path, capsys):
+def test_recvae_similar_lists_neighbours_by_title(movie_log, ease_dir, tmp_path, capsys):
     folder, _ = movie_log
-    model = tmp_path / "m"
-    assert main(["train", "--model", "ease", "--data", str(folder / "pairs.tsv"), "--out", str(model),
-                 "--heldout-users", "20", "-q", "--no-tracking"]) == 0
+    model = ease_dir
     capsys.readouterr()
     assert main(["similar", "--model", str(model), "--items", "101,102", "--top-n", "3",
                  "--item-names", str(folder / "movies.dat.gz")]) == 0
@@ -65,11 +73,9 @@ def test_recvae_similar_lists_neighbours_by_title(movie_log, tmp_path, capsys):
     assert "unknown item ID 5" in capsys.readouterr().err
 
 
-def test_recommend_writes_names_beside_ids(movie_log, tmp_path):
+def test_recommend_writes_names_beside_ids(movie_log, ease_dir, tmp_path):
     folder, log = movie_log
-    model = tmp_path / "m"
-    assert main(["train", "--model", "ease", "--data", str(folder / "pairs.tsv"), "--out", str(model),
-                 "--heldout-users", "20", "-q", "--no-tracking"]) == 0
+    model = ease_dir
     out = tmp_path / "top.parquet"
     assert main(["recommend", "--model", str(model), "--interactions", str(folder / "pairs.tsv"), "--out", str(out),
                  "--top-n", "3", "--item-names", str(folder / "movies.dat.gz"), "-q"]) == 0
@@ -111,11 +117,9 @@ def test_a_published_header_is_understood_and_the_columns_taken_are_said(tmp_pat
     assert "user = column 'USER_ID', item = column 'ITEM_ID', rating: none, timestamp: none" in caplog.text
 
 
-def test_evaluate_shows_test_users_whole_with_names(movie_log, tmp_path, capsys):
+def test_evaluate_shows_test_users_whole_with_names(movie_log, ease_dir, tmp_path, capsys):
     folder, _ = movie_log
-    model = tmp_path / "m"
-    assert main(["train", "--model", "ease", "--data", str(folder / "pairs.tsv"), "--out", str(model),
-                 "--heldout-users", "20", "-q", "--no-tracking"]) == 0
+    model = ease_dir
     capsys.readouterr()
     assert main(["evaluate", "--model", str(model), "--no-tracking", "--examples", "2",
                  "--item-names", str(folder / "movies.dat.gz")]) == 0

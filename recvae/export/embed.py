@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from recvae.errors import ParameterError, at_least
 from recvae.export.command import min_rating_for
 from recvae.export.stream import iter_user_blocks
-from recvae.export.writer import AtomicRecommendationWriter
+from recvae.export.writer import AtomicRecommendationWriter, write_whole
 from recvae.io import claimed
 from recvae.models.latent import require_latent_space
 from recvae.score.recommend import block_histories
@@ -69,26 +69,21 @@ def embed_log(spec: EmbedSpec) -> EmbedResult:
     from recvae.models import Recommender
 
     model = Recommender.load(spec.model)
-    require_latent_space(model)  # before any reading
+    dimensions = require_latent_space(model)  # before any reading
     with claimed(spec.out, "the embeddings", overwrite=spec.overwrite):
-        result = _embed_users(model, spec)
+        result = _embed_users(model, spec, dimensions)
     if spec.items_out is not None:
         with claimed(spec.items_out, "the item embeddings", overwrite=spec.overwrite):
-            vectors = model.item_embeddings()
-            with AtomicRecommendationWriter(spec.items_out) as writer:
-                columns = {"item": model.items_.ids, **vectors}
-                writer.write(columns)
-                writer.commit(columns)
+            write_whole(spec.items_out, {"item": model.items_.ids, **model.item_embeddings()})
     return result
 
 
-def _embed_users(model, spec: EmbedSpec) -> EmbedResult:
+def _embed_users(model, spec: EmbedSpec, dimensions: int) -> EmbedResult:
     def rows(history) -> dict:
         encoding = model.encode(history, batch_size=spec.batch_users)
         return {"mean": encoding.mean, **({"std": encoding.std} if encoding.std is not None else {})}
 
     users, empty, seconds = _stream_users(model, spec, rows)
-    dimensions = model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32)).mean.shape[1]
     log.info("placed %d users in %d dimensions in %.1f s", users, dimensions, seconds)
     return EmbedResult(users, empty, dimensions, seconds)
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from recvae.data.readers import typed_ids
 from recvae.errors import DataError
-from recvae.export.writer import AtomicRecommendationWriter
+from recvae.export.writer import write_whole
 from recvae.score.recommend import block_histories
 
 
@@ -50,7 +50,5 @@ def recommend_groups(model, histories: pd.DataFrame, groups: list[tuple[str, np.
             part["name"] = item_names[items]
         parts.append(part)
     columns = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    with AtomicRecommendationWriter(out) as writer:
-        writer.write(columns)
-        writer.commit(columns)
+    write_whole(out, columns)
     return len(columns["rank"])

@@ -10,7 +10,7 @@ import pandas as pd
 
 from recvae.data.readers import typed_ids
 from recvae.errors import ParameterError, at_least
-from recvae.export.writer import FORMATS, AtomicRecommendationWriter
+from recvae.export.writer import FORMATS, write_whole
 from recvae.io import claimed
 
 
@@ -50,8 +50,5 @@ def _table(model, spec: SimilarSpec) -> pd.DataFrame:
 
 
 def _written(frame: pd.DataFrame, out: str) -> pd.DataFrame:
-    columns = {name: frame[name].to_numpy() for name in frame.columns}
-    with AtomicRecommendationWriter(out) as writer:
-        writer.write(columns)
-        writer.commit(columns)
+    write_whole(out, {name: frame[name].to_numpy() for name in frame.columns})
     return frame

@@ -105,3 +105,11 @@ class AtomicRecommendationWriter:
             self._writer = None
         if exc_type is not None:
             self.tmp.unlink(missing_ok=True)
+
+
+def write_whole(path: str | Path, columns: dict[str, np.ndarray]) -> None:
+    """Columns already held whole (a table of similar items, item vectors, group lists) written to ``path``,
+    appearing only when complete."""
+    with AtomicRecommendationWriter(path) as writer:
+        writer.write(columns)
+        writer.commit(columns)

@@ -51,10 +51,10 @@ def encode_in_blocks(model, user_items: sp.csr_matrix, batch_size: int) -> Encod
     return Encoding(np.concatenate(means), None if stds[0] is None else np.concatenate(stds))
 
 
-def require_latent_space(model) -> None:
-    """Raise ``NoLatentSpaceError``, saying why, unless the fitted ``model`` places users in a latent space:
-    before any long work, as a command that needs one checks."""
-    model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32))
+def require_latent_space(model) -> int:
+    """The number of dimensions of the fitted ``model``'s latent space; ``NoLatentSpaceError``, saying why,
+    for a model without one (checked before any long work by the commands that need one)."""
+    return model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32)).mean.shape[1]
 
 
 def decode(model, codes) -> np.ndarray:
@@ -140,10 +140,9 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
     if activity is None:
         raise DataError(f"{model.name}: the model keeps no history lengths to draw from (saved before sampling was "
                         "offered, or trained under torchrun); fit it again in one process to sample")
-    require_latent_space(model)
+    width = require_latent_space(model)
     lengths = activity.double().numpy()
     lengths = lengths / lengths.sum()
-    width = model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32)).mean.shape[1]
     for start in range(0, n_users, batch_size):
         users = min(batch_size, n_users - start)
         # each user draws from its own stream (seed, user number): the log does not depend on the blocks
