@@ -370,7 +370,8 @@ def cmd_sample(args) -> int:
     from recvae.export.embed import SampleSpec, sample_log
 
     rows = sample_log(SampleSpec(model=args.model, out=args.out, users=args.users, seed=args.seed,
-                                 temperature=args.temperature, batch_users=args.batch_users, overwrite=args.overwrite))
+                                 temperature=args.temperature, source=args.source, batch_users=args.batch_users,
+                                 overwrite=args.overwrite))
     print(f"wrote {rows} interactions of {args.users} synthetic users to {args.out}")
     return 0
 
@@ -592,9 +593,10 @@ def _user_log_options(args) -> dict:
 def _add_sample(sub, common) -> None:
     sample = sub.add_parser(
         "sample", parents=[common], help="draw a synthetic interaction log from a trained VAE",
-        description="Draw synthetic users from a saved model: a point from the prior, decoded to scores over the "
-        "items, a history length from the training users', that many distinct items in proportion to the "
-        "softmax of the scores / --temperature. Writes user, item (original item IDs), streamed in blocks.",
+        description="Draw synthetic users from a saved model: a latent point (from a Gaussian mixture fitted to where "
+        "the training users sit, or from the prior), decoded to scores over the items, a history length from the "
+        "training users', that many distinct items in proportion to the softmax of the scores / --temperature. "
+        "Writes user, item (original item IDs), streamed in blocks.",
         formatter_class=_DefaultsFormatter,
     )
     sample.add_argument("--model", required=True, help="model directory written by 'recvae train' (a model with a latent space)")
@@ -602,6 +604,8 @@ def _add_sample(sub, common) -> None:
     sample.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv")
     sample.add_argument("--seed", type=int, default=0, help="the same seed gives the same log")
     sample.add_argument("--temperature", type=float, default=1.0, help="below 1: each user's items more alike")
+    sample.add_argument("--source", choices=("posterior", "prior"), default="posterior",
+                        help="where latent points come from: the training users' aggregate posterior, or N(0, I)")
     sample.add_argument("--batch-users", type=int, default=1000, help="users drawn at once")
     sample.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     sample.set_defaults(func=cmd_sample)
@@ -612,7 +616,8 @@ def _add_score_users(sub, common) -> None:
         "score-users", parents=[common], help="how unlikely each user's history is under the model (anomaly scores)",
         description="Score every user of a log by the negative ELBO per interaction of their history under a "
         "saved VAE (its reconstruction and KL parts beside it): fake, bot or attack profiles tend to score high. "
-        "Writes user, score, reconstruction, kl, interactions in original IDs, streamed in user blocks.",
+        "Writes user, score, reconstruction, kl, interactions in original IDs, streamed in user blocks, and percentile: "
+        "the share of the model's training users scoring lower (flag, e.g., percentile >= 0.99).",
         formatter_class=_DefaultsFormatter,
     )
     _add_user_log_flags(score, "output file: .parquet, .csv or .tsv", "scored")

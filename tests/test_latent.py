@@ -207,7 +207,8 @@ def test_score_users_from_the_command_line(trained, small_log_file, tmp_path):
     assert main(["score-users", "--model", str(model), "--interactions", str(small_log_file), "--out", str(out),
                  "--batch-users", "50", "-q"]) == 0
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["user", "score", "reconstruction", "kl", "interactions"]
+    assert list(scores.columns) == ["user", "score", "reconstruction", "kl", "interactions", "percentile"]
+    assert scores["percentile"].between(0, 1).all() and scores["percentile"].is_monotonic_increasing is not None
     assert set(scores["user"]) == set(read_interactions(small_log_file)["user"])
     np.testing.assert_allclose(scores["score"], scores["reconstruction"] + scores["kl"], rtol=1e-5)
 
@@ -230,4 +231,36 @@ def test_sampled_users_are_valid_repeatable_and_readable(small_split, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out), log, check_dtype=False)
     assert main(["train", "--model", "popularity", "--data", str(out), "--out", str(tmp_path / "p"), "--heldout-users",
                  "20", "--no-tracking", "-q"]) == 0
-    assert Recommender.load(tmp_path / "m").user_activity_ is not None
+    loaded = Recommender.load(tmp_path / "m")
+    assert loaded.user_activity_ is not None
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=1), model.sample(50, seed=1))  # the mixture is kept
+    np.testing.assert_array_equal(loaded.anomaly_reference_, model.anomaly_reference_)
+
+
+def test_a_model_of_two_disjoint_groups_samples_both_in_their_proportions():
+    import scipy.sparse as sp
+
+    # 70% of the users take 8 of items 0-39, the rest 8 of items 40-79: no user crosses over
+    rng = np.random.default_rng(0)
+    n_users, first = 1000, 700
+    rows = np.repeat(np.arange(n_users), 8)
+    cols = np.concatenate([rng.choice(40, 8, replace=False) + (0 if user < first else 40) for user in range(n_users)])
+    log = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, 80))
+    model = MultVAE(epochs=30, batch_size=100, hidden_dims=(32,), latent_dim=4, patience=None, seed=1).fit(log)
+    purity, share = {}, {}
+    for source in ("posterior", "prior"):
+        sampled = model.sample(600, seed=2, source=source)
+        in_first = (sampled["item"] < 40).groupby(sampled["user"]).mean()
+        purity[source] = ((in_first > 0.75) | (in_first < 0.25)).mean()  # users that keep to one group
+        share[source] = (in_first > 0.5).mean()
+    assert purity["posterior"] > 0.9 and abs(share["posterior"] - 0.7) < 0.07, (purity, share)
+    # the prior reaches the "holes" between the groups: mixed users, and the groups' shares drift (0.62, 0.56 here)
+    assert purity["prior"] < purity["posterior"] and abs(share["prior"] - 0.7) > abs(share["posterior"] - 0.7)
+
+
+def test_anomaly_percentiles_read_the_training_users_scores(small_split):
+    model = MultVAE(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8).fit(small_split.train)
+    scores = model.anomaly_scores(small_split.train)
+    # the training users' own percentiles are spread evenly over [0, 1]: about 1% of them above 0.99
+    assert abs((scores.percentile >= 0.99).mean() - 0.01) < 0.005
+    np.testing.assert_allclose(np.sort(scores.percentile), np.linspace(0, 1, len(scores.score)), atol=0.01)

@@ -118,7 +118,8 @@ def score_users_log(spec: UserLogSpec) -> tuple[int, int, float]:
     def rows(history) -> dict:
         scores = model.anomaly_scores(history, batch_size=spec.batch_users)
         return {"score": scores.score, "reconstruction": scores.reconstruction, "kl": scores.kl,
-                "interactions": scores.interactions.astype(np.int64)}
+                "interactions": scores.interactions.astype(np.int64),
+                **({} if scores.percentile is None else {"percentile": scores.percentile})}
 
     with claimed(spec.out, "the scores", overwrite=spec.overwrite):
         return _stream_users(model, spec, rows)
@@ -134,13 +135,18 @@ class SampleSpec:
     users: int
     seed: int = 0
     temperature: float = 1.0
+    source: str = "posterior"  # where latent points are drawn: "posterior" (the training users') or "prior"
     batch_users: int = 1000
     overwrite: bool = False
 
     def __post_init__(self):
+        from recvae.models.latent import SOURCES
+
         at_least(1, users=self.users, batch_users=self.batch_users)
         if not self.temperature > 0:
             raise ParameterError("temperature", self.temperature, "must be positive")
+        if self.source not in SOURCES:
+            raise ParameterError("source", self.source, f"must be one of {', '.join(SOURCES)}")
 
 
 def sample_log(spec: SampleSpec) -> int:
@@ -149,7 +155,7 @@ def sample_log(spec: SampleSpec) -> int:
     from recvae.models.latent import sample_users
 
     model = Recommender.load(spec.model)
-    blocks = sample_users(model, spec.users, spec.seed, spec.temperature, spec.batch_users)
+    blocks = sample_users(model, spec.users, spec.seed, spec.temperature, spec.batch_users, spec.source)
     first = next(blocks)  # a model that cannot sample says so before the output is claimed
     rows = 0
     with claimed(spec.out, "the synthetic log", overwrite=spec.overwrite):

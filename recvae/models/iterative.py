@@ -53,6 +53,7 @@ class IterativeRecommender(Recommender):
             raise
         self.history_ = history
         self.metadata_ = {"history": history}
+        self._describe_training_users(train)
         return self
 
     def training_plan(self) -> TrainingPlan:

@@ -93,12 +93,28 @@ class AnomalyScores:
     """Per history: ``score``, the negative ELBO per interaction (how unlikely the model finds the history:
     higher is stranger), and its two parts per interaction, ``reconstruction`` (the multinomial's negative
     log-likelihood of the history, decoded from the posterior mean) and ``kl`` (the posterior's KL to the
-    prior; 0 for a code without one), and ``interactions``, the history's length."""
+    prior; 0 for a code without one), ``interactions``, the history's length, and ``percentile``, the share of
+    the model's training users that score lower (None for a model that keeps no reference): a threshold such
+    as ``percentile >= 0.99`` flags what would be the strangest 1% of the training users."""
 
     score: np.ndarray
     reconstruction: np.ndarray
     kl: np.ndarray
     interactions: np.ndarray
+    percentile: np.ndarray | None = None
+
+
+REFERENCE_LEVELS = 1001  # quantiles of the training users' scores kept with a model (every 0.1%)
+
+
+def anomaly_reference(scores: np.ndarray) -> np.ndarray:
+    """The quantiles of training users' ``scores`` that ``percentile_of`` reads, every 0.1%."""
+    return np.quantile(scores, np.linspace(0.0, 1.0, REFERENCE_LEVELS)).astype(np.float64)
+
+
+def percentile_of(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """The share of the reference's users scoring below each of ``scores`` (0 to 1, to within 0.1%)."""
+    return np.interp(scores, reference, np.linspace(0.0, 1.0, len(reference)))
 
 
 def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int) -> AnomalyScores:
@@ -123,23 +139,65 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int) -> Anomaly
         parts.append((nll, kl, np.asarray(counts.sum(axis=1)).ravel()))
     nll, kl, n = (np.concatenate([p[i] for p in parts]) if parts else np.empty(0) for i in range(3))
     per = np.maximum(n, 1.0)
-    return AnomalyScores((nll + kl) / per, nll / per, kl / per, n)
+    score = (nll + kl) / per
+    reference = getattr(model, "anomaly_reference_", None)
+    return AnomalyScores(score, nll / per, kl / per, n, None if reference is None else percentile_of(score, reference))
 
 
-def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000):
-    """Synthetic users, ``batch_size`` at a time (frames of user, item): each draws a point from the prior
-    N(0, I), decodes it to scores over the items, draws its number of items from the training users' history
-    lengths, and that many distinct items by Gumbel top-k on the scores / ``temperature`` (sampling without
-    replacement in proportion to the softmax). Users are named "synthetic-1", "synthetic-2", ..."""
+@dataclass(frozen=True)
+class PosteriorMixture:
+    """A Gaussian mixture over where a model's training users sit in its latent space (the aggregate
+    posterior): ``weights`` (components), ``means`` (components x dimensions) and ``scale_tril``, each
+    component's covariance as a lower Cholesky factor (components x dimensions x dimensions)."""
+
+    weights: np.ndarray
+    means: np.ndarray
+    scale_tril: np.ndarray
+
+    def draw(self, stream: np.random.Generator) -> np.ndarray:
+        component = stream.choice(len(self.weights), p=self.weights)
+        return self.means[component] + self.scale_tril[component] @ stream.standard_normal(self.means.shape[1])
+
+
+def fit_posterior_mixture(encoding: Encoding, components: int, seed: int) -> PosteriorMixture:
+    """The aggregate posterior of the users of ``encoding`` as a mixture of ``components`` full-covariance
+    Gaussians (scikit-learn's EM on the posterior means), each covariance widened by the users' mean
+    posterior variance, so a draw stands for a posterior sample and not for a posterior mean only."""
+    from sklearn.mixture import GaussianMixture
+
+    means = encoding.mean.astype(np.float64)
+    components = max(1, min(components, len(means) // 20))  # a component needs users enough for its covariance
+    fitted = GaussianMixture(components, covariance_type="full", reg_covar=1e-4, random_state=seed).fit(means)
+    spread = np.zeros(means.shape[1]) if encoding.std is None else (encoding.std.astype(np.float64) ** 2).mean(axis=0)
+    covariances = fitted.covariances_ + np.diag(spread)[None]
+    return PosteriorMixture(fitted.weights_ / fitted.weights_.sum(), fitted.means_, np.linalg.cholesky(covariances))
+
+
+SOURCES = ("posterior", "prior")  # where sample draws its latent points
+
+
+def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000,
+                 source: str = "posterior"):
+    """Synthetic users, ``batch_size`` at a time (frames of user, item): each draws a latent point, decodes
+    it to scores over the items, draws its number of items from the training users' history lengths, and
+    that many distinct items by Gumbel top-k on the scores / ``temperature`` (sampling without replacement
+    in proportion to the softmax). ``source``: "posterior" draws the point from the mixture fitted to the
+    training users' positions (``PosteriorMixture``), "prior" from N(0, I), which a VAE's users need not
+    fill. Users are named "synthetic-1", "synthetic-2", ..."""
     import pandas as pd
 
     at_least(1, n_users=n_users, batch_size=batch_size)
     if not temperature > 0:
         raise ParameterError("temperature", temperature, "must be positive")
+    if source not in SOURCES:
+        raise ParameterError("source", source, f"must be one of {', '.join(SOURCES)}")
     activity = getattr(model, "user_activity_", None)
-    if activity is None:
-        raise DataError(f"{model.name}: the model keeps no history lengths to draw from (saved before sampling was "
-                        "offered, or trained under torchrun); fit it again in one process to sample")
+    mixture = getattr(model, "posterior_mixture_", None)
+    if activity is None or (source == "posterior" and mixture is None):
+        kept = "history lengths" if activity is None else "positions of its training users"
+        raise DataError(f"{model.name}: the model keeps no {kept} to draw from (saved before this was kept, or "
+                        "trained under torchrun); fit it again in one process"
+                        + ("" if activity is None else ", or sample from the prior ({source=prior})"))
     width = require_latent_space(model)
     lengths = activity.double().numpy()
     lengths = lengths / lengths.sum()
@@ -147,7 +205,8 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         users = min(batch_size, n_users - start)
         # each user draws from its own stream (seed, user number): the log does not depend on the blocks
         streams = [np.random.default_rng([seed, start + row]) for row in range(users)]
-        points = np.stack([stream.standard_normal(width) for stream in streams]).astype(np.float32)
+        points = np.stack([mixture.draw(stream) if source == "posterior" else stream.standard_normal(width)
+                           for stream in streams]).astype(np.float32)
         counts = np.minimum([stream.choice(len(lengths), p=lengths) for stream in streams], model.n_items_)
         keys = decode(model, points).astype(np.float64) / temperature
         keys += np.stack([stream.gumbel(size=model.n_items_) for stream in streams])

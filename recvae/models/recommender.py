@@ -23,8 +23,9 @@ from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterEr
 from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
-from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, anomaly_scores, decode, encode_in_blocks,
-                                  recommend_group, sample_users)
+from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, PosteriorMixture, anomaly_reference,
+                                  anomaly_scores, decode, encode_in_blocks, fit_posterior_mixture, recommend_group,
+                                  sample_users)
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 
 POPULARITY_KEY = "_item_popularity"
 ACTIVITY_KEY = "_user_activity"  # training users per history length: how many items a sampled user gets
+# where the training users sit (sample's source="posterior") and how they score (anomaly percentiles)
+MIXTURE_KEYS = ("_posterior_weights", "_posterior_means", "_posterior_scale_tril")
+REFERENCE_KEY = "_anomaly_reference"
+DESCRIBED_USERS = 20_000  # training users the mixture and the score quantiles are taken from, drawn beyond it
+POSTERIOR_COMPONENTS = 10
 
 
 class Recommender(ABC):
@@ -132,8 +138,28 @@ class Recommender(ABC):
         # training users per history length, for sample (a torchrun rank sees its share only: none kept)
         self.user_activity_ = (torch.from_numpy(np.bincount(np.diff(user_items.indptr)).astype(np.float32))
                                if isinstance(user_items, sp.csr_matrix) else None)
+        self.posterior_mixture_ = self.anomaly_reference_ = None  # _describe_training_users' once trained
         self.metadata_ = {}  # what save writes beside the weights (an iterative model's history, ...)
         self.n_items_ = user_items.shape[1]  # last: what makes the model count as fitted
+
+    def _describe_training_users(self, user_items) -> None:
+        """Once trained: a Gaussian mixture over the training users' positions in the latent space (what
+        ``sample`` draws from) and the quantiles of their anomaly scores (what ``anomaly_scores``' percentile
+        reads), from up to ``DESCRIBED_USERS`` of them. None of either where the model has no such thing, or
+        under torchrun (a rank sees its share of the users only)."""
+        self.posterior_mixture_ = self.anomaly_reference_ = None
+        if not isinstance(user_items, sp.csr_matrix) or user_items.shape[0] < 2:
+            return
+        seed = getattr(self.config, "seed", 0)
+        if user_items.shape[0] > DESCRIBED_USERS:
+            rows = np.random.default_rng(seed).choice(user_items.shape[0], DESCRIBED_USERS, replace=False)
+            user_items = user_items[np.sort(rows)]
+        try:
+            self.posterior_mixture_ = fit_posterior_mixture(encode_in_blocks(self, user_items, 1000),
+                                                            POSTERIOR_COMPONENTS, seed)
+            self.anomaly_reference_ = anomaly_reference(anomaly_scores(self, user_items, 1000).score)
+        except NoLatentSpaceError:  # no latent space, or one without a likelihood to score by: what it has is kept
+            pass
 
     def _forget_fit(self) -> None:
         """Back to the unfitted state (a fit that failed half-way leaves nothing behind)."""
@@ -311,11 +337,13 @@ class Recommender(ABC):
         self._check_fitted()
         return anomaly_scores(self, self._histories(user_items), batch_size)
 
-    def sample(self, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000) -> pd.DataFrame:
-        """A synthetic log of ``n_users`` users (see ``recvae.models.latent.sample_users``): columns user, item,
-        items in original IDs, the layout ``read_interactions`` gives; the same seed gives the same log."""
+    def sample(self, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000,
+               source: str = "posterior") -> pd.DataFrame:
+        """A synthetic log of ``n_users`` users (see ``recvae.models.latent.sample_users``; ``source`` "posterior"
+        or "prior"): columns user, item, items in original IDs, the layout ``read_interactions`` gives; the
+        same seed gives the same log."""
         self._check_fitted()
-        return pd.concat(list(sample_users(self, n_users, seed, temperature, batch_size)), ignore_index=True)
+        return pd.concat(list(sample_users(self, n_users, seed, temperature, batch_size, source)), ignore_index=True)
 
     def _encode_block(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
@@ -343,6 +371,12 @@ class Recommender(ABC):
         meta = {**self.metadata_, **(metadata or {})}
         tensors = {**self._saved_tensors(), POPULARITY_KEY: self.item_popularity_,
                    **({ACTIVITY_KEY: self.user_activity_} if self.user_activity_ is not None else {})}
+        mixture, reference = self.posterior_mixture_, self.anomaly_reference_
+        if mixture is not None:
+            tensors.update(zip(MIXTURE_KEYS, (torch.from_numpy(np.ascontiguousarray(a)) for a in
+                                              (mixture.weights, mixture.means, mixture.scale_tril))))
+        if reference is not None:
+            tensors[REFERENCE_KEY] = torch.from_numpy(reference)
         return save_model_dir(path, self.name, dataclasses.asdict(self.config), tensors, self.items_, meta)
 
     @classmethod
@@ -365,6 +399,8 @@ class Recommender(ABC):
             raise ModelFileError(f"{path}: invalid config ({exc})") from None
         popularity = tensors.pop(POPULARITY_KEY, None)
         activity = tensors.pop(ACTIVITY_KEY, None)  # None in a model saved before sampling was offered
+        mixture = [tensors.pop(key, None) for key in MIXTURE_KEYS]  # None in older models too
+        reference = tensors.pop(REFERENCE_KEY, None)
         if popularity is None or popularity.ndim != 1:
             raise ModelFileError(f"{path}: item popularity is missing")
         if items is not None and len(items) != len(popularity):
@@ -377,6 +413,9 @@ class Recommender(ABC):
         model.items_ = items
         model.metadata_ = manifest.get("metadata", {})
         model.user_activity_ = activity
+        model.posterior_mixture_ = (None if mixture[0] is None else
+                                    PosteriorMixture(*(t.double().numpy() for t in mixture)))
+        model.anomaly_reference_ = None if reference is None else reference.double().numpy()
         model._restored()
         log.info("%s: %s loaded on %s", path, kind, placed)
         return model
