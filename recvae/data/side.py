@@ -132,6 +132,19 @@ def aligned(values: pd.Series, vocabulary: Vocabulary, source: str, missing: obj
     return out
 
 
+GENRE_COLUMNS = ("genres", "genre", "category", "categories")
+
+
+def item_genres(table: pd.DataFrame | None, items: Vocabulary) -> list[set]:
+    """Each of ``items``' genres (a set; empty where the table has none, or no genre column) from a side
+    table's genres column, multi-valued as MovieLens writes it (``Action|Comedy``)."""
+    column = None if table is None else next((c for c in table.columns if c.lower() in GENRE_COLUMNS), None)
+    if column is None:
+        return [set() for _ in range(len(items))]
+    raw = aligned(table[column].astype(object), items, "item features", missing="")
+    return [set(str(g).split("|")) - {"", "(no genres listed)"} for g in raw]
+
+
 def read_item_names(path: str | Path, items: Vocabulary, encoding: str | None = None) -> np.ndarray:
     """Each of ``items``' name from the table at ``path`` ("" where it has none), in the vocabulary's order."""
     return aligned(item_names(read_side_table(path, encoding=encoding)), items, str(path), missing="")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recvae.data.side import aligned, item_names
+from recvae.data.side import aligned, item_genres, item_names
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError
 from recvae.io import write_atomic_bytes
@@ -148,14 +148,9 @@ def _user_probes(encoding, attributes: dict, rows, comparisons, numbers: dict) -
 def _item_side(features: pd.DataFrame | None, items: Vocabulary) -> tuple[np.ndarray, list[set]]:
     ids = np.asarray([str(i) for i in items.ids], dtype=object)
     if features is None:
-        return ids, [set() for _ in ids]
+        return ids, item_genres(None, items)
     names = aligned(item_names(features).astype(object), items, "item features", missing=None)
-    names = np.where(names == None, ids, names)  # noqa: E711
-    column = next((c for c in features.columns if c.lower() in ("genres", "genre", "category", "categories")), None)
-    if column is None:
-        return names, [set() for _ in ids]
-    raw = aligned(features[column].astype(object), items, "item features", missing="")
-    return names, [set(str(g).split("|")) - {"", "(no genres listed)"} for g in raw]
+    return np.where(names == None, ids, names), item_genres(features, items)  # noqa: E711
 
 
 def _item_space(model, names, genres, comparisons, numbers: dict, figures: _Figures, title: str, seed: int) -> None:
