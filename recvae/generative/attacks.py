@@ -89,7 +89,7 @@ def inject(user_items: sp.csr_matrix, attack: Attack, genres: list[set] | None =
     return Poisoned(matrix, np.r_[np.zeros(n_users, bool), np.ones(profiles, bool)], target, segment)
 
 
-def _distance_from_typical(values: np.ndarray) -> np.ndarray:
+def distance_from_typical(values: np.ndarray) -> np.ndarray:
     """How far each value lies from the median, in median absolute deviations (either side counts)."""
     centre = np.median(values)
     spread = np.median(np.abs(values - centre)) or 1.0
@@ -98,7 +98,7 @@ def _distance_from_typical(values: np.ndarray) -> np.ndarray:
 
 def length_scores(user_items: sp.csr_matrix) -> np.ndarray:
     """History length's distance (on a log scale) from the typical user's."""
-    return _distance_from_typical(np.log1p(np.diff(user_items.indptr)))
+    return distance_from_typical(np.log1p(np.diff(user_items.indptr)))
 
 
 def popularity_scores(user_items: sp.csr_matrix) -> np.ndarray:
@@ -106,7 +106,7 @@ def popularity_scores(user_items: sp.csr_matrix) -> np.ndarray:
     binary = user_items.astype(bool).astype(np.float64)
     popularity = np.asarray(binary.sum(axis=0)).ravel()
     lengths = np.maximum(np.diff(binary.indptr), 1)
-    return _distance_from_typical((binary @ popularity) / lengths)
+    return distance_from_typical((binary @ popularity) / lengths)
 
 
 def ease_error_scores(user_items: sp.csr_matrix, weights: np.ndarray) -> np.ndarray:
