@@ -369,10 +369,35 @@ def cmd_embed(args) -> int:
 def cmd_sample(args) -> int:
     from recvae.export.embed import SampleSpec, sample_log
 
+    report = None
+    if args.item_features and not args.report:
+        raise ParameterError("item_features", args.item_features, "is read by the realism report only: add {report}")
+    if args.report:
+        from recvae.generative.command import RealismSpec, recorded_split
+        from recvae.io import check_writable
+        from recvae.models import Recommender
+        from recvae.track import TrackingConfig
+
+        report = RealismSpec(model=args.model, synthetic=args.out, out=args.report, item_features=args.item_features,
+                             seed=args.seed, tracking=TrackingConfig(enabled=not args.no_tracking,
+                                                                     tracking_uri=args.tracking_uri,
+                                                                     experiment=args.experiment))
+        check_writable(Path(args.report) / "report.json", "the report")  # before any drawing
+        recorded_split(Recommender.load(args.model), args.model)
     rows = sample_log(SampleSpec(model=args.model, out=args.out, users=args.users, seed=args.seed,
                                  temperature=args.temperature, source=args.source, batch_users=args.batch_users,
                                  overwrite=args.overwrite))
     print(f"wrote {rows} interactions of {args.users} synthetic users to {args.out}")
+    if report is not None:
+        from recvae.generative.command import write_realism_report
+
+        numbers = write_realism_report(report)
+        for name, entry in numbers["logs"].items():
+            print(f"{name}: train-on-synthetic/test-on-real {entry['tstr_ratio']:.3f} of the real log's EASE, "
+                  f"PMI correlation {entry['pmi_correlation']:.3f}, item-share JSD {entry['item_share_jsd']:.4f}, "
+                  f"nearest training user's Jaccard {entry['nearest_jaccard_mean']:.3f} (real held-out users "
+                  f"{numbers['real']['nearest_jaccard_heldout_mean']:.3f})")
+        print(f"wrote {args.report}/report.json and the figures")
     return 0
 
 
@@ -608,6 +633,12 @@ def _add_sample(sub, common) -> None:
                         help="where latent points come from: the training users' aggregate posterior, or N(0, I)")
     sample.add_argument("--batch-users", type=int, default=1000, help="users drawn at once")
     sample.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    sample.add_argument("--report", metavar="DIR", help="also measure how realistic the log is against the model's "
+                        "own training log (rebuilt from the data and split it records) and a popularity sampler: "
+                        "report.json and figures in DIR")
+    sample.add_argument("--item-features", metavar="FILE", help="with --report: an item table with a genres column "
+                        "(movies.dat, movies.csv) for the genre mix per user")
+    _add_tracking_flags(sample)
     sample.set_defaults(func=cmd_sample)
 
 

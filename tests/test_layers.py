@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "recvae"
 LAYERS = {
     "defaults": 0, "errors": 0, "io": 0, "environment": 0, "_lazy": 0,
     "data": 1, "split": 2, "score": 2, "models": 3, "train": 4,
-    "evaluate": 5, "export": 5, "track": 5, "pipeline": 6, "tune": 6, "latent": 6, "benchmark": 7, "cli": 8,
+    "evaluate": 5, "export": 5, "track": 5, "pipeline": 6, "tune": 6, "latent": 6, "generative": 6, "benchmark": 7, "cli": 8,
     "__main__": 9,
 }
 

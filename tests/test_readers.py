@@ -187,3 +187,11 @@ def test_a_quoted_id_keeps_its_spaces_and_a_number_its_value(tmp_path):
     numbers = tmp_path / "numbers.csv"
     numbers.write_text("user,item\n 7 ,1\n7,2\n")
     assert read_interactions(numbers)["user"].tolist() == [7, 7]
+
+
+def test_a_quoted_header_as_recvae_writes_csv_is_a_header(tmp_path):
+    # recvae's writers quote text ("user","item"): the reader took that line for an interaction once
+    path = tmp_path / "synthetic.csv"
+    path.write_text('"user","item"\n"synthetic-1","i00005"\n"synthetic-1","i00007"\n')
+    frame = read_interactions(path)
+    assert list(frame["user"]) == ["synthetic-1", "synthetic-1"] and list(frame["item"]) == ["i00005", "i00007"]

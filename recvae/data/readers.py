@@ -48,7 +48,8 @@ _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
 def normalised_name(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", str(name)).lower()
+    """A header's name as compared: case, spaces, _ and - ignored, and quotes (recvae's own CSVs quote text)."""
+    return re.sub(r"[\s_\-\"']", "", str(name)).lower()
 
 
 def _inner_suffix(path: Path) -> str:
@@ -378,7 +379,7 @@ def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool
     if header is None:
         named = {v for v in requested.values() if isinstance(v, str)}
         header = any(normalised_name(f) in set().union(*ALIASES.values()) for f in fields) or any(
-            f.strip() in named for f in fields)
+            f.strip().strip("\"'") in named for f in fields)
     if len(fields) < 2:
         source.close()
         hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
