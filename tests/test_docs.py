@@ -114,7 +114,7 @@ def _run_command(line: str, data: Path) -> None:
     model = argv[argv.index("--model") + 1] if "--model" in argv else "multvae"
     if argv[1] in ("train", "tune") and model in ("multvae", "multdae", "recvae"):
         argv += ["--epochs", "2"]
-    assert main(argv[1:] + ["--overwrite"] * (argv[1] in ("train", "recommend", "similar")) + ["-q"]) == 0, line
+    assert main(argv[1:] + ["--overwrite"] * (argv[1] in ("train", "recommend", "similar", "sample")) + ["-q"]) == 0, line
 
 
 def test_every_code_block_of_the_readme_and_the_guides_runs(docs_data, monkeypatch):
