@@ -17,6 +17,8 @@ SETTINGS = {
     "MultDAE": dict(epochs=3, batch_size=100, latent_dim=16),
     "RecVAE": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8),
     "EASE": dict(l2=50.0),
+    "DLAE": dict(l2=50.0, dropout=0.3),
+    "EDLAE": dict(l2=50.0, dropout=0.3),
     "ALS": dict(factors=8, iterations=3, num_threads=1),  # one thread: implicit's fits are then reproducible
     "BPR": dict(factors=8, iterations=10, fold_in_steps=20, num_threads=1),
     "Popularity": {},
@@ -227,7 +229,7 @@ def test_default_search_space_names_real_hyperparameters(name):
 # The latent space each model has: with a posterior's standard deviation, a code without one, or none.
 WITH_UNCERTAINTY = {"MultVAE", "RecVAE", "VASP", "FLVAE"}
 WITHOUT_UNCERTAINTY = {"MultDAE", "ALS", "BPR"}
-NO_LATENT_SPACE = {"EASE", "Popularity", "NeuralEASE", "RecBole"}
+NO_LATENT_SPACE = {"EASE", "DLAE", "EDLAE", "Popularity", "NeuralEASE", "RecBole"}
 DECODES = {"MultVAE", "MultDAE", "RecVAE", "FLVAE", "ALS", "BPR"}  # a position alone gives the scores
 
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import DataError, ModelFileError, NotFittedError
+from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterError
 from recvae.evaluate import evaluate
 from recvae.models import MultDAE, MultVAE, Popularity, Recommender
 from recvae.models.nn import SparseBatch, negative_log_likelihood, normalised_input
@@ -206,6 +206,28 @@ def test_ease_matches_its_closed_form_and_round_trips(tmp_path, small_split):
     assert evaluate(model, small_split.test).mean("ndcg@100") > evaluate(pop, small_split.test).mean("ndcg@100") + 0.15
     loaded = Recommender.load(model.save(tmp_path / "ease"))
     assert np.array_equal(loaded.score(small_split.test.fold_in[:5]), model.score(small_split.test.fold_in[:5]))
+
+
+def test_dlae_and_edlae_match_steck_s_closed_forms(small_split):
+    from recvae.models import DLAE, EASE, EDLAE
+
+    x = (small_split.train.toarray() != 0).astype(np.float64)
+    gram = x.T @ x
+    penalty = 50.0 + 0.3 / 0.7 * np.diag(gram)  # lambda + p / (1 - p) diag(X^T X)
+    dlae = DLAE(l2=50.0, dropout=0.3).fit(small_split.train).module_.weights.numpy()
+    np.testing.assert_allclose(dlae, np.linalg.solve(gram + np.diag(penalty), gram), atol=1e-4)
+    p = np.linalg.inv(gram + np.diag(penalty))
+    edlae = EDLAE(l2=50.0, dropout=0.3).fit(small_split.train).module_.weights.numpy()
+    np.testing.assert_allclose(edlae, np.eye(len(p)) - p / np.diag(p), atol=1e-4)
+    assert np.allclose(np.diag(edlae), 0)  # the emphasised denoising's diagonal constraint holds
+    assert np.abs(np.diag(dlae)).max() > 0.01  # DLAE's is free
+    # without dropout, EDLAE is EASE; DLAE is ridge regression, B = (G + lambda I)^-1 G, not EASE
+    ease = EASE(l2=50.0).fit(small_split.train).module_.weights.numpy()
+    np.testing.assert_allclose(EDLAE(l2=50.0, dropout=0.0).fit(small_split.train).module_.weights.numpy(), ease, atol=1e-5)
+    ridge = DLAE(l2=50.0, dropout=0.0).fit(small_split.train).module_.weights.numpy()
+    np.testing.assert_allclose(ridge, np.linalg.solve(gram + 50.0 * np.eye(len(gram)), gram), atol=1e-4)
+    with pytest.raises(ParameterError, match="l2=0.0: must be positive with dropout=0"):
+        DLAE(l2=0.0, dropout=0.0)
 
 
 def test_ease_refuses_a_catalogue_the_memory_cannot_hold_before_allocating(small_split, monkeypatch):

@@ -118,6 +118,11 @@ def gram_matrix(x: sp.csr_matrix, diagonal: float = 0.0) -> np.ndarray:
     return gram
 
 
+def gram_diagonal(x: sp.csr_matrix) -> np.ndarray:
+    """The diagonal of X^T X: each item's sum of squared values (its count, for a binary log)."""
+    return np.asarray(x.power(2).sum(axis=0), dtype=np.float64).ravel()
+
+
 def _mirror_upper(matrix: np.ndarray) -> None:
     """Copy the upper triangle onto the lower one, in place, a block of rows at a time."""
     n = matrix.shape[0]
@@ -138,18 +143,26 @@ def _weights_from_precision(precision: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(b)
 
 
-def ease_weights(x: sp.csr_matrix, l2: float) -> torch.Tensor:
-    """EASE's item-item weights: the Gram matrix, factorised and inverted in place (LAPACK spotrf/spotri)."""
+def precision_matrix(x: sp.csr_matrix, penalty) -> np.ndarray:
+    """P = (X^T X + diagMat(penalty))^-1, symmetric, float32, factorised and inverted in place (LAPACK
+    spotrf/spotri). ``penalty``: one number for every item (EASE's lambda) or one per item (DLAE's)."""
     check_memory(x.shape[1])
-    gram = gram_matrix(x, l2)
+    gram = gram_matrix(x)
+    gram[np.diag_indices(gram.shape[0])] += np.asarray(penalty, dtype=np.float32)
     factor, info = scipy.linalg.lapack.spotrf(gram, lower=0, clean=0, overwrite_a=1)
     if info != 0:
-        raise ValueError(f"EASE: the Gram matrix plus l2 = {l2} is not positive definite (LAPACK spotrf info {info})")
+        raise ValueError(f"the Gram matrix plus its penalty is not positive definite (LAPACK spotrf info {info})")
     precision, info = scipy.linalg.lapack.spotri(factor, lower=0, overwrite_c=1)
     if info != 0:
-        raise ValueError(f"EASE: inverting the Gram matrix failed (LAPACK spotri info {info})")
+        raise ValueError(f"inverting the Gram matrix failed (LAPACK spotri info {info})")
     _mirror_upper(precision)
-    return _weights_from_precision(precision)
+    return precision
+
+
+def ease_weights(x: sp.csr_matrix, l2) -> torch.Tensor:
+    """EASE's item-item weights, B = I - P diagMat(1 / diag(P)) with a zero diagonal; ``l2`` one number, or
+    one per item (EDLAE's)."""
+    return _weights_from_precision(precision_matrix(x, l2))
 
 
 class EASE(Recommender):
