@@ -402,9 +402,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_score_users(args) -> int:
-    from recvae.export.embed import UserLogSpec, score_users_log
+    from recvae.export.embed import ScoreUsersSpec, score_users_log
 
-    spec = UserLogSpec(**_user_log_options(args))
+    spec = ScoreUsersSpec(**_user_log_options(args), neighbours=args.neighbours)
     users, left_out, seconds = score_users_log(spec)
     print(f"scored {users} users to {args.out} in {seconds:.1f} s (score: negative ELBO per interaction; higher is "
           "less likely under the model)")
@@ -652,6 +652,9 @@ def _add_score_users(sub, common) -> None:
         formatter_class=_DefaultsFormatter,
     )
     _add_user_log_flags(score, "output file: .parquet, .csv or .tsv", "scored")
+    score.add_argument("--neighbours", type=int, metavar="K", help="also neighbour_distance: each user's mean "
+                       "distance to the K nearest other users of the log in the latent space (low: crowded, as "
+                       "injected profiles are); reads the log twice and holds every position")
     score.set_defaults(func=cmd_score_users)
 
 

@@ -201,12 +201,38 @@ def test_anomaly_scores_are_the_negative_elbo_and_find_a_planted_profile(small_s
         ALS(factors=4, iterations=2).fit(small_split.train).anomaly_scores(history)
 
 
+def test_profiles_injected_as_a_group_crowd_together_in_the_latent_space(small_split):
+    import scipy.sparse as sp
+
+    # eight copies of one profile of 20 popular items: each one ordinary, together a crowd
+    popular = np.argsort(-np.bincount(small_split.train.indices, minlength=small_split.train.shape[1]))[:20]
+    copies = sp.csr_matrix((np.ones(8 * 20, np.float32), (np.repeat(np.arange(8), 20), np.tile(popular, 8))),
+                           shape=(8, small_split.train.shape[1]))
+    log = sp.vstack([small_split.train, copies], format="csr")
+    model = MultVAE(epochs=5, batch_size=100, hidden_dims=(32,), latent_dim=8).fit(log)
+    scores = model.anomaly_scores(log, batch_size=64, neighbours=5)
+    assert scores.neighbour_distance.shape == scores.score.shape
+    np.testing.assert_allclose(scores.neighbour_distance[-8:], 0.0, atol=1e-5)
+    assert scores.neighbour_distance[:-8].min() > 1e-3
+    assert model.anomaly_scores(log).neighbour_distance is None
+
+
 def test_score_users_from_the_command_line(trained, small_log_file, tmp_path):
+    from recvae.models import Recommender
+    from recvae.models.latent import neighbour_distances
+
     _, model = trained
     out = tmp_path / "scores.csv"
     assert main(["score-users", "--model", str(model), "--interactions", str(small_log_file), "--out", str(out),
-                 "--batch-users", "50", "-q"]) == 0
+                 "--batch-users", "50", "--neighbours", "5", "-q"]) == 0
     scores = pd.read_csv(out)
+    # the neighbour distances of the whole log, written block by block in the users' order
+    loaded = Recommender.load(model)
+    log = read_interactions(small_log_file)
+    histories = Interactions.from_frame(log[log["item"].isin(loaded.items_.ids)], items=loaded.items_)
+    expected = pd.Series(neighbour_distances(loaded.encode(histories.matrix).mean, 5), index=histories.users.ids)
+    np.testing.assert_allclose(scores["neighbour_distance"], expected[scores["user"]].to_numpy(), rtol=1e-4)
+    scores = scores.drop(columns="neighbour_distance")
     assert list(scores.columns) == ["user", "score", "reconstruction", "kl", "interactions", "percentile"]
     assert scores["percentile"].between(0, 1).all() and scores["percentile"].is_monotonic_increasing is not None
     assert set(scores["user"]) == set(read_interactions(small_log_file)["user"])

@@ -88,40 +88,73 @@ def _embed_users(model, spec: EmbedSpec, dimensions: int) -> EmbedResult:
     return EmbedResult(users, empty, dimensions, seconds)
 
 
+def _known_histories(model, spec, skipped: list | None = None):
+    """The log's users, a block at a time, as (IDs, histories over the model's items); users without an item
+    the model knows are left out (and counted into ``skipped[0]``)."""
+    blocks = iter_user_blocks(spec.interactions, users_per_block=spec.batch_users, reader=spec.reader,
+                              id_kinds={"item": model.items_.kind}, grouped=spec.grouped,
+                              min_rating=min_rating_for(model, spec.min_rating))
+    for block, _ in blocks:
+        user_ids, history, _ = block_histories(model, block)
+        known = np.diff(history.indptr) > 0
+        if skipped is not None:
+            skipped[0] += int((~known).sum())
+        if known.any():
+            yield user_ids[known], history[known]
+
+
 def _stream_users(model, spec, rows_of) -> tuple[int, int, float]:
     """Each block of the log's users through ``rows_of`` (their histories → columns) into ``spec.out``, whole or
     not at all; users without an item the model knows are counted and left out. (users, left out, seconds)."""
     started = time.perf_counter()
-    blocks = iter_user_blocks(spec.interactions, users_per_block=spec.batch_users, reader=spec.reader,
-                              id_kinds={"item": model.items_.kind}, grouped=spec.grouped,
-                              min_rating=min_rating_for(model, spec.min_rating))
-    users = empty = 0
+    users, skipped = 0, [0]
     with AtomicRecommendationWriter(spec.out) as writer:
-        for block, _ in blocks:
-            user_ids, history, _ = block_histories(model, block)
-            known = np.diff(history.indptr) > 0
-            empty += int((~known).sum())
-            if known.any():
-                writer.write({"user": user_ids[known], **rows_of(history[known])})
-                users += int(known.sum())
+        for user_ids, history in _known_histories(model, spec, skipped):
+            writer.write({"user": user_ids, **rows_of(history)})
+            users += len(user_ids)
         writer.commit({"user": np.empty(0, dtype=object), **rows_of(sp.csr_matrix((0, model.n_items_), dtype=np.float32))})
-    return users, empty, time.perf_counter() - started
+    return users, skipped[0], time.perf_counter() - started
 
 
-def score_users_log(spec: UserLogSpec) -> tuple[int, int, float]:
+@dataclass(frozen=True)
+class ScoreUsersSpec(UserLogSpec):
+    """``neighbours``: also each user's mean distance to that many nearest other users of the log in the latent
+    space (``AnomalyScores.neighbour_distance``); the log is then read twice and every position held at once."""
+
+    neighbours: int | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.neighbours is not None:
+            at_least(1, neighbours=self.neighbours)
+
+
+def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
     """Write every user's anomaly score to ``spec.out``; returns (users, users left out, seconds)."""
     from recvae.models import Recommender
+    from recvae.models.latent import neighbour_distances
 
     model = Recommender.load(spec.model)
     model.anomaly_scores(sp.csr_matrix((0, model.n_items_), dtype=np.float32))  # refused before any reading
-
-    def rows(history) -> dict:
-        scores = model.anomaly_scores(history, batch_size=spec.batch_users)
-        return {"score": scores.score, "reconstruction": scores.reconstruction, "kl": scores.kl,
-                "interactions": scores.interactions.astype(np.int64),
-                **({} if scores.percentile is None else {"percentile": scores.percentile})}
-
     with claimed(spec.out, "the scores", overwrite=spec.overwrite):
+        distances = None
+        if spec.neighbours is not None:  # a first pass: every position, then each one's neighbours
+            positions = [model.encode(history, batch_size=spec.batch_users).mean
+                         for _, history in _known_histories(model, spec)]
+            distances = neighbour_distances(np.concatenate(positions) if positions else np.empty((0, 1)),
+                                            spec.neighbours)
+        done = [0]  # users written so far: the second pass meets them in the first's order
+
+        def rows(history) -> dict:
+            scores = model.anomaly_scores(history, batch_size=spec.batch_users)
+            columns = {"score": scores.score, "reconstruction": scores.reconstruction, "kl": scores.kl,
+                       "interactions": scores.interactions.astype(np.int64),
+                       **({} if scores.percentile is None else {"percentile": scores.percentile})}
+            if distances is not None:
+                columns["neighbour_distance"] = distances[done[0]:done[0] + history.shape[0]]
+            done[0] += history.shape[0]
+            return columns
+
         return _stream_users(model, spec, rows)
 
 

@@ -5,7 +5,8 @@ each fake profile holds one target item (the item pushed) and filler items drawn
 from the most popular items (bandwagon) or from one genre (segment). The detectors score users so that a
 higher score is more suspicious: history length, mean popularity of the history (both as distance from
 the typical user, in either direction), EASE's reconstruction error, and Mehta & Nejdl's (2009) PCA
-detector (PCA-VarSelect: attack profiles are alike and so weigh little on the leading components).
+detector (PCA-VarSelect: attack profiles are alike and so weigh little on the leading components), and how
+crowded each history's neighbourhood is in the item space (mean cosine similarity to its nearest histories).
 """
 
 from __future__ import annotations
@@ -130,6 +131,25 @@ def pca_scores(user_items: sp.csr_matrix, components: int = 3) -> np.ndarray:
     dense /= np.maximum(dense.std(axis=1, keepdims=True), 1e-12)
     loadings, _, _ = svds(dense, k=components, random_state=0)
     return -(loadings ** 2).sum(axis=1)
+
+
+def profile_crowding_scores(user_items: sp.csr_matrix, neighbours: int = 10) -> np.ndarray:
+    """The mean cosine similarity of each history to its ``neighbours`` most similar other histories: the
+    latent crowding's counterpart in the raw item space (near-copies score near 1)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    binary = user_items.astype(bool).astype(np.float32)
+    search = NearestNeighbors(n_neighbors=min(neighbours + 1, binary.shape[0]), metric="cosine").fit(binary)
+    distances, _ = search.kneighbors(binary)
+    return 1.0 - distances[:, 1:].mean(axis=1)
+
+
+def rank_combination(*scores: np.ndarray) -> np.ndarray:
+    """Each user's highest rank (as a share of the users) among several scores, each higher-is-stranger: a
+    user flagged by any one of them is flagged."""
+    from scipy.stats import rankdata
+
+    return np.max([rankdata(s) / len(s) for s in scores], axis=0)
 
 
 def detection(scores: np.ndarray, fake: np.ndarray) -> dict[str, float]:

@@ -95,13 +95,32 @@ class AnomalyScores:
     log-likelihood of the history, decoded from the posterior mean) and ``kl`` (the posterior's KL to the
     prior; 0 for a code without one), ``interactions``, the history's length, and ``percentile``, the share of
     the model's training users that score lower (None for a model that keeps no reference): a threshold such
-    as ``percentile >= 0.99`` flags what would be the strangest 1% of the training users."""
+    as ``percentile >= 0.99`` flags what would be the strangest 1% of the training users.
+
+    ``neighbour_distance`` (asked for with ``neighbours=k``): the mean Euclidean distance from each user's
+    posterior mean to its k nearest others' among the users scored together; low is crowded. Profiles
+    injected as a group (an attack) are alike, so the model learns them as a mode of their own and their
+    ELBO looks ordinary, but their positions crowd together."""
 
     score: np.ndarray
     reconstruction: np.ndarray
     kl: np.ndarray
     interactions: np.ndarray
     percentile: np.ndarray | None = None
+    neighbour_distance: np.ndarray | None = None
+
+
+def neighbour_distances(points: np.ndarray, neighbours: int) -> np.ndarray:
+    """The mean Euclidean distance from each row of ``points`` to its ``neighbours`` nearest other rows
+    (scikit-learn's exact search); fewer where there are fewer other rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    at_least(1, neighbours=neighbours)
+    k = min(neighbours + 1, len(points))
+    if k < 2:
+        return np.zeros(len(points))
+    distances, _ = NearestNeighbors(n_neighbors=k).fit(points).kneighbors(points)
+    return distances[:, 1:].mean(axis=1)  # the first is the point itself (or an exact twin, also at 0)
 
 
 REFERENCE_LEVELS = 1001  # quantiles of the training users' scores kept with a model (every 0.1%)
@@ -117,21 +136,24 @@ def percentile_of(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.interp(scores, reference, np.linspace(0.0, 1.0, len(reference)))
 
 
-def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int) -> AnomalyScores:
+def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int, neighbours: int | None = None) -> AnomalyScores:
     """The negative ELBO per interaction of each history, in blocks of ``batch_size`` users. The expectation
     over the posterior is taken at its mean (deterministic, as scoring is), so the score is a single-point
-    estimate of the bound."""
+    estimate of the bound. With ``neighbours``, each user's mean distance to that many nearest others in
+    the latent space, too (every scored user's position held at once)."""
     from recvae.models.config import LikelihoodConfig
 
     if not isinstance(model.config, LikelihoodConfig) or model.config.likelihood != "multinomial":
         raise NoLatentSpaceError(f"{model.name} has no multinomial likelihood over histories to score them by")
     at_least(1, batch_size=batch_size)
-    parts = []
+    parts, positions = [], []
     for start in range(0, user_items.shape[0], batch_size):
         block = user_items[start:start + batch_size]
         with torch.no_grad():
             mean, std = model._encode_block(block)
             log_p = torch.log_softmax(model._decode_block(mean).float(), dim=1).cpu().numpy()
+        if neighbours is not None:
+            positions.append(mean.float().cpu().numpy())
         counts = block.tocsr().astype(np.float64)
         nll = -np.asarray(counts.multiply(log_p).sum(axis=1)).ravel()
         kl = (np.zeros(block.shape[0]) if std is None else
@@ -141,7 +163,10 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int) -> Anomaly
     per = np.maximum(n, 1.0)
     score = (nll + kl) / per
     reference = getattr(model, "anomaly_reference_", None)
-    return AnomalyScores(score, nll / per, kl / per, n, None if reference is None else percentile_of(score, reference))
+    crowding = None if neighbours is None else neighbour_distances(
+        np.concatenate(positions) if positions else np.empty((0, 1), np.float32), neighbours)
+    return AnomalyScores(score, nll / per, kl / per, n, None if reference is None else percentile_of(score, reference),
+                         crowding)
 
 
 @dataclass(frozen=True)

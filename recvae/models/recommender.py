@@ -331,11 +331,13 @@ class Recommender(ABC):
         self._check_fitted()
         return recommend_group(self, self._histories(user_items), weights, N, filter_already_liked_items)
 
-    def anomaly_scores(self, user_items: sp.csr_matrix, batch_size: int = 1000) -> AnomalyScores:
-        """How unlikely each history is under the model: the negative ELBO per interaction and its parts
+    def anomaly_scores(self, user_items: sp.csr_matrix, batch_size: int = 1000,
+                       neighbours: int | None = None) -> AnomalyScores:
+        """How unlikely each history is under the model: the negative ELBO per interaction and its parts, and
+        with ``neighbours`` how crowded each user's latent neighbourhood is among these users
         (``recvae.models.latent.anomaly_scores``); models with a multinomial likelihood only."""
         self._check_fitted()
-        return anomaly_scores(self, self._histories(user_items), batch_size)
+        return anomaly_scores(self, self._histories(user_items), batch_size, neighbours)
 
     def sample(self, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000,
                source: str = "posterior") -> pd.DataFrame:
