@@ -102,7 +102,9 @@ def _keyed(path: Path, table: pd.DataFrame, key: str | None, first_line: int) ->
         lines = np.flatnonzero(repeated)[:2] + first_line
         raise DataError(f"{path}: ID {values.iloc[lines[0] - first_line]!r} appears twice (lines {lines[0]} and "
                         f"{lines[1]}); a side table has one row per ID")
-    return table.set_index(key)
+    keyed = table.set_index(key)
+    keyed.attrs.update(source=str(path), first_line=first_line)  # where each row came from, for errors
+    return keyed
 
 
 def item_names(table: pd.DataFrame) -> pd.Series:
