@@ -516,7 +516,7 @@ def _add_tune(sub, common) -> None:
     tune.add_argument("--space", metavar="FILE", help="TOML with a [search] table of ranges (default: the model's "
                                                       "search_space)")
     tune.add_argument("--metric", help="validation metric to maximise (default: ndcg@100; presplit: recall_full@20)")
-    tune.add_argument("--pruner", choices=("median", "halving", "none"), default="median",
+    tune.add_argument("--pruner", choices=("median", "halving", "hyperband", "none"), default="median",
                       help="stop epoch-by-epoch trials that fall behind")
     _add_data_flags(tune)
     _add_tracking_flags(tune)

@@ -122,6 +122,17 @@ def test_none_in_a_benchmark_file_is_none_where_the_field_takes_it(tmp_path):
     assert ease.params == {"name": "none"}  # not a config field that takes None: left as written
 
 
+def test_a_search_that_gives_models_unequal_budgets_must_say_why(tmp_path):
+    text = ("dataset = 'x'\n[search]\ntrials = 5\n[[models]]\nmodel = 'EASE'\nsearch = { l2 = { low = 1.0, high = 1e4 } }\n"
+            "[[models]]\nmodel = 'ALS'\nparams = { factors = 64 }\n[[models]]\nmodel = 'Popularity'\n")
+    with pytest.raises(DataError, match=r"model 'ALS' keeps one hand-chosen setting \(1 fit\) where \[search\] gives "
+                                        r"the others 5 trials"):
+        load_benchmark(write(tmp_path, text))  # Popularity, with nothing to tune, needs no reason
+    said = load_benchmark(write(tmp_path, text.replace("factors = 64 }\n", "factors = 64 }\nwhy = 'the paper'\n")))
+    assert said.models[1].why == "the paper"
+    assert load_benchmark(write(tmp_path, text.replace("params = { factors = 64 }", "grid = { factors = [8, 16] }")))
+
+
 @pytest.mark.parametrize("text, message", [
     ("dataset = 'x'\n[[models]]\nmodel = 'EASE'\nbogus = 1\n", "model entry 1"),
     ("dataset = 'x'\ncolour = 'red'\n", "unknown field"),

@@ -46,11 +46,12 @@ def test_a_study_starts_from_the_configured_setting_where_the_space_holds_it(sma
     assert starting_setting(lambda p: MultVAE(**p), space, {"hidden_dims": ()})["hidden_dims"] == "[]"
 
 
-def test_pruning_stops_trials_that_are_clearly_worse(small_split, tmp_path):
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_pruning_stops_trials_that_are_clearly_worse(small_split, tmp_path, pruner):
     space = parse_space({"learning_rate": {"low": 1e-7, "high": 1e-2, "log": True}}, MultDAE.config_class, "test")
     fixed = {"epochs": 10, "batch_size": 200, "hidden_dims": (), "patience": None}
     result = run_study(lambda p: MultDAE(**p), space, fixed, small_split.train, small_split.validation, "ndcg@100",
-                       SearchConfig(trials=10, seed=1), sqlite_url(tmp_path / "s.db"), "prune")
+                       SearchConfig(trials=10, seed=1, pruner=pruner), sqlite_url(tmp_path / "s.db"), "prune")
     pruned = [t for t in result.trials if t["state"] == "pruned"]
     assert pruned, result.trials
     for trial in pruned:

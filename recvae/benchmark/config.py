@@ -55,6 +55,7 @@ class ModelSpec:
     grid: dict = field(default_factory=dict)
     auto_beta: bool = False  # Mult-VAE: each candidate's β cap is chosen by the auto-β procedure
     search: dict = field(default_factory=dict)  # ranges for an Optuna study (recvae.tune.space), with [search]
+    why: str = ""  # why this model's budget differs from the others' (a hand-chosen setting under [search])
 
     def __post_init__(self):
         if not isinstance(self.auto_beta, bool):
@@ -181,6 +182,16 @@ def _none_words(values: dict, model: str, listed: bool = False) -> dict:
             for key, value in values.items()}
 
 
+def _check_equal_budgets(path: Path, models: list[ModelSpec], trials: int) -> None:
+    """Under [search] every tunable model gets the same study; one kept at a hand-chosen setting (one fit)
+    must say why, or the table would rank the budgets rather than the models."""
+    for spec in models:
+        tunable = spec.is_recbole or bool(getattr(REGISTRY.get(spec.model), "search_space", None))
+        if tunable and not spec.space() and not spec.why.strip():
+            raise DataError(f"{path}: model {spec.name!r} keeps one hand-chosen setting (1 fit) where [search] gives "
+                            f"the others {trials} trials: give it search ranges, or say why in why = \"...\"")
+
+
 def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | None = None) -> BenchmarkConfig:
     """Read a benchmark file; ``data_path`` and ``seeds`` override the file's."""
     path = Path(path)
@@ -205,15 +216,16 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
                             "dataset with 'recvae download NAME'")
     models = []
     for number, entry in enumerate(payload.get("models", []), start=1):
-        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search"}
+        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search", "why"}
         if extra or "model" not in entry:
             raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta, "
-                            f"search); got {sorted(entry)}")
+                            f"search, why); got {sorted(entry)}")
         try:
             models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
                                     params=_none_words(entry.get("params", {}), entry["model"]),
                                     grid=_none_words(entry.get("grid", {}), entry["model"], listed=True),
-                                    auto_beta=entry.get("auto_beta", False), search=entry.get("search", {})))
+                                    auto_beta=entry.get("auto_beta", False), search=entry.get("search", {}),
+                                    why=str(entry.get("why", ""))))
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
     split = _section(payload, "split", SplitSpec, str(path))
@@ -224,6 +236,8 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         raise DataError(f"{path}: metrics must be a non-empty list of names like \"ndcg@100\", not {metrics!r}")
     metrics = tuple(metrics)
     search = _section(payload, "search", SearchConfig, str(path)) if "search" in payload else None
+    if search is not None:
+        _check_equal_budgets(path, models, search.get("trials", SearchConfig.trials))
     try:
         return BenchmarkConfig(
             dataset=payload.get("dataset", path.stem),

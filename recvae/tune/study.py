@@ -28,7 +28,7 @@ from recvae.tune.space import Dimension, combinations
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("median", "halving", "none")
+PRUNERS = ("median", "halving", "hyperband", "none")
 SEED_MODES = ("first", "every")
 
 
@@ -90,6 +90,8 @@ def _pruner(optuna, name: str):
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=5)
     if name == "halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=5)
+    if name == "hyperband":  # several halving brackets at once: less hangs on the first trials' luck
+        return optuna.pruners.HyperbandPruner(min_resource=5, max_resource="auto")
     return optuna.pruners.NopPruner()
 
 
