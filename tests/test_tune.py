@@ -171,6 +171,7 @@ def test_a_benchmark_gives_every_model_the_same_trial_budget(tmp_path, seeds):
     text = (folder / "results.md").read_text()
     assert "| trials |" in text and ("on the first split seed" if seeds == "first" else "on every split seed") in text
     assert (folder / "studies.db").exists() and (folder / "search_EASE.png").exists()
+    assert (folder / "search.png").stat().st_size > 10_000  # every model: best so far against trials and seconds
     row = next(line for line in text.splitlines() if line.startswith("| EASE |"))
     assert "| 3 |" in row and "chosen: l2=" in row
 

@@ -15,8 +15,8 @@ from recvae.benchmark.runner import BenchmarkResult
 from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
 from recvae.score.metrics import DEFINITIONS
-from recvae.track.plots import (auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure, search_figure,
-                                training_curves_figure, write_figures)
+from recvae.track.plots import (auto_beta_figure, auto_beta_peak, diagnostics_figure, metric_curves_figure,
+                                search_budget_figure, search_figure, training_curves_figure, write_figures)
 
 
 def _label(metric: str) -> str:
@@ -207,6 +207,11 @@ def _write_figures(result: BenchmarkResult, folder: Path, curves: dict) -> list[
         over = f"split seed {seeds[0]}" if len(seeds) == 1 else f"mean over split seeds {seeds[0]}..{seeds[-1]}"
         save_figure("metrics_at_k.png", metric_curves_figure(
             {name: {k: np.asarray(v) for k, v in c.items()} for name, c in curves.items()}, f"{dataset}: test users, {over}"))
+    studies = {name: next(r.tuning for r in result.runs_of(name) if any("state" in t for t in r.tuning))
+               for name in result.model_names if any(any("state" in t for t in r.tuning) for r in result.runs_of(name))}
+    if studies:
+        save_figure("search.png", search_budget_figure(studies, result.config.selection_metric,
+                                                       f"every model's search: {dataset} (the first seed studied)"))
     for name in result.model_names:
         first = result.runs_of(name)[0]
         title = f"{name}: {dataset}, split seed {first.seed}"

@@ -149,6 +149,31 @@ def diagnostics_figure(history: list[dict], title: str = ""):
     return fig
 
 
+def search_budget_figure(trials_by_model: dict[str, list[dict]], metric: str, title: str = ""):
+    """Each model's study on one figure: the best validation score so far against trials spent and against
+    seconds spent (the trials' own training time, pruned ones included), so equal budgets can be seen to be."""
+    plt = pyplot()
+    fig, (by_trial, by_time) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    key = f"val_{metric}"
+    for (name, trials), style in zip(trials_by_model.items(), _styles()):
+        values = np.array([t.get(key) if t.get("state", "complete") == "complete" and t.get(key) is not None
+                           else np.nan for t in trials], dtype=float)
+        best = np.fmax.accumulate(values)
+        seconds = np.cumsum([t.get("seconds", 0.0) or 0.0 for t in trials])
+        by_trial.step(np.arange(1, len(trials) + 1), best, where="post", label=name, **style)
+        by_time.step(seconds, best, where="post", label=name, **style)
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
+    by_trial.set_xlabel("trials spent")
+    by_trial.xaxis.set_major_locator(MaxNLocator(integer=True))
+    by_time.set_xlabel("seconds of training spent")
+    by_time.set_xscale("log")
+    by_time.xaxis.set_minor_formatter(NullFormatter())
+    by_trial.set_ylabel(f"best validation {metric} so far")
+    finish_figure(fig, title, by_time)
+    return fig
+
+
 def search_figure(trials_by_label: dict[str, list[dict]], metric: str, title: str = ""):
     """Each study's trials (benchmark tuning records: params, ``val_<metric>``, state) against the trial
     number, and the best score so far as a line; pruned trials as crosses at their last reported score."""
