@@ -192,6 +192,25 @@ def _check_equal_budgets(path: Path, models: list[ModelSpec], trials: int) -> No
                             f"the others {trials} trials: give it search ranges, or say why in why = \"...\"")
 
 
+def _model_specs(path: Path, payload: dict) -> list[ModelSpec]:
+    """The file's [[models]] entries, each checked, a bad one named by its number."""
+    models = []
+    for number, entry in enumerate(payload.get("models", []), start=1):
+        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search", "why"}
+        if extra or "model" not in entry:
+            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta, "
+                            f"search, why); got {sorted(entry)}")
+        try:
+            models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
+                                    params=_none_words(entry.get("params", {}), entry["model"]),
+                                    grid=_none_words(entry.get("grid", {}), entry["model"], listed=True),
+                                    auto_beta=entry.get("auto_beta", False), search=entry.get("search", {}),
+                                    why=str(entry.get("why", ""))))
+        except DataError as exc:
+            raise DataError(f"{path}: {exc}") from None
+    return models
+
+
 def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | None = None) -> BenchmarkConfig:
     """Read a benchmark file; ``data_path`` and ``seeds`` override the file's."""
     path = Path(path)
@@ -214,20 +233,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
             raise DataError(f"{data[key]}: no such file ({given}; relative paths start from the working directory "
                             f"{Path.cwd()}); point the benchmark at your copy ({{data_path=PATH}}), or fetch a "
                             "dataset with 'recvae download NAME'")
-    models = []
-    for number, entry in enumerate(payload.get("models", []), start=1):
-        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search", "why"}
-        if extra or "model" not in entry:
-            raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta, "
-                            f"search, why); got {sorted(entry)}")
-        try:
-            models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
-                                    params=_none_words(entry.get("params", {}), entry["model"]),
-                                    grid=_none_words(entry.get("grid", {}), entry["model"], listed=True),
-                                    auto_beta=entry.get("auto_beta", False), search=entry.get("search", {}),
-                                    why=str(entry.get("why", ""))))
-        except DataError as exc:
-            raise DataError(f"{path}: {exc}") from None
+    models = _model_specs(path, payload)
     split = _section(payload, "split", SplitSpec, str(path))
     metrics = payload.get("metrics")
     if metrics is None:
