@@ -84,3 +84,14 @@ def test_bad_settings_are_refused():
         ALS(factors=0)
     with pytest.raises(ValueError, match="learning_rate=0: must be positive"):
         BPR(learning_rate=0)
+
+
+@pytest.mark.parametrize("model_class", [ALS, BPR])
+def test_the_training_users_are_described_from_the_fit_s_own_factors(model_class, small_split, monkeypatch):
+    # folding every training user in again (BPR: Adam steps per user) took minutes on ML-1M; the fit has them
+    monkeypatch.setattr(model_class, "user_factors", lambda *a: pytest.fail("the training users were folded in again"))
+    model = model_class(factors=8, iterations=3, num_threads=1).fit(small_split.train, items=small_split.items)
+    assert model.posterior_mixture_.means.shape[1] == 8 and model.anomaly_reference_ is None
+    monkeypatch.undo()
+    sampled = model.sample(20, seed=1)
+    assert sampled["user"].nunique() == 20 and set(sampled["item"]) <= set(small_split.items.ids)

@@ -41,7 +41,7 @@ class ALS(Recommender):
             solver.fit(user_items, show_progress=False)
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
         self._set_fitted(user_items, items, LearnedTensors(item_factors=factors), torch.device("cpu"))
-        self._describe_training_users(user_items)
+        self._describe_training_users(user_items, np.asarray(solver.user_factors))
         return self
 
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:

@@ -77,7 +77,7 @@ class BPR(Recommender):
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
         learned = LearnedTensors(item_factors=factors[:, :-1].contiguous(), item_bias=factors[:, -1].contiguous())
         self._set_fitted(user_items, items, learned, torch.device("cpu"))
-        self._describe_training_users(user_items)
+        self._describe_training_users(user_items, np.asarray(solver.user_factors)[:, :-1])  # less the constant 1
         return self
 
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:

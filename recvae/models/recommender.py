@@ -142,21 +142,25 @@ class Recommender(ABC):
         self.metadata_ = {}  # what save writes beside the weights (an iterative model's history, ...)
         self.n_items_ = user_items.shape[1]  # last: what makes the model count as fitted
 
-    def _describe_training_users(self, user_items) -> None:
+    def _describe_training_users(self, user_items, positions: np.ndarray | None = None) -> None:
         """Once trained: a Gaussian mixture over the training users' positions in the latent space (what
         ``sample`` draws from) and the quantiles of their anomaly scores (what ``anomaly_scores``' percentile
         reads), from up to ``DESCRIBED_USERS`` of them. None of either where the model has no such thing, or
-        under torchrun (a rank sees its share of the users only)."""
+        under torchrun (a rank sees its share of the users only). ``positions``: the training users' codes
+        where the fit already has them (ALS's and BPR's user factors), instead of encoding every user again
+        (BPR's fold-in would take minutes)."""
         self.posterior_mixture_ = self.anomaly_reference_ = None
         if not isinstance(user_items, sp.csr_matrix) or user_items.shape[0] < 2:
             return
         seed = getattr(self.config, "seed", 0)
         if user_items.shape[0] > DESCRIBED_USERS:
-            rows = np.random.default_rng(seed).choice(user_items.shape[0], DESCRIBED_USERS, replace=False)
-            user_items = user_items[np.sort(rows)]
+            rows = np.sort(np.random.default_rng(seed).choice(user_items.shape[0], DESCRIBED_USERS, replace=False))
+            user_items = user_items[rows]
+            positions = None if positions is None else positions[rows]
         try:
-            self.posterior_mixture_ = fit_posterior_mixture(encode_in_blocks(self, user_items, 1000),
-                                                            POSTERIOR_COMPONENTS, seed)
+            encoding = (encode_in_blocks(self, user_items, 1000) if positions is None else
+                        Encoding(np.asarray(positions, dtype=np.float32), None))
+            self.posterior_mixture_ = fit_posterior_mixture(encoding, POSTERIOR_COMPONENTS, seed)
             self.anomaly_reference_ = anomaly_reference(anomaly_scores(self, user_items, 1000).score)
         except NoLatentSpaceError:  # no latent space, or one without a likelihood to score by: what it has is kept
             pass
