@@ -153,12 +153,17 @@ def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-tracking", action="store_true", help="do not log this run to MLflow")
 
 
-def _tracker(args, run_name: str):
-    from recvae.track import TrackingConfig, start_tracking
+def _tracking_config(args):
+    """The --tracking-uri / --experiment / --no-tracking flags as a TrackingConfig."""
+    from recvae.track import TrackingConfig
 
-    return start_tracking(
-        TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment), run_name
-    )
+    return TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment)
+
+
+def _tracker(args, run_name: str):
+    from recvae.track import start_tracking
+
+    return start_tracking(_tracking_config(args), run_name)
 
 
 def _column(value: str | None):
@@ -196,7 +201,6 @@ def _metrics(args) -> tuple[str, ...] | None:
 
 def cmd_train(args) -> int:
     from recvae.pipeline import TrainSpec, format_table, train_model
-    from recvae.track import TrackingConfig
 
     data_spec, split_spec = _specs(args)
     model_class = _model_class(args.model)
@@ -205,7 +209,7 @@ def cmd_train(args) -> int:
         data=data_spec, split=split_spec, out=args.out, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
         auto_beta=args.auto_beta, metrics=_metrics(args), progress=False if args.quiet else None,
         overwrite=args.overwrite,
-        tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
+        tracking=_tracking_config(args),
     )
     result = train_model(spec, notify=lambda line: print(line, file=sys.stderr))
     if result.model_dir is None:  # a torchrun rank other than 0: rank 0 reports
@@ -227,7 +231,6 @@ RUN_FLAGS = ("data", "test_data", "format", "user", "item", "rating", "timestamp
 
 
 def cmd_tune(args) -> int:
-    from recvae.track import TrackingConfig
     from recvae.tune import SearchConfig, TuneSpec, tune_model
     from recvae.tune.command import read_search_space
 
@@ -238,7 +241,7 @@ def cmd_tune(args) -> int:
     spec = TuneSpec(
         model=model_class.name, params=_hyperparameters(args),
         space=space, data=data_spec, split=split_spec, metric=args.metric, search=search, out=args.out,
-        tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri, experiment=args.experiment),
+        tracking=_tracking_config(args),
     )
     options = {name: getattr(args, name) for name in RUN_FLAGS}
     options.update(data=data_spec.path, test_data=data_spec.test_path)  # absolute: the file may be used elsewhere
@@ -272,12 +275,10 @@ def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
 
 def cmd_evaluate(args) -> int:
     from recvae.pipeline import EvaluateSpec, evaluate_saved, format_table
-    from recvae.track import TrackingConfig
 
     data_spec, split_spec = _specs(args) if args.data else (None, None)
     spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=_metrics(args), baseline=args.baseline,
-                        tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
-                                                experiment=args.experiment),
+                        tracking=_tracking_config(args),
                         examples=args.examples, item_names=args.item_names)
     result = evaluate_saved(spec)
     print(f"data: {result.data.describe()}; test users: {len(result.split.test)}")
@@ -369,35 +370,26 @@ def cmd_embed(args) -> int:
 def cmd_sample(args) -> int:
     from recvae.export.embed import SampleSpec, sample_log
 
-    report = None
     if args.item_features and not args.report:
         raise ParameterError("item_features", args.item_features, "is read by the realism report only: add {report}")
-    if args.report:
-        from recvae.generative.command import RealismSpec, recorded_split
-        from recvae.io import check_writable
-        from recvae.models import Recommender
-        from recvae.track import TrackingConfig
+    sample = SampleSpec(model=args.model, out=args.out, users=args.users, seed=args.seed, temperature=args.temperature,
+                        source=args.source, batch_users=args.batch_users, overwrite=args.overwrite)
+    if not args.report:
+        rows = sample_log(sample)
+        print(f"wrote {rows} interactions of {args.users} synthetic users to {args.out}")
+        return 0
+    from recvae.generative.command import RealismSpec, sample_with_report
 
-        report = RealismSpec(model=args.model, synthetic=args.out, out=args.report, item_features=args.item_features,
-                             seed=args.seed, tracking=TrackingConfig(enabled=not args.no_tracking,
-                                                                     tracking_uri=args.tracking_uri,
-                                                                     experiment=args.experiment))
-        check_writable(Path(args.report) / "report.json", "the report")  # before any drawing
-        recorded_split(Recommender.load(args.model), args.model)
-    rows = sample_log(SampleSpec(model=args.model, out=args.out, users=args.users, seed=args.seed,
-                                 temperature=args.temperature, source=args.source, batch_users=args.batch_users,
-                                 overwrite=args.overwrite))
+    report = RealismSpec(model=args.model, synthetic=args.out, out=args.report, item_features=args.item_features,
+                         seed=args.seed, tracking=_tracking_config(args))
+    rows, numbers = sample_with_report(sample, report)
     print(f"wrote {rows} interactions of {args.users} synthetic users to {args.out}")
-    if report is not None:
-        from recvae.generative.command import write_realism_report
-
-        numbers = write_realism_report(report)
-        for name, entry in numbers["logs"].items():
-            print(f"{name}: train-on-synthetic/test-on-real {entry['tstr_ratio']:.3f} of the real log's EASE, "
-                  f"PMI correlation {entry['pmi_correlation']:.3f}, item-share JSD {entry['item_share_jsd']:.4f}, "
-                  f"nearest training user's Jaccard {entry['nearest_jaccard_mean']:.3f} (real held-out users "
-                  f"{numbers['real']['nearest_jaccard_heldout_mean']:.3f})")
-        print(f"wrote {args.report}/report.json and the figures")
+    for name, entry in numbers["logs"].items():
+        print(f"{name}: train-on-synthetic/test-on-real {entry['tstr_ratio']:.3f} of the real log's EASE, "
+              f"PMI correlation {entry['pmi_correlation']:.3f}, item-share JSD {entry['item_share_jsd']:.4f}, "
+              f"nearest training user's Jaccard {entry['nearest_jaccard_mean']:.3f} (real held-out users "
+              f"{numbers['real']['nearest_jaccard_heldout_mean']:.3f})")
+    print(f"wrote {args.report}/report.json and the figures")
     return 0
 
 
@@ -415,14 +407,12 @@ def cmd_score_users(args) -> int:
 
 def cmd_latent_report(args) -> int:
     from recvae.latent.command import LatentReportSpec, write_latent_report
-    from recvae.track import TrackingConfig
 
     spec = LatentReportSpec(model=args.model, data=args.data, out=args.out, user_features=args.user_features,
                             item_features=args.item_features, max_users=args.max_users, min_rating=args.min_rating,
                             umap=args.umap,
                             reader=_reader_options(args),
-                            tracking=TrackingConfig(enabled=not args.no_tracking, tracking_uri=args.tracking_uri,
-                                                    experiment=args.experiment))
+                            tracking=_tracking_config(args))
     numbers = write_latent_report(spec)
     print(f"{numbers['title']}: {numbers['verdict']}")
     for attribute, by in numbers.get("attribute_probes", {}).items():

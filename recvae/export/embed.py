@@ -182,12 +182,13 @@ class SampleSpec:
             raise ParameterError("source", self.source, f"must be one of {', '.join(SOURCES)}")
 
 
-def sample_log(spec: SampleSpec) -> int:
-    """Write the synthetic log, block by block, whole or not at all; returns its interactions."""
+def sample_log(spec: SampleSpec, model=None) -> int:
+    """Write the synthetic log, block by block, whole or not at all; returns its interactions. ``model``: the
+    one at ``spec.model``, when the caller has loaded it already."""
     from recvae.models import Recommender
     from recvae.models.latent import sample_users
 
-    model = Recommender.load(spec.model)
+    model = model if model is not None else Recommender.load(spec.model)
     blocks = sample_users(model, spec.users, spec.seed, spec.temperature, spec.batch_users, spec.source)
     first = next(blocks)  # a model that cannot sample says so before the output is claimed
     rows = 0

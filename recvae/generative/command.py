@@ -10,6 +10,7 @@ from recvae.data.interactions import Interactions
 from recvae.data.readers import read_interactions
 from recvae.data.side import item_genres, read_side_table
 from recvae.errors import DataError
+from recvae.export.embed import SampleSpec, sample_log
 from recvae.generative.realism import popularity_sampler
 from recvae.generative.report import realism_report
 from recvae.io import check_writable
@@ -40,12 +41,24 @@ def recorded_split(model, where) -> tuple[DataSpec, SplitSpec]:
     return DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
 
 
-def write_realism_report(spec: RealismSpec) -> dict:
-    """The report's numbers; its files are under ``spec.out``, and in the model's MLflow run when tracking is on."""
+def sample_with_report(sample: SampleSpec, spec: RealismSpec) -> tuple[int, dict]:
+    """``recvae sample --report``: the log drawn and written, then measured; the report's folder and the data the
+    model records are checked before anything is drawn, and the model is loaded once. (interactions, numbers)"""
     from recvae.models import Recommender
 
     check_writable(Path(spec.out) / "report.json", "the report")
     model = Recommender.load(spec.model)
+    recorded_split(model, spec.model)
+    return sample_log(sample, model), write_realism_report(spec, model)
+
+
+def write_realism_report(spec: RealismSpec, model=None) -> dict:
+    """The report's numbers; its files are under ``spec.out``, and in the model's MLflow run when tracking is on.
+    ``model``: the one at ``spec.model``, when the caller has loaded it already."""
+    from recvae.models import Recommender
+
+    check_writable(Path(spec.out) / "report.json", "the report")
+    model = model if model is not None else Recommender.load(spec.model)
     data, split_spec = recorded_split(model, spec.model)
     genres = item_genres(read_side_table(spec.item_features), model.items_) if spec.item_features else None
     split, _ = prepare_split(data, split_spec)
