@@ -149,6 +149,14 @@ def diagnostics_figure(history: list[dict], title: str = ""):
     return fig
 
 
+def _trial_values(trials: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A study's trials as (each one's score, its last reported one where pruned; which completed; the best
+    completed score so far)."""
+    values = np.array([t[key] if t.get(key) is not None else t.get("last", np.nan) for t in trials], dtype=float)
+    complete = np.array([t.get("state") == "complete" for t in trials])
+    return values, complete, np.fmax.accumulate(np.where(complete, values, np.nan))
+
+
 def search_budget_figure(trials_by_model: dict[str, list[dict]], metric: str, title: str = ""):
     """Each model's study on one figure: the best validation score so far against trials spent and against
     seconds spent (the trials' own training time, pruned ones included), so equal budgets can be seen to be."""
@@ -156,9 +164,7 @@ def search_budget_figure(trials_by_model: dict[str, list[dict]], metric: str, ti
     fig, (by_trial, by_time) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     key = f"val_{metric}"
     for (name, trials), style in zip(trials_by_model.items(), _styles()):
-        values = np.array([t.get(key) if t.get("state", "complete") == "complete" and t.get(key) is not None
-                           else np.nan for t in trials], dtype=float)
-        best = np.fmax.accumulate(values)
+        _, _, best = _trial_values(trials, key)
         seconds = np.cumsum([t.get("seconds", 0.0) or 0.0 for t in trials])
         by_trial.step(np.arange(1, len(trials) + 1), best, where="post", label=name, **style)
         by_time.step(seconds, best, where="post", label=name, **style)
@@ -182,9 +188,7 @@ def search_figure(trials_by_label: dict[str, list[dict]], metric: str, title: st
     key = f"val_{metric}"
     for (label, trials), style in zip(trials_by_label.items(), _styles()):
         numbers = np.arange(1, len(trials) + 1)
-        values = np.array([t[key] if t.get(key) is not None else t.get("last", np.nan) for t in trials], dtype=float)
-        complete = np.array([t.get("state") == "complete" for t in trials])
-        best = np.fmax.accumulate(np.where(complete, values, np.nan))
+        values, complete, best = _trial_values(trials, key)
         ax.plot(numbers, best, label=f"{label}: best so far", color=style["color"], linestyle=style["linestyle"])
         ax.plot(numbers[complete], values[complete], "o", color=style["color"], markersize=4, alpha=0.6)
         if (~complete).any():
