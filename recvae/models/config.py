@@ -56,6 +56,7 @@ LIKELIHOODS = ("multinomial", "gaussian", "logistic", "focal")
 PRECISIONS = ("fp32", "bf16", "fp16")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")  # recvae.models.nn.ACTIVATION_FUNCTIONS implements each
+PRIORS = ("standard", "vamp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +139,10 @@ class MultVAEConfig(_AutoEncoderConfig):
     "constant" (β = cap), "cyclical" (Fu et al. 2019: cycles of that length, rising to the cap over each
     cycle's first half) or "sigmoid" (a logistic ramp reaching the cap by then). ``free_bits`` > 0 floors
     each latent dimension's KL at that many nats (Kingma et al. 2016).
+
+    ``prior``: "standard", N(0, I) as the paper; or "vamp", the VampPrior (Tomczak & Welling 2018): the
+    mixture of the encoder's posteriors at ``pseudo_inputs`` learned inputs, started from as many random
+    training users' histories; its KL term is a one-sample Monte-Carlo estimate, as theirs.
     """
 
     beta_cap: float = 0.2
@@ -146,11 +151,18 @@ class MultVAEConfig(_AutoEncoderConfig):
     anneal_epochs: float | None = None
     total_anneal_steps: int | None = None
     free_bits: float = 0.0
+    prior: str = "standard"
+    pseudo_inputs: int = 500
 
     def __post_init__(self):
         super().__post_init__()
         at_least(0, beta_cap=self.beta_cap, free_bits=self.free_bits)
+        at_least(1, pseudo_inputs=self.pseudo_inputs)
         one_of(BETA_SCHEDULES, beta_schedule=self.beta_schedule)
+        one_of(PRIORS, prior=self.prior)
+        if self.prior == "vamp" and self.free_bits > 0:  # free bits floor a KL per dimension, which the mixture has not
+            raise ParameterError("free_bits", self.free_bits, "needs prior = standard (the VampPrior's KL has no "
+                                 "per-dimension terms to floor)")
         if not 0.0 < self.anneal_fraction <= 1.0:
             raise ParameterError("anneal_fraction", self.anneal_fraction, "must lie in (0, 1]")
         if self.anneal_epochs is not None and not self.anneal_epochs > 0:
@@ -362,6 +374,8 @@ FIELD_HELP = MappingProxyType({
                        "reaches its cap",
     "beta_schedule": "how β grows: linear (the paper), constant, cyclical or sigmoid",
     "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
+    "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
+    "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
     "anneal_epochs": "the anneal's length in epochs: until β reaches its cap (linear, sigmoid) or per cycle "
                      "(cyclical)",
     "hidden_dim": "RecVAE: width of the encoder's densely connected layers",
@@ -389,7 +403,8 @@ FIELD_HELP = MappingProxyType({
     "split_halves": "VASP: each history's random half reconstructs the other ('false': itself)",
 })
 FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIVATIONS, "beta_schedule": BETA_SCHEDULES,
-                                  "precision": PRECISIONS, "negative_proposal": NEGATIVE_PROPOSALS})
+                                  "precision": PRECISIONS, "negative_proposal": NEGATIVE_PROPOSALS,
+                                  "prior": PRIORS})
 
 
 def config_from_dict(config_class: type, values: dict):

@@ -16,6 +16,7 @@ import torch
 
 from recvae.errors import DataError, ParameterError, RecvaeError, at_least
 from recvae.score.topk import top_n_from_scores
+from recvae.models.nn import log_normal_density, mixture_log_density
 
 
 class NoLatentSpaceError(RecvaeError, NotImplementedError):
@@ -136,6 +137,26 @@ def percentile_of(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.interp(scores, reference, np.linspace(0.0, 1.0, len(reference)))
 
 
+PRIOR_SAMPLES = 64  # posterior draws per user in the Monte-Carlo KL to a mixture prior
+
+
+def kl_to_prior(mean: torch.Tensor, std: torch.Tensor, components) -> np.ndarray:
+    """Per user, the KL of N(mean, std²) to the prior: in closed form to N(0, I); to a mixture prior
+    (``components``, as ``Recommender._prior_components`` gives them) the mean over ``PRIOR_SAMPLES``
+    posterior draws of log q(z) - log p(z). Every user's draws share one seeded noise, so a user's score
+    does not depend on who is scored beside it."""
+    mean, std = mean.double().cpu(), std.double().cpu()
+    if components is None:
+        return (0.5 * (mean**2 + std**2 - 1.0 - 2.0 * torch.log(std))).sum(dim=1).numpy()
+    means, logvars = (c.double().cpu() for c in components)
+    noise = torch.randn((PRIOR_SAMPLES, mean.shape[1]), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    logvar, total = 2.0 * torch.log(std), torch.zeros(mean.shape[0], dtype=torch.float64)
+    for draw in noise:
+        z = mean + std * draw
+        total += log_normal_density(z, mean, logvar).sum(dim=1) - mixture_log_density(z, means, logvars)
+    return (total / PRIOR_SAMPLES).numpy()
+
+
 def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int, neighbours: int | None = None) -> AnomalyScores:
     """The negative ELBO per interaction of each history, in blocks of ``batch_size`` users. The expectation
     over the posterior is taken at its mean (deterministic, as scoring is), so the score is a single-point
@@ -156,8 +177,7 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int, neighbours
             positions.append(mean.float().cpu().numpy())
         counts = block.tocsr().astype(np.float64)
         nll = -np.asarray(counts.multiply(log_p).sum(axis=1)).ravel()
-        kl = (np.zeros(block.shape[0]) if std is None else
-              (0.5 * (mean.double() ** 2 + std.double() ** 2 - 1.0 - 2.0 * torch.log(std.double()))).sum(dim=1).cpu().numpy())
+        kl = np.zeros(block.shape[0]) if std is None else kl_to_prior(mean, std, model._prior_components())
         parts.append((nll, kl, np.asarray(counts.sum(axis=1)).ravel()))
     nll, kl, n = (np.concatenate([p[i] for p in parts]) if parts else np.empty(0) for i in range(3))
     per = np.maximum(n, 1.0)
@@ -198,6 +218,30 @@ def fit_posterior_mixture(encoding: Encoding, components: int, seed: int) -> Pos
     return PosteriorMixture(fitted.weights_ / fitted.weights_.sum(), fitted.means_, np.linalg.cholesky(covariances))
 
 
+@dataclass(frozen=True)
+class Prior:
+    """Where ``sample(source="prior")`` draws: N(0, I) (no ``components``), or an equal-weight mixture of
+    diagonal Gaussians, (means, standard deviations) as numpy arrays."""
+
+    width: int
+    components: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, model, width: int) -> Prior:
+        components = model._prior_components()
+        if components is None:
+            return cls(width)
+        means, logvars = components
+        return cls(width, (means.double().cpu().numpy(), torch.exp(0.5 * logvars.double()).cpu().numpy()))
+
+    def draw(self, stream: np.random.Generator) -> np.ndarray:
+        if self.components is None:
+            return stream.standard_normal(self.width)
+        means, stds = self.components
+        k = stream.integers(len(means))
+        return means[k] + stds[k] * stream.standard_normal(self.width)
+
+
 SOURCES = ("posterior", "prior")  # where sample draws its latent points
 
 
@@ -207,8 +251,8 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
     it to scores over the items, draws its number of items from the training users' history lengths, and
     that many distinct items by Gumbel top-k on the scores / ``temperature`` (sampling without replacement
     in proportion to the softmax). ``source``: "posterior" draws the point from the mixture fitted to the
-    training users' positions (``PosteriorMixture``), "prior" from N(0, I), which a VAE's users need not
-    fill. Users are named "synthetic-1", "synthetic-2", ..."""
+    training users' positions (``PosteriorMixture``), "prior" from the model's prior (N(0, I), or the VampPrior's
+    mixture), which a VAE's users need not fill. Users are named "synthetic-1", "synthetic-2", ..."""
     import pandas as pd
 
     at_least(1, n_users=n_users, batch_size=batch_size)
@@ -223,14 +267,14 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         raise DataError(f"{model.name}: the model keeps no {kept} to draw from (saved before this was kept, or "
                         "trained under torchrun); fit it again in one process"
                         + ("" if activity is None else ", or sample from the prior ({source=prior})"))
-    width = require_latent_space(model)
+    prior = Prior.of(model, require_latent_space(model))
     lengths = activity.double().numpy()
     lengths = lengths / lengths.sum()
     for start in range(0, n_users, batch_size):
         users = min(batch_size, n_users - start)
         # each user draws from its own stream (seed, user number): the log does not depend on the blocks
         streams = [np.random.default_rng([seed, start + row]) for row in range(users)]
-        points = np.stack([mixture.draw(stream) if source == "posterior" else stream.standard_normal(width)
+        points = np.stack([mixture.draw(stream) if source == "posterior" else prior.draw(stream)
                            for stream in streams]).astype(np.float32)
         counts = np.minimum([stream.choice(len(lengths), p=lengths) for stream in streams], model.n_items_)
         keys = decode(model, points).astype(np.float64) / temperature

@@ -36,7 +36,11 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
     loss = nll
     n = batch.n_rows
     terms = {"users": n}
-    if module.variational:
+    if module.variational and module.pseudo_logits is not None:
+        kl = module.kl_to_prior(z, mu, logvar).mean()
+        loss = nll + beta * kl
+        terms["kl"] = kl.item() * n
+    elif module.variational:
         kl_per_dim = gaussian_kl(mu, logvar).mean(dim=0)
         kl = kl_per_dim.sum()
         loss = nll + beta * (kl_per_dim.clamp_min(config.free_bits).sum() if config.free_bits > 0 else kl)
@@ -45,6 +49,14 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
         loss = loss + config.l2 * sum(w.pow(2).sum() for w in module.weight_matrices())
     terms.update(loss=loss.item() * n, reconstruction=nll.item() * n)
     return loss, terms
+
+
+def random_histories(user_items: sp.csr_matrix, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` training users' rows as dense 0/1 rows, drawn without replacement (with, past the users)."""
+    users = user_items.shape[0]
+    rows = (torch.randperm(users, generator=generator)[:n] if n <= users else
+            torch.randint(users, (n,), generator=generator)).numpy()
+    return torch.from_numpy((user_items[rows].toarray() > 0).astype("float32"))
 
 
 class AutoEncoderStep(TrainingStep):
@@ -84,12 +96,22 @@ class _AutoEncoderRecommender(IterativeRecommender):
             warn_if_beta_stays_low(cfg, cfg.epochs, math.ceil(user_items.shape[0] / cfg.batch_size))
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
+        if module.pseudo_logits is not None:
+            module.start_pseudo_inputs(random_histories(user_items, module.pseudo_logits.shape[0], generator))
         module.to(device)
         return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator))
 
     def _new_module(self, n_items: int) -> AutoEncoder:
         cfg = self.config
-        return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation)
+        pseudo_inputs = cfg.pseudo_inputs if getattr(cfg, "prior", "standard") == "vamp" else 0
+        return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation, pseudo_inputs)
+
+    def _prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.module_.pseudo_logits is None:
+            return None
+        with torch.no_grad():
+            means, logvars = self.module_.prior_components()
+        return means.float(), logvars.float()
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)

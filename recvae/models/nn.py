@@ -56,7 +56,8 @@ class AutoEncoder(nn.Module):
     with ``embedding_bag``, so it costs O(interactions), not O(users x items).
     """
 
-    def __init__(self, n_items: int, hidden_dims, latent_dim: int, variational: bool, activation: str):
+    def __init__(self, n_items: int, hidden_dims, latent_dim: int, variational: bool, activation: str,
+                 pseudo_inputs: int = 0):
         super().__init__()
         self.n_items = n_items
         self.variational = variational
@@ -68,6 +69,8 @@ class AutoEncoder(nn.Module):
         self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc_dims[1:-1], enc_dims[2:]))
         self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
         self.latent_dim = latent_dim
+        # the VampPrior's pseudo-inputs as logits over the items (start_pseudo_inputs sets them), or none
+        self.pseudo_logits = nn.Parameter(torch.zeros(pseudo_inputs, n_items)) if pseudo_inputs else None
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Xavier-uniform weights and N(0, 0.001^2) biases, as in the authors' code."""
@@ -95,6 +98,13 @@ class AutoEncoder(nn.Module):
         h = F.embedding_bag(
             batch.indices, self.input_weight, batch.offsets, mode="sum", per_sample_weights=values
         ) + self.input_bias
+        return self._encode_first_layer(h, mean_only)
+
+    def encode_dense(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``encode`` of dense rows over the items (the VampPrior's pseudo-inputs)."""
+        return self._encode_first_layer(inputs @ self.input_weight + self.input_bias, False)
+
+    def _encode_first_layer(self, h: torch.Tensor, mean_only: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         layers = [*self.encoder]
         if layers or not self.variational:
             h = self.activation(h)
@@ -107,6 +117,26 @@ class AutoEncoder(nn.Module):
         if not self.variational:
             return h, None
         return h[:, : self.latent_dim], None if mean_only else h[:, self.latent_dim :]
+
+    def start_pseudo_inputs(self, histories: torch.Tensor) -> None:
+        """Start the pseudo-inputs at ``histories`` (dense rows, one per pseudo-input): a posterior of a real
+        user each, so the prior starts as a mixture over where users lie (logits ±4: not saturated, so
+        every item's weight stays learnable)."""
+        with torch.no_grad():
+            self.pseudo_logits.copy_(torch.where(histories > 0, 4.0, -6.0))
+
+    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VampPrior's components: the posteriors (mean, log-variance) of the pseudo-inputs, each
+        L2-normalised as a history is."""
+        inputs = torch.sigmoid(self.pseudo_logits)
+        return self.encode_dense(inputs / inputs.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    def kl_to_prior(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """Per user, log q(z | x) - log p(z) at the posterior sample ``z``: the one-sample estimate of the KL
+        to the VampPrior that Tomczak & Welling train with."""
+        z, mu, logvar = z.float(), mu.float(), logvar.float()
+        means, logvars = self.prior_components()
+        return log_normal_density(z, mu, logvar).sum(dim=1) - mixture_log_density(z, means.float(), logvars.float())
 
     @property
     def output_layer(self) -> nn.Linear:
@@ -257,6 +287,24 @@ def reconstruction_nll(hidden: torch.Tensor, output: nn.Linear, batch: SparseBat
             return negative_log_likelihood(logits.float(), batch, config.likelihood, focal_gamma=config.focal_gamma,
                                            focal_alpha=config.focal_alpha)
     return sampled_softmax_nll(hidden, output, batch, *sampler.draw(hidden.device))
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal_density(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(x; mu, exp(logvar))."""
+    return -0.5 * (logvar + LOG_2PI + (x - mu).pow(2) / logvar.exp())
+
+
+def mixture_log_density(z: torch.Tensor, means: torch.Tensor, logvars: torch.Tensor) -> torch.Tensor:
+    """log p(z) of each row of ``z`` under the equal-weight mixture of the diagonal Gaussians (``means``,
+    ``logvars``: components x dimensions). The squares are expanded into matrix products, so no
+    rows x components x dimensions tensor is built."""
+    precision = torch.exp(-logvars)
+    quadratic = (z**2) @ precision.T - 2.0 * z @ (means * precision).T + (means**2 * precision).sum(dim=1)
+    per_component = -0.5 * (quadratic + logvars.sum(dim=1) + z.shape[1] * LOG_2PI)
+    return torch.logsumexp(per_component, dim=1) - math.log(means.shape[0])
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

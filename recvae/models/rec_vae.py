@@ -14,7 +14,6 @@ each part with its own Adam.
 from __future__ import annotations
 
 import copy
-import math
 
 import scipy.sparse as sp
 import torch
@@ -27,16 +26,9 @@ from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.training.step import Phase, TrainingStep
 from recvae.models.nn import (
-    NegativeSampler, SparseBatch, glorot_reset, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
+    NegativeSampler, SparseBatch, glorot_reset, input_dropout, log_normal_density, make_adam, normalised_input,
+    reconstruction_nll, reparameterise,
 )
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def log_normal_density(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Elementwise log N(x; mu, exp(logvar))."""
-    return -0.5 * (logvar + LOG_2PI + (x - mu).pow(2) / logvar.exp())
-
 
 class RecVAEEncoder(nn.Module):
     def __init__(self, n_items: int, hidden: int, latent: int, eps: float):

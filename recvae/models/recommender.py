@@ -357,6 +357,11 @@ class Recommender(ABC):
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 
+    def _prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The latent prior as an equal-weight mixture of diagonal Gaussians, (means, log-variances), each
+        components x dimensions; None for N(0, I) (and for RecVAE's prior, which depends on the history)."""
+        return None
+
     def _item_vectors(self) -> dict[str, torch.Tensor]:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 

@@ -1,0 +1,101 @@
+"""Mult-VAE's VampPrior (Tomczak & Welling 2018): its density, its KL estimate, its draws and its options."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recvae.errors import ParameterError
+from recvae.models import MultVAE
+from recvae.models.latent import Prior, kl_to_prior
+from recvae.models.multvae import random_histories
+from recvae.models.nn import AutoEncoder, mixture_log_density
+
+
+def test_mixture_density_is_torch_distributions_equal_weight_mixture():
+    g = torch.Generator().manual_seed(0)
+    means, logvars = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g) * 0.5
+    z = torch.randn(10, 3, generator=g) * 2
+    mixture = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(torch.ones(5)),
+        torch.distributions.Independent(torch.distributions.Normal(means, torch.exp(0.5 * logvars)), 1))
+    torch.testing.assert_close(mixture_log_density(z, means, logvars), mixture.log_prob(z), rtol=1e-5, atol=1e-5)
+
+
+def _module_with_one_pseudo_input_repeated() -> AutoEncoder:
+    module = AutoEncoder(20, [8], 4, True, "tanh", pseudo_inputs=3)
+    module.reset_parameters(torch.Generator().manual_seed(1))
+    history = (torch.rand(20, generator=torch.Generator().manual_seed(2)) > 0.6).float()
+    module.start_pseudo_inputs(history.repeat(3, 1))  # three equal components: the prior is one Gaussian
+    return module
+
+
+def _gaussian_kl(mu, logvar, prior_mu, prior_logvar) -> float:
+    return float(0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) / prior_logvar.exp() - 1).sum())
+
+
+def test_training_kl_estimate_is_unbiased_against_the_closed_form():
+    module = _module_with_one_pseudo_input_repeated()
+    with torch.no_grad():
+        prior_mu, prior_logvar = (t[0] for t in module.prior_components())
+        mu, logvar = prior_mu + 0.7, prior_logvar - 0.5
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(200_000, 4, generator=torch.Generator().manual_seed(3))
+        estimate = module.kl_to_prior(z, mu.expand_as(z), logvar.expand_as(z)).mean().item()
+    assert estimate == pytest.approx(_gaussian_kl(mu, logvar, prior_mu, prior_logvar), rel=0.02)
+
+
+def test_scoring_kl_is_deterministic_and_near_the_closed_form():
+    module = _module_with_one_pseudo_input_repeated()
+    with torch.no_grad():
+        means, logvars = module.prior_components()
+        mu, std = means[:1] + 0.7, torch.exp(0.5 * logvars[:1]) * 0.8
+        first = kl_to_prior(mu, std, (means, logvars))
+        beside_another = kl_to_prior(torch.cat([mu, mu + 0.3]), torch.cat([std, std]), (means, logvars))
+    assert first[0] == beside_another[0]  # a user's score does not depend on who is scored with it
+    assert first[0] == pytest.approx(_gaussian_kl(mu, torch.log(std**2), means[0], logvars[0]), rel=0.3)
+    # with no components the prior is N(0, I), in closed form
+    zero = kl_to_prior(torch.zeros(1, 4), torch.ones(1, 4), None)
+    assert zero[0] == pytest.approx(0.0)
+
+
+def test_prior_draws_come_from_the_components():
+    means = np.array([[0.0, 0.0], [10.0, -10.0]])
+    prior = Prior(2, (means, np.full((2, 2), 1e-6)))
+    stream = np.random.default_rng(0)
+    draws = np.stack([prior.draw(stream) for _ in range(200)])
+    nearest = np.abs(draws[:, None] - means[None]).max(axis=2).min(axis=1)
+    assert nearest.max() < 1e-4 and len({tuple(d.round()) for d in draws}) == 2
+    assert Prior(3).draw(np.random.default_rng(0)).shape == (3,)
+
+
+def test_pseudo_inputs_start_at_training_histories_and_are_learnt(tiny_log):
+    rows = random_histories(tiny_log, 5, torch.Generator().manual_seed(0))
+    dense = (tiny_log.toarray() > 0).astype("float32")
+    assert all((dense == row.numpy()).all(axis=1).any() for row in rows)
+    model = MultVAE(epochs=2, batch_size=50, hidden_dims=(16,), latent_dim=4, prior="vamp", pseudo_inputs=5)
+    model.fit(tiny_log)
+    learnt = torch.sigmoid(model.module_.pseudo_logits.detach())
+    assert learnt.shape == (5, tiny_log.shape[1])
+    assert not torch.equal(model.module_.pseudo_logits.detach(), torch.where(learnt > 0.5, 4.0, -6.0))
+    components = model._prior_components()
+    assert components[0].shape == (5, 4) and torch.isfinite(components[1]).all()
+    assert model.sample(4, source="prior")["user"].nunique() == 4
+    assert np.isfinite(model.anomaly_scores(tiny_log[:10]).kl).all()
+
+
+def test_prior_options_are_checked():
+    with pytest.raises(ParameterError, match="prior"):
+        MultVAE(prior="gaussian-mixture")
+    with pytest.raises(ParameterError, match="free_bits"):
+        MultVAE(prior="vamp", free_bits=0.1)
+    with pytest.raises(ParameterError, match="pseudo_inputs"):
+        MultVAE(prior="vamp", pseudo_inputs=0)
+    assert MultVAE()._new_module(7).pseudo_logits is None  # the paper's prior keeps no pseudo-inputs
+
+
+@pytest.fixture
+def tiny_log():
+    rng = np.random.default_rng(0)
+    dense = (rng.random((120, 40)) < 0.15).astype("float32")
+    dense[np.arange(120), rng.integers(0, 40, 120)] = 1.0
+    return sp.csr_matrix(dense)
