@@ -37,6 +37,8 @@ settings = dict(epochs=epochs, batch_size=101, latent_dim=16, patience=None)
 # Mult-DAE without dropout draws no noise: two ranks must then reproduce the single process
 if name == "dae":
     model = MultDAE(dropout=0.0, **settings)
+elif name == "dae-implicit-slim":  # the refresh's sums over users taken over both ranks' shares
+    model = MultDAE(dropout=0.0, implicit_slim_every=2, implicit_slim_l2=20.0, **settings)
 elif name == "ease":  # Neural EASE without its random halves: no noise either, and a diagonal to keep at zero
     model = NeuralEASE(split_halves=False, learning_rate=1e-2, **{k: v for k, v in settings.items() if k != "latent_dim"})
 else:
@@ -64,7 +66,8 @@ def _run(tmp_path, ranks: int, name: str, epochs: int, checkpoints="-", *flags) 
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("name, flags", [("dae", ()), ("ease", ()), ("dae", ("--sharded",))])
+@pytest.mark.parametrize("name, flags", [("dae", ()), ("ease", ()), ("dae", ("--sharded",)),
+                                         ("dae-implicit-slim", ()), ("dae-implicit-slim", ("--sharded",))])
 def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, name, flags):
     one = _run(tmp_path, 1, name, 4, "-", *flags)
     two = _run(tmp_path, 2, name, 4, "-", *flags)

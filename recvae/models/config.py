@@ -98,6 +98,24 @@ class LikelihoodConfig(FocalConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImplicitSLIMConfig:
+    """ImplicitSLIM (Shenbin & Nikolenko, ICLR 2024): every ``implicit_slim_every`` epochs (0: never) the
+    encoder's first-layer and the decoder's last-layer item embeddings are replaced by their closed-form
+    refresh from a SLIM-like item-item model with ridge ``implicit_slim_l2`` (λ) and scale
+    ``implicit_slim_alpha`` (α); items seen by fewer than ``implicit_slim_min_count`` training users do not
+    contribute (``recvae.models.implicit_slim``)."""
+
+    implicit_slim_every: int = 0
+    implicit_slim_l2: float = 500.0
+    implicit_slim_alpha: float = 1.0
+    implicit_slim_min_count: int = 0
+
+    def _check_implicit_slim(self) -> None:
+        at_least(0, implicit_slim_every=self.implicit_slim_every, implicit_slim_min_count=self.implicit_slim_min_count)
+        positive(implicit_slim_l2=self.implicit_slim_l2, implicit_slim_alpha=self.implicit_slim_alpha)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """What every model's config has. ``binarize`` (default True): every stored interaction counts
     as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
@@ -108,7 +126,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
+class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, ModelConfig):
     hidden_dims: tuple[int, ...] = (600,)
     latent_dim: int = 200
     dropout: float = 0.5
@@ -124,6 +142,7 @@ class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
             raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
         one_of(ACTIVATIONS, activation=self.activation)
         self._check_likelihood()
+        self._check_implicit_slim()
         at_least(0, l2=self.l2)
 
 
@@ -184,7 +203,7 @@ class MultDAEConfig(_AutoEncoderConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecVAEConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
+class RecVAEConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, ModelConfig):
     """The public code's defaults: 50 epochs of 3 encoder and 1 decoder passes, Adam at 5e-4."""
 
     epochs: int = 50
@@ -208,6 +227,7 @@ class RecVAEConfig(TrainingConfig, LikelihoodConfig, ModelConfig):
         if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
             raise ParameterError("mixture_weights", self.mixture_weights, "expected three positive weights summing to 1")
         self._check_likelihood()
+        self._check_implicit_slim()
         at_least(1, encoder_epochs=self.encoder_epochs, decoder_epochs=self.decoder_epochs)
 
 
@@ -374,6 +394,10 @@ FIELD_HELP = MappingProxyType({
                        "reaches its cap",
     "beta_schedule": "how β grows: linear (the paper), constant, cyclical or sigmoid",
     "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
+    "implicit_slim_every": "ImplicitSLIM: refresh the item embeddings in closed form every this many epochs (0: never)",
+    "implicit_slim_l2": "ImplicitSLIM: ridge penalty λ of its item-item model",
+    "implicit_slim_alpha": "ImplicitSLIM: scale α of the refreshed embeddings",
+    "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
     "anneal_epochs": "the anneal's length in epochs: until β reaches its cap (linear, sigmoid) or per cycle "

@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from recvae.models.config import MultDAEConfig, MultVAEConfig
+from recvae.models.implicit_slim import EmbeddingRefresh
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.nn import (
@@ -62,11 +63,13 @@ def random_histories(user_items: sp.csr_matrix, n: int, generator: torch.Generat
 class AutoEncoderStep(TrainingStep):
     """One Adam update per batch of users."""
 
-    def __init__(self, module: AutoEncoder, config, generator: torch.Generator, sampler: NegativeSampler | None = None):
+    def __init__(self, module: AutoEncoder, config, generator: torch.Generator, sampler: NegativeSampler | None = None,
+                 refresh: EmbeddingRefresh | None = None):
         self.module = module
         self.config = config
         self.generator = generator
         self.sampler = sampler
+        self.refresh = refresh
         self.optimizer = make_adam(module.parameters(), config.learning_rate)
         self.latent_dim = module.latent_dim if module.variational else None
         self.beta_cap = config.beta_cap if module.variational else None
@@ -86,6 +89,17 @@ class AutoEncoderStep(TrainingStep):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
+    def end_phase(self, phase: str) -> None:
+        if self.refresh is not None:
+            self.refresh.end_epoch()
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {} if self.refresh is None else self.refresh.state()
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.refresh is not None:
+            self.refresh.load_state(tensors)
+
 
 class _AutoEncoderRecommender(IterativeRecommender):
     variational: bool
@@ -99,7 +113,10 @@ class _AutoEncoderRecommender(IterativeRecommender):
         if module.pseudo_logits is not None:
             module.start_pseudo_inputs(random_histories(user_items, module.pseudo_logits.shape[0], generator))
         module.to(device)
-        return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator))
+        refresh = (EmbeddingRefresh([module.input_weight, module.output_layer.weight], user_items, cfg)
+                   if cfg.implicit_slim_every else None)
+        return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator),
+                               refresh)
 
     def _new_module(self, n_items: int) -> AutoEncoder:
         cfg = self.config

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from recvae.models.config import RecVAEConfig
 from recvae.models.device import full_precision
+from recvae.models.implicit_slim import EmbeddingRefresh
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.training.step import Phase, TrainingStep
@@ -91,7 +92,7 @@ class RecVAEStep(TrainingStep):
     part with its own Adam; the epoch's record is the encoder phase's."""
 
     def __init__(self, module: RecVAEModule, config: RecVAEConfig, generator: torch.Generator,
-                 sampler: NegativeSampler | None = None):
+                 sampler: NegativeSampler | None = None, refresh: EmbeddingRefresh | None = None):
         self.module = module
         self.config = config
         self.generator = generator
@@ -100,6 +101,7 @@ class RecVAEStep(TrainingStep):
         self.phases = (Phase("encoder", config.encoder_epochs), Phase("decoder", config.decoder_epochs, reported=False))
         self.encoder_optimizer = make_adam(module.encoder.parameters(), config.learning_rate)
         self.decoder_optimizer = make_adam(module.decoder.parameters(), config.learning_rate)
+        self.refresh = refresh
 
     def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
         c, module = self.config, self.module
@@ -127,6 +129,15 @@ class RecVAEStep(TrainingStep):
     def end_phase(self, phase: str) -> None:
         if phase == "encoder":
             self.module.refresh_prior()
+        elif self.refresh is not None:  # the decoder's phase ends the epoch
+            self.refresh.end_epoch()
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {} if self.refresh is None else self.refresh.state()
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.refresh is not None:
+            self.refresh.load_state(tensors)
 
     def posterior(self, batch: SparseBatch):
         return self.module.encoder(batch, normalised_input(batch))
@@ -150,8 +161,11 @@ class RecVAE(IterativeRecommender):
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
         module.to(device)
+        c = self.config
+        refresh = (EmbeddingRefresh([module.encoder.input_weight, module.decoder.weight], user_items, c)
+                   if c.implicit_slim_every else None)
         # The public code draws RecVAE's dropout and noise on the CPU generator, whatever the device.
-        return RecVAEStep(module, self.config, generator, NegativeSampler.for_config(self.config, user_items, generator))
+        return RecVAEStep(module, c, generator, NegativeSampler.for_config(c, user_items, generator), refresh)
 
     def _new_module(self, n_items: int) -> RecVAEModule:
         return RecVAEModule(n_items, self.config)
