@@ -15,6 +15,8 @@ from recvae.split import strong_generalization_split
 SETTINGS = {
     "MultVAE": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8),
     "MultVAE-vamp": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8, prior="vamp", pseudo_inputs=10),
+    "MultVAE-hvamp": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=4, latent_levels=2, prior="vamp",
+                          pseudo_inputs=10),
     "MultDAE": dict(epochs=3, batch_size=100, latent_dim=16),
     "RecVAE": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8),
     "EASE": dict(l2=50.0),

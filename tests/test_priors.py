@@ -6,10 +6,10 @@ import scipy.sparse as sp
 import torch
 
 from recvae.errors import ParameterError
-from recvae.models import MultVAE
+from recvae.models import MultVAE, Recommender
 from recvae.models.latent import Prior, kl_to_prior
 from recvae.models.multvae import random_histories
-from recvae.models.nn import AutoEncoder, mixture_log_density
+from recvae.models.nn import AutoEncoder, HierarchicalAutoEncoder, SparseBatch, gaussian_kl, mixture_log_density
 
 
 def test_mixture_density_is_torch_distributions_equal_weight_mixture():
@@ -60,12 +60,11 @@ def test_scoring_kl_is_deterministic_and_near_the_closed_form():
 
 def test_prior_draws_come_from_the_components():
     means = np.array([[0.0, 0.0], [10.0, -10.0]])
-    prior = Prior(2, (means, np.full((2, 2), 1e-6)))
-    stream = np.random.default_rng(0)
-    draws = np.stack([prior.draw(stream) for _ in range(200)])
+    prior = Prior(2, (means, np.full((2, 2), -30.0)))
+    draws = prior.draw([np.random.default_rng(seed) for seed in range(200)])
     nearest = np.abs(draws[:, None] - means[None]).max(axis=2).min(axis=1)
     assert nearest.max() < 1e-4 and len({tuple(d.round()) for d in draws}) == 2
-    assert Prior(3).draw(np.random.default_rng(0)).shape == (3,)
+    assert Prior(3).draw([np.random.default_rng(0)]).shape == (1, 3)
 
 
 def test_pseudo_inputs_start_at_training_histories_and_are_learnt(tiny_log):
@@ -77,8 +76,8 @@ def test_pseudo_inputs_start_at_training_histories_and_are_learnt(tiny_log):
     learnt = torch.sigmoid(model.module_.pseudo_logits.detach())
     assert learnt.shape == (5, tiny_log.shape[1])
     assert not torch.equal(model.module_.pseudo_logits.detach(), torch.where(learnt > 0.5, 4.0, -6.0))
-    components = model._prior_components()
-    assert components[0].shape == (5, 4) and torch.isfinite(components[1]).all()
+    components = model._prior().components
+    assert components[0].shape == (5, 4) and np.isfinite(components[1]).all()
     assert model.sample(4, source="prior")["user"].nunique() == 4
     assert np.isfinite(model.anomaly_scores(tiny_log[:10]).kl).all()
 
@@ -99,3 +98,62 @@ def tiny_log():
     dense = (rng.random((120, 40)) < 0.15).astype("float32")
     dense[np.arange(120), rng.integers(0, 40, 120)] = 1.0
     return sp.csr_matrix(dense)
+
+
+def _hierarchical(prior: str = "standard") -> HierarchicalAutoEncoder:
+    module = HierarchicalAutoEncoder(30, [12], 3, "tanh", pseudo_inputs=4 if prior == "vamp" else 0)
+    module.reset_parameters(torch.Generator().manual_seed(4))
+    if prior == "vamp":
+        module.start_pseudo_inputs((torch.rand(4, 30, generator=torch.Generator().manual_seed(5)) > 0.7).float())
+    return module
+
+
+def test_hierarchical_kl_estimate_matches_its_closed_form_parts():
+    """E[log q(z1|x,z2) - log p(z1|z2)] + KL(q(z2|x) || N(0, I)), each inner KL in closed form, against the
+    one-sample estimate training uses, both averaged over many draws of the same user."""
+    module = _hierarchical()
+    history = sp.csr_matrix((np.random.default_rng(6).random((1, 30)) < 0.3).astype("float32"))
+    many = sp.vstack([history] * 20_000).tocsr()
+    batch = SparseBatch.from_csr(many, torch.device("cpu"))
+    values = batch.values / batch.values.pow(2).sum().div(20_000).sqrt()
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        z, kl = module.sample_with_kl(batch, values, generator)
+        h = module._trunk(module._first_layer(batch, values))
+        mu2, logvar2 = module._halves(module.encoder[-1](h))
+        z2 = z[:, 3:]
+        mu1, logvar1 = module._bottom(h, z2)
+        prior_mu1, prior_logvar1 = module.conditional_prior(z2)
+        lower = 0.5 * (prior_logvar1 - logvar1 + (logvar1.exp() + (mu1 - prior_mu1) ** 2) / prior_logvar1.exp() - 1)
+        exact = lower.sum(dim=1).mean() + gaussian_kl(mu2[:1], logvar2[:1]).sum()
+    assert kl.mean().item() == pytest.approx(exact.item(), rel=0.03, abs=0.01)
+
+
+def test_hierarchical_model_fits_scores_samples_and_round_trips(tiny_log, tmp_path):
+    model = MultVAE(epochs=2, batch_size=50, hidden_dims=(16,), latent_dim=3, latent_levels=2, prior="vamp",
+                    pseudo_inputs=5).fit(tiny_log)
+    encoding = model.encode(tiny_log[:7])
+    assert encoding.mean.shape == (7, 6) and (encoding.std > 0).all()  # the code is [z1, z2]
+    assert np.isfinite(model.score(tiny_log[:7])).all()
+    first, second = model.anomaly_scores(tiny_log[:7]).kl, model.anomaly_scores(tiny_log[:3]).kl
+    np.testing.assert_allclose(second, first[:3])  # deterministic, and a user's score is its own
+    drawn = model.sample(5, source="prior")
+    assert drawn["user"].nunique() == 5
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(Recommender.load(tmp_path / "m").score(tiny_log[:7]), model.score(tiny_log[:7]))
+
+
+def test_prior_draws_a_lower_level_given_the_top():
+    prior = Prior(2, None, lambda top: (top * 0 + 5.0, np.full(top.shape, 1e-9)))
+    draws = prior.draw([np.random.default_rng(seed) for seed in range(4)])
+    assert draws.shape == (4, 4)
+    np.testing.assert_allclose(draws[:, :2], 5.0, atol=1e-6)
+
+
+def test_hierarchical_options_are_checked():
+    with pytest.raises(ParameterError, match="hidden_dims"):
+        MultVAE(latent_levels=2, hidden_dims=())
+    with pytest.raises(ParameterError, match="free_bits"):
+        MultVAE(latent_levels=2, free_bits=0.5)
+    with pytest.raises(ParameterError, match="latent_levels"):
+        MultVAE(latent_levels=3)

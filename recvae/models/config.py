@@ -162,6 +162,8 @@ class MultVAEConfig(_AutoEncoderConfig):
     ``prior``: "standard", N(0, I) as the paper; or "vamp", the VampPrior (Tomczak & Welling 2018): the
     mixture of the encoder's posteriors at ``pseudo_inputs`` learned inputs, started from as many random
     training users' histories; its KL term is a one-sample Monte-Carlo estimate, as theirs.
+    ``latent_levels=2``: a two-level hierarchical latent (``recvae.models.nn.HierarchicalAutoEncoder``), as
+    Kim & Suh's H+Vamp with ``prior="vamp"`` over its top level.
     """
 
     beta_cap: float = 0.2
@@ -172,6 +174,7 @@ class MultVAEConfig(_AutoEncoderConfig):
     free_bits: float = 0.0
     prior: str = "standard"
     pseudo_inputs: int = 500
+    latent_levels: int = 1
 
     def __post_init__(self):
         super().__post_init__()
@@ -179,9 +182,15 @@ class MultVAEConfig(_AutoEncoderConfig):
         at_least(1, pseudo_inputs=self.pseudo_inputs)
         one_of(BETA_SCHEDULES, beta_schedule=self.beta_schedule)
         one_of(PRIORS, prior=self.prior)
-        if self.prior == "vamp" and self.free_bits > 0:  # free bits floor a KL per dimension, which the mixture has not
-            raise ParameterError("free_bits", self.free_bits, "needs prior = standard (the VampPrior's KL has no "
-                                 "per-dimension terms to floor)")
+        if self.latent_levels not in (1, 2):
+            raise ParameterError("latent_levels", self.latent_levels, "must be 1 or 2")
+        if self.latent_levels == 2 and not self.hidden_dims:
+            raise ParameterError("latent_levels", self.latent_levels, "needs a hidden layer ({hidden_dims}) for the "
+                                 "levels' encoders to share")
+        if (self.prior == "vamp" or self.latent_levels == 2) and self.free_bits > 0:
+            # free bits floor a KL per dimension, which these KL estimates have not
+            raise ParameterError("free_bits", self.free_bits, "needs prior = standard and latent_levels = 1 (the "
+                                 "VampPrior's and the hierarchy's KL have no per-dimension terms to floor)")
         if not 0.0 < self.anneal_fraction <= 1.0:
             raise ParameterError("anneal_fraction", self.anneal_fraction, "must lie in (0, 1]")
         if self.anneal_epochs is not None and not self.anneal_epochs > 0:
@@ -400,6 +409,7 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
+    "latent_levels": "Mult-VAE: 1, or 2 for a two-level hierarchical latent (H+Vamp with prior vamp)",
     "anneal_epochs": "the anneal's length in epochs: until β reaches its cap (linear, sigmoid) or per cycle "
                      "(cyclical)",
     "hidden_dim": "RecVAE: width of the encoder's densely connected layers",

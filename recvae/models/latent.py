@@ -8,6 +8,7 @@ popularity, Neural EASE) raises ``NoLatentSpaceError`` saying why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,18 +141,21 @@ def percentile_of(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
 PRIOR_SAMPLES = 64  # posterior draws per user in the Monte-Carlo KL to a mixture prior
 
 
+def seeded_normal(shape: tuple[int, ...]) -> torch.Tensor:
+    """Standard normal draws from a fixed seed (float64): what a deterministic Monte-Carlo estimate uses."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
 def kl_to_prior(mean: torch.Tensor, std: torch.Tensor, components) -> np.ndarray:
     """Per user, the KL of N(mean, std²) to the prior: in closed form to N(0, I); to a mixture prior
-    (``components``, as ``Recommender._prior_components`` gives them) the mean over ``PRIOR_SAMPLES``
-    posterior draws of log q(z) - log p(z). Every user's draws share one seeded noise, so a user's score
-    does not depend on who is scored beside it."""
+    (``components``, a ``Prior``'s) the mean over ``PRIOR_SAMPLES`` posterior draws of log q(z) - log p(z).
+    Every user's draws share one seeded noise, so a user's score does not depend on who is scored beside it."""
     mean, std = mean.double().cpu(), std.double().cpu()
     if components is None:
         return (0.5 * (mean**2 + std**2 - 1.0 - 2.0 * torch.log(std))).sum(dim=1).numpy()
-    means, logvars = (c.double().cpu() for c in components)
-    noise = torch.randn((PRIOR_SAMPLES, mean.shape[1]), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    means, logvars = (torch.as_tensor(c, dtype=torch.float64) for c in components)
     logvar, total = 2.0 * torch.log(std), torch.zeros(mean.shape[0], dtype=torch.float64)
-    for draw in noise:
+    for draw in seeded_normal((PRIOR_SAMPLES, mean.shape[1])):
         z = mean + std * draw
         total += log_normal_density(z, mean, logvar).sum(dim=1) - mixture_log_density(z, means, logvars)
     return (total / PRIOR_SAMPLES).numpy()
@@ -177,7 +181,7 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int, neighbours
             positions.append(mean.float().cpu().numpy())
         counts = block.tocsr().astype(np.float64)
         nll = -np.asarray(counts.multiply(log_p).sum(axis=1)).ravel()
-        kl = np.zeros(block.shape[0]) if std is None else kl_to_prior(mean, std, model._prior_components())
+        kl = np.zeros(block.shape[0]) if std is None else model._kl_to_prior(block, mean, std)
         parts.append((nll, kl, np.asarray(counts.sum(axis=1)).ravel()))
     nll, kl, n = (np.concatenate([p[i] for p in parts]) if parts else np.empty(0) for i in range(3))
     per = np.maximum(n, 1.0)
@@ -220,26 +224,30 @@ def fit_posterior_mixture(encoding: Encoding, components: int, seed: int) -> Pos
 
 @dataclass(frozen=True)
 class Prior:
-    """Where ``sample(source="prior")`` draws: N(0, I) (no ``components``), or an equal-weight mixture of
-    diagonal Gaussians, (means, standard deviations) as numpy arrays."""
+    """A model's latent prior, as ``sample(source="prior")`` draws from it: over ``width`` dimensions N(0, I),
+    or with ``components`` the equal-weight mixture of diagonal Gaussians (means, log-variances: numpy arrays,
+    components x width). With ``lower`` the code has a second level below: ``lower(top)`` gives the mean and
+    standard deviation of p(lower | top) for each row of top points, and a code is [lower, top]."""
 
     width: int
     components: tuple[np.ndarray, np.ndarray] | None = None
+    lower: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
-    @classmethod
-    def of(cls, model, width: int) -> Prior:
-        components = model._prior_components()
-        if components is None:
-            return cls(width)
-        means, logvars = components
-        return cls(width, (means.double().cpu().numpy(), torch.exp(0.5 * logvars.double()).cpu().numpy()))
-
-    def draw(self, stream: np.random.Generator) -> np.ndarray:
+    def _draw_top(self, stream: np.random.Generator) -> np.ndarray:
         if self.components is None:
             return stream.standard_normal(self.width)
-        means, stds = self.components
+        means, logvars = self.components
         k = stream.integers(len(means))
-        return means[k] + stds[k] * stream.standard_normal(self.width)
+        return means[k] + np.exp(0.5 * logvars[k]) * stream.standard_normal(self.width)
+
+    def draw(self, streams: list[np.random.Generator]) -> np.ndarray:
+        """One code per stream (each user's own stream, so a user's draw does not depend on the others)."""
+        top = np.stack([self._draw_top(stream) for stream in streams])
+        if self.lower is None:
+            return top
+        mean, std = self.lower(top)
+        below = mean + std * np.stack([stream.standard_normal(mean.shape[1]) for stream in streams])
+        return np.concatenate([below, top], axis=1)
 
 
 SOURCES = ("posterior", "prior")  # where sample draws its latent points
@@ -267,15 +275,16 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         raise DataError(f"{model.name}: the model keeps no {kept} to draw from (saved before this was kept, or "
                         "trained under torchrun); fit it again in one process"
                         + ("" if activity is None else ", or sample from the prior ({source=prior})"))
-    prior = Prior.of(model, require_latent_space(model))
+    require_latent_space(model)
+    prior = model._prior()
     lengths = activity.double().numpy()
     lengths = lengths / lengths.sum()
     for start in range(0, n_users, batch_size):
         users = min(batch_size, n_users - start)
         # each user draws from its own stream (seed, user number): the log does not depend on the blocks
         streams = [np.random.default_rng([seed, start + row]) for row in range(users)]
-        points = np.stack([mixture.draw(stream) if source == "posterior" else prior.draw(stream)
-                           for stream in streams]).astype(np.float32)
+        points = (np.stack([mixture.draw(stream) for stream in streams]) if source == "posterior"
+                  else prior.draw(streams)).astype(np.float32)
         counts = np.minimum([stream.choice(len(lengths), p=lengths) for stream in streams], model.n_items_)
         keys = decode(model, points).astype(np.float64) / temperature
         keys += np.stack([stream.gumbel(size=model.n_items_) for stream in streams])

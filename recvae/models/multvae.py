@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
@@ -13,9 +14,10 @@ from recvae.models.config import MultDAEConfig, MultVAEConfig
 from recvae.models.implicit_slim import EmbeddingRefresh
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
+from recvae.models.latent import PRIOR_SAMPLES, Prior, seeded_normal
 from recvae.models.nn import (
-    AutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam, normalised_input,
-    reconstruction_nll, reparameterise,
+    AutoEncoder, HierarchicalAutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam,
+    normalised_input, reconstruction_nll, reparameterise,
 )
 from recvae.models.schedules import anneal_steps, beta_at, warn_if_beta_stays_low
 from recvae.models.training.step import TrainingStep
@@ -31,14 +33,20 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
     pushing it to the prior. The reported KL is always the true one.
     """
     values = input_dropout(normalised_input(batch), config.dropout, generator)
-    mu, logvar = module.encode(batch, values)
-    z = reparameterise(mu, logvar, generator) if module.variational else mu
+    kl_per_user = None  # the KL estimated from the sample, where it has no closed form
+    if isinstance(module, HierarchicalAutoEncoder):
+        z, kl_per_user = module.sample_with_kl(batch, values, generator)
+    else:
+        mu, logvar = module.encode(batch, values)
+        z = reparameterise(mu, logvar, generator) if module.variational else mu
+        if module.variational and module.pseudo_logits is not None:
+            kl_per_user = module.kl_to_prior(z, mu, logvar)
     nll = reconstruction_nll(module.decode_hidden(z), module.output_layer, batch, config, sampler).mean()
     loss = nll
     n = batch.n_rows
     terms = {"users": n}
-    if module.variational and module.pseudo_logits is not None:
-        kl = module.kl_to_prior(z, mu, logvar).mean()
+    if kl_per_user is not None:
+        kl = kl_per_user.mean()
         loss = nll + beta * kl
         terms["kl"] = kl.item() * n
     elif module.variational:
@@ -121,14 +129,37 @@ class _AutoEncoderRecommender(IterativeRecommender):
     def _new_module(self, n_items: int) -> AutoEncoder:
         cfg = self.config
         pseudo_inputs = cfg.pseudo_inputs if getattr(cfg, "prior", "standard") == "vamp" else 0
+        if getattr(cfg, "latent_levels", 1) == 2:
+            return HierarchicalAutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs)
         return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation, pseudo_inputs)
 
-    def _prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.module_.pseudo_logits is None:
-            return None
+    def _prior(self) -> Prior:
+        module = self.module_
+        hierarchical = isinstance(module, HierarchicalAutoEncoder)
+        components = None
+        if module.pseudo_logits is not None:
+            with torch.no_grad():
+                components = tuple(t.double().cpu().numpy() for t in module.prior_components())
+        return Prior(module.level_dim if hierarchical else module.latent_dim, components,
+                     self._lower_level if hierarchical else None)
+
+    def _lower_level(self, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p(z1 | z2) at each row of ``top``: (means, standard deviations)."""
         with torch.no_grad():
-            means, logvars = self.module_.prior_components()
-        return means.float(), logvars.float()
+            mean, logvar = self.module_.conditional_prior(torch.from_numpy(top).float().to(self.device_))
+        return mean.double().cpu().numpy(), torch.exp(0.5 * logvar.double()).cpu().numpy()
+
+    def _kl_to_prior(self, user_items: sp.csr_matrix, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+        if not isinstance(self.module_, HierarchicalAutoEncoder):
+            return super()._kl_to_prior(user_items, mean, std)
+        batch = SparseBatch.from_csr(user_items, self.device_)
+        values, width = normalised_input(batch), self.module_.level_dim
+        total = torch.zeros(user_items.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            for draw in seeded_normal((PRIOR_SAMPLES, 2, 1, width)):  # one noise for every user: see kl_to_prior
+                _, kl = self.module_.sample_with_kl(batch, values, None, tuple(d.float().to(self.device_) for d in draw))
+                total += kl.double().cpu()
+        return (total / PRIOR_SAMPLES).numpy()
 
     def _item_scorer(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)

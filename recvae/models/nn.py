@@ -152,6 +152,95 @@ class AutoEncoder(nn.Module):
         return self.output_layer(self.decode_hidden(z))
 
 
+class HierarchicalAutoEncoder(AutoEncoder):
+    """Two latent levels (Tomczak & Welling 2018's two-level VAE, as Kim & Suh 2019's H+Vamp): q(z2 | x) from
+    the encoder's hidden layers, q(z1 | x, z2) from them and z2, the prior p(z2) (N(0, I), or the VampPrior
+    over q(z2 | pseudo-input)) and p(z1 | z2), and the decoder reading [z1, z2].
+
+    Its code is [z1, z2] (twice ``latent_dim``); ``encode`` gives z1's posterior at z2's mean, so the code's
+    mean is what scoring decodes and its variance leaves out what z2's spread adds to z1's. Needs at least
+    one hidden layer (the encoder's shared part)."""
+
+    def __init__(self, n_items: int, hidden_dims, latent_dim: int, activation: str, pseudo_inputs: int = 0):
+        super().__init__(n_items, hidden_dims, latent_dim, True, activation, pseudo_inputs)
+        width = hidden_dims[-1]
+        self.level_dim = latent_dim
+        self.top_to_bottom = nn.Linear(latent_dim, width)  # z2 as q(z1 | x, z2) reads it
+        self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
+        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, width), nn.Linear(width, 2 * latent_dim)])
+        dec_dims = [2 * latent_dim, *reversed(hidden_dims), n_items]
+        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
+        self.latent_dim = 2 * latent_dim
+
+    def _level_layers(self) -> list[nn.Linear]:
+        return [self.top_to_bottom, self.bottom_head, *self.conditional_prior_layers]
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        super().reset_parameters(generator)
+        with torch.no_grad():
+            for layer in self._level_layers():
+                bound = math.sqrt(6.0 / sum(layer.weight.shape))
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.normal_(0.0, 0.001, generator=generator)
+
+    def weight_matrices(self) -> list[torch.Tensor]:
+        return super().weight_matrices() + [layer.weight for layer in self._level_layers()]
+
+    def _trunk(self, first: torch.Tensor) -> torch.Tensor:
+        h = self.activation(first)
+        for layer in self.encoder[:-1]:
+            h = self.activation(layer(h))
+        return h
+
+    def _halves(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return out[:, : self.level_dim], out[:, self.level_dim :]
+
+    def _bottom(self, h: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._halves(self.bottom_head(torch.cat([h, self.activation(self.top_to_bottom(z2))], dim=1)))
+
+    def conditional_prior(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(z1 | z2): its mean and log-variance."""
+        first, second = self.conditional_prior_layers
+        return self._halves(second(self.activation(first(z2))))
+
+    def _first_layer(self, batch: SparseBatch, values: torch.Tensor) -> torch.Tensor:
+        return F.embedding_bag(batch.indices, self.input_weight, batch.offsets, mode="sum",
+                               per_sample_weights=values) + self.input_bias
+
+    def encode(self, batch: SparseBatch, values: torch.Tensor, *, mean_only: bool = False):
+        h = self._trunk(self._first_layer(batch, values))
+        mu2, logvar2 = self._halves(self.encoder[-1](h))
+        mu1, logvar1 = self._bottom(h, mu2)
+        mean = torch.cat([mu1, mu2], dim=1)
+        return (mean, None) if mean_only else (mean, torch.cat([logvar1, logvar2], dim=1))
+
+    def encode_dense(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z2 | u) of dense rows over the items: the VampPrior's components are over the top level."""
+        return self._halves(self.encoder[-1](self._trunk(inputs @ self.input_weight + self.input_bias)))
+
+    def sample_with_kl(self, batch: SparseBatch, values: torch.Tensor, generator: torch.Generator | None,
+                       noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A posterior sample [z1, z2] per user and its one-sample estimate of the KL to the prior,
+        log q(z1 | x, z2) + log q(z2 | x) - log p(z1 | z2) - log p(z2). ``noise``: the standard normal draws
+        (z2's, z1's) to use instead of the generator's, each broadcast over the users."""
+        h = self._trunk(self._first_layer(batch, values))
+        mu2, logvar2 = self._halves(self.encoder[-1](h))
+        z2 = reparameterise(mu2, logvar2, generator) if noise is None else mu2 + torch.exp(0.5 * logvar2) * noise[0]
+        mu1, logvar1 = self._bottom(h, z2)
+        z1 = reparameterise(mu1, logvar1, generator) if noise is None else mu1 + torch.exp(0.5 * logvar1) * noise[1]
+        prior_mu1, prior_logvar1 = self.conditional_prior(z2)
+        z1, z2 = z1.float(), z2.float()
+        log_q = (log_normal_density(z1, mu1.float(), logvar1.float()).sum(dim=1)
+                 + log_normal_density(z2, mu2.float(), logvar2.float()).sum(dim=1))
+        if self.pseudo_logits is None:
+            log_p_top = log_normal_density(z2, torch.zeros_like(z2), torch.zeros_like(z2)).sum(dim=1)
+        else:
+            means, logvars = self.prior_components()
+            log_p_top = mixture_log_density(z2, means.float(), logvars.float())
+        log_p = log_normal_density(z1, prior_mu1.float(), prior_logvar1.float()).sum(dim=1) + log_p_top
+        return torch.cat([z1, z2], dim=1), log_q - log_p
+
+
 def glorot_reset(module: nn.Module, generator: torch.Generator, skip: tuple[str, ...] = ()) -> None:
     """Xavier-uniform weight matrices, zero biases and layer norms at the identity (the Keras defaults
     RecVAE's and VASP's public code start from); parameters under the submodules named in ``skip`` are left."""

@@ -23,9 +23,9 @@ from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterEr
 from recvae.models.config import TrainingConfig, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
-from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, PosteriorMixture, anomaly_reference,
-                                  anomaly_scores, decode, encode_in_blocks, fit_posterior_mixture, recommend_group,
-                                  sample_users)
+from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, PosteriorMixture, Prior,
+                                  anomaly_reference, anomaly_scores, decode, encode_in_blocks, fit_posterior_mixture,
+                                  kl_to_prior, recommend_group, require_latent_space, sample_users)
 from recvae.models.serialization import read_model_dir, save_model_dir
 from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
@@ -357,10 +357,14 @@ class Recommender(ABC):
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 
-    def _prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The latent prior as an equal-weight mixture of diagonal Gaussians, (means, log-variances), each
-        components x dimensions; None for N(0, I) (and for RecVAE's prior, which depends on the history)."""
-        return None
+    def _prior(self) -> Prior:
+        """The latent prior ``sample(source="prior")`` draws from: N(0, I) unless the model says otherwise
+        (RecVAE's composite prior depends on the history, and is taken as N(0, I) here)."""
+        return Prior(require_latent_space(self))
+
+    def _kl_to_prior(self, user_items: sp.csr_matrix, mean: torch.Tensor, std: torch.Tensor) -> np.ndarray:
+        """Per user of ``user_items``, the KL of its posterior N(mean, std²) to the prior (anomaly scores)."""
+        return kl_to_prior(mean, std, self._prior().components)
 
     def _item_vectors(self) -> dict[str, torch.Tensor]:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
