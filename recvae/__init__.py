@@ -22,6 +22,7 @@ _EXPORTS = {
     "ParameterError": "recvae.errors",
     "MultDAE": "recvae.models",
     "MultDAEConfig": "recvae.models",
+    "CVAE": "recvae.models",
     "MultVAE": "recvae.models",
     "MultVAEConfig": "recvae.models",
     "Popularity": "recvae.models",

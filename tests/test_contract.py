@@ -17,6 +17,8 @@ SETTINGS = {
     "MultVAE-vamp": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8, prior="vamp", pseudo_inputs=10),
     "MultVAE-hvamp": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=4, latent_levels=2, prior="vamp",
                           pseudo_inputs=10),
+    # the log's last two item columns stand for side features: the contract is about behaviour
+    "CVAE": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8, conditions=2),
     "MultDAE": dict(epochs=3, batch_size=100, latent_dim=16),
     "RecVAE": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8),
     "EASE": dict(l2=50.0),
@@ -105,7 +107,7 @@ def test_already_liked_items_are_filtered_or_kept(fitted, split):
         assert not set(ids[row][ids[row] >= 0]) & set(history[row].indices)
     kept, _ = fitted.recommend(np.arange(4), history, N=n, filter_already_liked_items=False)
     for row in range(4):
-        assert set(history[row].indices) <= set(kept[row])
+        assert set(history[row].indices) & set(recommendable(fitted)) <= set(kept[row])
 
 
 @parametrize_fitted
@@ -121,18 +123,25 @@ def test_items_and_filter_items(fitted, split):
         fitted.recommend(0, history, items=allowed, filter_items=removed)
 
 
+def recommendable(fitted) -> np.ndarray:
+    """The columns a model may recommend: all but a conditional model's side features."""
+    return np.arange(fitted.n_items_ - getattr(fitted.config, "conditions", 0))
+
+
 @parametrize_fitted
 def test_n_beyond_the_catalogue_returns_only_available_items(fitted, split):
     history = split.test.fold_in[:3]
     n_items = fitted.n_items_
+    items = recommendable(fitted)
     ids, scores = fitted.recommend(0, history[0], N=n_items + 50)
-    assert len(ids) == n_items - history[0].nnz and np.isfinite(scores).all()
-    assert not set(ids) & set(history[0].indices) and len(set(ids)) == len(ids)
+    assert len(ids) == len(np.setdiff1d(items, history[0].indices)) and np.isfinite(scores).all()
+    assert not set(ids) & set(history[0].indices) and len(set(ids)) == len(ids) and set(ids) <= set(items)
     batch_ids, batch_scores = fitted.recommend(np.arange(3), history, N=n_items + 50)
     assert batch_ids.shape == (3, n_items)
     for row in range(3):
         pad = batch_ids[row] < 0  # implicit's padding: item -1, score -inf
-        assert pad.sum() == history[row].nnz and np.all(batch_scores[row][pad] == -np.inf)
+        assert pad.sum() == n_items - len(np.setdiff1d(items, history[row].indices))
+        assert np.all(batch_scores[row][pad] == -np.inf)
         single, _ = fitted.recommend(row, history[row], N=n_items + 50)  # each row as that user's own call
         assert np.array_equal(batch_ids[row][~pad], single)
 
@@ -216,7 +225,7 @@ def test_similar_items_start_with_the_item_itself_or_say_there_are_none(fitted):
 
 def test_iterative_models_are_the_ones_with_a_training_step():
     iterative = {name for name, cls in REGISTRY.items() if issubclass(cls, IterativeRecommender)}
-    assert iterative == {"MultVAE", "MultDAE", "RecVAE", "RecBole", "VASP", "FLVAE", "NeuralEASE"}
+    assert iterative == {"MultVAE", "CVAE", "MultDAE", "RecVAE", "RecBole", "VASP", "FLVAE", "NeuralEASE"}
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -234,7 +243,7 @@ def test_default_search_space_names_real_hyperparameters(name):
 
 
 # The latent space each model has: with a posterior's standard deviation, a code without one, or none.
-WITH_UNCERTAINTY = {"MultVAE", "RecVAE", "VASP", "FLVAE"}
+WITH_UNCERTAINTY = {"MultVAE", "CVAE", "RecVAE", "VASP", "FLVAE"}
 WITHOUT_UNCERTAINTY = {"MultDAE", "ALS", "BPR"}
 NO_LATENT_SPACE = {"EASE", "DLAE", "EDLAE", "Popularity", "NeuralEASE", "RecBole"}
 DECODES = {"MultVAE", "MultDAE", "RecVAE", "FLVAE", "ALS", "BPR"}  # a position alone gives the scores
@@ -263,9 +272,9 @@ def test_encode_decode_and_item_vectors_keep_one_contract(fitted, split):
     if encoding.std is not None:
         assert encoding.std.shape == encoding.mean.shape and (encoding.std > 0).all()
     np.testing.assert_allclose(fitted.encode(history[2:3]).mean[0], encoding.mean[2], rtol=1e-5, atol=1e-6)
-    assert fitted.item_embeddings()["output"].shape[0] == fitted.n_items_
+    assert fitted.item_embeddings()["output"].shape[0] == len(recommendable(fitted))
     if fitted.name not in DECODES:
-        with pytest.raises(NoLatentSpaceError, match="item-item path"):
+        with pytest.raises(NoLatentSpaceError, match="item-item path|side features"):
             fitted.decode(encoding.mean)
         return
     np.testing.assert_allclose(fitted.decode(encoding.mean), fitted.score(history), rtol=1e-4, atol=1e-4)

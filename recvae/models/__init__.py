@@ -14,6 +14,8 @@ _EXPORTS = {
     "ALSConfig": "recvae.models.config",
     "BPR": "recvae.models.bpr",
     "BPRConfig": "recvae.models.config",
+    "CVAE": "recvae.models.cvae",
+    "CVAEConfig": "recvae.models.config",
     "DLAE": "recvae.models.dlae",
     "DLAEConfig": "recvae.models.config",
     "EDLAE": "recvae.models.dlae",

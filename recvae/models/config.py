@@ -203,6 +203,22 @@ class MultVAEConfig(_AutoEncoderConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CVAEConfig(MultVAEConfig):
+    """Conditional Mult-VAE: Mult-VAE's defaults; the input's last ``conditions`` columns are each user's side
+    features (``recvae.data.features``), read by the encoder and the decoder and never recommended."""
+
+    conditions: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        at_least(0, conditions=self.conditions)
+        for name, value, plain in (("prior", self.prior, "standard"), ("latent_levels", self.latent_levels, 1),
+                                   ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0)):
+            if value != plain:
+                raise ParameterError(name, value, f"is not available with the conditional VAE yet (only {plain})")
+
+
+@dataclass(frozen=True, kw_only=True)
 class MultDAEConfig(_AutoEncoderConfig):
     """Mult-DAE: I-200-I, tanh, input dropout 0.5, L2 penalty 0.01 on the weights
     (added to the batch-mean loss, as in the authors' code)."""
@@ -409,6 +425,7 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
+    "conditions": "CVAE: the input's last columns that are the users' side features, not items",
     "latent_levels": "Mult-VAE: 1, or 2 for a two-level hierarchical latent (H+Vamp with prior vamp)",
     "anneal_epochs": "the anneal's length in epochs: until β reaches its cap (linear, sigmoid) or per cycle "
                      "(cyclical)",

@@ -16,8 +16,8 @@ from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.latent import PRIOR_SAMPLES, Prior, seeded_normal
 from recvae.models.nn import (
-    AutoEncoder, HierarchicalAutoEncoder, NegativeSampler, SparseBatch, gaussian_kl, input_dropout, make_adam,
-    normalised_input, reconstruction_nll, reparameterise,
+    AutoEncoder, ConditionalAutoEncoder, HierarchicalAutoEncoder, NegativeSampler, SparseBatch, gaussian_kl,
+    input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise, split_columns,
 )
 from recvae.models.schedules import anneal_steps, beta_at, warn_if_beta_stays_low
 from recvae.models.training.step import TrainingStep
@@ -32,16 +32,21 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
     (Kingma et al. 2016): a dimension below δ nats costs δ whatever it encodes, so β stops
     pushing it to the prior. The reported KL is always the true one.
     """
+    conditions = None
+    if isinstance(module, ConditionalAutoEncoder):
+        batch, conditions = split_columns(batch, module.n_items)
     values = input_dropout(normalised_input(batch), config.dropout, generator)
     kl_per_user = None  # the KL estimated from the sample, where it has no closed form
     if isinstance(module, HierarchicalAutoEncoder):
         z, kl_per_user = module.sample_with_kl(batch, values, generator)
     else:
-        mu, logvar = module.encode(batch, values)
+        mu, logvar = (module.encode(batch, values) if conditions is None
+                      else module.encode_conditioned(batch, values, conditions))
         z = reparameterise(mu, logvar, generator) if module.variational else mu
         if module.variational and module.pseudo_logits is not None:
             kl_per_user = module.kl_to_prior(z, mu, logvar)
-    nll = reconstruction_nll(module.decode_hidden(z), module.output_layer, batch, config, sampler).mean()
+    code = z if conditions is None else torch.cat([z, conditions], dim=1)
+    nll = reconstruction_nll(module.decode_hidden(code), module.output_layer, batch, config, sampler).mean()
     loss = nll
     n = batch.n_rows
     terms = {"users": n}
@@ -92,6 +97,9 @@ class AutoEncoderStep(TrainingStep):
         return autoencoder_loss(self.module, batch, self.config, beta, self.generator, self.sampler)
 
     def posterior(self, batch: SparseBatch):
+        if isinstance(self.module, ConditionalAutoEncoder):
+            items, conditions = split_columns(batch, self.module.n_items)
+            return self.module.encode_conditioned(items, normalised_input(items), conditions)
         return self.module.encode(batch, normalised_input(batch)) if self.module.variational else None
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -37,6 +37,19 @@ class SparseBatch:
         )
 
 
+def split_columns(batch: SparseBatch, n_items: int) -> tuple[SparseBatch, torch.Tensor]:
+    """A batch whose columns from ``n_items`` on are side features (a conditional model's input): its item
+    part as a batch of its own, and the features as a dense block (rows x the other columns)."""
+    is_item = batch.indices < n_items
+    rows = batch.rows[is_item]
+    indptr = torch.zeros(batch.n_rows + 1, dtype=torch.int64, device=rows.device)
+    indptr[1:] = torch.bincount(rows, minlength=batch.n_rows).cumsum(0)
+    items = SparseBatch(indptr, batch.indices[is_item], batch.values[is_item], n_items)
+    conditions = torch.zeros(batch.n_rows, batch.n_items - n_items, device=batch.values.device)
+    conditions[batch.rows[~is_item], batch.indices[~is_item] - n_items] = batch.values[~is_item]
+    return items, conditions
+
+
 class LearnedTensors(nn.Module):
     """Named tensors as buffers, so that a closed-form or factor model's state saves, loads and moves to a
     device as a network's does."""
@@ -74,7 +87,7 @@ class AutoEncoder(nn.Module):
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Xavier-uniform weights and N(0, 0.001^2) biases, as in the authors' code."""
-        weights = [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
+        weights = self._drawn_weights()
         biases = [self.input_bias] + [layer.bias for layer in [*self.encoder, *self.decoder]]
         with torch.no_grad():
             for w in weights:
@@ -85,6 +98,10 @@ class AutoEncoder(nn.Module):
                 b.normal_(0.0, 0.001, generator=generator)
 
     def weight_matrices(self) -> list[torch.Tensor]:
+        return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
+
+    def _drawn_weights(self) -> list[torch.Tensor]:
+        """The weights ``reset_parameters`` draws, in the order it draws them."""
         return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
 
     def encode(
@@ -150,6 +167,43 @@ class AutoEncoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.output_layer(self.decode_hidden(z))
+
+
+class ConditionalAutoEncoder(AutoEncoder):
+    """Mult-VAE conditioned on side features c (Sohn et al. 2015's conditional VAE): q(z | x, c), c added
+    to the encoder's first layer through a learned weight, and p(x | z, c), the decoder reading [z, c].
+    The features' weights start at zero, so a new model begins as the unconditioned one."""
+
+    def __init__(self, n_items: int, n_conditions: int, hidden_dims, latent_dim: int, activation: str):
+        super().__init__(n_items, hidden_dims, latent_dim, True, activation)
+        self.n_conditions = n_conditions
+        self.encoder_conditions = nn.Parameter(torch.zeros(n_conditions, self.input_weight.shape[1]))
+        dec_dims = [latent_dim + n_conditions, *reversed(hidden_dims), n_items]
+        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
+
+    def _drawn_weights(self) -> list[torch.Tensor]:
+        # the decoder's first layer drawn over the code's columns only, as Mult-VAE draws it: the same seed
+        # starts both models at the same weights
+        weights = super()._drawn_weights()
+        first = 1 + len(self.encoder)
+        weights[first] = self.decoder[0].weight[:, : self.latent_dim]
+        return weights
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        with torch.no_grad():
+            self.encoder_conditions.zero_()
+            self.decoder[0].weight[:, self.latent_dim:] = 0.0
+        super().reset_parameters(generator)
+
+    def weight_matrices(self) -> list[torch.Tensor]:
+        return super().weight_matrices() + [self.encoder_conditions]
+
+    def encode_conditioned(self, batch: SparseBatch, values: torch.Tensor, conditions: torch.Tensor, *,
+                           mean_only: bool = False):
+        """``encode`` of item histories (``batch``, ``values``) given their users' features."""
+        first = F.embedding_bag(batch.indices, self.input_weight, batch.offsets, mode="sum",
+                                per_sample_weights=values) + self.input_bias + conditions @ self.encoder_conditions
+        return self._encode_first_layer(first, mean_only)
 
 
 class HierarchicalAutoEncoder(AutoEncoder):

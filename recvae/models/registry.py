@@ -6,6 +6,7 @@ from types import MappingProxyType
 
 from recvae.models.als import ALS
 from recvae.models.bpr import BPR
+from recvae.models.cvae import CVAE
 from recvae.models.dlae import DLAE, EDLAE
 from recvae.models.ease import EASE
 from recvae.models.multvae import MultDAE, MultVAE
@@ -15,7 +16,7 @@ from recvae.models.recbole import RecBoleModel
 from recvae.models.recommender import Recommender
 from recvae.models.vasp import FLVAE, VASP, NeuralEASE
 
-MODELS: tuple[type[Recommender], ...] = (MultVAE, MultDAE, RecVAE, VASP, FLVAE, NeuralEASE, EASE, DLAE, EDLAE, ALS, BPR,
+MODELS: tuple[type[Recommender], ...] = (MultVAE, CVAE, MultDAE, RecVAE, VASP, FLVAE, NeuralEASE, EASE, DLAE, EDLAE, ALS, BPR,
                                          Popularity, RecBoleModel)
 REGISTRY = MappingProxyType({model.name: model for model in MODELS})
 assert len(REGISTRY) == len(MODELS), "two models share a name"

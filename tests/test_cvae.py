@@ -1,0 +1,90 @@
+"""The conditional Mult-VAE: side features as the input's last columns, read by encoder and decoder."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recvae.errors import DataError
+from recvae.models import CVAE, MultVAE
+from recvae.models.nn import AutoEncoder, ConditionalAutoEncoder, SparseBatch, split_columns
+
+SMALL = dict(batch_size=50, hidden_dims=(32,), latent_dim=4)
+
+
+def grouped_log(n_users=300, n_groups=3, per_group=20, per_user=8, seed=0):
+    """Users of three groups, each taking most of its items from its group's twenty."""
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, n_groups, n_users)
+    rows, cols = [], []
+    for user, group in enumerate(groups):
+        own = rng.choice(np.arange(group * per_group, (group + 1) * per_group), int(per_user * 0.8), replace=False)
+        items = np.union1d(own, rng.choice(n_groups * per_group, per_user - len(own), replace=False))
+        rows += [user] * len(items)
+        cols += list(items)
+    log = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_groups * per_group))
+    return log, groups
+
+
+@pytest.fixture(scope="module")
+def grouped():
+    log, groups = grouped_log()
+    features = sp.csr_matrix(np.eye(3, dtype=np.float32)[groups])
+    model = CVAE(conditions=3, epochs=30, **SMALL).fit(sp.hstack([log, features]).tocsr())
+    return model, log, groups
+
+
+def test_a_user_with_features_and_no_items_gets_its_groups_items(grouped):
+    model, _, _ = grouped
+    cold = sp.hstack([sp.csr_matrix((3, 60), dtype=np.float32), sp.csr_matrix(np.eye(3, dtype=np.float32))]).tocsr()
+    top, _ = model.top_n(cold, 10)
+    for group in range(3):
+        assert (top[group] // 20 == group).mean() >= 0.8, top
+
+
+def test_feature_columns_are_never_recommended(grouped):
+    model, log, groups = grouped
+    rows = sp.hstack([log[:5], sp.csr_matrix(np.eye(3, dtype=np.float32)[groups[:5]])]).tocsr()
+    scores = model.score(rows)
+    assert np.isneginf(scores[:, 60:]).all() and np.isfinite(scores[:, :60]).all()
+    ids, _ = model.recommend(0, rows[0], N=200, filter_already_liked_items=False)
+    assert ids.max() < 60
+    with pytest.raises(DataError, match="side feature"):
+        model.similar_items(61)
+
+
+def test_a_constant_feature_ranks_as_mult_vae_does():
+    """Same seed, same starting weights: a constant feature only adds a second bias to the first layers."""
+    log, _ = grouped_log(seed=1)
+    constant = sp.hstack([log, sp.csr_matrix(np.ones((log.shape[0], 1), np.float32))]).tocsr()
+    conditioned, _ = CVAE(conditions=1, epochs=10, **SMALL).fit(constant).top_n(constant[:100], 10)
+    plain, _ = MultVAE(epochs=10, **SMALL).fit(log).top_n(log[:100], 10)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(conditioned, plain)])
+    assert overlap >= 0.9
+
+
+def test_conditional_module_starts_where_mult_vae_starts():
+    plain = AutoEncoder(30, [8], 4, True, "tanh")
+    plain.reset_parameters(torch.Generator().manual_seed(1))
+    conditional = ConditionalAutoEncoder(30, 2, [8], 4, "tanh")
+    conditional.reset_parameters(torch.Generator().manual_seed(1))
+    torch.testing.assert_close(conditional.decoder[0].weight[:, :4], plain.decoder[0].weight)
+    assert not conditional.decoder[0].weight[:, 4:].any() and not conditional.encoder_conditions.any()
+    torch.testing.assert_close(conditional.output_layer.weight, plain.output_layer.weight)
+
+
+def test_split_columns_separates_items_from_features():
+    rows = sp.csr_matrix(np.array([[1, 0, 1, 0.5, 0], [0, 1, 0, 0, 2.0]], dtype=np.float32))
+    items, features = split_columns(SparseBatch.from_csr(rows, torch.device("cpu")), 3)
+    assert items.n_items == 3 and items.indices.tolist() == [0, 2, 1] and items.offsets.tolist() == [0, 2]
+    np.testing.assert_array_equal(features.numpy(), [[0.5, 0.0], [0.0, 2.0]])
+
+
+def test_inputs_without_items_or_features_are_refused(grouped):
+    _, log, _ = grouped
+    with pytest.raises(DataError, match="conditions = 3 for an input of 3 columns"):
+        CVAE(conditions=3, epochs=1, **SMALL).fit(sp.csr_matrix(np.eye(3, dtype=np.float32)))
+    with pytest.raises(DataError, match="conditions = 0"):
+        CVAE(epochs=1, **SMALL).fit(log)
+    with pytest.raises(DataError, match="only side features"):
+        CVAE(conditions=2, epochs=1, **SMALL).fit(sp.hstack([sp.csr_matrix((5, 4)), sp.csr_matrix(np.ones((5, 2)))]).tocsr())
