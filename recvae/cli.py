@@ -134,6 +134,8 @@ def _add_data_flags(parser: argparse.ArgumentParser, default_data: str = "the em
     data.add_argument("--data", metavar="FILE", help="interaction log: CSV/TSV/any delimiter, MovieLens .dat/.csv, Parquet; .gz ok")
     data.add_argument("--test-data", metavar="FILE", help="a separate test log (implies --protocol presplit)")
     data.add_argument("--format", choices=("auto", "lightgcn"), default="auto", help="'lightgcn': 'user item item ...' per line")
+    data.add_argument("--user-features", metavar="FILE",
+                      help="the users' side table a CVAE reads (MovieLens users.dat, or a CSV/TSV/Parquet keyed by user ID)")
     _add_reader_flags(data)
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument("--min-rating", type=float, help="keep interactions rated at least this (the paper: 4 on 1-5 stars)")
@@ -182,6 +184,7 @@ def _specs(args):
     data = DataSpec(
         path=str(Path(args.data).resolve()) if args.data else None,
         test_path=str(Path(args.test_data).resolve()) if args.test_data else None,
+        user_features=str(Path(args.user_features).resolve()) if args.user_features else None,
         format=args.format,
         reader=reader,
         preprocessing=Preprocessing(

@@ -19,19 +19,22 @@ from pathlib import Path
 
 import pandas as pd
 
+from recvae.data.features import FeatureEncoding, fit_features
 from recvae.data.interactions import Interactions, Preprocessing, preprocess
 from recvae.data.readers import read_interactions, read_lightgcn
-from recvae.data.shard import file_chunks, read_user_shard
+from recvae.data.shard import UserRows, file_chunks, read_user_shard
+from recvae.data.side import read_side_table
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError, DataParameterError, ParameterError, one_of
 from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
 from recvae.evaluate import default_metrics, evaluate, evaluate_curves, example_users
-from recvae.models import IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
+from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
 from recvae.models.device import resolve_device
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
+from recvae.split.conditioned import with_user_features
 from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
 from recvae.track.plots import (auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure,
@@ -55,6 +58,7 @@ class DataSpec:
     reader: dict = field(default_factory=dict)
     preprocessing: Preprocessing = Preprocessing()
     synthetic: SyntheticLog = SyntheticLog()
+    user_features: str | None = None  # the users' side table a conditional model reads (recvae.data.side)
 
     def __post_init__(self):
         if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
@@ -127,6 +131,26 @@ def prepare_split(data: DataSpec, split: SplitSpec, world: World | None = None) 
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
 
 
+def model_split(model: Recommender, split: Split, data: DataSpec) -> tuple[Split, FeatureEncoding | None]:
+    """The split as ``model`` reads it, and the features' encoding: a CVAE reads each user's side features
+    (``data.user_features``, encoded as the training users' values say) as the last columns; every other
+    model the split as it is. A CVAE without the table, or the table for another model, is refused."""
+    conditional = isinstance(model, CVAE)
+    if data.user_features is None:
+        if conditional:
+            raise ParameterError("user_features", None, "CVAE reads the users' side features: give the users' "
+                                 "table (--user-features FILE)")
+        return split, None
+    if not conditional:
+        raise ParameterError("user_features", data.user_features, f"is read by CVAE only, not by {model.name}")
+    if isinstance(split.train, UserRows):
+        raise ParameterError("user_features", data.user_features, "cannot be read under torchrun yet: train the "
+                             "CVAE in one process")
+    table = read_side_table(data.user_features)
+    encoding = fit_features(table, split.users.subset(split.train_users))
+    return with_user_features(split, encoding.transform(table, split.users), encoding.names()), encoding
+
+
 @contextlib.contextmanager
 def _named(data: DataSpec, split: SplitSpec):
     """A strong split that cannot be cut names the data, and the default that chose its held-out users."""
@@ -173,6 +197,12 @@ class TrainSpec:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
         model = build_model(self.model, self.params)
         model_class = type(model)
+        features = self.data.user_features
+        if (features is None) == (model_class is CVAE):
+            raise ParameterError("user_features", features, "CVAE reads the users' side features (--user-features "
+                                 "FILE), and only CVAE does" + (f", not {model_class.name}" if features else ""))
+        if features is not None and not Path(features).is_file():
+            raise DataError(f"{features}: no such file (the users' side table, --user-features)")
         if self.resume and not self.checkpoint_dir:
             raise ParameterError("resume", True, "needs {checkpoint_dir}, the folder of the interrupted run")
         if self.auto_beta and (model_class is not MultVAE or self.checkpoint_dir or "beta_cap" in self.params):
@@ -224,6 +254,13 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
                  if world.size > 1 and isinstance(model, IterativeRecommender) and not spec.auto_beta else None)
         split, data = prepare_split(spec.data, spec.split, shard)
         notify(f"split ({spec.split.protocol}): {split.summary()}")
+        plain_split, (split, encoding) = split, model_split(model, split, spec.data)
+        if encoding is not None:
+            if spec.params.get("conditions", encoding.width) != encoding.width:
+                raise ParameterError("conditions", spec.params["conditions"], f"differs from the {encoding.width} "
+                                     f"features {spec.data.user_features} encodes: leave it out")
+            model.set_params(conditions=encoding.width)
+            notify(f"user features: {encoding.width} from {spec.data.user_features}")
         if split.validation is None:
             notify("no validation users: training every epoch, keeping the last weights")
         tracker.log_params({"model": model.name, "config": model.get_params(), "data": spec.data.to_json(),
@@ -237,13 +274,14 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
                + f" in {seconds:.1f} s")
         if not world.main:
             return TrainResult(model, split, {}, seconds, None, None, spec.metrics or default_metrics(spec.split.protocol), chosen)
-        compared = [model] + ([Popularity().fit(split.train)] if spec.baseline else [])
+        compared = [model] + ([Popularity().fit(plain_split.train)] if spec.baseline else [])
         metrics = spec.metrics or default_metrics(spec.split.protocol)
-        results = {m.name: evaluate(m, split.test, metrics).summary() for m in compared}
+        results = {m.name: evaluate(m, split.test if m is model else plain_split.test, metrics).summary() for m in compared}
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
                     "mlflow_run_id": tracker.run_id,
-                    "user_id_kind": split.users.kind, "split_fingerprint": split.fingerprint(),
+                    "user_id_kind": split.users.kind, "split_fingerprint": plain_split.fingerprint(),
+                    **({"user_features": encoding.to_json()} if encoding is not None else {}),
                     "data_fingerprint": data.fingerprint() if data is not None else None,
                     "test_metrics": results[model.name], "train_seconds": seconds,
                     **({"auto_beta": chosen} if chosen else {})}
@@ -251,7 +289,8 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         for m in compared:
             tracker.log_metrics(results[m.name], prefix="test_" if m is model else "popularity_test_")
         tracker.log_metrics({"train_seconds": seconds, "epochs": len(history)})
-        plots = _write_plots(model_dir, history, compared, split, chosen, spec.data, spec.split.seed)
+        plots = _write_plots(model_dir, history, compared, {model.name: split.test}, plain_split, chosen, spec.data,
+                             spec.split.seed)
         _log_artifacts(tracker, model_dir, results, metrics, history, chosen)
         return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, metrics, chosen, plots,
                            tracker.ui_hint())
@@ -291,11 +330,13 @@ def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> 
     return chosen.model, chosen.to_json()
 
 
-def _write_plots(model_dir: Path, history, compared, split: Split, chosen, data: DataSpec, seed: int) -> list[Path]:
+def _write_plots(model_dir: Path, history, compared, tests: dict, split: Split, chosen, data: DataSpec,
+                 seed: int) -> list[Path]:
     """The run's figures, into the model folder's ``plots/`` (MLflow gets the same files), beside the curves'
-    numbers (``plots/metrics_at_k.json``)."""
+    numbers (``plots/metrics_at_k.json``). ``tests``: a model's own test users where it reads them otherwise
+    than ``split`` holds them (a CVAE's, with their features)."""
     title = f"{compared[0].name}: {data.describe()}, split seed {seed}"
-    curves = {m.name: evaluate_curves(m, split.test) for m in compared}
+    curves = {m.name: evaluate_curves(m, tests.get(m.name, split.test)) for m in compared}
     figures = {"metrics_at_k.png": metric_curves_figure(curves, f"test users: {data.describe()}, split seed {seed}")}
     if history:
         figures["training_curves.png"] = training_curves_figure(history, title)
@@ -353,10 +394,14 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         data_spec, split_spec = DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
     else:
         raise ValueError(f"{spec.model_dir} does not record its data; pass --data")
-    split, data = prepare_split(data_spec, split_spec)
+    plain_split, data = prepare_split(data_spec, split_spec)
+    split, encoding = model_split(model, plain_split, data_spec)
+    if encoding is not None and encoding.width != model.config.conditions:
+        raise ValueError(f"{data_spec.user_features} encodes {encoding.width} user features, and the model reads "
+                         f"{model.config.conditions}: it was trained with another users' table")
     if model.items_ is not None and model.items_ != split.items:
         raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
-    _check_same_split(spec.model_dir, meta, split, data)
+    _check_same_split(spec.model_dir, meta, plain_split, data)
     with start_tracking(spec.tracking, f"evaluate-{model.name}") as tracker:
         tracker.log_params({"model": model.name, "model_dir": str(spec.model_dir), "config": model.get_params(),
                             "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
@@ -364,7 +409,7 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         metrics = spec.metrics or default_metrics(split_spec.protocol)
         results = {model.name: evaluate(model, split.test, metrics).summary()}
         if spec.baseline:
-            results["Popularity"] = evaluate(Popularity().fit(split.train), split.test, metrics).summary()
+            results["Popularity"] = evaluate(Popularity().fit(plain_split.train), plain_split.test, metrics).summary()
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)

@@ -88,3 +88,42 @@ def test_inputs_without_items_or_features_are_refused(grouped):
         CVAE(epochs=1, **SMALL).fit(log)
     with pytest.raises(DataError, match="only side features"):
         CVAE(conditions=2, epochs=1, **SMALL).fit(sp.hstack([sp.csr_matrix((5, 4)), sp.csr_matrix(np.ones((5, 2)))]).tocsr())
+
+
+def _users_table(path, n_users=6000):
+    rng = np.random.default_rng(3)
+    lines = ["user,band,age"] + [f"u{u:05d},{'abc'[rng.integers(3)]},{rng.integers(18, 70)}" for u in range(n_users)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_and_evaluate_read_the_users_table(tmp_path):
+    from recvae.data import SyntheticLog
+    from recvae.pipeline import DataSpec, EvaluateSpec, SplitSpec, TrainSpec, evaluate_saved, train_model
+    from recvae.track import TrackingConfig
+
+    users = _users_table(tmp_path / "users.csv")
+    data = DataSpec(synthetic=SyntheticLog(n_users=400, n_items=120, seed=4), user_features=str(users))
+    spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL), data=data, split=SplitSpec(heldout_users=40),
+                     out=str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), progress=False)
+    trained = train_model(spec, notify=lambda line: None)
+    width = trained.model.config.conditions
+    assert width == 5 + 2  # band: a, b, c, other and missing; age: its standardised value and missing
+    saved = CVAE.load(tmp_path / "model")
+    assert saved.metadata_["user_features"]["columns"][0]["name"] == "band"  # the encoding goes with the model
+    again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), examples=0))
+    assert again.results["CVAE"]["ndcg@100"] == pytest.approx(trained.results["CVAE"]["ndcg@100"])
+    assert "Popularity" in trained.results  # the baseline scores the items alone
+
+
+def test_the_users_table_goes_with_cvae_only(tmp_path):
+    from recvae.errors import ParameterError
+    from recvae.pipeline import DataSpec, TrainSpec
+
+    users = _users_table(tmp_path / "users.csv")
+    with pytest.raises(ParameterError, match="only CVAE"):
+        TrainSpec(model="CVAE").build_model()
+    with pytest.raises(ParameterError, match="not MultVAE"):
+        TrainSpec(model="MultVAE", data=DataSpec(user_features=str(users))).build_model()
+    with pytest.raises(DataError, match="no such file"):
+        TrainSpec(model="CVAE", data=DataSpec(user_features=str(tmp_path / "absent.csv"))).build_model()

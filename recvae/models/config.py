@@ -386,7 +386,7 @@ class PopularityConfig(ModelConfig):
 # Every model the command line trains, by its REGISTRY name, with its config: the flags and their help are
 # built from these without importing torch (a test holds them to REGISTRY).
 MODEL_CONFIGS = MappingProxyType({
-    "MultVAE": MultVAEConfig, "MultDAE": MultDAEConfig, "RecVAE": RecVAEConfig, "VASP": VASPConfig,
+    "MultVAE": MultVAEConfig, "CVAE": CVAEConfig, "MultDAE": MultDAEConfig, "RecVAE": RecVAEConfig, "VASP": VASPConfig,
     "FLVAE": FLVAEConfig, "NeuralEASE": NeuralEASEConfig, "EASE": EASEConfig, "DLAE": DLAEConfig, "EDLAE": DLAEConfig,
     "ALS": ALSConfig, "BPR": BPRConfig,
     "Popularity": PopularityConfig,
@@ -425,7 +425,8 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
-    "conditions": "CVAE: the input's last columns that are the users' side features, not items",
+    "conditions": "CVAE: the input's last columns that are the users' side features, not items (train sets it from "
+                  "--user-features)",
     "latent_levels": "Mult-VAE: 1, or 2 for a two-level hierarchical latent (H+Vamp with prior vamp)",
     "anneal_epochs": "the anneal's length in epochs: until β reaches its cap (linear, sigmoid) or per cycle "
                      "(cyclical)",

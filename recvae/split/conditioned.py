@@ -34,11 +34,12 @@ def _heldout_with(heldout: HeldOut | None, features: sp.csr_matrix) -> HeldOut |
 
 def with_user_features(split: Split, features: sp.csr_matrix, names: list[str]) -> Split:
     """``split`` with ``features`` (one row per user of ``split.users``, one column per name) appended to every
-    part; the item vocabulary gains one ID per feature, ``"feature:<name>"``."""
+    part; the item vocabulary gains one ID per feature, ``"feature:<name>"``, and its item IDs become text."""
     if features.shape != (len(split.users), len(names)):
         raise DataError(f"features of shape {features.shape} for {len(split.users)} users and {len(names)} names")
     features = sp.csr_matrix(features, dtype=np.float32)
-    items = Vocabulary(np.array([*split.items.ids.tolist(), *(FEATURE_PREFIX + n for n in names)], dtype=object),
+    # text IDs throughout: a vocabulary mixing integer items with named features would not read back as it was saved
+    items = Vocabulary(np.array([*(str(i) for i in split.items.ids), *(FEATURE_PREFIX + n for n in names)], dtype=object),
                        split.items.name)
     return Split(_with_columns(split.train, features[split.train_users]), split.train_users,
                  _heldout_with(split.validation, features), _heldout_with(split.test, features), split.users, items,
