@@ -98,7 +98,8 @@ def _smaller(text: str, data: Path) -> str:
     for before, after in (("~/.cache/recvae/ml-1m/", f"{data}/ml-1m/"),
                           ('Path.home() / ".cache/recvae/ml-1m"', f"Path({str(data / 'ml-1m')!r})"),
                           ("heldout_users=600", "heldout_users=60"), ("MultVAE()", "MultVAE(epochs=2)"),
-                          ("MultVAE(epochs=100)", "MultVAE(epochs=2)"), ("--trials 30", "--trials 2")):
+                          ("MultVAE(epochs=100)", "MultVAE(epochs=2)"), ("--trials 30", "--trials 2"),
+                          ("epochs=50", "epochs=2")):
         text = text.replace(before, after)
     return text
 
@@ -112,7 +113,7 @@ def _run_command(line: str, data: Path) -> None:
         build_parser().parse_args(argv[1:])
         return
     model = argv[argv.index("--model") + 1] if "--model" in argv else "multvae"
-    if argv[1] in ("train", "tune") and model in ("multvae", "multdae", "recvae"):
+    if argv[1] in ("train", "tune") and model in ("multvae", "multdae", "recvae", "cvae"):
         argv += ["--epochs", "2"]
     assert main(argv[1:] + ["--overwrite"] * (argv[1] in ("train", "recommend", "similar", "sample")) + ["-q"]) == 0, line
 

@@ -205,13 +205,19 @@ class MultVAEConfig(_AutoEncoderConfig):
 @dataclass(frozen=True, kw_only=True)
 class CVAEConfig(MultVAEConfig):
     """Conditional Mult-VAE: Mult-VAE's defaults; the input's last ``conditions`` columns are each user's side
-    features (``recvae.data.features``), read by the encoder and the decoder and never recommended."""
+    features (``recvae.data.features``), read by the encoder and the decoder and never recommended.
+    ``history_dropout``: the share of training users whose whole history is hidden from the encoder in an
+    update (their features kept, their items still the target), so that the model learns to place a user
+    from features alone, as a new user with no items must be."""
 
     conditions: int = 0
+    history_dropout: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
         at_least(0, conditions=self.conditions)
+        if not 0.0 <= self.history_dropout < 1.0:
+            raise ParameterError("history_dropout", self.history_dropout, "must lie in [0, 1)")
         for name, value, plain in (("prior", self.prior, "standard"), ("latent_levels", self.latent_levels, 1),
                                    ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0)):
             if value != plain:
@@ -425,6 +431,7 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
+    "history_dropout": "CVAE: share of training users per update whose items are hidden from the encoder (features kept)",
     "conditions": "CVAE: the input's last columns that are the users' side features, not items (train sets it from "
                   "--user-features)",
     "latent_levels": "Mult-VAE: 1, or 2 for a two-level hierarchical latent (H+Vamp with prior vamp)",

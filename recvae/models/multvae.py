@@ -36,6 +36,9 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
     if isinstance(module, ConditionalAutoEncoder):
         batch, conditions = split_columns(batch, module.n_items)
     values = input_dropout(normalised_input(batch), config.dropout, generator)
+    if conditions is not None and config.history_dropout > 0:  # these users are seen by their features alone
+        hidden = torch.rand(batch.n_rows, generator=generator, device=generator.device).to(values.device) < config.history_dropout
+        values = values * ~hidden[batch.rows]
     kl_per_user = None  # the KL estimated from the sample, where it has no closed form
     if isinstance(module, HierarchicalAutoEncoder):
         z, kl_per_user = module.sample_with_kl(batch, values, generator)
