@@ -60,7 +60,7 @@ def test_train_help_shows_each_models_real_default_once(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: None)" not in text
-    assert "maximum training epochs (MultVAE 200; MultDAE 200; RecVAE 50; VASP 90; FLVAE 90; NeuralEASE 90)" in text
+    assert "maximum training epochs (MultVAE 200; CVAE 200; MultDAE 200; RecVAE 50; VASP 90; FLVAE 90; NeuralEASE 90)" in text
     assert text.count("drop users with fewer interactions (default: 5)") == 1 and "(default 5)" not in text
 
 
