@@ -143,6 +143,12 @@ def model_split(model: Recommender, split: Split, data: DataSpec) -> tuple[Split
         return split, None
     if not conditional:
         raise ParameterError("user_features", data.user_features, f"is read by CVAE only, not by {model.name}")
+    return with_side_features(split, data)
+
+
+def with_side_features(split: Split, data: DataSpec) -> tuple[Split, FeatureEncoding]:
+    """``split`` with the users' side table ``data.user_features`` appended, encoded as its training users'
+    values say (``recvae.split.conditioned.with_user_features``), and that encoding."""
     if isinstance(split.train, UserRows):
         raise ParameterError("user_features", data.user_features, "cannot be read under torchrun yet: train the "
                              "CVAE in one process")

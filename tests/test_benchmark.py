@@ -435,3 +435,29 @@ def test_names_that_differ_only_in_case_are_refused_before_any_work(tmp_path):
     text = NAMED.replace('name = "Pop_A"', 'name = "pop/a"')
     with pytest.raises(DataError, match="'Pop/A' and 'pop/a' differ only in case"):
         load_benchmark(write(tmp_path, text))
+
+
+def test_a_cvae_reads_the_users_table_and_the_others_do_not(tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("user,band\n" + "".join(f"u{u:05d},{'abc'[u % 3]}\n" for u in range(700)))
+    text = BENCHMARK.replace("[data.synthetic]", f"[data]\nuser_features = {str(users)!r}\n\n[data.synthetic]")
+    text = text.split("[[models]]")[0] + """
+[[models]]
+name = "CVAE"
+model = "CVAE"
+params = { epochs = 3, batch_size = 100, hidden_dims = [] }
+
+[[models]]
+name = "Popularity"
+model = "Popularity"
+"""
+    config = load_benchmark(write(tmp_path, text))
+    result, _ = benchmark(config, tmp_path / "out", progress=False)
+    cvae = [r for r in result.runs if r.name == "CVAE"]
+    assert len(cvae) == 2 and all(r.params["conditions"] == 5 for r in cvae)  # a, b, c, other, missing
+    assert all(np.isfinite(r.summary["ndcg@50"]) for r in result.runs)
+    with pytest.raises(DataError, match="users' side table"):
+        load_benchmark(write(tmp_path, text.replace(f"user_features = {str(users)!r}", ""), "no-table.toml"))
+    with pytest.raises(DataError, match="leave it out"):
+        load_benchmark(write(tmp_path, text.replace("hidden_dims = [] }", "hidden_dims = [], conditions = 5 }"),
+                             "fixed.toml"))

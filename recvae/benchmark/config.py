@@ -182,6 +182,19 @@ def _none_words(values: dict, model: str, listed: bool = False) -> dict:
             for key, value in values.items()}
 
 
+def _check_side_features(path: Path, models: list[ModelSpec], user_features: str | None) -> None:
+    """A CVAE needs the users' table, and its width is the table's to say."""
+    for spec in models:
+        if spec.model.lower() != "cvae":
+            continue
+        if user_features is None:
+            raise DataError(f"{path}: model {spec.name!r} is a CVAE: name the users' side table in [data] "
+                            "user_features = \"...\"")
+        if "conditions" in spec.params or "conditions" in spec.space():
+            raise DataError(f"{path}: model {spec.name!r}: conditions is the number of features the users' table "
+                            "encodes: leave it out")
+
+
 def _check_equal_budgets(path: Path, models: list[ModelSpec], trials: int) -> None:
     """Under [search] every tunable model gets the same study; one kept at a hand-chosen setting (one fit)
     must say why, or the table would rank the budgets rather than the models."""
@@ -227,13 +240,14 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     data = _section(payload, "data", DataSpec, str(path))
     if data_path is not None:
         data["path"] = data_path
-    for key in ("path", "test_path"):
+    for key in ("path", "test_path", "user_features"):
         if data.get(key) is not None and not Path(data[key]).exists():
             given = "{data_path}" if key == "path" and data_path is not None else f"[data] {key} in {path}"
             raise DataError(f"{data[key]}: no such file ({given}; relative paths start from the working directory "
                             f"{Path.cwd()}); point the benchmark at your copy ({{data_path=PATH}}), or fetch a "
                             "dataset with 'recvae download NAME'")
     models = _model_specs(path, payload)
+    _check_side_features(path, models, data.get("user_features"))
     split = _section(payload, "split", SplitSpec, str(path))
     metrics = payload.get("metrics")
     if metrics is None:

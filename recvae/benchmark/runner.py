@@ -15,13 +15,14 @@ from tqdm.auto import tqdm
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec
 from recvae.errors import DataError
 from recvae.evaluate import evaluate, evaluate_curves
-from recvae.models import IterativeRecommender, Trainer
+from recvae.models import CVAE, IterativeRecommender, Trainer, model_class
 from recvae.models import recbole as recbole_adapter
-from recvae.pipeline import prepare_split
+from recvae.pipeline import prepare_split, with_side_features
 from recvae.split import Split, validation_from_training
 from recvae.track.tracking import NullTracker, log_beta_diagnostics
 from recvae.tune import run_study
 from recvae.train import build_model as build_named, fit_model, validation_scorer
+from recvae.train.build import RECBOLE_PREFIX
 from recvae.train.auto_beta import auto_beta
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,11 @@ def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkC
     return model, study.best_params, tuning, train_seconds, fit_seconds, None
 
 
+def _conditional(spec: ModelSpec) -> bool:
+    """Whether the model reads the users' side features (a CVAE)."""
+    return not spec.model.startswith(RECBOLE_PREFIX) and model_class(spec.model) is CVAE
+
+
 def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None,
               report=log.info, tracker=None, storage: str | None = None, resume: bool = False,
               chosen: dict | None = None) -> ModelRun:
@@ -236,6 +242,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
             split, _ = prepare_split(config.data, dataclasses.replace(config.split, seed=seed))
             splits[seed] = split.summary()
             report("seed %d: %s", seed, split.summary())
+            conditioned = None  # the split with the users' side features, read once a seed for the CVAEs
             for spec in specs:
                 if (spec.name, seed) in finished:
                     runs.append(finished[(spec.name, seed)])
@@ -250,7 +257,12 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
 
                 with tracker.child(f"{spec.name} seed {seed}") as child:
                     chosen = first_choice.get(spec.name) if tuned_once and seed != first_seed else None
-                    run = run_model(spec, split, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
+                    seen, read_as = split, spec
+                    if _conditional(spec):
+                        conditioned = conditioned or with_side_features(split, config.data)
+                        seen, encoding = conditioned
+                        read_as = dataclasses.replace(spec, params={**spec.params, "conditions": encoding.width})
+                    run = run_model(read_as, seen, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
                                     report=report, tracker=child, storage=storage, resume=resume, chosen=chosen)
                     if seed == first_seed:
                         first_choice[spec.name] = run.params
