@@ -461,3 +461,38 @@ model = "Popularity"
     with pytest.raises(DataError, match="leave it out"):
         load_benchmark(write(tmp_path, text.replace("hidden_dims = [] }", "hidden_dims = [], conditions = 5 }"),
                              "fixed.toml"))
+
+
+def test_a_resumed_run_may_name_a_users_table_for_added_cvae_entries_but_not_replace_one(tmp_path):
+    import json
+
+    plain = """dataset = "tiny"
+seeds = 1
+[data.synthetic]
+n_users = 150
+n_items = 40
+[split]
+heldout_users = 15
+[[models]]
+name = "Popularity"
+model = "Popularity"
+"""
+    benchmark(load_benchmark(write(tmp_path, plain)), tmp_path / "out", progress=False)
+    identity = tmp_path / "out" / "tiny" / "runs" / "benchmark.json"
+    recorded = json.loads(identity.read_text())
+    recorded["data"].pop("user_features")  # as written before the field existed
+    identity.write_text(json.dumps(recorded))
+    tables = []
+    for name in ("users.csv", "other.csv"):
+        tables.append(tmp_path / name)
+        tables[-1].write_text("user,band\n" + "".join(f"u{u:05d},{'ab'[u % 2]}\n" for u in range(150)))
+    added = plain.replace("[data.synthetic]", f"[data]\nuser_features = {str(tables[0])!r}\n[data.synthetic]") + (
+        '[[models]]\nname = "CVAE"\nmodel = "CVAE"\nparams = { epochs = 2, batch_size = 50, hidden_dims = [] }\n')
+    resumed, _ = benchmark(load_benchmark(write(tmp_path, added)), tmp_path / "out", progress=False, resume=True)
+    assert [r.name for r in resumed.runs] == ["Popularity", "CVAE"]
+    recorded = json.loads(identity.read_text())
+    recorded["data"]["user_features"] = str(tables[0])  # a table named once may not be replaced
+    identity.write_text(json.dumps(recorded))
+    with pytest.raises(DataError, match="another benchmark config"):
+        benchmark(load_benchmark(write(tmp_path, added.replace(str(tables[0]), str(tables[1])))), tmp_path / "out",
+                  progress=False, resume=True)

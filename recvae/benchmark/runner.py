@@ -129,8 +129,8 @@ def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkC
     study = run_study(lambda params: build_model(spec, params, metric), spec.space(), spec.params, tune_on.train,
                       tune_on.validation, metric, config.search, storage, f"{config.dataset}/{spec.name}/seed {seed}",
                       resume=resume, tracker=tracker, report=report,
-                      identity={"model": spec.model, "data": config.data.to_json(), "split": dataclasses.asdict(config.split),
-                                "seed": seed})
+                      identity={"model": spec.model, "data": _data_read_by(spec, config),
+                                "split": dataclasses.asdict(config.split), "seed": seed})
     on_fit()
     tuning = [{"params": t["params"], f"val_{metric}": t["value"], "last": t["last"], "state": t["state"],
                "epochs": t["epochs"], "seconds": t["seconds"]} for t in study.trials]
@@ -141,6 +141,13 @@ def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkC
         fit_seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
         train_seconds += fit_seconds
     return model, study.best_params, tuning, train_seconds, fit_seconds, None
+
+
+def _data_read_by(spec: ModelSpec, config: BenchmarkConfig) -> dict:
+    """The data spec as ``spec``'s model reads it: the users' side table only where it is a CVAE (so that
+    naming a table for new CVAE entries leaves the other models' studies resumable)."""
+    data = config.data.to_json()
+    return data if _conditional(spec) else {k: v for k, v in data.items() if k != "user_features"}
 
 
 def _conditional(spec: ModelSpec) -> bool:

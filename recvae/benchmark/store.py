@@ -32,7 +32,10 @@ class RunStore:
         identity = self.root / "benchmark.json"
         if resume and identity.exists():
             recorded = json.loads(identity.read_text())
-            if _comparable(recorded) != _comparable(json.loads(json.dumps(self.config.to_json(), default=str))):
+            current = json.loads(json.dumps(self.config.to_json(), default=str))
+            table = recorded.get("data", {}).get("user_features")
+            if (_comparable(recorded) != _comparable(current)
+                    or table not in (None, current.get("data", {}).get("user_features"))):
                 raise DataError(f"{identity}: the finished runs there are of another benchmark config; "
                                 "rerun without {resume=True} (and with {overwrite=True}) to start over")
             finished = {}
@@ -69,5 +72,10 @@ class RunStore:
 
 
 def _comparable(config: dict) -> dict:
-    """The config less what a resumed run may change (the models to run, the seeds: more of them is fine)."""
-    return {k: v for k, v in config.items() if k not in ("models", "seeds", "description")}
+    """The config less what a resumed run may change: the models to run and the seeds (more of them is fine),
+    and the users' side table, which only the CVAE entries read: one named for the first time changes no
+    finished run (``start`` refuses a table that replaces another)."""
+    kept = {k: v for k, v in config.items() if k not in ("models", "seeds", "description")}
+    if "data" in kept:
+        kept["data"] = {k: v for k, v in kept["data"].items() if k != "user_features"}
+    return kept
