@@ -127,3 +127,13 @@ def test_the_users_table_goes_with_cvae_only(tmp_path):
         TrainSpec(model="MultVAE", data=DataSpec(user_features=str(users))).build_model()
     with pytest.raises(DataError, match="no such file"):
         TrainSpec(model="CVAE", data=DataSpec(user_features=str(tmp_path / "absent.csv"))).build_model()
+
+
+def test_commands_that_read_a_history_file_refuse_a_cvae(grouped):
+    import pandas as pd
+
+    from recvae.score.recommend import block_histories
+
+    model, _, _ = grouped
+    with pytest.raises(DataError, match="side features beside the items"):
+        block_histories(model, pd.DataFrame({"user": ["a"], "item": [3]}))

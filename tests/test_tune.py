@@ -213,3 +213,16 @@ def test_a_damaged_study_database_is_one_line_naming_it(tmp_path, small_log_file
                  f"sqlite:///{damaged}", "--out", str(tmp_path / "t.toml"), "--no-tracking", "-q"]) == 2
     err = capsys.readouterr().err
     assert f"{damaged}: the study database cannot be used (file is not a database)" in err and "Traceback" not in err
+
+
+def test_tune_refuses_the_users_table_and_cvae_until_it_reads_them(tmp_path):
+    from recvae.errors import ParameterError
+    from recvae.pipeline import DataSpec
+    from recvae.tune.command import TuneSpec, tune_model
+
+    table = tmp_path / "users.csv"
+    table.write_text("user,band\nu00000,a\n")
+    for spec in (TuneSpec(model="MultVAE", data=DataSpec(user_features=str(table)), out=str(tmp_path / "t.toml")),
+                 TuneSpec(model="CVAE", out=str(tmp_path / "t.toml"))):
+        with pytest.raises(ParameterError, match="not read by recvae tune yet"):
+            tune_model(spec)

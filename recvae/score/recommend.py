@@ -135,6 +135,10 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
 def block_histories(model, block: pd.DataFrame) -> tuple[np.ndarray, sp.csr_matrix, int]:
     """A block's users (original IDs, in order of appearance), their histories over the model's items (the
     values the model sees, as in training) and the number of the block's rows with a known item."""
+    if getattr(model.config, "conditions", 0):  # a history file has no feature columns: they would read as zeros
+        raise DataError(f"{model.name} reads each user's side features beside the items, and this command does not "
+                        "read them yet: score a CVAE from Python on rows of items + features "
+                        "(recvae.split.conditioned.with_user_features), or with recvae evaluate")
     users = block["user"].to_numpy()
     codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
     valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway

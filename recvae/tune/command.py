@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recvae.errors import DataError
+from recvae.errors import DataError, ParameterError
 from recvae.io import check_writable, write_atomic_bytes
 from recvae.train import build_model
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
@@ -61,6 +61,9 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         model_class = type(build_model(spec.model, spec.params))  # fixed hyperparameters fail now
     except (TypeError, ValueError) as exc:
         raise DataError(str(exc)) from None
+    if spec.data.user_features is not None or model_class.name == "CVAE":
+        raise ParameterError("user_features", spec.data.user_features, "and CVAE are not read by recvae tune yet: "
+                             "tune a CVAE in a benchmark file ([data] user_features, a [search] section)")
     raw = spec.space if spec.space is not None else model_class.search_space
     space = parse_space(raw, model_class.config_class, f"search space of {model_class.name}", spec.params)
     if not space:
