@@ -78,3 +78,17 @@ class EmbeddingRefresh:
     def load_state(self, tensors: dict[str, torch.Tensor]) -> None:
         if "implicit_slim_epochs" in tensors:
             self.epochs = int(tensors["implicit_slim_epochs"][0])
+
+
+class RefreshingStep:
+    """What a training step with an ``EmbeddingRefresh`` (or None) checkpoints: the refresh's epoch count.
+    Mixed in before ``TrainingStep``."""
+
+    refresh: EmbeddingRefresh | None = None
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {} if self.refresh is None else self.refresh.state()
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.refresh is not None:
+            self.refresh.load_state(tensors)

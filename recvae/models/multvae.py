@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from recvae.models.config import MultDAEConfig, MultVAEConfig
-from recvae.models.implicit_slim import EmbeddingRefresh
+from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.latent import PRIOR_SAMPLES, Prior, seeded_normal
@@ -76,7 +76,7 @@ def random_histories(user_items: sp.csr_matrix, n: int, generator: torch.Generat
     return torch.from_numpy((user_items[rows].toarray() > 0).astype("float32"))
 
 
-class AutoEncoderStep(TrainingStep):
+class AutoEncoderStep(RefreshingStep, TrainingStep):
     """One Adam update per batch of users."""
 
     def __init__(self, module: AutoEncoder, config, generator: torch.Generator, sampler: NegativeSampler | None = None,
@@ -111,13 +111,6 @@ class AutoEncoderStep(TrainingStep):
     def end_phase(self, phase: str) -> None:
         if self.refresh is not None:
             self.refresh.end_epoch()
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        return {} if self.refresh is None else self.refresh.state()
-
-    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        if self.refresh is not None:
-            self.refresh.load_state(tensors)
 
 
 class _AutoEncoderRecommender(IterativeRecommender):

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from recvae.models.config import RecVAEConfig
 from recvae.models.device import full_precision
-from recvae.models.implicit_slim import EmbeddingRefresh
+from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.training.step import Phase, TrainingStep
@@ -86,7 +86,7 @@ class RecVAEModule(nn.Module):
         return torch.logsumexp(parts + self.log_weights, dim=-1)
 
 
-class RecVAEStep(TrainingStep):
+class RecVAEStep(RefreshingStep, TrainingStep):
     """The encoder phase (``encoder_epochs`` passes with input dropout, then the prior's copy of the
     encoder is refreshed) and the decoder phase (``decoder_epochs`` passes without dropout), each
     part with its own Adam; the epoch's record is the encoder phase's."""
@@ -131,13 +131,6 @@ class RecVAEStep(TrainingStep):
             self.module.refresh_prior()
         elif self.refresh is not None:  # the decoder's phase ends the epoch
             self.refresh.end_epoch()
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        return {} if self.refresh is None else self.refresh.state()
-
-    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        if self.refresh is not None:
-            self.refresh.load_state(tensors)
 
     def posterior(self, batch: SparseBatch):
         return self.module.encoder(batch, normalised_input(batch))
