@@ -136,6 +136,9 @@ def _add_data_flags(parser: argparse.ArgumentParser, default_data: str = "the em
     data.add_argument("--format", choices=("auto", "lightgcn"), default="auto", help="'lightgcn': 'user item item ...' per line")
     data.add_argument("--user-features", metavar="FILE",
                       help="the users' side table a CVAE reads (MovieLens users.dat, or a CSV/TSV/Parquet keyed by user ID)")
+    data.add_argument("--item-features", metavar="FILE",
+                      help="the items' side table MultVAE, MultDAE and CVAE read in their decoder, so that an item with "
+                           "no training users is scored (MovieLens movies.dat/movies.csv: genres, and the title's year)")
     _add_reader_flags(data)
     prep = parser.add_argument_group("preprocessing")
     prep.add_argument("--min-rating", type=float, help="keep interactions rated at least this (the paper: 4 on 1-5 stars)")
@@ -146,6 +149,9 @@ def _add_data_flags(parser: argparse.ArgumentParser, default_data: str = "the em
     split.add_argument("--heldout-users", type=int, help="strong: validation users and again test users (default: 10%% of users)")
     split.add_argument("--holdout-fraction", type=float, default=0.2, help="share of each held-out user's items to score (default: 0.2)")
     split.add_argument("--split-seed", type=int, default=SEED, help=f"seed of the split (default: {SEED})")
+    split.add_argument("--cold-items", type=float, default=0.0, metavar="SHARE",
+                       help="cold-item protocol: leave this share of the items out of training and rank them for the "
+                            "test users against the items' content alone (needs --item-features; default: 0, off)")
 
 
 def _add_tracking_flags(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +191,7 @@ def _specs(args):
         path=str(Path(args.data).resolve()) if args.data else None,
         test_path=str(Path(args.test_data).resolve()) if args.test_data else None,
         user_features=str(Path(args.user_features).resolve()) if args.user_features else None,
+        item_features=str(Path(args.item_features).resolve()) if args.item_features else None,
         format=args.format,
         reader=reader,
         preprocessing=Preprocessing(
@@ -194,7 +201,8 @@ def _specs(args):
         ),
     )
     protocol = args.protocol or ("presplit" if args.test_data else "strong")
-    split = SplitSpec(protocol=protocol, heldout_users=args.heldout_users, holdout_fraction=args.holdout_fraction, seed=args.split_seed)
+    split = SplitSpec(protocol=protocol, heldout_users=args.heldout_users, holdout_fraction=args.holdout_fraction,
+                      seed=args.split_seed, cold_items=args.cold_items)
     return data, split
 
 
@@ -219,6 +227,7 @@ def cmd_train(args) -> int:
         return 0
     print(f"\ntest users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
+    _print_cold_items(result.cold_items)
     print(f"\nmodel saved to {result.model_dir}")
     for path in result.plots:
         print(f"plot: {path}")
@@ -286,12 +295,22 @@ def cmd_evaluate(args) -> int:
     result = evaluate_saved(spec)
     print(f"data: {result.data.describe()}; test users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
+    _print_cold_items(result.cold_items)
     if result.examples is not None:
         from recvae.evaluate import format_examples
 
         print(f"\n{args.examples} test users, their top 10 (held out: what the test hid from the model)")
         print(format_examples(result.examples))
     return 0
+
+
+def _print_cold_items(results: dict | None) -> None:
+    if results is not None:
+        from recvae.evaluate import COLD_ITEM_METRICS
+        from recvae.pipeline import format_table
+
+        print("\ncold items (no training users): the test users' cold items ranked among the cold items alone")
+        print(format_table(results, COLD_ITEM_METRICS))
 
 
 def cmd_recommend(args) -> int:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import scipy.sparse as sp
 
-from recvae.data.features import FeatureEncoding, fit_features
+from recvae.data.features import FeatureEncoding, encode_item_table, fit_features
 from recvae.data.interactions import Interactions, Preprocessing, preprocess
 from recvae.data.readers import read_interactions, read_lightgcn
 from recvae.data.shard import UserRows, file_chunks, read_user_shard
@@ -28,13 +29,13 @@ from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
 from recvae.errors import DataError, DataParameterError, ParameterError, one_of
 from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
-from recvae.evaluate import default_metrics, evaluate, evaluate_curves, example_users
+from recvae.evaluate import default_metrics, evaluate, evaluate_cold_items, evaluate_curves, example_users
 from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
 from recvae.models.device import resolve_device
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
-from recvae.split.conditioned import with_user_features
+from recvae.split.conditioned import ColdItems, cold_items, with_user_features
 from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
 from recvae.track.plots import (auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure,
@@ -59,6 +60,7 @@ class DataSpec:
     preprocessing: Preprocessing = Preprocessing()
     synthetic: SyntheticLog = SyntheticLog()
     user_features: str | None = None  # the users' side table a conditional model reads (recvae.data.side)
+    item_features: str | None = None  # the items' side table Mult-VAE, Mult-DAE and CVAE read in their decoder
 
     def __post_init__(self):
         if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
@@ -66,7 +68,7 @@ class DataSpec:
                                  "but {rating} none ignores the rating column: drop one of them")
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return _set_fields(self)
 
     @classmethod
     def from_json(cls, payload: dict) -> DataSpec:
@@ -87,13 +89,31 @@ class SplitSpec:
     heldout_users: int | None = None  # strong: per part; default 10% of users
     holdout_fraction: float = 0.2
     seed: int = SEED
+    cold_items: float = 0.0  # share of the items left out of training for the cold-item protocol (0: none)
 
     def __post_init__(self):
         one_of(PROTOCOLS, protocol=self.protocol)
+        if not 0.0 <= self.cold_items < 1.0:
+            raise ParameterError("cold_items", self.cold_items, "must lie in [0, 1): the share of the items made cold")
+        if self.cold_items and self.protocol != "strong":
+            raise ParameterError("cold_items", self.cold_items, f"needs protocol strong, not {self.protocol}")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ParameterError("holdout_fraction", self.holdout_fraction, "must lie strictly between 0 and 1")
         if self.heldout_users is not None and self.heldout_users < 1:
             raise ParameterError("heldout_users", self.heldout_users, "must be at least 1 (or none for 10% of the users)")
+
+
+    def to_json(self) -> dict:
+        return _set_fields(self)
+
+
+# Fields added after runs were recorded, and their defaults: written only when set, so that the records of
+# earlier runs (model folders, benchmark folders, studies) still match a spec that leaves them out.
+LATER_FIELDS = {"item_features": None, "cold_items": 0.0}
+
+
+def _set_fields(spec) -> dict:
+    return {k: v for k, v in dataclasses.asdict(spec).items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 def read_frame(spec: DataSpec, path: str | None = None):
@@ -203,6 +223,7 @@ class TrainSpec:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
         model = build_model(self.model, self.params)
         model_class = type(model)
+        self._check_item_side(model)
         features = self.data.user_features
         if (features is None) == (model_class is CVAE):
             raise ParameterError("user_features", features, "CVAE reads the users' side features (--user-features "
@@ -225,6 +246,23 @@ class TrainSpec:
             check_writable(self.checkpoint_dir, "the checkpoint directory")
         return model
 
+    def _check_item_side(self, model: Recommender) -> None:
+        items, share = self.data.item_features, self.split.cold_items
+        if items is not None and "item_feature_width" not in model.get_params():
+            raise ParameterError("item_features", items, f"is read by MultVAE, MultDAE and CVAE, not by {model.name}")
+        if items is not None and not Path(items).is_file():
+            raise DataError(f"{items}: no such file (the items' side table, --item-features)")
+        if model.get_params().get("item_dropout") and items is None:
+            raise ParameterError("item_dropout", model.get_params()["item_dropout"], "drops items' free vectors in "
+                                 "favour of their side features: it needs them (--item-features FILE)")
+        if share and items is None:
+            raise ParameterError("cold_items", share, "scores items no training user has: it needs their side table "
+                                 "(--item-features FILE), which the model and the content baseline read")
+        if share and isinstance(model, CVAE):
+            raise ParameterError("cold_items", share, "is not run with a CVAE yet: use MultVAE or MultDAE")
+        if items is not None and self.auto_beta:
+            raise ParameterError("auto_beta", True, "does not read item features yet: set {beta_cap} instead")
+
 
 @dataclass
 class TrainResult:
@@ -238,6 +276,7 @@ class TrainResult:
     auto_beta: dict | None = None
     plots: list[Path] = dataclasses.field(default_factory=list)  # the figures written into the model folder
     mlflow_ui: str | None = None  # how to look at the run in MLflow's UI
+    cold_items: dict[str, dict[str, float]] | None = None  # the cold-item protocol's table (COLD_ITEM_METRICS)
 
 
 def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> TrainResult:
@@ -260,21 +299,17 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
                  if world.size > 1 and isinstance(model, IterativeRecommender) and not spec.auto_beta else None)
         split, data = prepare_split(spec.data, spec.split, shard)
         notify(f"split ({spec.split.protocol}): {split.summary()}")
+        split, cold, item_features = _item_side(model, split, spec, notify)
         plain_split, (split, encoding) = split, model_split(model, split, spec.data)
-        if encoding is not None:
-            if spec.params.get("conditions", encoding.width) != encoding.width:
-                raise ParameterError("conditions", spec.params["conditions"], f"differs from the {encoding.width} "
-                                     f"features {spec.data.user_features} encodes: leave it out")
-            model.set_params(conditions=encoding.width)
-            notify(f"user features: {encoding.width} from {spec.data.user_features}")
+        _set_width(model, spec, "conditions", encoding, spec.data.user_features, notify)
         if split.validation is None:
             notify("no validation users: training every epoch, keeping the last weights")
         tracker.log_params({"model": model.name, "config": model.get_params(), "data": spec.data.to_json(),
-                            "split": dataclasses.asdict(spec.split)})
+                            "split": spec.split.to_json()})
         tracker.set_tags({"split.seed": spec.split.seed, "split.protocol": spec.split.protocol, "command": "train",
                           **({"dataset.fingerprint": split.fingerprint()} if split.fingerprint() else {})})
         started = time.perf_counter()
-        model, chosen = _fit(spec, model, split, tracker, notify)
+        model, chosen = _fit(spec, model, split, tracker, notify, item_features)
         seconds = time.perf_counter() - started
         notify(f"trained {model.name}" + (f": {len(model.history_)} epochs" if hasattr(model, "history_") else "")
                + f" in {seconds:.1f} s")
@@ -283,11 +318,13 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         compared = [model] + ([Popularity().fit(plain_split.train)] if spec.baseline else [])
         metrics = spec.metrics or default_metrics(spec.split.protocol)
         results = {m.name: evaluate(m, split.test if m is model else plain_split.test, metrics).summary() for m in compared}
+        cold_results = _cold_item_results(model, cold, item_features, spec.split.seed, tracker)
         history = getattr(model, "history_", [])
-        metadata = {"history": history, "data": spec.data.to_json(), "split": dataclasses.asdict(spec.split),
+        metadata = {"history": history, "data": spec.data.to_json(), "split": spec.split.to_json(),
                     "mlflow_run_id": tracker.run_id,
                     "user_id_kind": split.users.kind, "split_fingerprint": plain_split.fingerprint(),
                     **({"user_features": encoding.to_json()} if encoding is not None else {}),
+                    **({"cold_item_metrics": cold_results} if cold_results is not None else {}),
                     "data_fingerprint": data.fingerprint() if data is not None else None,
                     "test_metrics": results[model.name], "train_seconds": seconds,
                     **({"auto_beta": chosen} if chosen else {})}
@@ -299,7 +336,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
                              spec.split.seed)
         _log_artifacts(tracker, model_dir, results, metrics, history, chosen)
         return TrainResult(model, split, results, seconds, model_dir, tracker.run_id, metrics, chosen, plots,
-                           tracker.ui_hint())
+                           tracker.ui_hint(), cold_results)
 
 
 def _silent(line: str) -> None:
@@ -321,12 +358,52 @@ def _save_or_keep(model: Recommender, out: str, metadata: dict) -> Path:
         raise WriteError(exc.errno or errno.EIO, f"{failed}; the trained model is kept in {kept}") from None
 
 
-def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify) -> tuple[Recommender, dict | None]:
+def _item_side(model: Recommender, split: Split, spec: TrainSpec, notify) -> tuple[Split, ColdItems | None, sp.csr_matrix | None]:
+    """The split the model trains on (the cold-item protocol's, where asked), that protocol, and the items'
+    side features; the model is told their width."""
+    if spec.split.cold_items and isinstance(split.train, UserRows):
+        raise ParameterError("cold_items", spec.split.cold_items, "is not run under torchrun yet: train in one process")
+    cold = cold_items(split, spec.split.cold_items, spec.split.seed) if spec.split.cold_items else None
+    if cold is not None:
+        split = cold.split
+        notify(f"cold items: {len(cold.items)} items left out of training; {len(cold.test)} test users have some")
+    if spec.data.item_features is None:
+        return split, cold, None
+    features, encoding = encode_item_table(spec.data.item_features, split.items)
+    _set_width(model, spec, "item_feature_width", encoding, spec.data.item_features, notify)
+    return split, cold, features
+
+
+def _set_width(model: Recommender, spec: TrainSpec, field: str, encoding: FeatureEncoding | None, table: str | None,
+               notify) -> None:
+    """Tell the model how many side features ``table`` encodes (its config's ``field``), as a flag may not."""
+    if encoding is None:
+        return
+    if spec.params.get(field, encoding.width) != encoding.width:
+        raise ParameterError(field, spec.params[field], f"differs from the {encoding.width} features {table} "
+                             "encodes: leave it out")
+    model.set_params(**{field: encoding.width})
+    notify(f"{'user' if field == 'conditions' else 'item'} features: {encoding.width} from {table}")
+
+
+def _cold_item_results(model: Recommender, cold: ColdItems | None, item_features, seed: int, tracker) -> dict | None:
+    """The cold-item protocol's table (``recvae.evaluate.evaluate_cold_items``), logged; None without one."""
+    if cold is None:
+        return None
+    results = {name: r.summary() for name, r in evaluate_cold_items(model, cold, item_features, seed=seed).items()}
+    for name, summary in results.items():
+        tracker.log_metrics(summary, prefix=f"cold_items_{'model' if name == model.name else name.replace(' ', '_')}_")
+    return results
+
+
+def _fit(spec: TrainSpec, model: Recommender, split: Split, tracker, notify,
+         item_features: sp.csr_matrix | None = None) -> tuple[Recommender, dict | None]:
     """The fit itself: through the Trainer (checkpoints, MLflow per epoch), or auto-β's two trainings."""
     if not spec.auto_beta:
         trainer = Trainer(checkpoint_dir=spec.checkpoint_dir, resume=spec.resume, callbacks=(tracker.log_epoch,),
                           progress=spec.progress)
-        return fit_model(model, split.train, split.validation, split.items, trainer=trainer), None
+        return fit_model(model, split.train, split.validation, split.items, trainer=trainer,
+                         item_features=item_features), None
     if split.validation is None:
         raise ValueError("auto-β needs validation users (protocol strong or holdout)")
     validation = validation_scorer(split.validation, model.config.validation_metric)
@@ -388,6 +465,7 @@ class EvaluateResult:
     run_id: str | None
     metrics: tuple[str, ...]
     examples: pd.DataFrame | None = None  # recvae.evaluate.example_users for spec.examples test users
+    cold_items: dict[str, dict[str, float]] | None = None  # the cold-item protocol's table, where the split has one
 
 
 def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
@@ -401,6 +479,8 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
     else:
         raise ValueError(f"{spec.model_dir} does not record its data; pass --data")
     plain_split, data = prepare_split(data_spec, split_spec)
+    cold = cold_items(plain_split, split_spec.cold_items, split_spec.seed) if split_spec.cold_items else None
+    plain_split = plain_split if cold is None else cold.split
     split, encoding = model_split(model, plain_split, data_spec)
     if encoding is not None and encoding.width != model.config.conditions:
         raise ValueError(f"{data_spec.user_features} encodes {encoding.width} user features, and the model reads "
@@ -410,7 +490,7 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
     _check_same_split(spec.model_dir, meta, plain_split, data)
     with start_tracking(spec.tracking, f"evaluate-{model.name}") as tracker:
         tracker.log_params({"model": model.name, "model_dir": str(spec.model_dir), "config": model.get_params(),
-                            "data": data_spec.to_json(), "split": dataclasses.asdict(split_spec)})
+                            "data": data_spec.to_json(), "split": split_spec.to_json()})
         tracker.set_tags({"dataset.fingerprint": split.fingerprint(), "split.seed": split_spec.seed, "command": "evaluate"})
         metrics = spec.metrics or default_metrics(split_spec.protocol)
         results = {model.name: evaluate(model, split.test, metrics).summary()}
@@ -418,9 +498,11 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
             results["Popularity"] = evaluate(Popularity().fit(plain_split.train), plain_split.test, metrics).summary()
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
+        features = encode_item_table(data_spec.item_features, plain_split.items)[0] if cold is not None else None
+        cold_results = _cold_item_results(model, cold, features, split_spec.seed, tracker)
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
                     if spec.examples else None)
-        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples)
+        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples, cold_results)
 
 
 def _check_same_split(model_dir, meta: dict, split: Split, data: Interactions | None) -> None:

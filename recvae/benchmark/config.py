@@ -156,7 +156,7 @@ class BenchmarkConfig:
         return dataclasses.replace(self, models=tuple(m for m in self.models if m.name in names))
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "data": self.data.to_json(), "split": self.split.to_json()}
 
 
 def _section(payload: dict, key: str, cls: type, where: str):
@@ -249,6 +249,10 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     models = _model_specs(path, payload)
     _check_side_features(path, models, data.get("user_features"))
     split = _section(payload, "split", SplitSpec, str(path))
+    for section, key in (("data", "item_features"), ("split", "cold_items")):
+        if {"data": data, "split": split}[section].get(key):
+            raise DataError(f"{path}: [{section}] {key} is not read by benchmarks yet; the cold-item protocol runs "
+                            "with recvae train --item-features FILE --cold-items SHARE (or scripts/cold_items.py)")
     metrics = payload.get("metrics")
     if metrics is None:
         metrics = PRESPLIT_METRICS if split.get("protocol") == "presplit" else BenchmarkConfig.metrics

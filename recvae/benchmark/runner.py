@@ -130,7 +130,7 @@ def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkC
                       tune_on.validation, metric, config.search, storage, f"{config.dataset}/{spec.name}/seed {seed}",
                       resume=resume, tracker=tracker, report=report,
                       identity={"model": spec.model, "data": _data_read_by(spec, config),
-                                "split": dataclasses.asdict(config.split), "seed": seed})
+                                "split": config.split.to_json(), "seed": seed})
     on_fit()
     tuning = [{"params": t["params"], f"val_{metric}": t["value"], "last": t["last"], "state": t["state"],
                "epochs": t["epochs"], "seconds": t["seconds"]} for t in study.trials]

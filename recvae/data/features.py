@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recvae.data.side import NAME_COLUMNS, aligned
+from recvae.data.side import NAME_COLUMNS, aligned, read_side_table
 from recvae.data.readers import normalised_name
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ParameterError, at_least
@@ -204,3 +204,13 @@ def _encode_column(column: FeatureColumn, cells: np.ndarray, source: str) -> sp.
             rows.append(np.full(len(hits), row)), cols.append(np.array(hits, int)), vals.append(np.ones(len(hits)))
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, width),
                          dtype=np.float32)
+
+
+def encode_item_table(path, items: Vocabulary) -> tuple[sp.csr_matrix, FeatureEncoding]:
+    """The items' side table at ``path`` (``recvae.data.side.read_side_table``) encoded for ``items``: every
+    column but names and titles (MovieLens' genres), and a ``year`` read from the title where the table has a
+    title column (a film's year is in MovieLens' titles, and a new film's is known the day it appears)."""
+    table = read_side_table(path)
+    has_title = any(normalised_name(c) in NAME_COLUMNS for c in table.columns)
+    encoding = fit_features(table, items, year_from_title=has_title)
+    return encoding.transform(table, items), encoding

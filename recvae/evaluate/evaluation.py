@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recvae.evaluate.baselines import content_similarity, random_ranking
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS
 from recvae.score.metrics import mean_and_se, metric_curves, parse_metric
 from recvae.score.ranking import per_user_metrics, ranked_blocks, summarise
@@ -38,13 +39,17 @@ class EvaluationResult:
         return summarise(self.per_user)
 
 
-def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int = 1000) -> EvaluationResult:
-    """Rank all items for each held-out user from the fold-in items (which are excluded) and measure.
+def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int = 1000,
+             allowed_items: np.ndarray | None = None) -> EvaluationResult:
+    """Rank all items (or ``allowed_items`` alone: the cold items of ``recvae.split.conditioned.cold_items``)
+    for each held-out user from the fold-in items (which are excluded) and measure.
 
-    ``model`` is any fitted recvae recommender; it sees only ``heldout.fold_in``.
+    ``model`` is any fitted recvae recommender, or anything with its ``top_n`` (``ScoredRanking``); it sees
+    only ``heldout.fold_in``.
     """
-    warn_if_k_covers_the_candidates(metrics, heldout)
-    per_user = per_user_metrics(model, heldout.fold_in, heldout.target, metrics, batch_size)
+    if allowed_items is None:
+        warn_if_k_covers_the_candidates(metrics, heldout)
+    per_user = per_user_metrics(model, heldout.fold_in, heldout.target, metrics, batch_size, allowed_items)
     return EvaluationResult(users=heldout.users, per_user=per_user)
 
 
@@ -73,3 +78,18 @@ def evaluate_curves(model, heldout: HeldOut, max_k: int = 100, batch_size: int =
             sums[name] += np.nansum(curves[name], axis=0)
         counts += np.sum(~np.isnan(curves["ndcg"]), axis=0)
     return {name: total / np.maximum(counts, 1) for name, total in sums.items()}
+
+
+COLD_ITEM_METRICS = ("ndcg@20", "recall@20")
+
+
+def evaluate_cold_items(model, cold, item_features, metrics=COLD_ITEM_METRICS, seed: int = 0,
+                        heldout: HeldOut | None = None) -> dict[str, EvaluationResult]:
+    """The cold-item protocol (``recvae.split.conditioned.cold_items``): its test users (or ``heldout``, e.g.
+    its validation users) rank the cold items alone from their warm items, by ``model`` (fitted on
+    ``cold.split``, reading ``item_features``), by the items' content alone (``content_similarity``: the
+    baseline) and by chance (``random_ranking`` drawn with ``seed``)."""
+    heldout = cold.test if heldout is None else heldout
+    rankers = {getattr(model, "name", "model"): model, "content similarity": content_similarity(item_features),
+               "random": random_ranking(heldout.fold_in.shape[1], seed)}
+    return {name: evaluate(ranker, heldout, metrics, allowed_items=cold.items) for name, ranker in rankers.items()}

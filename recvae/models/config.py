@@ -132,9 +132,20 @@ class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, M
     dropout: float = 0.5
     activation: str = "tanh"
     l2: float = 0.0
+    # items' side features in the output layer (recvae.models.nn.ItemSide): their width, which fit's
+    # item_features must have (train sets it from --item-features; 0: none), and DropoutNet's share of free
+    # vectors dropped per update
+    item_feature_width: int = 0
+    item_dropout: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
+        at_least(0, item_feature_width=self.item_feature_width)
+        if not 0.0 <= self.item_dropout < 1.0:
+            raise ParameterError("item_dropout", self.item_dropout, "must lie in [0, 1)")
+        if self.item_feature_width and self.implicit_slim_every:
+            raise ParameterError("implicit_slim_every", self.implicit_slim_every, "refreshes free item vectors, "
+                                 "which item side features add to: use one or the other")
         if any(int(d) < 1 for d in self.hidden_dims):
             raise ParameterError("hidden_dims", self.hidden_dims, "layer sizes must be at least 1")
         at_least(1, latent_dim=self.latent_dim)
@@ -431,6 +442,9 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",
+    "item_feature_width": "Mult-VAE, Mult-DAE, CVAE: the items' side features the decoder reads (train sets it from "
+                          "--item-features; 0: none)",
+    "item_dropout": "with item features: share of items per update scored by their features alone (DropoutNet)",
     "history_dropout": "CVAE: share of training users per update whose items are hidden from the encoder (features kept)",
     "conditions": "CVAE: the input's last columns that are the users' side features, not items (train sets it from "
                   "--user-features)",

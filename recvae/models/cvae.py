@@ -38,7 +38,11 @@ class CVAE(MultVAE):
 
     def _new_module(self, n_columns: int) -> ConditionalAutoEncoder:
         c = self.config
-        return ConditionalAutoEncoder(n_columns - c.conditions, c.conditions, c.hidden_dims, c.latent_dim, c.activation)
+        return ConditionalAutoEncoder(n_columns - c.conditions, c.conditions, c.hidden_dims, c.latent_dim, c.activation,
+                                      c.item_feature_width)
+
+    def _item_columns(self, n_columns: int) -> int:
+        return n_columns - self.config.conditions
 
     def _posterior(self, user_items: sp.csr_matrix, mean_only: bool):
         items, conditions = split_columns(SparseBatch.from_csr(user_items, self.device_), self.module_.n_items)

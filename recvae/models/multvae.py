@@ -10,6 +10,8 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
+from recvae.data.shard import UserRows, item_users
+from recvae.errors import DataError, ParameterError
 from recvae.models.config import MultDAEConfig, MultVAEConfig
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
@@ -49,7 +51,8 @@ def autoencoder_loss(module: AutoEncoder, batch: SparseBatch, config, beta: floa
         if module.variational and module.pseudo_logits is not None:
             kl_per_user = module.kl_to_prior(z, mu, logvar)
     code = z if conditions is None else torch.cat([z, conditions], dim=1)
-    nll = reconstruction_nll(module.decode_hidden(code), module.output_layer, batch, config, sampler).mean()
+    output = module.training_output(config.item_dropout, generator)
+    nll = reconstruction_nll(module.decode_hidden(code), output, batch, config, sampler).mean()
     loss = nll
     n = batch.n_rows
     terms = {"users": n}
@@ -116,12 +119,53 @@ class AutoEncoderStep(RefreshingStep, TrainingStep):
 class _AutoEncoderRecommender(IterativeRecommender):
     variational: bool
 
+    def fit(self, user_items, validation=None, items=None, *, item_features=None, trainer=None):
+        """``IterativeRecommender.fit``. ``item_features``: the items' encoded side features (items x
+        ``item_feature_width`` of the config, rows in the columns' order: ``recvae.data.features``), which the
+        decoder adds to its free item vectors, so that an item no training user has is scored by them."""
+        self._item_features = self._checked_item_features(item_features, user_items)
+        try:
+            return super().fit(user_items, validation, items, trainer=trainer)
+        finally:
+            del self._item_features  # an input of this fit only; the module keeps its copy
+
+    def _checked_item_features(self, item_features, user_items) -> torch.Tensor | None:
+        width = self.config.item_feature_width
+        if item_features is None:
+            if self.config.item_dropout:
+                raise ParameterError("item_dropout", self.config.item_dropout, "drops items' free vectors in favour of "
+                                     "their side features: it needs them (fit's item_features, --item-features FILE)")
+            if width:
+                raise ParameterError("item_features", None, f"item_feature_width = {width}: give fit the items' "
+                                     "features (or leave item_feature_width at 0)")
+            return None
+        if not width:
+            raise ParameterError("item_feature_width", 0, "set it to the item features' number of columns to read them")
+        if isinstance(user_items, UserRows):
+            raise ParameterError("item_features", "given", "cannot be read under torchrun yet: train in one process")
+        matrix = item_features.toarray() if sp.issparse(item_features) else np.asarray(item_features)
+        expected = (self._item_columns(user_items.shape[1]), width)
+        if matrix.shape != expected:
+            raise DataError(f"item_features has shape {matrix.shape}; expected {expected} (items, item_feature_width)")
+        if not np.isfinite(matrix.astype(np.float64)).all():
+            raise DataError("item_features holds a value that is not a finite number")
+        return torch.from_numpy(matrix.astype(np.float32))
+
+    def _item_columns(self, n_columns: int) -> int:
+        """How many of the input's columns are items (a CVAE's last ones are user features)."""
+        return n_columns
+
     def start_training(self, user_items, device, generator, device_generator) -> AutoEncoderStep:
         cfg = self.config
         if self.variational:
             warn_if_beta_stays_low(cfg, cfg.epochs, math.ceil(user_items.shape[0] / cfg.batch_size))
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
+        if module.item_side is not None:
+            seen = torch.from_numpy(item_users(user_items[:, : module.n_items]) > 0).float()
+            module.item_side.set_items(self._item_features, seen)
+            with torch.no_grad():  # never trained, so a history naming an unseen item gets no noise from it
+                module.input_weight[seen == 0] = 0.0
         if module.pseudo_logits is not None:
             module.start_pseudo_inputs(random_histories(user_items, module.pseudo_logits.shape[0], generator))
         module.to(device)
@@ -134,8 +178,10 @@ class _AutoEncoderRecommender(IterativeRecommender):
         cfg = self.config
         pseudo_inputs = cfg.pseudo_inputs if getattr(cfg, "prior", "standard") == "vamp" else 0
         if getattr(cfg, "latent_levels", 1) == 2:
-            return HierarchicalAutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs)
-        return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation, pseudo_inputs)
+            return HierarchicalAutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs,
+                                           cfg.item_feature_width)
+        return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation, pseudo_inputs,
+                           cfg.item_feature_width)
 
     def _prior(self) -> Prior:
         module = self.module_
@@ -187,7 +233,8 @@ class _AutoEncoderRecommender(IterativeRecommender):
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
         """Items whose decoder output vectors are closest (cosine) to ``itemid``'s."""
         self._check_fitted()
-        return cosine_similar_items(self.module_.decoder[-1].weight, itemid, N)
+        with torch.no_grad():
+            return cosine_similar_items(self.module_.output_layer.weight, itemid, N)
 
 
 class MultVAE(_AutoEncoderRecommender):

@@ -60,6 +60,47 @@ class LearnedTensors(nn.Module):
             self.register_buffer(name, tensor)
 
 
+class ItemOutput:
+    """An output layer given by its rows: ``weight`` (items x hidden) and ``bias`` (items), read as an
+    ``nn.Linear``'s are (indexed by item, or called on hidden states for every item's logit)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        self.weight = weight
+        self.bias = bias
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.weight, self.bias)
+
+
+class ItemSide(nn.Module):
+    """Items' side features in the decoder's output layer: an item's output vector (and bias) is its free
+    one, kept only for items some training user has (``seen``), plus a learned linear function of its
+    features, so that an item known only by its features is scored too. The function's weights start at
+    zero: a new model begins as the plain one."""
+
+    def __init__(self, n_items: int, n_features: int, width: int):
+        super().__init__()
+        self.register_buffer("features", torch.zeros(n_items, n_features))
+        self.register_buffer("seen", torch.ones(n_items))
+        self.weight = nn.Parameter(torch.zeros(n_features, width))
+        self.bias = nn.Parameter(torch.zeros(n_features))
+
+    def set_items(self, features: torch.Tensor, seen: torch.Tensor) -> None:
+        """The items' encoded features (items x features) and which items training users have (0/1)."""
+        with torch.no_grad():
+            self.features.copy_(features)
+            self.seen.copy_(seen)
+            self.weight.zero_()
+            self.bias.zero_()
+
+    def output(self, free: nn.Linear, keep: torch.Tensor | None = None) -> ItemOutput:
+        """The output layer of free vectors ``free`` with the features' part added; ``keep`` (0/1 per item)
+        drops more free vectors than the unseen items'."""
+        mask = self.seen if keep is None else self.seen * keep
+        return ItemOutput(free.weight * mask[:, None] + self.features @ self.weight,
+                          free.bias * mask + self.features @ self.bias)
+
+
 class AutoEncoder(nn.Module):
     """Items -> hidden layers -> latent code -> hidden layers -> item logits.
 
@@ -70,13 +111,13 @@ class AutoEncoder(nn.Module):
     """
 
     def __init__(self, n_items: int, hidden_dims, latent_dim: int, variational: bool, activation: str,
-                 pseudo_inputs: int = 0):
+                 pseudo_inputs: int = 0, item_features: int = 0, decoder_input: int | None = None):
         super().__init__()
         self.n_items = n_items
         self.variational = variational
         self.activation = ACTIVATION_FUNCTIONS[activation]
         enc_dims = [n_items, *hidden_dims, latent_dim * (2 if variational else 1)]
-        dec_dims = [latent_dim, *reversed(hidden_dims), n_items]
+        dec_dims = [decoder_input or latent_dim, *reversed(hidden_dims), n_items]
         self.input_weight = nn.Parameter(torch.empty(n_items, enc_dims[1]))
         self.input_bias = nn.Parameter(torch.empty(enc_dims[1]))
         self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc_dims[1:-1], enc_dims[2:]))
@@ -84,6 +125,7 @@ class AutoEncoder(nn.Module):
         self.latent_dim = latent_dim
         # the VampPrior's pseudo-inputs as logits over the items (start_pseudo_inputs sets them), or none
         self.pseudo_logits = nn.Parameter(torch.zeros(pseudo_inputs, n_items)) if pseudo_inputs else None
+        self.item_side = ItemSide(n_items, item_features, dec_dims[-2]) if item_features else None
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Xavier-uniform weights and N(0, 0.001^2) biases, as in the authors' code."""
@@ -98,7 +140,8 @@ class AutoEncoder(nn.Module):
                 b.normal_(0.0, 0.001, generator=generator)
 
     def weight_matrices(self) -> list[torch.Tensor]:
-        return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]]
+        side = [self.item_side.weight] if self.item_side is not None else []
+        return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]] + side
 
     def _drawn_weights(self) -> list[torch.Tensor]:
         """The weights ``reset_parameters`` draws, in the order it draws them."""
@@ -156,8 +199,19 @@ class AutoEncoder(nn.Module):
         return log_normal_density(z, mu, logvar).sum(dim=1) - mixture_log_density(z, means.float(), logvars.float())
 
     @property
-    def output_layer(self) -> nn.Linear:
-        return self.decoder[-1]
+    def output_layer(self) -> nn.Linear | ItemOutput:
+        """What turns the decoder's last hidden layer into item logits: its last layer, or with item side
+        features that layer's free vectors plus the features' part (``ItemSide``)."""
+        return self.decoder[-1] if self.item_side is None else self.item_side.output(self.decoder[-1])
+
+    def training_output(self, item_dropout: float, generator: torch.Generator) -> nn.Linear | ItemOutput:
+        """``output_layer`` for one update: with item side features, a share ``item_dropout`` of the items lose
+        their free vectors (as DropoutNet, Volkovs et al. 2017), so the features' part learns to score an
+        item alone, as it must for an item no training user has."""
+        if self.item_side is None or item_dropout <= 0:
+            return self.output_layer
+        keep = torch.rand(self.n_items, generator=generator, device=generator.device) >= item_dropout
+        return self.item_side.output(self.decoder[-1], keep.to(self.item_side.seen.device, torch.float32))
 
     def decode_hidden(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder up to its output layer: what ``output_layer`` turns into item logits."""
@@ -174,12 +228,12 @@ class ConditionalAutoEncoder(AutoEncoder):
     to the encoder's first layer through a learned weight, and p(x | z, c), the decoder reading [z, c].
     The features' weights start at zero, so a new model begins as the unconditioned one."""
 
-    def __init__(self, n_items: int, n_conditions: int, hidden_dims, latent_dim: int, activation: str):
-        super().__init__(n_items, hidden_dims, latent_dim, True, activation)
+    def __init__(self, n_items: int, n_conditions: int, hidden_dims, latent_dim: int, activation: str,
+                 item_features: int = 0):
+        super().__init__(n_items, hidden_dims, latent_dim, True, activation, item_features=item_features,
+                         decoder_input=latent_dim + n_conditions)
         self.n_conditions = n_conditions
         self.encoder_conditions = nn.Parameter(torch.zeros(n_conditions, self.input_weight.shape[1]))
-        dec_dims = [latent_dim + n_conditions, *reversed(hidden_dims), n_items]
-        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
 
     def _drawn_weights(self) -> list[torch.Tensor]:
         # the decoder's first layer drawn over the code's columns only, as Mult-VAE draws it: the same seed
@@ -215,15 +269,15 @@ class HierarchicalAutoEncoder(AutoEncoder):
     mean is what scoring decodes and its variance leaves out what z2's spread adds to z1's. Needs at least
     one hidden layer (the encoder's shared part)."""
 
-    def __init__(self, n_items: int, hidden_dims, latent_dim: int, activation: str, pseudo_inputs: int = 0):
-        super().__init__(n_items, hidden_dims, latent_dim, True, activation, pseudo_inputs)
+    def __init__(self, n_items: int, hidden_dims, latent_dim: int, activation: str, pseudo_inputs: int = 0,
+                 item_features: int = 0):
+        super().__init__(n_items, hidden_dims, latent_dim, True, activation, pseudo_inputs, item_features,
+                         decoder_input=2 * latent_dim)
         width = hidden_dims[-1]
         self.level_dim = latent_dim
         self.top_to_bottom = nn.Linear(latent_dim, width)  # z2 as q(z1 | x, z2) reads it
         self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
         self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, width), nn.Linear(width, 2 * latent_dim)])
-        dec_dims = [2 * latent_dim, *reversed(hidden_dims), n_items]
-        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
         self.latent_dim = 2 * latent_dim
 
     def _level_layers(self) -> list[nn.Linear]:

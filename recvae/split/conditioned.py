@@ -6,15 +6,20 @@ model (``recvae.models.CVAE``) reads them wherever it reads a history and no met
 
 ``cold_start`` keeps only ``given`` of each held-out user's items as the fold-in (0: the features alone), every
 other item of theirs the target: a new user's first days.
+
+``cold_items`` removes a share of the items from training entirely, and asks each held-out user's other items
+which of those new items they take: a new item's first days.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, at_least
+from recvae.errors import DataError, ParameterError, at_least
 from recvae.split.base import HeldOut, Split
 
 FEATURE_PREFIX = "feature:"  # a feature column's ID in the split's item vocabulary
@@ -81,3 +86,56 @@ def _feature_mask(width: int, n_items: int) -> sp.csr_matrix:
     mask = np.zeros((1, width), dtype=np.float32)
     mask[0, n_items:] = 1.0
     return sp.csr_matrix(mask)
+
+
+@dataclass(frozen=True)
+class ColdItems:
+    """The cold-item protocol of a split: ``split`` without any interaction with the ``items`` (columns) in
+    training or in its held-out users' parts (its validation users still pick the epoch, on warm items);
+    ``validation`` and ``test``: the held-out users with at least one cold item, each user's warm items as
+    the fold-in and the cold ones as the target, ranked among the cold items alone."""
+
+    split: Split
+    items: np.ndarray
+    validation: HeldOut | None
+    test: HeldOut
+
+
+def cold_items(split: Split, share: float, seed: int) -> ColdItems:
+    """Make ``share`` of ``split``'s items cold: drawn with ``seed`` among the items some training user has,
+    at least one."""
+    if not 0.0 < share < 1.0:
+        raise ParameterError("share", share, "must lie in (0, 1)")
+    if split.validation is not None and split.validation.fold_in.shape[1] != split.n_items:
+        raise DataError("cold_items takes a split over items alone (no user feature columns)")
+    candidates = np.flatnonzero(np.diff(split.train.tocsc().indptr) > 0)
+    chosen = np.random.default_rng(seed).choice(candidates, max(1, round(share * len(candidates))), replace=False)
+    cold = np.sort(chosen)
+    is_cold = np.zeros(split.n_items, dtype=bool)
+    is_cold[cold] = True
+    warm = _keeping(~is_cold)
+    warm_parts = [None if h is None else HeldOut(h.users, _masked(h.fold_in, warm), _masked(h.target, warm))
+                  for h in (split.validation, split.test)]
+    warm_split = Split(_masked(split.train, warm), split.train_users, *warm_parts, split.users, split.items,
+                       {**split.params, "cold_items": len(cold), "cold_seed": seed})
+    return ColdItems(warm_split, cold, _cold_targets(split.validation, warm, _keeping(is_cold)),
+                     _cold_targets(split.test, warm, _keeping(is_cold)))
+
+
+def _keeping(columns: np.ndarray) -> sp.dia_matrix:
+    return sp.diags(columns.astype(np.float32))
+
+
+def _masked(matrix: sp.csr_matrix, keep: sp.dia_matrix) -> sp.csr_matrix:
+    out = sp.csr_matrix(matrix @ keep, dtype=np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+def _cold_targets(heldout: HeldOut | None, warm: sp.dia_matrix, cold: sp.dia_matrix) -> HeldOut | None:
+    if heldout is None:
+        return None
+    whole = (heldout.fold_in + heldout.target).tocsr()
+    target = _masked(whole, cold)
+    rows = np.flatnonzero(np.diff(target.indptr) > 0)
+    return HeldOut(heldout.users[rows], _masked(whole, warm)[rows], target[rows])

@@ -37,9 +37,12 @@ def build_model(name: str, params: dict | None = None, *, validation_metric: str
 
 
 def fit_model(model: Recommender, user_items, validation=None, items: Vocabulary | None = None,
-              trainer: Trainer | None = None) -> Recommender:
+              trainer: Trainer | None = None, item_features=None) -> Recommender:
     """Fit any model and return it: one that trains by epochs through ``trainer`` (checkpoints, callbacks,
-    progress; default: none), validated on ``validation`` (held-out users or a scorer); any other by its fit."""
+    progress; default: none), validated on ``validation`` (held-out users or a scorer); any other by its fit.
+    ``item_features``: the items' side features, for a model that reads them (its ``item_feature_width``)."""
+    if item_features is not None:
+        return model.fit(user_items, validation, items, trainer=trainer, item_features=item_features)
     if isinstance(model, IterativeRecommender):
         return model.fit(user_items, validation, items, trainer=trainer)
     return model.fit(user_items, validation, items)

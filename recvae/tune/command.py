@@ -61,6 +61,9 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         model_class = type(build_model(spec.model, spec.params))  # fixed hyperparameters fail now
     except (TypeError, ValueError) as exc:
         raise DataError(str(exc)) from None
+    if spec.data.item_features is not None or spec.split.cold_items:
+        raise ParameterError("item_features", spec.data.item_features, "and cold_items are not read by recvae tune "
+                             "yet: tune the model without them")
     if spec.data.user_features is not None or model_class.name == "CVAE":
         raise ParameterError("user_features", spec.data.user_features, "and CVAE are not read by recvae tune yet: "
                              "tune a CVAE in a benchmark file ([data] user_features, a [search] section)")
@@ -78,12 +81,12 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
     with start_tracking(spec.tracking, f"tune-{model_class.name}") as tracker:
         tracker.log_params({"model": model_class.name, "fixed": spec.params, "space": raw,
                             "search": dataclasses.asdict(spec.search), "data": spec.data.to_json(),
-                            "split": dataclasses.asdict(spec.split)})
+                            "split": spec.split.to_json()})
         result = run_study(lambda params: build_model(spec.model, params, validation_metric=metric), space, spec.params, tune_on.train,
                            tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
                            resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
                            identity={"model": model_class.name, "data": spec.data.to_json(),
-                                     "split": dataclasses.asdict(spec.split)})
+                                     "split": spec.split.to_json()})
         tracker.log_metrics({f"best_val_{metric}": result.best_score, "trials": result.budget_used})
         pruned = sum(t["state"] == "pruned" for t in result.trials)
         header = (f"recvae tune: best validation {metric} {result.best_score:.4f} of {result.budget_used} trials "
