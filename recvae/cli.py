@@ -321,7 +321,7 @@ def cmd_recommend(args) -> int:
         allow=args.allow, deny=args.deny, fallback=args.fallback, shard=args.shard, batch_users=args.batch_users,
         score_memory=args.score_memory, min_rating=args.min_rating, grouped=args.grouped, engine=args.engine,
         master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, overwrite=args.overwrite,
-        item_names=args.item_names, groups=args.groups)
+        item_names=args.item_names, groups=args.groups, user_features=args.user_features)
     result = recommend_log(spec)
     if result.min_rating is not None:
         print(f"keeping interactions rated >= {result.min_rating:g}" + (" (as in training)" if result.min_rating_from_training
@@ -579,6 +579,9 @@ def _add_recommend(sub, common) -> None:
     recommend.add_argument("--min-rating", metavar="R",
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP + ": adds a name column")
+    recommend.add_argument("--user-features", metavar="FILE",
+                           help="a CVAE's users' side table (the one it was trained with): each user's features are "
+                                "read by ID beside their items; a user with none, or not in the table, is still scored")
     recommend.add_argument("--groups", metavar="FILE",
                            help="one list per group of users instead of one per user: a line per group, "
                                 "'name: user ID, user ID, ...', from the mean of the members' posterior means "

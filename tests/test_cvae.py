@@ -137,3 +137,43 @@ def test_commands_that_read_a_history_file_refuse_a_cvae(grouped):
     model, _, _ = grouped
     with pytest.raises(DataError, match="side features beside the items"):
         block_histories(model, pd.DataFrame({"user": ["a"], "item": [3]}))
+
+
+def test_recommend_reads_each_users_features_by_id(tmp_path):
+    import pandas as pd
+
+    from recvae.data import SyntheticLog, generate_log
+    from recvae.data.features import FeatureEncoding
+    from recvae.data.side import read_side_table
+    from recvae.data.vocab import Vocabulary
+    from recvae.export.command import RecommendSpec, recommend_log
+    from recvae.pipeline import DataSpec, SplitSpec, TrainSpec, train_model
+    from recvae.track import TrackingConfig
+
+    users = _users_table(tmp_path / "users.csv", n_users=300)  # users u00300 on are not in the table
+    synthetic = SyntheticLog(n_users=400, n_items=120, seed=4)
+    spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL), data=DataSpec(synthetic=synthetic, user_features=str(users)),
+                     split=SplitSpec(heldout_users=40), out=str(tmp_path / "model"),
+                     tracking=TrackingConfig(enabled=False), progress=False)
+    train_model(spec, notify=lambda line: None)
+    model = CVAE.load(tmp_path / "model")
+    log = generate_log(synthetic)
+    log = log[log.user.isin(["u00001", "u00002", "u00350"])]
+    log.to_csv(tmp_path / "log.csv", index=False)
+    ask = dict(model=str(tmp_path / "model"), interactions=str(tmp_path / "log.csv"), top_n=5)
+    with pytest.raises(DataError, match="--user-features"):
+        recommend_log(RecommendSpec(out=str(tmp_path / "no.csv"), **ask))
+    recommend_log(RecommendSpec(out=str(tmp_path / "top.csv"), user_features=str(users), **ask))
+    written = pd.read_csv(tmp_path / "top.csv", dtype={"item": str})
+    assert set(written.user) == {"u00001", "u00002", "u00350"} and not written.item.str.startswith("feature:").any()
+    encoding = FeatureEncoding.from_json(model.metadata_["user_features"])
+    for user in ("u00001", "u00350"):  # the second has no row in the table: its features are the missing flags
+        items = model.items_.index_of(log[log.user == user].item.to_numpy())
+        row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), int), items)),
+                            shape=(1, len(model.items_)))
+        row[:, -encoding.width:] = encoding.transform(read_side_table(users), Vocabulary(np.array([user]), "user"),
+                                                      some_known=False)
+        top, _ = model.top_n(sp.csr_matrix(row), 5)
+        assert list(written[written.user == user].item) == list(model.items_.ids[top[0]])
+    in_python = model.recommend_df(log, n=5, user_features=users)
+    assert list(in_python.item.astype(str)) == list(written.item)

@@ -47,6 +47,7 @@ class RecommendSpec:
     reader: dict = field(default_factory=dict)
     item_names: str | None = None  # a table of item ID → name (recvae.data.side.read_side_table): adds a name column
     groups: str | None = None  # a file of groups of users: one list per group (recvae.export.groups)
+    user_features: str | None = None  # a CVAE's users' side table (recvae.score.recommend.UserSide)
     progress: bool | None = None
     overwrite: bool = False  # replace an existing output (a Spark output folder holding anything counts)
 
@@ -137,6 +138,10 @@ def _export(spec: RecommendSpec) -> RecommendResult:
         log.info("keeping interactions rated >= %g%s", min_rating, " (as in training)" if spec.min_rating is None else "")
     started = time.perf_counter()
     stats = None
+    if getattr(model.config, "conditions", 0) and (spec.engine == "spark" or spec.groups is not None):
+        raise ParameterError("engine" if spec.groups is None else "groups", spec.engine if spec.groups is None else
+                             spec.groups, f"does not read a {model.name}'s users' features yet: use the local engine, "
+                             "one list per user")
     if spec.groups is not None:
         rows = _export_groups(model, spec, min_rating)
         return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, None)
@@ -155,6 +160,6 @@ def _export(spec: RecommendSpec) -> RecommendResult:
             model, spec.interactions, spec.out, n=spec.top_n, include_seen=spec.include_seen, allow=spec.allow,
             deny=spec.deny, fallback=spec.fallback, shard=spec.shard_index(), users_per_block=spec.batch_users,
             reader=spec.reader, grouped=spec.grouped, progress=spec.progress, min_rating=min_rating,
-            score_memory_mb=spec.score_memory, item_names=spec.item_names)
+            score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
         rows = stats.rows
     return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, stats)

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from recvae.data.side import names_for
 from recvae.errors import DataError
-from recvae.score.recommend import ExportStats, RecommendOptions, item_chunk_for, item_filter, recommend_block
+from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, item_chunk_for, item_filter,
+                                   recommend_block)
 from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter
 
@@ -114,6 +115,7 @@ def export_recommendations(
     min_rating: float | None = None,
     score_memory_mb: float | None = None,
     item_names=None,
+    user_features: str | Path | None = None,
 ) -> ExportStats:
     """Write the top ``n`` items of every user in ``interactions`` to ``out`` (.parquet/.csv/.tsv).
 
@@ -125,6 +127,8 @@ def export_recommendations(
     ``score_memory_mb`` bounds the memory of a block's scores: the catalogue is then scored in chunks
     of items with a running top ``n`` (the same rows), for catalogues whose full block would not fit.
     ``item_names`` (a table's path or a Series ID → name, as ``Recommender.similar_df`` takes) adds a name column.
+    ``user_features``: a CVAE's users' side table (``recvae.score.recommend.UserSide``); a user it lacks is
+    scored with the missing indicators, and every user, with items or not, by the model.
     """
     model._check_fitted()
     if model.items_ is None:
@@ -135,7 +139,7 @@ def export_recommendations(
     options = RecommendOptions(
         n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback, batch_size=users_per_block,
         item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
-        item_names=names_for(model.items_, item_names))
+        item_names=names_for(model.items_, item_names), user_side=UserSide.for_model(model, user_features))
     blocks = iter_user_blocks(interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind},
                               grouped=grouped, shard=shard, min_rating=min_rating)
     stats = ExportStats(unknown_filter_items=unknown_filter)

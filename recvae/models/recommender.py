@@ -27,7 +27,7 @@ from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, P
                                   anomaly_reference, anomaly_scores, decode, encode_in_blocks, fit_posterior_mixture,
                                   kl_to_prior, recommend_group, require_latent_space, sample_users)
 from recvae.models.serialization import read_model_dir, save_model_dir
-from recvae.score.recommend import RecommendOptions, recommend_block, whole_user_blocks
+from recvae.score.recommend import RecommendOptions, UserSide, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class Recommender(ABC):
 
     def recommend_df(
         self, history: pd.DataFrame, n: int = 10, include_seen: bool = False, fallback: str | None = None,
-        batch_size: int = 1000, item_names=None,
+        batch_size: int = 1000, item_names=None, user_features=None,
     ) -> pd.DataFrame:
         """Top ``n`` per user from a frame of (user, item[, rating]) rows in original IDs (a rating is the value a
         model fitted with ``binarize=False`` sees, as in training).
@@ -293,7 +293,8 @@ class Recommender(ABC):
         Items the model does not
         know are ignored; a user without a known item gets no row, or popularity with
         ``fallback="popularity"`` (then a ``fallback`` column marks them). Any user with
-        a history is scored by fold-in, whether or not it was in training.
+        a history is scored by fold-in, whether or not it was in training. ``user_features``: a CVAE's users'
+        side table (its path; needed by a CVAE, refused by any other model).
         """
         self._check_fitted()
         if self.items_ is None:
@@ -304,7 +305,8 @@ class Recommender(ABC):
         if history[["user", "item"]].isna().any().any():
             raise DataError("history has missing user or item IDs")
         options = RecommendOptions(n=n, include_seen=include_seen, fallback=fallback, batch_size=batch_size,
-                                   item_names=names_for(self.items_, item_names))
+                                   item_names=names_for(self.items_, item_names),
+                                   user_side=UserSide.for_model(self, user_features))
         grouped = history.iloc[np.argsort(pd.factorize(history["user"])[0], kind="stable")]  # each user's rows together
         blocks = [recommend_block(self, block, options)[0] for block in whole_user_blocks([grouped], batch_size)]
         if not blocks:

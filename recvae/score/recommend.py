@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recvae.data.features import FeatureEncoding
+from recvae.data.side import read_side_table
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ParameterError, at_least, positive
 from recvae.score.topk import top_n_from_scores
@@ -36,6 +38,37 @@ class ExportStats:
 
 
 @dataclass(frozen=True)
+class UserSide:
+    """The users' side table and the encoding a conditional model (CVAE) was trained with: what turns a
+    block's user IDs into the feature columns it reads beside their items."""
+
+    table: pd.DataFrame
+    encoding: FeatureEncoding
+
+    @classmethod
+    def for_model(cls, model, path) -> UserSide | None:
+        """What ``model`` needs to score users of a log: for a CVAE the table at ``path`` (refused without one),
+        encoded as in training; for any other model nothing (a table is refused)."""
+        conditions = getattr(model.config, "conditions", 0)
+        if path is None:
+            if conditions:
+                raise DataError(f"{model.name} reads each user's side features beside the items: give the users' "
+                                "table it was trained with (--user-features FILE)")
+            return None
+        if not conditions:
+            raise ParameterError("user_features", str(path), f"is read by a CVAE only, not by {model.name}")
+        recorded = model.metadata_.get("user_features")
+        if recorded is None:
+            raise DataError("the model does not record how its users' features were encoded; train it with "
+                            "recvae train --user-features FILE")
+        return cls(read_side_table(path), FeatureEncoding.from_json(recorded))
+
+    def rows(self, user_ids: np.ndarray) -> sp.csr_matrix:
+        """The encoded features of ``user_ids`` (a user the table lacks gets the missing indicators)."""
+        return self.encoding.transform(self.table, Vocabulary(np.asarray(user_ids), "user"), some_known=False)
+
+
+@dataclass(frozen=True)
 class RecommendOptions:
     n: int = 10
     include_seen: bool = False
@@ -44,6 +77,7 @@ class RecommendOptions:
     batch_size: int = 1000
     item_chunk: int | None = None  # items scored at once (None: the whole catalogue)
     item_names: np.ndarray | None = None  # a name per item index: adds a name column
+    user_side: UserSide | None = None  # a CVAE's users' features (UserSide.for_model)
 
     def __post_init__(self):
         at_least(1, n=self.n)
@@ -93,7 +127,7 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
     row's). Returns columns (user, item, rank, score[, fallback]) as numpy arrays, and the block's counts.
     """
     vocab: Vocabulary = model.items_
-    user_ids, history, n_known = block_histories(model, block)
+    user_ids, history, n_known = block_histories(model, block, options.user_side)
     stats = ExportStats(interactions=len(block), users=len(user_ids), unknown_item_interactions=len(block) - n_known)
     has_items = np.diff(history.indptr) > 0
     stats.users_without_known_items = int((~has_items).sum())
@@ -132,20 +166,27 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
     return out, stats
 
 
-def block_histories(model, block: pd.DataFrame) -> tuple[np.ndarray, sp.csr_matrix, int]:
+def block_histories(model, block: pd.DataFrame, user_side: UserSide | None = None) -> tuple[np.ndarray, sp.csr_matrix, int]:
     """A block's users (original IDs, in order of appearance), their histories over the model's items (the
-    values the model sees, as in training) and the number of the block's rows with a known item."""
-    if getattr(model.config, "conditions", 0):  # a history file has no feature columns: they would read as zeros
+    values the model sees, as in training) and the number of the block's rows with a known item. A CVAE's
+    histories end with each user's side features, from ``user_side``."""
+    conditions = getattr(model.config, "conditions", 0)
+    if conditions and user_side is None:  # a history file has no feature columns: they would read as zeros
         raise DataError(f"{model.name} reads each user's side features beside the items, and this command does not "
-                        "read them yet: score a CVAE from Python on rows of items + features "
-                        "(recvae.split.conditioned.with_user_features), or with recvae evaluate")
+                        "read them yet: recvae recommend does (--user-features FILE), as do recvae evaluate and "
+                        "Python on rows of items + features (recvae.split.conditioned.with_user_features)")
     users = block["user"].to_numpy()
     codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
     valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway
     history, n_known = _history(codes, model.items_.index_of(block["item"].to_numpy(), missing="ignore"),
                                 block["rating"].to_numpy(np.float32) if valued else None, len(user_ids),
                                 len(model.items_))
-    return np.asarray(user_ids), history, n_known
+    user_ids = np.asarray(user_ids)
+    if conditions:
+        # the log's items, then the features (a log row naming a feature column is not an item: dropped)
+        history = sp.hstack([history[:, : len(model.items_) - conditions], user_side.rows(user_ids)],
+                            format="csr", dtype=np.float32)
+    return user_ids, history, n_known
 
 
 def _history(codes: np.ndarray, cols: np.ndarray, values: np.ndarray | None, n_users: int,
