@@ -395,7 +395,8 @@ def cmd_sample(args) -> int:
     if args.item_features and not args.report:
         raise ParameterError("item_features", args.item_features, "is read by the realism report only: add {report}")
     sample = SampleSpec(model=args.model, out=args.out, users=args.users, seed=args.seed, temperature=args.temperature,
-                        source=args.source, batch_users=args.batch_users, overwrite=args.overwrite)
+                        source=args.source, batch_users=args.batch_users, overwrite=args.overwrite,
+                        user_features=args.user_features, where=tuple(args.where or ()))
     if not args.report:
         rows = sample_log(sample)
         print(f"wrote {rows} interactions of {args.users} synthetic users to {args.out}")
@@ -653,6 +654,11 @@ def _add_sample(sub, common) -> None:
                         "report.json and figures in DIR")
     sample.add_argument("--item-features", metavar="FILE", help="with --report: an item table with a genres column "
                         "(movies.dat, movies.csv) for the genre mix per user")
+    sample.add_argument("--user-features", metavar="FILE", help="a CVAE's users' table (the one it was trained with): "
+                        "each synthetic user is decoded with the features of a real user drawn from it")
+    sample.add_argument("--where", action="append", metavar="COLUMN=VALUE",
+                        help="with --user-features: draw only users whose COLUMN is VALUE (e.g. age=18; repeat to "
+                             "require several): synthetic users of that group")
     _add_tracking_flags(sample)
     sample.set_defaults(func=cmd_sample)
 

@@ -177,3 +177,40 @@ def test_recommend_reads_each_users_features_by_id(tmp_path):
         assert list(written[written.user == user].item) == list(model.items_.ids[top[0]])
     in_python = model.recommend_df(log, n=5, user_features=users)
     assert list(in_python.item.astype(str)) == list(written.item)
+
+
+def test_users_sampled_with_a_groups_features_take_that_groups_items(grouped):
+    model, _, _ = grouped
+    for group in range(3):  # a third of the items are the group's; its real users take 80% there
+        log = model.sample(60, seed=group, conditions=np.eye(3, dtype=np.float32)[[group] * 60])
+        items = log.item.to_numpy()
+        assert items.max() < 60 and (items // 20 == group).mean() >= 0.5
+    with pytest.raises(DataError, match="conditions"):
+        model.sample(5, conditions=np.ones((4, 3)))
+    with pytest.raises(Exception, match="side features"):
+        model.sample(5)
+
+
+def test_sample_draws_a_group_of_the_users_table(tmp_path):
+    import pandas as pd
+
+    from recvae.data import SyntheticLog
+    from recvae.errors import ParameterError
+    from recvae.export.embed import SampleSpec, sample_log
+    from recvae.pipeline import DataSpec, SplitSpec, TrainSpec, train_model
+    from recvae.track import TrackingConfig
+
+    users = _users_table(tmp_path / "users.csv", n_users=400)
+    spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL),
+                     data=DataSpec(synthetic=SyntheticLog(n_users=400, n_items=120, seed=4), user_features=str(users)),
+                     split=SplitSpec(heldout_users=40), out=str(tmp_path / "model"),
+                     tracking=TrackingConfig(enabled=False), progress=False)
+    train_model(spec, notify=lambda line: None)
+    ask = dict(model=str(tmp_path / "model"), users=30, user_features=str(users))
+    rows = sample_log(SampleSpec(out=str(tmp_path / "b.csv"), where=("band=b",), **ask))
+    written = pd.read_csv(tmp_path / "b.csv", dtype={"item": str})
+    assert len(written) == rows and written.user.nunique() == 30 and not written.item.str.startswith("feature:").any()
+    with pytest.raises(ParameterError, match="matches no row"):
+        sample_log(SampleSpec(out=str(tmp_path / "z.csv"), where=("band=z",), **ask))
+    with pytest.raises(ParameterError, match="COLUMN=VALUE"):
+        sample_log(SampleSpec(out=str(tmp_path / "z.csv"), where=("colour=b",), **ask))

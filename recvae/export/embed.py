@@ -18,7 +18,7 @@ from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter, write_whole
 from recvae.io import claimed
 from recvae.models.latent import require_latent_space
-from recvae.score.recommend import block_histories
+from recvae.score.recommend import UserSide, block_histories
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,8 @@ class SampleSpec:
     source: str = "posterior"  # where latent points are drawn: "posterior" (the training users') or "prior"
     batch_users: int = 1000
     overwrite: bool = False
+    user_features: str | None = None  # a CVAE's users' table: each synthetic user takes a real user's features
+    where: tuple[str, ...] = ()  # "column=value": only the table's users that match every one
 
     def __post_init__(self):
         from recvae.models.latent import SOURCES
@@ -189,7 +191,12 @@ def sample_log(spec: SampleSpec, model=None) -> int:
     from recvae.models.latent import sample_users
 
     model = model if model is not None else Recommender.load(spec.model)
-    blocks = sample_users(model, spec.users, spec.seed, spec.temperature, spec.batch_users, spec.source)
+    if spec.where and spec.user_features is None:
+        raise ParameterError("where", " and ".join(spec.where), "chooses users of the users' table: give it "
+                             "(--user-features FILE)")
+    side = UserSide.for_model(model, spec.user_features)
+    conditions = None if side is None else side.draw(spec.users, spec.where, spec.seed)
+    blocks = sample_users(model, spec.users, spec.seed, spec.temperature, spec.batch_users, spec.source, conditions)
     first = next(blocks)  # a model that cannot sample says so before the output is claimed
     rows = 0
     with claimed(spec.out, "the synthetic log", overwrite=spec.overwrite):

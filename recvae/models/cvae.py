@@ -70,7 +70,13 @@ class CVAE(MultVAE):
 
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         raise NoLatentSpaceError("CVAE decodes a code only together with its user's side features, which a code "
-                                 "alone does not carry: score the user's (items + features) row instead")
+                                 "alone does not carry: give them (decode's and sample's conditions), or score the "
+                                 "user's (items + features) row")
+
+    def _decode_conditioned(self, codes: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Scores over every column of codes decoded with their users' features (-inf at the feature columns)."""
+        items = self.module_.decode(torch.cat([codes, conditions], dim=1))
+        return torch.cat([items, torch.full((codes.shape[0], self.config.conditions), -torch.inf, device=items.device)], 1)
 
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
         if itemid >= self.module_.n_items:

@@ -59,13 +59,22 @@ def require_latent_space(model) -> int:
     return model.encode(sp.csr_matrix((0, model.n_items_), dtype=np.float32)).mean.shape[1]
 
 
-def decode(model, codes) -> np.ndarray:
-    """The scores (users x items, the model's own scale) that the positions ``codes`` decode to."""
+def decode(model, codes, conditions=None) -> np.ndarray:
+    """The scores (users x items, the model's own scale) that the positions ``codes`` decode to; a conditional
+    model's (CVAE's) for users with side features ``conditions`` (a row per code, encoded as in training)."""
     codes = torch.as_tensor(np.asarray(codes, dtype=np.float32), device=model.device_)
     if codes.ndim != 2:
         raise DataError(f"codes must be (users, dimensions), got shape {tuple(codes.shape)}")
     with torch.no_grad():
-        return model._decode_block(codes).float().cpu().numpy()
+        if conditions is None:
+            return model._decode_block(codes).float().cpu().numpy()
+        if not getattr(model.config, "conditions", 0):
+            raise ParameterError("conditions", "given", f"are read by a CVAE only, not by {model.name}")
+        rows = np.asarray(conditions.toarray() if sp.issparse(conditions) else conditions, dtype=np.float32)
+        if rows.shape != (codes.shape[0], model.config.conditions):
+            raise DataError(f"conditions of shape {rows.shape} for {codes.shape[0]} codes and "
+                            f"{model.config.conditions} features")
+        return model._decode_conditioned(codes, torch.from_numpy(rows).to(model.device_)).float().cpu().numpy()
 
 
 def recommend_group(model, user_items: sp.csr_matrix, weights=None, N: int = 10,
@@ -253,14 +262,32 @@ class Prior:
 SOURCES = ("posterior", "prior")  # where sample draws its latent points
 
 
+def _latent_points(model, source: str, mixture, prior: Prior, streams: list, conditions) -> np.ndarray:
+    """One latent point per stream: from the model's prior, the training users' mixture, or (a CVAE's users with
+    side features ``conditions``) the posterior of a user with those features alone."""
+    if source == "prior":
+        return prior.draw(streams).astype(np.float32)
+    if conditions is None:
+        return np.stack([mixture.draw(stream) for stream in streams]).astype(np.float32)
+    features = sp.csr_matrix(conditions, dtype=np.float32)
+    empty = sp.csr_matrix((features.shape[0], model.n_items_ - features.shape[1]), dtype=np.float32)
+    alone = model.encode(sp.hstack([empty, features], format="csr"))
+    noise = np.stack([stream.standard_normal(alone.mean.shape[1]) for stream in streams])
+    return (alone.mean + alone.std * noise).astype(np.float32)
+
+
 def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000,
-                 source: str = "posterior"):
+                 source: str = "posterior", conditions=None):
     """Synthetic users, ``batch_size`` at a time (frames of user, item): each draws a latent point, decodes
     it to scores over the items, draws its number of items from the training users' history lengths, and
     that many distinct items by Gumbel top-k on the scores / ``temperature`` (sampling without replacement
     in proportion to the softmax). ``source``: "posterior" draws the point from the mixture fitted to the
     training users' positions (``PosteriorMixture``), "prior" from the model's prior (N(0, I), or the VampPrior's
-    mixture), which a VAE's users need not fill. Users are named "synthetic-1", "synthetic-2", ..."""
+    mixture), which a VAE's users need not fill. Users are named "synthetic-1", "synthetic-2", ...
+    ``conditions``: a CVAE's users' side features, one row per synthetic user (``recvae.score.recommend.UserSide``'s
+    ``draw`` gives the rows of real users of a group): the conditional generation p(x | z, c), the point drawn
+    ("posterior") from q(z | c), where the encoder places a user with those features and no items yet, or from
+    the prior (which conditions less: a trained CVAE's codes still carry much of what c says)."""
     import pandas as pd
 
     at_least(1, n_users=n_users, batch_size=batch_size)
@@ -270,12 +297,14 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         raise ParameterError("source", source, f"must be one of {', '.join(SOURCES)}")
     activity = getattr(model, "user_activity_", None)
     mixture = getattr(model, "posterior_mixture_", None)
-    if activity is None or (source == "posterior" and mixture is None):
+    if activity is None or (source == "posterior" and mixture is None and conditions is None):
         kept = "history lengths" if activity is None else "positions of its training users"
         raise DataError(f"{model.name}: the model keeps no {kept} to draw from (saved before this was kept, or "
                         "trained under torchrun); fit it again in one process"
                         + ("" if activity is None else ", or sample from the prior ({source=prior})"))
     require_latent_space(model)
+    if conditions is not None and conditions.shape[0] != n_users:
+        raise DataError(f"conditions has {conditions.shape[0]} rows for {n_users} users")
     prior = model._prior()
     lengths = activity.double().numpy()
     lengths = lengths / lengths.sum()
@@ -283,10 +312,11 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         users = min(batch_size, n_users - start)
         # each user draws from its own stream (seed, user number): the log does not depend on the blocks
         streams = [np.random.default_rng([seed, start + row]) for row in range(users)]
-        points = (np.stack([mixture.draw(stream) for stream in streams]) if source == "posterior"
-                  else prior.draw(streams)).astype(np.float32)
-        counts = np.minimum([stream.choice(len(lengths), p=lengths) for stream in streams], model.n_items_)
-        keys = decode(model, points).astype(np.float64) / temperature
+        block = None if conditions is None else conditions[start:start + users]
+        points = _latent_points(model, source, mixture, prior, streams, block)
+        counts = np.minimum([stream.choice(len(lengths), p=lengths) for stream in streams],
+                            model.n_items_ - getattr(model.config, "conditions", 0))
+        keys = decode(model, points, block).astype(np.float64) / temperature
         keys += np.stack([stream.gumbel(size=model.n_items_) for stream in streams])
         top = np.argsort(-keys, axis=1, kind="stable")
         items = np.concatenate([top[row, :counts[row]] for row in range(users)])

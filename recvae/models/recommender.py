@@ -320,10 +320,11 @@ class Recommender(ABC):
         self._check_fitted()
         return encode_in_blocks(self, self._histories(user_items), batch_size)
 
-    def decode(self, codes) -> np.ndarray:
-        """The scores over every item (users x items) that positions in the latent space decode to."""
+    def decode(self, codes, conditions=None) -> np.ndarray:
+        """The scores over every item (users x items) that positions in the latent space decode to; a CVAE's
+        for users with side features ``conditions`` (one row per code)."""
         self._check_fitted()
-        return decode(self, codes)
+        return decode(self, codes, conditions)
 
     def item_embeddings(self) -> dict[str, np.ndarray]:
         """The item vectors the model has (items x dimensions): "output", the rows that turn a user's last
@@ -346,12 +347,13 @@ class Recommender(ABC):
         return anomaly_scores(self, self._histories(user_items), batch_size, neighbours)
 
     def sample(self, n_users: int, seed: int = 0, temperature: float = 1.0, batch_size: int = 1000,
-               source: str = "posterior") -> pd.DataFrame:
+               source: str = "posterior", conditions=None) -> pd.DataFrame:
         """A synthetic log of ``n_users`` users (see ``recvae.models.latent.sample_users``; ``source`` "posterior"
-        or "prior"): columns user, item, items in original IDs, the layout ``read_interactions`` gives; the
-        same seed gives the same log."""
+        or "prior"; a CVAE's users' side features ``conditions``, a row per user): columns user, item, items in
+        original IDs, the layout ``read_interactions`` gives; the same seed gives the same log."""
         self._check_fitted()
-        return pd.concat(list(sample_users(self, n_users, seed, temperature, batch_size, source)), ignore_index=True)
+        return pd.concat(list(sample_users(self, n_users, seed, temperature, batch_size, source, conditions)),
+                         ignore_index=True)
 
     def _encode_block(self, user_items: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")

@@ -63,6 +63,22 @@ class UserSide:
                             "recvae train --user-features FILE")
         return cls(read_side_table(path), FeatureEncoding.from_json(recorded))
 
+    def draw(self, n: int, where: tuple[str, ...] = (), seed: int = 0) -> sp.csr_matrix:
+        """The encoded features of ``n`` users drawn (with replacement, by ``seed``) from the table's rows that
+        match every ``where`` clause, "column=value" (the text as the table writes it): what conditions a CVAE's
+        synthetic users on a group of real ones (``sample``'s ``conditions``)."""
+        keep = np.ones(len(self.table), dtype=bool)
+        for clause in where:
+            column, sep, value = clause.partition("=")
+            if not sep or column not in self.table:
+                raise ParameterError("where", clause, f"expected COLUMN=VALUE with a column of the users' table "
+                                     f"({', '.join(map(str, self.table.columns))})")
+            keep &= self.table[column].astype(str).str.strip().to_numpy() == value.strip()
+        if not keep.any():
+            raise ParameterError("where", " and ".join(where), "matches no row of the users' table")
+        encoded = self.rows(self.table.index.to_numpy()[keep])
+        return encoded[np.random.default_rng(seed).integers(encoded.shape[0], size=n)]
+
     def rows(self, user_ids: np.ndarray) -> sp.csr_matrix:
         """The encoded features of ``user_ids`` (a user the table lacks gets the missing indicators)."""
         return self.encoding.transform(self.table, Vocabulary(np.asarray(user_ids), "user"), some_known=False)
