@@ -291,17 +291,30 @@ def cmd_evaluate(args) -> int:
     data_spec, split_spec = _specs(args) if args.data else (None, None)
     spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=_metrics(args), baseline=args.baseline,
                         tracking=_tracking_config(args),
-                        examples=args.examples, item_names=args.item_names)
+                        examples=args.examples, item_names=args.item_names, cold_start=_counts(args.cold_start))
     result = evaluate_saved(spec)
     print(f"data: {result.data.describe()}; test users: {len(result.split.test)}")
     print(format_table(result.results, result.metrics))
     _print_cold_items(result.cold_items)
+    if result.cold_start is not None:
+        print("\nnew users: the test users with only N of their items given, the rest held out")
+        print(format_table(result.cold_start, result.metrics))
     if result.examples is not None:
         from recvae.evaluate import format_examples
 
         print(f"\n{args.examples} test users, their top 10 (held out: what the test hid from the model)")
         print(format_examples(result.examples))
     return 0
+
+
+def _counts(text: str | None) -> tuple[int, ...]:
+    """--cold-start's "0,1,3,5"."""
+    if text is None:
+        return ()
+    try:
+        return tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise ParameterError("cold_start", text, "expected item counts separated by commas, e.g. 0,1,3,5") from None
 
 
 def _print_cold_items(results: dict | None) -> None:
@@ -549,6 +562,9 @@ def _add_evaluate(sub, common) -> None:
     evaluate.add_argument("--examples", type=int, default=3, metavar="N",
                           help="show N test users whole: history, top 10, which were held out (0: none)")
     evaluate.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP + ": shown beside the examples' IDs")
+    evaluate.add_argument("--cold-start", metavar="N,N,...",
+                          help="new users: also score the test users with only N of their items given (each N in "
+                               "turn, 0 for none; the rest held out), beside popularity; a CVAE reads their features")
     _add_data_flags(evaluate, "the data and split the model was trained on, as its model.json records them")
     _add_tracking_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)

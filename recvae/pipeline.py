@@ -27,7 +27,7 @@ from recvae.data.shard import UserRows, file_chunks, read_user_shard
 from recvae.data.side import read_side_table
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
-from recvae.errors import DataError, DataParameterError, ParameterError, one_of
+from recvae.errors import DataError, DataParameterError, ParameterError, at_least, one_of
 from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
 from recvae.evaluate import default_metrics, evaluate, evaluate_cold_items, evaluate_curves, example_users
 from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
@@ -35,7 +35,7 @@ from recvae.models.device import resolve_device
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
-from recvae.split.conditioned import ColdItems, cold_items, with_user_features
+from recvae.split.conditioned import ColdItems, cold_items, cold_start, with_user_features
 from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
 from recvae.track.plots import (auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure,
@@ -455,6 +455,10 @@ class EvaluateSpec:
     tracking: TrackingConfig = TrackingConfig()
     examples: int = 3  # test users shown whole (history, recommendations, which were held out)
     item_names: str | None = None  # a table of item ID -> name, shown beside the examples' IDs
+    cold_start: tuple[int, ...] = ()  # also score the test users with only this many of their items given, each in turn
+
+    def __post_init__(self):
+        at_least(0, **{f"cold_start[{i}]": n for i, n in enumerate(self.cold_start)})
 
 
 @dataclass
@@ -466,6 +470,7 @@ class EvaluateResult:
     metrics: tuple[str, ...]
     examples: pd.DataFrame | None = None  # recvae.evaluate.example_users for spec.examples test users
     cold_items: dict[str, dict[str, float]] | None = None  # the cold-item protocol's table, where the split has one
+    cold_start: dict[str, dict[str, float]] | None = None  # "<model>, <n> given" -> summary, where asked
 
 
 def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
@@ -500,9 +505,27 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
         features = encode_item_table(data_spec.item_features, plain_split.items)[0] if cold is not None else None
         cold_results = _cold_item_results(model, cold, features, split_spec.seed, tracker)
+        new_users = _cold_start_results(model, split, plain_split, spec.cold_start, metrics, split_spec.seed, tracker)
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
                     if spec.examples else None)
-        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples, cold_results)
+        return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples, cold_results, new_users)
+
+
+def _cold_start_results(model: Recommender, split: Split, plain_split: Split, given: tuple[int, ...], metrics,
+                        seed: int, tracker) -> dict | None:
+    """The test users scored with only ``given`` of their items, each number in turn, the rest of their items
+    the target (``recvae.split.conditioned.cold_start``, drawn with the split's seed): the model (a CVAE with
+    the users' features too) and popularity, on the same users and items; None where not asked."""
+    if not given:
+        return None
+    popularity, width, out = Popularity().fit(plain_split.train), getattr(model.config, "conditions", 0), {}
+    for n in given:
+        rows = {model.name: evaluate(model, cold_start(split.test, n, seed, features=width), metrics).summary(),
+                "Popularity": evaluate(popularity, cold_start(plain_split.test, n, seed), metrics).summary()}
+        for name, summary in rows.items():
+            out[f"{name}, {n} given"] = summary
+            tracker.log_metrics(summary, prefix=f"cold_start_{n}_{'model' if name == model.name else 'popularity'}_")
+    return out
 
 
 def _check_same_split(model_dir, meta: dict, split: Split, data: Interactions | None) -> None:

@@ -111,9 +111,16 @@ def test_train_and_evaluate_read_the_users_table(tmp_path):
     assert width == 5 + 2  # band: a, b, c, other and missing; age: its standardised value and missing
     saved = CVAE.load(tmp_path / "model")
     assert saved.metadata_["user_features"]["columns"][0]["name"] == "band"  # the encoding goes with the model
-    again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), examples=0))
+    again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), examples=0,
+                                        cold_start=(0, 2)))
     assert again.results["CVAE"]["ndcg@100"] == pytest.approx(trained.results["CVAE"]["ndcg@100"])
     assert "Popularity" in trained.results  # the baseline scores the items alone
+    from recvae.evaluate import evaluate
+    from recvae.split.conditioned import cold_start
+
+    assert set(again.cold_start) == {f"{m}, {n} given" for m in ("CVAE", "Popularity") for n in (0, 2)}
+    by_hand = evaluate(saved, cold_start(again.split.test, 2, spec.split.seed, features=width), ("ndcg@100",))
+    assert again.cold_start["CVAE, 2 given"]["ndcg@100"] == pytest.approx(by_hand.mean("ndcg@100"))
 
 
 def test_the_users_table_goes_with_cvae_only(tmp_path):
