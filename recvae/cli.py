@@ -239,7 +239,7 @@ def cmd_train(args) -> int:
 # The data, preprocessing and split flags a tuned-settings file records, so `train --config` reads the same data.
 RUN_FLAGS = ("data", "test_data", "format", "user", "item", "rating", "timestamp", "sep", "header", "skip_bad_lines",
              "encoding", "min_rating", "min_user_interactions", "min_item_interactions", "protocol", "heldout_users",
-             "holdout_fraction", "split_seed")
+             "holdout_fraction", "split_seed", "user_features")
 
 
 def cmd_tune(args) -> int:

@@ -215,14 +215,23 @@ def test_a_damaged_study_database_is_one_line_naming_it(tmp_path, small_log_file
     assert f"{damaged}: the study database cannot be used (file is not a database)" in err and "Traceback" not in err
 
 
-def test_tune_refuses_the_users_table_and_cvae_until_it_reads_them(tmp_path):
+def test_tune_searches_a_cvae_on_the_users_table_and_train_reads_the_result(tmp_path):
+    import tomllib
+
     from recvae.errors import ParameterError
     from recvae.pipeline import DataSpec
     from recvae.tune.command import TuneSpec, tune_model
 
+    rng = np.random.default_rng(3)
     table = tmp_path / "users.csv"
-    table.write_text("user,band\nu00000,a\n")
+    table.write_text("user,band\n" + "".join(f"u{u:05d},{'abc'[rng.integers(3)]}\n" for u in range(6000)))
     for spec in (TuneSpec(model="MultVAE", data=DataSpec(user_features=str(table)), out=str(tmp_path / "t.toml")),
                  TuneSpec(model="CVAE", out=str(tmp_path / "t.toml"))):
-        with pytest.raises(ParameterError, match="not read by recvae tune yet"):
+        with pytest.raises(ParameterError, match="only CVAE"):
             tune_model(spec)
+    out = tmp_path / "tuned.toml"
+    common = ["--user-features", str(table), "--heldout-users", "50", "--no-tracking", "-q"]
+    assert main(["tune", "--model", "cvae", "--trials", "2", "--epochs", "2", "--out", str(out), *common]) == 0
+    written = tomllib.loads(out.read_text())
+    assert written["params"]["conditions"] == 3 + 2 and written["user-features"] == str(table)  # a, b, c, other, missing
+    assert main(["train", "--config", str(out), "--out", str(tmp_path / "m"), "--no-tracking", "-q"]) == 0

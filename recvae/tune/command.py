@@ -14,7 +14,7 @@ from pathlib import Path
 from recvae.errors import DataError, ParameterError
 from recvae.io import check_writable, write_atomic_bytes
 from recvae.train import build_model
-from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+from recvae.pipeline import DataSpec, SplitSpec, model_split, prepare_split
 from recvae.score.metrics import parse_metric
 from recvae.split import validation_from_training
 from recvae.track import TrackingConfig, start_tracking
@@ -64,9 +64,12 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
     if spec.data.item_features is not None or spec.split.cold_items:
         raise ParameterError("item_features", spec.data.item_features, "and cold_items are not read by recvae tune "
                              "yet: tune the model without them")
-    if spec.data.user_features is not None or model_class.name == "CVAE":
-        raise ParameterError("user_features", spec.data.user_features, "and CVAE are not read by recvae tune yet: "
-                             "tune a CVAE in a benchmark file ([data] user_features, a [search] section)")
+    if (spec.data.user_features is None) == (model_class.name == "CVAE"):
+        raise ParameterError("user_features", spec.data.user_features, "CVAE reads the users' side features "
+                             "(--user-features FILE), and only CVAE does")
+    if "conditions" in (spec.space or {}):
+        raise ParameterError("conditions", spec.space["conditions"], "is the number of features the users' table "
+                             "encodes, set by the table: leave it out of the search")
     raw = spec.space if spec.space is not None else model_class.search_space
     space = parse_space(raw, model_class.config_class, f"search space of {model_class.name}", spec.params)
     if not space:
@@ -75,6 +78,8 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
     parse_metric(metric)
     check_writable(spec.out, "the tuned settings")
     split, _ = prepare_split(spec.data, spec.split)
+    split, encoding = model_split(build_model(spec.model, spec.params), split, spec.data)  # a CVAE's features appended
+    fixed = spec.params if encoding is None else {**spec.params, "conditions": encoding.width}
     tune_on = split if split.validation is not None else validation_from_training(split, spec.split.seed)
     notify(f"searching {model_class.name}: {', '.join(space)}; {spec.search.trials} trials on {len(tune_on.validation)} "
            f"validation users by {metric}; study in {spec.storage()}")
@@ -82,7 +87,7 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         tracker.log_params({"model": model_class.name, "fixed": spec.params, "space": raw,
                             "search": dataclasses.asdict(spec.search), "data": spec.data.to_json(),
                             "split": spec.split.to_json()})
-        result = run_study(lambda params: build_model(spec.model, params, validation_metric=metric), space, spec.params, tune_on.train,
+        result = run_study(lambda params: build_model(spec.model, params, validation_metric=metric), space, fixed, tune_on.train,
                            tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
                            resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
                            identity={"model": model_class.name, "data": spec.data.to_json(),
