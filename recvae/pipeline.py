@@ -484,6 +484,9 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
     else:
         raise ValueError(f"{spec.model_dir} does not record its data; pass --data")
     plain_split, data = prepare_split(data_spec, split_spec)
+    if split_spec.cold_items and data_spec.item_features is None:
+        raise ParameterError("cold_items", split_spec.cold_items, "ranks the cold items against their content: give "
+                             "the items' side table (--item-features FILE)")
     cold = cold_items(plain_split, split_spec.cold_items, split_spec.seed) if split_spec.cold_items else None
     plain_split = plain_split if cold is None else cold.split
     split, encoding = model_split(model, plain_split, data_spec)

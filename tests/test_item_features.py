@@ -1,5 +1,7 @@
 """Items' side features in the decoder: an item no training user has is scored by its features."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -172,6 +174,10 @@ def test_train_and_evaluate_run_the_cold_item_protocol(tmp_path):
     again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), examples=0))
     for name, summary in trained.cold_items.items():
         assert again.cold_items[name] == pytest.approx(summary)
+    without = dataclasses.replace(data, item_features=None)
+    with pytest.raises(ParameterError, match="--item-features"):
+        evaluate_saved(EvaluateSpec(str(tmp_path / "model"), data=without, split=spec.split, examples=0,
+                                    tracking=TrackingConfig(enabled=False)))
     assert again.results["MultVAE"]["ndcg@100"] == pytest.approx(trained.results["MultVAE"]["ndcg@100"])
 
 
