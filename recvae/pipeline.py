@@ -35,7 +35,7 @@ from recvae.models.device import resolve_device
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
-from recvae.split.conditioned import ColdItems, cold_items, cold_start, with_user_features
+from recvae.split.conditioned import ColdItems, cold_items, cold_start, heldout_with_features, with_user_features
 from recvae.split.sharded import sharded_strong_split
 from recvae.track import TrackingConfig, start_tracking
 from recvae.track.plots import (auto_beta_figure, diagnostics_figure, metric_curves_figure, training_curves_figure,
@@ -258,8 +258,6 @@ class TrainSpec:
         if share and items is None:
             raise ParameterError("cold_items", share, "scores items no training user has: it needs their side table "
                                  "(--item-features FILE), which the model and the content baseline read")
-        if share and isinstance(model, CVAE):
-            raise ParameterError("cold_items", share, "is not run with a CVAE yet: use MultVAE or MultDAE")
         if items is not None and self.auto_beta:
             raise ParameterError("auto_beta", True, "does not read item features yet: set {beta_cap} instead")
 
@@ -318,7 +316,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         compared = [model] + ([Popularity().fit(plain_split.train)] if spec.baseline else [])
         metrics = spec.metrics or default_metrics(spec.split.protocol)
         results = {m.name: evaluate(m, split.test if m is model else plain_split.test, metrics).summary() for m in compared}
-        cold_results = _cold_item_results(model, cold, item_features, spec.split.seed, tracker)
+        cold_results = _cold_item_results(model, cold, item_features, spec.split.seed, tracker, spec.data, encoding)
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": spec.split.to_json(),
                     "mlflow_run_id": tracker.run_id,
@@ -386,11 +384,18 @@ def _set_width(model: Recommender, spec: TrainSpec, field: str, encoding: Featur
     notify(f"{'user' if field == 'conditions' else 'item'} features: {encoding.width} from {table}")
 
 
-def _cold_item_results(model: Recommender, cold: ColdItems | None, item_features, seed: int, tracker) -> dict | None:
-    """The cold-item protocol's table (``recvae.evaluate.evaluate_cold_items``), logged; None without one."""
+def _cold_item_results(model: Recommender, cold: ColdItems | None, item_features, seed: int, tracker, data: DataSpec,
+                       encoding: FeatureEncoding | None) -> dict | None:
+    """The cold-item protocol's table (``recvae.evaluate.evaluate_cold_items``), logged; None without one. A
+    CVAE reads its test users with their features (``encoding`` of ``data``'s users' table)."""
     if cold is None:
         return None
-    results = {name: r.summary() for name, r in evaluate_cold_items(model, cold, item_features, seed=seed).items()}
+    model_heldout = None
+    if encoding is not None:
+        features = encoding.transform(read_side_table(data.user_features), cold.split.users)
+        model_heldout = heldout_with_features(cold.test, features)
+    results = {name: r.summary() for name, r in
+               evaluate_cold_items(model, cold, item_features, seed=seed, model_heldout=model_heldout).items()}
     for name, summary in results.items():
         tracker.log_metrics(summary, prefix=f"cold_items_{'model' if name == model.name else name.replace(' ', '_')}_")
     return results
@@ -507,7 +512,7 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
         features = encode_item_table(data_spec.item_features, plain_split.items)[0] if cold is not None else None
-        cold_results = _cold_item_results(model, cold, features, split_spec.seed, tracker)
+        cold_results = _cold_item_results(model, cold, features, split_spec.seed, tracker, data_spec, encoding)
         new_users = _cold_start_results(model, split, plain_split, spec.cold_start, metrics, split_spec.seed, tracker)
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
                     if spec.examples else None)

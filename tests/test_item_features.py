@@ -205,3 +205,19 @@ def test_specs_write_the_later_fields_only_when_set():
     assert "item_features" not in DataSpec().to_json() and "cold_items" not in SplitSpec().to_json()
     assert SplitSpec(**SplitSpec(cold_items=0.1).to_json()).cold_items == 0.1
     assert DataSpec.from_json(DataSpec(item_features="x.csv").to_json()).item_features == "x.csv"
+
+
+def test_a_cvae_runs_the_cold_item_protocol_with_its_users_features(tmp_path):
+    from recvae.data import SyntheticLog
+    from recvae.pipeline import DataSpec, SplitSpec, TrainSpec, train_model
+    from recvae.track import TrackingConfig
+    from tests.test_cvae import _users_table
+
+    data = DataSpec(synthetic=SyntheticLog(n_users=400, n_items=120, seed=4), item_features=str(_items_table(tmp_path / "i.csv")),
+                    user_features=str(_users_table(tmp_path / "u.csv")))
+    spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL), data=data, split=SplitSpec(heldout_users=40, cold_items=0.2),
+                     out=str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), progress=False)
+    trained = train_model(spec, notify=lambda line: None)
+    assert trained.model.config.item_feature_width == 7 and trained.model.config.conditions == 7
+    assert set(trained.cold_items) == {"CVAE", "content similarity", "random"}
+    assert 0 < trained.cold_items["CVAE"]["ndcg@20"] <= 1

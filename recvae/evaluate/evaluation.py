@@ -84,12 +84,16 @@ COLD_ITEM_METRICS = ("ndcg@20", "recall@20")
 
 
 def evaluate_cold_items(model, cold, item_features, metrics=COLD_ITEM_METRICS, seed: int = 0,
-                        heldout: HeldOut | None = None) -> dict[str, EvaluationResult]:
+                        heldout: HeldOut | None = None, model_heldout: HeldOut | None = None) -> dict[str, EvaluationResult]:
     """The cold-item protocol (``recvae.split.conditioned.cold_items``): its test users (or ``heldout``, e.g.
     its validation users) rank the cold items alone from their warm items, by ``model`` (fitted on
     ``cold.split``, reading ``item_features``), by the items' content alone (``content_similarity``: the
-    baseline) and by chance (``random_ranking`` drawn with ``seed``)."""
+    baseline) and by chance (``random_ranking`` drawn with ``seed``). ``model_heldout``: the same users as the
+    model reads them, where it reads more than their items (a CVAE's, with their features appended:
+    ``recvae.split.conditioned.heldout_with_features``)."""
     heldout = cold.test if heldout is None else heldout
-    rankers = {getattr(model, "name", "model"): model, "content similarity": content_similarity(item_features),
-               "random": random_ranking(heldout.fold_in.shape[1], seed)}
-    return {name: evaluate(ranker, heldout, metrics, allowed_items=cold.items) for name, ranker in rankers.items()}
+    baselines = {"content similarity": content_similarity(item_features),
+                 "random": random_ranking(heldout.fold_in.shape[1], seed)}
+    results = {getattr(model, "name", "model"): evaluate(model, model_heldout or heldout, metrics, allowed_items=cold.items)}
+    return {**results, **{name: evaluate(ranker, heldout, metrics, allowed_items=cold.items)
+                          for name, ranker in baselines.items()}}

@@ -29,7 +29,9 @@ def _with_columns(matrix: sp.csr_matrix, columns: sp.csr_matrix) -> sp.csr_matri
     return sp.hstack([matrix, columns], format="csr", dtype=np.float32)
 
 
-def _heldout_with(heldout: HeldOut | None, features: sp.csr_matrix) -> HeldOut | None:
+def heldout_with_features(heldout: HeldOut | None, features: sp.csr_matrix) -> HeldOut | None:
+    """``heldout`` with its users' rows of ``features`` (one row per user of the split) appended to the
+    fold-ins, and empty columns to the targets: as a conditional model reads held-out users."""
     if heldout is None:
         return None
     rows = features[heldout.users]
@@ -47,7 +49,7 @@ def with_user_features(split: Split, features: sp.csr_matrix, names: list[str]) 
     items = Vocabulary(np.array([*(str(i) for i in split.items.ids), *(FEATURE_PREFIX + n for n in names)], dtype=object),
                        split.items.name)
     return Split(_with_columns(split.train, features[split.train_users]), split.train_users,
-                 _heldout_with(split.validation, features), _heldout_with(split.test, features), split.users, items,
+                 heldout_with_features(split.validation, features), heldout_with_features(split.test, features), split.users, items,
                  {**split.params, "user_features": len(names)})
 
 
