@@ -90,12 +90,14 @@ def test_a_resumed_two_rank_run_reaches_the_uninterrupted_weights(tmp_path):
     assert len(single["loss"]) == 5 and single["loss"][:4] == whole["loss"] and np.isfinite(single["weights"]).all()
 
 
-def _torchrun_train(folder: Path, *flags: str) -> subprocess.Popen:
-    """``torchrun --nproc-per-node 2 -m recvae train FLAGS`` in ``folder``, one thread a rank."""
+def _torchrun_train(folder: Path, *flags: str, monitor_seconds: float | None = None) -> subprocess.Popen:
+    """``torchrun --nproc-per-node 2 -m recvae train FLAGS`` in ``folder``, one thread a rank; ``monitor_seconds``:
+    how often torchrun's agent looks at its ranks (its own default where None)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    monitor = [] if monitor_seconds is None else [f"--monitor-interval={monitor_seconds}"]
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                             "-m", "recvae", "train", *flags], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=folder)
+                             *monitor, "-m", "recvae", "train", *flags], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=folder)
 
 
 def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
@@ -128,8 +130,11 @@ def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tm
 
     log = tmp_path / "log.csv"
     assert main(["generate", "--out", str(log), "--users", "2000", "--items", "150"]) == 0
+    # torchrun's agent stops the surviving rank once it sees one die; on a loaded machine it could do so before
+    # rank 0 reaches its next collective and says what happened, so it looks every 10 s here, not every 0.1 s
     run = _torchrun_train(tmp_path, "--model", "multdae", "--data", str(log), "--epochs", "500", "--patience", "none",
-                          "--batch-size", "50", "--checkpoint-dir", "ck", "--out", "model", "--no-tracking", "-q")
+                          "--batch-size", "50", "--checkpoint-dir", "ck", "--out", "model", "--no-tracking", "-q",
+                          monitor_seconds=10)
     try:
         deadline = time.time() + 300
         while not (tmp_path / "ck" / "checkpoint.safetensors").exists() and time.time() < deadline:
