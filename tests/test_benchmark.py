@@ -466,17 +466,7 @@ model = "Popularity"
 def test_a_resumed_run_may_name_a_users_table_for_added_cvae_entries_but_not_replace_one(tmp_path):
     import json
 
-    plain = """dataset = "tiny"
-seeds = 1
-[data.synthetic]
-n_users = 150
-n_items = 40
-[split]
-heldout_users = 15
-[[models]]
-name = "Popularity"
-model = "Popularity"
-"""
+    plain = NAMED.split("[[models]]")[0] + '[[models]]\nname = "Popularity"\nmodel = "Popularity"\n'
     benchmark(load_benchmark(write(tmp_path, plain)), tmp_path / "out", progress=False)
     identity = tmp_path / "out" / "tiny" / "runs" / "benchmark.json"
     recorded = json.loads(identity.read_text())

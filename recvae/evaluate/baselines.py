@@ -28,11 +28,14 @@ class ScoredRanking:
         user_items = sp.csr_matrix(user_items)
         if user_items.shape[1] != self.n_items_:
             raise DataError(f"user_items has {user_items.shape[1]} columns for {self.n_items_} items")
-        blocks = [top_n_from_scores(torch.from_numpy(np.asarray(self.scores(user_items[start:start + batch_size]),
-                                                                dtype=np.float32)),
-                                    n, user_items[start:start + batch_size] if exclude_seen else None, allowed_items)
-                  for start in range(0, user_items.shape[0], batch_size)]
-        return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+        indices, values = [], []
+        for start in range(0, user_items.shape[0], batch_size):
+            block = user_items[start:start + batch_size]
+            scores = torch.from_numpy(np.asarray(self.scores(block), dtype=np.float32))
+            top, value = top_n_from_scores(scores, n, block if exclude_seen else None, allowed_items)
+            indices.append(top)
+            values.append(value)
+        return np.concatenate(indices), np.concatenate(values)
 
 
 def content_similarity(item_features) -> ScoredRanking:

@@ -58,7 +58,8 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
     """Search, then write ``spec.out``: ``model``, the run's ``options`` (train flags by name, as given) and
     the best hyperparameters under ``[params]``. Everything checkable is checked before the data is read."""
     try:
-        model_class = type(build_model(spec.model, spec.params))  # fixed hyperparameters fail now
+        model = build_model(spec.model, spec.params)  # fixed hyperparameters fail now
+        model_class = type(model)
     except (TypeError, ValueError) as exc:
         raise DataError(str(exc)) from None
     if spec.data.item_features is not None or spec.split.cold_items:
@@ -78,7 +79,7 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
     parse_metric(metric)
     check_writable(spec.out, "the tuned settings")
     split, _ = prepare_split(spec.data, spec.split)
-    split, encoding = model_split(build_model(spec.model, spec.params), split, spec.data)  # a CVAE's features appended
+    split, encoding = model_split(model, split, spec.data)  # a CVAE's features appended
     fixed = spec.params if encoding is None else {**spec.params, "conditions": encoding.width}
     tune_on = split if split.validation is not None else validation_from_training(split, spec.split.seed)
     notify(f"searching {model_class.name}: {', '.join(space)}; {spec.search.trials} trials on {len(tune_on.validation)} "
