@@ -26,6 +26,8 @@ METRICS_HELP = ("comma-separated metrics: recall@K (hits / min(K, test items)), 
 
 ITEM_NAMES_HELP = ("table of item ID -> name: MovieLens movies.dat or movies.csv as they are, or any CSV/TSV whose "
                    "header names an ID column and a title or name column (without a header: ID, name)")
+USER_FEATURES_HELP = ("a CVAE's users' side table (the one it was trained with): each user's features are read by ID "
+                      "beside their items; a user not in the table gets the 'missing' features")
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -597,8 +599,7 @@ def _add_recommend(sub, common) -> None:
                            help="keep interactions rated at least R ('none': all); default: the model's training value")
     recommend.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP + ": adds a name column")
     recommend.add_argument("--user-features", metavar="FILE",
-                           help="a CVAE's users' side table (the one it was trained with): each user's features are "
-                                "read by ID beside their items; a user with none, or not in the table, is still scored")
+                           help=USER_FEATURES_HELP + "; a user with no item the model knows is still scored from them")
     recommend.add_argument("--groups", metavar="FILE",
                            help="one list per group of users instead of one per user: a line per group, "
                                 "'name: user ID, user ID, ...', from the mean of the members' posterior means "
@@ -638,13 +639,15 @@ def _add_user_log_flags(parser, out_help: str, verb: str) -> None:
                         help="keep interactions rated at least R ('none': all); default: the model's training value")
     parser.add_argument("--ungrouped", dest="grouped", action="store_false",
                         help="the log does not keep each user's rows together: group it in memory")
+    parser.add_argument("--user-features", metavar="FILE", help=USER_FEATURES_HELP)
     _add_reader_flags(parser.add_argument_group("reading the log"))
 
 
 def _user_log_options(args) -> dict:
     """What embed's and score-users' specs take from those flags."""
     return dict(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
-                min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args), overwrite=args.overwrite)
+                min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args), overwrite=args.overwrite,
+                user_features=args.user_features)
 
 
 def _add_sample(sub, common) -> None:

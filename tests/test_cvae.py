@@ -146,44 +146,127 @@ def test_commands_that_read_a_history_file_refuse_a_cvae(grouped):
         block_histories(model, pd.DataFrame({"user": ["a"], "item": [3]}))
 
 
-def test_recommend_reads_each_users_features_by_id(tmp_path):
-    import pandas as pd
-
+@pytest.fixture(scope="module")
+def saved_cvae(tmp_path_factory):
+    """A CVAE trained by the pipeline on a generated log with a users' table that lacks users u00300 on, and a
+    log of three users (the last not in the table)."""
     from recvae.data import SyntheticLog, generate_log
-    from recvae.data.features import FeatureEncoding
-    from recvae.data.side import read_side_table
-    from recvae.data.vocab import Vocabulary
-    from recvae.export.command import RecommendSpec, recommend_log
     from recvae.pipeline import DataSpec, SplitSpec, TrainSpec, train_model
     from recvae.track import TrackingConfig
 
-    users = _users_table(tmp_path / "users.csv", n_users=300)  # users u00300 on are not in the table
+    folder = tmp_path_factory.mktemp("cvae")
+    users = _users_table(folder / "users.csv", n_users=300)
     synthetic = SyntheticLog(n_users=400, n_items=120, seed=4)
     spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL), data=DataSpec(synthetic=synthetic, user_features=str(users)),
-                     split=SplitSpec(heldout_users=40), out=str(tmp_path / "model"),
+                     split=SplitSpec(heldout_users=40), out=str(folder / "model"),
                      tracking=TrackingConfig(enabled=False), progress=False)
     train_model(spec, notify=lambda line: None)
-    model = CVAE.load(tmp_path / "model")
     log = generate_log(synthetic)
     log = log[log.user.isin(["u00001", "u00002", "u00350"])]
-    log.to_csv(tmp_path / "log.csv", index=False)
-    ask = dict(model=str(tmp_path / "model"), interactions=str(tmp_path / "log.csv"), top_n=5)
+    log.to_csv(folder / "log.csv", index=False)
+    return folder, log, users
+
+
+def _rows_by_hand(model, log, users, user_ids) -> sp.csr_matrix:
+    """The users' (items + features) rows built directly from the encoding the model records."""
+    from recvae.data.features import FeatureEncoding
+    from recvae.data.side import read_side_table
+    from recvae.data.vocab import Vocabulary
+
+    encoding = FeatureEncoding.from_json(model.metadata_["user_features"])
+    rows = []
+    for user in user_ids:
+        items = model.items_.index_of(log[log.user == user].item.to_numpy())
+        row = sp.lil_matrix((1, len(model.items_)), dtype=np.float32)
+        row[0, items] = 1.0
+        row[:, -encoding.width:] = encoding.transform(read_side_table(users), Vocabulary(np.array([user]), "user"),
+                                                      some_known=False)
+        rows.append(row.tocsr())
+    return sp.vstack(rows, format="csr")
+
+
+def test_recommend_reads_each_users_features_by_id(saved_cvae, tmp_path):
+    import pandas as pd
+
+    from recvae.export.command import RecommendSpec, recommend_log
+
+    folder, log, users = saved_cvae
+    model = CVAE.load(folder / "model")
+    ask = dict(model=str(folder / "model"), interactions=str(folder / "log.csv"), top_n=5)
     with pytest.raises(DataError, match="--user-features"):
         recommend_log(RecommendSpec(out=str(tmp_path / "no.csv"), **ask))
     recommend_log(RecommendSpec(out=str(tmp_path / "top.csv"), user_features=str(users), **ask))
     written = pd.read_csv(tmp_path / "top.csv", dtype={"item": str})
     assert set(written.user) == {"u00001", "u00002", "u00350"} and not written.item.str.startswith("feature:").any()
-    encoding = FeatureEncoding.from_json(model.metadata_["user_features"])
-    for user in ("u00001", "u00350"):  # the second has no row in the table: its features are the missing flags
-        items = model.items_.index_of(log[log.user == user].item.to_numpy())
-        row = sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), int), items)),
-                            shape=(1, len(model.items_)))
-        row[:, -encoding.width:] = encoding.transform(read_side_table(users), Vocabulary(np.array([user]), "user"),
-                                                      some_known=False)
-        top, _ = model.top_n(sp.csr_matrix(row), 5)
-        assert list(written[written.user == user].item) == list(model.items_.ids[top[0]])
+    # the second has no row in the table: its features are the missing flags
+    top, _ = model.top_n(_rows_by_hand(model, log, users, ["u00001", "u00350"]), 5)
+    for user, row in zip(("u00001", "u00350"), top):
+        assert list(written[written.user == user].item) == list(model.items_.ids[row])
     in_python = model.recommend_df(log, n=5, user_features=users)
     assert list(in_python.item.astype(str)) == list(written.item)
+
+
+def test_embed_and_score_users_read_each_users_features_by_id(saved_cvae, tmp_path):
+    import pandas as pd
+
+    from recvae.export.embed import EmbedSpec, ScoreUsersSpec, embed_log, score_users_log
+
+    folder, log, users = saved_cvae
+    model = CVAE.load(folder / "model")
+    ask = dict(model=str(folder / "model"), interactions=str(folder / "log.csv"))
+    with pytest.raises(DataError, match="--user-features"):
+        embed_log(EmbedSpec(out=str(tmp_path / "no.parquet"), **ask))
+    assert not (tmp_path / "no.parquet").exists()
+    embed_log(EmbedSpec(out=str(tmp_path / "e.parquet"), items_out=str(tmp_path / "i.parquet"), user_features=str(users), **ask))
+    score_users_log(ScoreUsersSpec(out=str(tmp_path / "s.csv"), user_features=str(users), **ask))
+    placed, scored = pd.read_parquet(tmp_path / "e.parquet"), pd.read_csv(tmp_path / "s.csv")
+    rows = _rows_by_hand(model, log, users, list(placed.user))
+    np.testing.assert_allclose(np.stack(placed["mean"]), model.encode(rows).mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scored.score, model.anomaly_scores(rows).score, rtol=1e-5)
+    items = pd.read_parquet(tmp_path / "i.parquet")
+    assert len(items) == model.module_.n_items and not items.item.astype(str).str.startswith("feature:").any()
+
+
+def test_anomaly_scores_reconstruct_the_items_decoded_with_the_users_features(grouped):
+    model, log, groups = grouped
+    features = np.eye(3, dtype=np.float32)[groups[:6]]
+    rows = sp.hstack([log[:6], sp.csr_matrix(features)]).tocsr()
+    scores = model.anomaly_scores(rows)
+    mean = model.encode(rows).mean
+    log_p = torch.log_softmax(torch.from_numpy(model.decode(mean, features)[:, :60]), dim=1).numpy()
+    by_hand = -(log[:6].toarray() * log_p).sum(axis=1) / log[:6].sum(axis=1).A1
+    np.testing.assert_allclose(scores.reconstruction, by_hand, rtol=1e-5)
+    assert (scores.interactions == log[:6].sum(axis=1).A1).all()  # the features are read, not counted
+
+
+def test_a_group_is_decoded_with_its_members_mean_features(grouped, tmp_path):
+    model, log, groups = grouped
+    members = np.flatnonzero(groups == 1)[:2].tolist() + np.flatnonzero(groups == 2)[:1].tolist()
+    features = np.eye(3, dtype=np.float32)[groups[members]]
+    rows = sp.hstack([log[members], sp.csr_matrix(features)]).tocsr()
+    ids, scores = model.recommend_group(rows, weights=[1, 1, 2], N=5)
+    blend = np.array([0.25, 0.25, 0.5]) @ model.encode(rows).mean
+    direct = model.decode(blend[None, :], np.array([[0, 0.5, 0.5]], np.float32))[0]
+    direct[np.unique(rows[:, :60].indices)] = -np.inf
+    assert list(ids) == list(np.argsort(-direct, kind="stable")[:5])
+    np.testing.assert_allclose(scores, direct[ids], rtol=1e-5)
+
+
+def test_recommend_groups_reads_the_members_features(saved_cvae, tmp_path):
+    import pandas as pd
+
+    from recvae.export.command import RecommendSpec, recommend_log
+
+    folder, log, users = saved_cvae
+    model = CVAE.load(folder / "model")
+    (tmp_path / "groups.txt").write_text("home: u00001, u00350\n")
+    ask = dict(model=str(folder / "model"), interactions=str(folder / "log.csv"), top_n=5, groups=str(tmp_path / "groups.txt"))
+    with pytest.raises(DataError, match="--user-features"):
+        recommend_log(RecommendSpec(out=str(tmp_path / "no.csv"), **ask))
+    recommend_log(RecommendSpec(out=str(tmp_path / "g.csv"), user_features=str(users), **ask))
+    written = pd.read_csv(tmp_path / "g.csv", dtype={"item": str})
+    ids, _ = model.recommend_group(_rows_by_hand(model, log, users, ["u00001", "u00350"]), N=5)
+    assert list(written.item) == list(model.items_.ids[ids])
 
 
 def test_users_sampled_with_a_groups_features_take_that_groups_items(grouped):
@@ -221,3 +304,19 @@ def test_sample_draws_a_group_of_the_users_table(tmp_path):
         sample_log(SampleSpec(out=str(tmp_path / "z.csv"), where=("band=z",), **ask))
     with pytest.raises(ParameterError, match="COLUMN=VALUE"):
         sample_log(SampleSpec(out=str(tmp_path / "z.csv"), where=("colour=b",), **ask))
+
+
+def test_the_latent_report_places_a_cvaes_users_with_their_features(saved_cvae, tmp_path):
+    from recvae.latent.command import LatentReportSpec, write_latent_report
+    from recvae.latent.stats import kl_per_dimension
+    from recvae.track import TrackingConfig
+
+    folder, log, users = saved_cvae
+    model = CVAE.load(folder / "model")
+    ask = dict(model=str(folder / "model"), data=str(folder / "log.csv"), tracking=TrackingConfig(enabled=False))
+    with pytest.raises(DataError, match="--user-features"):
+        write_latent_report(LatentReportSpec(out=str(tmp_path / "none"), **ask))
+    numbers = write_latent_report(LatentReportSpec(out=str(tmp_path / "report"), user_features=str(users), **ask))
+    by_hand = kl_per_dimension(model.encode(_rows_by_hand(model, log, users, sorted(set(log.user)))))
+    assert numbers["users"] == 3 and numbers["kl_total"] == pytest.approx(by_hand.sum(), rel=1e-5)
+    assert "skipped" in numbers["traversals"]  # a code alone does not decode: the report says so

@@ -115,3 +115,33 @@ def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatc
 
     with pytest.raises(DataError, match="out.parquet: the Spark export failed \\(PythonException: DataError: bad IDs\\)"):
         spark_export._write(Broken, tmp_path / "staging", tmp_path / "out.parquet")
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_reads_a_cvaes_users_features_as_the_local_export_does(spark, tmp_path, capsys):
+    from recvae.cli import main
+    from recvae.data import SyntheticLog, generate_log
+    from recvae.pipeline import DataSpec, SplitSpec, TrainSpec, train_model
+    from recvae.track import TrackingConfig
+
+    rng = np.random.default_rng(3)
+    users = tmp_path / "users.csv"  # users u00250 on have no row: they get the missing features
+    users.write_text("user,band\n" + "".join(f"u{u:05d},{'abc'[rng.integers(3)]}\n" for u in range(250)))
+    synthetic = SyntheticLog(n_users=300, n_items=80, seed=4)
+    train_model(TrainSpec(model="CVAE", params=dict(epochs=2, batch_size=50, hidden_dims=(16,), latent_dim=4),
+                          data=DataSpec(synthetic=synthetic, user_features=str(users)), split=SplitSpec(heldout_users=30),
+                          out=str(tmp_path / "model"), tracking=TrackingConfig(enabled=False), progress=False),
+                notify=lambda line: None)
+    log = generate_log(synthetic)[["user", "item"]]
+    log = log[log.user >= "u00200"]
+    log.to_csv(tmp_path / "log.csv", index=False)
+    ask = ["recommend", "--model", str(tmp_path / "model"), "--interactions", str(tmp_path / "log.csv"), "--top-n", "10", "-q"]
+    assert main(ask + ["--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "no.parquet")]) != 0
+    assert "--user-features" in capsys.readouterr().err and not (tmp_path / "no.parquet").exists()
+    assert main(ask + ["--user-features", str(users), "--out", str(tmp_path / "local.parquet")]) == 0
+    assert main(ask + ["--user-features", str(users), "--engine", "spark", "--master", "local[2]",
+                       "--out", str(tmp_path / "spark.parquet")]) == 0
+    local = pd.read_parquet(tmp_path / "local.parquet").assign(fallback=False)
+    _same_rows(pd.read_parquet(tmp_path / "spark.parquet").assign(fallback=False), local)
+    assert set(local.user) == set(log.user)

@@ -113,7 +113,9 @@ def _export_groups(model, spec: RecommendSpec, min_rating: float | None) -> int:
     from recvae.data.readers import read_interactions
     from recvae.data.side import names_for
     from recvae.export.groups import read_groups, recommend_groups
+    from recvae.score.recommend import UserSide
 
+    side = UserSide.for_model(model, spec.user_features)  # the table is checked before the log is read
     groups = read_groups(spec.groups, model.metadata_.get("user_id_kind", "str"))
     members = np.concatenate([ids for _, ids in groups])
     histories = read_interactions(spec.interactions, **spec.reader)
@@ -121,7 +123,7 @@ def _export_groups(model, spec: RecommendSpec, min_rating: float | None) -> int:
     if min_rating is not None and "rating" in histories:
         histories = histories[histories["rating"] >= min_rating]
     return recommend_groups(model, histories, groups, spec.out, spec.top_n, spec.include_seen,
-                            names_for(model.items_, spec.item_names))
+                            names_for(model.items_, spec.item_names), side)
 
 
 def _export(spec: RecommendSpec) -> RecommendResult:
@@ -138,10 +140,6 @@ def _export(spec: RecommendSpec) -> RecommendResult:
         log.info("keeping interactions rated >= %g%s", min_rating, " (as in training)" if spec.min_rating is None else "")
     started = time.perf_counter()
     stats = None
-    if getattr(model.config, "conditions", 0) and (spec.engine == "spark" or spec.groups is not None):
-        raise ParameterError("engine" if spec.groups is None else "groups", spec.engine if spec.groups is None else
-                             spec.groups, f"does not read a {model.name}'s users' features yet: use the local engine, "
-                             "one list per user")
     if spec.groups is not None:
         rows = _export_groups(model, spec, min_rating)
         return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, None)
@@ -154,7 +152,7 @@ def _export(spec: RecommendSpec) -> RecommendResult:
             item=r.get("item") or "item", rating=r.get("rating") or "rating", sep=r.get("sep"),
             header=r.get("header") is not False, min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
-            score_memory_mb=spec.score_memory, item_names=spec.item_names)
+            score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
     else:
         stats = export_recommendations(
             model, spec.interactions, spec.out, n=spec.top_n, include_seen=spec.include_seen, allow=spec.allow,

@@ -36,6 +36,7 @@ class UserLogSpec:
     grouped: bool = True
     reader: dict = field(default_factory=dict)
     overwrite: bool = False
+    user_features: str | None = None  # a CVAE's users' table: each user's features are read by ID
 
     def __post_init__(self):
         at_least(1, batch_users=self.batch_users)
@@ -70,46 +71,49 @@ def embed_log(spec: EmbedSpec) -> EmbedResult:
 
     model = Recommender.load(spec.model)
     dimensions = require_latent_space(model)  # before any reading
+    side = UserSide.for_model(model, spec.user_features)
     with claimed(spec.out, "the embeddings", overwrite=spec.overwrite):
-        result = _embed_users(model, spec, dimensions)
+        result = _embed_users(model, spec, side, dimensions)
     if spec.items_out is not None:
+        items = model.items_.ids[: model._item_columns(len(model.items_))]  # a CVAE's feature columns are no items
         with claimed(spec.items_out, "the item embeddings", overwrite=spec.overwrite):
-            write_whole(spec.items_out, {"item": model.items_.ids, **model.item_embeddings()})
+            write_whole(spec.items_out, {"item": items, **model.item_embeddings()})
     return result
 
 
-def _embed_users(model, spec: EmbedSpec, dimensions: int) -> EmbedResult:
+def _embed_users(model, spec: EmbedSpec, side: UserSide | None, dimensions: int) -> EmbedResult:
     def rows(history) -> dict:
         encoding = model.encode(history, batch_size=spec.batch_users)
         return {"mean": encoding.mean, **({"std": encoding.std} if encoding.std is not None else {})}
 
-    users, empty, seconds = _stream_users(model, spec, rows)
+    users, empty, seconds = _stream_users(model, spec, side, rows)
     log.info("placed %d users in %d dimensions in %.1f s", users, dimensions, seconds)
     return EmbedResult(users, empty, dimensions, seconds)
 
 
-def _known_histories(model, spec, skipped: list | None = None):
-    """The log's users, a block at a time, as (IDs, histories over the model's items); users without an item
-    the model knows are left out (and counted into ``skipped[0]``)."""
+def _known_histories(model, spec, side: UserSide | None, skipped: list | None = None):
+    """The log's users, a block at a time, as (IDs, histories over the model's items, then a CVAE's users'
+    features from ``side``); users without an item the model knows are left out (and counted into
+    ``skipped[0]``)."""
     blocks = iter_user_blocks(spec.interactions, users_per_block=spec.batch_users, reader=spec.reader,
                               id_kinds={"item": model.items_.kind}, grouped=spec.grouped,
                               min_rating=min_rating_for(model, spec.min_rating))
     for block, _ in blocks:
-        user_ids, history, _ = block_histories(model, block)
-        known = np.diff(history.indptr) > 0
+        user_ids, history, _ = block_histories(model, block, side)
+        known = np.diff(history[:, : model._item_columns(history.shape[1])].indptr) > 0
         if skipped is not None:
             skipped[0] += int((~known).sum())
         if known.any():
             yield user_ids[known], history[known]
 
 
-def _stream_users(model, spec, rows_of) -> tuple[int, int, float]:
+def _stream_users(model, spec, side: UserSide | None, rows_of) -> tuple[int, int, float]:
     """Each block of the log's users through ``rows_of`` (their histories → columns) into ``spec.out``, whole or
     not at all; users without an item the model knows are counted and left out. (users, left out, seconds)."""
     started = time.perf_counter()
     users, skipped = 0, [0]
     with AtomicRecommendationWriter(spec.out) as writer:
-        for user_ids, history in _known_histories(model, spec, skipped):
+        for user_ids, history in _known_histories(model, spec, side, skipped):
             writer.write({"user": user_ids, **rows_of(history)})
             users += len(user_ids)
         writer.commit({"user": np.empty(0, dtype=object), **rows_of(sp.csr_matrix((0, model.n_items_), dtype=np.float32))})
@@ -136,11 +140,12 @@ def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
 
     model = Recommender.load(spec.model)
     model.anomaly_scores(sp.csr_matrix((0, model.n_items_), dtype=np.float32))  # refused before any reading
+    side = UserSide.for_model(model, spec.user_features)
     with claimed(spec.out, "the scores", overwrite=spec.overwrite):
         distances = None
         if spec.neighbours is not None:  # a first pass: every position, then each one's neighbours
             positions = [model.encode(history, batch_size=spec.batch_users).mean
-                         for _, history in _known_histories(model, spec)]
+                         for _, history in _known_histories(model, spec, side)]
             distances = neighbour_distances(np.concatenate(positions) if positions else np.empty((0, 1)),
                                             spec.neighbours)
         done = [0]  # users written so far: the second pass meets them in the first's order
@@ -155,7 +160,7 @@ def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
             done[0] += history.shape[0]
             return columns
 
-        return _stream_users(model, spec, rows)
+        return _stream_users(model, spec, side, rows)
 
 
 @dataclass(frozen=True)

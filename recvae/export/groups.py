@@ -11,7 +11,7 @@ import pandas as pd
 from recvae.data.readers import typed_ids
 from recvae.errors import DataError
 from recvae.export.writer import write_whole
-from recvae.score.recommend import block_histories
+from recvae.score.recommend import UserSide, block_histories
 
 
 def read_groups(path: str | Path, kind: str) -> list[tuple[str, np.ndarray]]:
@@ -32,15 +32,18 @@ def read_groups(path: str | Path, kind: str) -> list[tuple[str, np.ndarray]]:
 
 
 def recommend_groups(model, histories: pd.DataFrame, groups: list[tuple[str, np.ndarray]], out: str | Path, n: int,
-                     include_seen: bool = False, item_names: np.ndarray | None = None) -> int:
+                     include_seen: bool = False, item_names: np.ndarray | None = None,
+                     user_side: UserSide | None = None) -> int:
     """Write group, item, rank, score (and name) for every group to ``out``, whole or not at all; returns the
     rows. ``histories`` holds the groups' users' rows (user, item[, rating]); a member without a known item
-    is refused, naming them."""
+    is refused, naming them. A CVAE reads its members' side features from ``user_side`` and decodes the group
+    with their mean."""
     parts = []
     for name, members in groups:
         rows = histories[histories["user"].isin(members)]
-        user_ids, matrix, _ = block_histories(model, rows)
-        missing = [m for m in members if m not in set(user_ids[np.diff(matrix.indptr) > 0].tolist())]
+        user_ids, matrix, _ = block_histories(model, rows, user_side)
+        items_of = matrix[:, : model._item_columns(matrix.shape[1])]
+        missing = [m for m in members if m not in set(user_ids[np.diff(items_of.indptr) > 0].tolist())]
         if missing:
             raise DataError(f"group {name!r}: user {missing[0]!r} has no item the model knows in the log")
         items, scores = model.recommend_group(matrix, N=n, filter_already_liked_items=not include_seen)

@@ -9,6 +9,7 @@ model once and keeps it for every partition it scores.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ import pandas as pd
 from recvae.data.side import names_for
 from recvae.errors import DataError, DataParameterError, ParameterError
 from recvae.io import WriteError
-from recvae.score.recommend import RecommendOptions, item_chunk_for, item_filter, recommend_block, whole_user_blocks
+from recvae.score.recommend import (RecommendOptions, UserSide, item_chunk_for, item_filter, recommend_block,
+                                    whole_user_blocks)
 
 
 @functools.lru_cache(maxsize=2)
@@ -31,9 +33,16 @@ def cached_model(model_dir: str):
     return Recommender.load(model_dir)
 
 
+@functools.lru_cache(maxsize=2)
+def cached_user_side(model_dir: str, user_features: str | None) -> UserSide | None:
+    """A CVAE's users' table as a process reads it beside ``cached_model(model_dir)``: once, kept while it lives."""
+    return UserSide.for_model(cached_model(model_dir), user_features)
+
+
 def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
                     allow=None, deny=None, fallback: str | None = None, users_per_block: int = 1000,
-                    partitions: int | None = None, score_memory_mb: float | None = None, item_names=None):
+                    partitions: int | None = None, score_memory_mb: float | None = None, item_names=None,
+                    user_features: str | None = None):
     """A Spark DataFrame (user, item, rank, score[, fallback]): the top ``n`` items of every user in
     ``histories``, a Spark DataFrame with columns ``user`` and ``item`` (original IDs, as the model knows
     its items; other columns are ignored).
@@ -44,11 +53,15 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     ``partitions`` sets how many partitions the users are spread over (default: Spark's shuffle setting).
     ``score_memory_mb`` bounds a block's score memory on each worker (the catalogue scored in item chunks).
     ``item_names`` (a table's path, read on the driver, or a Series ID → name) adds a name column.
+    ``user_features``: a CVAE's users' table (its path, readable by every executor as ``model_dir`` is): each
+    Python worker reads it once and looks its block's users up by ID.
     """
     from pyspark.sql import types as T
     from pyspark.sql.functions import coalesce, col, lit
 
     model = cached_model(str(model_dir))  # on the driver: checks the directory and reads the item IDs once
+    features = None if user_features is None else str(user_features)
+    cached_user_side(str(model_dir), features)  # on the driver too: a CVAE without its table is refused here
     if model.items_ is None:
         raise DataError(f"{model_dir}: the model does not know its item IDs; cannot read or write IDs")
     missing = {"user", "item"} - set(histories.columns)
@@ -61,13 +74,6 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
                                item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
                                item_names=names_for(model.items_, item_names))
     item_type = T.LongType() if integer_items else T.StringType()
-    user_type = histories.schema["user"].dataType
-    fields = [T.StructField("user", user_type), T.StructField("item", item_type),
-              T.StructField("rank", T.IntegerType()), T.StructField("score", T.FloatType())]
-    if fallback is not None:
-        fields.append(T.StructField("fallback", T.BooleanType()))
-    if options.item_names is not None:
-        fields.append(T.StructField("name", T.StringType()))
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
     # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export
@@ -79,13 +85,27 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         worker_model = cached_model(directory)
+        worker_options = dataclasses.replace(options, user_side=cached_user_side(directory, features))
         for block in whole_user_blocks(frames, users_per_block):
             if not integer_items:
                 block = block.assign(item=block["item"].astype(object))
-            out, _ = recommend_block(worker_model, block, options)
+            out, _ = recommend_block(worker_model, block, worker_options)
             yield pd.DataFrame(out)
 
-    return frame.mapInPandas(score, T.StructType(fields))
+    return frame.mapInPandas(score, _output_schema(histories.schema["user"].dataType, item_type, options))
+
+
+def _output_schema(user_type, item_type, options: RecommendOptions):
+    """The rows' Spark schema: user, item, rank, score, then fallback and name where asked for."""
+    from pyspark.sql import types as T
+
+    fields = [T.StructField("user", user_type), T.StructField("item", item_type),
+              T.StructField("rank", T.IntegerType()), T.StructField("score", T.FloatType())]
+    if options.fallback is not None:
+        fields.append(T.StructField("fallback", T.BooleanType()))
+    if options.item_names is not None:
+        fields.append(T.StructField("name", T.StringType()))
+    return T.StructType(fields)
 
 
 def export_spark(interactions: str, model_dir: str, out: str, *, master: str | None = None, user: str = "user",

@@ -14,6 +14,7 @@ from recvae.export.command import min_rating_for
 from recvae.io import check_writable
 from recvae.latent.report import SideData, latent_report
 from recvae.models.latent import require_latent_space
+from recvae.score.recommend import UserSide
 from recvae.track.tracking import TrackingConfig, start_tracking
 
 
@@ -44,6 +45,8 @@ def write_latent_report(spec: LatentReportSpec) -> dict:
     check_writable(Path(spec.out) / "report.json", "the report")
     model = Recommender.load(spec.model)
     require_latent_space(model)  # before the log is read
+    # a CVAE reads the same table as its users' side features; for any other model it only describes them
+    user_side = UserSide.for_model(model, spec.user_features) if getattr(model.config, "conditions", 0) else None
     side = SideData(read_side_table(spec.user_features) if spec.user_features else None,
                     read_side_table(spec.item_features) if spec.item_features else None)
     frame = read_interactions(spec.data, **spec.reader)
@@ -54,8 +57,9 @@ def write_latent_report(spec: LatentReportSpec) -> dict:
     if frame.empty:
         raise DataError(f"{spec.data}: none of its items is one the model knows")
     data = Interactions.from_frame(frame[["user", "item"] + (["rating"] if "rating" in frame else [])], items=model.items_)
+    matrix = data.matrix if user_side is None else user_side.beside(data.matrix, data.users.ids)
     title = f"{model.name}: {Path(spec.data).name}"
-    numbers = latent_report(model, data.matrix, data.users, spec.out, side, title=title, max_users=spec.max_users,
+    numbers = latent_report(model, matrix, data.users, spec.out, side, title=title, max_users=spec.max_users,
                             umap=spec.umap)
     with start_tracking(spec.tracking, f"latent-report-{model.name}", run_id=model.metadata_.get("mlflow_run_id")) as tracker:
         tracker.log_artifact(Path(spec.out), "latent_report")

@@ -156,7 +156,8 @@ def _item_side(features: pd.DataFrame | None, items: Vocabulary) -> tuple[np.nda
 def _item_space(model, names, genres, comparisons, numbers: dict, figures: _Figures, title: str, seed: int) -> None:
     vectors = model.item_embeddings()["output"]
     points, explained = stats.pca_2d(vectors)
-    popularity = model.item_popularity_.cpu().numpy()
+    genres = genres[: len(vectors)]  # the items come first; a CVAE's feature columns after them have no vector
+    popularity = model.item_popularity_.cpu().numpy()[: len(vectors)]
     first_genre = {"genre": np.array([sorted(g)[0] if g else "none" for g in genres], dtype=object)} if any(genres) else {}
     figures.files["items.png"] = map_figure(points, explained, ("popularity", popularity + 1), first_genre,
                                             f"{title}: item output vectors")

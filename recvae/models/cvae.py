@@ -73,6 +73,10 @@ class CVAE(MultVAE):
                                  "alone does not carry: give them (decode's and sample's conditions), or score the "
                                  "user's (items + features) row")
 
+    def _decode_rows(self, user_items: sp.csr_matrix, codes: torch.Tensor) -> torch.Tensor:
+        _, conditions = split_columns(SparseBatch.from_csr(user_items, self.device_), self.module_.n_items)
+        return self._decode_conditioned(codes, conditions)
+
     def _decode_conditioned(self, codes: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Scores over every column of codes decoded with their users' features (-inf at the feature columns)."""
         items = self.module_.decode(torch.cat([codes, conditions], dim=1))

@@ -88,8 +88,11 @@ def recommend_group(model, user_items: sp.csr_matrix, weights=None, N: int = 10,
     weights = np.full(user_items.shape[0], 1.0 / user_items.shape[0]) if weights is None else np.asarray(weights, float)
     if weights.shape != (user_items.shape[0],) or (weights < 0).any() or not weights.sum() > 0:
         raise DataError(f"weights must be one non-negative weight per user ({user_items.shape[0]}), not all zero")
-    blend = (weights / weights.sum()) @ model.encode(user_items).mean
-    scores = torch.from_numpy(decode(model, blend[None, :]))
+    weights = weights / weights.sum()
+    blend = torch.as_tensor((weights @ model.encode(user_items).mean)[None, :], dtype=torch.float32, device=model.device_)
+    with torch.no_grad():  # a CVAE decodes with the members' side features averaged by the same weights
+        mixed = sp.csr_matrix(np.asarray(weights @ user_items, dtype=np.float32).reshape(1, -1))
+        scores = model._decode_rows(mixed, blend).float().cpu()
     seen = None
     if filter_already_liked_items:
         union = sp.csr_matrix(user_items.sum(axis=0))
@@ -185,10 +188,11 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int, neighbours
         block = user_items[start:start + batch_size]
         with torch.no_grad():
             mean, std = model._encode_block(block)
-            log_p = torch.log_softmax(model._decode_block(mean).float(), dim=1).cpu().numpy()
+            log_p = torch.log_softmax(model._decode_rows(block, mean).float(), dim=1).cpu().numpy()
         if neighbours is not None:
             positions.append(mean.float().cpu().numpy())
-        counts = block.tocsr().astype(np.float64)
+        width = model._item_columns(block.shape[1])  # a CVAE's side features are read, not reconstructed
+        counts, log_p = block.tocsr()[:, :width].astype(np.float64), log_p[:, :width]
         nll = -np.asarray(counts.multiply(log_p).sum(axis=1)).ravel()
         kl = np.zeros(block.shape[0]) if std is None else model._kl_to_prior(block, mean, std)
         parts.append((nll, kl, np.asarray(counts.sum(axis=1)).ravel()))

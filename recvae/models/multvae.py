@@ -151,10 +151,6 @@ class _AutoEncoderRecommender(IterativeRecommender):
             raise DataError("item_features holds a value that is not a finite number")
         return torch.from_numpy(matrix.astype(np.float32))
 
-    def _item_columns(self, n_columns: int) -> int:
-        """How many of the input's columns are items (a CVAE's last ones are user features)."""
-        return n_columns
-
     def start_training(self, user_items, device, generator, device_generator) -> AutoEncoderStep:
         cfg = self.config
         if self.variational:

@@ -361,6 +361,15 @@ class Recommender(ABC):
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 
+    def _decode_rows(self, user_items: sp.csr_matrix, codes: torch.Tensor) -> torch.Tensor:
+        """``codes`` decoded for the users of ``user_items`` (a row each): a conditional model reads their side
+        features there, any other model the codes alone."""
+        return self._decode_block(codes)
+
+    def _item_columns(self, n_columns: int) -> int:
+        """How many of the input's columns are items (a CVAE's last ones are user features)."""
+        return n_columns
+
     def _prior(self) -> Prior:
         """The latent prior ``sample(source="prior")`` draws from: N(0, I) unless the model says otherwise
         (RecVAE's composite prior depends on the history, and is taken as N(0, I) here)."""

@@ -79,6 +79,12 @@ class UserSide:
         encoded = self.rows(self.table.index.to_numpy()[keep])
         return encoded[np.random.default_rng(seed).integers(encoded.shape[0], size=n)]
 
+    def beside(self, history: sp.csr_matrix, user_ids: np.ndarray) -> sp.csr_matrix:
+        """``history`` (users x the model's columns) with its last columns, the features, those of ``user_ids``
+        (a row each; a log row that named a feature column is not an item and is dropped)."""
+        items = history.shape[1] - self.encoding.width
+        return sp.hstack([history[:, :items], self.rows(user_ids)], format="csr", dtype=np.float32)
+
     def rows(self, user_ids: np.ndarray) -> sp.csr_matrix:
         """The encoded features of ``user_ids`` (a user the table lacks gets the missing indicators)."""
         return self.encoding.transform(self.table, Vocabulary(np.asarray(user_ids), "user"), some_known=False)
@@ -188,9 +194,8 @@ def block_histories(model, block: pd.DataFrame, user_side: UserSide | None = Non
     histories end with each user's side features, from ``user_side``."""
     conditions = getattr(model.config, "conditions", 0)
     if conditions and user_side is None:  # a history file has no feature columns: they would read as zeros
-        raise DataError(f"{model.name} reads each user's side features beside the items, and this command does not "
-                        "read them yet: recvae recommend does (--user-features FILE), as do recvae evaluate and "
-                        "Python on rows of items + features (recvae.split.conditioned.with_user_features)")
+        raise DataError(f"{model.name} reads each user's side features beside the items: give the users' table it "
+                        "was trained with (--user-features FILE; in Python, user_features=)")
     users = block["user"].to_numpy()
     codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
     valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway
@@ -199,9 +204,7 @@ def block_histories(model, block: pd.DataFrame, user_side: UserSide | None = Non
                                 len(model.items_))
     user_ids = np.asarray(user_ids)
     if conditions:
-        # the log's items, then the features (a log row naming a feature column is not an item: dropped)
-        history = sp.hstack([history[:, : len(model.items_) - conditions], user_side.rows(user_ids)],
-                            format="csr", dtype=np.float32)
+        history = user_side.beside(history, user_ids)
     return user_ids, history, n_known
 
 
