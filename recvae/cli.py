@@ -241,7 +241,7 @@ def cmd_train(args) -> int:
 # The data, preprocessing and split flags a tuned-settings file records, so `train --config` reads the same data.
 RUN_FLAGS = ("data", "test_data", "format", "user", "item", "rating", "timestamp", "sep", "header", "skip_bad_lines",
              "encoding", "min_rating", "min_user_interactions", "min_item_interactions", "protocol", "heldout_users",
-             "holdout_fraction", "split_seed", "user_features")
+             "holdout_fraction", "split_seed", "user_features", "item_features")
 
 
 def cmd_tune(args) -> int:
@@ -258,7 +258,9 @@ def cmd_tune(args) -> int:
         tracking=_tracking_config(args),
     )
     options = {name: getattr(args, name) for name in RUN_FLAGS}
-    options.update(data=data_spec.path, test_data=data_spec.test_path)  # absolute: the file may be used elsewhere
+    # absolute: the file may be used elsewhere
+    options.update(data=data_spec.path, test_data=data_spec.test_path, user_features=data_spec.user_features,
+                   item_features=data_spec.item_features)
     result = tune_model(spec, notify=lambda line: print(line, file=sys.stderr), options=options)
     print(f"best validation {result.metric}: {result.study.best_score:.4f} ({result.study.budget_used} trials)")
     for name, value in sorted(result.study.best_params.items()):

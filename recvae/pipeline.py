@@ -169,10 +169,7 @@ def model_split(model: Recommender, split: Split, data: DataSpec) -> tuple[Split
 def with_side_features(split: Split, data: DataSpec) -> tuple[Split, FeatureEncoding]:
     """``split`` with the users' side table ``data.user_features`` appended, encoded as its training users'
     values say (``recvae.split.conditioned.with_user_features``), and that encoding."""
-    if isinstance(split.train, UserRows):
-        raise ParameterError("user_features", data.user_features, "cannot be read under torchrun yet: train the "
-                             "CVAE in one process")
-    table = read_side_table(data.user_features)
+    table = read_side_table(data.user_features)  # under torchrun every process reads it, and encodes it alike
     encoding = fit_features(table, split.users.subset(split.train_users))
     return with_user_features(split, encoding.transform(table, split.users), encoding.names()), encoding
 

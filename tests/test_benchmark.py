@@ -486,3 +486,52 @@ def test_a_resumed_run_may_name_a_users_table_for_added_cvae_entries_but_not_rep
     with pytest.raises(DataError, match="another benchmark config"):
         benchmark(load_benchmark(write(tmp_path, added.replace(str(tables[0]), str(tables[1])))), tmp_path / "out",
                   progress=False, resume=True)
+
+
+def test_entries_that_ask_read_the_items_table_in_every_fit_and_the_others_do_not(tmp_path, monkeypatch):
+    from recvae.benchmark import runner
+    from recvae.train import fit_model
+
+    items = tmp_path / "items.csv"
+    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action', 'Horror'][i % 3]}\n"
+                                               for i in range(150)))
+    head = BENCHMARK.split("[[models]]")[0]
+    text = head.replace("[data.synthetic]", f"[data]\nitem_features = {str(items)!r}\n\n[data.synthetic]") + """
+[search]
+trials = 2
+
+[[models]]
+name = "VAE-items"
+model = "MultVAE"
+item_features = true
+params = { epochs = 2, batch_size = 100, hidden_dims = [] }
+search = { dropout = { low = 0.2, high = 0.6 } }
+
+[[models]]
+name = "VAE"
+model = "MultVAE"
+params = { epochs = 2, batch_size = 100, hidden_dims = [] }
+search = { dropout = { low = 0.2, high = 0.6 } }
+"""
+    fits = []
+
+    def recording(model, *args, item_features=None, **kwargs):
+        fits.append(None if item_features is None else item_features.shape)
+        return fit_model(model, *args, item_features=item_features, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_model", recording)
+    monkeypatch.setattr("recvae.tune.study.fit_model", recording)
+    result, _ = benchmark(load_benchmark(write(tmp_path, text)), tmp_path / "out", progress=False)
+    widths = {(r.name, r.seed): r.params.get("item_feature_width") for r in result.runs}
+    assert sorted(set(widths.values()), key=str) == [4 + 1, None]  # four genres and "missing"
+    assert all((width is None) == (name == "VAE") for (name, _), width in widths.items())
+    # per seed and entry: 2 trials on the first seed, its choice fitted once on the second; only VAE-items read it
+    assert sorted(fits, key=str) == [(150, 5)] * 3 + [None] * 3 and len(result.runs) == 4
+    refused = {'item_features = true\nparams = { epochs = 2,': ("item_features = true\nparams = { item_feature_width = 5,",
+                                                                "leave it out"),
+               'model = "MultVAE"\nitem_features = true': ('model = "EASE"\nitem_features = true', "not 'EASE'"),
+               f"item_features = {str(items)!r}": ("", "name the items' side table"),
+               "item_features = true\n": ("", "read by no model")}
+    for (old, (new, words)), name in zip(refused.items(), "abcd"):
+        with pytest.raises(DataError, match=words):
+            load_benchmark(write(tmp_path, text.replace(old, new), f"{name}.toml"))

@@ -1,5 +1,7 @@
 """Splits with users' side features appended, and the cold-start users' protocol."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -55,3 +57,19 @@ def test_cold_start_gives_that_many_items_and_holds_out_the_rest(split, given):
     assert (again.fold_in != cold.fold_in).nnz == 0
     # held-out users are never training users
     assert not set(cold.users) & set(split.train_users)
+
+
+def test_a_processs_training_rows_gain_its_users_features_and_the_whole_matrixs_column_statistics(split):
+    from recvae.data.shard import UserRows
+
+    features = sp.csr_matrix(np.eye(3, dtype=np.float32)[np.arange(len(split.users)) % 3])
+    whole = with_user_features(split, features, ["a", "b", "c"])
+    train = split.train.tocsr()
+    mine = np.arange(0, train.shape[0], 2)  # one process's share: every other training user
+    share = dataclasses.replace(split, train=UserRows(train[mine], mine, train.shape[0], train.nnz,
+                                                      np.asarray(train.sum(axis=0)).ravel(),
+                                                      np.asarray((train != 0).sum(axis=0), float).ravel()))
+    rows = with_user_features(share, features, ["a", "b", "c"]).train
+    assert (rows.matrix != whole.train[mine]).nnz == 0 and rows.nnz == whole.train.nnz
+    np.testing.assert_allclose(rows.item_sums, np.asarray(whole.train.sum(axis=0)).ravel())
+    np.testing.assert_allclose(rows.item_users, np.asarray((whole.train != 0).sum(axis=0)).ravel())

@@ -24,7 +24,8 @@ from recvae.train import Trainer
 from recvae.models.training.distributed import launched_world
 
 out, name, epochs, checkpoints = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-synthetic = SyntheticLog(n_users=700, n_items=120, n_groups=5, median_activity=15, seed=11)
+# with item features, a catalogue wide enough that some items have users on one rank only
+synthetic = SyntheticLog(n_users=700, n_items=1500 if name == "dae-items" else 120, n_groups=5, median_activity=15, seed=11)
 if "--sharded" in sys.argv:  # each rank reads and holds only its own users' rows
     from recvae.pipeline import DataSpec, SplitSpec, prepare_split
     from recvae.models.training.distributed import join_world
@@ -39,12 +40,16 @@ if name == "dae":
     model = MultDAE(dropout=0.0, **settings)
 elif name == "dae-implicit-slim":  # the refresh's sums over users taken over both ranks' shares
     model = MultDAE(dropout=0.0, implicit_slim_every=2, implicit_slim_l2=20.0, **settings)
+elif name == "dae-items":  # item side features: which items any rank's users have decides who keeps a free vector
+    model = MultDAE(dropout=0.0, item_feature_width=3, **settings)
 elif name == "ease":  # Neural EASE without its random halves: no noise either, and a diagonal to keep at zero
     model = NeuralEASE(split_halves=False, learning_rate=1e-2, **{k: v for k, v in settings.items() if k != "latent_dim"})
 else:
     model = MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
 trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
-model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer)
+import numpy as np
+features = np.random.default_rng(0).random((split.train.shape[1], 3)) if name == "dae-items" else None
+model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer, item_features=features)
 if launched_world().main:
     with open(out, "w") as f:
         json.dump({"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
@@ -67,7 +72,8 @@ def _run(tmp_path, ranks: int, name: str, epochs: int, checkpoints="-", *flags) 
 
 
 @pytest.mark.parametrize("name, flags", [("dae", ()), ("ease", ()), ("dae", ("--sharded",)),
-                                         ("dae-implicit-slim", ()), ("dae-implicit-slim", ("--sharded",))])
+                                         ("dae-implicit-slim", ()), ("dae-implicit-slim", ("--sharded",)),
+                                         ("dae-items", ("--sharded",))])
 def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, name, flags):
     one = _run(tmp_path, 1, name, 4, "-", *flags)
     two = _run(tmp_path, 2, name, 4, "-", *flags)
@@ -149,3 +155,26 @@ def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tm
     assert len(ours) == 1 and "rank 0: another process of this 2-process run stopped" in ours[0], err[-3000:]
     assert ours[0].endswith("--checkpoint-dir ck --out model --no-tracking -q --resume")
     assert "[rank0]: Traceback" not in err  # torchrun's own summary names the killed rank and its signal
+
+
+def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables(tmp_path):
+    from recvae.cli import main
+    from recvae.models import CVAE
+    from recvae.pipeline import EvaluateSpec, evaluate_saved
+    from recvae.track import TrackingConfig
+
+    log, users, items = tmp_path / "log.csv", tmp_path / "users.csv", tmp_path / "items.csv"
+    assert main(["generate", "--out", str(log), "--users", "400", "--items", "80"]) == 0
+    users.write_text("user,band,age\n" + "".join(f"u{u:05d},{'abc'[u % 3]},{18 + u % 50}\n" for u in range(400)))
+    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action'][i % 2]}\n" for i in range(80)))
+    done = _torchrun_train(tmp_path, "--model", "cvae", "--data", str(log), "--user-features", str(users),
+                           "--item-features", str(items), "--heldout-users", "40", "--epochs", "3", "--batch-size", "64",
+                           "--out", str(tmp_path / "model"), "--no-tracking")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err[-3000:]
+    metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]
+    assert metadata["user_features"]["columns"][0]["name"] == "band"
+    assert CVAE.load(tmp_path / "model").module_.item_side.features.shape[1] == 3 + 1  # Drama, Comedy, Action, missing
+    # one process rebuilds the split, encodes the table as the ranks did, and scores the same test users alike
+    again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False)))
+    assert again.results["CVAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)

@@ -195,7 +195,8 @@ def test_item_features_and_cold_items_are_refused_where_not_read(tmp_path):
     with pytest.raises(ParameterError, match="protocol strong"):
         SplitSpec(protocol="holdout", cold_items=0.1)
     with pytest.raises(ParameterError, match="recvae tune"):
-        tune_model(TuneSpec(model="MultVAE", data=DataSpec(item_features=str(items)), out=str(tmp_path / "t.toml")))
+        tune_model(TuneSpec(model="MultVAE", data=DataSpec(item_features=str(items)), split=SplitSpec(cold_items=0.1),
+                            out=str(tmp_path / "t.toml")))
 
 
 def test_specs_write_the_later_fields_only_when_set():

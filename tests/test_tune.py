@@ -235,3 +235,38 @@ def test_tune_searches_a_cvae_on_the_users_table_and_train_reads_the_result(tmp_
     written = tomllib.loads(out.read_text())
     assert written["params"]["conditions"] == 3 + 2 and written["user-features"] == str(table)  # a, b, c, other, missing
     assert main(["train", "--config", str(out), "--out", str(tmp_path / "m"), "--no-tracking", "-q"]) == 0
+
+
+def test_tune_reads_the_items_table_in_every_trial_and_train_reads_the_result(tmp_path, monkeypatch):
+    import tomllib
+
+    from recvae.errors import ParameterError
+    from recvae.pipeline import DataSpec
+    from recvae.train import fit_model
+    from recvae.tune import study
+    from recvae.tune.command import TuneSpec, tune_model
+
+    rng = np.random.default_rng(5)
+    items, users = tmp_path / "items.csv", tmp_path / "users.csv"
+    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action', 'Horror'][rng.integers(3)]}\n"
+                                               for i in range(3000)))
+    users.write_text("user,band\n" + "".join(f"u{u:05d},{'ab'[rng.integers(2)]}\n" for u in range(6000)))
+    with pytest.raises(ParameterError, match="not by EASE"):
+        tune_model(TuneSpec(model="EASE", data=DataSpec(item_features=str(items)), out=str(tmp_path / "t.toml")))
+    with pytest.raises(ParameterError, match="leave it out of the search"):
+        tune_model(TuneSpec(model="MultVAE", data=DataSpec(item_features=str(items)), out=str(tmp_path / "t.toml"),
+                            space={"item_feature_width": {"low": 1, "high": 4}}))
+    fitted = []
+    def recording(model, *args, **kwargs):
+        fitted.append(kwargs["item_features"])
+        return fit_model(model, *args, **kwargs)
+
+    monkeypatch.setattr(study, "fit_model", recording)
+    out = tmp_path / "tuned.toml"
+    common = ["--item-features", str(items), "--user-features", str(users), "--heldout-users", "50", "--no-tracking", "-q"]
+    assert main(["tune", "--model", "cvae", "--trials", "2", "--epochs", "2", "--out", str(out), *common]) == 0
+    assert len(fitted) == 2 and all(f is not None and f.shape[1] == 3 + 2 for f in fitted)  # the genres and missing
+    written = tomllib.loads(out.read_text())
+    assert written["params"]["item-feature-width"] == 3 + 2 and written["item-features"] == str(items)
+    assert written["params"]["conditions"] == 2 + 2  # a, b, other, missing: the items' width did not take the users'
+    assert main(["train", "--config", str(out), "--out", str(tmp_path / "m"), "--no-tracking", "-q"]) == 0

@@ -18,6 +18,7 @@
     params = { iterations = 15 }           # fixed hyperparameters
     grid = { factors = [64, 128] }         # every combination is tried on the validation users
     # auto_beta = true                     # Mult-VAE only: choose the β cap by recvae.train.auto_beta
+    # item_features = true                 # MultVAE, MultDAE, CVAE: read [data] item_features in the decoder
     # search = { l2 = { low = 1.0, high = 1e5, log = true } }   # instead of grid: ranges for an Optuna study
 
     [search]                               # optional: every model's grid or search ranges become an Optuna
@@ -56,10 +57,14 @@ class ModelSpec:
     auto_beta: bool = False  # Mult-VAE: each candidate's β cap is chosen by the auto-β procedure
     search: dict = field(default_factory=dict)  # ranges for an Optuna study (recvae.tune.space), with [search]
     why: str = ""  # why this model's budget differs from the others' (a hand-chosen setting under [search])
+    item_features: bool = False  # the model reads [data] item_features in its decoder (MultVAE, MultDAE, CVAE)
 
     def __post_init__(self):
-        if not isinstance(self.auto_beta, bool):
-            raise DataError(f"model {self.name!r}: auto_beta must be true or false")
+        for flag in ("auto_beta", "item_features"):
+            if not isinstance(getattr(self, flag), bool):
+                raise DataError(f"model {self.name!r}: {flag} must be true or false")
+        if self.item_features:
+            self._check_item_features()
         if self.auto_beta:
             if self.model != "MultVAE":
                 raise DataError(f"model {self.name!r}: auto_beta applies to MultVAE only, not {self.model!r}")
@@ -76,6 +81,13 @@ class ModelSpec:
             raise DataError(f"model {self.name!r}: search does not combine with grid, auto_beta or a RecBole model")
         if self.search:
             self.space()  # a bad range fails when the file is read
+
+    def _check_item_features(self) -> None:
+        config = REGISTRY[self.model].config_class if self.model in REGISTRY else None
+        if config is None or "item_feature_width" not in config.__dataclass_fields__:
+            raise DataError(f"model {self.name!r}: item_features is read by MultVAE, MultDAE and CVAE, not {self.model!r}")
+        if self.auto_beta:
+            raise DataError(f"model {self.name!r}: auto_beta does not read item features yet: search beta_cap instead")
 
     def space(self) -> dict:
         """What a study searches: the ``search`` ranges, or the grid's values as choices."""
@@ -156,7 +168,10 @@ class BenchmarkConfig:
         return dataclasses.replace(self, models=tuple(m for m in self.models if m.name in names))
 
     def to_json(self) -> dict:
-        return {**dataclasses.asdict(self), "data": self.data.to_json(), "split": self.split.to_json()}
+        out = {**dataclasses.asdict(self), "data": self.data.to_json(), "split": self.split.to_json()}
+        # a field added after benchmarks were recorded: written only when set, so their records still match
+        out["models"] = [{k: v for k, v in m.items() if k != "item_features" or v} for m in out["models"]]
+        return out
 
 
 def _section(payload: dict, key: str, cls: type, where: str):
@@ -195,6 +210,21 @@ def _check_side_features(path: Path, models: list[ModelSpec], user_features: str
                             "encodes: leave it out")
 
 
+def _check_item_table(path: Path, models: list[ModelSpec], item_features: str | None) -> None:
+    """An entry that reads item features needs the table, and a table no entry reads is a mistake, not a no-op."""
+    readers = [spec.name for spec in models if spec.item_features]
+    if readers and item_features is None:
+        raise DataError(f"{path}: model {readers[0]!r} reads item features: name the items' side table in [data] "
+                        "item_features = \"...\"")
+    for spec in models:
+        if spec.item_features and "item_feature_width" in {**spec.params, **spec.grid, **spec.search}:
+            raise DataError(f"{path}: model {spec.name!r}: item_feature_width is the number of features [data] "
+                            "item_features encodes: leave it out")
+    if item_features is not None and not readers:
+        raise DataError(f"{path}: [data] item_features is read by no model: set item_features = true on the entries "
+                        "(MultVAE, MultDAE, CVAE) that should read it")
+
+
 def _check_equal_budgets(path: Path, models: list[ModelSpec], trials: int) -> None:
     """Under [search] every tunable model gets the same study; one kept at a hand-chosen setting (one fit)
     must say why, or the table would rank the budgets rather than the models."""
@@ -209,16 +239,16 @@ def _model_specs(path: Path, payload: dict) -> list[ModelSpec]:
     """The file's [[models]] entries, each checked, a bad one named by its number."""
     models = []
     for number, entry in enumerate(payload.get("models", []), start=1):
-        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search", "why"}
+        extra = set(entry) - {"name", "model", "params", "grid", "auto_beta", "search", "why", "item_features"}
         if extra or "model" not in entry:
             raise DataError(f"{path}: model entry {number} needs 'model' (and may have name, params, grid, auto_beta, "
-                            f"search, why); got {sorted(entry)}")
+                            f"search, why, item_features); got {sorted(entry)}")
         try:
             models.append(ModelSpec(name=entry.get("name", entry["model"]), model=entry["model"],
                                     params=_none_words(entry.get("params", {}), entry["model"]),
                                     grid=_none_words(entry.get("grid", {}), entry["model"], listed=True),
                                     auto_beta=entry.get("auto_beta", False), search=entry.get("search", {}),
-                                    why=str(entry.get("why", ""))))
+                                    why=str(entry.get("why", "")), item_features=entry.get("item_features", False)))
         except DataError as exc:
             raise DataError(f"{path}: {exc}") from None
     return models
@@ -240,7 +270,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     data = _section(payload, "data", DataSpec, str(path))
     if data_path is not None:
         data["path"] = data_path
-    for key in ("path", "test_path", "user_features"):
+    for key in ("path", "test_path", "user_features", "item_features"):
         if data.get(key) is not None and not Path(data[key]).exists():
             given = "{data_path}" if key == "path" and data_path is not None else f"[data] {key} in {path}"
             raise DataError(f"{data[key]}: no such file ({given}; relative paths start from the working directory "
@@ -249,10 +279,10 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     models = _model_specs(path, payload)
     _check_side_features(path, models, data.get("user_features"))
     split = _section(payload, "split", SplitSpec, str(path))
-    for section, key in (("data", "item_features"), ("split", "cold_items")):
-        if {"data": data, "split": split}[section].get(key):
-            raise DataError(f"{path}: [{section}] {key} is not read by benchmarks yet; the cold-item protocol runs "
-                            "with recvae train --item-features FILE --cold-items SHARE (or scripts/cold_items.py)")
+    _check_item_table(path, models, data.get("item_features"))
+    if split.get("cold_items"):
+        raise DataError(f"{path}: [split] cold_items is not run by benchmarks yet; the cold-item protocol runs with "
+                        "recvae train --item-features FILE --cold-items SHARE (or scripts/cold_items.py)")
     metrics = payload.get("metrics")
     if metrics is None:
         metrics = PRESPLIT_METRICS if split.get("protocol") == "presplit" else BenchmarkConfig.metrics

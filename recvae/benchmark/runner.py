@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec
+from recvae.data.features import encode_item_table
 from recvae.errors import DataError
 from recvae.evaluate import evaluate, evaluate_curves
 from recvae.models import CVAE, IterativeRecommender, Trainer, model_class
@@ -80,17 +81,17 @@ def unavailable(spec: ModelSpec) -> str | None:
     return None
 
 
-def _fit(model, train, validation, on_epoch):
+def _fit(model, train, validation, on_epoch, item_features=None):
     started = time.perf_counter()
-    fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False))
+    fit_model(model, train, validation, trainer=Trainer(callbacks=(on_epoch,), progress=False), item_features=item_features)
     return time.perf_counter() - started
 
 
-def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch, metric: str):
+def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch, metric: str, item_features=None):
     """Train one grid point on the tuning split: (model, the setting it ended with, seconds, auto-β)."""
-    if not spec.auto_beta:
+    if not spec.auto_beta:  # (ModelSpec refuses auto_beta with item features)
         model = build_model(spec, candidate, metric)
-        return model, candidate, _fit(model, tune_on.train, tune_on.validation, on_epoch), None
+        return model, candidate, _fit(model, tune_on.train, tune_on.validation, on_epoch, item_features), None
     started = time.perf_counter()
     config = build_model(spec, candidate, metric).config
     chosen = auto_beta(config, tune_on.train, validation_scorer(tune_on.validation, config.validation_metric),
@@ -100,11 +101,13 @@ def _fit_candidate(spec: ModelSpec, candidate: dict, tune_on: Split, on_epoch, m
     return chosen.model, params, time.perf_counter() - started, chosen.to_json()
 
 
-def _grid_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkConfig, on_fit, on_epoch, report):
+def _grid_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkConfig, on_fit, on_epoch, report,
+                 item_features=None):
     """Every grid point (one without a grid) on the tuning split; the best by validation."""
     best, best_score, tuning, train_seconds = None, -np.inf, [], 0.0
     for candidate in spec.candidates():
-        model, setting, seconds, chosen_beta = _fit_candidate(spec, candidate, tune_on, on_epoch, config.selection_metric)
+        model, setting, seconds, chosen_beta = _fit_candidate(spec, candidate, tune_on, on_epoch, config.selection_metric,
+                                                              item_features)
         score = evaluate(model, tune_on.validation, (config.selection_metric,)).mean(config.selection_metric)
         train_seconds += seconds
         tuning.append({"params": setting, f"val_{config.selection_metric}": score, "seconds": seconds,
@@ -117,20 +120,20 @@ def _grid_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkCo
 
 
 def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkConfig, on_fit, on_epoch, report,
-                  tracker, storage: str, resume: bool, chosen: dict | None):
+                  tracker, storage: str, resume: bool, chosen: dict | None, item_features=None):
     """An Optuna study over the model's space on the tuning split; with ``chosen`` (seeds = "first", a later
     seed) no study: the first seed's choice, fitted once."""
     metric = config.selection_metric
     if chosen is not None:
         model = build_model(spec, chosen, metric)
-        seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
+        seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch, item_features)
         on_fit()
         return model, chosen, [], seconds, seconds, None
     study = run_study(lambda params: build_model(spec, params, metric), spec.space(), spec.params, tune_on.train,
                       tune_on.validation, metric, config.search, storage, f"{config.dataset}/{spec.name}/seed {seed}",
                       resume=resume, tracker=tracker, report=report,
                       identity={"model": spec.model, "data": _data_read_by(spec, config),
-                                "split": config.split.to_json(), "seed": seed})
+                                "split": config.split.to_json(), "seed": seed}, item_features=item_features)
     on_fit()
     tuning = [{"params": t["params"], f"val_{metric}": t["value"], "last": t["last"], "state": t["state"],
                "epochs": t["epochs"], "seconds": t["seconds"]} for t in study.trials]
@@ -138,16 +141,39 @@ def _study_tuning(spec: ModelSpec, tune_on: Split, seed: int, config: BenchmarkC
     fit_seconds = next(t["seconds"] for t in study.trials if t["params"] == study.best_params and t["value"] == study.best_score)
     if model is None:  # the best trial ran in an earlier, interrupted process: fit its setting again
         model = build_model(spec, study.best_params, metric)
-        fit_seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch)
+        fit_seconds = _fit(model, tune_on.train, tune_on.validation, on_epoch, item_features)
         train_seconds += fit_seconds
     return model, study.best_params, tuning, train_seconds, fit_seconds, None
 
 
 def _data_read_by(spec: ModelSpec, config: BenchmarkConfig) -> dict:
-    """The data spec as ``spec``'s model reads it: the users' side table only where it is a CVAE (so that
-    naming a table for new CVAE entries leaves the other models' studies resumable)."""
-    data = config.data.to_json()
-    return data if _conditional(spec) else {k: v for k, v in data.items() if k != "user_features"}
+    """The data spec as ``spec``'s model reads it: the users' side table only where it is a CVAE, the items'
+    only where the entry asks for it (so that naming a table for new entries leaves the other models' studies
+    resumable)."""
+    unread = {"user_features"} if not _conditional(spec) else set()
+    unread |= {"item_features"} if not spec.item_features else set()
+    return {k: v for k, v in config.data.to_json().items() if k not in unread}
+
+
+class _SeedInputs:
+    """What each entry reads on one split seed: the split (a CVAE's with the users' side features appended),
+    its spec with the widths the side tables encode, and the items' side features where it asks for them.
+    Each table is read once a seed, when an entry first needs it."""
+
+    def __init__(self, config: BenchmarkConfig, split: Split):
+        self.config, self.split = config, split
+        self._conditioned, self._items = None, None
+
+    def for_model(self, spec: ModelSpec):
+        seen, params, item_features = self.split, dict(spec.params), None
+        if spec.item_features:
+            if self._items is None:
+                self._items = encode_item_table(self.config.data.item_features, self.split.items)
+            item_features, params["item_feature_width"] = self._items[0], self._items[1].width
+        if _conditional(spec):
+            self._conditioned = self._conditioned or with_side_features(self.split, self.config.data)
+            seen, params["conditions"] = self._conditioned[0], self._conditioned[1].width
+        return seen, dataclasses.replace(spec, params=params), item_features
 
 
 def _conditional(spec: ModelSpec) -> bool:
@@ -157,16 +183,17 @@ def _conditional(spec: ModelSpec) -> bool:
 
 def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None,
               report=log.info, tracker=None, storage: str | None = None, resume: bool = False,
-              chosen: dict | None = None) -> ModelRun:
+              chosen: dict | None = None, item_features=None) -> ModelRun:
     """Tune ``spec`` on the split's validation users (its grid, or with ``config.search`` an Optuna study kept
-    in ``storage``), then score its test users once."""
+    in ``storage``), then score its test users once. ``item_features``: the items' encoded side features,
+    which every fit of a model that reads them is given."""
     tune_on = split if split.validation is not None else validation_from_training(split, seed)
     if config.search is not None and spec.space():
         model, params, tuning, train_seconds, fit_seconds, auto_beta = _study_tuning(
-            spec, tune_on, seed, config, on_fit, on_epoch, report, tracker, storage, resume, chosen)
+            spec, tune_on, seed, config, on_fit, on_epoch, report, tracker, storage, resume, chosen, item_features)
     else:
         model, params, tuning, train_seconds, fit_seconds, auto_beta = _grid_tuning(
-            spec, tune_on, seed, config, on_fit, on_epoch, report)
+            spec, tune_on, seed, config, on_fit, on_epoch, report, item_features)
     if tune_on is not split:
         # Refit on all training users; an early-stopped model keeps the epoch count validation chose.
         final = dict(params)
@@ -174,7 +201,7 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
             best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"]
             final.update(epochs=int(best_epoch), patience=None)
         model = build_model(spec, final, config.selection_metric)
-        fit_seconds = _fit(model, split.train, None, on_epoch)
+        fit_seconds = _fit(model, split.train, None, on_epoch, item_features)
         train_seconds += fit_seconds
     started = time.perf_counter()
     result = evaluate(model, split.test, config.metrics)
@@ -249,7 +276,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
             split, _ = prepare_split(config.data, dataclasses.replace(config.split, seed=seed))
             splits[seed] = split.summary()
             report("seed %d: %s", seed, split.summary())
-            conditioned = None  # the split with the users' side features, read once a seed for the CVAEs
+            inputs = _SeedInputs(config, split)
             for spec in specs:
                 if (spec.name, seed) in finished:
                     runs.append(finished[(spec.name, seed)])
@@ -264,13 +291,10 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
 
                 with tracker.child(f"{spec.name} seed {seed}") as child:
                     chosen = first_choice.get(spec.name) if tuned_once and seed != first_seed else None
-                    seen, read_as = split, spec
-                    if _conditional(spec):
-                        conditioned = conditioned or with_side_features(split, config.data)
-                        seen, encoding = conditioned
-                        read_as = dataclasses.replace(spec, params={**spec.params, "conditions": encoding.width})
+                    seen, read_as, item_features = inputs.for_model(spec)
                     run = run_model(read_as, seen, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
-                                    report=report, tracker=child, storage=storage, resume=resume, chosen=chosen)
+                                    report=report, tracker=child, storage=storage, resume=resume, chosen=chosen,
+                                    item_features=item_features)
                     if seed == first_seed:
                         first_choice[spec.name] = run.params
                     _log_run(child, spec, seed, run, split, config)

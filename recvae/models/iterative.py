@@ -27,21 +27,24 @@ class IterativeRecommender(Recommender):
     history_: list[dict]
 
     def fit(self, user_items: sp.csr_matrix, validation=None, items: Vocabulary | None = None, *,
-            trainer: Trainer | None = None) -> IterativeRecommender:
+            trainer: Trainer | None = None, item_features=None) -> IterativeRecommender:
         """Train on ``user_items`` and return ``self``; ``history_`` lists the epochs.
 
         ``validation``: held-out users (``recvae.split.HeldOut``) whose ``validation_metric`` picks the epoch
         kept, or a callable scoring the model, or None (every epoch, the last kept). ``trainer``: a
         ``Trainer`` for checkpoints, resume, callbacks or progress (default: none of them). Under torchrun
-        ``user_items`` may be the rank's ``UserRows``.
+        ``user_items`` may be the rank's ``UserRows``. ``item_features``: the items' encoded side features
+        (items x ``item_feature_width``, rows in the columns' order: ``recvae.data.features``), for a model
+        that reads them (Mult-VAE, Mult-DAE, CVAE; refused by the others).
         """
+        features = self._checked_item_features(item_features, user_items)
         train = user_items if isinstance(user_items, UserRows) else self._training_matrix(user_items)
         scorer = as_scorer(validation, self.config.validation_metric, train.shape[1])
         self._forget_fit()
 
         def start(matrix: sp.csr_matrix, device: torch.device, generator: torch.Generator,
                   device_generator: torch.Generator) -> TrainingStep:
-            step = self.start_training(matrix, device, generator, device_generator)
+            step = self.start_training(matrix, device, generator, device_generator, features)
             self._set_fitted(matrix, items, step.module, device)  # validation scores the model while it trains
             return step
 
@@ -70,6 +73,7 @@ class IterativeRecommender(Recommender):
 
     @abstractmethod
     def start_training(self, user_items: sp.csr_matrix, device: torch.device, generator: torch.Generator,
-                       device_generator: torch.Generator) -> TrainingStep:
+                       device_generator: torch.Generator, item_features: torch.Tensor | None = None) -> TrainingStep:
         """Build a freshly initialised module on ``device`` (weights drawn from the CPU ``generator``)
-        and return its training step; ``device_generator`` draws on ``device`` (dropout, noise)."""
+        and return its training step; ``device_generator`` draws on ``device`` (dropout, noise);
+        ``item_features``: what ``_checked_item_features`` returned."""

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from recvae.data.shard import UserRows, item_users
+from recvae.data.shard import item_users
 from recvae.errors import DataError, ParameterError
 from recvae.models.config import MultDAEConfig, MultVAEConfig
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
@@ -119,17 +119,9 @@ class AutoEncoderStep(RefreshingStep, TrainingStep):
 class _AutoEncoderRecommender(IterativeRecommender):
     variational: bool
 
-    def fit(self, user_items, validation=None, items=None, *, item_features=None, trainer=None):
-        """``IterativeRecommender.fit``. ``item_features``: the items' encoded side features (items x
-        ``item_feature_width`` of the config, rows in the columns' order: ``recvae.data.features``), which the
-        decoder adds to its free item vectors, so that an item no training user has is scored by them."""
-        self._item_features = self._checked_item_features(item_features, user_items)
-        try:
-            return super().fit(user_items, validation, items, trainer=trainer)
-        finally:
-            del self._item_features  # an input of this fit only; the module keeps its copy
-
     def _checked_item_features(self, item_features, user_items) -> torch.Tensor | None:
+        """The decoder adds a learned function of ``item_features`` to its free item vectors, so that an item
+        no training user has is scored by them."""
         width = self.config.item_feature_width
         if item_features is None:
             if self.config.item_dropout:
@@ -141,8 +133,6 @@ class _AutoEncoderRecommender(IterativeRecommender):
             return None
         if not width:
             raise ParameterError("item_feature_width", 0, "set it to the item features' number of columns to read them")
-        if isinstance(user_items, UserRows):
-            raise ParameterError("item_features", "given", "cannot be read under torchrun yet: train in one process")
         matrix = item_features.toarray() if sp.issparse(item_features) else np.asarray(item_features)
         expected = (self._item_columns(user_items.shape[1]), width)
         if matrix.shape != expected:
@@ -151,15 +141,15 @@ class _AutoEncoderRecommender(IterativeRecommender):
             raise DataError("item_features holds a value that is not a finite number")
         return torch.from_numpy(matrix.astype(np.float32))
 
-    def start_training(self, user_items, device, generator, device_generator) -> AutoEncoderStep:
+    def start_training(self, user_items, device, generator, device_generator, item_features=None) -> AutoEncoderStep:
         cfg = self.config
         if self.variational:
             warn_if_beta_stays_low(cfg, cfg.epochs, math.ceil(user_items.shape[0] / cfg.batch_size))
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
         if module.item_side is not None:
-            seen = torch.from_numpy(item_users(user_items[:, : module.n_items]) > 0).float()
-            module.item_side.set_items(self._item_features, seen)
+            seen = torch.from_numpy(item_users(user_items)[: module.n_items] > 0).float()  # over every rank's users
+            module.item_side.set_items(item_features, seen)
             with torch.no_grad():  # never trained, so a history naming an unseen item gets no noise from it
                 module.input_weight[seen == 0] = 0.0
         if module.pseudo_logits is not None:

@@ -150,7 +150,7 @@ class RecVAE(IterativeRecommender):
                     "dropout": {"low": 0.2, "high": 0.7},
                     "latent_dim": {"choices": [100, 200, 400]}}
 
-    def start_training(self, user_items, device, generator, device_generator) -> RecVAEStep:
+    def start_training(self, user_items, device, generator, device_generator, item_features=None) -> RecVAEStep:
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
         module.to(device)

@@ -158,7 +158,7 @@ class RecBoleModel(IterativeRecommender):
     config_class = RecBoleConfig
     no_latent_space = "the adapter scores through RecBole's own model, whose code it does not read"
 
-    def start_training(self, user_items, device, generator, device_generator) -> RecBoleStep:
+    def start_training(self, user_items, device, generator, device_generator, item_features=None) -> RecBoleStep:
         recbole = _import_recbole()
         c = self.config
         with tempfile.TemporaryDirectory(prefix="recvae-recbole-") as tmp:

@@ -366,6 +366,12 @@ class Recommender(ABC):
         features there, any other model the codes alone."""
         return self._decode_block(codes)
 
+    def _checked_item_features(self, item_features, user_items):
+        """``item_features`` as the model's training takes them (``fit``'s); a model that reads none refuses them."""
+        if item_features is not None and "item_feature_width" not in self.get_params():
+            raise ParameterError("item_features", "given", f"are read by MultVAE, MultDAE and CVAE, not by {self.name}")
+        return None
+
     def _item_columns(self, n_columns: int) -> int:
         """How many of the input's columns are items (a CVAE's last ones are user features)."""
         return n_columns

@@ -219,7 +219,7 @@ class VASP(IterativeRecommender):
                     "kl_weight": {"low": 0.01, "high": 1.0, "log": True},
                     "focal_gamma": {"low": 0.0, "high": 3.0}}
 
-    def start_training(self, user_items, device, generator, device_generator) -> VASPStep:
+    def start_training(self, user_items, device, generator, device_generator, item_features=None) -> VASPStep:
         if self.config.shallow:
             check_shallow_memory(user_items.shape[1], self.name)
         module = self._new_module(user_items.shape[1])

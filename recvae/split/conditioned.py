@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from recvae.data.shard import UserRows, item_sums, item_users
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ParameterError, at_least
 from recvae.split.base import HeldOut, Split
@@ -27,6 +28,16 @@ FEATURE_PREFIX = "feature:"  # a feature column's ID in the split's item vocabul
 
 def _with_columns(matrix: sp.csr_matrix, columns: sp.csr_matrix) -> sp.csr_matrix:
     return sp.hstack([matrix, columns], format="csr", dtype=np.float32)
+
+
+def _training_with_columns(train, columns: sp.csr_matrix):
+    """The training matrix with ``columns`` (a row per training user) appended; under torchrun (a process's
+    ``UserRows``) its own rows' columns, and the whole matrix's column statistics extended by theirs."""
+    if not isinstance(train, UserRows):
+        return _with_columns(train, columns)
+    return UserRows(_with_columns(train.matrix, columns[train.rows]), train.rows, train.n_users, train.nnz + columns.nnz,
+                    np.concatenate([train.item_sums, item_sums(columns)]),
+                    np.concatenate([train.item_users, item_users(columns)]))
 
 
 def heldout_with_features(heldout: HeldOut | None, features: sp.csr_matrix) -> HeldOut | None:
@@ -48,7 +59,7 @@ def with_user_features(split: Split, features: sp.csr_matrix, names: list[str]) 
     # text IDs throughout: a vocabulary mixing integer items with named features would not read back as it was saved
     items = Vocabulary(np.array([*(str(i) for i in split.items.ids), *(FEATURE_PREFIX + n for n in names)], dtype=object),
                        split.items.name)
-    return Split(_with_columns(split.train, features[split.train_users]), split.train_users,
+    return Split(_training_with_columns(split.train, features[split.train_users]), split.train_users,
                  heldout_with_features(split.validation, features), heldout_with_features(split.test, features), split.users, items,
                  {**split.params, "user_features": len(names)})
 

@@ -41,8 +41,7 @@ def fit_model(model: Recommender, user_items, validation=None, items: Vocabulary
     """Fit any model and return it: one that trains by epochs through ``trainer`` (checkpoints, callbacks,
     progress; default: none), validated on ``validation`` (held-out users or a scorer); any other by its fit.
     ``item_features``: the items' side features, for a model that reads them (its ``item_feature_width``)."""
-    if item_features is not None:
-        return model.fit(user_items, validation, items, trainer=trainer, item_features=item_features)
     if isinstance(model, IterativeRecommender):
-        return model.fit(user_items, validation, items, trainer=trainer)
+        return model.fit(user_items, validation, items, trainer=trainer, item_features=item_features)
+    model._checked_item_features(item_features, user_items)  # refused: no other model reads them
     return model.fit(user_items, validation, items)

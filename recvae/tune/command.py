@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recvae.data.features import encode_item_table
 from recvae.errors import DataError, ParameterError
 from recvae.io import check_writable, write_atomic_bytes
 from recvae.train import build_model
@@ -62,15 +63,7 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         model_class = type(model)
     except (TypeError, ValueError) as exc:
         raise DataError(str(exc)) from None
-    if spec.data.item_features is not None or spec.split.cold_items:
-        raise ParameterError("item_features", spec.data.item_features, "and cold_items are not read by recvae tune "
-                             "yet: tune the model without them")
-    if (spec.data.user_features is None) == (model_class.name == "CVAE"):
-        raise ParameterError("user_features", spec.data.user_features, "CVAE reads the users' side features "
-                             "(--user-features FILE), and only CVAE does")
-    if "conditions" in (spec.space or {}):
-        raise ParameterError("conditions", spec.space["conditions"], "is the number of features the users' table "
-                             "encodes, set by the table: leave it out of the search")
+    _check_side_tables(spec, model)
     raw = spec.space if spec.space is not None else model_class.search_space
     space = parse_space(raw, model_class.config_class, f"search space of {model_class.name}", spec.params)
     if not space:
@@ -79,8 +72,7 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
     parse_metric(metric)
     check_writable(spec.out, "the tuned settings")
     split, _ = prepare_split(spec.data, spec.split)
-    split, encoding = model_split(model, split, spec.data)  # a CVAE's features appended
-    fixed = spec.params if encoding is None else {**spec.params, "conditions": encoding.width}
+    split, fixed, item_features = _side_inputs(model, split, spec)
     tune_on = split if split.validation is not None else validation_from_training(split, spec.split.seed)
     notify(f"searching {model_class.name}: {', '.join(space)}; {spec.search.trials} trials on {len(tune_on.validation)} "
            f"validation users by {metric}; study in {spec.storage()}")
@@ -92,7 +84,7 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
                            tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
                            resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
                            identity={"model": model_class.name, "data": spec.data.to_json(),
-                                     "split": spec.split.to_json()})
+                                     "split": spec.split.to_json()}, item_features=item_features)
         tracker.log_metrics({f"best_val_{metric}": result.best_score, "trials": result.budget_used})
         pruned = sum(t["state"] == "pruned" for t in result.trials)
         header = (f"recvae tune: best validation {metric} {result.best_score:.4f} of {result.budget_used} trials "
@@ -100,6 +92,38 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         write_train_config(spec.out, model_class.name, result.best_params, options or {}, header)
         tracker.log_artifact(spec.out, "tuned")
         return TuneResult(result, metric, Path(spec.out), tracker.run_id)
+
+
+def _check_side_tables(spec: TuneSpec, model) -> None:
+    """The side tables are the model's to read, and the widths they encode are theirs to set (before any reading)."""
+    if spec.split.cold_items:
+        raise ParameterError("cold_items", spec.split.cold_items, "is not searched by recvae tune: tune on the warm "
+                             "users (with --item-features), then measure the cold items with recvae train --cold-items")
+    if (spec.data.user_features is None) == (model.name == "CVAE"):
+        raise ParameterError("user_features", spec.data.user_features, "CVAE reads the users' side features "
+                             "(--user-features FILE), and only CVAE does")
+    items = spec.data.item_features
+    if items is not None and "item_feature_width" not in model.get_params():
+        raise ParameterError("item_features", items, f"is read by MultVAE, MultDAE and CVAE, not by {model.name}")
+    if items is not None and not Path(items).is_file():
+        raise DataError(f"{items}: no such file (the items' side table, --item-features)")
+    for width, table in (("conditions", "users'"), ("item_feature_width", "items'")):
+        if width in (spec.space or {}):
+            raise ParameterError(width, spec.space[width], f"is the number of features the {table} table encodes, "
+                                 "set by the table: leave it out of the search")
+
+
+def _side_inputs(model, split, spec: TuneSpec):
+    """The split as the model reads it (a CVAE's users' features appended), the fixed hyperparameters with the
+    widths the side tables encode, and the items' features (None without a table)."""
+    item_features, fixed = None, dict(spec.params)
+    if spec.data.item_features is not None:  # on the items alone, before a CVAE's feature columns are appended
+        item_features, encoding = encode_item_table(spec.data.item_features, split.items)
+        fixed["item_feature_width"] = encoding.width
+    split, encoding = model_split(model, split, spec.data)
+    if encoding is not None:
+        fixed["conditions"] = encoding.width
+    return split, fixed, item_features
 
 
 def _toml_value(value) -> str:

@@ -136,7 +136,7 @@ def starting_setting(build: Callable[[dict], Recommender], space: dict[str, Dime
 
 def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension], fixed: dict, train, validation: HeldOut,
               metric: str, search: SearchConfig, storage: str, study_name: str, resume: bool = True, tracker=None,
-              report: Callable = log.info, identity: dict | None = None) -> StudyResult:
+              report: Callable = log.info, identity: dict | None = None, item_features=None) -> StudyResult:
     """Search ``space`` (over the ``fixed`` hyperparameters) for the setting whose model, trained on
     ``train``, scores best on ``validation`` by ``metric``. ``build(params)`` returns an unfitted model.
 
@@ -147,11 +147,11 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     budget and the sampler learns from them; without, an existing study of that name is replaced.
     ``identity`` (JSON data: the data and split, say) is recorded with the study beside the space, the
     fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
-    ones is refused rather than mixed in."""
+    ones is refused rather than mixed in. ``item_features``: what every trial's fit reads (``fit_model``'s)."""
     optuna = _optuna()
     with _study_storage(storage):
         return _run_study(optuna, build, space, fixed, train, validation, metric, search, storage, study_name, resume,
-                          tracker, report, identity)
+                          tracker, report, identity, item_features)
 
 
 @contextlib.contextmanager
@@ -170,9 +170,10 @@ def _study_storage(storage: str):
 
 
 def _run_study(optuna, build, space, fixed, train, validation, metric, search, storage, study_name, resume, tracker,
-               report, identity) -> StudyResult:
+               report, identity, item_features) -> StudyResult:
     study, budget = _open_study(optuna, build, space, fixed, metric, search, storage, study_name, resume, identity)
-    objective = _Objective(optuna, build, space, fixed, train, validation, metric, study_name, tracker or NullTracker())
+    objective = _Objective(optuna, build, space, fixed, train, validation, metric, study_name, tracker or NullTracker(),
+                           item_features)
 
     def progress(study, trial):
         done = len(_finished(study, optuna))
@@ -221,8 +222,9 @@ class _Objective:
     """One trial: build the setting's model, train it (validation each epoch is reported to the pruner), score
     it on the validation users; every trial an MLflow child run. Keeps the best model it trained."""
 
-    def __init__(self, optuna, build, space, fixed, train, validation: HeldOut, metric: str, study_name: str, tracker):
-        self.optuna, self.build, self.space, self.fixed = optuna, build, space, fixed
+    def __init__(self, optuna, build, space, fixed, train, validation: HeldOut, metric: str, study_name: str, tracker,
+                 item_features=None):
+        self.optuna, self.build, self.space, self.fixed, self.item_features = optuna, build, space, fixed, item_features
         self.train, self.validation, self.metric, self.study_name, self.tracker = train, validation, metric, study_name, tracker
         self.best_score, self.best_model, self.seconds = -math.inf, None, 0.0
 
@@ -236,7 +238,7 @@ class _Objective:
             child.log_params({"params": params})
             child.set_tags({"trial.number": trial.number, "study": self.study_name})
             try:
-                fit_model(model, self.train, self.validation,
+                fit_model(model, self.train, self.validation, item_features=self.item_features,
                           trainer=Trainer(callbacks=(self._on_epoch(trial, child),), progress=False))
             except self.optuna.TrialPruned as exc:
                 pruned = exc
