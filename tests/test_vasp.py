@@ -164,3 +164,51 @@ def test_the_memory_check_reads_a_process_memory_limit(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.startswith("refused True") and "12,000 items needs about 2.1 GiB" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_shallow_path_held_at_the_closed_form_ranks_as_edlae_does(split, tmp_path):
+    from recvae.models import EDLAE, EASE
+    from recvae.models.dlae import edlae_weights
+
+    held = NeuralEASE(epochs=2, patience=None, shallow_start="edlae", shallow_l2=50.0, shallow_dropout=0.3,
+                      shallow_trainable=False, **SMALL).fit(split.train, None, split.items)
+    binary = sp.csr_matrix(split.train > 0, dtype=np.float32)  # what the models train on
+    np.testing.assert_array_equal(held.module_.item_item.detach().numpy(),
+                                  edlae_weights(binary, 50.0, 0.3).numpy())  # untouched by two epochs
+    scale = held.module_.shallow_scale.item()
+    assert scale > 0  # a fitted calibration: the logits rise with the closed form's scores
+    linear = EDLAE(l2=50.0, dropout=0.3).fit(split.train)
+    a, _ = held.top_n(split.test.fold_in, 20)
+    b, _ = linear.top_n(split.test.fold_in, 20)
+    assert (a == b).mean() > 0.99  # a monotone map of the same scores: only float near-ties may swap
+    held.save(tmp_path / "held")
+    np.testing.assert_allclose(Recommender.load(tmp_path / "held").score(split.test.fold_in[:20]),
+                               held.score(split.test.fold_in[:20]), rtol=1e-6)
+    ease = NeuralEASE(epochs=1, shallow_start="edlae", shallow_l2=50.0, shallow_trainable=False, **SMALL).fit(split.train)
+    np.testing.assert_allclose(ease.module_.item_item.detach().numpy(), EASE(l2=50.0).fit(split.train).module_.weights.numpy(),
+                               rtol=1e-5, atol=1e-6)  # dropout 0: EASE
+
+
+def test_vasp_started_from_the_closed_form_trains_both_paths(split):
+    started = VASP(epochs=3, patience=None, shallow_start="edlae", shallow_l2=50.0, **SMALL)
+    started.fit(split.train, split.validation, split.items)
+    moved = started.module_.item_item.detach().numpy()
+    from recvae.models.dlae import edlae_weights
+
+    start = edlae_weights(sp.csr_matrix(split.train > 0, dtype=np.float32), 50.0, 0.0).numpy()
+    assert not np.allclose(moved, start) and np.corrcoef(moved.ravel(), start.ravel())[0, 1] > 0.5  # moved from it
+    assert not np.diagonal(moved).any() and np.isfinite(started.score(split.test.fold_in)).any()
+    result = evaluate(started, split.test, ("ndcg@100",)).mean("ndcg@100")
+    popularity = evaluate(Popularity().fit(split.train), split.test, ("ndcg@100",)).mean("ndcg@100")
+    assert result > popularity
+
+
+@pytest.mark.parametrize("settings, words", [(dict(shallow_start="ease"), "one of random, edlae"),
+                                             (dict(deep=True, shallow=False, shallow_start="edlae"), "which is off"),
+                                             (dict(shallow_trainable=False), "random weight"),
+                                             (dict(shallow_start="edlae", shallow_dropout=1.0), "shallow_dropout")])
+def test_bad_shallow_starts_are_refused_when_configured(settings, words):
+    from recvae.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=words):
+        VASP(**settings)

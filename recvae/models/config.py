@@ -57,6 +57,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")  # recvae.models.nn.ACTIVATION_FUNCTIONS implements each
 PRIORS = ("standard", "vamp")
+SHALLOW_STARTS = ("random", "edlae")  # VASP's item-item path: drawn at random, or the closed form
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,6 +286,11 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
     training users hold its 400M weights in check, a catalogue of fewer users may need the penalty EASE has).
     The public code runs 50 epochs at 5e-5 and 40 at 1e-5; here one rate runs up to ``epochs`` with early
     stopping on the validation users.
+
+    ``shallow_start = "edlae"`` starts the item-item weight from the closed form EDLAE (EASE when
+    ``shallow_dropout`` is 0) computes on the training users with ``shallow_l2`` and ``shallow_dropout``, its
+    logits scaled and offset by two learned numbers fitted first by logistic regression, so that the deep
+    path learns what the linear one misses; ``shallow_trainable = False`` keeps the weight at that solution.
     """
 
     epochs: int = 90
@@ -299,6 +305,10 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
     deep: bool = True
     shallow: bool = True
     split_halves: bool = True
+    shallow_start: str = "random"
+    shallow_l2: float = 500.0
+    shallow_dropout: float = 0.0
+    shallow_trainable: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -308,6 +318,20 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
         self._check_focal()
         if not (self.deep or self.shallow):
             raise ParameterError("deep", self.deep, "and {shallow} cannot both be off: the model would have no path")
+        self._check_shallow_start()
+
+    def _check_shallow_start(self) -> None:
+        if self.shallow_start not in SHALLOW_STARTS:
+            raise ParameterError("shallow_start", self.shallow_start, f"expected one of {', '.join(SHALLOW_STARTS)}")
+        if self.shallow_start != "random" and not self.shallow:
+            raise ParameterError("shallow_start", self.shallow_start, "starts the shallow path, which is off")
+        if not self.shallow_trainable and self.shallow_start == "random":
+            raise ParameterError("shallow_trainable", False, "would hold a random weight: start it from a closed form "
+                                 "(shallow_start = 'edlae')")
+        if not self.shallow_l2 > 0 or not 0 <= self.shallow_dropout < 1:
+            raise ParameterError("shallow_l2" if not self.shallow_l2 > 0 else "shallow_dropout",
+                                 self.shallow_l2 if not self.shallow_l2 > 0 else self.shallow_dropout,
+                                 "expected shallow_l2 > 0 and 0 <= shallow_dropout < 1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -474,10 +498,14 @@ FIELD_HELP = MappingProxyType({
     "deep": "VASP: keep the deep (variational) path ('false': Neural EASE alone)",
     "shallow": "VASP: keep the shallow item-item path ('false': FLVAE alone)",
     "split_halves": "VASP: each history's random half reconstructs the other ('false': itself)",
+    "shallow_start": "VASP: start the item-item path at random or from the closed form ('edlae'; EASE at dropout 0)",
+    "shallow_l2": "VASP: lambda of the closed form the item-item path starts from",
+    "shallow_dropout": "VASP: dropout rate of that closed form (EDLAE's; 0: EASE)",
+    "shallow_trainable": "VASP: train the item-item path ('false': keep it at the closed form)",
 })
 FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIVATIONS, "beta_schedule": BETA_SCHEDULES,
                                   "precision": PRECISIONS, "negative_proposal": NEGATIVE_PROPOSALS,
-                                  "prior": PRIORS})
+                                  "prior": PRIORS, "shallow_start": SHALLOW_STARTS})
 
 
 def config_from_dict(config_class: type, values: dict):

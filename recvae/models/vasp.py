@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recvae.errors import CapacityError
+from recvae.data.shard import UserRows
+from recvae.errors import CapacityError, ParameterError
 from recvae.models.config import FLVAEConfig, NeuralEASEConfig, VASPConfig
+from recvae.models.dlae import edlae_weights
 from recvae.models.ease import available_memory
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
@@ -94,6 +97,10 @@ class VASPModule(nn.Module):
             self.from_code = nn.Linear(c.latent_dim, n_items)
         if c.shallow:
             self.item_item = nn.Parameter(torch.empty(n_items, n_items))
+        self.calibrated = c.shallow and c.shallow_start != "random"
+        if self.calibrated:  # logits of a closed form's scores, a * (x B) + b
+            self.shallow_scale = nn.Parameter(torch.ones(()))
+            self.shallow_offset = nn.Parameter(torch.zeros(()))
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         """Glorot-uniform weights and zero biases (Keras' defaults, the public code's); the item-item
@@ -101,7 +108,7 @@ class VASPModule(nn.Module):
         starts the same whether or not the other exists."""
         deep_seed, shallow_seed = torch.randint(2**62, (2,), generator=generator).tolist()
         if self.has_deep:
-            glorot_reset(self, torch.Generator().manual_seed(deep_seed), skip=("item_item",))
+            glorot_reset(self, torch.Generator().manual_seed(deep_seed), skip=("item_item", "shallow_scale", "shallow_offset"))
         if self.has_shallow:
             stream = torch.Generator().manual_seed(shallow_seed)
             bound = math.sqrt(6.0 / (2 * self.n_items))
@@ -132,8 +139,8 @@ class VASPModule(nn.Module):
                       F.linear(z, self.from_code.weight[items], self.from_code.bias[items])]
         if self.has_shallow:
             weight = self.item_item if items == slice(None) else self.item_item[:, items]
-            parts.append(F.embedding_bag(batch.indices, weight, batch.offsets, mode="sum",
-                                         per_sample_weights=batch.values))
+            shallow = F.embedding_bag(batch.indices, weight, batch.offsets, mode="sum", per_sample_weights=batch.values)
+            parts.append(shallow * self.shallow_scale + self.shallow_offset if self.calibrated else shallow)
         return parts
 
 
@@ -153,6 +160,42 @@ def masked(batch: SparseBatch, keep: torch.Tensor) -> SparseBatch:
     counts = torch.bincount(batch.rows[keep], minlength=batch.n_rows)
     indptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     return SparseBatch(indptr, batch.indices[keep], batch.values[keep], batch.n_items)
+
+
+CALIBRATION_USERS = 1000  # training users whose scores fit the closed form's logit scale and offset
+
+
+def start_from_closed_form(module: VASPModule, user_items, config: VASPConfig, generator: torch.Generator) -> None:
+    """The item-item weight set to EDLAE's closed form on ``user_items`` (EASE's at dropout 0), and the scale and
+    offset of its logits fitted by logistic regression: each of up to ``CALIBRATION_USERS`` training users'
+    items predicted from a random half of the others (the training's augmentation), or from all of them."""
+    if isinstance(user_items, UserRows):
+        raise ParameterError("shallow_start", config.shallow_start, "is computed from the whole training matrix, which "
+                             "no process holds under torchrun: train in one process")
+    weights = edlae_weights(user_items, config.shallow_l2, config.shallow_dropout)
+    users = torch.randperm(user_items.shape[0], generator=generator)[:CALIBRATION_USERS].sort().values.numpy()
+    targets = torch.from_numpy((user_items[users] != 0).toarray()).double()
+    inputs = sp.csr_matrix(user_items[users], dtype=np.float64)
+    if config.split_halves:
+        inputs.data = inputs.data * (torch.rand(inputs.nnz, generator=generator).numpy() < 0.5)
+        inputs.eliminate_zeros()
+        targets = targets - torch.from_numpy((inputs != 0).toarray()).double()
+    scores = torch.from_numpy(inputs @ weights.double().numpy())
+    scale, offset = torch.ones((), dtype=torch.float64, requires_grad=True), torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([scale, offset], max_iter=100, line_search_fn="strong_wolfe")
+
+    def loss():
+        optimizer.zero_grad()
+        value = F.binary_cross_entropy_with_logits(scores * scale + offset, targets)
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    with torch.no_grad():
+        module.item_item.copy_(weights)
+        module.shallow_scale.fill_(scale.item())
+        module.shallow_offset.fill_(offset.item())
+    module.item_item.requires_grad_(config.shallow_trainable)
 
 
 class VASPStep(TrainingStep):
@@ -224,6 +267,8 @@ class VASP(IterativeRecommender):
             check_shallow_memory(user_items.shape[1], self.name)
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
+        if module.calibrated:
+            start_from_closed_form(module, user_items, self.config, generator)
         module.to(device)
         return VASPStep(module, self.config, device_generator)
 
