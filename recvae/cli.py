@@ -358,6 +358,8 @@ def cmd_recommend(args) -> int:
     if stats.users_without_known_items:
         what = "got popularity (fallback column)" if args.fallback else "got no row (--fallback popularity gives them popular items)"
         print(f"{stats.users_without_known_items} users had no known item and {what}")
+    if stats.users_without_side_row:
+        print(f"{stats.users_without_side_row} users had no row in the users' table and were scored with its missing features")
     if stats.unknown_filter_items:
         print(f"{stats.unknown_filter_items} items of the allow/deny lists are unknown to the model and were ignored")
     return 0

@@ -195,7 +195,8 @@ def test_recommend_reads_each_users_features_by_id(saved_cvae, tmp_path):
     ask = dict(model=str(folder / "model"), interactions=str(folder / "log.csv"), top_n=5)
     with pytest.raises(DataError, match="--user-features"):
         recommend_log(RecommendSpec(out=str(tmp_path / "no.csv"), **ask))
-    recommend_log(RecommendSpec(out=str(tmp_path / "top.csv"), user_features=str(users), **ask))
+    result = recommend_log(RecommendSpec(out=str(tmp_path / "top.csv"), user_features=str(users), **ask))
+    assert result.stats.users_without_side_row == 1  # u00350, counted once for the whole export
     written = pd.read_csv(tmp_path / "top.csv", dtype={"item": str})
     assert set(written.user) == {"u00001", "u00002", "u00350"} and not written.item.str.startswith("feature:").any()
     # the second has no row in the table: its features are the missing flags
@@ -320,3 +321,20 @@ def test_the_latent_report_places_a_cvaes_users_with_their_features(saved_cvae, 
     by_hand = kl_per_dimension(model.encode(_rows_by_hand(model, log, users, sorted(set(log.user)))))
     assert numbers["users"] == 3 and numbers["kl_total"] == pytest.approx(by_hand.sum(), rel=1e-5)
     assert "skipped" in numbers["traversals"]  # a code alone does not decode: the report says so
+
+
+def test_a_users_lookup_costs_the_block_and_counts_the_users_the_table_lacks(saved_cvae, caplog):
+    from recvae.data.side import read_side_table
+    from recvae.data.vocab import Vocabulary
+    from recvae.score.recommend import UserSide
+
+    folder, log, users = saved_cvae
+    model = CVAE.load(folder / "model")
+    side = UserSide.for_model(model, users)
+    asked = Vocabulary(np.array(["u00350", "u00007", "u00299"], dtype=object), "user")
+    whole = side.encoding.transform(read_side_table(users), asked, some_known=False)  # the whole table, aligned
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        looked_up = side.rows(np.array(["u00350", "u00007", "u00299"], dtype=object))
+    assert (looked_up != whole).nnz == 0 and not caplog.records  # the caller counts instead of a line per block
+    assert side.lacking(np.array(["u00350", "u00007", "u99999"], dtype=object)) == 2

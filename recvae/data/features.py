@@ -77,10 +77,12 @@ class FeatureEncoding:
         return cls(tuple(FeatureColumn(**{**c, "categories": tuple(c["categories"])}) for c in payload["columns"]),
                    payload.get("title_column"))
 
-    def transform(self, table: pd.DataFrame | None, vocabulary: Vocabulary, some_known: bool = True) -> sp.csr_matrix:
+    def transform(self, table: pd.DataFrame | None, vocabulary: Vocabulary, some_known: bool = True,
+                  warn: bool = True) -> sp.csr_matrix:
         """The features of every ID of ``vocabulary`` (rows in its order, float32); IDs the table lacks get the
         missing indicators. Values the encoding never saw count as "other" (categorical) or are left out (multi).
-        ``some_known=False`` accepts a table that has none of the IDs (``recvae.data.side.aligned``)."""
+        ``some_known=False`` accepts a table that has none of the IDs, ``warn=False`` leaves the count of IDs
+        without a row to the caller (``recvae.data.side.aligned``)."""
         if table is None:  # no side data at all: every feature missing
             cells = {column.name: np.full(len(vocabulary), None, dtype=object) for column in self.columns}
             source = "no side table"
@@ -90,7 +92,7 @@ class FeatureEncoding:
             lacking = [c.name for c in self.columns if c.name not in table]
             if lacking:
                 raise DataError(f"{source}: no column {lacking[0]!r}, which the features were fitted with")
-            cells = {c.name: aligned(table[c.name].astype(object), vocabulary, source, None, some_known)
+            cells = {c.name: aligned(table[c.name].astype(object), vocabulary, source, None, some_known, warn)
                      for c in self.columns}
         blocks = [_encode_column(column, cells[column.name], source) for column in self.columns]
         return sp.hstack(blocks, format="csr", dtype=np.float32) if blocks else sp.csr_matrix((len(vocabulary), 0))

@@ -116,11 +116,12 @@ def item_names(table: pd.DataFrame) -> pd.Series:
 
 
 def aligned(values: pd.Series, vocabulary: Vocabulary, source: str, missing: object = None,
-            some_known: bool = True) -> np.ndarray:
+            some_known: bool = True, warn: bool = True) -> np.ndarray:
     """``values`` (indexed by ID as read) in the order of ``vocabulary``; an ID the table lacks gets ``missing``.
     The table's IDs are typed as the vocabulary's (the text "1" is the integer ID 1 of a log read with integers).
     ``some_known``: a table naming none of the vocabulary's IDs is refused (another table, or IDs of another
-    kind); False for a vocabulary that may well be all new (a block of users being scored)."""
+    kind); False for a vocabulary that may well be all new (a block of users being scored). ``warn``: log how
+    many IDs have no row (False where the caller counts them itself)."""
     ids = typed_ids(pd.Series(values.index.to_numpy(dtype=object)), vocabulary.kind)
     positions = vocabulary.index_of(ids, missing="ignore")
     out = np.full(len(vocabulary), None, dtype=object)
@@ -130,10 +131,10 @@ def aligned(values: pd.Series, vocabulary: Vocabulary, source: str, missing: obj
     if not known.any() and some_known:
         raise DataError(f"{source}: none of its {len(values)} IDs is one of the model's {len(vocabulary)} "
                         f"{vocabulary.name}s (e.g. {values.index[0]!r} there, {vocabulary.ids[0]!r} in the model)")
-    if absent.any():
+    if absent.any() and warn:
         log.warning("%s: %d of the model's %d %ss have no row there", source, int(absent.sum()), len(vocabulary),
                     vocabulary.name)
-        out[absent] = missing
+    out[absent] = missing
     return out
 
 

@@ -98,13 +98,18 @@ def _known_histories(model, spec, side: UserSide | None, skipped: list | None = 
     blocks = iter_user_blocks(spec.interactions, users_per_block=spec.batch_users, reader=spec.reader,
                               id_kinds={"item": model.items_.kind}, grouped=spec.grouped,
                               min_rating=min_rating_for(model, spec.min_rating))
+    lacking = 0
     for block, _ in blocks:
         user_ids, history, _ = block_histories(model, block, side)
         known = np.diff(history[:, : model._item_columns(history.shape[1])].indptr) > 0
+        lacking += 0 if side is None else side.lacking(user_ids[known])
         if skipped is not None:
             skipped[0] += int((~known).sum())
         if known.any():
             yield user_ids[known], history[known]
+    if lacking:
+        log.warning("%s: %d users of the log have no row there: read with its missing features",
+                    side.table.attrs.get("source", "the users' table"), lacking)
 
 
 def _stream_users(model, spec, side: UserSide | None, rows_of) -> tuple[int, int, float]:

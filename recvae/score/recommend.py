@@ -4,13 +4,14 @@ streaming export and Spark's workers, and the one cutting of grouped rows into b
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.features import FeatureEncoding
+from recvae.data.readers import typed_ids
 from recvae.data.side import read_side_table
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ParameterError, at_least, positive
@@ -31,6 +32,7 @@ class ExportStats:
     rows: int = 0
     unknown_filter_items: int = 0
     users_in_other_shards: int = 0
+    users_without_side_row: int = 0  # a CVAE's users the users' table lacks (scored with its missing features)
 
     def add(self, other: ExportStats) -> None:
         for name in self.__dataclass_fields__:
@@ -40,10 +42,12 @@ class ExportStats:
 @dataclass(frozen=True)
 class UserSide:
     """The users' side table and the encoding a conditional model (CVAE) was trained with: what turns a
-    block's user IDs into the feature columns it reads beside their items."""
+    block's user IDs into the feature columns it reads beside their items. A block looks its users up in an
+    index of the table's IDs built once (per kind of ID), so its cost follows the block, not the table."""
 
     table: pd.DataFrame
     encoding: FeatureEncoding
+    _indexes: dict = field(default_factory=dict, repr=False, compare=False)  # ID kind -> the table's IDs so typed
 
     @classmethod
     def for_model(cls, model, path) -> UserSide | None:
@@ -86,8 +90,27 @@ class UserSide:
         return sp.hstack([history[:, :items], self.rows(user_ids)], format="csr", dtype=np.float32)
 
     def rows(self, user_ids: np.ndarray) -> sp.csr_matrix:
-        """The encoded features of ``user_ids`` (a user the table lacks gets the missing indicators)."""
-        return self.encoding.transform(self.table, Vocabulary(np.asarray(user_ids), "user"), some_known=False)
+        """The encoded features of ``user_ids`` (a user the table lacks gets the missing indicators; ``lacking``
+        counts them)."""
+        users = Vocabulary(np.asarray(user_ids), "user")
+        positions = self._positions(users)
+        rows = self.table.iloc[positions[positions >= 0]]
+        rows.attrs.update(self.table.attrs)  # the file's name, for messages
+        return self.encoding.transform(rows, users, some_known=False, warn=False)
+
+    def lacking(self, user_ids: np.ndarray) -> int:
+        """How many of ``user_ids`` have no row in the table."""
+        return int((self._positions(Vocabulary(np.asarray(user_ids), "user")) < 0).sum())
+
+    def _positions(self, users: Vocabulary) -> np.ndarray:
+        index = self._indexes.get(users.kind)
+        if index is None:
+            index = pd.Index(typed_ids(pd.Series(self.table.index.to_numpy(dtype=object)), users.kind))
+            if not index.is_unique:
+                twice = index[index.duplicated()][0]
+                raise DataError(f"{self.table.attrs.get('source', 'the users table')}: two rows read as user {twice!r}")
+            self._indexes[users.kind] = index
+        return index.get_indexer(users.ids)
 
 
 @dataclass(frozen=True)
@@ -150,7 +173,8 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
     """
     vocab: Vocabulary = model.items_
     user_ids, history, n_known = block_histories(model, block, options.user_side)
-    stats = ExportStats(interactions=len(block), users=len(user_ids), unknown_item_interactions=len(block) - n_known)
+    stats = ExportStats(interactions=len(block), users=len(user_ids), unknown_item_interactions=len(block) - n_known,
+                        users_without_side_row=0 if options.user_side is None else options.user_side.lacking(user_ids))
     has_items = np.diff(history.indptr) > 0
     stats.users_without_known_items = int((~has_items).sum())
 
