@@ -151,10 +151,21 @@ def prepare_split(data: DataSpec, split: SplitSpec, world: World | None = None) 
     return random_holdout_split(interactions, test_fraction=split.holdout_fraction, seed=split.seed), interactions
 
 
-def model_split(model: Recommender, split: Split, data: DataSpec) -> tuple[Split, FeatureEncoding | None]:
-    """The split as ``model`` reads it, and the features' encoding: a CVAE reads each user's side features
-    (``data.user_features``, encoded as the training users' values say) as the last columns; every other
-    model the split as it is. A CVAE without the table, or the table for another model, is refused."""
+@dataclass(frozen=True)
+class UserFeatures:
+    """The users' side table as a CVAE reads it: its ``encoding`` and the encoded ``rows``, one per user of the
+    split (``Split.users``), kept so that a later stage (the cold-item protocol) does not read the table again."""
+
+    encoding: FeatureEncoding
+    rows: sp.csr_matrix
+
+
+def model_split(model: Recommender, split: Split, data: DataSpec,
+                encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures | None]:
+    """The split as ``model`` reads it, and its users' side features: a CVAE reads each user's (``data.user_features``,
+    encoded as ``encoding`` says, or as the training users' values say where it is None: a saved model's encoding
+    is its own, whatever the table holds now) as the last columns; every other model the split as it is. A CVAE
+    without the table, or the table for another model, is refused."""
     conditional = isinstance(model, CVAE)
     if data.user_features is None:
         if conditional:
@@ -163,15 +174,21 @@ def model_split(model: Recommender, split: Split, data: DataSpec) -> tuple[Split
         return split, None
     if not conditional:
         raise ParameterError("user_features", data.user_features, f"is read by CVAE only, not by {model.name}")
-    return with_side_features(split, data)
+    return _with_user_table(split, data.user_features, encoding)
 
 
 def with_side_features(split: Split, data: DataSpec) -> tuple[Split, FeatureEncoding]:
     """``split`` with the users' side table ``data.user_features`` appended, encoded as its training users'
     values say (``recvae.split.conditioned.with_user_features``), and that encoding."""
-    table = read_side_table(data.user_features)  # under torchrun every process reads it, and encodes it alike
-    encoding = fit_features(table, split.users.subset(split.train_users))
-    return with_user_features(split, encoding.transform(table, split.users), encoding.names()), encoding
+    split, users = _with_user_table(split, data.user_features)
+    return split, users.encoding
+
+
+def _with_user_table(split: Split, path: str, encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures]:
+    table = read_side_table(path)  # under torchrun every process reads it, and encodes it alike
+    encoding = encoding or fit_features(table, split.users.subset(split.train_users))
+    users = UserFeatures(encoding, encoding.transform(table, split.users))
+    return with_user_features(split, users.rows, encoding.names()), users
 
 
 @contextlib.contextmanager
@@ -295,7 +312,8 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         split, data = prepare_split(spec.data, spec.split, shard)
         notify(f"split ({spec.split.protocol}): {split.summary()}")
         split, cold, item_features = _item_side(model, split, spec, notify)
-        plain_split, (split, encoding) = split, model_split(model, split, spec.data)
+        plain_split, (split, users) = split, model_split(model, split, spec.data)
+        encoding = None if users is None else users.encoding
         _set_width(model, spec, "conditions", encoding, spec.data.user_features, notify)
         if split.validation is None:
             notify("no validation users: training every epoch, keeping the last weights")
@@ -313,7 +331,7 @@ def train_model(spec: TrainSpec, notify: Callable[[str], None] = log.info) -> Tr
         compared = [model] + ([Popularity().fit(plain_split.train)] if spec.baseline else [])
         metrics = spec.metrics or default_metrics(spec.split.protocol)
         results = {m.name: evaluate(m, split.test if m is model else plain_split.test, metrics).summary() for m in compared}
-        cold_results = _cold_item_results(model, cold, item_features, spec.split.seed, tracker, spec.data, encoding)
+        cold_results = _cold_item_results(model, cold, item_features, spec.split.seed, tracker, users)
         history = getattr(model, "history_", [])
         metadata = {"history": history, "data": spec.data.to_json(), "split": spec.split.to_json(),
                     "mlflow_run_id": tracker.run_id,
@@ -381,16 +399,13 @@ def _set_width(model: Recommender, spec: TrainSpec, field: str, encoding: Featur
     notify(f"{'user' if field == 'conditions' else 'item'} features: {encoding.width} from {table}")
 
 
-def _cold_item_results(model: Recommender, cold: ColdItems | None, item_features, seed: int, tracker, data: DataSpec,
-                       encoding: FeatureEncoding | None) -> dict | None:
+def _cold_item_results(model: Recommender, cold: ColdItems | None, item_features, seed: int, tracker,
+                       users: UserFeatures | None) -> dict | None:
     """The cold-item protocol's table (``recvae.evaluate.evaluate_cold_items``), logged; None without one. A
-    CVAE reads its test users with their features (``encoding`` of ``data``'s users' table)."""
+    CVAE reads its test users with their features (``users``, over the cold split's users)."""
     if cold is None:
         return None
-    model_heldout = None
-    if encoding is not None:
-        features = encoding.transform(read_side_table(data.user_features), cold.split.users)
-        model_heldout = heldout_with_features(cold.test, features)
+    model_heldout = None if users is None else heldout_with_features(cold.test, users.rows)
     results = {name: r.summary() for name, r in
                evaluate_cold_items(model, cold, item_features, seed=seed, model_heldout=model_heldout).items()}
     for name, summary in results.items():
@@ -491,10 +506,8 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
                              "the items' side table (--item-features FILE)")
     cold = cold_items(plain_split, split_spec.cold_items, split_spec.seed) if split_spec.cold_items else None
     plain_split = plain_split if cold is None else cold.split
-    split, encoding = model_split(model, plain_split, data_spec)
-    if encoding is not None and encoding.width != model.config.conditions:
-        raise ValueError(f"{data_spec.user_features} encodes {encoding.width} user features, and the model reads "
-                         f"{model.config.conditions}: it was trained with another users' table")
+    saved = meta.get("user_features")  # the encoding the model was trained with, not a new fit of the table
+    split, users = model_split(model, plain_split, data_spec, None if saved is None else FeatureEncoding.from_json(saved))
     if model.items_ is not None and model.items_ != split.items:
         raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
     _check_same_split(spec.model_dir, meta, plain_split, data)
@@ -508,12 +521,22 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
             results["Popularity"] = evaluate(Popularity().fit(plain_split.train), plain_split.test, metrics).summary()
         for name, summary in results.items():
             tracker.log_metrics(summary, prefix="test_" if name == model.name else "popularity_test_")
-        features = encode_item_table(data_spec.item_features, plain_split.items)[0] if cold is not None else None
-        cold_results = _cold_item_results(model, cold, features, split_spec.seed, tracker, data_spec, encoding)
+        features = _saved_item_features(model) if cold is not None else None
+        cold_results = _cold_item_results(model, cold, features, split_spec.seed, tracker, users)
         new_users = _cold_start_results(model, split, plain_split, spec.cold_start, metrics, split_spec.seed, tracker)
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
                     if spec.examples else None)
         return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples, cold_results, new_users)
+
+
+def _saved_item_features(model: Recommender) -> sp.csr_matrix:
+    """The items' encoded side features a model that reads them saved in its weights: what the content baseline
+    of the cold-item protocol compares against (the table is not read, nor its encoding fitted, again)."""
+    side = getattr(getattr(model, "module_", None), "item_side", None)
+    if side is None:
+        raise ParameterError("cold_items", "recorded", f"compares a model that reads item features; {model.name} "
+                             "saved none")
+    return sp.csr_matrix(side.features.detach().cpu().numpy())
 
 
 def _cold_start_results(model: Recommender, split: Split, plain_split: Split, given: tuple[int, ...], metrics,

@@ -338,3 +338,24 @@ def test_a_users_lookup_costs_the_block_and_counts_the_users_the_table_lacks(sav
         looked_up = side.rows(np.array(["u00350", "u00007", "u00299"], dtype=object))
     assert (looked_up != whole).nnz == 0 and not caplog.records  # the caller counts instead of a line per block
     assert side.lacking(np.array(["u00350", "u00007", "u99999"], dtype=object)) == 2
+
+
+def test_evaluate_encodes_the_users_table_as_the_model_was_trained_to_read_it(saved_cvae, tmp_path):
+    from recvae.data import SyntheticLog
+    from recvae.data.features import FeatureEncoding
+    from recvae.data.side import read_side_table
+    from recvae.pipeline import DataSpec, EvaluateSpec, SplitSpec, evaluate_saved
+    from recvae.track import TrackingConfig
+
+    folder, _, users = saved_cvae
+    model = CVAE.load(folder / "model")
+    changed = tmp_path / "users.csv"  # a band the training never saw: a new fit would widen the encoding
+    lines = users.read_text().splitlines()
+    changed.write_text("\n".join([lines[0]] + [line.replace(",a,", ",d,") for line in lines[1:]]) + "\n")
+    again = evaluate_saved(EvaluateSpec(str(folder / "model"), data=DataSpec(synthetic=SyntheticLog(n_users=400, n_items=120, seed=4),
+                                                                            user_features=str(changed)),
+                                        split=SplitSpec(heldout_users=40), tracking=TrackingConfig(enabled=False), examples=0))
+    saved = FeatureEncoding.from_json(model.metadata_["user_features"])
+    expected = saved.transform(read_side_table(changed), again.split.users)[again.split.test.users]
+    width = model.config.conditions
+    assert (again.split.test.fold_in[:, -width:] != expected).nnz == 0  # "d" read as the saved encoding's "other"

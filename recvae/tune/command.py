@@ -120,9 +120,9 @@ def _side_inputs(model, split, spec: TuneSpec):
     if spec.data.item_features is not None:  # on the items alone, before a CVAE's feature columns are appended
         item_features, encoding = encode_item_table(spec.data.item_features, split.items)
         fixed["item_feature_width"] = encoding.width
-    split, encoding = model_split(model, split, spec.data)
-    if encoding is not None:
-        fixed["conditions"] = encoding.width
+    split, users = model_split(model, split, spec.data)
+    if users is not None:
+        fixed["conditions"] = users.encoding.width
     return split, fixed, item_features
 
 
