@@ -847,7 +847,12 @@ def main(argv: list[str] | None = None) -> int:
             _limit_threads(args.threads)
         return args.func(args)
     except KeyboardInterrupt:
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        if ranks > 1 and os.environ.get("RANK") != "0":
+            return 130  # torchrun stopping its ranks: rank 0 says it once
         hint = " (resume with --resume)" if getattr(args, "checkpoint_dir", None) else ""
+        if hint and ranks > 1:  # torchrun's agent may stop every rank before rank 0 sees a peer gone
+            hint = f": {_resume_command(argv, int(os.environ.get('LOCAL_WORLD_SIZE', ranks)))}"
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except (RecvaeError, ValueError) as exc:
@@ -858,9 +863,7 @@ def main(argv: list[str] | None = None) -> int:
         message = (exc.spoken(_flags(_subparser(parser, args.command)))
                    if isinstance(exc, RecvaeError) and not benchmark_setting else str(exc))
         if isinstance(exc, PeerLostError) and exc.checkpoint_dir:
-            again = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
-            message += (f": torchrun --nproc-per-node {exc.world_size} -m recvae {' '.join(map(shlex.quote, again))}"
-                        " --resume")
+            message += f": {_resume_command(argv, exc.world_size)}"
         print(f"recvae: error: {message}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full or read-only disk, a folder where a file is meant: one line, no traceback
@@ -869,6 +872,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_command(argv, processes: int) -> str:
+    """The torchrun command that resumes this run from its checkpoints."""
+    again = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
+    return f"torchrun --nproc-per-node {processes} -m recvae {' '.join(map(shlex.quote, again))} --resume"
 
 
 def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:

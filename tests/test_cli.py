@@ -171,3 +171,20 @@ def test_the_help_needs_no_torch_and_every_flag_has_its_words_and_choices():
     assert "one of multinomial, gaussian, logistic, focal" in " ".join(text.split())
     top = " ".join(subprocess.run([sys.executable, "-m", "recvae", "--help"], capture_output=True, text=True).stdout.split())
     assert all(name in top for name in MODEL_CONFIGS)
+
+
+def test_an_interrupted_torchrun_run_prints_the_command_that_resumes_it_once(monkeypatch, capsys):
+    import recvae.cli as cli
+
+    def stopped(args):
+        raise KeyboardInterrupt  # what torchrun's SIGTERM to a rank becomes
+
+    monkeypatch.setattr(cli, "cmd_train", stopped)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    flags = ["train", "--checkpoint-dir", "ck", "--out", "m"]
+    for rank, said in (("0", "interrupted: torchrun --nproc-per-node 2 -m recvae train --checkpoint-dir ck --out m --resume\n"),
+                       ("1", "")):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(flags) == 130
+        assert capsys.readouterr().err == said
