@@ -77,7 +77,9 @@ def latent_report(model, user_items: sp.csr_matrix, users: Vocabulary, out: str 
     _user_probes(encoding, user_attributes, rows, comparisons, numbers)
     names, genres = _item_side(side.item_features, model.items_)
     _item_space(model, names, genres, comparisons, numbers, figures, title, seed)
-    _traversals(model, encoding, names, numbers, figures, title)
+    width = getattr(model.config, "conditions", 0)  # a CVAE's traversals hold the users' mean features
+    mean_features = np.asarray(user_items[rows][:, -width:].mean(axis=0)).ravel() if width else None
+    _traversals(model, encoding, names, numbers, figures, title, mean_features)
     out = Path(out)
     paths = write_figures(out, figures.files)
     write_atomic_bytes(out / "report.json", (json.dumps(numbers, indent=2) + "\n").encode())
@@ -171,13 +173,15 @@ def _item_space(model, names, genres, comparisons, numbers: dict, figures: _Figu
         numbers["genre_neighbourhoods"] = shares
 
 
-def _traversals(model, encoding, names, numbers: dict, figures: _Figures, title: str, dimensions: int = 4) -> None:
+def _traversals(model, encoding, names, numbers: dict, figures: _Figures, title: str, conditions=None,
+                dimensions: int = 4) -> None:
     kl = stats.kl_per_dimension(encoding)
     informative = np.argsort(kl if kl is not None else encoding.mean.var(axis=0))[::-1][:dimensions]
     moves = []
     try:
         for dimension in informative:
-            change, rising, falling = stats.rising_and_falling(stats.traversal(model, encoding, int(dimension)))
+            change, rising, falling = stats.rising_and_falling(stats.traversal(model, encoding, int(dimension),
+                                                                               conditions=conditions))
             moves.append({"dimension": int(dimension), "kl": None if kl is None else float(kl[dimension]),
                           "rising": rising.tolist(), "rising_names": [str(names[i]) for i in rising],
                           "rising_change": change[rising].round(4).tolist(), "falling": falling.tolist(),

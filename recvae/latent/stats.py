@@ -55,13 +55,17 @@ def aggregate_std(encoding: Encoding) -> np.ndarray:
     return np.sqrt(variance)
 
 
-def traversal(model, encoding: Encoding, dimension: int, steps=(-2.0, -1.0, 0.0, 1.0, 2.0)) -> np.ndarray:
+def traversal(model, encoding: Encoding, dimension: int, steps=(-2.0, -1.0, 0.0, 1.0, 2.0),
+              conditions: np.ndarray | None = None) -> np.ndarray:
     """Scores (steps x items) decoded from the mean position moved along ``dimension`` by ``steps`` standard
-    deviations of the aggregate posterior, the other dimensions held at the mean."""
+    deviations of the aggregate posterior, the other dimensions held at the mean; a CVAE's with the side
+    features ``conditions`` (one row: the placed users' mean), its feature columns left out."""
     centre = encoding.mean.astype(np.float64).mean(axis=0)
     points = np.repeat(centre[None, :], len(steps), axis=0)
     points[:, dimension] += np.asarray(steps) * aggregate_std(encoding)[dimension]
-    return model.decode(points.astype(np.float32))
+    rows = None if conditions is None else np.repeat(np.asarray(conditions, np.float32).reshape(1, -1), len(steps), 0)
+    scores = model.decode(points.astype(np.float32), rows)
+    return scores[:, : model._item_columns(scores.shape[1])]
 
 
 def rising_and_falling(scores: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
