@@ -212,3 +212,15 @@ def test_bad_shallow_starts_are_refused_when_configured(settings, words):
 
     with pytest.raises(ParameterError, match=words):
         VASP(**settings)
+
+
+def test_the_item_item_weight_learns_at_its_own_rate(split):
+    from recvae.models.dlae import edlae_weights
+
+    start = edlae_weights(sp.csr_matrix(split.train > 0, dtype=np.float32), 50.0, 0.0).numpy()
+    slow = VASP(epochs=2, patience=None, shallow_start="edlae", shallow_l2=50.0, shallow_learning_rate=1e-9, **SMALL)
+    slow.fit(split.train)
+    moved = np.abs(slow.module_.item_item.detach().numpy() - start).max()
+    assert 0 < moved < 1e-6  # Nadam moves each weight by about its rate a step; the deep path's rate is 1e-2
+    with pytest.raises(Exception, match="positive"):
+        VASP(shallow_learning_rate=0.0)

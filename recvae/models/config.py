@@ -291,6 +291,8 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
     ``shallow_dropout`` is 0) computes on the training users with ``shallow_l2`` and ``shallow_dropout``, its
     logits scaled and offset by two learned numbers fitted first by logistic regression, so that the deep
     path learns what the linear one misses; ``shallow_trainable = False`` keeps the weight at that solution.
+    ``shallow_learning_rate`` sets the item-item weight's own rate: Nadam moves every weight by about the
+    rate, and a closed form's weights are of order 1e-3, which a deep path's rate would sweep away.
     """
 
     epochs: int = 90
@@ -309,6 +311,7 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
     shallow_l2: float = 500.0
     shallow_dropout: float = 0.0
     shallow_trainable: bool = True
+    shallow_learning_rate: float | None = None  # None: learning_rate
 
     def __post_init__(self):
         super().__post_init__()
@@ -328,6 +331,8 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
         if not self.shallow_trainable and self.shallow_start == "random":
             raise ParameterError("shallow_trainable", False, "would hold a random weight: start it from a closed form "
                                  "(shallow_start = 'edlae')")
+        if self.shallow_learning_rate is not None and not self.shallow_learning_rate > 0:
+            raise ParameterError("shallow_learning_rate", self.shallow_learning_rate, "must be positive (or none)")
         if not self.shallow_l2 > 0 or not 0 <= self.shallow_dropout < 1:
             raise ParameterError("shallow_l2" if not self.shallow_l2 > 0 else "shallow_dropout",
                                  self.shallow_l2 if not self.shallow_l2 > 0 else self.shallow_dropout,
@@ -502,6 +507,7 @@ FIELD_HELP = MappingProxyType({
     "shallow_l2": "VASP: lambda of the closed form the item-item path starts from",
     "shallow_dropout": "VASP: dropout rate of that closed form (EDLAE's; 0: EASE)",
     "shallow_trainable": "VASP: train the item-item path ('false': keep it at the closed form)",
+    "shallow_learning_rate": "VASP: the item-item weight's own learning rate ('none': learning_rate)",
 })
 FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIVATIONS, "beta_schedule": BETA_SCHEDULES,
                                   "precision": PRECISIONS, "negative_proposal": NEGATIVE_PROPOSALS,

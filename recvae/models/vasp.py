@@ -205,7 +205,14 @@ class VASPStep(TrainingStep):
         self.module = module
         self.config = config
         self.generator = generator
-        self.optimizer = torch.optim.NAdam(module.parameters(), lr=config.learning_rate)
+        if config.shallow and config.shallow_learning_rate is not None:
+            shallow = [module.item_item]
+            rest = [p for p in module.parameters() if p is not module.item_item]
+            groups = [group for group in ({"params": rest}, {"params": shallow, "lr": config.shallow_learning_rate})
+                      if group["params"]]
+        else:
+            groups = module.parameters()
+        self.optimizer = torch.optim.NAdam(groups, lr=config.learning_rate)
         self.latent_dim = config.latent_dim if config.deep else None
 
     def batch_loss(self, phase: str, batch: SparseBatch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
