@@ -368,7 +368,7 @@ def cmd_recommend(args) -> int:
 def cmd_benchmark(args) -> int:
     from recvae.benchmark import benchmark, load_benchmark
 
-    config = load_benchmark(args.config, data_path=args.data_path, seeds=args.seeds)
+    config = load_benchmark(args.config, data_path=args.data_path, seeds=args.seeds, sampler_seed=args.sampler_seed)
     if args.models:
         config = config.select([m.strip() for m in args.models.split(",") if m.strip()])
     command = "recvae " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -756,6 +756,9 @@ def _add_benchmark(sub, common) -> None:
     bench.add_argument("--data", dest="data_path", help="interaction file instead of the one the benchmark file names")
     bench.add_argument("--seeds", type=int, help="number of split seeds (default: the file's)")
     bench.add_argument("--models", help="comma-separated model names from the file (default: all)")
+    bench.add_argument("--sampler-seed", type=int,
+                       help="the studies' sampler seed instead of the file's [search] seed: the same search along "
+                            "another path, to measure how stable each model's result is (give another --out)")
     bench.add_argument("--out", default="benchmark-results", help="results go to OUT/<dataset>/")
     bench.add_argument("--resume", action="store_true",
                        help="keep the (model, seed) runs an interrupted run of the same benchmark finished in OUT/<dataset>/runs/")

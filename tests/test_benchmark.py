@@ -535,3 +535,12 @@ search = { dropout = { low = 0.2, high = 0.6 } }
     for (old, (new, words)), name in zip(refused.items(), "abcd"):
         with pytest.raises(DataError, match=words):
             load_benchmark(write(tmp_path, text.replace(old, new), f"{name}.toml"))
+
+
+def test_a_second_sampler_seed_searches_the_same_studies_along_another_path(tmp_path):
+    text = ("dataset = 'x'\n[search]\ntrials = 5\nseed = 1\n[[models]]\nmodel = 'EASE'\n"
+            "search = { l2 = { low = 1.0, high = 1e4 } }\n")
+    assert load_benchmark(write(tmp_path, text)).search.seed == 1
+    assert load_benchmark(write(tmp_path, text), sampler_seed=7).search.seed == 7
+    with pytest.raises(DataError, match="no \\[search\\]"):
+        load_benchmark(write(tmp_path, "dataset = 'x'\n[[models]]\nmodel = 'EASE'\n", "plain.toml"), sampler_seed=7)

@@ -254,8 +254,10 @@ def _model_specs(path: Path, payload: dict) -> list[ModelSpec]:
     return models
 
 
-def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | None = None) -> BenchmarkConfig:
-    """Read a benchmark file; ``data_path`` and ``seeds`` override the file's."""
+def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | None = None,
+                   sampler_seed: int | None = None) -> BenchmarkConfig:
+    """Read a benchmark file; ``data_path``, ``seeds`` and ``sampler_seed`` (its ``[search]`` seed: the same
+    studies searched again along another path, to see how far a model's result moves) override the file's."""
     path = Path(path)
     try:
         payload = tomllib.loads(path.read_text())
@@ -290,6 +292,10 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
         raise DataError(f"{path}: metrics must be a non-empty list of names like \"ndcg@100\", not {metrics!r}")
     metrics = tuple(metrics)
     search = _section(payload, "search", SearchConfig, str(path)) if "search" in payload else None
+    if sampler_seed is not None:
+        if search is None:
+            raise DataError(f"{path}: has no [search] whose sampler seed --sampler-seed could set")
+        search["seed"] = sampler_seed
     if search is not None:
         _check_equal_budgets(path, models, search.get("trials", SearchConfig.trials))
     try:
