@@ -237,13 +237,7 @@ class TrainSpec:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
         model = build_model(self.model, self.params)
         model_class = type(model)
-        self._check_item_side(model)
-        features = self.data.user_features
-        if (features is None) == (model_class is CVAE):
-            raise ParameterError("user_features", features, "CVAE reads the users' side features (--user-features "
-                                 "FILE), and only CVAE does" + (f", not {model_class.name}" if features else ""))
-        if features is not None and not Path(features).is_file():
-            raise DataError(f"{features}: no such file (the users' side table, --user-features)")
+        check_side_tables(model, self.data, self.split, self.auto_beta)
         if self.resume and not self.checkpoint_dir:
             raise ParameterError("resume", True, "needs {checkpoint_dir}, the folder of the interrupted run")
         if self.auto_beta and (model_class is not MultVAE or self.checkpoint_dir or "beta_cap" in self.params):
@@ -260,20 +254,29 @@ class TrainSpec:
             check_writable(self.checkpoint_dir, "the checkpoint directory")
         return model
 
-    def _check_item_side(self, model: Recommender) -> None:
-        items, share = self.data.item_features, self.split.cold_items
-        if items is not None and "item_feature_width" not in model.get_params():
-            raise ParameterError("item_features", items, f"is read by MultVAE, MultDAE and CVAE, not by {model.name}")
-        if items is not None and not Path(items).is_file():
-            raise DataError(f"{items}: no such file (the items' side table, --item-features)")
-        if model.get_params().get("item_dropout") and items is None:
-            raise ParameterError("item_dropout", model.get_params()["item_dropout"], "drops items' free vectors in "
-                                 "favour of their side features: it needs them (--item-features FILE)")
-        if share and items is None:
-            raise ParameterError("cold_items", share, "scores items no training user has: it needs their side table "
-                                 "(--item-features FILE), which the model and the content baseline read")
-        if items is not None and self.auto_beta:
-            raise ParameterError("auto_beta", True, "does not read item features yet: set {beta_cap} instead")
+
+def check_side_tables(model: Recommender, data: DataSpec, split: SplitSpec, auto_beta: bool = False) -> None:
+    """The side tables ``data`` names are ``model``'s to read and exist, and what needs one has it: the checks
+    ``recvae train`` and ``recvae tune`` make before any data is read."""
+    features = data.user_features
+    if (features is None) == isinstance(model, CVAE):
+        raise ParameterError("user_features", features, "CVAE reads the users' side features (--user-features "
+                             "FILE), and only CVAE does" + (f", not {model.name}" if features else ""))
+    if features is not None and not Path(features).is_file():
+        raise DataError(f"{features}: no such file (the users' side table, --user-features)")
+    items, share = data.item_features, split.cold_items
+    if items is not None and "item_feature_width" not in model.get_params():
+        raise ParameterError("item_features", items, f"is read by MultVAE, MultDAE and CVAE, not by {model.name}")
+    if items is not None and not Path(items).is_file():
+        raise DataError(f"{items}: no such file (the items' side table, --item-features)")
+    if model.get_params().get("item_dropout") and items is None:
+        raise ParameterError("item_dropout", model.get_params()["item_dropout"], "drops items' free vectors in "
+                             "favour of their side features: it needs them (--item-features FILE)")
+    if share and items is None:
+        raise ParameterError("cold_items", share, "scores items no training user has: it needs their side table "
+                             "(--item-features FILE), which the model and the content baseline read")
+    if items is not None and auto_beta:
+        raise ParameterError("auto_beta", True, "does not read item features yet: set {beta_cap} instead")
 
 
 @dataclass

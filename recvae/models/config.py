@@ -324,19 +324,18 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
         self._check_shallow_start()
 
     def _check_shallow_start(self) -> None:
-        if self.shallow_start not in SHALLOW_STARTS:
-            raise ParameterError("shallow_start", self.shallow_start, f"expected one of {', '.join(SHALLOW_STARTS)}")
+        one_of(SHALLOW_STARTS, shallow_start=self.shallow_start)
         if self.shallow_start != "random" and not self.shallow:
             raise ParameterError("shallow_start", self.shallow_start, "starts the shallow path, which is off")
         if not self.shallow_trainable and self.shallow_start == "random":
             raise ParameterError("shallow_trainable", False, "would hold a random weight: start it from a closed form "
                                  "(shallow_start = 'edlae')")
-        if self.shallow_learning_rate is not None and not self.shallow_learning_rate > 0:
-            raise ParameterError("shallow_learning_rate", self.shallow_learning_rate, "must be positive (or none)")
-        if not self.shallow_l2 > 0 or not 0 <= self.shallow_dropout < 1:
-            raise ParameterError("shallow_l2" if not self.shallow_l2 > 0 else "shallow_dropout",
-                                 self.shallow_l2 if not self.shallow_l2 > 0 else self.shallow_dropout,
-                                 "expected shallow_l2 > 0 and 0 <= shallow_dropout < 1")
+        positive(shallow_l2=self.shallow_l2)
+        if self.shallow_learning_rate is not None:
+            positive(shallow_learning_rate=self.shallow_learning_rate)
+        if not 0.0 <= self.shallow_dropout < 1.0:
+            raise ParameterError("shallow_dropout", self.shallow_dropout, "must lie in [0, 1) (shallow_dropout 0: "
+                                 "EASE's closed form)")
 
 
 @dataclass(frozen=True, kw_only=True)

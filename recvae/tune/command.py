@@ -15,7 +15,7 @@ from recvae.data.features import encode_item_table
 from recvae.errors import DataError, ParameterError
 from recvae.io import check_writable, write_atomic_bytes
 from recvae.train import build_model
-from recvae.pipeline import DataSpec, SplitSpec, model_split, prepare_split
+from recvae.pipeline import DataSpec, SplitSpec, check_side_tables, model_split, prepare_split
 from recvae.score.metrics import parse_metric
 from recvae.split import validation_from_training
 from recvae.track import TrackingConfig, start_tracking
@@ -99,14 +99,7 @@ def _check_side_tables(spec: TuneSpec, model) -> None:
     if spec.split.cold_items:
         raise ParameterError("cold_items", spec.split.cold_items, "is not searched by recvae tune: tune on the warm "
                              "users (with --item-features), then measure the cold items with recvae train --cold-items")
-    if (spec.data.user_features is None) == (model.name == "CVAE"):
-        raise ParameterError("user_features", spec.data.user_features, "CVAE reads the users' side features "
-                             "(--user-features FILE), and only CVAE does")
-    items = spec.data.item_features
-    if items is not None and "item_feature_width" not in model.get_params():
-        raise ParameterError("item_features", items, f"is read by MultVAE, MultDAE and CVAE, not by {model.name}")
-    if items is not None and not Path(items).is_file():
-        raise DataError(f"{items}: no such file (the items' side table, --item-features)")
+    check_side_tables(model, spec.data, spec.split)
     for width, table in (("conditions", "users'"), ("item_feature_width", "items'")):
         if width in (spec.space or {}):
             raise ParameterError(width, spec.space[width], f"is the number of features the {table} table encodes, "
