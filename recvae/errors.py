@@ -119,6 +119,14 @@ def positive(**settings: float) -> None:
             raise ParameterError(name, value, "must be positive")
 
 
+def fraction(**settings: float) -> None:
+    """Raise ``ParameterError`` for the first of ``settings`` outside [0, 1) (NaN included): a share that may
+    be nothing but not everything (a dropout rate, the share of users or items set aside)."""
+    for name, value in settings.items():
+        if not 0.0 <= value < 1.0:
+            raise ParameterError(name, value, "must lie in [0, 1)")
+
+
 def one_of(choices: Iterable[str], **settings: object) -> None:
     """Raise ``ParameterError`` for the first of ``settings`` not among ``choices``."""
     choices = tuple(choices)

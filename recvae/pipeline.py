@@ -32,6 +32,7 @@ from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
 from recvae.evaluate import default_metrics, evaluate, evaluate_cold_items, evaluate_curves, example_users
 from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
 from recvae.models.device import resolve_device
+from recvae.models.registry import check_reads_item_features
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
 from recvae.score.metrics import parse_metric
 from recvae.split import Split, presplit, random_holdout_split, strong_generalization_split
@@ -265,8 +266,8 @@ def check_side_tables(model: Recommender, data: DataSpec, split: SplitSpec, auto
     if features is not None and not Path(features).is_file():
         raise DataError(f"{features}: no such file (the users' side table, --user-features)")
     items, share = data.item_features, split.cold_items
-    if items is not None and "item_feature_width" not in model.get_params():
-        raise ParameterError("item_features", items, f"is read by MultVAE, MultDAE and CVAE, not by {model.name}")
+    if items is not None:
+        check_reads_item_features(model.name, items)
     if items is not None and not Path(items).is_file():
         raise DataError(f"{items}: no such file (the items' side table, --item-features)")
     if model.get_params().get("item_dropout") and items is None:
@@ -533,13 +534,13 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
 
 
 def _saved_item_features(model: Recommender) -> sp.csr_matrix:
-    """The items' encoded side features a model that reads them saved in its weights: what the content baseline
-    of the cold-item protocol compares against (the table is not read, nor its encoding fitted, again)."""
-    side = getattr(getattr(model, "module_", None), "item_side", None)
-    if side is None:
+    """The items' encoded side features a model that reads them saved: what the content baseline of the
+    cold-item protocol compares against (the table is not read, nor its encoding fitted, again)."""
+    features = model.fitted_item_features()
+    if features is None:
         raise ParameterError("cold_items", "recorded", f"compares a model that reads item features; {model.name} "
                              "saved none")
-    return sp.csr_matrix(side.features.detach().cpu().numpy())
+    return features
 
 
 def _cold_start_results(model: Recommender, split: Split, plain_split: Split, given: tuple[int, ...], metrics,

@@ -52,6 +52,12 @@ def test_save_and_load_keep_the_features(fitted, tmp_path):
     model, train, _ = fitted
     loaded = Recommender.load(model.save(tmp_path / "m"))
     np.testing.assert_array_equal(loaded.score(train[:20]), model.score(train[:20]))
+    np.testing.assert_array_equal(loaded.fitted_item_features().toarray(), genres())
+
+
+def test_fitted_item_features_are_none_for_a_model_that_reads_none():
+    log, _ = grouped_log(seed=3)
+    assert MultVAE(epochs=1, **SMALL).fit(log).fitted_item_features() is None
 
 
 def test_zero_features_score_as_the_plain_model():

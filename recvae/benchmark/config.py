@@ -39,6 +39,7 @@ from recvae.errors import DataError
 from recvae.io import file_stem
 from recvae.evaluate import DEFAULT_METRICS, PRESPLIT_METRICS
 from recvae.models import REGISTRY
+from recvae.models.registry import ITEM_FEATURE_MODELS
 from recvae.score.metrics import parse_metric
 from recvae.pipeline import DataSpec, SplitSpec
 from recvae.tune import Dimension, SearchConfig, parse_space
@@ -83,9 +84,9 @@ class ModelSpec:
             self.space()  # a bad range fails when the file is read
 
     def _check_item_features(self) -> None:
-        config = REGISTRY[self.model].config_class if self.model in REGISTRY else None
-        if config is None or "item_feature_width" not in config.__dataclass_fields__:
-            raise DataError(f"model {self.name!r}: item_features is read by MultVAE, MultDAE and CVAE, not {self.model!r}")
+        if self.model not in ITEM_FEATURE_MODELS:
+            raise DataError(f"model {self.name!r}: item_features is read by {', '.join(ITEM_FEATURE_MODELS)} only, "
+                            f"not {self.model!r}")
         if self.auto_beta:
             raise DataError(f"model {self.name!r}: auto_beta does not read item features yet: search beta_cap instead")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from recvae.defaults import SEED
-from recvae.errors import ParameterError, at_least, one_of, positive
+from recvae.errors import ParameterError, at_least, fraction, one_of, positive
 from recvae.models.schedules import BETA_SCHEDULES
 from recvae.score.metrics import parse_metric
 
@@ -142,16 +142,14 @@ class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, M
     def __post_init__(self):
         super().__post_init__()
         at_least(0, item_feature_width=self.item_feature_width)
-        if not 0.0 <= self.item_dropout < 1.0:
-            raise ParameterError("item_dropout", self.item_dropout, "must lie in [0, 1)")
+        fraction(item_dropout=self.item_dropout)
         if self.item_feature_width and self.implicit_slim_every:
             raise ParameterError("implicit_slim_every", self.implicit_slim_every, "refreshes free item vectors, "
                                  "which item side features add to: use one or the other")
         if any(int(d) < 1 for d in self.hidden_dims):
             raise ParameterError("hidden_dims", self.hidden_dims, "layer sizes must be at least 1")
         at_least(1, latent_dim=self.latent_dim)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        fraction(dropout=self.dropout)
         one_of(ACTIVATIONS, activation=self.activation)
         self._check_likelihood()
         self._check_implicit_slim()
@@ -228,8 +226,7 @@ class CVAEConfig(MultVAEConfig):
     def __post_init__(self):
         super().__post_init__()
         at_least(0, conditions=self.conditions)
-        if not 0.0 <= self.history_dropout < 1.0:
-            raise ParameterError("history_dropout", self.history_dropout, "must lie in [0, 1)")
+        fraction(history_dropout=self.history_dropout)
         for name, value, plain in (("prior", self.prior, "standard"), ("latent_levels", self.latent_levels, 1),
                                    ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0)):
             if value != plain:
@@ -264,8 +261,7 @@ class RecVAEConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, ModelCo
     def __post_init__(self):
         super().__post_init__()
         at_least(1, hidden_dim=self.hidden_dim, latent_dim=self.latent_dim)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        fraction(dropout=self.dropout)
         positive(gamma=self.gamma)
         if len(self.mixture_weights) != 3 or min(self.mixture_weights) <= 0 or abs(sum(self.mixture_weights) - 1) > 1e-6:
             raise ParameterError("mixture_weights", self.mixture_weights, "expected three positive weights summing to 1")
@@ -333,9 +329,7 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
         positive(shallow_l2=self.shallow_l2)
         if self.shallow_learning_rate is not None:
             positive(shallow_learning_rate=self.shallow_learning_rate)
-        if not 0.0 <= self.shallow_dropout < 1.0:
-            raise ParameterError("shallow_dropout", self.shallow_dropout, "must lie in [0, 1) (shallow_dropout 0: "
-                                 "EASE's closed form)")
+        fraction(shallow_dropout=self.shallow_dropout)  # 0: EASE's closed form
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -379,8 +373,7 @@ class DLAEConfig(ModelConfig):
 
     def __post_init__(self):
         at_least(0, l2=self.l2)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ParameterError("dropout", self.dropout, "must lie in [0, 1)")
+        fraction(dropout=self.dropout)
         if self.l2 == 0 and self.dropout == 0:
             raise ParameterError("l2", self.l2, "must be positive with {dropout=0}, or nothing keeps the solution "
                                  "from the identity")

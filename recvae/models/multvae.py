@@ -216,6 +216,11 @@ class _AutoEncoderRecommender(IterativeRecommender):
     def _item_vectors(self) -> dict[str, torch.Tensor]:
         return {"output": self.module_.output_layer.weight, "input": self.module_.input_weight}
 
+    def fitted_item_features(self) -> sp.csr_matrix | None:
+        self._check_fitted()
+        side = self.module_.item_side
+        return None if side is None else sp.csr_matrix(side.features.detach().cpu().numpy())
+
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
         """Items whose decoder output vectors are closest (cosine) to ``itemid``'s."""
         self._check_fitted()

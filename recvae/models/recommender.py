@@ -326,6 +326,12 @@ class Recommender(ABC):
         self._check_fitted()
         return decode(self, codes, conditions)
 
+    def fitted_item_features(self) -> sp.csr_matrix | None:
+        """The items' encoded side features (items x features) the model was fitted with and keeps in its
+        weights; None for a model that reads none."""
+        self._check_fitted()
+        return None
+
     def item_embeddings(self) -> dict[str, np.ndarray]:
         """The item vectors the model has (items x dimensions): "output", the rows that turn a user's last
         layer into item scores, and "input", the first layer's rows, where the model has them."""
@@ -369,7 +375,7 @@ class Recommender(ABC):
     def _checked_item_features(self, item_features, user_items):
         """``item_features`` as the model's training takes them (``fit``'s); a model that reads none refuses them."""
         if item_features is not None and "item_feature_width" not in self.get_params():
-            raise ParameterError("item_features", "given", f"are read by MultVAE, MultDAE and CVAE, not by {self.name}")
+            raise ParameterError("item_features", "given", f"{self.name} reads none (it has no item_feature_width)")
         return None
 
     def _item_columns(self, n_columns: int) -> int:

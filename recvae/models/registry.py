@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from recvae.errors import ParameterError
 from recvae.models.als import ALS
 from recvae.models.bpr import BPR
 from recvae.models.cvae import CVAE
@@ -28,3 +29,14 @@ def model_class(name: str) -> type[Recommender]:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+# the models with items' side features in their decoder (``fit(..., item_features=)``)
+ITEM_FEATURE_MODELS = tuple(model.name for model in MODELS
+                            if "item_feature_width" in model.config_class.__dataclass_fields__)
+
+
+def check_reads_item_features(name: str, source: object) -> None:
+    """Refuse item features (from ``source``: a flag's file, a benchmark entry) for a model that cannot read them."""
+    if name not in ITEM_FEATURE_MODELS:
+        raise ParameterError("item_features", source, f"are read by {', '.join(ITEM_FEATURE_MODELS)} only, not by {name}")

@@ -6,7 +6,7 @@ import numpy as np
 
 from recvae.defaults import SEED
 from recvae.data.interactions import Interactions
-from recvae.errors import DataError, ParameterError
+from recvae.errors import DataError, ParameterError, fraction
 from recvae.split.base import Split, holdout_mask, make_heldout, split_rows
 
 
@@ -25,8 +25,7 @@ def random_holdout_split(
     """
     if not 0.0 < test_fraction < 1.0:
         raise ParameterError("test_fraction", test_fraction, "must lie in (0, 1)")
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ParameterError("validation_fraction", validation_fraction, "must lie in [0, 1)")
+    fraction(validation_fraction=validation_fraction)
     rng = np.random.default_rng(seed)
     rest, test = split_rows(data.matrix, holdout_mask(data.matrix, test_fraction, min_items_to_hold_out, rng))
     users = np.arange(data.n_users)
