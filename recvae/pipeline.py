@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from recvae.data.features import FeatureEncoding, encode_item_table, fit_features
 from recvae.data.interactions import Interactions, Preprocessing, preprocess
 from recvae.data.readers import read_interactions, read_lightgcn
-from recvae.data.shard import UserRows, file_chunks, read_user_shard
+from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.side import read_side_table
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
@@ -378,8 +378,6 @@ def _save_or_keep(model: Recommender, out: str, metadata: dict) -> Path:
 def _item_side(model: Recommender, split: Split, spec: TrainSpec, notify) -> tuple[Split, ColdItems | None, sp.csr_matrix | None]:
     """The split the model trains on (the cold-item protocol's, where asked), that protocol, and the items'
     side features; the model is told their width."""
-    if spec.split.cold_items and isinstance(split.train, UserRows):
-        raise ParameterError("cold_items", spec.split.cold_items, "is not run under torchrun yet: train in one process")
     cold = cold_items(split, spec.split.cold_items, spec.split.seed) if spec.split.cold_items else None
     if cold is not None:
         split = cold.split

@@ -73,3 +73,30 @@ def test_a_processs_training_rows_gain_its_users_features_and_the_whole_matrixs_
     assert (rows.matrix != whole.train[mine]).nnz == 0 and rows.nnz == whole.train.nnz
     np.testing.assert_allclose(rows.item_sums, np.asarray(whole.train.sum(axis=0)).ravel())
     np.testing.assert_allclose(rows.item_users, np.asarray((whole.train != 0).sum(axis=0)).ravel())
+
+
+def test_cold_items_over_a_training_matrix_held_in_parts_are_one_process_cold_items(split):
+    """Under torchrun each process holds some training users' rows (UserRows): every part draws the same cold
+    items as the whole matrix, keeps its own rows masked as the whole's, and the whole's column statistics."""
+    from recvae.data.shard import gathered_rows, item_sums, item_users
+    from recvae.split.conditioned import cold_items
+
+    # an item only the second part's users have must still be a candidate in the first part
+    train = split.train.tolil()
+    train[: split.train.shape[0] // 2, 0] = 0
+    whole = dataclasses.replace(split, train=sp.csr_matrix(train))
+    whole.train.eliminate_zeros()
+    one = cold_items(whole, 0.2, seed=4)
+    assert item_users(whole.train[: whole.train.shape[0] // 2])[0] == 0 < item_users(whole.train)[0]
+    halves = np.array_split(np.arange(whole.train.shape[0]), 2)
+    matrices = [whole.train[rows] for rows in halves]
+    stats = [(item_sums(m), item_users(m), int(m.nnz)) for m in matrices]
+    for rows, matrix in zip(halves, matrices):
+        part = cold_items(dataclasses.replace(whole, train=gathered_rows(matrix, rows, whole.train.shape[0], lambda _: stats)),
+                          0.2, seed=4)
+        np.testing.assert_array_equal(part.items, one.items)
+        assert (part.split.train.matrix != one.split.train[rows]).nnz == 0
+        np.testing.assert_array_equal(part.split.train.item_sums, item_sums(one.split.train))
+        np.testing.assert_array_equal(part.split.train.item_users, item_users(one.split.train))
+        assert part.split.train.nnz == one.split.train.nnz
+        assert (part.test.target != one.test.target).nnz == 0

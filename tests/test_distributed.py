@@ -157,7 +157,7 @@ def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tm
     assert "[rank0]: Traceback" not in err  # torchrun's own summary names the killed rank and its signal
 
 
-def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables(tmp_path):
+def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables_with_cold_items(tmp_path):
     from recvae.cli import main
     from recvae.models import CVAE
     from recvae.pipeline import EvaluateSpec, evaluate_saved
@@ -168,8 +168,8 @@ def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables(tmp_
     users.write_text("user,band,age\n" + "".join(f"u{u:05d},{'abc'[u % 3]},{18 + u % 50}\n" for u in range(400)))
     items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action'][i % 2]}\n" for i in range(80)))
     done = _torchrun_train(tmp_path, "--model", "cvae", "--data", str(log), "--user-features", str(users),
-                           "--item-features", str(items), "--heldout-users", "40", "--epochs", "3", "--batch-size", "64",
-                           "--out", str(tmp_path / "model"), "--no-tracking")
+                           "--item-features", str(items), "--cold-items", "0.2", "--heldout-users", "40", "--epochs", "3",
+                           "--batch-size", "64", "--out", str(tmp_path / "model"), "--no-tracking")
     out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
     metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]
@@ -178,3 +178,7 @@ def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables(tmp_
     # one process rebuilds the split, encodes the table as the ranks did, and scores the same test users alike
     again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False)))
     assert again.results["CVAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)
+    # the ranks made the items cold that one process makes cold: the cold-item table is reproduced too
+    assert set(again.cold_items) == set(metadata["cold_item_metrics"]) == {"CVAE", "content similarity", "random"}
+    for name, summary in again.cold_items.items():
+        assert summary == pytest.approx(metadata["cold_item_metrics"][name], abs=1e-6)

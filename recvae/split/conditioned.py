@@ -116,12 +116,13 @@ class ColdItems:
 
 def cold_items(split: Split, share: float, seed: int) -> ColdItems:
     """Make ``share`` of ``split``'s items cold: drawn with ``seed`` among the items some training user has,
-    at least one."""
+    at least one. Under torchrun (a training matrix held in parts, ``UserRows``) every process draws from the
+    whole matrix's users per item, so every process makes the same items cold as one process would."""
     if not 0.0 < share < 1.0:
         raise ParameterError("share", share, "must lie in (0, 1)")
     if split.validation is not None and split.validation.fold_in.shape[1] != split.n_items:
         raise DataError("cold_items takes a split over items alone (no user feature columns)")
-    candidates = np.flatnonzero(np.diff(split.train.tocsc().indptr) > 0)
+    candidates = np.flatnonzero(item_users(split.train) > 0)
     chosen = np.random.default_rng(seed).choice(candidates, max(1, round(share * len(candidates))), replace=False)
     cold = np.sort(chosen)
     is_cold = np.zeros(split.n_items, dtype=bool)
@@ -129,10 +130,20 @@ def cold_items(split: Split, share: float, seed: int) -> ColdItems:
     warm = _keeping(~is_cold)
     warm_parts = [None if h is None else HeldOut(h.users, _masked(h.fold_in, warm), _masked(h.target, warm))
                   for h in (split.validation, split.test)]
-    warm_split = Split(_masked(split.train, warm), split.train_users, *warm_parts, split.users, split.items,
+    warm_split = Split(_warm_training(split.train, ~is_cold), split.train_users, *warm_parts, split.users, split.items,
                        {**split.params, "cold_items": len(cold), "cold_seed": seed})
     return ColdItems(warm_split, cold, _cold_targets(split.validation, warm, _keeping(is_cold)),
                      _cold_targets(split.test, warm, _keeping(is_cold)))
+
+
+def _warm_training(train, is_warm: np.ndarray):
+    """The training matrix without the cold items' columns; a process's part (``UserRows``) keeps the whole
+    matrix's column statistics, the cold items' set to zero."""
+    if not isinstance(train, UserRows):
+        return _masked(train, _keeping(is_warm))
+    return UserRows(_masked(train.matrix, _keeping(is_warm)), train.rows, train.n_users,
+                    train.nnz - int(train.item_users[~is_warm].sum()), train.item_sums * is_warm,
+                    train.item_users * is_warm)
 
 
 def _keeping(columns: np.ndarray) -> sp.dia_matrix:
