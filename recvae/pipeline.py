@@ -178,11 +178,10 @@ def model_split(model: Recommender, split: Split, data: DataSpec,
     return _with_user_table(split, data.user_features, encoding)
 
 
-def with_side_features(split: Split, data: DataSpec) -> tuple[Split, FeatureEncoding]:
+def with_side_features(split: Split, data: DataSpec) -> tuple[Split, UserFeatures]:
     """``split`` with the users' side table ``data.user_features`` appended, encoded as its training users'
-    values say (``recvae.split.conditioned.with_user_features``), and that encoding."""
-    split, users = _with_user_table(split, data.user_features)
-    return split, users.encoding
+    values say (``recvae.split.conditioned.with_user_features``), and the encoded rows with their encoding."""
+    return _with_user_table(split, data.user_features)
 
 
 def _with_user_table(split: Split, path: str, encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures]:

@@ -544,3 +544,59 @@ def test_a_second_sampler_seed_searches_the_same_studies_along_another_path(tmp_
     assert load_benchmark(write(tmp_path, text), sampler_seed=7).search.seed == 7
     with pytest.raises(DataError, match="no \\[search\\]"):
         load_benchmark(write(tmp_path, "dataset = 'x'\n[[models]]\nmodel = 'EASE'\n", "plain.toml"), sampler_seed=7)
+
+
+def test_split_cold_items_ranks_the_cold_items_as_recvae_train_does_with_the_content_baseline(tmp_path):
+    """``[split] cold_items``: every entry trains without the cold items and its test users rank them (a CVAE
+    reading its users' features); the content baseline and chance once a seed; the numbers are those of the
+    cold-item protocol run by hand on the same split."""
+    from recvae.evaluate import evaluate_cold_items
+    from recvae.data.features import encode_item_table
+    from recvae.split.conditioned import cold_items
+
+    items, users = tmp_path / "items.csv", tmp_path / "users.csv"
+    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action', 'Horror'][i % 3]}\n"
+                                               for i in range(150)))
+    users.write_text("user,band\n" + "".join(f"u{u:05d},{'abc'[u % 3]}\n" for u in range(700)))
+    head = BENCHMARK.split("[[models]]")[0].replace(
+        "[data.synthetic]", f"[data]\nitem_features = {str(items)!r}\nuser_features = {str(users)!r}\n\n[data.synthetic]")
+    text = head.replace('heldout_users = 80', 'heldout_users = 80\ncold_items = 0.2') + """
+[[models]]
+name = "EASE"
+model = "EASE"
+params = { l2 = 30.0 }
+
+[[models]]
+name = "VAE-items"
+model = "MultVAE"
+item_features = true
+params = { epochs = 2, batch_size = 100, hidden_dims = [] }
+
+[[models]]
+name = "CVAE-items"
+model = "CVAE"
+item_features = true
+params = { epochs = 2, batch_size = 100, hidden_dims = [] }
+"""
+    config = load_benchmark(write(tmp_path, text))
+    result, folder = benchmark(config, tmp_path / "out", progress=False)
+    assert all(set(r.cold_items) == {"ndcg@20", "ndcg@20_se", "recall@20", "recall@20_se"} for r in result.runs)
+    seed = config.split_seeds()[0]
+    split, _ = prepare_split(config.data, SplitSpec(protocol="strong", heldout_users=80, seed=seed))
+    cold = cold_items(split, 0.2, seed)
+    features, _ = encode_item_table(str(items), split.items)
+    by_hand = evaluate_cold_items(EASE(l2=30.0).fit(cold.split.train), cold, features, seed=seed)
+    ease = next(r for r in result.runs if r.name == "EASE" and r.seed == seed)
+    assert ease.cold_items == pytest.approx(by_hand["EASE"].summary())
+    for name in ("content similarity", "random"):
+        assert result.cold_baselines[seed][name] == pytest.approx(by_hand[name].summary())
+    # the warm table is the cold split's: EASE's test users score on their warm items
+    assert ease.summary == pytest.approx(evaluate(EASE(l2=30.0).fit(cold.split.train), cold.split.test,
+                                                  config.metrics).summary())
+    report = (folder / "results.md").read_text()
+    assert "Cold items: 20% of the items" in report and "| content similarity |" in report
+    payload = json.loads((folder / "results.json").read_text())
+    assert set(payload["cold_items"]["summary"]) == {"EASE", "VAE-items", "CVAE-items", "content similarity", "random"}
+    with pytest.raises(DataError, match=r"\[data\] item_features"):
+        no_table = text.replace(f"item_features = {str(items)!r}\n", "").replace("item_features = true\n", "")
+        load_benchmark(write(tmp_path, no_table, "no-items.toml"))

@@ -283,9 +283,9 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
     _check_side_features(path, models, data.get("user_features"))
     split = _section(payload, "split", SplitSpec, str(path))
     _check_item_table(path, models, data.get("item_features"))
-    if split.get("cold_items"):
-        raise DataError(f"{path}: [split] cold_items is not run by benchmarks yet; the cold-item protocol runs with "
-                        "recvae train --item-features FILE --cold-items SHARE (or scripts/cold_items.py)")
+    if split.get("cold_items") and data.get("item_features") is None:
+        raise DataError(f"{path}: [split] cold_items compares the models with the items' content: name the items' "
+                        "side table in [data] item_features")
     metrics = payload.get("metrics")
     if metrics is None:
         metrics = PRESPLIT_METRICS if split.get("protocol") == "presplit" else BenchmarkConfig.metrics

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from recvae.environment import describe
+from recvae.evaluate import COLD_ITEM_METRICS
 from recvae.benchmark.runner import BenchmarkResult
 from recvae.benchmark.statistics import confidence_interval, holm, paired_over_seeds
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
@@ -89,7 +90,8 @@ def markdown(result: BenchmarkResult, rows, paired, env: dict, command: str) -> 
     lines = [f"# {config.dataset}: benchmark", ""]
     if config.description:
         lines += [config.description.strip(), ""]
-    lines += _results_section(result, rows) + _paired_section(paired, config.metrics) + _auto_beta_sections(result)
+    lines += (_results_section(result, rows) + _paired_section(paired, config.metrics) + _cold_items_section(result)
+              + _auto_beta_sections(result))
     for name, reason in result.skipped.items():
         lines += [f"Not run: {name} ({reason}).", ""]
     lines += [f"Machine: {describe(env)}.", "", f"Command: `{command}`", ""]
@@ -144,6 +146,39 @@ def _results_section(result: BenchmarkResult, rows) -> list[str]:
         "Metrics: " + "; ".join(DEFINITIONS[k] for k in kinds if k in DEFINITIONS) + ".",
         "",
     ]
+
+
+def cold_item_summary(result: BenchmarkResult) -> dict[str, dict]:
+    """With ``[split] cold_items``: each model's and each baseline's cold-item metrics, mean and 95% half-width
+    over the seeds it ran, best first; empty without the protocol."""
+    per_name = defaultdict(list)
+    for run in result.runs:
+        if run.cold_items is not None:
+            per_name[run.name].append(run.cold_items)
+    for _, baselines in sorted(result.cold_baselines.items()):
+        for name, summary in baselines.items():
+            per_name[name].append(summary)
+    table = {name: {"seeds": len(summaries), **{f"{m}{suffix}": value for m in COLD_ITEM_METRICS for suffix, value in
+                                                zip(("", "_ci95"), confidence_interval([x[m] for x in summaries]))}}
+             for name, summaries in per_name.items()}
+    return dict(sorted(table.items(), key=lambda kv: -kv[1][COLD_ITEM_METRICS[0]]))
+
+
+def _cold_items_section(result: BenchmarkResult) -> list[str]:
+    table = cold_item_summary(result)
+    if not table:
+        return []
+    lines = [f"Cold items: {result.config.split.cold_items:.0%} of the items (drawn on each split seed among those "
+             "training users have) are left out of training and of the held-out users' parts; each test user who has "
+             "one of them ranks the cold items alone from their warm items (the models fitted as above). Baselines: "
+             "the items' content (cosine of an item's features with the sum of the user's items' features) and "
+             "chance. Mean ± the 95% half-width over seeds:", "",
+             "| model | " + " | ".join(_label(m) for m in COLD_ITEM_METRICS) + " | seeds |",
+             "| --- " * (len(COLD_ITEM_METRICS) + 2) + "|"]
+    for name, row in table.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(row[m], row[f"{m}_ci95"]) for m in COLD_ITEM_METRICS)
+                     + f" | {row['seeds']} |")
+    return lines + [""]
 
 
 def _paired_section(paired: dict, metrics) -> list[str]:
@@ -253,11 +288,15 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
         "paired": paired,
         # KL per dimension per epoch would make this file tens of MB; MLflow keeps it (kl_per_dim.json)
         "runs": [{**run, "tuning": r.tuning, "auto_beta": r.auto_beta,
+                  **({"cold_items": r.cold_items} if r.cold_items is not None else {}),
                   "history": [{k: v for k, v in h.items() if k != "kl_per_dim"} for h in r.history]}
                  for run, r in zip(runs, result.runs)],
         "curves": {name: {k: np.mean([r.curves[k] for r in result.runs_of(name)], axis=0).tolist() for k in ("recall", "ndcg")}
                    for name in result.model_names},
     }
+    if result.cold_baselines:
+        payload["cold_items"] = {"summary": cold_item_summary(result),
+                                 "baselines": {str(k): v for k, v in result.cold_baselines.items()}}
     write_atomic_json(folder / "results.json", payload)
     text = markdown(result, rows, paired, env, command)
     if partial:

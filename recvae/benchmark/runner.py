@@ -15,11 +15,12 @@ from tqdm.auto import tqdm
 from recvae.benchmark.config import BenchmarkConfig, ModelSpec
 from recvae.data.features import encode_item_table
 from recvae.errors import DataError
-from recvae.evaluate import evaluate, evaluate_curves
+from recvae.evaluate import COLD_ITEM_METRICS, cold_item_baselines, evaluate, evaluate_curves
 from recvae.models import CVAE, IterativeRecommender, Trainer, model_class
 from recvae.models import recbole as recbole_adapter
 from recvae.pipeline import prepare_split, with_side_features
 from recvae.split import Split, validation_from_training
+from recvae.split.conditioned import ColdItems, cold_items, heldout_with_features
 from recvae.track.tracking import NullTracker, log_beta_diagnostics
 from recvae.tune import run_study
 from recvae.train import build_model as build_named, fit_model, validation_scorer
@@ -47,6 +48,7 @@ class ModelRun:
     curves: dict[str, np.ndarray]
     history: list[dict] = field(default_factory=list)
     auto_beta: dict | None = None  # the chosen setting's AutoBetaResult.to_json()
+    cold_items: dict[str, float] | None = None  # with [split] cold_items: the cold-item protocol's summary
 
 
 @dataclass
@@ -55,6 +57,7 @@ class BenchmarkResult:
     runs: list[ModelRun]
     splits: dict[int, str]  # seed -> split summary
     skipped: dict[str, str]  # model name -> why it did not run
+    cold_baselines: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # seed -> name -> summary
 
     def runs_of(self, name: str) -> list[ModelRun]:
         return [r for r in self.runs if r.name == name]
@@ -157,23 +160,44 @@ def _data_read_by(spec: ModelSpec, config: BenchmarkConfig) -> dict:
 
 class _SeedInputs:
     """What each entry reads on one split seed: the split (a CVAE's with the users' side features appended),
-    its spec with the widths the side tables encode, and the items' side features where it asks for them.
-    Each table is read once a seed, when an entry first needs it."""
+    its spec with the widths the side tables encode, the items' side features where it asks for them, and
+    with ``[split] cold_items`` the cold-item protocol's test users as the entry reads them. Each table is
+    read once a seed, when an entry first needs it."""
 
-    def __init__(self, config: BenchmarkConfig, split: Split):
-        self.config, self.split = config, split
-        self._conditioned, self._items = None, None
+    def __init__(self, config: BenchmarkConfig, split: Split, seed: int):
+        self.config, self.seed, self.cold = config, seed, None
+        if config.split.cold_items:
+            self.cold = cold_items(split, config.split.cold_items, seed)
+            split = self.cold.split
+        self.split, self._conditioned, self._items, self._baselines = split, None, None, None
+
+    def item_features(self):
+        """The items' encoded side features and their encoding (read at the first call)."""
+        if self._items is None:
+            self._items = encode_item_table(self.config.data.item_features, self.split.items)
+        return self._items
 
     def for_model(self, spec: ModelSpec):
         seen, params, item_features = self.split, dict(spec.params), None
         if spec.item_features:
-            if self._items is None:
-                self._items = encode_item_table(self.config.data.item_features, self.split.items)
-            item_features, params["item_feature_width"] = self._items[0], self._items[1].width
+            item_features, encoding = self.item_features()
+            params["item_feature_width"] = encoding.width
+        cold = self.cold
         if _conditional(spec):
             self._conditioned = self._conditioned or with_side_features(self.split, self.config.data)
-            seen, params["conditions"] = self._conditioned[0], self._conditioned[1].width
-        return seen, dataclasses.replace(spec, params=params), item_features
+            seen, params["conditions"] = self._conditioned[0], self._conditioned[1].encoding.width
+            if cold is not None:  # its test users as a CVAE reads them, with their features
+                cold = dataclasses.replace(cold, test=heldout_with_features(cold.test, self._conditioned[1].rows))
+        return seen, dataclasses.replace(spec, params=params), item_features, cold
+
+    def cold_baselines(self) -> dict[str, dict[str, float]]:
+        """The cold-item protocol's baselines on this seed (content similarity, chance); none without it."""
+        if self.cold is None:
+            return {}
+        if self._baselines is None:
+            ranked = cold_item_baselines(self.cold, self.item_features()[0], seed=self.seed)
+            self._baselines = {name: result.summary() for name, result in ranked.items()}
+        return self._baselines
 
 
 def _conditional(spec: ModelSpec) -> bool:
@@ -183,10 +207,11 @@ def _conditional(spec: ModelSpec) -> bool:
 
 def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig, on_fit=lambda: None, on_epoch=lambda r: None,
               report=log.info, tracker=None, storage: str | None = None, resume: bool = False,
-              chosen: dict | None = None, item_features=None) -> ModelRun:
+              chosen: dict | None = None, item_features=None, cold: ColdItems | None = None) -> ModelRun:
     """Tune ``spec`` on the split's validation users (its grid, or with ``config.search`` an Optuna study kept
     in ``storage``), then score its test users once. ``item_features``: the items' encoded side features,
-    which every fit of a model that reads them is given."""
+    which every fit of a model that reads them is given. ``cold``: the cold-item protocol ``split`` comes
+    from (its test users as the model reads them), whose cold items the test users rank too."""
     tune_on = split if split.validation is not None else validation_from_training(split, seed)
     if config.search is not None and spec.space():
         model, params, tuning, train_seconds, fit_seconds, auto_beta = _study_tuning(
@@ -206,12 +231,14 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
     started = time.perf_counter()
     result = evaluate(model, split.test, config.metrics)
     curves = evaluate_curves(model, split.test, config.curve_k)
+    cold_summary = (evaluate(model, cold.test, COLD_ITEM_METRICS, allowed_items=cold.items).summary()
+                    if cold is not None else None)
     score_seconds = time.perf_counter() - started
     return ModelRun(
         name=spec.name, seed=seed, params=params, tuning=tuning, train_seconds=train_seconds,
         fit_seconds=fit_seconds, score_seconds=score_seconds, summary=result.summary(), users=result.users,
         per_user=result.per_user, curves=curves, history=list(getattr(model, "history_", []) or []),
-        auto_beta=auto_beta,
+        auto_beta=auto_beta, cold_items=cold_summary,
     )
 
 
@@ -242,11 +269,25 @@ def _log_run(child, spec: ModelSpec, seed: int, run, split, config: BenchmarkCon
     for record in run.history:
         child.log_epoch(record)
     child.log_metrics(run.summary, prefix="test_")
+    if run.cold_items is not None:
+        child.log_metrics(run.cold_items, prefix="cold_items_")
     # run_ prefix: the epoch records already log a per-epoch train_seconds
     child.log_metrics({"run_train_seconds": run.train_seconds, "run_fit_seconds": run.fit_seconds,
                        "run_score_seconds": run.score_seconds})
     child.log_dict({"tuning": run.tuning}, "tuning.json")
     log_beta_diagnostics(child, run.history, run.auto_beta, f"{spec.name}: {config.dataset}, split seed {seed}")
+
+
+def _start_seed(config: BenchmarkConfig, seed: int, tracker, report) -> tuple[Split, _SeedInputs]:
+    """One split seed's split and what its entries read; the cold-item protocol's baselines logged."""
+    split, _ = prepare_split(config.data, dataclasses.replace(config.split, seed=seed))
+    report("seed %d: %s", seed, split.summary())
+    inputs = _SeedInputs(config, split, seed)
+    if inputs.cold is not None:
+        report("seed %d: %d cold items; %d test users have some", seed, len(inputs.cold.items), len(inputs.cold.test))
+        for name, summary in inputs.cold_baselines().items():
+            tracker.log_metrics(summary, prefix=f"cold_items_{name.replace(' ', '_')}_seed{seed}_")
+    return split, inputs
 
 
 def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None, finished: dict | None = None,
@@ -263,7 +304,7 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
     if config.search is not None and storage is None:
         raise ValueError("a benchmark with [search] needs storage, the database its studies are kept in")
     tracker.log_params({"benchmark": config.to_json()})
-    runs, splits = [], {}
+    runs, splits, cold_baselines = [], {}, {}
     first_seed = config.split_seeds()[0]
     tuned_once = config.search is not None and config.search.seeds == "first"
     first_choice = {name: run.params for (name, seed), run in finished.items() if seed == first_seed}
@@ -273,10 +314,10 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
     report = progress_log.info if progress is None and not show else log.info
     with tqdm(total=total, desc="benchmark", unit="fit", disable=not show) as bar:
         for seed in config.split_seeds():
-            split, _ = prepare_split(config.data, dataclasses.replace(config.split, seed=seed))
+            split, inputs = _start_seed(config, seed, tracker, report)
             splits[seed] = split.summary()
-            report("seed %d: %s", seed, split.summary())
-            inputs = _SeedInputs(config, split)
+            if inputs.cold is not None:
+                cold_baselines[seed] = inputs.cold_baselines()
             for spec in specs:
                 if (spec.name, seed) in finished:
                     runs.append(finished[(spec.name, seed)])
@@ -291,10 +332,10 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
 
                 with tracker.child(f"{spec.name} seed {seed}") as child:
                     chosen = first_choice.get(spec.name) if tuned_once and seed != first_seed else None
-                    seen, read_as, item_features = inputs.for_model(spec)
+                    seen, read_as, item_features, cold = inputs.for_model(spec)
                     run = run_model(read_as, seen, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
                                     report=report, tracker=child, storage=storage, resume=resume, chosen=chosen,
-                                    item_features=item_features)
+                                    item_features=item_features, cold=cold)
                     if seed == first_seed:
                         first_choice[spec.name] = run.params
                     _log_run(child, spec, seed, run, split, config)
@@ -302,5 +343,6 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                 first = config.metrics[0]
                 report("%s seed %d: test %s %.4f, train %.1f s", spec.name, seed, first, run.summary[first], run.train_seconds)
                 if on_run is not None:
-                    on_run(run, BenchmarkResult(config=config, runs=list(runs), splits=dict(splits), skipped=skipped))
-    return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped)
+                    on_run(run, BenchmarkResult(config=config, runs=list(runs), splits=dict(splits), skipped=skipped,
+                                                cold_baselines=dict(cold_baselines)))
+    return BenchmarkResult(config=config, runs=runs, splits=splits, skipped=skipped, cold_baselines=cold_baselines)

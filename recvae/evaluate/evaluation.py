@@ -92,8 +92,14 @@ def evaluate_cold_items(model, cold, item_features, metrics=COLD_ITEM_METRICS, s
     model reads them, where it reads more than their items (a CVAE's, with their features appended:
     ``recvae.split.conditioned.heldout_with_features``)."""
     heldout = cold.test if heldout is None else heldout
+    results = {getattr(model, "name", "model"): evaluate(model, model_heldout or heldout, metrics, allowed_items=cold.items)}
+    return {**results, **cold_item_baselines(cold, item_features, metrics, seed, heldout)}
+
+
+def cold_item_baselines(cold, item_features, metrics=COLD_ITEM_METRICS, seed: int = 0,
+                        heldout: HeldOut | None = None) -> dict[str, EvaluationResult]:
+    """The cold-item protocol's baselines alone (``evaluate_cold_items``'s): the items' content and chance."""
+    heldout = cold.test if heldout is None else heldout
     baselines = {"content similarity": content_similarity(item_features),
                  "random": random_ranking(heldout.fold_in.shape[1], seed)}
-    results = {getattr(model, "name", "model"): evaluate(model, model_heldout or heldout, metrics, allowed_items=cold.items)}
-    return {**results, **{name: evaluate(ranker, heldout, metrics, allowed_items=cold.items)
-                          for name, ranker in baselines.items()}}
+    return {name: evaluate(ranker, heldout, metrics, allowed_items=cold.items) for name, ranker in baselines.items()}
