@@ -138,6 +138,9 @@ def _add_data_flags(parser: argparse.ArgumentParser, default_data: str = "the em
     data.add_argument("--format", choices=("auto", "lightgcn"), default="auto", help="'lightgcn': 'user item item ...' per line")
     data.add_argument("--user-features", metavar="FILE",
                       help="the users' side table a CVAE reads (MovieLens users.dat, or a CSV/TSV/Parquet keyed by user ID)")
+    data.add_argument("--user-columns", metavar="COL,COL",
+                      help="with --user-features: train on these columns of the table only (default: every column "
+                           "but names); a model reads them back from its saved encoding")
     data.add_argument("--item-features", metavar="FILE",
                       help="the items' side table MultVAE, MultDAE and CVAE read in their decoder, so that an item with "
                            "no training users is scored (MovieLens movies.dat/movies.csv: genres, and the title's year)")
@@ -193,6 +196,7 @@ def _specs(args):
         path=str(Path(args.data).resolve()) if args.data else None,
         test_path=str(Path(args.test_data).resolve()) if args.test_data else None,
         user_features=str(Path(args.user_features).resolve()) if args.user_features else None,
+        user_columns=tuple(c.strip() for c in args.user_columns.split(",")) if args.user_columns else None,
         item_features=str(Path(args.item_features).resolve()) if args.item_features else None,
         format=args.format,
         reader=reader,
@@ -241,7 +245,7 @@ def cmd_train(args) -> int:
 # The data, preprocessing and split flags a tuned-settings file records, so `train --config` reads the same data.
 RUN_FLAGS = ("data", "test_data", "format", "user", "item", "rating", "timestamp", "sep", "header", "skip_bad_lines",
              "encoding", "min_rating", "min_user_interactions", "min_item_interactions", "protocol", "heldout_users",
-             "holdout_fraction", "split_seed", "user_features", "item_features")
+             "holdout_fraction", "split_seed", "user_features", "user_columns", "item_features")
 
 
 def cmd_tune(args) -> int:
@@ -292,6 +296,12 @@ def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
 def cmd_evaluate(args) -> int:
     from recvae.pipeline import EvaluateSpec, evaluate_saved, format_table
 
+    if not args.data:  # the model's recorded data and split are used: a data or split flag would be ignored
+        defaults = _subparser(build_parser(), "evaluate")
+        for name in (*RUN_FLAGS, "cold_items"):
+            if getattr(args, name) != defaults.get_default(name):
+                raise ParameterError(name, getattr(args, name), "is read only with --data; without it the model "
+                                     "is scored on the data and split it recorded, read as it was trained")
     data_spec, split_spec = _specs(args) if args.data else (None, None)
     spec = EvaluateSpec(model_dir=args.model, data=data_spec, split=split_spec, metrics=_metrics(args), baseline=args.baseline,
                         tracking=_tracking_config(args),

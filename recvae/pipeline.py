@@ -61,9 +61,15 @@ class DataSpec:
     preprocessing: Preprocessing = Preprocessing()
     synthetic: SyntheticLog = SyntheticLog()
     user_features: str | None = None  # the users' side table a conditional model reads (recvae.data.side)
+    user_columns: tuple[str, ...] | None = None  # the columns of it read (None: every column but names)
     item_features: str | None = None  # the items' side table Mult-VAE, Mult-DAE and CVAE read in their decoder
 
     def __post_init__(self):
+        if self.user_columns is not None:
+            object.__setattr__(self, "user_columns", tuple(self.user_columns))  # JSON and TOML give lists
+            if not self.user_columns or self.user_features is None:
+                raise ParameterError("user_columns", self.user_columns, "names some columns of the users' side "
+                                     "table: give the table (--user-features FILE) and at least one column")
         if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
             raise ParameterError("min_rating", self.preprocessing.min_rating, "keeps interactions by their rating, "
                                  "but {rating} none ignores the rating column: drop one of them")
@@ -110,7 +116,7 @@ class SplitSpec:
 
 # Fields added after runs were recorded, and their defaults: written only when set, so that the records of
 # earlier runs (model folders, benchmark folders, studies) still match a spec that leaves them out.
-LATER_FIELDS = {"item_features": None, "cold_items": 0.0}
+LATER_FIELDS = {"item_features": None, "cold_items": 0.0, "user_columns": None}
 
 
 def _set_fields(spec) -> dict:
@@ -175,18 +181,18 @@ def model_split(model: Recommender, split: Split, data: DataSpec,
         return split, None
     if not conditional:
         raise ParameterError("user_features", data.user_features, f"is read by CVAE only, not by {model.name}")
-    return _with_user_table(split, data.user_features, encoding)
+    return _with_user_table(split, data, encoding)
 
 
 def with_side_features(split: Split, data: DataSpec) -> tuple[Split, UserFeatures]:
     """``split`` with the users' side table ``data.user_features`` appended, encoded as its training users'
     values say (``recvae.split.conditioned.with_user_features``), and the encoded rows with their encoding."""
-    return _with_user_table(split, data.user_features)
+    return _with_user_table(split, data)
 
 
-def _with_user_table(split: Split, path: str, encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures]:
-    table = read_side_table(path)  # under torchrun every process reads it, and encodes it alike
-    encoding = encoding or fit_features(table, split.users.subset(split.train_users))
+def _with_user_table(split: Split, data: DataSpec, encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures]:
+    table = read_side_table(data.user_features)  # under torchrun every process reads it, and encodes it alike
+    encoding = encoding or fit_features(table, split.users.subset(split.train_users), columns=data.user_columns)
     users = UserFeatures(encoding, encoding.transform(table, split.users))
     return with_user_features(split, users.rows, encoding.names()), users
 
@@ -255,6 +261,18 @@ class TrainSpec:
         return model
 
 
+def check_user_columns(data: DataSpec) -> None:
+    """The columns ``data.user_columns`` names are the users' table's: a misspelt one fails before the log is
+    read and split (the table is read for it, and again when the model reads it)."""
+    if data.user_columns is None:
+        return
+    columns = read_side_table(data.user_features).columns
+    unknown = [c for c in data.user_columns if c not in columns]
+    if unknown:
+        raise DataError(f"{data.user_features}: no column {unknown[0]!r} (--user-columns, or user_columns in a "
+                        f"benchmark file's [data]); its columns are {', '.join(map(str, columns))}")
+
+
 def check_side_tables(model: Recommender, data: DataSpec, split: SplitSpec, auto_beta: bool = False) -> None:
     """The side tables ``data`` names are ``model``'s to read and exist, and what needs one has it: the checks
     ``recvae train`` and ``recvae tune`` make before any data is read."""
@@ -264,6 +282,7 @@ def check_side_tables(model: Recommender, data: DataSpec, split: SplitSpec, auto
                              "FILE), and only CVAE does" + (f", not {model.name}" if features else ""))
     if features is not None and not Path(features).is_file():
         raise DataError(f"{features}: no such file (the users' side table, --user-features)")
+    check_user_columns(data)
     items, share = data.item_features, split.cold_items
     if items is not None:
         check_reads_item_features(model.name, items)
@@ -508,6 +527,7 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
     cold = cold_items(plain_split, split_spec.cold_items, split_spec.seed) if split_spec.cold_items else None
     plain_split = plain_split if cold is None else cold.split
     saved = meta.get("user_features")  # the encoding the model was trained with, not a new fit of the table
+    _check_user_columns(data_spec, saved)
     split, users = model_split(model, plain_split, data_spec, None if saved is None else FeatureEncoding.from_json(saved))
     if model.items_ is not None and model.items_ != split.items:
         raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
@@ -528,6 +548,15 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
                     if spec.examples else None)
         return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples, cold_results, new_users)
+
+
+def _check_user_columns(data: DataSpec, saved: dict | None) -> None:
+    """Columns asked of the users' table must be those the model was trained on: its saved encoding decides."""
+    trained = None if saved is None else tuple(c["name"] for c in saved["columns"])
+    if data.user_columns is not None and data.user_columns != trained:
+        raise ParameterError("user_columns", ",".join(data.user_columns), "differs from the columns the model was "
+                             f"trained on ({', '.join(trained or ())}): they are read from its saved encoding; "
+                             "leave the flag out")
 
 
 def _saved_item_features(model: Recommender) -> sp.csr_matrix:

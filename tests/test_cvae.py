@@ -360,3 +360,32 @@ def test_evaluate_encodes_the_users_table_as_the_model_was_trained_to_read_it(sa
     expected = saved.transform(read_side_table(changed), again.split.users)[again.split.test.users]
     width = model.config.conditions
     assert (again.split.test.fold_in[:, -width:] != expected).nnz == 0  # "d" read as the saved encoding's "other"
+
+
+def test_user_columns_choose_what_the_cvae_reads_and_the_saved_encoding_keeps_it(tmp_path, capsys):
+    from recvae.cli import main
+
+    users = _users_table(tmp_path / "users.csv")
+    common = ["--model", "cvae", "--user-features", str(users), "--heldout-users", "40", "--epochs", "2",
+              "--batch-size", "100", "--no-tracking", "-q"]
+    assert main(["train", *common, "--user-columns", "band", "--out", str(tmp_path / "band")]) == 0
+    model = CVAE.load(tmp_path / "band")
+    assert [c["name"] for c in model.metadata_["user_features"]["columns"]] == ["band"]
+    assert model.config.conditions == 5  # a, b, c, other, missing: no age columns
+    assert main(["evaluate", "--model", str(tmp_path / "band"), "--no-tracking", "-q"]) == 0
+    # evaluate reads the columns from the saved encoding; asking for others is refused, not ignored
+    assert main(["evaluate", "--model", str(tmp_path / "band"), "--user-columns", "band,age", "--no-tracking", "-q"]) == 2
+    assert "--user-columns 'band,age': is read only with --data" in capsys.readouterr().err
+    from recvae.pipeline import DataSpec, EvaluateSpec, SplitSpec, evaluate_saved
+
+    recorded = model.metadata_["data"]
+    asked = DataSpec.from_json({**recorded, "user_columns": ["band", "age"]})
+    with pytest.raises(ValueError, match="differs from the columns the model was trained on \\(band\\)"):
+        evaluate_saved(EvaluateSpec(str(tmp_path / "band"), data=asked, split=SplitSpec(**model.metadata_["split"])))
+    # a misspelt column is refused before the log is read, naming the table and its columns
+    assert main(["train", *common, "--user-columns", "band,agee", "--out", str(tmp_path / "x")]) == 2
+    assert f"{users}: no column 'agee'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(ValueError, match="give the table"):
+        DataSpec(user_columns=("band",))
+    assert DataSpec.from_json(DataSpec(user_features="u.csv", user_columns=["band"]).to_json()).user_columns == ("band",)
+    assert "user_columns" not in DataSpec().to_json()

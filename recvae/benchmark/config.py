@@ -41,7 +41,7 @@ from recvae.evaluate import DEFAULT_METRICS, PRESPLIT_METRICS
 from recvae.models import REGISTRY
 from recvae.models.registry import ITEM_FEATURE_MODELS
 from recvae.score.metrics import parse_metric
-from recvae.pipeline import DataSpec, SplitSpec
+from recvae.pipeline import DataSpec, SplitSpec, check_user_columns
 from recvae.tune import Dimension, SearchConfig, parse_space
 
 RECBOLE_PREFIX = "recbole:"
@@ -198,8 +198,14 @@ def _none_words(values: dict, model: str, listed: bool = False) -> dict:
             for key, value in values.items()}
 
 
-def _check_side_features(path: Path, models: list[ModelSpec], user_features: str | None) -> None:
-    """A CVAE needs the users' table, and its width is the table's to say."""
+def _check_side_features(path: Path, models: list[ModelSpec], data: dict) -> None:
+    """A CVAE needs the users' table, its width is the table's to say, and the columns named are the table's."""
+    user_features = data.get("user_features")
+    if data.get("user_columns") is not None:
+        try:
+            check_user_columns(DataSpec.from_json(data))
+        except ValueError as exc:
+            raise DataError(f"{path}: [data] {exc}") from None
     for spec in models:
         if spec.model.lower() != "cvae":
             continue
@@ -280,7 +286,7 @@ def load_benchmark(path: str | Path, data_path: str | None = None, seeds: int | 
                             f"{Path.cwd()}); point the benchmark at your copy ({{data_path=PATH}}), or fetch a "
                             "dataset with 'recvae download NAME'")
     models = _model_specs(path, payload)
-    _check_side_features(path, models, data.get("user_features"))
+    _check_side_features(path, models, data)
     split = _section(payload, "split", SplitSpec, str(path))
     _check_item_table(path, models, data.get("item_features"))
     if split.get("cold_items") and data.get("item_features") is None:

@@ -153,7 +153,7 @@ def _data_read_by(spec: ModelSpec, config: BenchmarkConfig) -> dict:
     """The data spec as ``spec``'s model reads it: the users' side table only where it is a CVAE, the items'
     only where the entry asks for it (so that naming a table for new entries leaves the other models' studies
     resumable)."""
-    unread = {"user_features"} if not _conditional(spec) else set()
+    unread = {"user_features", "user_columns"} if not _conditional(spec) else set()
     unread |= {"item_features"} if not spec.item_features else set()
     return {k: v for k, v in config.data.to_json().items() if k not in unread}
 
