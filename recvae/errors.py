@@ -56,6 +56,11 @@ class CapacityError(RecvaeError, MemoryError):
     """A job would need more memory than the machine has; refused before allocating, with a way out."""
 
 
+class TrainingDivergedError(RecvaeError):
+    """A setting's training produced values that are not finite numbers (NaN factors, a NaN validation score):
+    the setting is out of what the model can learn with, which a study records as a failed trial."""
+
+
 class PeerLostError(RecvaeError):
     """Another process of a torchrun run stopped (killed, out of memory, its machine lost) while this one
     trained. ``checkpoint_dir``: where the run's checkpoints are, if it wrote any, to resume every process from."""

@@ -74,6 +74,44 @@ def test_a_killed_study_resumes_without_repeating_its_trials(small_split, tmp_pa
     assert fresh.budget_used == 2
 
 
+def test_a_setting_that_diverges_fails_its_trial_and_the_study_goes_on(small_split, tmp_path):
+    """implicit's BPR raises on NaN factors (it ended a whole ML-1M benchmark once): the trial is recorded as
+    diverged, counts towards the budget, is not run again on resume, and the best setting still wins."""
+    import optuna
+
+    from recvae.errors import TrainingDivergedError
+    from recvae.models._implicit import fit_solver
+
+    class NaNSolver:
+        def fit(self, user_items, show_progress=False):
+            from implicit.recommender_base import ModelFitError
+            raise ModelFitError("NaN encountered in factors")
+
+    with pytest.raises(TrainingDivergedError, match="BPR diverged at learning_rate=9"):
+        fit_solver(NaNSolver(), small_split.train, "BPR", "learning_rate=9")
+
+    class Diverging(EASE):  # l2 above 1e3 stands for a setting that diverges
+        def fit(self, user_items, validation=None, items=None):
+            if self.config.l2 > 1e3:
+                raise TrainingDivergedError(f"EASE diverged at l2={self.config.l2}")
+            return super().fit(user_items, validation, items)
+
+    space = parse_space({"l2": {"low": 1.0, "high": 1e5, "log": True}}, EASE.config_class, "test")
+    storage = sqlite_url(tmp_path / "studies.db")
+
+    def study(trials):
+        return run_study(lambda p: Diverging(**p), space, {}, small_split.train, small_split.validation, "ndcg@100",
+                         SearchConfig(trials=trials, seed=0), storage, "d", resume=True)
+
+    result = study(8)
+    diverged = [t for t in result.trials if t["state"] == "diverged"]
+    assert diverged and all(t["params"]["l2"] > 1e3 and t["value"] is None for t in diverged)
+    assert result.budget_used == 8 and result.best_params["l2"] <= 1e3
+    again = study(8)  # resumed: nothing left to run, the diverged trials included
+    assert again.trials == result.trials
+    assert len(optuna.load_study(study_name="d", storage=storage).trials) == 8
+
+
 @pytest.mark.parametrize("raw, words", [
     ({"l2": {"low": 10.0, "high": 10.0}}, "empty range"),
     ({"l2": {"low": 0.0, "high": 10.0, "log": True}}, "a log scale needs low > 0"),

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.models._implicit import import_implicit, single_threaded_blas
+from recvae.models._implicit import fit_solver, import_implicit, single_threaded_blas
 from recvae.models.config import ALSConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
@@ -38,7 +38,8 @@ class ALS(Recommender):
                 factors=c.factors, regularization=c.regularization, alpha=c.alpha, iterations=c.iterations,
                 random_state=c.seed, num_threads=c.num_threads,
             )
-            solver.fit(user_items, show_progress=False)
+        fit_solver(solver, user_items, self.name, f"alpha={c.alpha:.3g}, regularization={c.regularization:.3g}, "
+                   f"factors={c.factors}")
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
         self._set_fitted(user_items, items, LearnedTensors(item_factors=factors), torch.device("cpu"))
         self._describe_training_users(user_items, np.asarray(solver.user_factors))

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.models._implicit import import_implicit, single_threaded_blas
+from recvae.models._implicit import fit_solver, import_implicit, single_threaded_blas
 from recvae.models.config import BPRConfig
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
@@ -72,7 +72,8 @@ class BPR(Recommender):
                 factors=c.factors, learning_rate=c.learning_rate, regularization=c.regularization,
                 iterations=c.iterations, random_state=c.seed, num_threads=c.num_threads,
             )
-            solver.fit(user_items, show_progress=False)
+        fit_solver(solver, user_items, self.name, f"learning_rate={c.learning_rate:.3g}, "
+                   f"regularization={c.regularization:.3g}, factors={c.factors}")
         # implicit appends an item-bias column to the item factors and a constant 1 to the users'.
         factors = torch.from_numpy(np.ascontiguousarray(solver.item_factors))
         learned = LearnedTensors(item_factors=factors[:, :-1].contiguous(), item_bias=factors[:, -1].contiguous())

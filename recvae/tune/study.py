@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recvae.defaults import SEED
-from recvae.errors import DataError
+from recvae.errors import DataError, TrainingDivergedError
 from recvae.evaluate import evaluate
 from recvae.models import Recommender
 from recvae.split.base import HeldOut
@@ -96,8 +96,11 @@ def _pruner(optuna, name: str):
 
 
 def _finished(study, optuna) -> list:
+    """The trials that count towards the budget: complete, pruned, and failed by a setting that diverged (not
+    a trial an interruption or another error ended: a resumed study runs that one again)."""
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return [t for t in study.get_trials(deepcopy=False) if t.state in done]
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.state in done or (t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("diverged"))]
 
 
 def _check_identity(study, storage: str, identity: dict) -> None:
@@ -121,7 +124,8 @@ def _abandon_running(study, optuna) -> None:
 def _trial_record(trial) -> dict:
     """A finished trial as plain data; ``last`` is its last per-epoch validation score (a pruned trial has no value)."""
     steps = trial.intermediate_values
-    return {"number": trial.number, "state": trial.state.name.lower(), "params": trial.user_attrs.get("params"),
+    state = "diverged" if trial.user_attrs.get("diverged") else trial.state.name.lower()
+    return {"number": trial.number, "state": state, "params": trial.user_attrs.get("params"),
             "value": trial.value, "last": steps[max(steps)] if steps else trial.value,
             "epochs": trial.user_attrs.get("epochs"), "seconds": trial.user_attrs.get("seconds")}
 
@@ -177,7 +181,8 @@ def _run_study(optuna, build, space, fixed, train, validation, metric, search, s
 
     def progress(study, trial):
         done = len(_finished(study, optuna))
-        state = "pruned" if trial.state == optuna.trial.TrialState.PRUNED else f"{metric} {trial.value:.4f}"
+        state = ("pruned" if trial.state == optuna.trial.TrialState.PRUNED else
+                 "diverged" if trial.user_attrs.get("diverged") else f"{metric} {trial.value:.4f}")
         try:
             so_far = f"best {study.best_value:.4f}"
         except ValueError:  # every trial so far pruned
@@ -187,10 +192,13 @@ def _run_study(optuna, build, space, fixed, train, validation, metric, search, s
 
     remaining = budget - len(_finished(study, optuna))
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=search.timeout, callbacks=(progress,), catch=())
+        # a diverged setting fails its trial and the study goes on; any other error ends the study
+        study.optimize(objective, n_trials=remaining, timeout=search.timeout, callbacks=(progress,),
+                       catch=(TrainingDivergedError,))
     complete = [t for t in _finished(study, optuna) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        raise DataError(f"{study_name}: no trial completed (all {budget} pruned or failed); use pruner = \"none\"")
+        raise DataError(f"{study_name}: no trial completed (all {budget} pruned or diverged); use pruner = \"none\" "
+                        "or narrow the search space")
     chosen = max(complete, key=lambda t: t.value)
     model = objective.best_model if objective.best_model is not None and objective.best_score == chosen.value else None
     return StudyResult(best_params=dict(chosen.user_attrs["params"]), best_score=float(chosen.value),
@@ -242,12 +250,21 @@ class _Objective:
                           trainer=Trainer(callbacks=(self._on_epoch(trial, child),), progress=False))
             except self.optuna.TrialPruned as exc:
                 pruned = exc
+            except TrainingDivergedError:
+                trial.set_user_attr("diverged", True)
+                child.set_tags({"trial.state": "diverged"})
+                raise
             finally:
                 self.seconds += time.perf_counter() - started
                 trial.set_user_attr("seconds", time.perf_counter() - started)
             child.set_tags({"trial.state": "pruned" if pruned else "complete"})
             if not pruned:
                 score = evaluate(model, self.validation, (self.metric,)).mean(self.metric)
+                if not math.isfinite(score):
+                    trial.set_user_attr("diverged", True)
+                    child.set_tags({"trial.state": "diverged"})
+                    raise TrainingDivergedError(f"{self.study_name}: trial {trial.number} scored {score} on the "
+                                                f"validation users ({params})")
                 child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
         if pruned:
             raise pruned
