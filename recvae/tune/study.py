@@ -226,6 +226,12 @@ def _open_study(optuna, build, space: dict[str, Dimension], fixed: dict, metric:
     return study, budget
 
 
+def _mark_diverged(trial, child) -> None:
+    """A trial whose setting diverged: so recorded in the study (``_finished`` counts it) and in MLflow."""
+    trial.set_user_attr("diverged", True)
+    child.set_tags({"trial.state": "diverged"})
+
+
 class _Objective:
     """One trial: build the setting's model, train it (validation each epoch is reported to the pruner), score
     it on the validation users; every trial an MLflow child run. Keeps the best model it trained."""
@@ -251,8 +257,7 @@ class _Objective:
             except self.optuna.TrialPruned as exc:
                 pruned = exc
             except TrainingDivergedError:
-                trial.set_user_attr("diverged", True)
-                child.set_tags({"trial.state": "diverged"})
+                _mark_diverged(trial, child)
                 raise
             finally:
                 self.seconds += time.perf_counter() - started
@@ -261,8 +266,7 @@ class _Objective:
             if not pruned:
                 score = evaluate(model, self.validation, (self.metric,)).mean(self.metric)
                 if not math.isfinite(score):
-                    trial.set_user_attr("diverged", True)
-                    child.set_tags({"trial.state": "diverged"})
+                    _mark_diverged(trial, child)
                     raise TrainingDivergedError(f"{self.study_name}: trial {trial.number} scored {score} on the "
                                                 f"validation users ({params})")
                 child.log_metrics({"objective": score})  # the score the study ranks (val_* are per epoch)
