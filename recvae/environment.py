@@ -12,13 +12,19 @@ PACKAGES = ("recvae", "torch", "numpy", "scipy", "pandas", "implicit", "recbole"
 
 
 def _cpu() -> str:
+    """The CPU's name with its family and model numbers: one name ("AMD EPYC") covers generations whose
+    vector units differ, and with them the float rounding a trained model's trajectory depends on."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    name = fields.get("model name") or platform.processor() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def git_commit() -> str:
@@ -50,6 +56,8 @@ def environment() -> dict:
         "cpu": _cpu(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # the kernels torch picked (AVX2, AVX512, ...): the same seed trains to other figures under others
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
@@ -59,5 +67,6 @@ def environment() -> dict:
 
 def describe(env: dict) -> str:
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    return (f"{env['cpu']}, {env['cores']} cores, {env['torch_threads']} torch threads; Python {env['python']}; "
+    kernels = f" ({env['torch_cpu_capability']} kernels)" if env.get("torch_cpu_capability") else ""
+    return (f"{env['cpu']}, {env['cores']} cores, {env['torch_threads']} torch threads{kernels}; Python {env['python']}; "
             f"{packages}; commit {env['git_commit']}")

@@ -117,6 +117,7 @@ def test_cold_items_never_reach_training_and_nothing_is_lost():
     parts = [cold.split.train, cold.split.validation.fold_in, cold.split.validation.target, cold.split.test.fold_in,
              cold.split.test.target, cold.test.fold_in, cold.validation.fold_in]
     assert all(part[:, cold.items].nnz == 0 for part in parts)
+    assert all(part.has_canonical_format for part in parts)  # as the log's split: sorted columns in every row
     assert cold.split.train.nnz + split.train[:, cold.items].nnz == split.train.nnz  # only the cold items' left
     whole = (split.test.fold_in + split.test.target).tocsr()
     rows = np.searchsorted(split.test.users, cold.test.users)

@@ -203,10 +203,35 @@ def test_vasp_started_from_the_closed_form_trains_both_paths(split):
     assert result > popularity
 
 
-@pytest.mark.parametrize("settings, words", [(dict(shallow_start="ease"), "one of random, edlae"),
+def test_a_neutral_deep_path_starts_ranking_as_the_held_dlae_start(split):
+    from recvae.models import DLAE
+
+    neutral = VASP(epochs=1, patience=None, shallow_start="dlae", shallow_l2=50.0, shallow_dropout=0.3,
+                   shallow_trainable=False, deep_start="neutral", **{**SMALL, "learning_rate": 1e-12})
+    neutral.fit(split.train, None, split.items)  # one step of 1e-12: the start, as near as training gets
+    weights = neutral.module_.item_item.detach().numpy()
+    binary = sp.csr_matrix(split.train > 0, dtype=np.float32)
+    from recvae.models.dlae import dlae_weights
+
+    expected = dlae_weights(binary, 50.0, 0.3).numpy()
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_array_equal(weights, expected)
+    dlae = DLAE(l2=50.0, dropout=0.3).fit(split.train)
+    a, _ = neutral.top_n(split.test.fold_in, 20)
+    b, _ = dlae.top_n(split.test.fold_in, 20)
+    assert (a == b).mean() > 0.99  # the deep path's sigmoids are all equal: only float near-ties may swap
+    drawn = VASP(epochs=1, patience=None, shallow_start="dlae", shallow_l2=50.0, shallow_dropout=0.3,
+                 shallow_trainable=False, **{**SMALL, "learning_rate": 1e-12}).fit(split.train, None, split.items)
+    c, _ = drawn.top_n(split.test.fold_in, 20)
+    assert (c == b).mean() < 0.9  # a drawn deep path starts as noise on the closed form's ranking
+
+
+@pytest.mark.parametrize("settings, words", [(dict(shallow_start="ease"), "one of random, edlae, dlae"),
                                              (dict(deep=True, shallow=False, shallow_start="edlae"), "which is off"),
                                              (dict(shallow_trainable=False), "random weight"),
-                                             (dict(shallow_start="edlae", shallow_dropout=1.0), "shallow_dropout")])
+                                             (dict(shallow_start="edlae", shallow_dropout=1.0), "shallow_dropout"),
+                                             (dict(deep_start="zero"), "one of random, neutral"),
+                                             (dict(deep=False, deep_start="neutral"), "deep path, which is off")])
 def test_bad_shallow_starts_are_refused_when_configured(settings, words):
     from recvae.errors import ParameterError
 

@@ -57,7 +57,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")  # recvae.models.nn.ACTIVATION_FUNCTIONS implements each
 PRIORS = ("standard", "vamp")
-SHALLOW_STARTS = ("random", "edlae")  # VASP's item-item path: drawn at random, or the closed form
+SHALLOW_STARTS = ("random", "edlae", "dlae")  # VASP's item-item path: drawn at random, or a closed form
+DEEP_STARTS = ("random", "neutral")  # VASP's deep path's output layers: drawn at random, or silent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +290,11 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
     path learns what the linear one misses; ``shallow_trainable = False`` keeps the weight at that solution.
     ``shallow_learning_rate`` sets the item-item weight's own rate: Nadam moves every weight by about the
     rate, and a closed form's weights are of order 1e-3, which a deep path's rate would sweep away.
+    ``shallow_start = "dlae"`` starts it from DLAE's closed form with the diagonal zeroed (an item's own weight
+    only scores the items a user already has, so the unseen items rank as DLAE ranks them).
+    ``deep_start = "neutral"`` starts the deep path's two output layers at zero weights and a large bias: its
+    sigmoids start at about 1 for every item, so the model starts ranking as its shallow path alone and the
+    deep path learns a correction to it (a randomly drawn output starts as noise on the closed form's ranking).
     """
 
     epochs: int = 90
@@ -308,6 +314,7 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
     shallow_dropout: float = 0.0
     shallow_trainable: bool = True
     shallow_learning_rate: float | None = None  # None: learning_rate
+    deep_start: str = "random"
 
     def __post_init__(self):
         super().__post_init__()
@@ -325,11 +332,14 @@ class VASPConfig(TrainingConfig, FocalConfig, ModelConfig):
             raise ParameterError("shallow_start", self.shallow_start, "starts the shallow path, which is off")
         if not self.shallow_trainable and self.shallow_start == "random":
             raise ParameterError("shallow_trainable", False, "would hold a random weight: start it from a closed form "
-                                 "(shallow_start = 'edlae')")
+                                 "(shallow_start = 'edlae' or 'dlae')")
         positive(shallow_l2=self.shallow_l2)
         if self.shallow_learning_rate is not None:
             positive(shallow_learning_rate=self.shallow_learning_rate)
         fraction(shallow_dropout=self.shallow_dropout)  # 0: EASE's closed form
+        one_of(DEEP_STARTS, deep_start=self.deep_start)
+        if self.deep_start != "random" and not self.deep:
+            raise ParameterError("deep_start", self.deep_start, "starts the deep path, which is off")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -495,15 +505,18 @@ FIELD_HELP = MappingProxyType({
     "deep": "VASP: keep the deep (variational) path ('false': Neural EASE alone)",
     "shallow": "VASP: keep the shallow item-item path ('false': FLVAE alone)",
     "split_halves": "VASP: each history's random half reconstructs the other ('false': itself)",
-    "shallow_start": "VASP: start the item-item path at random or from the closed form ('edlae'; EASE at dropout 0)",
+    "shallow_start": "VASP: start the item-item path at random or from a closed form ('edlae', EASE at dropout 0; "
+                     "'dlae', its diagonal zeroed)",
     "shallow_l2": "VASP: lambda of the closed form the item-item path starts from",
     "shallow_dropout": "VASP: dropout rate of that closed form (EDLAE's; 0: EASE)",
     "shallow_trainable": "VASP: train the item-item path ('false': keep it at the closed form)",
     "shallow_learning_rate": "VASP: the item-item weight's own learning rate ('none': learning_rate)",
+    "deep_start": "VASP: the deep path's output layers drawn at random, or 'neutral' (every item's sigmoid near 1)",
 })
 FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIVATIONS, "beta_schedule": BETA_SCHEDULES,
                                   "precision": PRECISIONS, "negative_proposal": NEGATIVE_PROPOSALS,
-                                  "prior": PRIORS, "shallow_start": SHALLOW_STARTS})
+                                  "prior": PRIORS, "shallow_start": SHALLOW_STARTS,
+                                  "deep_start": DEEP_STARTS})
 
 
 def config_from_dict(config_class: type, values: dict):

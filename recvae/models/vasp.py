@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from recvae.data.shard import UserRows
 from recvae.errors import CapacityError, ParameterError
 from recvae.models.config import FLVAEConfig, NeuralEASEConfig, VASPConfig
-from recvae.models.dlae import edlae_weights
+from recvae.models.dlae import dlae_weights, edlae_weights
 from recvae.models.ease import available_memory
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
@@ -39,6 +39,10 @@ _LOG_FLOOR = math.log(1e-7)
 
 
 SHALLOW_TRAINING_COPIES = 4
+
+# The bias of a neutral deep path's output layers: sigmoid(4) = 0.98 for every item, so the product of its two
+# sigmoids scales the shallow path's probabilities by about 0.96 and leaves their order as it is.
+NEUTRAL_BIAS = 4.0
 
 
 def shallow_memory(n_items: int, copies: int = SHALLOW_TRAINING_COPIES) -> int:
@@ -98,6 +102,7 @@ class VASPModule(nn.Module):
         if c.shallow:
             self.item_item = nn.Parameter(torch.empty(n_items, n_items))
         self.calibrated = c.shallow and c.shallow_start != "random"
+        self.neutral_deep = c.deep and c.deep_start == "neutral"
         if self.calibrated:  # logits of a closed form's scores, a * (x B) + b
             self.shallow_scale = nn.Parameter(torch.ones(()))
             self.shallow_offset = nn.Parameter(torch.zeros(()))
@@ -109,6 +114,11 @@ class VASPModule(nn.Module):
         deep_seed, shallow_seed = torch.randint(2**62, (2,), generator=generator).tolist()
         if self.has_deep:
             glorot_reset(self, torch.Generator().manual_seed(deep_seed), skip=("item_item", "shallow_scale", "shallow_offset"))
+            if self.neutral_deep:  # the deep path starts silent and learns a correction to the shallow one
+                with torch.no_grad():
+                    for output in (self.from_hidden, self.from_code):
+                        output.weight.zero_()
+                        output.bias.fill_(NEUTRAL_BIAS)
         if self.has_shallow:
             stream = torch.Generator().manual_seed(shallow_seed)
             bound = math.sqrt(6.0 / (2 * self.n_items))
@@ -166,13 +176,16 @@ CALIBRATION_USERS = 1000  # training users whose scores fit the closed form's lo
 
 
 def start_from_closed_form(module: VASPModule, user_items, config: VASPConfig, generator: torch.Generator) -> None:
-    """The item-item weight set to EDLAE's closed form on ``user_items`` (EASE's at dropout 0), and the scale and
-    offset of its logits fitted by logistic regression: each of up to ``CALIBRATION_USERS`` training users'
-    items predicted from a random half of the others (the training's augmentation), or from all of them."""
+    """The item-item weight set to EDLAE's closed form on ``user_items`` (EASE's at dropout 0) or DLAE's with its
+    diagonal zeroed (``config.shallow_start``), and the scale and offset of its logits fitted by logistic
+    regression: each of up to ``CALIBRATION_USERS`` training users' items predicted from a random half of the
+    others (the training's augmentation), or from all of them."""
     if isinstance(user_items, UserRows):
         raise ParameterError("shallow_start", config.shallow_start, "is computed from the whole training matrix, which "
                              "no process holds under torchrun: train in one process")
-    weights = edlae_weights(user_items, config.shallow_l2, config.shallow_dropout)
+    closed_form = {"edlae": edlae_weights, "dlae": dlae_weights}[config.shallow_start]
+    weights = closed_form(user_items, config.shallow_l2, config.shallow_dropout)
+    weights.diagonal().zero_()  # DLAE's own weights score only the items a history has; the path holds it at zero
     users = torch.randperm(user_items.shape[0], generator=generator)[:CALIBRATION_USERS].sort().values.numpy()
     targets = torch.from_numpy((user_items[users] != 0).toarray()).double()
     inputs = sp.csr_matrix(user_items[users], dtype=np.float64)

@@ -153,6 +153,7 @@ def _keeping(columns: np.ndarray) -> sp.dia_matrix:
 def _masked(matrix: sp.csr_matrix, keep: sp.dia_matrix) -> sp.csr_matrix:
     out = sp.csr_matrix(matrix @ keep, dtype=np.float32)
     out.eliminate_zeros()
+    out.sort_indices()  # the product's rows come unsorted; a split's matrices are canonical, as the log's
     return out
 
 
