@@ -180,3 +180,25 @@ def test_a_run_whose_anneal_follows_its_epochs_is_not_extended_with_other_epochs
     MultVAE(epochs=2, **fixed).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path / "fixed"))
     longer = MultVAE(epochs=4, **fixed).fit(split.train, trainer=Trainer(checkpoint_dir=tmp_path / "fixed", resume=True))
     assert [r["epoch"] for r in longer.history_] == [1, 2, 3, 4]
+
+
+def test_a_loss_that_is_no_longer_a_number_stops_training_with_the_reason(split, monkeypatch):
+    from recvae.errors import TrainingDivergedError
+    from recvae.models import multvae
+
+    calls = {"n": 0}
+    batch_loss = multvae.AutoEncoderStep.batch_loss
+
+    def poisoned(self, phase, batch, beta):
+        loss, terms = batch_loss(self, phase, batch, beta)
+        calls["n"] += 1
+        if calls["n"] > 3:  # epoch 1's three batches are finite, epoch 2's are not
+            loss = loss * float("nan")
+            terms = {**terms, "loss": float("nan")}
+        return loss, terms
+
+    monkeypatch.setattr(multvae.AutoEncoderStep, "batch_loss", poisoned)
+    model = MultVAE(epochs=5, batch_size=100, hidden_dims=(), latent_dim=8)
+    assert split.train.shape[0] <= 300
+    with pytest.raises(TrainingDivergedError, match=r"MultVAE: the training loss was nan in epoch 2"):
+        model.fit(split.train, split.validation, split.items)

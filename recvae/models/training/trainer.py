@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recvae.data.shard import UserRows, gathered_rows
-from recvae.errors import DataError, ModelFileError, ParameterError, PeerLostError
+from recvae.errors import DataError, ModelFileError, ParameterError, PeerLostError, TrainingDivergedError
 from recvae.models.device import autocast
 from recvae.models.inputs import as_csr
 from recvae.models.nn import SparseBatch
@@ -165,6 +165,7 @@ class Trainer:
             while progress.epoch < epochs and not best.exhausted:
                 started = time.perf_counter()
                 record = _epoch(run, held, held_rows, train.shape[0])
+                _check_finite(record, progress.epoch, plan)
                 if sample is not None:
                     step.module.eval()
                     record.update(diagnose(step.posterior, sample, run.device))
@@ -342,6 +343,15 @@ def _update(run: _Run, phase: str, batch: SparseBatch, beta: float, weight: floa
         precision.scaler.update()
     step.after_update(phase)
     return terms
+
+
+def _check_finite(record: dict, epoch: int, plan: TrainingPlan) -> None:
+    """A loss that is no longer a number poisons every weight it updates: stop before validating, keeping or
+    saving such an epoch (a study records the setting as diverged; ``recvae train`` says which)."""
+    if not math.isfinite(record["loss"]):
+        name = plan.identity.get("name") or plan.identity.get("model") or "the model"
+        raise TrainingDivergedError(f"{name}: the training loss was {record['loss']} in epoch {epoch}: the "
+                                    "setting diverged (a lower learning_rate, or fp32 precision, usually keeps it finite)")
 
 
 def _shuffled_batches(n_users: int, batch_size: int, generator: torch.Generator):
