@@ -181,16 +181,14 @@ def model_split(model: Recommender, split: Split, data: DataSpec,
         return split, None
     if not conditional:
         raise ParameterError("user_features", data.user_features, f"is read by CVAE only, not by {model.name}")
-    return _with_user_table(split, data, encoding)
+    return with_side_features(split, data, encoding)
 
 
-def with_side_features(split: Split, data: DataSpec) -> tuple[Split, UserFeatures]:
-    """``split`` with the users' side table ``data.user_features`` appended, encoded as its training users'
-    values say (``recvae.split.conditioned.with_user_features``), and the encoded rows with their encoding."""
-    return _with_user_table(split, data)
-
-
-def _with_user_table(split: Split, data: DataSpec, encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures]:
+def with_side_features(split: Split, data: DataSpec,
+                       encoding: FeatureEncoding | None = None) -> tuple[Split, UserFeatures]:
+    """``split`` with the users' side table ``data.user_features`` appended, encoded as ``encoding`` says or,
+    without one, as its training users' values say (``recvae.split.conditioned.with_user_features``), and the
+    encoded rows with their encoding."""
     table = read_side_table(data.user_features)  # under torchrun every process reads it, and encodes it alike
     encoding = encoding or fit_features(table, split.users.subset(split.train_users), columns=data.user_columns)
     users = UserFeatures(encoding, encoding.transform(table, split.users))
