@@ -488,13 +488,19 @@ def test_a_resumed_run_may_name_a_users_table_for_added_cvae_entries_but_not_rep
                   progress=False, resume=True)
 
 
+def _items_table(folder):
+    """The synthetic log's 150 items with one or two of four genres each."""
+    items = folder / "items.csv"
+    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action', 'Horror'][i % 3]}\n"
+                                               for i in range(150)))
+    return items
+
+
 def test_entries_that_ask_read_the_items_table_in_every_fit_and_the_others_do_not(tmp_path, monkeypatch):
     from recvae.benchmark import runner
     from recvae.train import fit_model
 
-    items = tmp_path / "items.csv"
-    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action', 'Horror'][i % 3]}\n"
-                                               for i in range(150)))
+    items = _items_table(tmp_path)
     head = BENCHMARK.split("[[models]]")[0]
     text = head.replace("[data.synthetic]", f"[data]\nitem_features = {str(items)!r}\n\n[data.synthetic]") + """
 [search]
@@ -554,9 +560,7 @@ def test_split_cold_items_ranks_the_cold_items_as_recvae_train_does_with_the_con
     from recvae.data.features import encode_item_table
     from recvae.split.conditioned import cold_items
 
-    items, users = tmp_path / "items.csv", tmp_path / "users.csv"
-    items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action', 'Horror'][i % 3]}\n"
-                                               for i in range(150)))
+    items, users = _items_table(tmp_path), tmp_path / "users.csv"
     users.write_text("user,band\n" + "".join(f"u{u:05d},{'abc'[u % 3]}\n" for u in range(700)))
     head = BENCHMARK.split("[[models]]")[0].replace(
         "[data.synthetic]", f"[data]\nitem_features = {str(items)!r}\nuser_features = {str(users)!r}\n\n[data.synthetic]")
