@@ -771,7 +771,8 @@ def _add_benchmark(sub, common) -> None:
                             "another path, to measure how stable each model's result is (give another --out)")
     bench.add_argument("--out", default="benchmark-results", help="results go to OUT/<dataset>/")
     bench.add_argument("--resume", action="store_true",
-                       help="keep the (model, seed) runs an interrupted run of the same benchmark finished in OUT/<dataset>/runs/")
+                       help="keep the (model, seed) runs an interrupted run of the same benchmark finished in OUT/<dataset>/runs/ "
+                            "(an entry whose settings changed since is run and searched again)")
     bench.add_argument("--force", dest="overwrite", action="store_true",
                        help="replace a report already in OUT/<dataset>/ (to regenerate evaluation/results: "
                             "--out evaluation/results --force)")

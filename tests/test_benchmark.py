@@ -431,6 +431,22 @@ def test_model_names_become_distinct_file_names_and_resume_finds_each(tmp_path):
     assert by_name["EASE 1.5"]["l2"] == 1.5 and by_name["EASE 1.9"]["l2"] == 1900.0
 
 
+def test_a_resumed_run_runs_an_entry_again_whose_settings_changed(tmp_path, caplog):
+    config = load_benchmark(write(tmp_path, NAMED))
+    first, _ = benchmark(config, tmp_path / "out", progress=False)
+    changed = load_benchmark(write(tmp_path, NAMED.replace("l2 = 1900.0", "l2 = 30.0"), "changed.toml"))
+    with caplog.at_level("WARNING"):
+        resumed, _ = benchmark(changed, tmp_path / "out", progress=False, resume=True)
+    assert "entries changed since their runs, run again: EASE 1.9" in caplog.text
+    by_name, before = {r.name: r for r in resumed.runs}, {r.name: r for r in first.runs}
+    assert by_name["EASE 1.9"].params["l2"] == 30.0 and by_name["EASE 1.9"].summary != before["EASE 1.9"].summary
+    fresh, _ = benchmark(changed, tmp_path / "fresh", progress=False)
+    assert {r.name: r.summary for r in resumed.runs} == {r.name: r.summary for r in fresh.runs}
+    caplog.clear()  # a second resume keeps the new entry's runs: the record is the file as it is now
+    again, _ = benchmark(changed, tmp_path / "out", progress=False, resume=True)
+    assert "run again" not in caplog.text and {r.name: r.summary for r in again.runs} == {r.name: r.summary for r in fresh.runs}
+
+
 def test_names_that_differ_only_in_case_are_refused_before_any_work(tmp_path):
     text = NAMED.replace('name = "Pop_A"', 'name = "pop/a"')
     with pytest.raises(DataError, match="'Pop/A' and 'pop/a' differ only in case"):

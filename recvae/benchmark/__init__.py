@@ -49,7 +49,8 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
         folder.mkdir(parents=True, exist_ok=True)
         if not resume and not config.search.storage:
             (folder / "studies.db").unlink(missing_ok=True)
-    result = run_benchmark(config, tracker, progress, finished=finished, on_run=on_run, storage=storage, resume=resume)
+    result = run_benchmark(config, tracker, progress, finished=finished, on_run=on_run, storage=storage, resume=resume,
+                           restart=store.restarted)
     return result, write_report(result, out, env, command, tracker)
 
 

@@ -291,13 +291,15 @@ def _start_seed(config: BenchmarkConfig, seed: int, tracker, report) -> tuple[Sp
 
 
 def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None, finished: dict | None = None,
-                  on_run=None, storage: str | None = None, resume: bool = False) -> BenchmarkResult:
+                  on_run=None, storage: str | None = None, resume: bool = False,
+                  restart: set[str] = frozenset()) -> BenchmarkResult:
     """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``, and
     with ``config.search`` one per trial under it.
 
     ``finished`` maps (model name, seed) to runs done earlier, which are taken as they are; ``on_run`` sees
     each new run and the result so far (to store it and rewrite the report). Studies live in ``storage`` (an
-    Optuna database URL); ``resume`` continues the ones there instead of starting them over."""
+    Optuna database URL); ``resume`` continues the ones there instead of starting them over, but for the
+    entries named in ``restart`` (changed since their studies ran)."""
     finished = finished or {}
     tracker = tracker or NullTracker()
     specs, skipped = runnable_models(config)
@@ -334,7 +336,8 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     chosen = first_choice.get(spec.name) if tuned_once and seed != first_seed else None
                     seen, read_as, item_features, cold = inputs.for_model(spec)
                     run = run_model(read_as, seen, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
-                                    report=report, tracker=child, storage=storage, resume=resume, chosen=chosen,
+                                    report=report, tracker=child, storage=storage,
+                                    resume=resume and spec.name not in restart, chosen=chosen,
                                     item_features=item_features, cold=cold)
                     if seed == first_seed:
                         first_choice[spec.name] = run.params

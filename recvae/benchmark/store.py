@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from recvae.benchmark.runner import ModelRun
 from recvae.errors import DataError
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
 
+log = logging.getLogger(__name__)
+
 
 class RunStore:
     """``<folder>/runs/``: the benchmark's config, and one .json + .npz pair per finished run."""
@@ -22,13 +25,16 @@ class RunStore:
     def __init__(self, folder: str | Path, config: BenchmarkConfig):
         self.root = Path(folder) / "runs"
         self.config = config
+        self.restarted: set[str] = set()  # entries whose settings changed since their runs: run (and searched) again
 
     def _stem(self, name: str, seed: int) -> Path:
         return self.root / f"{file_stem(name)}_seed{seed}"  # "_s" is in no stem: one file per (name, seed)
 
     def start(self, resume: bool) -> dict[tuple[str, int], ModelRun]:
-        """The runs finished earlier (with ``resume``; none otherwise), after checking they belong to this config.
-        Nothing is written here: the folder appears with the first finished run."""
+        """The runs finished earlier (with ``resume``; none otherwise), after checking they belong to this config:
+        an entry whose settings changed since its runs is listed in ``restarted`` and its runs are not returned
+        (a run is kept under its entry's name, which alone would keep the old settings' figures). Without
+        ``resume`` nothing is written here: the folder appears with the first finished run."""
         identity = self.root / "benchmark.json"
         if resume and identity.exists():
             recorded = json.loads(identity.read_text())
@@ -38,11 +44,23 @@ class RunStore:
                     or table not in (None, current.get("data", {}).get("user_features"))):
                 raise DataError(f"{identity}: the finished runs there are of another benchmark config; "
                                 "rerun without {resume=True} (and with {overwrite=True}) to start over")
+            before = {m["name"]: m for m in recorded.get("models", [])}
+            now = {m["name"]: m for m in current.get("models", [])}
+            self.restarted = {name for name in before.keys() & now.keys() if before[name] != now[name]}
+            if self.restarted:
+                log.warning("%s: entries changed since their runs, run again: %s", identity,
+                            ", ".join(sorted(self.restarted)))
+            # the file as it is now, with the entries it no longer lists, so a later resume compares with both
+            write_atomic_json(identity, {**current, "models": [*now.values(), *(m for n, m in before.items() if n not in now)]})
             finished = {}
             for path in sorted(self.root.glob("*.json")):
                 if path.name != "benchmark.json":
                     run = self._load(path)
-                    finished[(run.name, run.seed)] = run
+                    if run.name in self.restarted:  # gone, or a second resume would take them for the new entry's
+                        path.unlink()  # first: a run counts while its .json is there
+                        path.with_suffix(".npz").unlink(missing_ok=True)
+                    else:
+                        finished[(run.name, run.seed)] = run
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
