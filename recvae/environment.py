@@ -29,7 +29,7 @@ def _cpu() -> str:
 
 def git_commit() -> str:
     """The commit of recvae's own checkout (not the caller's directory), with ``+dirty`` when its
-    tracked files differ from it; "unknown" for an installed copy outside git."""
+    tracked files outside evaluation/ differ from it; "unknown" for an installed copy outside git."""
     here = Path(__file__).resolve().parent
 
     def git(*args: str) -> str:
@@ -37,7 +37,9 @@ def git_commit() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        # results under evaluation/ are what a run writes, not the code it ran: a script that records its
+        # environment after writing its first figures would otherwise call its own clean clone dirty
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)evaluation")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
