@@ -60,6 +60,12 @@ def group_popularity(train, train_groups: np.ndarray, heldout_groups: np.ndarray
     return {"ndcg@100": float(np.mean(ndcg_at_k(top, target, 100))), "recall@20": float(np.mean(recall_at_k(top, target, 20)))}
 
 
+def _groups(table, columns, split) -> np.ndarray:
+    """Each user's group: the values of ``columns`` in the users' table, in the split's user order."""
+    key = table[list(columns)].astype(str).agg("/".join, axis=1)
+    return aligned(key, split.users, "users.dat", missing="?")
+
+
 def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, features: tuple[str, ...] = FEATURES) -> dict:
     split, _ = prepare_split(DataSpec(path=str(data / "user_movie_pairs.tsv.gz")), SplitSpec(heldout_users=600, seed=seed))
     table = read_side_table(data / "users.dat.gz")
@@ -73,15 +79,18 @@ def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, featur
         "EASE": EASE(l2=500.0).fit(split.train),
         "popularity": Popularity().fit(split.train),
     }
-    groups = aligned(table["gender"].astype(str) + "/" + table["age"].astype(str), split.users, "users.dat", missing="?")
+    groups = {"popularity in group": _groups(table, ("gender", "age"), split)}
+    if set(features) - {"gender", "age"}:  # the CVAE reads more than the baseline's groups: their popularity too
+        groups[f"popularity in group ({', '.join(features)})"] = _groups(table, features, split)
     result = {}
     for given in given_list:
         cold = cold_start(conditioned.test, given, seed, features=width)
         plain = cold_start(split.test, given, seed)
         assert np.array_equal(cold.users, plain.users) and (cold.fold_in[:, : split.n_items] != plain.fold_in).nnz == 0
         row = {name: evaluate(model, cold if name == "CVAE" else plain, METRICS).summary() for name, model in models.items()}
-        row["popularity in group"] = group_popularity(split.train, groups[split.train_users], groups[plain.users],
-                                                      plain.fold_in, plain.target)
+        for name, of_user in groups.items():
+            row[name] = group_popularity(split.train, of_user[split.train_users], of_user[plain.users], plain.fold_in,
+                                         plain.target)
         result[given] = {name: {m: float(values[m]) for m in METRICS} for name, values in row.items()}
         result[given]["users"] = len(plain)
     return result
