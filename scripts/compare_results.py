@@ -21,7 +21,8 @@ from recvae.benchmark.statistics import paired_over_seeds
 from recvae.errors import DataError
 
 
-def per_seed_means(result: dict, model: str, where: str) -> dict[int, dict]:
+def runs_by_seed(result: dict, model: str, where: str) -> dict[int, dict]:
+    """The model's run (its per-seed test means) under each split seed."""
     runs = {run["seed"]: run for run in result["runs"] if run["model"] == model}
     if not runs:
         names = sorted({run["model"] for run in result["runs"]})
@@ -32,7 +33,7 @@ def per_seed_means(result: dict, model: str, where: str) -> dict[int, dict]:
 def compare(first: dict, first_model: str, second: dict, second_model: str, metrics: list[str],
             where=("first", "second")) -> list[dict]:
     """Per metric, ``first_model`` minus ``second_model`` paired over the split seeds both results have."""
-    a, b = per_seed_means(first, first_model, where[0]), per_seed_means(second, second_model, where[1])
+    a, b = runs_by_seed(first, first_model, where[0]), runs_by_seed(second, second_model, where[1])
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise DataError(f"{where[0]} and {where[1]} share no split seed ({sorted(a)} and {sorted(b)})")

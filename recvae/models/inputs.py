@@ -18,14 +18,17 @@ def as_csr(user_items, n_items: int | None = None, what: str = "user_items", bin
         raise DataError(f"{what} has {matrix.shape[1]} item columns; the model was fitted on {n_items} items")
     if matrix.nnz and (not np.isfinite(matrix.data).all()):
         raise DataError(f"{what} contains NaN or infinite values")
+    # the changes below go to a copy, made once, where the conversion above left the caller's arrays shared
+    owned = not any(np.may_share_memory(getattr(matrix, part), getattr(user_items, part))
+                    for part in ("data", "indices", "indptr") if hasattr(user_items, part))
     if not matrix.has_canonical_format:
         # A model sums a row's entries in their stored order, and float sums depend on it: the same matrix
         # stored with its columns in another order trained to other figures (a masked split's rows are unsorted).
         # A pair stored twice counts once under binarize, as its sum otherwise.
-        matrix = matrix.copy()
+        matrix, owned = (matrix if owned else matrix.copy()), True
         matrix.sum_duplicates()
     if binarize and not (matrix.data == 1.0).all():  # every stored entry, a rating of 0 included; the caller's stays
-        matrix = matrix.copy()
+        matrix = matrix if owned else matrix.copy()
         matrix.data[:] = 1.0
     return matrix
 

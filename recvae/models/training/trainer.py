@@ -349,7 +349,7 @@ def _check_finite(record: dict, epoch: int, plan: TrainingPlan) -> None:
     """A loss that is no longer a number poisons every weight it updates: stop before validating, keeping or
     saving such an epoch (a study records the setting as diverged; ``recvae train`` says which)."""
     if not math.isfinite(record["loss"]):
-        name = plan.identity.get("name") or plan.identity.get("model") or "the model"
+        name = plan.identity.get("name", "the model")
         raise TrainingDivergedError(f"{name}: the training loss was {record['loss']} in epoch {epoch}: the "
                                     "setting diverged (a lower learning_rate, or fp32 precision, usually keeps it finite)")
 
