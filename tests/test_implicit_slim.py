@@ -48,18 +48,37 @@ def test_rare_items_do_not_contribute(log):
     assert not torch.allclose(implicit_slim(moved, log, 10.0, 1.0, 0), implicit_slim(embeddings, log, 10.0, 1.0, 0))
 
 
-def test_refresh_runs_every_nth_epoch_and_resumes_its_count(log):
+def test_refresh_runs_before_every_nth_epoch(log):
     weight = torch.nn.Parameter(torch.randn(40, 4, generator=torch.Generator().manual_seed(3)))
-    config = MultVAEConfig(implicit_slim_every=2, implicit_slim_l2=10.0)
-    refresh = EmbeddingRefresh([weight], log, config)
+    refresh = EmbeddingRefresh([weight], log, MultVAEConfig(implicit_slim_every=2, implicit_slim_l2=10.0))
     before = weight.detach().clone()
-    refresh.end_epoch()
+    refresh.before_epoch(0)
     assert torch.equal(weight.detach(), before)
-    refresh.end_epoch()
+    refresh.before_epoch(1)  # epochs 1, 3, 5, ... from 0, as the authors' code
     torch.testing.assert_close(weight.detach(), implicit_slim(before, log, 10.0, 1.0, 0))
-    resumed = EmbeddingRefresh([weight], log, config)
-    resumed.load_state(refresh.state())
-    assert resumed.epochs == 2
+
+
+@pytest.mark.parametrize("model_class", [MultVAE, RecVAE])
+def test_an_epoch_trains_on_the_refreshed_embeddings_before_it_is_validated(log, model_class, monkeypatch):
+    import recvae.models.implicit_slim as module
+    events = []
+    refresh = module.implicit_slim
+    monkeypatch.setattr(module, "implicit_slim", lambda *a, **k: events.append("refresh") or refresh(*a, **k))
+    import recvae.models.training.trainer as trainer
+    update = trainer._update
+
+    def train(*args):
+        events.extend(["train"] if events[-1:] != ["train"] else [])
+        return update(*args)
+    monkeypatch.setattr(trainer, "_update", train)
+
+    def validate(model):
+        events.append("validate")
+        return {"ndcg@100": 0.0}
+    model = model_class(epochs=2, batch_size=50, latent_dim=4, implicit_slim_every=1, patience=None)
+    model.fit(log, validate)
+    # two item embeddings refreshed before each epoch, never between an epoch's training and its validation
+    assert events == ["refresh", "refresh", "train", "validate"] * 2
 
 
 @pytest.mark.parametrize("model_class, params", [

@@ -111,10 +111,6 @@ class AutoEncoderStep(RefreshingStep, TrainingStep):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"adam": self.optimizer}
 
-    def end_phase(self, phase: str) -> None:
-        if self.refresh is not None:
-            self.refresh.end_epoch()
-
 
 class _AutoEncoderRecommender(IterativeRecommender):
     variational: bool

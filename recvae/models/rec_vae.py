@@ -129,8 +129,6 @@ class RecVAEStep(RefreshingStep, TrainingStep):
     def end_phase(self, phase: str) -> None:
         if phase == "encoder":
             self.module.refresh_prior()
-        elif self.refresh is not None:  # the decoder's phase ends the epoch
-            self.refresh.end_epoch()
 
     def posterior(self, batch: SparseBatch):
         return self.module.encoder(batch, normalised_input(batch))

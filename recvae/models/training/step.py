@@ -86,6 +86,9 @@ class TrainingStep(ABC):
     def train_pass(self, phase: str, epoch: int) -> dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} has no unbatched phase {phase!r}")
 
+    def start_epoch(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (from 0) trains (ImplicitSLIM refreshes the item embeddings here)."""
+
     def end_phase(self, phase: str) -> None:
         """Called after a phase's last pass (RecVAE refreshes its prior here)."""
 

@@ -277,6 +277,7 @@ def _epoch(run: _Run, held: sp.csr_matrix, held_rows: np.ndarray | None, n_users
     updates_per_epoch = math.ceil(n_users / batch_size)
     totals: dict[str, float] = {}
     beta = None
+    step.start_epoch(progress.epoch)
     for phase in step.phases:
         for _ in range(phase.passes):
             if phase.batched:
