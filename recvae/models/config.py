@@ -101,8 +101,8 @@ class LikelihoodConfig(FocalConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class ImplicitSLIMConfig:
-    """ImplicitSLIM (Shenbin & Nikolenko, ICLR 2024): every ``implicit_slim_every`` epochs (0: never) the
-    encoder's first-layer and the decoder's last-layer item embeddings are replaced by their closed-form
+    """ImplicitSLIM (Shenbin & Nikolenko, ICLR 2024): before every ``implicit_slim_every``-th epoch (epochs
+    N-1, 2N-1, ... from 0, as the authors' code; 0: never) the encoder's first-layer and the decoder's last-layer item embeddings are replaced by their closed-form
     refresh from a SLIM-like item-item model with ridge ``implicit_slim_l2`` (λ) and scale
     ``implicit_slim_alpha`` (α); items seen by fewer than ``implicit_slim_min_count`` training users do not
     contribute (``recvae.models.implicit_slim``)."""
@@ -467,7 +467,7 @@ FIELD_HELP = MappingProxyType({
                        "reaches its cap",
     "beta_schedule": "how β grows: linear (the paper), constant, cyclical or sigmoid",
     "free_bits": "floor, in nats, on each latent dimension's KL penalty (0: off)",
-    "implicit_slim_every": "ImplicitSLIM: refresh the item embeddings in closed form every this many epochs (0: never)",
+    "implicit_slim_every": "ImplicitSLIM: refresh the item embeddings in closed form before every N-th epoch (0: never)",
     "implicit_slim_l2": "ImplicitSLIM: ridge penalty λ of its item-item model",
     "implicit_slim_alpha": "ImplicitSLIM: scale α of the refreshed embeddings",
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
