@@ -102,10 +102,10 @@ class LikelihoodConfig(FocalConfig):
 @dataclass(frozen=True, kw_only=True)
 class ImplicitSLIMConfig:
     """ImplicitSLIM (Shenbin & Nikolenko, ICLR 2024): before every ``implicit_slim_every``-th epoch (epochs
-    N-1, 2N-1, ... from 0, as the authors' code; 0: never) the encoder's first-layer and the decoder's last-layer item embeddings are replaced by their closed-form
-    refresh from a SLIM-like item-item model with ridge ``implicit_slim_l2`` (λ) and scale
-    ``implicit_slim_alpha`` (α); items seen by fewer than ``implicit_slim_min_count`` training users do not
-    contribute (``recvae.models.implicit_slim``)."""
+    N-1, 2N-1, ... from 0, as the authors' code; 0: never) the encoder's first-layer and the decoder's
+    last-layer item embeddings are replaced by their closed-form refresh from a SLIM-like item-item model
+    with ridge ``implicit_slim_l2`` (λ) and scale ``implicit_slim_alpha`` (α); items seen by fewer than
+    ``implicit_slim_min_count`` training users do not contribute (``recvae.models.implicit_slim``)."""
 
     implicit_slim_every: int = 0
     implicit_slim_l2: float = 500.0

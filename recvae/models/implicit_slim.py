@@ -56,7 +56,7 @@ class EmbeddingRefresh:
     is replaced by its refresh from ``user_items`` (under torchrun, a rank's ``UserRows``: the sums over
     users are then completed over the ranks). Before, not after: the epoch's training then fits the rest of
     the model to the new embeddings before it is validated; refreshed after an epoch, every validation
-    read a model whose layers no longer matched (session 22 found RecVAE lowered at every strength so)."""
+    would read a model whose other layers had never seen them."""
 
     def __init__(self, parameters: list[torch.Tensor], user_items, config):
         self.parameters = parameters
