@@ -385,7 +385,7 @@ def cmd_benchmark(args) -> int:
     with _tracker(args, f"benchmark {config.dataset}") as tracker:
         tracker.set_tags({"command": "benchmark", "dataset": config.dataset})
         _, folder = benchmark(config, args.out, tracker, progress=False if args.quiet else None, command=command,
-                              overwrite=args.overwrite, resume=args.resume)
+                              overwrite=args.overwrite, resume=args.resume, merge=args.merge)
     print((folder / "results.md").read_text())
     print(f"wrote {folder}/results.md, results.csv, runs.csv, results.json and plots")
     return 0
@@ -773,6 +773,10 @@ def _add_benchmark(sub, common) -> None:
     bench.add_argument("--resume", action="store_true",
                        help="keep the (model, seed) runs an interrupted run of the same benchmark finished in OUT/<dataset>/runs/ "
                             "(an entry whose settings changed since is run and searched again)")
+    bench.add_argument("--merge", nargs="+", metavar="DIR", default=(),
+                       help="take the finished runs and studies of other --out folders of this benchmark file (parallel "
+                            "--models subsets, say) into --out and rewrite its report; fits nothing (--resume then "
+                            "finishes what is missing)")
     bench.add_argument("--force", dest="overwrite", action="store_true",
                        help="replace a report already in OUT/<dataset>/ (to regenerate evaluation/results: "
                             "--out evaluation/results --force)")

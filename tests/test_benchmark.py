@@ -559,6 +559,70 @@ search = { dropout = { low = 0.2, high = 0.6 } }
             load_benchmark(write(tmp_path, text.replace(old, new), f"{name}.toml"))
 
 
+SEARCHED = BENCHMARK.split("[[models]]")[0] + """
+[search]
+trials = 3
+
+[[models]]
+name = "EASE"
+model = "EASE"
+search = { l2 = { low = 1.0, high = 1e4, log = true } }
+
+[[models]]
+name = "Popularity"
+model = "Popularity"
+"""
+
+
+def test_parallel_model_subsets_merge_into_the_report_one_process_writes(tmp_path, monkeypatch, capsys):
+    """Two processes run --models subsets of one file into two folders; --merge takes their runs and studies
+    into a third without fitting anything, and its report and studies equal one process's run of the whole."""
+    import shutil
+
+    import optuna
+
+    import recvae.benchmark.runner as runner
+    from recvae.tune import sqlite_url
+
+    path = write(tmp_path, SEARCHED)
+    config = load_benchmark(path)
+    whole, _ = benchmark(config, tmp_path / "whole", progress=False)
+    benchmark(config.select(["EASE"]), tmp_path / "a", progress=False)
+    benchmark(config.select(["Popularity"]), tmp_path / "b", progress=False)
+
+    real = runner.run_model
+    monkeypatch.setattr(runner, "run_model", lambda *a, **k: pytest.fail("a merge fitted a model"))
+    one, folder = benchmark(config, tmp_path / "c", progress=False, merge=[tmp_path / "a"])
+    assert [r.name for r in one.runs] == ["EASE", "EASE"]
+    assert (folder / "results.md").read_text().startswith("**Partial: 2 of 4 (model, seed) runs")
+    assert main(["benchmark", str(path), "--out", str(tmp_path / "c"), "--merge", str(tmp_path / "b" / "tiny"),
+                 "--no-tracking", "-q"]) == 0  # a folder given as itself or as its --out
+    assert not (folder / "results.md").read_text().startswith("**Partial")
+    capsys.readouterr()
+    merged, _ = benchmark(config, tmp_path / "c", progress=False, resume=True)  # nothing left to run
+    assert [(r.name, r.seed, r.summary, r.params) for r in merged.runs] == [
+        (r.name, r.seed, r.summary, r.params) for r in whole.runs]
+    trials = {}
+    for where in ("whole", "c"):
+        storage = sqlite_url(tmp_path / where / "tiny" / "studies.db")
+        trials[where] = {name: [(t.params, t.value) for t in optuna.load_study(study_name=name, storage=storage).trials]
+                         for name in optuna.get_all_study_names(storage)}
+    assert trials["c"] == trials["whole"] and len(trials["c"]) == 1
+
+    monkeypatch.setattr(runner, "run_model", real)
+    shutil.copytree(tmp_path / "b", tmp_path / "b2")
+    altered = next((tmp_path / "b2" / "tiny" / "runs").glob("Popularity_seed*.json"))
+    fields = json.loads(altered.read_text())
+    fields["summary"]["ndcg@50"] += 0.01
+    altered.write_text(json.dumps(fields))
+    before = {p.name: p.read_bytes() for p in (folder / "runs").iterdir()}
+    for sources, words in (([tmp_path / "b2"], "differs from the run in"), ([tmp_path / "c"], "is the output folder itself"),
+                           ([tmp_path / "nowhere"], "no finished runs of tiny there")):
+        with pytest.raises(DataError, match=words):
+            benchmark(config, tmp_path / "c", progress=False, merge=sources)
+    assert {p.name: p.read_bytes() for p in (folder / "runs").iterdir()} == before
+
+
 def test_a_second_sampler_seed_searches_the_same_studies_along_another_path(tmp_path):
     text = ("dataset = 'x'\n[search]\ntrials = 5\nseed = 1\n[[models]]\nmodel = 'EASE'\n"
             "search = { l2 = { low = 1.0, high = 1e4 } }\n")

@@ -10,7 +10,7 @@ from recvae.cli import main
 from recvae.errors import DataError
 from recvae.evaluate import evaluate
 from recvae.models import EASE, MultDAE
-from recvae.tune import SearchConfig, parse_space, run_study, sqlite_url
+from recvae.tune import SearchConfig, merge_studies, parse_space, run_study, sqlite_url
 
 
 def _ease_study(split, tmp_path, trials, name="s", resume=True, seed=0):
@@ -72,6 +72,38 @@ def test_a_killed_study_resumes_without_repeating_its_trials(small_split, tmp_pa
     assert states.count("FAIL") == 1 and states.count("COMPLETE") == 6
     fresh = _ease_study(small_split, tmp_path, trials=2, resume=False)  # without resume: started over
     assert fresh.budget_used == 2
+
+
+def test_merging_takes_the_studies_another_copy_continued_and_refuses_two_that_parted(small_split, tmp_path):
+    """Two processes resume copies of one database and continue different studies: a merge takes each
+    study's longer run (a RUNNING trial one killed copy left equals the FAIL the other marked), copies a
+    study one side lacks, and refuses a study whose trials parted, writing nothing."""
+    import shutil
+
+    import optuna
+
+    base, ours, theirs, other = (tmp_path / n for n in ("base", "ours", "theirs", "other"))
+    base.mkdir()
+    _ease_study(small_split, base, trials=2)
+    optuna.load_study(study_name="s", storage=sqlite_url(base / "studies.db")).ask()  # killed in its third trial
+    for copy in (ours, theirs):
+        shutil.copytree(base, copy)
+    continued = _ease_study(small_split, theirs, trials=4)  # marks the RUNNING trial failed, runs two more
+    _ease_study(small_split, theirs, trials=2, name="t")
+    _ease_study(small_split, ours, trials=2, name="u")
+
+    assert merge_studies(sqlite_url(theirs / "studies.db"), sqlite_url(ours / "studies.db")) == {"s": "extended", "t": "copied"}
+    merged = _ease_study(small_split, ours, trials=4)  # nothing left to run: the same trials as the longer copy
+    assert merged.trials == continued.trials
+    assert sorted(optuna.get_all_study_names(sqlite_url(ours / "studies.db"))) == ["s", "t", "u"]
+    assert merge_studies(sqlite_url(base / "studies.db"), sqlite_url(ours / "studies.db")) == {"s": "kept"}
+
+    other.mkdir()
+    _ease_study(small_split, other, trials=3, seed=5)  # the same name, another search
+    before = (ours / "studies.db").read_bytes()
+    with pytest.raises(DataError, match="study 's' parted from the one in"):
+        merge_studies(sqlite_url(other / "studies.db"), sqlite_url(ours / "studies.db"))
+    assert (ours / "studies.db").read_bytes() == before
 
 
 def test_a_setting_that_diverges_fails_its_trial_and_the_study_goes_on(small_split, tmp_path):

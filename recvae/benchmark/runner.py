@@ -290,16 +290,25 @@ def _start_seed(config: BenchmarkConfig, seed: int, tracker, report) -> tuple[Sp
     return split, inputs
 
 
+def _show_epoch(bar):
+    """An epoch's validation figures on the progress bar."""
+    def on_epoch(record):
+        shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("val_") and not k.endswith("_se")}
+        bar.set_postfix(epoch=record["epoch"], **shown)
+    return on_epoch
+
+
 def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None = None, finished: dict | None = None,
                   on_run=None, storage: str | None = None, resume: bool = False,
-                  restart: set[str] = frozenset()) -> BenchmarkResult:
+                  restart: set[str] = frozenset(), run_missing: bool = True) -> BenchmarkResult:
     """Every model on every split seed; MLflow gets one child run per (model, seed) under ``tracker``, and
     with ``config.search`` one per trial under it.
 
     ``finished`` maps (model name, seed) to runs done earlier, which are taken as they are; ``on_run`` sees
     each new run and the result so far (to store it and rewrite the report). Studies live in ``storage`` (an
     Optuna database URL); ``resume`` continues the ones there instead of starting them over, but for the
-    entries named in ``restart`` (changed since their studies ran)."""
+    entries named in ``restart`` (changed since their studies ran). Without ``run_missing`` nothing is fitted:
+    the result holds the ``finished`` runs alone (a report of what earlier runs left)."""
     finished = finished or {}
     tracker = tracker or NullTracker()
     specs, skipped = runnable_models(config)
@@ -326,16 +335,13 @@ def run_benchmark(config: BenchmarkConfig, tracker=None, progress: bool | None =
                     bar.update(fits[spec.name])
                     report("%s seed %d: finished in an earlier run, kept", spec.name, seed)
                     continue
+                if not run_missing:
+                    continue
                 bar.set_description(f"seed {seed} · {spec.name}")
-
-                def on_epoch(record, bar=bar):
-                    shown = {k: f"{v:.4f}" for k, v in record.items() if k.startswith("val_") and not k.endswith("_se")}
-                    bar.set_postfix(epoch=record["epoch"], **shown)
-
                 with tracker.child(f"{spec.name} seed {seed}") as child:
                     chosen = first_choice.get(spec.name) if tuned_once and seed != first_seed else None
                     seen, read_as, item_features, cold = inputs.for_model(spec)
-                    run = run_model(read_as, seen, seed, config, on_fit=lambda: bar.update(1), on_epoch=on_epoch,
+                    run = run_model(read_as, seen, seed, config, on_fit=lambda: bar.update(1), on_epoch=_show_epoch(bar),
                                     report=report, tracker=child, storage=storage,
                                     resume=resume and spec.name not in restart, chosen=chosen,
                                     item_features=item_features, cold=cold)

@@ -38,33 +38,57 @@ class RunStore:
         identity = self.root / "benchmark.json"
         if resume and identity.exists():
             recorded = json.loads(identity.read_text())
-            current = json.loads(json.dumps(self.config.to_json(), default=str))
-            table = recorded.get("data", {}).get("user_features")
-            if (_comparable(recorded) != _comparable(current)
-                    or table not in (None, current.get("data", {}).get("user_features"))):
-                raise DataError(f"{identity}: the finished runs there are of another benchmark config; "
-                                "rerun without {resume=True} (and with {overwrite=True}) to start over")
-            before = {m["name"]: m for m in recorded.get("models", [])}
-            now = {m["name"]: m for m in current.get("models", [])}
-            self.restarted = {name for name in before.keys() & now.keys() if before[name] != now[name]}
+            current, self.restarted = self._changed_entries(
+                recorded, "rerun without {resume=True} (and with {overwrite=True}) to start over")
             if self.restarted:
                 log.warning("%s: entries changed since their runs, run again: %s", identity,
                             ", ".join(sorted(self.restarted)))
             # the file as it is now, with the entries it no longer lists, so a later resume compares with both
-            write_atomic_json(identity, {**current, "models": [*now.values(), *(m for n, m in before.items() if n not in now)]})
+            now = {m["name"] for m in current["models"]}
+            write_atomic_json(identity, {**current, "models": [*current["models"],
+                                                               *(m for m in recorded.get("models", []) if m["name"] not in now)]})
             finished = {}
-            for path in sorted(self.root.glob("*.json")):
-                if path.name != "benchmark.json":
-                    run = self._load(path)
-                    if run.name in self.restarted:  # gone, or a second resume would take them for the new entry's
-                        path.unlink()  # first: a run counts while its .json is there
-                        path.with_suffix(".npz").unlink(missing_ok=True)
-                    else:
-                        finished[(run.name, run.seed)] = run
+            for path, run in self._runs():
+                if run.name in self.restarted:  # gone, or a second resume would take them for the new entry's
+                    path.unlink()  # first: a run counts while its .json is there
+                    path.with_suffix(".npz").unlink(missing_ok=True)
+                else:
+                    finished[(run.name, run.seed)] = run
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
         return {}
+
+    def read(self) -> dict[tuple[str, int], ModelRun]:
+        """The finished runs of this config's entries as they are now, leaving the folder untouched (another
+        process's runs, to merge): runs of an entry whose settings changed since are left out (and counted)."""
+        identity = self.root / "benchmark.json"
+        if not identity.exists():
+            raise DataError(f"{self.root}: no finished runs of a benchmark there (no benchmark.json)")
+        _, changed = self._changed_entries(json.loads(identity.read_text()), "merge only folders of this benchmark")
+        runs = {(run.name, run.seed): run for _, run in self._runs()}
+        stale = [key for key in runs if key[0] in changed]
+        if stale:
+            log.warning("%s: %d runs of entries changed since (%s) left out", self.root, len(stale), ", ".join(sorted(changed)))
+        return {key: run for key, run in runs.items() if key[0] not in changed}
+
+    def _changed_entries(self, recorded: dict, advice: str) -> tuple[dict, set[str]]:
+        """This config as JSON, and the entries whose settings differ from ``recorded`` (this folder's
+        benchmark.json); a recorded config of another benchmark is refused."""
+        identity = self.root / "benchmark.json"
+        current = json.loads(json.dumps(self.config.to_json(), default=str))
+        table = recorded.get("data", {}).get("user_features")
+        if (_comparable(recorded) != _comparable(current)
+                or table not in (None, current.get("data", {}).get("user_features"))):
+            raise DataError(f"{identity}: the finished runs there are of another benchmark config; {advice}")
+        before = {m["name"]: m for m in recorded.get("models", [])}
+        now = {m["name"]: m for m in current.get("models", [])}
+        return current, {name for name in before.keys() & now.keys() if before[name] != now[name]}
+
+    def _runs(self):
+        for path in sorted(self.root.glob("*.json")):
+            if path.name != "benchmark.json":
+                yield path, self._load(path)
 
     def add(self, run: ModelRun) -> None:
         if not (self.root / "benchmark.json").exists():

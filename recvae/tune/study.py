@@ -121,6 +121,49 @@ def _abandon_running(study, optuna) -> None:
         study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
 
 
+def merge_studies(source: str, target: str) -> dict[str, str]:
+    """Take into ``target`` (an Optuna database URL) the studies of ``source`` that it lacks or holds a shorter
+    run of: parallel processes that each resumed a copy of one database continue different studies. A study in
+    both is replaced by the source's when the target's trials are the first of the source's (the same search,
+    continued there), kept when the source's are the first of the target's, and refused (before anything is
+    written) when the two part. Returns each source study's name and what was done ("copied", "extended",
+    "kept")."""
+    optuna = _optuna()
+    with _study_storage(source), _study_storage(target):
+        theirs = {s.study_name: s for s in optuna.get_all_study_summaries(source, include_best_trial=False)}
+        ours = {s.study_name for s in optuna.get_all_study_summaries(target, include_best_trial=False)}
+        actions = {}
+        for name in sorted(theirs):
+            if name not in ours:
+                actions[name] = "copied"
+                continue
+            source_trials = _comparable_trials(optuna.load_study(study_name=name, storage=source), optuna)
+            target_trials = _comparable_trials(optuna.load_study(study_name=name, storage=target), optuna)
+            if source_trials[:len(target_trials)] == target_trials:
+                actions[name] = "extended" if len(source_trials) > len(target_trials) else "kept"
+            elif target_trials[:len(source_trials)] == source_trials:
+                actions[name] = "kept"
+            else:
+                raise DataError(f"{source.removeprefix('sqlite:///')}: study {name!r} parted from the one in "
+                                f"{target.removeprefix('sqlite:///')} (their trials differ, not one a continuation "
+                                "of the other): remove one of the two before merging")
+        for name, action in actions.items():
+            if action == "extended":
+                optuna.delete_study(study_name=name, storage=target)
+            if action != "kept":
+                optuna.copy_study(from_study_name=name, from_storage=source, to_storage=target)
+    return actions
+
+
+def _comparable_trials(study, optuna) -> list[tuple]:
+    """A study's trials as two databases can compare them: a trial an interruption ended counts as unfinished
+    whether its process was killed (still RUNNING) or stopped (FAIL)."""
+    counted = {t.number for t in _finished(study, optuna)}
+    return [(t.number, json.dumps(t.user_attrs.get("params"), sort_keys=True, default=str),
+             t.state.name if t.number in counted else "unfinished", t.value if t.number in counted else None)
+            for t in study.get_trials(deepcopy=False)]
+
+
 def _trial_record(trial) -> dict:
     """A finished trial as plain data; ``last`` is its last per-epoch validation score (a pruned trial has no value)."""
     steps = trial.intermediate_values
