@@ -74,6 +74,24 @@ def test_a_killed_study_resumes_without_repeating_its_trials(small_split, tmp_pa
     assert fresh.budget_used == 2
 
 
+def test_a_resumed_study_gets_only_the_seconds_its_finished_trials_left(small_split, tmp_path):
+    """Optuna's timeout counts from each call: a study resumed after an interruption must not get its whole
+    time budget again, or a slow model stopped once would be searched longer than one never stopped."""
+    import optuna
+
+    space = parse_space({"l2": {"low": 1.0, "high": 1e5, "log": True}}, EASE.config_class, "test")
+
+    def study(trials, timeout):
+        return run_study(lambda p: EASE(**p), space, {}, small_split.train, small_split.validation, "ndcg@100",
+                         SearchConfig(trials=trials, seed=0, timeout=timeout), sqlite_url(tmp_path / "studies.db"), "s")
+
+    study(3, None)
+    trials = optuna.load_study(study_name="s", storage=sqlite_url(tmp_path / "studies.db")).trials
+    spent = sum(t.user_attrs["seconds"] for t in trials)
+    assert study(6, spent * 0.99).budget_used == 3  # its time is spent: no more trials, the best of three stands
+    assert study(6, spent + 1e4).budget_used == 6
+
+
 def test_merging_takes_the_studies_another_copy_continued_and_refuses_two_that_parted(small_split, tmp_path):
     """Two processes resume copies of one database and continue different studies: a merge takes each
     study's longer run (a RUNNING trial one killed copy left equals the FAIL the other marked), copies a

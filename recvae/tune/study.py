@@ -164,6 +164,15 @@ def _comparable_trials(study, optuna) -> list[tuple]:
             for t in study.get_trials(deepcopy=False)]
 
 
+def _seconds_left(study, optuna, timeout: float | None) -> float | None:
+    """The study's time budget less what its finished trials took: a study resumed after an interruption
+    gets no more time in all than one uninterrupted run (a trial the interruption ended is not counted: it
+    runs again)."""
+    if timeout is None:
+        return None
+    return timeout - sum(t.user_attrs.get("seconds") or 0.0 for t in _finished(study, optuna))
+
+
 def _trial_record(trial) -> dict:
     """A finished trial as plain data; ``last`` is its last per-epoch validation score (a pruned trial has no value)."""
     steps = trial.intermediate_values
@@ -191,7 +200,7 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     the papers' where it has them); the sampler picks the dimensions it leaves out, and all later trials.
 
     The study is ``study_name`` in ``storage``: with ``resume`` its finished trials count against the
-    budget and the sampler learns from them; without, an existing study of that name is replaced.
+    budget (their seconds against ``search.timeout``) and the sampler learns from them; without, an existing study of that name is replaced.
     ``identity`` (JSON data: the data and split, say) is recorded with the study beside the space, the
     fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
     ones is refused rather than mixed in. ``item_features``: what every trial's fit reads (``fit_model``'s)."""
@@ -233,10 +242,13 @@ def _run_study(optuna, build, space, fixed, train, validation, metric, search, s
         report("%s: trial %d (%d of %d): %s, %s (%.1f s)", study_name, trial.number, done, budget, state, so_far,
                trial.user_attrs.get("seconds") or 0.0)
 
-    remaining = budget - len(_finished(study, optuna))
-    if remaining > 0:
+    remaining, seconds = budget - len(_finished(study, optuna)), _seconds_left(study, optuna, search.timeout)
+    if remaining > 0 and seconds is not None and seconds <= 0:
+        report("%s: its %.0f s are spent (%d of %d trials): no more trials", study_name, search.timeout,
+               budget - remaining, budget)
+    elif remaining > 0:
         # a diverged setting fails its trial and the study goes on; any other error ends the study
-        study.optimize(objective, n_trials=remaining, timeout=search.timeout, callbacks=(progress,),
+        study.optimize(objective, n_trials=remaining, timeout=seconds, callbacks=(progress,),
                        catch=(TrainingDivergedError,))
     complete = [t for t in _finished(study, optuna) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
