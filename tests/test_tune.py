@@ -110,18 +110,21 @@ def test_merging_takes_the_studies_another_copy_continued_and_refuses_two_that_p
     _ease_study(small_split, theirs, trials=2, name="t")
     _ease_study(small_split, ours, trials=2, name="u")
 
-    assert merge_studies(sqlite_url(theirs / "studies.db"), sqlite_url(ours / "studies.db")) == {"s": "extended", "t": "copied"}
+    mine, yours = sqlite_url(ours / "studies.db"), sqlite_url(theirs / "studies.db")
+    assert merge_studies([yours, sqlite_url(base / "studies.db")], mine) == {"s": "extended", "t": "copied"}
     merged = _ease_study(small_split, ours, trials=4)  # nothing left to run: the same trials as the longer copy
     assert merged.trials == continued.trials
     assert sorted(optuna.get_all_study_names(sqlite_url(ours / "studies.db"))) == ["s", "t", "u"]
-    assert merge_studies(sqlite_url(base / "studies.db"), sqlite_url(ours / "studies.db")) == {"s": "kept"}
+    assert merge_studies([sqlite_url(base / "studies.db")], mine) == {"s": "kept"}
 
     other.mkdir()
     _ease_study(small_split, other, trials=3, seed=5)  # the same name, another search
-    before = (ours / "studies.db").read_bytes()
-    with pytest.raises(DataError, match="study 's' parted from the one in"):
-        merge_studies(sqlite_url(other / "studies.db"), sqlite_url(ours / "studies.db"))
-    assert (ours / "studies.db").read_bytes() == before
+    fresh = tmp_path / "fresh"
+    shutil.copytree(base, fresh)
+    before = (fresh / "studies.db").read_bytes()
+    with pytest.raises(DataError, match="study 's' parted from the one in"):  # refused whole: "t" not taken either
+        merge_studies([yours, sqlite_url(other / "studies.db")], sqlite_url(fresh / "studies.db"))
+    assert (fresh / "studies.db").read_bytes() == before
 
 
 def test_a_setting_that_diverges_fails_its_trial_and_the_study_goes_on(small_split, tmp_path):

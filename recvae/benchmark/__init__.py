@@ -61,11 +61,9 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
     if merge:
         taken = _runs_to_merge(config, folder, merge, finished)
         if storage is not None and not config.search.storage:
-            for source in merge:
-                studies = _dataset_folder(source, config.dataset) / "studies.db"
-                if studies.exists():
-                    done = merge_studies(sqlite_url(studies), storage)
-                    log.info("%s: studies %s", studies, ", ".join(f"{k} {v}" for k, v in done.items()) or "none")
+            studies = [_dataset_folder(source, config.dataset) / "studies.db" for source in merge]
+            done = merge_studies([sqlite_url(path) for path in studies if path.exists()], storage)
+            log.info("studies merged: %s", ", ".join(f"{k} {v}" for k, v in done.items()) or "none")
         for run in taken.values():
             store.add(run)
         finished = {**finished, **taken}

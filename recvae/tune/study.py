@@ -121,37 +121,40 @@ def _abandon_running(study, optuna) -> None:
         study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL)
 
 
-def merge_studies(source: str, target: str) -> dict[str, str]:
-    """Take into ``target`` (an Optuna database URL) the studies of ``source`` that it lacks or holds a shorter
-    run of: parallel processes that each resumed a copy of one database continue different studies. A study in
-    both is replaced by the source's when the target's trials are the first of the source's (the same search,
-    continued there), kept when the source's are the first of the target's, and refused (before anything is
-    written) when the two part. Returns each source study's name and what was done ("copied", "extended",
-    "kept")."""
+def merge_studies(sources: list[str], target: str) -> dict[str, str]:
+    """Take into ``target`` (an Optuna database URL) the studies of ``sources`` that it lacks or holds a shorter
+    run of: parallel processes that each resumed a copy of one database continue different studies. Of a
+    study held in several places the longest is kept when every other one's trials are its first (the same
+    search, continued further there); a study whose copies part is refused, before anything is written.
+    Returns each source study's name and what was done ("copied", "extended", "kept")."""
     optuna = _optuna()
-    with _study_storage(source), _study_storage(target):
-        theirs = {s.study_name: s for s in optuna.get_all_study_summaries(source, include_best_trial=False)}
-        ours = {s.study_name for s in optuna.get_all_study_summaries(target, include_best_trial=False)}
-        actions = {}
-        for name in sorted(theirs):
-            if name not in ours:
-                actions[name] = "copied"
+    with contextlib.ExitStack() as stack:
+        for storage in (*sources, target):
+            stack.enter_context(_study_storage(storage))
+        held = {name: {target: None} for name in optuna.get_all_study_names(target)}
+        for source in sources:
+            for name in optuna.get_all_study_names(source):
+                held.setdefault(name, {})[source] = None
+        longest, actions = {}, {}
+        for name, places in held.items():
+            if not set(places) - {target}:
                 continue
-            source_trials = _comparable_trials(optuna.load_study(study_name=name, storage=source), optuna)
-            target_trials = _comparable_trials(optuna.load_study(study_name=name, storage=target), optuna)
-            if source_trials[:len(target_trials)] == target_trials:
-                actions[name] = "extended" if len(source_trials) > len(target_trials) else "kept"
-            elif target_trials[:len(source_trials)] == source_trials:
-                actions[name] = "kept"
-            else:
-                raise DataError(f"{source.removeprefix('sqlite:///')}: study {name!r} parted from the one in "
-                                f"{target.removeprefix('sqlite:///')} (their trials differ, not one a continuation "
+            trials = {where: _comparable_trials(optuna.load_study(study_name=name, storage=where), optuna)
+                      for where in places}
+            where, most = max(trials.items(), key=lambda item: len(item[1]))
+            parted = [other for other, run in trials.items() if most[:len(run)] != run]
+            if parted:
+                raise DataError(f"{parted[0].removeprefix('sqlite:///')}: study {name!r} parted from the one in "
+                                f"{where.removeprefix('sqlite:///')} (their trials differ, not one a continuation "
                                 "of the other): remove one of the two before merging")
+            longest[name] = where
+            actions[name] = ("copied" if target not in trials else
+                             "extended" if len(most) > len(trials[target]) else "kept")
         for name, action in actions.items():
             if action == "extended":
                 optuna.delete_study(study_name=name, storage=target)
             if action != "kept":
-                optuna.copy_study(from_study_name=name, from_storage=source, to_storage=target)
+                optuna.copy_study(from_study_name=name, from_storage=longest[name], to_storage=target)
     return actions
 
 
