@@ -69,8 +69,7 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
         finished = {**finished, **taken}
     result = run_benchmark(config, tracker, progress, finished=finished, on_run=on_run, storage=storage, resume=resume,
                            restart=store.restarted, run_missing=not merge)
-    expected = len(config.split_seeds()) * (len(config.models) - len(result.skipped))
-    return result, write_report(result, out, env, command, tracker, partial=len(result.runs) < expected)
+    return result, write_report(result, out, env, command, tracker, partial=len(result.runs) < result.expected_runs)
 
 
 def _dataset_folder(out: str | Path, dataset: str) -> Path:

@@ -300,8 +300,7 @@ def write_report(result: BenchmarkResult, out: str | Path, env: dict, command: s
     write_atomic_json(folder / "results.json", payload)
     text = markdown(result, rows, paired, env, command)
     if partial:
-        expected = len(result.config.split_seeds()) * (len(result.config.models) - len(result.skipped))
-        text = (f"**Partial: {len(result.runs)} of {expected} (model, seed) runs finished so far; the benchmark "
+        text = (f"**Partial: {len(result.runs)} of {result.expected_runs} (model, seed) runs finished so far; the benchmark "
                 "is running or was stopped (rerun with --resume to finish it).**\n\n" + text)
     write_atomic_bytes(folder / "results.md", text.encode())
     if partial:

@@ -59,6 +59,11 @@ class BenchmarkResult:
     skipped: dict[str, str]  # model name -> why it did not run
     cold_baselines: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # seed -> name -> summary
 
+    @property
+    def expected_runs(self) -> int:
+        """How many (model, seed) runs the config asks for, the models that cannot run here aside."""
+        return len(self.config.split_seeds()) * (len(self.config.models) - len(self.skipped))
+
     def runs_of(self, name: str) -> list[ModelRun]:
         return [r for r in self.runs if r.name == name]
 
