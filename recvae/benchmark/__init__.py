@@ -59,9 +59,10 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
         if not (resume or merge) and not config.search.storage:
             (folder / "studies.db").unlink(missing_ok=True)
     if merge:
-        taken = _runs_to_merge(config, folder, merge, finished)
+        sources = [_dataset_folder(source, config.dataset) for source in merge]
+        taken = _runs_to_merge(config, folder, sources, finished)
         if storage is not None and not config.search.storage:
-            studies = [_dataset_folder(source, config.dataset) / "studies.db" for source in merge]
+            studies = [source / "studies.db" for source in sources]
             done = merge_studies([sqlite_url(path) for path in studies if path.exists()], storage)
             log.info("studies merged: %s", ", ".join(f"{k} {v}" for k, v in done.items()) or "none")
         for run in taken.values():
@@ -81,15 +82,14 @@ def _dataset_folder(out: str | Path, dataset: str) -> Path:
                     f"{Path(out) / 'runs'})")
 
 
-def _runs_to_merge(config: BenchmarkConfig, folder: Path, sources, finished: dict) -> dict:
-    """The runs of ``sources`` this folder lacks, for this config's entries; a (model, seed) two folders hold
-    with other settings or figures is refused."""
+def _runs_to_merge(config: BenchmarkConfig, folder: Path, sources: list[Path], finished: dict) -> dict:
+    """The runs of ``sources`` (benchmark folders) this folder lacks, for this config's entries; a (model, seed)
+    two folders hold with other settings or figures is refused."""
     names = {m.name for m in config.models}
     taken, held_in = {}, {key: folder for key in finished}
-    for source in sources:
-        where = _dataset_folder(source, config.dataset)
+    for where in sources:
         if where.resolve() == folder.resolve():
-            raise DataError(f"{source}: is the output folder itself; merge other folders into it")
+            raise DataError(f"{where}: is the output folder itself; merge other folders into it")
         for key, run in RunStore(where, config).read().items():
             if key[0] not in names:
                 continue

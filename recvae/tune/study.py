@@ -131,16 +131,15 @@ def merge_studies(sources: list[str], target: str) -> dict[str, str]:
     with contextlib.ExitStack() as stack:
         for storage in (*sources, target):
             stack.enter_context(_study_storage(storage))
-        held = {name: {target: None} for name in optuna.get_all_study_names(target)}
+        ours = set(optuna.get_all_study_names(target))
+        places: dict[str, list[str]] = {}
         for source in sources:
             for name in optuna.get_all_study_names(source):
-                held.setdefault(name, {})[source] = None
+                places.setdefault(name, []).append(source)
         longest, actions = {}, {}
-        for name, places in held.items():
-            if not set(places) - {target}:
-                continue
+        for name, holders in places.items():
             trials = {where: _comparable_trials(optuna.load_study(study_name=name, storage=where), optuna)
-                      for where in places}
+                      for where in holders + ([target] if name in ours else [])}
             where, most = max(trials.items(), key=lambda item: len(item[1]))
             parted = [other for other, run in trials.items() if most[:len(run)] != run]
             if parted:
@@ -203,7 +202,8 @@ def run_study(build: Callable[[dict], Recommender], space: dict[str, Dimension],
     the papers' where it has them); the sampler picks the dimensions it leaves out, and all later trials.
 
     The study is ``study_name`` in ``storage``: with ``resume`` its finished trials count against the
-    budget (their seconds against ``search.timeout``) and the sampler learns from them; without, an existing study of that name is replaced.
+    budget (their seconds against ``search.timeout``) and the sampler learns from them; without, an existing
+    study of that name is replaced.
     ``identity`` (JSON data: the data and split, say) is recorded with the study beside the space, the
     fixed hyperparameters, the metric and the search settings; a study of that name recorded with other
     ones is refused rather than mixed in. ``item_features``: what every trial's fit reads (``fit_model``'s)."""
