@@ -3,9 +3,11 @@
     recvae benchmark evaluation/benchmarks/ml-latest-small.toml --sampler-seed 2 --out evaluation/stability ...
     python scripts/stability.py evaluation/results/ml-latest-small evaluation/stability/ml-latest-small
 
-reads both folders' results.json and writes stability.md beside the second: for every model in both, the
-test mean under each search, their difference, the first run's 95% half-width over split seeds, and whether
-the difference stays within it (issue #36: "no model should move by more than its 95% half-width").
+reads the folders' results.json and writes stability.md beside the first second-search folder: for every model
+in the first and a second, the test mean under each search, their difference, the first run's 95% half-width
+over split seeds, and whether the difference stays within it (issue #36: "no model should move by more than
+its 95% half-width"). The second searches may lie in several folders (models searched again in separate
+runs); a model in two of them is refused.
 """
 
 from __future__ import annotations
@@ -16,35 +18,47 @@ import sys
 from pathlib import Path
 
 
-def stability_table(first: dict, second: dict, metric: str) -> list[str]:
-    """Markdown rows comparing the two results' per-model summaries on ``metric``."""
+def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
+    """Markdown rows comparing the first result's per-model summaries on ``metric`` with the second searches'."""
     before = {row["model"]: row for row in first["summary"]}
     rows = ["| model | first search | second search | difference | first's 95% half-width | within |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for row in second["summary"]:
-        old = before.get(row["model"])
-        if old is None or f"{metric}_ci95" not in old:
-            continue
-        change, half_width = row[metric] - old[metric], old[f"{metric}_ci95"]
-        rows.append(f"| {row['model']} | {old[metric]:.4f} | {row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
-                    f"{'yes' if abs(change) <= half_width else '**no**'} |")
+    seen = set()
+    for second in seconds:
+        for row in second["summary"]:
+            if row["model"] in seen:
+                raise ValueError(f"{row['model']} is in more than one second search: give each model once")
+            seen.add(row["model"])
+            old = before.get(row["model"])
+            if old is None or f"{metric}_ci95" not in old:
+                continue
+            change, half_width = row[metric] - old[metric], old[f"{metric}_ci95"]
+            rows.append(f"| {row['model']} | {old[metric]:.4f} | {row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
+                        f"{'yes' if abs(change) <= half_width else '**no**'} |")
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("first", type=Path, help="the benchmark's results folder (its own sampler seed)")
-    parser.add_argument("second", type=Path, help="the same benchmark searched with another sampler seed")
+    parser.add_argument("second", type=Path, nargs="+",
+                        help="the same benchmark searched with another sampler seed (one folder or several)")
     parser.add_argument("--metric", default="ndcg@100")
     args = parser.parse_args(argv)
-    first, second = (json.loads((folder / "results.json").read_text()) for folder in (args.first, args.second))
-    seeds = [r["config"]["search"]["seed"] for r in (first, second)]
-    lines = [f"# Stability of {second['dataset']}: the studies searched again", "",
-             f"Test {args.metric} (mean over split seeds) with the sampler seeded {seeds[0]} ({args.first}) and "
-             f"{seeds[1]} ({args.second}); the same split seeds, trial budget and search spaces.", "",
-             *stability_table(first, second, args.metric), "",
-             f"Command: `python scripts/stability.py {args.first} {args.second}`", ""]
-    out = args.second / "stability.md"
+    first = json.loads((args.first / "results.json").read_text())
+    seconds = [json.loads((folder / "results.json").read_text()) for folder in args.second]
+    try:
+        rows = stability_table(first, seconds, args.metric)
+    except ValueError as error:
+        parser.error(str(error))
+    seeds = sorted({r["config"]["search"]["seed"] for r in seconds})
+    folders = ", ".join(str(folder) for folder in args.second)
+    lines = [f"# Stability of {first['dataset']}: the studies searched again", "",
+             f"Test {args.metric} (mean over split seeds) with the sampler seeded {first['config']['search']['seed']} "
+             f"({args.first}) and {', '.join(map(str, seeds))} ({folders}); the same split seeds, trial budget and "
+             "search spaces.", "", *rows, "",
+             f"Command: `python scripts/stability.py {args.first} {' '.join(map(str, args.second))}`", ""]
+    out = args.second[0] / "stability.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -1,0 +1,40 @@
+"""scripts/stability.py: each model's test mean under two searches, against the first run's half-width."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stability.py"
+spec = importlib.util.spec_from_file_location("stability", SCRIPT)
+stability = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(stability)
+
+
+def _results(folder: Path, sampler_seed: int, rows: dict[str, float]) -> Path:
+    folder.mkdir(parents=True)
+    summary = [{"model": model, "ndcg@100": value, "ndcg@100_ci95": 0.01} for model, value in rows.items()]
+    (folder / "results.json").write_text(json.dumps(
+        {"dataset": "toy", "config": {"search": {"seed": sampler_seed}}, "summary": summary}))
+    return folder
+
+
+def test_second_searches_in_several_folders_make_one_table(tmp_path):
+    first = _results(tmp_path / "first", 1, {"A": 0.40, "B": 0.30, "C": 0.20})
+    fast = _results(tmp_path / "fast", 2, {"A": 0.405})
+    slow = _results(tmp_path / "slow", 2, {"B": 0.32, "D": 0.1})  # D has no first search: left out
+    assert stability.main([str(first), str(fast), str(slow)]) == 0
+    text = (fast / "stability.md").read_text()
+    assert "| A | 0.4000 | 0.4050 | +0.0050 | 0.0100 | yes |" in text
+    assert "| B | 0.3000 | 0.3200 | +0.0200 | 0.0100 | **no** |" in text
+    assert "| C |" not in text and "| D |" not in text
+    assert f"python scripts/stability.py {first} {fast} {slow}" in text
+
+
+def test_a_model_searched_again_twice_is_refused(tmp_path):
+    first = _results(tmp_path / "first", 1, {"A": 0.40})
+    one, two = _results(tmp_path / "one", 2, {"A": 0.41}), _results(tmp_path / "two", 2, {"A": 0.42})
+    with pytest.raises(SystemExit):
+        stability.main([str(first), str(one), str(two)])
+    assert not (one / "stability.md").exists()
