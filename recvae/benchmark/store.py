@@ -48,12 +48,12 @@ class RunStore:
             write_atomic_json(identity, {**current, "models": [*current["models"],
                                                                *(m for m in recorded.get("models", []) if m["name"] not in now)]})
             finished = {}
-            for path, run in self._runs():
-                if run.name in self.restarted:  # gone, or a second resume would take them for the new entry's
+            for path, fields in self._run_fields():
+                if fields["name"] in self.restarted:  # gone, or a second resume would take them for the new entry's
                     path.unlink()  # first: a run counts while its .json is there
                     path.with_suffix(".npz").unlink(missing_ok=True)
                 else:
-                    finished[(run.name, run.seed)] = run
+                    finished[(fields["name"], fields["seed"])] = self._load(path, fields)
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
@@ -66,11 +66,15 @@ class RunStore:
         if not identity.exists():
             raise DataError(f"{self.root}: no finished runs of a benchmark there (no benchmark.json)")
         _, changed = self._changed_entries(json.loads(identity.read_text()), "merge only folders of this benchmark")
-        runs = {(run.name, run.seed): run for _, run in self._runs()}
-        stale = [key for key in runs if key[0] in changed]
+        runs, stale = {}, 0
+        for path, fields in self._run_fields():
+            if fields["name"] in changed:
+                stale += 1
+            else:
+                runs[(fields["name"], fields["seed"])] = self._load(path, fields)
         if stale:
-            log.warning("%s: %d runs of entries changed since (%s) left out", self.root, len(stale), ", ".join(sorted(changed)))
-        return {key: run for key, run in runs.items() if key[0] not in changed}
+            log.warning("%s: %d runs of entries changed since (%s) left out", self.root, stale, ", ".join(sorted(changed)))
+        return runs
 
     def _changed_entries(self, recorded: dict, advice: str) -> tuple[dict, set[str]]:
         """This config as JSON, and the entries whose settings differ from ``recorded`` (this folder's
@@ -85,10 +89,11 @@ class RunStore:
         now = {m["name"]: m for m in current.get("models", [])}
         return current, {name for name in before.keys() & now.keys() if before[name] != now[name]}
 
-    def _runs(self):
+    def _run_fields(self):
+        """Each finished run's file and its .json fields; the arrays are loaded only for the runs kept."""
         for path in sorted(self.root.glob("*.json")):
             if path.name != "benchmark.json":
-                yield path, self._load(path)
+                yield path, json.loads(path.read_text())
 
     def add(self, run: ModelRun) -> None:
         if not (self.root / "benchmark.json").exists():
@@ -104,8 +109,7 @@ class RunStore:
                   if f.name not in ("users", "per_user", "curves")}
         write_atomic_json(stem.with_suffix(".json"), fields)  # last: a run counts once both files are whole
 
-    def _load(self, path: Path) -> ModelRun:
-        fields = json.loads(path.read_text())
+    def _load(self, path: Path, fields: dict) -> ModelRun:
         with np.load(path.with_suffix(".npz")) as arrays:
             per_user = {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith("per_user.")}
             curves = {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith("curves.")}
