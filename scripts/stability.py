@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     first = json.loads((args.first / "results.json").read_text())
     seconds = [json.loads((folder / "results.json").read_text()) for folder in args.second]
+    for folder, second in zip(args.second, seconds):
+        if second["config"]["search"]["seed"] == first["config"]["search"]["seed"]:
+            parser.error(f"{folder}: searched with the first's sampler seed ({first['config']['search']['seed']}), "
+                         "so it is the same search: rerun it with --sampler-seed")
     try:
         rows = stability_table(first, seconds, args.metric)
     except ValueError as error:

@@ -38,3 +38,11 @@ def test_a_model_searched_again_twice_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         stability.main([str(first), str(one), str(two)])
     assert not (one / "stability.md").exists()
+
+
+def test_a_second_search_with_the_first_sampler_seed_is_refused(tmp_path):
+    first = _results(tmp_path / "first", 1, {"A": 0.40})
+    again = _results(tmp_path / "again", 1, {"A": 0.40})
+    with pytest.raises(SystemExit):
+        stability.main([str(first), str(again)])
+    assert not (again / "stability.md").exists()
