@@ -47,13 +47,8 @@ class RunStore:
             now = {m["name"] for m in current["models"]}
             write_atomic_json(identity, {**current, "models": [*current["models"],
                                                                *(m for m in recorded.get("models", []) if m["name"] not in now)]})
-            finished = {}
-            for path, fields in self._run_fields():
-                if fields["name"] in self.restarted:  # gone, or a second resume would take them for the new entry's
-                    path.unlink()  # first: a run counts while its .json is there
-                    path.with_suffix(".npz").unlink(missing_ok=True)
-                else:
-                    finished[(fields["name"], fields["seed"])] = self._load(path, fields)
+            # gone, or a second resume would take them for the new entry's
+            finished, _ = self._runs_except(self.restarted, delete=True)
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
@@ -66,12 +61,7 @@ class RunStore:
         if not identity.exists():
             raise DataError(f"{self.root}: no finished runs of a benchmark there (no benchmark.json)")
         _, changed = self._changed_entries(json.loads(identity.read_text()), "merge only folders of this benchmark")
-        runs, stale = {}, 0
-        for path, fields in self._run_fields():
-            if fields["name"] in changed:
-                stale += 1
-            else:
-                runs[(fields["name"], fields["seed"])] = self._load(path, fields)
+        runs, stale = self._runs_except(changed, delete=False)
         if stale:
             log.warning("%s: %d runs of entries changed since (%s) left out", self.root, stale, ", ".join(sorted(changed)))
         return runs
@@ -89,11 +79,22 @@ class RunStore:
         now = {m["name"]: m for m in current.get("models", [])}
         return current, {name for name in before.keys() & now.keys() if before[name] != now[name]}
 
-    def _run_fields(self):
-        """Each finished run's file and its .json fields; the arrays are loaded only for the runs kept."""
+    def _runs_except(self, names: set[str], delete: bool) -> tuple[dict[tuple[str, int], ModelRun], int]:
+        """The finished runs of every entry but ``names``, and how many of theirs were passed over (deleted with
+        ``delete``). Each run's .json is read first, so the arrays are loaded only for the runs kept."""
+        runs, passed = {}, 0
         for path in sorted(self.root.glob("*.json")):
-            if path.name != "benchmark.json":
-                yield path, json.loads(path.read_text())
+            if path.name == "benchmark.json":
+                continue
+            fields = json.loads(path.read_text())
+            if fields["name"] not in names:
+                runs[(fields["name"], fields["seed"])] = self._load(path, fields)
+                continue
+            passed += 1
+            if delete:
+                path.unlink()  # first: a run counts while its .json is there
+                path.with_suffix(".npz").unlink(missing_ok=True)
+        return runs, passed
 
     def add(self, run: ModelRun) -> None:
         if not (self.root / "benchmark.json").exists():
