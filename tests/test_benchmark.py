@@ -447,6 +447,43 @@ def test_a_resumed_run_runs_an_entry_again_whose_settings_changed(tmp_path, capl
     assert "run again" not in caplog.text and {r.name: r.summary for r in again.runs} == {r.name: r.summary for r in fresh.runs}
 
 
+def test_a_larger_search_budget_continues_the_studies_it_cut_short_and_keeps_the_others(tmp_path, caplog):
+    """A resume under more trials or seconds continues, from their database, the studies that ended before the
+    new budget and runs those entries again; an entry whose study already had its budget keeps its runs; a
+    smaller budget, or another search, is refused as another config."""
+    import optuna
+
+    from recvae.tune import sqlite_url
+
+    text = SEARCHED.replace("trials = 3", "trials = 2\ntimeout = 600") + """
+[[models]]
+name = "EASE-grid"
+model = "EASE"
+search = { l2 = [10.0, 1000.0] }
+"""
+    config = load_benchmark(write(tmp_path, text))
+    first, folder = benchmark(config, tmp_path / "out", progress=False)
+    kept = {p.name: p.read_text() for p in (folder / "runs").glob("*.json") if p.name.startswith(("EASE-grid", "Popularity"))}
+    name = f"tiny/EASE/seed {config.split_seeds()[0]}"
+    before = [t.params for t in optuna.load_study(study_name=name, storage=sqlite_url(folder / "studies.db")).trials]
+    more = load_benchmark(write(tmp_path, text.replace("trials = 2\ntimeout = 600", "trials = 4\ntimeout = 900"),
+                                "more.toml"))
+    with caplog.at_level("WARNING"):
+        resumed, _ = benchmark(more, tmp_path / "out", progress=False, resume=True)
+    assert "search budget grew (2 trials or 600 s → 4 trials or 900 s)" in caplog.text
+    assert "their entries run again: EASE\n" in caplog.text + "\n"
+    after = [t.params for t in optuna.load_study(study_name=name, storage=sqlite_url(folder / "studies.db")).trials]
+    assert len(before) == 2 and len(after) == 4 and after[:2] == before  # continued, not started over
+    by_seed = {(r.name, r.seed): r for r in resumed.runs}
+    assert len(by_seed[("EASE", config.split_seeds()[0])].tuning) == 4 and len(resumed.runs) == 6
+    assert {p.name: p.read_text() for p in (folder / "runs").glob("*.json") if p.name.startswith(("EASE-grid", "Popularity"))} == kept
+    assert len(kept) == 4 and json.loads((folder / "runs" / "benchmark.json").read_text())["search"]["timeout"] == 900
+    for smaller in ("trials = 3\ntimeout = 900", "trials = 4\ntimeout = 60", "trials = 4\ntimeout = 900\npruner = 'none'"):
+        with pytest.raises(DataError, match="another benchmark config"):
+            benchmark(load_benchmark(write(tmp_path, text.replace("trials = 2\ntimeout = 600", smaller), "less.toml")),
+                      tmp_path / "out", progress=False, resume=True)
+
+
 def test_names_that_differ_only_in_case_are_refused_before_any_work(tmp_path):
     text = NAMED.replace('name = "Pop_A"', 'name = "pop/a"')
     with pytest.raises(DataError, match="'Pop/A' and 'pop/a' differ only in case"):

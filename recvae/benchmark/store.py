@@ -15,6 +15,7 @@ from recvae.benchmark.config import BenchmarkConfig
 from recvae.benchmark.runner import ModelRun
 from recvae.errors import DataError
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
+from recvae.tune.space import combinations
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class RunStore:
         self.root = Path(folder) / "runs"
         self.config = config
         self.restarted: set[str] = set()  # entries whose settings changed since their runs: run (and searched) again
+        self.extended: set[str] = set()  # entries whose studies a larger search budget continues: run again
 
     def _stem(self, name: str, seed: int) -> Path:
         return self.root / f"{file_stem(name)}_seed{seed}"  # "_s" is in no stem: one file per (name, seed)
@@ -38,17 +40,24 @@ class RunStore:
         identity = self.root / "benchmark.json"
         if resume and identity.exists():
             recorded = json.loads(identity.read_text())
+            grown = _budget_grew(recorded.get("search"), self.config.to_json().get("search"))
             current, self.restarted = self._changed_entries(
-                recorded, "rerun without {resume=True} (and with {overwrite=True}) to start over")
+                {**recorded, "search": self.config.to_json()["search"]} if grown else recorded,
+                "rerun without {resume=True} (and with {overwrite=True}) to start over")
             if self.restarted:
                 log.warning("%s: entries changed since their runs, run again: %s", identity,
                             ", ".join(sorted(self.restarted)))
+            if grown:
+                self.extended = self._cut_short() - self.restarted
+                log.warning("%s: the search budget grew (%s); studies it continues, their entries run again: %s",
+                            identity, _budget_words(recorded["search"], current["search"]),
+                            ", ".join(sorted(self.extended)) or "none")
             # the file as it is now, with the entries it no longer lists, so a later resume compares with both
             now = {m["name"] for m in current["models"]}
             write_atomic_json(identity, {**current, "models": [*current["models"],
                                                                *(m for m in recorded.get("models", []) if m["name"] not in now)]})
             # gone, or a second resume would take them for the new entry's
-            finished, _ = self._runs_except(self.restarted, delete=True)
+            finished, _ = self._runs_except(self.restarted | self.extended, delete=True)
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
@@ -78,6 +87,20 @@ class RunStore:
         before = {m["name"]: m for m in recorded.get("models", [])}
         now = {m["name"]: m for m in current.get("models", [])}
         return current, {name for name in before.keys() & now.keys() if before[name] != now[name]}
+
+    def _cut_short(self) -> set[str]:
+        """The entries with a study (a run whose tuning is listed) that ended before this config's budget of
+        trials: under a larger budget their studies go on and may choose otherwise. An entry this run leaves
+        out (``--models``) is counted too, so that its old figures do not stand under the new budget."""
+        trials = self.config.search.trials
+        fewer = {spec.name: min(combinations(spec.space()) or trials, trials) for spec in self.config.models}
+        cut = set()
+        for path in self.root.glob("*.json"):
+            if path.name != "benchmark.json":
+                fields = json.loads(path.read_text())
+                if fields["tuning"] and len(fields["tuning"]) < fewer.get(fields["name"], trials):
+                    cut.add(fields["name"])
+        return cut
 
     def _runs_except(self, names: set[str], delete: bool) -> tuple[dict[tuple[str, int], ModelRun], int]:
         """The finished runs of every entry but ``names``, and how many of theirs were passed over (deleted with
@@ -116,6 +139,25 @@ class RunStore:
             curves = {k.split(".", 1)[1]: arrays[k] for k in arrays.files if k.startswith("curves.")}
             users = arrays["users"]
         return ModelRun(**fields, users=users, per_user=per_user, curves=curves)
+
+
+def _budget_grew(recorded: dict | None, current: dict | None) -> bool:
+    """Whether a search differs from the recorded one only by more trials or seconds (or no time limit): a
+    resume may continue its studies (the studies' databases allow it) instead of refusing the folder."""
+    if not recorded or not current or recorded == current:
+        return False
+    rest = {k: v for k, v in current.items() if k not in ("trials", "timeout")}
+    if rest != {k: v for k, v in recorded.items() if k not in ("trials", "timeout")}:
+        return False
+    old, new = recorded.get("timeout"), current.get("timeout")
+    return current["trials"] >= recorded["trials"] and (new is None or (old is not None and new >= old))
+
+
+def _budget_words(recorded: dict, current: dict) -> str:
+    def words(search):
+        return f"{search['trials']} trials or " + ("no time limit" if search.get("timeout") is None else
+                                                   f"{search['timeout']:g} s")
+    return f"{words(recorded)} → {words(current)}"
 
 
 def _comparable(config: dict) -> dict:
