@@ -478,6 +478,12 @@ search = { l2 = [10.0, 1000.0] }
     assert len(by_seed[("EASE", config.split_seeds()[0])].tuning) == 4 and len(resumed.runs) == 6
     assert {p.name: p.read_text() for p in (folder / "runs").glob("*.json") if p.name.startswith(("EASE-grid", "Popularity"))} == kept
     assert len(kept) == 4 and json.loads((folder / "runs" / "benchmark.json").read_text())["search"]["timeout"] == 900
+    # a resume of a subset: an entry left out whose study was cut short loses its runs (they would stand under a
+    # budget they did not have); a left-out grid that had all its settings, and popularity (no study), keep theirs
+    benchmark(config, tmp_path / "sub", progress=False)
+    benchmark(more.select(["Popularity"]), tmp_path / "sub", progress=False, resume=True)
+    left = sorted(p.name.split("_seed")[0] for p in (tmp_path / "sub" / "tiny" / "runs").glob("*.json"))
+    assert left == ["EASE-grid", "EASE-grid", "Popularity", "Popularity", "benchmark.json"]
     for smaller in ("trials = 3\ntimeout = 900", "trials = 4\ntimeout = 60", "trials = 4\ntimeout = 900\npruner = 'none'"):
         with pytest.raises(DataError, match="another benchmark config"):
             benchmark(load_benchmark(write(tmp_path, text.replace("trials = 2\ntimeout = 600", smaller), "less.toml")),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recvae.benchmark.config import BenchmarkConfig
+from recvae.benchmark.config import BenchmarkConfig, ModelSpec
 from recvae.benchmark.runner import ModelRun
 from recvae.errors import DataError
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
@@ -48,7 +48,7 @@ class RunStore:
                 log.warning("%s: entries changed since their runs, run again: %s", identity,
                             ", ".join(sorted(self.restarted)))
             if grown:
-                self.extended = self._cut_short() - self.restarted
+                self.extended = self._cut_short(recorded.get("models", [])) - self.restarted
                 log.warning("%s: the search budget grew (%s); studies it continues, their entries run again: %s",
                             identity, _budget_words(recorded["search"], current["search"]),
                             ", ".join(sorted(self.extended)) or "none")
@@ -88,17 +88,21 @@ class RunStore:
         now = {m["name"]: m for m in current.get("models", [])}
         return current, {name for name in before.keys() & now.keys() if before[name] != now[name]}
 
-    def _cut_short(self) -> set[str]:
-        """The entries with a study (a run whose tuning is listed) that ended before this config's budget of
-        trials: under a larger budget their studies go on and may choose otherwise. An entry this run leaves
-        out (``--models``) is counted too, so that its old figures do not stand under the new budget."""
+    def _cut_short(self, recorded: list[dict]) -> set[str]:
+        """The entries whose study (a run's tuning lists its trials, each with a state) ended before this config's
+        budget of trials: under a larger budget their studies go on and may choose otherwise. An entry this run
+        leaves out (``--models``; its settings as ``recorded``) is counted too, so that its old figures do not
+        stand under the new budget."""
+        specs = {m["name"]: ModelSpec(**m) for m in recorded}
+        specs.update({spec.name: spec for spec in self.config.models})
         trials = self.config.search.trials
-        fewer = {spec.name: min(combinations(spec.space()) or trials, trials) for spec in self.config.models}
         cut = set()
         for path in self.root.glob("*.json"):
             if path.name != "benchmark.json":
                 fields = json.loads(path.read_text())
-                if fields["tuning"] and len(fields["tuning"]) < fewer.get(fields["name"], trials):
+                tuning, spec = fields["tuning"], specs.get(fields["name"])
+                budget = trials if spec is None else min(combinations(spec.space()) or trials, trials)
+                if tuning and "state" in tuning[0] and len(tuning) < budget:
                     cut.add(fields["name"])
         return cut
 
