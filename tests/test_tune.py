@@ -74,6 +74,15 @@ def test_a_killed_study_resumes_without_repeating_its_trials(small_split, tmp_pa
     assert fresh.budget_used == 2
 
 
+def test_a_resumed_study_draws_settings_it_has_not_tried(small_split, tmp_path):
+    """A resumed process's sampler is seeded by the trials so far: seeded as the first process's was, it drew the
+    first process's random settings again while the sampler was still drawing at random (session 25's RecVAE study)."""
+    first = _ease_study(small_split, tmp_path, trials=2)  # the default, then one random draw
+    resumed = _ease_study(small_split, tmp_path, trials=9)  # still drawing at random on its first trial
+    assert resumed.trials[:2] == first.trials
+    assert len({t["params"]["l2"] for t in resumed.trials}) == 9
+
+
 def test_a_resumed_study_gets_only_the_seconds_its_finished_trials_left(small_split, tmp_path):
     """Optuna's timeout counts from each call: a study resumed after an interruption must not get its whole
     time budget again, or a slow model stopped once would be searched longer than one never stopped."""

@@ -279,8 +279,12 @@ def _open_study(optuna, build, space: dict[str, Dimension], fixed: dict, metric:
                                      "metric": metric, "pruner": search.pruner, "sampler_seed": search.seed,
                                      **(identity or {})})  # a larger budget may resume a study
     _abandon_running(study, optuna)
-    if not study.get_trials(deepcopy=False) and not isinstance(sampler, optuna.samplers.GridSampler):
-        study.enqueue_trial(starting_setting(build, space, fixed), skip_if_exists=True)
+    earlier = len(study.get_trials(deepcopy=False))
+    if not isinstance(sampler, optuna.samplers.GridSampler):  # a grid sampler skips the points already run
+        if not earlier:
+            study.enqueue_trial(starting_setting(build, space, fixed), skip_if_exists=True)
+        else:  # a sampler seeded as the first process's would draw its settings again: seeded by the trials so far
+            study.sampler = _sampler(optuna, space, search.trials, search.seed + earlier)[0]
     return study, budget
 
 
