@@ -97,7 +97,7 @@ def _pruner(optuna, name: str):
 
 def _finished(study, optuna) -> list:
     """The trials that count towards the budget: complete, pruned, and failed by a setting that diverged (not
-    a trial an interruption or another error ended: a resumed study runs that one again)."""
+    a trial an interruption or another error ended: a resumed study runs another in its place)."""
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return [t for t in study.get_trials(deepcopy=False)
             if t.state in done or (t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("diverged"))]
