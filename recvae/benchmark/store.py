@@ -40,9 +40,10 @@ class RunStore:
         identity = self.root / "benchmark.json"
         if resume and identity.exists():
             recorded = json.loads(identity.read_text())
-            grown = _budget_grew(recorded.get("search"), self.config.to_json().get("search"))
+            search = self.config.to_json().get("search")
+            grown = _budget_grew(recorded.get("search"), search)
             current, self.restarted = self._changed_entries(
-                {**recorded, "search": self.config.to_json()["search"]} if grown else recorded,
+                {**recorded, "search": search} if grown else recorded,
                 "rerun without {resume=True} (and with {overwrite=True}) to start over")
             if self.restarted:
                 log.warning("%s: entries changed since their runs, run again: %s", identity,
