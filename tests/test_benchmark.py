@@ -484,6 +484,19 @@ search = { l2 = [10.0, 1000.0] }
     benchmark(more.select(["Popularity"]), tmp_path / "sub", progress=False, resume=True)
     left = sorted(p.name.split("_seed")[0] for p in (tmp_path / "sub" / "tiny" / "runs").glob("*.json"))
     assert left == ["EASE-grid", "EASE-grid", "Popularity", "Popularity", "benchmark.json"]
+    # more trials under the same seconds: a study whose trials took its seconds runs none, so its entry keeps its runs
+    benchmark(config, tmp_path / "spent", progress=False)
+    spent = tmp_path / "spent" / "tiny" / "runs"
+    for path in spent.glob("EASE_seed*.json"):
+        fields = json.loads(path.read_text())
+        path.write_text(json.dumps({**fields, "tuning": [{**t, "seconds": 300.0} for t in fields["tuning"]]}))
+    kept = {p.name: p.read_text() for p in spent.glob("*.json") if p.name != "benchmark.json"}
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        benchmark(load_benchmark(write(tmp_path, text.replace("trials = 2", "trials = 4"), "trials.toml")),
+                  tmp_path / "spent", progress=False, resume=True)
+    assert "their entries run again: none" in caplog.text
+    assert {p.name: p.read_text() for p in spent.glob("*.json") if p.name != "benchmark.json"} == kept
     for smaller in ("trials = 3\ntimeout = 900", "trials = 4\ntimeout = 60", "trials = 4\ntimeout = 900\npruner = 'none'"):
         with pytest.raises(DataError, match="another benchmark config"):
             benchmark(load_benchmark(write(tmp_path, text.replace("trials = 2\ntimeout = 600", smaller), "less.toml")),

@@ -91,19 +91,23 @@ class RunStore:
 
     def _cut_short(self, recorded: list[dict]) -> set[str]:
         """The entries whose study (a run's tuning lists its trials, each with a state) ended before this config's
-        budget of trials: under a larger budget their studies go on and may choose otherwise. An entry this run
-        leaves out (``--models``; its settings as ``recorded``) is counted too, so that its old figures do not
-        stand under the new budget."""
+        budget of trials and still has seconds left under its time limit: under the larger budget their studies go
+        on and may choose otherwise (a study whose trials took all the seconds would run none, so its entry keeps
+        its runs). An entry this run leaves out (``--models``; its settings as ``recorded``) is counted too, so
+        that its old figures do not stand under the new budget."""
         specs = {m["name"]: ModelSpec(**m) for m in recorded}
         specs.update({spec.name: spec for spec in self.config.models})
-        trials = self.config.search.trials
+        trials, timeout = self.config.search.trials, self.config.search.timeout
         cut = set()
         for path in self.root.glob("*.json"):
             if path.name != "benchmark.json":
                 fields = json.loads(path.read_text())
                 tuning, spec = fields["tuning"], specs.get(fields["name"])
                 budget = trials if spec is None else min(combinations(spec.space()) or trials, trials)
-                if tuning and "state" in tuning[0] and len(tuning) < budget:
+                # the study's own count (tune.study._seconds_left): the seconds of its finished trials
+                spent = sum(trial.get("seconds") or 0.0 for trial in tuning)
+                if (tuning and "state" in tuning[0] and len(tuning) < budget
+                        and (timeout is None or spent < timeout)):
                     cut.add(fields["name"])
         return cut
 
