@@ -15,7 +15,7 @@ from recvae.benchmark.config import BenchmarkConfig, ModelSpec
 from recvae.benchmark.runner import ModelRun
 from recvae.errors import DataError
 from recvae.io import file_stem, write_atomic_bytes, write_atomic_json
-from recvae.tune.space import combinations
+from recvae.tune.space import every_setting
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ class RunStore:
             if self.restarted:
                 log.warning("%s: entries changed since their runs, run again: %s", identity,
                             ", ".join(sorted(self.restarted)))
+            runs = self._run_records()
             if grown:
-                self.extended = self._cut_short(recorded.get("models", [])) - self.restarted
+                self.extended = self._cut_short(recorded.get("models", []), runs) - self.restarted
                 log.warning("%s: the search budget grew (%s); studies it continues, their entries run again: %s",
                             identity, _budget_words(recorded["search"], current["search"]),
                             ", ".join(sorted(self.extended)) or "none")
@@ -58,7 +59,7 @@ class RunStore:
             write_atomic_json(identity, {**current, "models": [*current["models"],
                                                                *(m for m in recorded.get("models", []) if m["name"] not in now)]})
             # gone, or a second resume would take them for the new entry's
-            finished, _ = self._runs_except(self.restarted | self.extended, delete=True)
+            finished, _ = self._runs_except(self.restarted | self.extended, delete=True, runs=runs)
             return finished
         for stale in self.root.glob("*"):
             stale.unlink()
@@ -89,7 +90,7 @@ class RunStore:
         now = {m["name"]: m for m in current.get("models", [])}
         return current, {name for name in before.keys() & now.keys() if before[name] != now[name]}
 
-    def _cut_short(self, recorded: list[dict]) -> set[str]:
+    def _cut_short(self, recorded: list[dict], runs: list[tuple[Path, dict]]) -> set[str]:
         """The entries whose study (a run's tuning lists its trials, each with a state) ended before this config's
         budget of trials and still has seconds left under its time limit: under the larger budget their studies go
         on and may choose otherwise (a study whose trials took all the seconds would run none, so its entry keeps
@@ -99,34 +100,35 @@ class RunStore:
         specs.update({spec.name: spec for spec in self.config.models})
         trials, timeout = self.config.search.trials, self.config.search.timeout
         cut = set()
-        for path in self.root.glob("*.json"):
-            if path.name != "benchmark.json":
-                fields = json.loads(path.read_text())
-                tuning, spec = fields["tuning"], specs.get(fields["name"])
-                budget = trials if spec is None else min(combinations(spec.space()) or trials, trials)
-                # the study's own count (tune.study._seconds_left): the seconds of its finished trials
-                spent = sum(trial.get("seconds") or 0.0 for trial in tuning)
-                if (tuning and "state" in tuning[0] and len(tuning) < budget
-                        and (timeout is None or spent < timeout)):
-                    cut.add(fields["name"])
+        for _, fields in runs:
+            tuning, spec = fields["tuning"], specs.get(fields["name"])
+            budget = trials if spec is None else every_setting(spec.space(), trials) or trials
+            # the study's own count (tune.study._seconds_left): the seconds of its finished trials
+            spent = sum(trial.get("seconds") or 0.0 for trial in tuning)
+            if tuning and "state" in tuning[0] and len(tuning) < budget and (timeout is None or spent < timeout):
+                cut.add(fields["name"])
         return cut
 
-    def _runs_except(self, names: set[str], delete: bool) -> tuple[dict[tuple[str, int], ModelRun], int]:
-        """The finished runs of every entry but ``names``, and how many of theirs were passed over (deleted with
-        ``delete``). Each run's .json is read first, so the arrays are loaded only for the runs kept."""
-        runs, passed = {}, 0
-        for path in sorted(self.root.glob("*.json")):
-            if path.name == "benchmark.json":
-                continue
-            fields = json.loads(path.read_text())
+    def _run_records(self) -> list[tuple[Path, dict]]:
+        """Each finished run's .json and its fields (the arrays stay on disk)."""
+        return [(path, json.loads(path.read_text())) for path in sorted(self.root.glob("*.json"))
+                if path.name != "benchmark.json"]
+
+    def _runs_except(self, names: set[str], delete: bool, runs: list[tuple[Path, dict]] | None = None
+                     ) -> tuple[dict[tuple[str, int], ModelRun], int]:
+        """The finished runs of every entry but ``names`` (from ``runs``, ``_run_records``' list, read here when not
+        given), and how many of theirs were passed over (deleted with ``delete``). Each run's .json is read first,
+        so the arrays are loaded only for the runs kept."""
+        kept, passed = {}, 0
+        for path, fields in self._run_records() if runs is None else runs:
             if fields["name"] not in names:
-                runs[(fields["name"], fields["seed"])] = self._load(path, fields)
+                kept[(fields["name"], fields["seed"])] = self._load(path, fields)
                 continue
             passed += 1
             if delete:
                 path.unlink()  # first: a run counts while its .json is there
                 path.with_suffix(".npz").unlink(missing_ok=True)
-        return runs, passed
+        return kept, passed
 
     def add(self, run: ModelRun) -> None:
         if not (self.root / "benchmark.json").exists():

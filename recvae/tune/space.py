@@ -122,3 +122,9 @@ def combinations(space: dict[str, Dimension]) -> int | None:
     if any(d.choices is None for d in space.values()):
         return None
     return math.prod(len(d.choices) for d in space.values())
+
+
+def every_setting(space: dict[str, Dimension], trials: int) -> int | None:
+    """The number of settings when a study of at most ``trials`` tries each of them once (a grid), else None."""
+    n = combinations(space)
+    return n if n is not None and n <= trials else None

@@ -24,7 +24,7 @@ from recvae.models import Recommender
 from recvae.split.base import HeldOut
 from recvae.track.tracking import NullTracker
 from recvae.train import Trainer, fit_model
-from recvae.tune.space import Dimension, combinations
+from recvae.tune.space import Dimension, every_setting
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def _optuna():
 
 
 def _sampler(optuna, space: dict[str, Dimension], trials: int, seed: int):
-    n = combinations(space)
-    if n is not None and n <= trials:  # every setting once, in a seeded order
+    n = every_setting(space, trials)
+    if n is not None:  # every setting once, in a seeded order
         return optuna.samplers.GridSampler({k: d.grid_values() for k, d in space.items()}, seed=seed), n
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3))), trials
 
