@@ -4,10 +4,12 @@
     python scripts/stability.py evaluation/results/ml-latest-small evaluation/stability/ml-latest-small
 
 reads the folders' results.json and writes stability.md beside the first second-search folder: for every model
-in the first and a second, the test mean under each search, their difference, the first run's 95% half-width
-over split seeds, and whether the difference stays within it (issue #36: "no model should move by more than
-its 95% half-width"). The second searches may lie in several folders (models searched again in separate
-runs); a model in two of them is refused.
+in the first and a second, each search's trials, the test mean under each search, their difference, the first
+run's 95% half-width over split seeds, and whether the difference stays within it (issue #36: "no model should
+move by more than its 95% half-width"). A row whose two searches ran different numbers of trials compares
+unequal budgets, and says so. The second searches may lie in several folders (models searched again in separate
+runs); a model in two of them is taken from the one whose search ran more trials (a search continued under a
+larger budget), and refused where both ran as many.
 """
 
 from __future__ import annotations
@@ -21,21 +23,37 @@ from pathlib import Path
 def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
     """Markdown rows comparing the first result's per-model summaries on ``metric`` with the second searches'."""
     before = {row["model"]: row for row in first["summary"]}
-    rows = ["| model | first search | second search | difference | first's 95% half-width | within |",
-            "| --- | --- | --- | --- | --- | --- |"]
-    seen = set()
+    rows = ["| model | trials (first / second) | first search | second search | difference | first's 95% half-width "
+            "| within |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for row in _second_searches(seconds).values():
+        old = before.get(row["model"])
+        if old is None or f"{metric}_ci95" not in old:
+            continue
+        change, half_width = row[metric] - old[metric], old[f"{metric}_ci95"]
+        trials = (old.get("trials"), row.get("trials"))
+        unequal = " (unequal trials)" if trials[0] != trials[1] else ""
+        rows.append(f"| {row['model']} | {_count(trials[0])} / {_count(trials[1])} | {old[metric]:.4f} | "
+                    f"{row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
+                    f"{'yes' if abs(change) <= half_width else '**no**'}{unequal} |")
+    return rows
+
+
+def _second_searches(seconds: list[dict]) -> dict[str, dict]:
+    """Each model's second-search row; of a model in several folders, the row whose search ran more trials."""
+    chosen: dict[str, dict] = {}
     for second in seconds:
         for row in second["summary"]:
-            if row["model"] in seen:
-                raise ValueError(f"{row['model']} is in more than one second search: give each model once")
-            seen.add(row["model"])
-            old = before.get(row["model"])
-            if old is None or f"{metric}_ci95" not in old:
-                continue
-            change, half_width = row[metric] - old[metric], old[f"{metric}_ci95"]
-            rows.append(f"| {row['model']} | {old[metric]:.4f} | {row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
-                        f"{'yes' if abs(change) <= half_width else '**no**'} |")
-    return rows
+            held = chosen.get(row["model"])
+            if held is not None and (held.get("trials") or 0) == (row.get("trials") or 0):
+                raise ValueError(f"{row['model']} is in more than one second search with as many trials: give each "
+                                 "model once")
+            if held is None or (row.get("trials") or 0) > (held.get("trials") or 0):
+                chosen[row["model"]] = row
+    return chosen
+
+
+def _count(trials) -> str:
+    return "-" if trials is None else str(trials)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     folders = ", ".join(str(folder) for folder in args.second)
     lines = [f"# Stability of {first['dataset']}: the studies searched again", "",
              f"Test {args.metric} (mean over split seeds) with the sampler seeded {first['config']['search']['seed']} "
-             f"({args.first}) and {', '.join(map(str, seeds))} ({folders}); the same split seeds, trial budget and "
-             "search spaces.", "", *rows, "",
+             f"({args.first}) and {', '.join(map(str, seeds))} ({folders}); the same split seeds and search spaces, "
+             "each search's trials (pruned ones count) given beside its result.", "", *rows, "",
              f"Command: `python scripts/stability.py {args.first} {' '.join(map(str, args.second))}`", ""]
     out = args.second[0] / "stability.md"
     out.write_text("\n".join(lines))

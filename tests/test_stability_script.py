@@ -12,9 +12,10 @@ stability = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(stability)
 
 
-def _results(folder: Path, sampler_seed: int, rows: dict[str, float]) -> Path:
+def _results(folder: Path, sampler_seed: int, rows: dict[str, float], trials: int = 20) -> Path:
     folder.mkdir(parents=True)
-    summary = [{"model": model, "ndcg@100": value, "ndcg@100_ci95": 0.01} for model, value in rows.items()]
+    summary = [{"model": model, "ndcg@100": value, "ndcg@100_ci95": 0.01, "trials": trials}
+               for model, value in rows.items()]
     (folder / "results.json").write_text(json.dumps(
         {"dataset": "toy", "config": {"search": {"seed": sampler_seed}}, "summary": summary}))
     return folder
@@ -26,10 +27,21 @@ def test_second_searches_in_several_folders_make_one_table(tmp_path):
     slow = _results(tmp_path / "slow", 2, {"B": 0.32, "D": 0.1})  # D has no first search: left out
     assert stability.main([str(first), str(fast), str(slow)]) == 0
     text = (fast / "stability.md").read_text()
-    assert "| A | 0.4000 | 0.4050 | +0.0050 | 0.0100 | yes |" in text
-    assert "| B | 0.3000 | 0.3200 | +0.0200 | 0.0100 | **no** |" in text
+    assert "| A | 20 / 20 | 0.4000 | 0.4050 | +0.0050 | 0.0100 | yes |" in text
+    assert "| B | 20 / 20 | 0.3000 | 0.3200 | +0.0200 | 0.0100 | **no** |" in text
     assert "| C |" not in text and "| D |" not in text
     assert f"python scripts/stability.py {first} {fast} {slow}" in text
+
+
+def test_a_search_with_fewer_trials_says_so_and_yields_to_a_longer_one(tmp_path):
+    first = _results(tmp_path / "first", 1, {"A": 0.40, "B": 0.30})
+    short = _results(tmp_path / "short", 2, {"A": 0.45, "B": 0.305}, trials=4)
+    longer = _results(tmp_path / "longer", 2, {"A": 0.405})  # A searched again to 20 trials
+    assert stability.main([str(first), str(short), str(longer)]) == 0
+    text = (short / "stability.md").read_text()
+    assert "| A | 20 / 20 | 0.4000 | 0.4050 | +0.0050 | 0.0100 | yes |" in text
+    assert "0.4500" not in text
+    assert "| B | 20 / 4 | 0.3000 | 0.3050 | +0.0050 | 0.0100 | yes (unequal trials) |" in text
 
 
 def test_a_model_searched_again_twice_is_refused(tmp_path):
