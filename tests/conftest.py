@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
 from recvae.split import strong_generalization_split
@@ -36,3 +37,12 @@ def small_log_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "log.csv"
     assert main(["generate", "--out", str(path), "--users", "300", "--items", "80"]) == 0
     return path
+
+
+@pytest.fixture
+def tiny_log() -> sp.csr_matrix:
+    """120 users x 40 items, each user with at least one item."""
+    rng = np.random.default_rng(0)
+    dense = (rng.random((120, 40)) < 0.15).astype("float32")
+    dense[np.arange(120), rng.integers(0, 40, 120)] = 1.0
+    return sp.csr_matrix(dense)

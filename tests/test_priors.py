@@ -92,14 +92,6 @@ def test_prior_options_are_checked():
     assert MultVAE()._new_module(7).pseudo_logits is None  # the paper's prior keeps no pseudo-inputs
 
 
-@pytest.fixture
-def tiny_log():
-    rng = np.random.default_rng(0)
-    dense = (rng.random((120, 40)) < 0.15).astype("float32")
-    dense[np.arange(120), rng.integers(0, 40, 120)] = 1.0
-    return sp.csr_matrix(dense)
-
-
 def _hierarchical(prior: str = "standard") -> HierarchicalAutoEncoder:
     module = HierarchicalAutoEncoder(30, [12], 3, "tanh", pseudo_inputs=4 if prior == "vamp" else 0)
     module.reset_parameters(torch.Generator().manual_seed(4))

@@ -55,7 +55,7 @@ LIKELIHOODS = ("multinomial", "gaussian", "logistic", "focal")
 # fp32, or autocast's mixed precision: matrix products in bfloat16 or float16 (with a gradient scaler)
 PRECISIONS = ("fp32", "bf16", "fp16")
 NEGATIVE_PROPOSALS = ("popularity", "uniform")
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")  # recvae.models.nn.ACTIVATION_FUNCTIONS implements each
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity", "gated")  # recvae.models.nn.ACTIVATION_FUNCTIONS implements each
 PRIORS = ("standard", "vamp")
 SHALLOW_STARTS = ("random", "edlae", "dlae")  # VASP's item-item path: drawn at random, or a closed form
 DEEP_STARTS = ("random", "neutral")  # VASP's deep path's output layers: drawn at random, or silent
@@ -453,7 +453,8 @@ FIELD_HELP = MappingProxyType({
     "hidden_dims": "hidden layer sizes between items and latent code, comma-separated ('' for none)",
     "latent_dim": "size of the latent code",
     "dropout": "dropout rate on the input",
-    "activation": "the hidden layers' activation",
+    "activation": "the hidden layers' activation; gated: Kim & Suh (2019)'s gates, value * sigmoid(gate), each layer "
+                  "twice as wide",
     "likelihood": "what scores the decoder's output: the multinomial (the paper), a Gaussian (squared error), a "
                   "logistic (per-item sigmoids) or the focal loss (VASP's)",
     "negatives": "sampled softmax: negatives shared per batch (multinomial only; 0: the full softmax over every item)",

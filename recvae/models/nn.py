@@ -9,10 +9,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
 from recvae.data.shard import item_users
 from recvae.models.config import LIKELIHOODS
 from recvae.models.device import full_precision
+
+# "gated": Kim & Suh (2019)'s gating (a GLU, Dauphin et al. 2017): a layer it follows is twice as wide, its
+# first half the values and its second their gates, h = a * sigmoid(b), in place of tanh(a)
+ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "relu": F.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x,
+                        "gated": lambda x: F.glu(x, dim=-1)}
+
+
+def activated_width(width: int, activation: str) -> int:
+    """The output width of a layer whose output ``activation`` reads, for ``width`` units after it."""
+    return 2 * width if activation == "gated" else width
 
 
 class SparseBatch:
@@ -118,10 +127,14 @@ class AutoEncoder(nn.Module):
         self.activation = ACTIVATION_FUNCTIONS[activation]
         enc_dims = [n_items, *hidden_dims, latent_dim * (2 if variational else 1)]
         dec_dims = [decoder_input or latent_dim, *reversed(hidden_dims), n_items]
-        self.input_weight = nn.Parameter(torch.empty(n_items, enc_dims[1]))
-        self.input_bias = nn.Parameter(torch.empty(enc_dims[1]))
-        self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc_dims[1:-1], enc_dims[2:]))
-        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_dims[1:]))
+        # what each layer puts out: wider where the activation reads it (every hidden layer, and a DAE's code)
+        enc_out = [activated_width(d, activation) for d in enc_dims[1:-1]]
+        enc_out.append(enc_dims[-1] if variational else activated_width(enc_dims[-1], activation))
+        dec_out = [activated_width(d, activation) for d in dec_dims[1:-1]] + [n_items]
+        self.input_weight = nn.Parameter(torch.empty(n_items, enc_out[0]))
+        self.input_bias = nn.Parameter(torch.empty(enc_out[0]))
+        self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(enc_dims[1:-1], enc_out[1:]))
+        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dec_dims[:-1], dec_out))
         self.latent_dim = latent_dim
         # the VampPrior's pseudo-inputs as logits over the items (start_pseudo_inputs sets them), or none
         self.pseudo_logits = nn.Parameter(torch.zeros(pseudo_inputs, n_items)) if pseudo_inputs else None
@@ -275,9 +288,10 @@ class HierarchicalAutoEncoder(AutoEncoder):
                          decoder_input=2 * latent_dim)
         width = hidden_dims[-1]
         self.level_dim = latent_dim
-        self.top_to_bottom = nn.Linear(latent_dim, width)  # z2 as q(z1 | x, z2) reads it
+        self.top_to_bottom = nn.Linear(latent_dim, activated_width(width, activation))  # z2 as q(z1 | x, z2) reads it
         self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
-        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, width), nn.Linear(width, 2 * latent_dim)])
+        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated_width(width, activation)),
+                                                       nn.Linear(width, 2 * latent_dim)])
         self.latent_dim = 2 * latent_dim
 
     def _level_layers(self) -> list[nn.Linear]:
