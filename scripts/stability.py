@@ -44,12 +44,16 @@ def _second_searches(seconds: list[dict]) -> dict[str, dict]:
     for second in seconds:
         for row in second["summary"]:
             held = chosen.get(row["model"])
-            if held is not None and (held.get("trials") or 0) == (row.get("trials") or 0):
+            if held is not None and _trials(held) == _trials(row):
                 raise ValueError(f"{row['model']} is in more than one second search with as many trials: give each "
                                  "model once")
-            if held is None or (row.get("trials") or 0) > (held.get("trials") or 0):
+            if held is None or _trials(row) > _trials(held):
                 chosen[row["model"]] = row
     return chosen
+
+
+def _trials(row: dict) -> int:
+    return row.get("trials") or 0
 
 
 def _count(trials) -> str:
