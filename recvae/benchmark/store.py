@@ -72,7 +72,7 @@ class RunStore:
         if not identity.exists():
             raise DataError(f"{self.root}: no finished runs of a benchmark there (no benchmark.json)")
         _, changed = self._changed_entries(json.loads(identity.read_text()), "merge only folders of this benchmark")
-        runs, stale = self._runs_except(changed, delete=False)
+        runs, stale = self._runs_except(changed, delete=False, runs=self._run_records())
         if stale:
             log.warning("%s: %d runs of entries changed since (%s) left out", self.root, stale, ", ".join(sorted(changed)))
         return runs
@@ -114,13 +114,12 @@ class RunStore:
         return [(path, json.loads(path.read_text())) for path in sorted(self.root.glob("*.json"))
                 if path.name != "benchmark.json"]
 
-    def _runs_except(self, names: set[str], delete: bool, runs: list[tuple[Path, dict]] | None = None
+    def _runs_except(self, names: set[str], delete: bool, runs: list[tuple[Path, dict]]
                      ) -> tuple[dict[tuple[str, int], ModelRun], int]:
-        """The finished runs of every entry but ``names`` (from ``runs``, ``_run_records``' list, read here when not
-        given), and how many of theirs were passed over (deleted with ``delete``). Each run's .json is read first,
-        so the arrays are loaded only for the runs kept."""
+        """The finished runs (``_run_records``' list) of every entry but ``names``, and how many of theirs were passed
+        over (deleted with ``delete``). The arrays are loaded only for the runs kept."""
         kept, passed = {}, 0
-        for path, fields in self._run_records() if runs is None else runs:
+        for path, fields in runs:
             if fields["name"] not in names:
                 kept[(fields["name"], fields["seed"])] = self._load(path, fields)
                 continue

@@ -287,11 +287,11 @@ class HierarchicalAutoEncoder(AutoEncoder):
         super().__init__(n_items, hidden_dims, latent_dim, True, activation, pseudo_inputs, item_features,
                          decoder_input=2 * latent_dim)
         width = hidden_dims[-1]
+        activated = activated_width(width, activation)  # what a layer the activation reads puts out
         self.level_dim = latent_dim
-        self.top_to_bottom = nn.Linear(latent_dim, activated_width(width, activation))  # z2 as q(z1 | x, z2) reads it
+        self.top_to_bottom = nn.Linear(latent_dim, activated)  # z2 as q(z1 | x, z2) reads it
         self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
-        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated_width(width, activation)),
-                                                       nn.Linear(width, 2 * latent_dim)])
+        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated), nn.Linear(width, 2 * latent_dim)])
         self.latent_dim = 2 * latent_dim
 
     def _level_layers(self) -> list[nn.Linear]:
