@@ -7,7 +7,8 @@ reads the folders' results.json and writes stability.md beside the first second-
 in the first and a second, each search's trials, the test mean under each search, their difference, the first
 run's 95% half-width over split seeds, and whether the difference stays within it (issue #36: "no model should
 move by more than its 95% half-width"). A row whose two searches ran different numbers of trials compares
-unequal budgets, and says so. The second searches may lie in several folders (models searched again in separate
+unequal budgets, and says so, unless both ran out of the same seconds before their trial caps (a budget of
+seconds buys each search what it buys). The second searches may lie in several folders (models searched again in separate
 runs); a model in two of them is taken from the one whose search ran more trials (a search continued under a
 larger budget), and refused where both ran as many.
 """
@@ -23,33 +24,44 @@ from pathlib import Path
 def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
     """Markdown rows comparing the first result's per-model summaries on ``metric`` with the second searches'."""
     before = {row["model"]: row for row in first["summary"]}
+    first_budget = first["config"]["search"]
     rows = ["| model | trials (first / second) | first search | second search | difference | first's 95% half-width "
             "| within |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in _second_searches(seconds).values():
+    for row, budget in _second_searches(seconds).values():
         old = before.get(row["model"])
         if old is None or f"{metric}_ci95" not in old:
             continue
         change, half_width = row[metric] - old[metric], old[f"{metric}_ci95"]
         trials = (old.get("trials"), row.get("trials"))
-        unequal = " (unequal trials)" if trials[0] != trials[1] else ""
+        unequal = "" if _same_budget(trials, first_budget, budget) else " (unequal trials)"
         rows.append(f"| {row['model']} | {_count(trials[0])} / {_count(trials[1])} | {old[metric]:.4f} | "
                     f"{row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
                     f"{'yes' if abs(change) <= half_width else '**no**'}{unequal} |")
     return rows
 
 
-def _second_searches(seconds: list[dict]) -> dict[str, dict]:
-    """Each model's second-search row; of a model in several folders, the row whose search ran more trials."""
-    chosen: dict[str, dict] = {}
+def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """Each model's second-search row and its folder's [search] budget; of a model in several folders, the row
+    whose search ran more trials."""
+    chosen: dict[str, tuple[dict, dict]] = {}
     for second in seconds:
         for row in second["summary"]:
             held = chosen.get(row["model"])
-            if held is not None and _trials(held) == _trials(row):
+            if held is not None and _trials(held[0]) == _trials(row):
                 raise ValueError(f"{row['model']} is in more than one second search with as many trials: give each "
                                  "model once")
-            if held is None or _trials(row) > _trials(held):
-                chosen[row["model"]] = row
+            if held is None or _trials(row) > _trials(held[0]):
+                chosen[row["model"]] = (row, second["config"]["search"])
     return chosen
+
+
+def _same_budget(trials: tuple, first: dict, second: dict) -> bool:
+    """Whether two searches had one budget: as many trials, or the same seconds, spent by both before their caps."""
+    if trials[0] == trials[1]:
+        return True
+    timeout = first.get("timeout")
+    return (timeout is not None and second.get("timeout") == timeout and None not in trials
+            and trials[0] < first["trials"] and trials[1] < second["trials"])
 
 
 def _trials(row: dict) -> int:

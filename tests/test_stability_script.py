@@ -12,12 +12,13 @@ stability = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(stability)
 
 
-def _results(folder: Path, sampler_seed: int, rows: dict[str, float], trials: int = 20) -> Path:
+def _results(folder: Path, sampler_seed: int, rows: dict[str, float], trials: int = 20,
+             budget: tuple[int, float | None] = (20, None)) -> Path:
     folder.mkdir(parents=True)
     summary = [{"model": model, "ndcg@100": value, "ndcg@100_ci95": 0.01, "trials": trials}
                for model, value in rows.items()]
-    (folder / "results.json").write_text(json.dumps(
-        {"dataset": "toy", "config": {"search": {"seed": sampler_seed}}, "summary": summary}))
+    search = {"seed": sampler_seed, "trials": budget[0], "timeout": budget[1]}
+    (folder / "results.json").write_text(json.dumps({"dataset": "toy", "config": {"search": search}, "summary": summary}))
     return folder
 
 
@@ -42,6 +43,18 @@ def test_a_search_with_fewer_trials_says_so_and_yields_to_a_longer_one(tmp_path)
     assert "| A | 20 / 20 | 0.4000 | 0.4050 | +0.0050 | 0.0100 | yes |" in text
     assert "0.4500" not in text
     assert "| B | 20 / 4 | 0.3000 | 0.3050 | +0.0050 | 0.0100 | yes (unequal trials) |" in text
+
+
+def test_searches_that_ran_out_of_the_same_seconds_had_one_budget(tmp_path):
+    first = _results(tmp_path / "first", 1, {"A": 0.40}, trials=95, budget=(5000, 802.0))
+    second = _results(tmp_path / "second", 2, {"A": 0.41}, trials=102, budget=(5000, 802.0))
+    assert stability.main([str(first), str(second)]) == 0
+    assert "| A | 95 / 102 | 0.4000 | 0.4100 | +0.0100 | 0.0100 | yes |" in (second / "stability.md").read_text()
+    # under other seconds, or where a search reached its trial cap, the counts measure unequal budgets
+    for name, budget in (("shorter", (5000, 400.0)), ("capped", (102, 802.0))):
+        other = _results(tmp_path / name, 2, {"A": 0.41}, trials=102, budget=budget)
+        assert stability.main([str(first), str(other)]) == 0
+        assert "| A | 95 / 102 | 0.4000 | 0.4100 | +0.0100 | 0.0100 | yes (unequal trials) |" in (other / "stability.md").read_text()
 
 
 def test_a_model_searched_again_twice_is_refused(tmp_path):
