@@ -17,6 +17,8 @@ SETTINGS = {
     "MultVAE-vamp": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8, prior="vamp", pseudo_inputs=10),
     "MultVAE-hvamp": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=4, latent_levels=2, prior="vamp",
                           pseudo_inputs=10),
+    "MultVAE-hvamp-linear": dict(epochs=3, batch_size=100, hidden_dims=(), latent_dim=4, latent_levels=2,
+                                 prior="vamp", pseudo_inputs=10, likelihood="gaussian"),
     "MultVAE-hvamp-gated": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=4, latent_levels=2,
                                 prior="vamp", pseudo_inputs=10, activation="gated"),
     # the log's last two item columns stand for side features: the contract is about behaviour

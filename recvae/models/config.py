@@ -174,7 +174,8 @@ class MultVAEConfig(_AutoEncoderConfig):
     mixture of the encoder's posteriors at ``pseudo_inputs`` learned inputs, started from as many random
     training users' histories; its KL term is a one-sample Monte-Carlo estimate, as theirs.
     ``latent_levels=2``: a two-level hierarchical latent (``recvae.models.nn.HierarchicalAutoEncoder``), as
-    Kim & Suh's H+Vamp with ``prior="vamp"`` over its top level.
+    Kim & Suh's H+Vamp with ``prior="vamp"`` over its top level; with ``hidden_dims=[]`` every map in it is
+    linear.
     """
 
     beta_cap: float = 0.2
@@ -195,9 +196,6 @@ class MultVAEConfig(_AutoEncoderConfig):
         one_of(PRIORS, prior=self.prior)
         if self.latent_levels not in (1, 2):
             raise ParameterError("latent_levels", self.latent_levels, "must be 1 or 2")
-        if self.latent_levels == 2 and not self.hidden_dims:
-            raise ParameterError("latent_levels", self.latent_levels, "needs a hidden layer ({hidden_dims}) for the "
-                                 "levels' encoders to share")
         if (self.prior == "vamp" or self.latent_levels == 2) and self.free_bits > 0:
             # free bits floor a KL per dimension, which these KL estimates have not
             raise ParameterError("free_bits", self.free_bits, "needs prior = standard and latent_levels = 1 (the "

@@ -278,24 +278,36 @@ class HierarchicalAutoEncoder(AutoEncoder):
     the encoder's hidden layers, q(z1 | x, z2) from them and z2, the prior p(z2) (N(0, I), or the VampPrior
     over q(z2 | pseudo-input)) and p(z1 | z2), and the decoder reading [z1, z2].
 
+    Without hidden layers every map is linear, as the encoder and decoder of the Gaussian VAE's best ML-1M
+    setting: q(z2 | x) is the first layer, q(z1 | x, z2) a first layer of its own over x (the reference code's
+    separate x path) plus a linear map of z2, p(z1 | z2) a linear Gaussian, and the decoder linear in [z1, z2].
+
     Its code is [z1, z2] (twice ``latent_dim``); ``encode`` gives z1's posterior at z2's mean, so the code's
-    mean is what scoring decodes and its variance leaves out what z2's spread adds to z1's. Needs at least
-    one hidden layer (the encoder's shared part)."""
+    mean is what scoring decodes and its variance leaves out what z2's spread adds to z1's."""
 
     def __init__(self, n_items: int, hidden_dims, latent_dim: int, activation: str, pseudo_inputs: int = 0,
                  item_features: int = 0):
         super().__init__(n_items, hidden_dims, latent_dim, True, activation, pseudo_inputs, item_features,
                          decoder_input=2 * latent_dim)
-        width = hidden_dims[-1]
-        activated = activated_width(width, activation)  # what a layer the activation reads puts out
         self.level_dim = latent_dim
-        self.top_to_bottom = nn.Linear(latent_dim, activated)  # z2 as q(z1 | x, z2) reads it
-        self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
-        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated), nn.Linear(width, 2 * latent_dim)])
+        if hidden_dims:
+            width = hidden_dims[-1]
+            activated = activated_width(width, activation)  # what a layer the activation reads puts out
+            self.bottom_input = None
+            self.top_to_bottom = nn.Linear(latent_dim, activated)  # z2 as q(z1 | x, z2) reads it
+            self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
+            self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated),
+                                                           nn.Linear(width, 2 * latent_dim)])
+        else:
+            self.bottom_input = nn.Parameter(torch.empty(n_items, 2 * latent_dim))
+            self.top_to_bottom = nn.Linear(latent_dim, 2 * latent_dim)
+            self.bottom_head = None
+            self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, 2 * latent_dim)])
         self.latent_dim = 2 * latent_dim
 
     def _level_layers(self) -> list[nn.Linear]:
-        return [self.top_to_bottom, self.bottom_head, *self.conditional_prior_layers]
+        return [layer for layer in (self.top_to_bottom, self.bottom_head, *self.conditional_prior_layers)
+                if layer is not None]
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         super().reset_parameters(generator)
@@ -304,11 +316,17 @@ class HierarchicalAutoEncoder(AutoEncoder):
                 bound = math.sqrt(6.0 / sum(layer.weight.shape))
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 layer.bias.normal_(0.0, 0.001, generator=generator)
+            if self.bottom_input is not None:
+                bound = math.sqrt(6.0 / sum(self.bottom_input.shape))
+                self.bottom_input.uniform_(-bound, bound, generator=generator)
 
     def weight_matrices(self) -> list[torch.Tensor]:
-        return super().weight_matrices() + [layer.weight for layer in self._level_layers()]
+        own = [] if self.bottom_input is None else [self.bottom_input]
+        return super().weight_matrices() + [layer.weight for layer in self._level_layers()] + own
 
     def _trunk(self, first: torch.Tensor) -> torch.Tensor:
+        if self.bottom_input is not None:  # no hidden layers: the first layer is q(z2 | x) itself
+            return first
         h = self.activation(first)
         for layer in self.encoder[:-1]:
             h = self.activation(layer(h))
@@ -317,38 +335,56 @@ class HierarchicalAutoEncoder(AutoEncoder):
     def _halves(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return out[:, : self.level_dim], out[:, self.level_dim :]
 
-    def _bottom(self, h: torch.Tensor, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z2 | x) from the trunk's output: its mean and log-variance."""
+        return self._halves(h if self.bottom_input is not None else self.encoder[-1](h))
+
+    def _state(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the levels' posteriors read: the trunk's output, and without hidden layers x through z1's own
+        first layer."""
+        h = self._trunk(self._first_layer(batch, values))
+        if self.bottom_input is None:
+            return h, None
+        return h, F.embedding_bag(batch.indices, self.bottom_input, batch.offsets, mode="sum", per_sample_weights=values)
+
+    def _bottom(self, state: tuple[torch.Tensor, torch.Tensor | None], z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z1 | x, z2): its mean and log-variance."""
+        h, own = state
+        if own is not None:
+            return self._halves(own + self.top_to_bottom(z2))
         return self._halves(self.bottom_head(torch.cat([h, self.activation(self.top_to_bottom(z2))], dim=1)))
 
     def conditional_prior(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """p(z1 | z2): its mean and log-variance."""
-        first, second = self.conditional_prior_layers
-        return self._halves(second(self.activation(first(z2))))
+        *hidden, last = self.conditional_prior_layers
+        for layer in hidden:
+            z2 = self.activation(layer(z2))
+        return self._halves(last(z2))
 
     def _first_layer(self, batch: SparseBatch, values: torch.Tensor) -> torch.Tensor:
         return F.embedding_bag(batch.indices, self.input_weight, batch.offsets, mode="sum",
                                per_sample_weights=values) + self.input_bias
 
     def encode(self, batch: SparseBatch, values: torch.Tensor, *, mean_only: bool = False):
-        h = self._trunk(self._first_layer(batch, values))
-        mu2, logvar2 = self._halves(self.encoder[-1](h))
-        mu1, logvar1 = self._bottom(h, mu2)
+        state = self._state(batch, values)
+        mu2, logvar2 = self._top(state[0])
+        mu1, logvar1 = self._bottom(state, mu2)
         mean = torch.cat([mu1, mu2], dim=1)
         return (mean, None) if mean_only else (mean, torch.cat([logvar1, logvar2], dim=1))
 
     def encode_dense(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z2 | u) of dense rows over the items: the VampPrior's components are over the top level."""
-        return self._halves(self.encoder[-1](self._trunk(inputs @ self.input_weight + self.input_bias)))
+        return self._top(self._trunk(inputs @ self.input_weight + self.input_bias))
 
     def sample_with_kl(self, batch: SparseBatch, values: torch.Tensor, generator: torch.Generator | None,
                        noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A posterior sample [z1, z2] per user and its one-sample estimate of the KL to the prior,
         log q(z1 | x, z2) + log q(z2 | x) - log p(z1 | z2) - log p(z2). ``noise``: the standard normal draws
         (z2's, z1's) to use instead of the generator's, each broadcast over the users."""
-        h = self._trunk(self._first_layer(batch, values))
-        mu2, logvar2 = self._halves(self.encoder[-1](h))
+        state = self._state(batch, values)
+        mu2, logvar2 = self._top(state[0])
         z2 = reparameterise(mu2, logvar2, generator) if noise is None else mu2 + torch.exp(0.5 * logvar2) * noise[0]
-        mu1, logvar1 = self._bottom(h, z2)
+        mu1, logvar1 = self._bottom(state, z2)
         z1 = reparameterise(mu1, logvar1, generator) if noise is None else mu1 + torch.exp(0.5 * logvar1) * noise[1]
         prior_mu1, prior_logvar1 = self.conditional_prior(z2)
         z1, z2 = z1.float(), z2.float()
