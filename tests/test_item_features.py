@@ -229,3 +229,16 @@ def test_a_cvae_runs_the_cold_item_protocol_with_its_users_features(tmp_path):
     assert trained.model.config.item_feature_width == 7 and trained.model.config.conditions == 7
     assert set(trained.cold_items) == {"CVAE", "content similarity", "random"}
     assert 0 < trained.cold_items["CVAE"]["ndcg@20"] <= 1
+
+
+@pytest.mark.parametrize("levels", [dict(), dict(latent_levels=2, hidden_dims=[])], ids=["one", "linear-two"])
+def test_an_unseen_items_input_rows_stay_zero(levels):
+    """An item no training user has is never trained in the first layers, so its rows there are zero: a history
+    naming it gets no random weight from it (the two linear levels read x through two first layers)."""
+    log, _ = grouped_log(seed=2)
+    settings = {**SMALL, **levels}
+    model = MultVAE(item_feature_width=3, epochs=2, **settings).fit(without(log, COLD), item_features=genres())
+    weights = model.module_.item_input_weights()
+    assert len(weights) == (2 if levels else 1)
+    for weight in weights:
+        assert not weight[COLD].detach().abs().sum() and weight.detach().abs().sum() > 0

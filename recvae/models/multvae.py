@@ -147,7 +147,8 @@ class _AutoEncoderRecommender(IterativeRecommender):
             seen = torch.from_numpy(item_users(user_items)[: module.n_items] > 0).float()  # over every rank's users
             module.item_side.set_items(item_features, seen)
             with torch.no_grad():  # never trained, so a history naming an unseen item gets no noise from it
-                module.input_weight[seen == 0] = 0.0
+                for weight in module.item_input_weights():
+                    weight[seen == 0] = 0.0
         if module.pseudo_logits is not None:
             module.start_pseudo_inputs(random_histories(user_items, module.pseudo_logits.shape[0], generator))
         module.to(device)

@@ -152,6 +152,10 @@ class AutoEncoder(nn.Module):
             for b in biases:
                 b.normal_(0.0, 0.001, generator=generator)
 
+    def item_input_weights(self) -> list[torch.Tensor]:
+        """The first layers' item rows (items x width), each read from a user's history."""
+        return [self.input_weight]
+
     def weight_matrices(self) -> list[torch.Tensor]:
         side = [self.item_side.weight] if self.item_side is not None else []
         return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]] + side
@@ -319,6 +323,9 @@ class HierarchicalAutoEncoder(AutoEncoder):
             if self.bottom_input is not None:
                 bound = math.sqrt(6.0 / sum(self.bottom_input.shape))
                 self.bottom_input.uniform_(-bound, bound, generator=generator)
+
+    def item_input_weights(self) -> list[torch.Tensor]:
+        return super().item_input_weights() + ([] if self.bottom_input is None else [self.bottom_input])
 
     def weight_matrices(self) -> list[torch.Tensor]:
         own = [] if self.bottom_input is None else [self.bottom_input]
