@@ -146,9 +146,7 @@ class AutoEncoder(nn.Module):
         biases = [self.input_bias] + [layer.bias for layer in [*self.encoder, *self.decoder]]
         with torch.no_grad():
             for w in weights:
-                fan_a, fan_b = w.shape
-                bound = math.sqrt(6.0 / (fan_a + fan_b))
-                w.uniform_(-bound, bound, generator=generator)
+                xavier_uniform_(w, generator)
             for b in biases:
                 b.normal_(0.0, 0.001, generator=generator)
 
@@ -317,19 +315,20 @@ class HierarchicalAutoEncoder(AutoEncoder):
         super().reset_parameters(generator)
         with torch.no_grad():
             for layer in self._level_layers():
-                bound = math.sqrt(6.0 / sum(layer.weight.shape))
-                layer.weight.uniform_(-bound, bound, generator=generator)
+                xavier_uniform_(layer.weight, generator)
                 layer.bias.normal_(0.0, 0.001, generator=generator)
-            if self.bottom_input is not None:
-                bound = math.sqrt(6.0 / sum(self.bottom_input.shape))
-                self.bottom_input.uniform_(-bound, bound, generator=generator)
+            for w in self._own_input():
+                xavier_uniform_(w, generator)
+
+    def _own_input(self) -> list[torch.Tensor]:
+        """z1's own first layer over x (the linear levels'), or none."""
+        return [] if self.bottom_input is None else [self.bottom_input]
 
     def item_input_weights(self) -> list[torch.Tensor]:
-        return super().item_input_weights() + ([] if self.bottom_input is None else [self.bottom_input])
+        return super().item_input_weights() + self._own_input()
 
     def weight_matrices(self) -> list[torch.Tensor]:
-        own = [] if self.bottom_input is None else [self.bottom_input]
-        return super().weight_matrices() + [layer.weight for layer in self._level_layers()] + own
+        return super().weight_matrices() + [layer.weight for layer in self._level_layers()] + self._own_input()
 
     def _trunk(self, first: torch.Tensor) -> torch.Tensor:
         if self.bottom_input is not None:  # no hidden layers: the first layer is q(z2 | x) itself
@@ -406,6 +405,12 @@ class HierarchicalAutoEncoder(AutoEncoder):
         return torch.cat([z1, z2], dim=1), log_q - log_p
 
 
+def xavier_uniform_(weight: torch.Tensor, generator: torch.Generator) -> None:
+    """Draw a weight matrix in place from U(-b, b), b = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
+    bound = math.sqrt(6.0 / sum(weight.shape))
+    weight.uniform_(-bound, bound, generator=generator)
+
+
 def glorot_reset(module: nn.Module, generator: torch.Generator, skip: tuple[str, ...] = ()) -> None:
     """Xavier-uniform weight matrices, zero biases and layer norms at the identity (the Keras defaults
     RecVAE's and VASP's public code start from); parameters under the submodules named in ``skip`` are left."""
@@ -414,8 +419,7 @@ def glorot_reset(module: nn.Module, generator: torch.Generator, skip: tuple[str,
             if name.split(".")[0] in skip:
                 continue
             if p.dim() == 2:
-                bound = math.sqrt(6.0 / sum(p.shape))
-                p.uniform_(-bound, bound, generator=generator)
+                xavier_uniform_(p, generator)
             elif name.endswith("weight"):  # the only 1-D weights are layer norms' scales
                 p.fill_(1.0)
             else:
