@@ -171,3 +171,15 @@ def test_hierarchical_options_are_checked():
         MultVAE(latent_levels=2, free_bits=0.5)
     with pytest.raises(ParameterError, match="latent_levels"):
         MultVAE(latent_levels=3)
+
+
+@pytest.mark.parametrize("module", [
+    AutoEncoder(30, [12], 4, True, "tanh", pseudo_inputs=3, item_features=2),
+    HierarchicalAutoEncoder(30, [], 4, "tanh", pseudo_inputs=3, item_features=2),
+    HierarchicalAutoEncoder(30, [12], 4, "tanh", pseudo_inputs=3),
+], ids=["flat", "hierarchical-linear", "hierarchical-hidden"])
+def test_l2_covers_every_weight_matrix_once(module):
+    penalised = module.weight_matrices()
+    assert len({id(w) for w in penalised}) == len(penalised)
+    matrices = {name for name, p in module.named_parameters() if p.dim() == 2}
+    assert {name for name, p in module.named_parameters() if any(p is w for w in penalised)} == matrices - {"pseudo_logits"}

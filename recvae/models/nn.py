@@ -155,8 +155,10 @@ class AutoEncoder(nn.Module):
         return [self.input_weight]
 
     def weight_matrices(self) -> list[torch.Tensor]:
+        """What the l2 penalty covers: every weight matrix once, not the biases or the VampPrior's pseudo-inputs
+        (inputs the prior reads, not weights)."""
         side = [self.item_side.weight] if self.item_side is not None else []
-        return [self.input_weight] + [layer.weight for layer in [*self.encoder, *self.decoder]] + side
+        return self.item_input_weights() + [layer.weight for layer in [*self.encoder, *self.decoder]] + side
 
     def _drawn_weights(self) -> list[torch.Tensor]:
         """The weights ``reset_parameters`` draws, in the order it draws them."""
@@ -328,7 +330,7 @@ class HierarchicalAutoEncoder(AutoEncoder):
         return super().item_input_weights() + self._own_input()
 
     def weight_matrices(self) -> list[torch.Tensor]:
-        return super().weight_matrices() + [layer.weight for layer in self._level_layers()] + self._own_input()
+        return super().weight_matrices() + [layer.weight for layer in self._level_layers()]
 
     def _trunk(self, first: torch.Tensor) -> torch.Tensor:
         if self.bottom_input is not None:  # no hidden layers: the first layer is q(z2 | x) itself
