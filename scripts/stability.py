@@ -26,8 +26,8 @@ def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
     before = {row["model"]: row for row in first["summary"]}
     first_budget = first["config"]["search"]
     rows = ["| model | trials (first / second) | first search | second search | difference | first's 95% half-width "
-            "| within |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row, budget in _second_searches(seconds).values():
+            "| within | validation difference |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row, budget, second in _second_searches(seconds).values():
         old = before.get(row["model"])
         if old is None or f"{metric}_ci95" not in old:
             continue
@@ -36,14 +36,34 @@ def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
         unequal = "" if _same_budget(trials, first_budget, budget) else " (unequal trials)"
         rows.append(f"| {row['model']} | {_count(trials[0])} / {_count(trials[1])} | {old[metric]:.4f} | "
                     f"{row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
-                    f"{'yes' if abs(change) <= half_width else '**no**'}{unequal} |")
+                    f"{'yes' if abs(change) <= half_width else '**no**'}{unequal} | "
+                    f"{_difference(validation_mean(first, row['model'], metric), validation_mean(second, row['model'], metric))} |")
     return rows
 
 
-def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict]]:
-    """Each model's second-search row and its folder's [search] budget; of a model in several folders, the row
-    whose search ran more trials."""
-    chosen: dict[str, tuple[dict, dict]] = {}
+def validation_mean(results: dict, model: str, metric: str) -> float | None:
+    """The mean over split seeds of the chosen setting's validation ``metric`` at its kept epoch (each seed's own
+    validation users, read from the runs' epoch histories); None where a run kept no history (the closed forms,
+    ALS, BPR)."""
+    values = []
+    for run in results.get("runs", []):
+        if run["model"] != model:
+            continue
+        history = [h[f"val_{metric}"] for h in run.get("history") or [] if h.get(f"val_{metric}") is not None]
+        if not history:
+            return None
+        values.append(max(history))
+    return sum(values) / len(values) if values else None
+
+
+def _difference(before: float | None, after: float | None) -> str:
+    return "-" if before is None or after is None else f"{after - before:+.4f}"
+
+
+def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict, dict]]:
+    """Each model's second-search row, its folder's [search] budget and its folder's results; of a model in several
+    folders, the row whose search ran more trials."""
+    chosen: dict[str, tuple[dict, dict, dict]] = {}
     for second in seconds:
         for row in second["summary"]:
             held = chosen.get(row["model"])
@@ -51,7 +71,7 @@ def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict]]:
                 raise ValueError(f"{row['model']} is in more than one second search with as many trials: give each "
                                  "model once")
             if held is None or _trials(row) > _trials(held[0]):
-                chosen[row["model"]] = (row, second["config"]["search"])
+                chosen[row["model"]] = (row, second["config"]["search"], second)
     return chosen
 
 
@@ -94,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Stability of {first['dataset']}: the studies searched again", "",
              f"Test {args.metric} (mean over split seeds) with the sampler seeded {first['config']['search']['seed']} "
              f"({args.first}) and {', '.join(map(str, seeds))} ({folders}); the same split seeds and search spaces, "
-             "each search's trials (pruned ones count) given beside its result.", "", *rows, "",
+             "each search's trials (pruned ones count) given beside its result. Validation difference: the same "
+             "difference on the validation users, each seed's chosen fit scored on its own seed's (mean over seeds, "
+             "at the kept epoch; '-' for models without an epoch history): whether validation users beyond the "
+             "first seed's, on which the studies ran, would have told the two choices apart.", "", *rows, "",
              f"Command: `python scripts/stability.py {args.first} {' '.join(map(str, args.second))}`", ""]
     out = args.second[0] / "stability.md"
     out.write_text("\n".join(lines))

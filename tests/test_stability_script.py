@@ -71,3 +71,18 @@ def test_a_second_search_with_the_first_sampler_seed_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         stability.main([str(first), str(again)])
     assert not (again / "stability.md").exists()
+
+
+def test_the_validation_difference_reads_each_seeds_kept_epoch(tmp_path):
+    first = _results(tmp_path / "first", 1, {"A": 0.40, "B": 0.30})
+    second = _results(tmp_path / "second", 2, {"A": 0.41, "B": 0.305})
+    for folder, values in ((first, (0.50, 0.40)), (second, (0.52, 0.44))):
+        payload = json.loads((folder / "results.json").read_text())
+        payload["runs"] = [{"model": "A", "seed": seed, "history": [{"val_ndcg@100": v - 0.1}, {"val_ndcg@100": v}, {}]}
+                           for seed, v in enumerate(values)] + [{"model": "B", "seed": 0, "history": []}]
+        (folder / "results.json").write_text(json.dumps(payload))
+    assert stability.validation_mean(json.loads((first / "results.json").read_text()), "A", "ndcg@100") == pytest.approx(0.45)
+    assert stability.main([str(first), str(second)]) == 0
+    text = (second / "stability.md").read_text()
+    assert "| A | 20 / 20 | 0.4000 | 0.4100 | +0.0100 | 0.0100 | yes | +0.0300 |" in text
+    assert "| B | 20 / 20 | 0.3000 | 0.3050 | +0.0050 | 0.0100 | yes | - |" in text
