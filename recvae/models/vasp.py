@@ -30,7 +30,7 @@ from recvae.models.ease import available_memory
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.latent import NoLatentSpaceError
-from recvae.models.nn import SparseBatch, focal_loss, gaussian_kl, glorot_reset, reparameterise
+from recvae.models.nn import SparseBatch, focal_loss, gaussian_kl, glorot_reset, reparameterise, xavier_uniform_
 from recvae.models.training.step import TrainingStep
 
 # log(1e-7): the probability floor of Keras' binary cross-entropy, which the public code's loss uses; a
@@ -120,10 +120,8 @@ class VASPModule(nn.Module):
                         output.weight.zero_()
                         output.bias.fill_(NEUTRAL_BIAS)
         if self.has_shallow:
-            stream = torch.Generator().manual_seed(shallow_seed)
-            bound = math.sqrt(6.0 / (2 * self.n_items))
             with torch.no_grad():
-                self.item_item.uniform_(-bound, bound, generator=stream)
+                xavier_uniform_(self.item_item, torch.Generator().manual_seed(shallow_seed))
                 self.zero_diagonal()
 
     def zero_diagonal(self) -> None:
