@@ -60,7 +60,8 @@ def benchmark_fits(results: dict, model: str, params: dict) -> dict[int, dict] |
         if run["model"] != model:
             continue
         values = [h[f"val_{METRIC}"] for h in run.get("history") or [] if h.get(f"val_{METRIC}") is not None]
-        if run["params"] != params or not values:
+        setting = json.loads(run["params"]) if isinstance(run["params"], str) else run["params"]  # results.json: a JSON string
+        if setting != params or not values:
             return None
         fits[run["seed"]] = {"val": max(values), "test": run[METRIC], "seconds": run["fit_seconds"], "from": "benchmark"}
     return fits

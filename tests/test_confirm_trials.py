@@ -41,7 +41,7 @@ def test_top_trials_leave_out_pruned_and_failed_ones_and_rank_by_validation():
 
 
 def test_the_benchmark_fits_are_reused_only_for_the_same_setting_with_a_history():
-    run = {"model": "M", "seed": 1, "params": {"a": 1}, "ndcg@100": 0.4, "fit_seconds": 2.0,
+    run = {"model": "M", "seed": 1, "params": '{"a": 1}', "ndcg@100": 0.4, "fit_seconds": 2.0,  # as results.json has it
            "history": [{"val_ndcg@100": 0.41}, {"val_ndcg@100": 0.45}, {}]}
     results = {"runs": [run]}
     assert confirm.benchmark_fits(results, "M", {"a": 1}) == {1: {"val": 0.45, "test": 0.4, "seconds": 2.0, "from": "benchmark"}}
