@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from recvae.benchmark.config import load_benchmark
+from recvae.benchmark.statistics import confidence_interval
 from recvae.benchmark.runner import build_model
 from recvae.evaluate import evaluate
 from recvae.models import Trainer
@@ -82,7 +82,7 @@ def choices(rows: list[dict], search: str, seeds: list[int], top: int) -> list[d
 
 
 def half_width(values: list[float]) -> float:
-    return float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
+    return confidence_interval(values)[1]
 
 
 def main(argv: list[str] | None = None) -> int:

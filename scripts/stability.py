@@ -27,13 +27,13 @@ def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
     first_budget = first["config"]["search"]
     rows = ["| model | trials (first / second) | first search | second search | difference | first's 95% half-width "
             "| within | validation difference |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for row, budget, second in _second_searches(seconds).values():
+    for row, second in _second_searches(seconds).values():
         old = before.get(row["model"])
         if old is None or f"{metric}_ci95" not in old:
             continue
         change, half_width = row[metric] - old[metric], old[f"{metric}_ci95"]
         trials = (old.get("trials"), row.get("trials"))
-        unequal = "" if _same_budget(trials, first_budget, budget) else " (unequal trials)"
+        unequal = "" if _same_budget(trials, first_budget, second["config"]["search"]) else " (unequal trials)"
         rows.append(f"| {row['model']} | {_count(trials[0])} / {_count(trials[1])} | {old[metric]:.4f} | "
                     f"{row[metric]:.4f} | {change:+.4f} | {half_width:.4f} | "
                     f"{'yes' if abs(change) <= half_width else '**no**'}{unequal} | "
@@ -60,10 +60,10 @@ def _difference(before: float | None, after: float | None) -> str:
     return "-" if before is None or after is None else f"{after - before:+.4f}"
 
 
-def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict, dict]]:
-    """Each model's second-search row, its folder's [search] budget and its folder's results; of a model in several
-    folders, the row whose search ran more trials."""
-    chosen: dict[str, tuple[dict, dict, dict]] = {}
+def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """Each model's second-search row and its folder's results; of a model in several folders, the row whose
+    search ran more trials."""
+    chosen: dict[str, tuple[dict, dict]] = {}
     for second in seconds:
         for row in second["summary"]:
             held = chosen.get(row["model"])
@@ -71,7 +71,7 @@ def _second_searches(seconds: list[dict]) -> dict[str, tuple[dict, dict, dict]]:
                 raise ValueError(f"{row['model']} is in more than one second search with as many trials: give each "
                                  "model once")
             if held is None or _trials(row) > _trials(held[0]):
-                chosen[row["model"]] = (row, second["config"]["search"], second)
+                chosen[row["model"]] = (row, second)
     return chosen
 
 
