@@ -36,6 +36,7 @@ from recvae.benchmark.statistics import confidence_interval
 from recvae.benchmark.runner import build_model
 from recvae.evaluate import evaluate
 from recvae.models import Trainer
+from recvae.models.training import kept_epoch
 from recvae.pipeline import prepare_split
 from recvae.train import fit_model
 
@@ -59,11 +60,11 @@ def benchmark_fits(results: dict, model: str, params: dict) -> dict[int, dict] |
     for run in results["runs"]:
         if run["model"] != model:
             continue
-        values = [h[f"val_{METRIC}"] for h in run.get("history") or [] if h.get(f"val_{METRIC}") is not None]
+        kept = kept_epoch(run.get("history"), METRIC)
         setting = json.loads(run["params"]) if isinstance(run["params"], str) else run["params"]  # results.json: a JSON string
-        if setting != params or not values:
+        if setting != params or kept is None:
             return None
-        fits[run["seed"]] = {"val": max(values), "test": run[METRIC], "seconds": run["fit_seconds"], "from": "benchmark"}
+        fits[run["seed"]] = {"val": kept[f"val_{METRIC}"], "test": run[METRIC], "seconds": run["fit_seconds"], "from": "benchmark"}
     return fits
 
 

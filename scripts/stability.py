@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from recvae.models.training import kept_epoch
+
 
 def stability_table(first: dict, seconds: list[dict], metric: str) -> list[str]:
     """Markdown rows comparing the first result's per-model summaries on ``metric`` with the second searches'."""
@@ -49,10 +51,10 @@ def validation_mean(results: dict, model: str, metric: str) -> float | None:
     for run in results.get("runs", []):
         if run["model"] != model:
             continue
-        history = [h[f"val_{metric}"] for h in run.get("history") or [] if h.get(f"val_{metric}") is not None]
-        if not history:
+        kept = kept_epoch(run.get("history"), metric)
+        if kept is None:
             return None
-        values.append(max(history))
+        values.append(kept[f"val_{metric}"])
     return sum(values) / len(values) if values else None
 
 

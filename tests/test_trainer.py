@@ -7,6 +7,7 @@ import torch
 
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
 from recvae.models import REGISTRY, IterativeRecommender, MultDAE, MultVAE, RecVAE
+from recvae.models.training import kept_epoch
 from recvae.models.training.checkpoint import CHECKPOINT
 from recvae.split import strong_generalization_split
 from recvae.train import Trainer, validation_scorer
@@ -202,3 +203,12 @@ def test_a_loss_that_is_no_longer_a_number_stops_training_with_the_reason(split,
     assert split.train.shape[0] <= 300
     with pytest.raises(TrainingDivergedError, match=r"MultVAE: the training loss was nan in epoch 2"):
         model.fit(split.train, split.validation, split.items)
+
+
+def test_the_kept_epoch_read_from_a_history_is_the_one_whose_weights_the_fit_kept(split):
+    model = MultDAE(epochs=5, batch_size=100, latent_dim=16, patience=None, seed=0).fit(split.train, split.validation)
+    kept = kept_epoch(model.history_, "ndcg@100")
+    scores = [record["val_ndcg@100"] for record in model.history_]
+    assert kept["val_ndcg@100"] == max(scores) and kept["epoch"] == model.history_[scores.index(max(scores))]["epoch"]
+    assert validation_scorer(split.validation, "ndcg@100")(model)["ndcg@100"] == pytest.approx(kept["val_ndcg@100"])
+    assert kept_epoch([{"epoch": 1, "loss": 2.0}], "ndcg@100") is None

@@ -18,6 +18,7 @@ from recvae.errors import DataError
 from recvae.evaluate import COLD_ITEM_METRICS, cold_item_baselines, evaluate, evaluate_curves
 from recvae.models import CVAE, IterativeRecommender, Trainer, model_class
 from recvae.models import recbole as recbole_adapter
+from recvae.models.training import kept_epoch
 from recvae.pipeline import prepare_split, with_side_features
 from recvae.split import Split, validation_from_training
 from recvae.split.conditioned import ColdItems, cold_items, heldout_with_features
@@ -227,9 +228,9 @@ def run_model(spec: ModelSpec, split: Split, seed: int, config: BenchmarkConfig,
     if tune_on is not split:
         # Refit on all training users; an early-stopped model keeps the epoch count validation chose.
         final = dict(params)
-        if isinstance(model, IterativeRecommender) and model.history_:
-            best_epoch = max(model.history_, key=lambda r: r.get(f"val_{config.selection_metric}", -np.inf))["epoch"]
-            final.update(epochs=int(best_epoch), patience=None)
+        kept = kept_epoch(model.history_, config.selection_metric) if isinstance(model, IterativeRecommender) else None
+        if kept is not None:
+            final.update(epochs=int(kept["epoch"]), patience=None)
         model = build_model(spec, final, config.selection_metric)
         fit_seconds = _fit(model, split.train, None, on_epoch, item_features)
         train_seconds += fit_seconds

@@ -36,3 +36,10 @@ class BestEpoch:
             return False
         module.load_state_dict(self.state)
         return True
+
+
+def kept_epoch(history: list[dict], metric: str) -> dict | None:
+    """The record of the epoch whose weights a fit kept, read back from its ``history`` (``BestEpoch``'s
+    choice: the first epoch with the highest ``val_<metric>``); None where no epoch was validated."""
+    validated = [record for record in history or [] if record.get(f"val_{metric}") is not None]
+    return max(validated, key=lambda record: record[f"val_{metric}"]) if validated else None
