@@ -270,11 +270,12 @@ def test_encode_decode_and_item_vectors_keep_one_contract(fitted, split):
     """Each history gets its position (mean, and the posterior's standard deviation where the model has one),
     the same alone and in blocks; the mean decodes to the very scores the model gives; a group of one gets
     that user's own list; a model without a latent space says so, naming why."""
-    from recvae.models.latent import NoLatentSpaceError
+    from recvae.models.latent import NoLatentSpaceError, sample_users
 
     history = split.test.fold_in[:6]
     if fitted.name in NO_LATENT_SPACE:
-        for call in (lambda: fitted.encode(history), fitted.item_embeddings, lambda: fitted.decode(np.zeros((1, 4)))):
+        for call in (lambda: fitted.encode(history), fitted.item_embeddings, lambda: fitted.decode(np.zeros((1, 4))),
+                     lambda: next(sample_users(fitted, 2)), lambda: next(sample_users(fitted, 2, source="prior"))):
             with pytest.raises(NoLatentSpaceError, match=rf"{fitted.name} has no latent space: \w"):
                 call()
         return

@@ -299,6 +299,7 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         raise ParameterError("temperature", temperature, "must be positive")
     if source not in SOURCES:
         raise ParameterError("source", source, f"must be one of {', '.join(SOURCES)}")
+    require_latent_space(model)  # before what a model with no space has no reason to keep
     activity = getattr(model, "user_activity_", None)
     mixture = getattr(model, "posterior_mixture_", None)
     if activity is None or (source == "posterior" and mixture is None and conditions is None):
@@ -306,7 +307,6 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         raise DataError(f"{model.name}: the model keeps no {kept} to draw from (saved before this was kept, or "
                         "trained under torchrun); fit it again in one process"
                         + ("" if activity is None else ", or sample from the prior ({source=prior})"))
-    require_latent_space(model)
     if conditions is not None and conditions.shape[0] != n_users:
         raise DataError(f"conditions has {conditions.shape[0]} rows for {n_users} users")
     prior = model._prior()
