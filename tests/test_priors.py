@@ -9,7 +9,8 @@ from recvae.errors import ParameterError
 from recvae.models import MultVAE, Recommender
 from recvae.models.latent import Prior, kl_to_prior
 from recvae.models.multvae import random_histories
-from recvae.models.nn import AutoEncoder, HierarchicalAutoEncoder, SparseBatch, gaussian_kl, mixture_log_density
+from recvae.models.nn import (AutoEncoder, HierarchicalAutoEncoder, SparseBatch, gaussian_kl, hierarchical_autoencoder,
+                              mixture_log_density)
 
 
 def test_mixture_density_is_torch_distributions_equal_weight_mixture():
@@ -93,7 +94,7 @@ def test_prior_options_are_checked():
 
 
 def _hierarchical(prior: str = "standard", hidden_dims=(12,)) -> HierarchicalAutoEncoder:
-    module = HierarchicalAutoEncoder(30, list(hidden_dims), 3, "tanh", pseudo_inputs=4 if prior == "vamp" else 0)
+    module = hierarchical_autoencoder(30, list(hidden_dims), 3, "tanh", pseudo_inputs=4 if prior == "vamp" else 0)
     module.reset_parameters(torch.Generator().manual_seed(4))
     if prior == "vamp":
         module.start_pseudo_inputs((torch.rand(4, 30, generator=torch.Generator().manual_seed(5)) > 0.7).float())
@@ -175,8 +176,8 @@ def test_hierarchical_options_are_checked():
 
 @pytest.mark.parametrize("module", [
     AutoEncoder(30, [12], 4, True, "tanh", pseudo_inputs=3, item_features=2),
-    HierarchicalAutoEncoder(30, [], 4, "tanh", pseudo_inputs=3, item_features=2),
-    HierarchicalAutoEncoder(30, [12], 4, "tanh", pseudo_inputs=3),
+    hierarchical_autoencoder(30, [], 4, "tanh", pseudo_inputs=3, item_features=2),
+    hierarchical_autoencoder(30, [12], 4, "tanh", pseudo_inputs=3),
 ], ids=["flat", "hierarchical-linear", "hierarchical-hidden"])
 def test_l2_covers_every_weight_matrix_once(module):
     penalised = module.weight_matrices()

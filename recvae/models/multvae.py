@@ -19,7 +19,8 @@ from recvae.models.iterative import IterativeRecommender
 from recvae.models.latent import PRIOR_SAMPLES, Prior, seeded_normal
 from recvae.models.nn import (
     AutoEncoder, ConditionalAutoEncoder, HierarchicalAutoEncoder, NegativeSampler, SparseBatch, gaussian_kl,
-    input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise, split_columns,
+    hierarchical_autoencoder, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
+    split_columns,
 )
 from recvae.models.schedules import anneal_steps, beta_at, warn_if_beta_stays_low
 from recvae.models.training.step import TrainingStep
@@ -161,8 +162,8 @@ class _AutoEncoderRecommender(IterativeRecommender):
         cfg = self.config
         pseudo_inputs = cfg.pseudo_inputs if getattr(cfg, "prior", "standard") == "vamp" else 0
         if getattr(cfg, "latent_levels", 1) == 2:
-            return HierarchicalAutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs,
-                                           cfg.item_feature_width)
+            return hierarchical_autoencoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs,
+                                            cfg.item_feature_width)
         return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation, pseudo_inputs,
                            cfg.item_feature_width)
 

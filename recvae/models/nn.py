@@ -280,11 +280,8 @@ class ConditionalAutoEncoder(AutoEncoder):
 class HierarchicalAutoEncoder(AutoEncoder):
     """Two latent levels (Tomczak & Welling 2018's two-level VAE, as Kim & Suh 2019's H+Vamp): q(z2 | x) from
     the encoder's hidden layers, q(z1 | x, z2) from them and z2, the prior p(z2) (N(0, I), or the VampPrior
-    over q(z2 | pseudo-input)) and p(z1 | z2), and the decoder reading [z1, z2].
-
-    Without hidden layers every map is linear, as the encoder and decoder of the Gaussian VAE's best ML-1M
-    setting: q(z2 | x) is the first layer, q(z1 | x, z2) a first layer of its own over x (the reference code's
-    separate x path) plus a linear map of z2, p(z1 | z2) a linear Gaussian, and the decoder linear in [z1, z2].
+    over q(z2 | pseudo-input)) and p(z1 | z2), and the decoder reading [z1, z2]. Without hidden layers every
+    map is linear: ``LinearHierarchicalAutoEncoder`` (``hierarchical_autoencoder`` picks by ``hidden_dims``).
 
     Its code is [z1, z2] (twice ``latent_dim``); ``encode`` gives z1's posterior at z2's mean, so the code's
     mean is what scoring decodes and its variance leaves out what z2's spread adds to z1's."""
@@ -294,24 +291,23 @@ class HierarchicalAutoEncoder(AutoEncoder):
         super().__init__(n_items, hidden_dims, latent_dim, True, activation, pseudo_inputs, item_features,
                          decoder_input=2 * latent_dim)
         self.level_dim = latent_dim
-        if hidden_dims:
-            width = hidden_dims[-1]
-            activated = activated_width(width, activation)  # what a layer the activation reads puts out
-            self.bottom_input = None
-            self.top_to_bottom = nn.Linear(latent_dim, activated)  # z2 as q(z1 | x, z2) reads it
-            self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
-            self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated),
-                                                           nn.Linear(width, 2 * latent_dim)])
-        else:
-            self.bottom_input = nn.Parameter(torch.empty(n_items, 2 * latent_dim))
-            self.top_to_bottom = nn.Linear(latent_dim, 2 * latent_dim)
-            self.bottom_head = None
-            self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, 2 * latent_dim)])
+        self._add_levels(hidden_dims, latent_dim, activation)
         self.latent_dim = 2 * latent_dim
 
+    def _add_levels(self, hidden_dims, latent_dim: int, activation: str) -> None:
+        """The layers of q(z1 | x, z2) and p(z1 | z2)."""
+        if not hidden_dims:
+            raise ValueError("HierarchicalAutoEncoder reads hidden layers; without them build the linear levels "
+                             "(LinearHierarchicalAutoEncoder, or hierarchical_autoencoder, which picks)")
+        width = hidden_dims[-1]
+        activated = activated_width(width, activation)  # what a layer the activation reads puts out
+        self.top_to_bottom = nn.Linear(latent_dim, activated)  # z2 as q(z1 | x, z2) reads it
+        self.bottom_head = nn.Linear(2 * width, 2 * latent_dim)
+        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, activated),
+                                                       nn.Linear(width, 2 * latent_dim)])
+
     def _level_layers(self) -> list[nn.Linear]:
-        return [layer for layer in (self.top_to_bottom, self.bottom_head, *self.conditional_prior_layers)
-                if layer is not None]
+        return [self.top_to_bottom, self.bottom_head, *self.conditional_prior_layers]
 
     def reset_parameters(self, generator: torch.Generator) -> None:
         super().reset_parameters(generator)
@@ -319,22 +315,11 @@ class HierarchicalAutoEncoder(AutoEncoder):
             for layer in self._level_layers():
                 xavier_uniform_(layer.weight, generator)
                 layer.bias.normal_(0.0, 0.001, generator=generator)
-            for w in self._own_input():
-                xavier_uniform_(w, generator)
-
-    def _own_input(self) -> list[torch.Tensor]:
-        """z1's own first layer over x (the linear levels'), or none."""
-        return [] if self.bottom_input is None else [self.bottom_input]
-
-    def item_input_weights(self) -> list[torch.Tensor]:
-        return super().item_input_weights() + self._own_input()
 
     def weight_matrices(self) -> list[torch.Tensor]:
         return super().weight_matrices() + [layer.weight for layer in self._level_layers()]
 
     def _trunk(self, first: torch.Tensor) -> torch.Tensor:
-        if self.bottom_input is not None:  # no hidden layers: the first layer is q(z2 | x) itself
-            return first
         h = self.activation(first)
         for layer in self.encoder[:-1]:
             h = self.activation(layer(h))
@@ -345,22 +330,15 @@ class HierarchicalAutoEncoder(AutoEncoder):
 
     def _top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z2 | x) from the trunk's output: its mean and log-variance."""
-        return self._halves(h if self.bottom_input is not None else self.encoder[-1](h))
+        return self._halves(self.encoder[-1](h))
 
-    def _state(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the levels' posteriors read: the trunk's output, and without hidden layers x through z1's own
-        first layer."""
-        h = self._trunk(self._first_layer(batch, values))
-        if self.bottom_input is None:
-            return h, None
-        return h, F.embedding_bag(batch.indices, self.bottom_input, batch.offsets, mode="sum", per_sample_weights=values)
+    def _state(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the levels' posteriors read, the trunk's output first."""
+        return (self._trunk(self._first_layer(batch, values)),)
 
-    def _bottom(self, state: tuple[torch.Tensor, torch.Tensor | None], z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _bottom(self, state: tuple[torch.Tensor, ...], z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z1 | x, z2): its mean and log-variance."""
-        h, own = state
-        if own is not None:
-            return self._halves(own + self.top_to_bottom(z2))
-        return self._halves(self.bottom_head(torch.cat([h, self.activation(self.top_to_bottom(z2))], dim=1)))
+        return self._halves(self.bottom_head(torch.cat([state[0], self.activation(self.top_to_bottom(z2))], dim=1)))
 
     def conditional_prior(self, z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """p(z1 | z2): its mean and log-variance."""
@@ -405,6 +383,50 @@ class HierarchicalAutoEncoder(AutoEncoder):
             log_p_top = mixture_log_density(z2, means.float(), logvars.float())
         log_p = log_normal_density(z1, prior_mu1.float(), prior_logvar1.float()).sum(dim=1) + log_p_top
         return torch.cat([z1, z2], dim=1), log_q - log_p
+
+
+class LinearHierarchicalAutoEncoder(HierarchicalAutoEncoder):
+    """The two levels without hidden layers, every map linear as the encoder and decoder of the Gaussian VAE's
+    best ML-1M setting: q(z2 | x) is the first layer, q(z1 | x, z2) a first layer of its own over x (the
+    reference code's separate x path) plus a linear map of z2, p(z1 | z2) a linear Gaussian, and the decoder
+    linear in [z1, z2]."""
+
+    def _add_levels(self, hidden_dims, latent_dim: int, activation: str) -> None:
+        self.bottom_input = nn.Parameter(torch.empty(self.input_weight.shape[0], 2 * latent_dim))
+        self.top_to_bottom = nn.Linear(latent_dim, 2 * latent_dim)
+        self.conditional_prior_layers = nn.ModuleList([nn.Linear(latent_dim, 2 * latent_dim)])
+
+    def _level_layers(self) -> list[nn.Linear]:
+        return [self.top_to_bottom, *self.conditional_prior_layers]
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        super().reset_parameters(generator)
+        with torch.no_grad():
+            xavier_uniform_(self.bottom_input, generator)
+
+    def item_input_weights(self) -> list[torch.Tensor]:
+        return super().item_input_weights() + [self.bottom_input]
+
+    def _trunk(self, first: torch.Tensor) -> torch.Tensor:
+        return first  # the first layer is q(z2 | x) itself
+
+    def _top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._halves(h)
+
+    def _state(self, batch: SparseBatch, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The first layer's output and x through z1's own first layer."""
+        own = F.embedding_bag(batch.indices, self.bottom_input, batch.offsets, mode="sum", per_sample_weights=values)
+        return self._first_layer(batch, values), own
+
+    def _bottom(self, state: tuple[torch.Tensor, ...], z2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._halves(state[1] + self.top_to_bottom(z2))
+
+
+def hierarchical_autoencoder(n_items: int, hidden_dims, latent_dim: int, activation: str, pseudo_inputs: int = 0,
+                             item_features: int = 0) -> HierarchicalAutoEncoder:
+    """The two-level module for ``hidden_dims``: with hidden layers, or linear without them."""
+    kind = HierarchicalAutoEncoder if hidden_dims else LinearHierarchicalAutoEncoder
+    return kind(n_items, hidden_dims, latent_dim, activation, pseudo_inputs, item_features)
 
 
 def xavier_uniform_(weight: torch.Tensor, generator: torch.Generator) -> None:
