@@ -145,3 +145,31 @@ def test_spark_reads_a_cvaes_users_features_as_the_local_export_does(spark, tmp_
     local = pd.read_parquet(tmp_path / "local.parquet").assign(fallback=False)
     _same_rows(pd.read_parquet(tmp_path / "spark.parquet").assign(fallback=False), local)
     assert set(local.user) == set(log.user)
+
+
+@needs_spark
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["movielens-csv", "dat-no-header"])
+def test_spark_finds_the_columns_and_delimiter_as_the_local_reader_does(spark, exported, tmp_path, layout, capsys):
+    from recvae.cli import main
+
+    folder, log, _ = exported
+    log = log.assign(stars=4.0, when=0)
+    if layout == "movielens-csv":  # MovieLens' own header names, gzipped, columns in another order
+        path = tmp_path / "ratings.csv.gz"
+        log.rename(columns={"user": "userId", "item": "movieId", "stars": "rating", "when": "timestamp"})[
+            ["timestamp", "movieId", "userId", "rating"]].to_csv(path, index=False)
+    else:  # ML-1M's ratings.dat: "::" and no header
+        path = tmp_path / "ratings.dat"
+        path.write_text("".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in log[["user", "item", "stars", "when"]].itertuples(index=False)))
+    ask = ["recommend", "--model", str(folder / "model"), "--interactions", str(path), "--top-n", "10",
+           "--fallback", "popularity", "-q"]
+    assert main(ask + ["--out", str(tmp_path / "local.parquet")]) == 0
+    assert main(ask + ["--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
+    _same_rows(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet"))
+    capsys.readouterr()
+    assert main(ask + ["--engine", "spark", "--user", "customer", "--out", str(tmp_path / "no.parquet")]) != 0
+    said = capsys.readouterr().err  # the local reader's words, before Spark starts
+    assert str(path) in said and ("no column 'customer' for user" in said or "user column 'customer' named, but the "
+                                  "file has no header" in said)
+    assert not (tmp_path / "no.parquet").exists()

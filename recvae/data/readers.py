@@ -98,8 +98,9 @@ def _say_columns(path: Path, names: list, header: bool, cols: dict) -> None:
     progress_log.info("%s: %s", path, ", ".join(which(role) for role in ROLES))
 
 
-def _resolve_columns(path: Path, names: list, header: bool, requested: dict) -> dict:
-    """Map each role to a column position of the file."""
+def resolve_columns(path: Path, names: list, header: bool, requested: dict) -> dict[str, int]:
+    """Which column position of the file holds each role (user, item, rating, timestamp): as ``requested`` (a name,
+    a position, or False to ignore it), else by the header's common names, else by position without a header."""
     resolved: dict[str, int] = {}
     for role in ROLES:
         want = requested.get(role)
@@ -264,7 +265,7 @@ def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kind
         # +110 MB over a 39M-row file, which breaks the export's flat-memory promise.
         parquet = pq.ParquetFile(path, pre_buffer=False)
         names = parquet.schema_arrow.names
-        cols = _resolve_columns(path, names, True, requested)
+        cols = resolve_columns(path, names, True, requested)
         _say_columns(path, names, True, cols)
         batches = parquet.iter_batches(batch_size=chunk_rows or max(parquet.metadata.num_rows, 1), columns=[names[p] for p in cols.values()])
         offset = 0
@@ -359,34 +360,42 @@ def _delimited_chunks(
         raise DataError(f"{path}: the file has a header but no rows" if header else f"{path}: the file is empty")
 
 
-def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool | None, encoding: str):
-    """The open file, its delimiter as given or guessed, the delimiter the parser gets, and whether the file
-    has a header (guessed from the first line's names when not given)."""
+def delimited_layout(path: Path, requested: dict, sep: str | None = None, header: bool | None = None,
+                     encoding: str = "utf-8") -> tuple[str, bool, list[str]]:
+    """A delimited file's delimiter (as given or guessed from its first line), whether it has a header (guessed
+    from the first line's names when not given), and the first line's fields: what the local reader and the
+    Spark engine both read a log by."""
     first = _first_line_of(path, encoding)
     if not first:
         raise DataError(f"{path}: the file is empty")
     sep = sep if sep is not None else guess_separator(path, first)
+    fields = first.split(sep) if sep != " " else first.split()
+    if header is None:
+        named = {v for v in requested.values() if isinstance(v, str)}
+        header = any(normalised_name(f) in set().union(*ALIASES.values()) for f in fields) or any(
+            f.strip().strip("\"'") in named for f in fields)
+    if len(fields) < 2:
+        hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
+        raise DataError(
+            f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
+            + (f"; the line contains {hint[0]!r}: pass {{sep={hint[0]!r}}}" if hint else "")
+        )
+    return sep, header, fields
+
+
+def _delimited_source(path: Path, requested: dict, sep: str | None, header: bool | None, encoding: str):
+    """The open file, its delimiter as given or guessed, the delimiter the parser gets, and whether the file
+    has a header (guessed from the first line's names when not given)."""
+    sep, header, _ = delimited_layout(path, requested, sep, header, encoding)
     if len(sep) > 1:
         # pandas' C parser takes one-character delimiters only; MovieLens' "::" becomes a tab,
         # which needs the file in memory (MovieLens .dat files are small).
         text = _read_text_bytes(path).decode(encoding)
         if "\t" in text:
             raise DataError(f"{path}: the file mixes tabs with the delimiter {sep!r}")
-        source, first, parse_sep = io.StringIO(text.replace(sep, "\t")), first.replace(sep, "\t"), "\t"
+        source, parse_sep = io.StringIO(text.replace(sep, "\t")), "\t"
     else:
         source, parse_sep = open_bytes(path), sep
-    fields = first.split(parse_sep) if parse_sep != " " else first.split()
-    if header is None:
-        named = {v for v in requested.values() if isinstance(v, str)}
-        header = any(normalised_name(f) in set().union(*ALIASES.values()) for f in fields) or any(
-            f.strip().strip("\"'") in named for f in fields)
-    if len(fields) < 2:
-        source.close()
-        hint = [s for s in _SNIFF_ORDER if s != sep and s in first]
-        raise DataError(
-            f"{path}: line 1 has 1 field with delimiter {sep!r}; expected at least 2 (user, item)"
-            + (f"; the line contains {hint[0]!r}: pass {{sep={hint[0]!r}}}" if hint else "")
-        )
     return source, sep, parse_sep, header
 
 
@@ -404,7 +413,7 @@ def _clean_chunk(path: Path, frame: pd.DataFrame, requested: dict, header: bool,
     if frame.empty:
         return None
     names = list(frame.columns) if header else list(range(frame.shape[1]))
-    cols = _resolve_columns(path, names, bool(header), requested)
+    cols = resolve_columns(path, names, bool(header), requested)
     if not counted.get("columns_said"):
         counted["columns_said"] = True
         _say_columns(path, names, bool(header), cols)

@@ -26,8 +26,7 @@ SPARK_MASTER = re.compile(r"local(\[(\d+|\*)(,\d+)?\])?|yarn|(spark|mesos|k8s):/
 class RecommendSpec:
     """One batch export. ``min_rating``: None keeps what the model was trained with, "none" every interaction,
     a number that threshold. ``shard``: "i/n", the i-th of n disjoint shares of the users (local engine).
-    ``reader``: how to read the log (as ``recvae.data.read_interactions`` takes it); the Spark engine reads
-    columns by name only."""
+    ``reader``: how to read the log (as ``recvae.data.read_interactions`` takes it, by either engine)."""
 
     model: str
     interactions: str
@@ -60,9 +59,6 @@ class RecommendSpec:
         if self.engine == "spark":
             if self.shard_index()[1] > 1:
                 raise ParameterError("shard", self.shard, "the Spark engine spreads the users itself; leave it out")
-            for column in ("rating", "user", "item"):
-                if isinstance(self.reader.get(column), (int, bool)):
-                    raise ParameterError(column, self.reader[column], "the Spark engine reads columns by name")
             if self.master is not None and not SPARK_MASTER.fullmatch(self.master):
                 raise ParameterError("master", self.master, "not a Spark master URL (local, local[N], local[*], "
                                      "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
@@ -148,9 +144,9 @@ def _export(spec: RecommendSpec) -> RecommendResult:
 
         r = spec.reader
         rows = export_spark(
-            spec.interactions, spec.model, spec.out, master=spec.master, user=r.get("user") or "user",
-            item=r.get("item") or "item", rating=r.get("rating") or "rating", sep=r.get("sep"),
-            header=r.get("header") is not False, min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
+            spec.interactions, spec.model, spec.out, master=spec.master, user=r.get("user"), item=r.get("item"),
+            rating=r.get("rating"), sep=r.get("sep"), header=r.get("header"), encoding=r.get("encoding") or "utf-8",
+            min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
             score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
     else:

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recvae.data.readers import delimited_layout, resolve_columns
 from recvae.data.side import names_for
-from recvae.errors import DataError, DataParameterError, ParameterError
+from recvae.errors import DataError, ParameterError
 from recvae.io import WriteError
 from recvae.score.recommend import (RecommendOptions, UserSide, item_chunk_for, item_filter, recommend_block,
                                     whole_user_blocks)
@@ -108,14 +109,18 @@ def _output_schema(user_type, item_type, options: RecommendOptions):
     return T.StructType(fields)
 
 
-def export_spark(interactions: str, model_dir: str, out: str, *, master: str | None = None, user: str = "user",
-                 item: str = "item", rating: str = "rating", sep: str | None = None, header: bool = True,
+def export_spark(interactions: str, model_dir: str, out: str, *, master: str | None = None,
+                 user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
+                 sep: str | None = None, header: bool | None = None, encoding: str = "utf-8",
                  min_rating: float | None = None, allow_file: str | None = None, deny_file: str | None = None,
                  **options) -> int:
     """``recvae recommend --engine spark``: read a Parquet/CSV/TSV log with Spark, score it with
     ``recommend_spark`` and write ``out`` (a Parquet directory) through Spark; returns the rows written.
 
-    The output appears only when complete: Spark writes beside it and the finished directory is renamed.
+    The columns, delimiter and header are found as the local reader finds them (``recvae.data.read_interactions``:
+    ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
+    read from its first line, before Spark starts). The output appears only when complete: Spark writes beside
+    it and the finished directory is renamed.
     """
     import os
     import shutil
@@ -132,6 +137,11 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     source = Path(interactions)
     if not source.exists():
         raise DataError(f"{interactions}: no such file or directory")
+    requested = {"user": user, "item": item, "rating": rating, "timestamp": False}
+    delimited = not (source.suffix == ".parquet" or source.is_dir())
+    if delimited:
+        sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
+        columns = resolve_columns(source, fields, header, requested)
     model = cached_model(str(model_dir))
     kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
     allow = _read_id_list(allow_file, kind) if allow_file else None
@@ -144,18 +154,20 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         if master:
             raise ParameterError("master", master, f"Spark could not start ({cause[:300]})") from None
         raise DataError(f"Spark could not start ({cause[:300]})") from None
-    if source.suffix == ".parquet" or source.is_dir():
-        frame = spark.read.parquet(str(source))
+    if delimited:
+        frame = spark.read.csv(str(source), sep=sep, header=header, encoding=encoding, inferSchema=True)
     else:
-        tsv = ".tsv" in source.suffixes
-        frame = spark.read.csv(str(source), sep=sep or ("\t" if tsv else ","), header=header, inferSchema=True)
-    for name, setting in ((user, "user"), (item, "item")) + (((rating, "rating"),) if min_rating is not None else ()):
-        if name not in frame.columns:
-            raise DataParameterError(setting, name, f"{interactions} has no such column; it has {frame.columns}")
+        frame = spark.read.parquet(str(source))
+        columns = resolve_columns(source, frame.columns, True, requested)
+    names = {role: frame.columns[position] for role, position in columns.items()}
     if min_rating is not None:
-        frame = frame.where(col(rating) >= min_rating)
-    keep_rating = rating in frame.columns and not model.config.binarize  # the values such a model was trained on
-    frame = frame.select(col(user).alias("user"), col(item).alias("item"), *([col(rating).alias("rating")] if keep_rating else []))
+        if "rating" not in names:
+            raise DataError(f"{interactions}: no rating column to keep ratings >= {min_rating} by; the columns are "
+                            f"{frame.columns}; name it ({{rating=NAME}}) or keep every interaction ({{min_rating=none}})")
+        frame = frame.where(col(names["rating"]) >= min_rating)
+    keep_rating = "rating" in names and not model.config.binarize  # the values such a model was trained on
+    frame = frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"),
+                         *([col(names["rating"]).alias("rating")] if keep_rating else []))
     result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:
