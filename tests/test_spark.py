@@ -149,21 +149,24 @@ def test_spark_reads_a_cvaes_users_features_as_the_local_export_does(spark, tmp_
 
 @needs_spark
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["movielens-csv", "dat-no-header"])
+@pytest.mark.parametrize("layout", ["movielens-csv", "dat-no-header", "parquet"])
 def test_spark_finds_the_columns_and_delimiter_as_the_local_reader_does(spark, exported, tmp_path, layout, capsys):
     from recvae.cli import main
 
     folder, log, _ = exported
-    log = log.assign(stars=4.0, when=0)
+    log = log.assign(stars=np.where(np.arange(len(log)) % 3, 4.0, 2.0), when=0)  # --min-rating 3 drops a third
     if layout == "movielens-csv":  # MovieLens' own header names, gzipped, columns in another order
         path = tmp_path / "ratings.csv.gz"
         log.rename(columns={"user": "userId", "item": "movieId", "stars": "rating", "when": "timestamp"})[
             ["timestamp", "movieId", "userId", "rating"]].to_csv(path, index=False)
+    elif layout == "parquet":
+        path = tmp_path / "ratings.parquet"
+        log.rename(columns={"user": "customer_id", "item": "product_id", "stars": "rating"}).to_parquet(path)
     else:  # ML-1M's ratings.dat: "::" and no header
         path = tmp_path / "ratings.dat"
         path.write_text("".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in log[["user", "item", "stars", "when"]].itertuples(index=False)))
     ask = ["recommend", "--model", str(folder / "model"), "--interactions", str(path), "--top-n", "10",
-           "--fallback", "popularity", "-q"]
+           "--fallback", "popularity", "--min-rating", "3", "-q"]
     assert main(ask + ["--out", str(tmp_path / "local.parquet")]) == 0
     assert main(ask + ["--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
     _same_rows(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet"))
@@ -172,4 +175,8 @@ def test_spark_finds_the_columns_and_delimiter_as_the_local_reader_does(spark, e
     said = capsys.readouterr().err  # the local reader's words, before Spark starts
     assert str(path) in said and ("no column 'customer' for user" in said or "user column 'customer' named, but the "
                                   "file has no header" in said)
+    unrated = tmp_path / "unrated.csv"
+    log[["user", "item"]].to_csv(unrated, index=False)
+    assert main([*ask, "--engine", "spark", "--interactions", str(unrated), "--out", str(tmp_path / "no.parquet")]) != 0
+    assert f"{unrated} has no rating column" in capsys.readouterr().err
     assert not (tmp_path / "no.parquet").exists()

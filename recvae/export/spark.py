@@ -21,6 +21,7 @@ import pandas as pd
 from recvae.data.readers import delimited_layout, resolve_columns
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
+from recvae.export.stream import no_rating_column
 from recvae.io import WriteError
 from recvae.score.recommend import (RecommendOptions, UserSide, item_chunk_for, item_filter, recommend_block,
                                     whole_user_blocks)
@@ -119,13 +120,14 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
 
     The columns, delimiter and header are found as the local reader finds them (``recvae.data.read_interactions``:
     ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
-    read from its first line, before Spark starts). The output appears only when complete: Spark writes beside
+    read from its first line), before Spark starts. The output appears only when complete: Spark writes beside
     it and the finished directory is renamed.
     """
     import os
     import shutil
     import tempfile
 
+    import pyarrow.dataset
     from pyspark.sql import SparkSession
     from pyspark.sql.functions import col
 
@@ -142,6 +144,14 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     if delimited:
         sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
         columns = resolve_columns(source, fields, header, requested)
+    else:
+        try:
+            schema = pyarrow.dataset.dataset(str(source), format="parquet").schema.names
+        except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+            raise DataError(f"{interactions}: not a readable Parquet file or folder ({exc})") from None
+        columns = resolve_columns(source, schema, True, requested)
+    if min_rating is not None and "rating" not in columns:
+        raise no_rating_column(min_rating, interactions)
     model = cached_model(str(model_dir))
     kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
     allow = _read_id_list(allow_file, kind) if allow_file else None
@@ -158,12 +168,8 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         frame = spark.read.csv(str(source), sep=sep, header=header, encoding=encoding, inferSchema=True)
     else:
         frame = spark.read.parquet(str(source))
-        columns = resolve_columns(source, frame.columns, True, requested)
-    names = {role: frame.columns[position] for role, position in columns.items()}
+    names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
     if min_rating is not None:
-        if "rating" not in names:
-            raise DataError(f"{interactions}: no rating column to keep ratings >= {min_rating} by; the columns are "
-                            f"{frame.columns}; name it ({{rating=NAME}}) or keep every interaction ({{min_rating=none}})")
         frame = frame.where(col(names["rating"]) >= min_rating)
     keep_rating = "rating" in names and not model.config.binarize  # the values such a model was trained on
     frame = frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"),

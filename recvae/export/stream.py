@@ -70,9 +70,14 @@ def iter_user_blocks(
 
 def _rated_at_least(chunk: pd.DataFrame, min_rating: float, path) -> pd.DataFrame:
     if "rating" not in chunk:
-        raise DataParameterError("min_rating", min_rating, f"asked for (the model was trained on ratings >= it), but {path} "
-                             "has no rating column; name it with {rating}, or pass {min_rating} none")
+        raise no_rating_column(min_rating, path)
     return chunk.loc[chunk["rating"] >= min_rating]
+
+
+def no_rating_column(min_rating: float, path) -> DataParameterError:
+    """The error of a log without ratings read to keep those >= ``min_rating`` (by either export engine)."""
+    return DataParameterError("min_rating", min_rating, f"asked for (the model was trained on ratings >= it), but "
+                              f"{path} has no rating column; name it with {{rating}}, or pass {{min_rating}} none")
 
 
 class _HashSet:
