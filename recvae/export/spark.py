@@ -127,9 +127,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     import shutil
     import tempfile
 
-    import pyarrow.dataset
     from pyspark.sql import SparkSession
-    from pyspark.sql.functions import col
 
     from recvae.export.export import _read_id_list
 
@@ -139,19 +137,8 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     source = Path(interactions)
     if not source.exists():
         raise DataError(f"{interactions}: no such file or directory")
-    requested = {"user": user, "item": item, "rating": rating, "timestamp": False}
-    delimited = not (source.suffix == ".parquet" or source.is_dir())
-    if delimited:
-        sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
-        columns = resolve_columns(source, fields, header, requested)
-    else:
-        try:
-            schema = pyarrow.dataset.dataset(str(source), format="parquet").schema.names
-        except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-            raise DataError(f"{interactions}: not a readable Parquet file or folder ({exc})") from None
-        columns = resolve_columns(source, schema, True, requested)
-    if min_rating is not None and "rating" not in columns:
-        raise no_rating_column(min_rating, interactions)
+    read_log = _log_reader(source, {"user": user, "item": item, "rating": rating, "timestamp": False}, sep, header,
+                           encoding, min_rating)
     model = cached_model(str(model_dir))
     kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
     allow = _read_id_list(allow_file, kind) if allow_file else None
@@ -164,16 +151,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         if master:
             raise ParameterError("master", master, f"Spark could not start ({cause[:300]})") from None
         raise DataError(f"Spark could not start ({cause[:300]})") from None
-    if delimited:
-        frame = spark.read.csv(str(source), sep=sep, header=header, encoding=encoding, inferSchema=True)
-    else:
-        frame = spark.read.parquet(str(source))
-    names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
-    if min_rating is not None:
-        frame = frame.where(col(names["rating"]) >= min_rating)
-    keep_rating = "rating" in names and not model.config.binarize  # the values such a model was trained on
-    frame = frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"),
-                         *([col(names["rating"]).alias("rating")] if keep_rating else []))
+    frame = read_log(spark, with_rating=not model.config.binarize)  # the values such a model was trained on
     result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:
@@ -184,6 +162,47 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return rows
+
+
+def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | None, encoding: str,
+                min_rating: float | None):
+    """The log's columns, delimiter and header found as the local reader finds them, before Spark starts; returns
+    ``read(spark, with_rating)``, the log as a Spark DataFrame of user, item (and rating where it has one and
+    ``with_rating``), without the interactions rated below ``min_rating``."""
+    from pyspark.sql.functions import col
+
+    delimited = not (source.suffix == ".parquet" or source.is_dir())
+    if delimited:
+        sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
+        columns = resolve_columns(source, fields, header, requested)
+    else:
+        schema = _parquet_columns(source)
+        columns = resolve_columns(source, schema, True, requested)
+    if min_rating is not None and "rating" not in columns:
+        raise no_rating_column(min_rating, source)
+
+    def read(spark, with_rating: bool):
+        if delimited:
+            frame = spark.read.csv(str(source), sep=sep, header=header, encoding=encoding, inferSchema=True)
+        else:
+            frame = spark.read.parquet(str(source))
+        names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
+        if min_rating is not None:
+            frame = frame.where(col(names["rating"]) >= min_rating)
+        rated = [col(names["rating"]).alias("rating")] if with_rating and "rating" in names else []
+        return frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"), *rated)
+
+    return read
+
+
+def _parquet_columns(source: Path) -> list[str]:
+    """A Parquet file's or folder's column names, read without Spark."""
+    import pyarrow.dataset
+
+    try:
+        return pyarrow.dataset.dataset(str(source), format="parquet").schema.names
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise DataError(f"{source}: not a readable Parquet file or folder ({exc})") from None
 
 
 DISK_FAILURES = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
