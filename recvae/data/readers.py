@@ -52,6 +52,11 @@ def normalised_name(name: str) -> str:
     return re.sub(r"[\s_\-\"']", "", str(name)).lower()
 
 
+def is_parquet(path: Path) -> bool:
+    """Whether the reader takes ``path`` for Parquet (by its suffix, .parquet or .pq)."""
+    return _inner_suffix(path) in _PARQUET_SUFFIXES
+
+
 def _inner_suffix(path: Path) -> str:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in _OPENERS:
@@ -242,7 +247,7 @@ def iter_interactions(
     if unknown:
         raise TypeError(f"unknown reader option(s) {sorted(unknown)}")
     id_kinds = id_kinds or {}
-    if _inner_suffix(path) in _PARQUET_SUFFIXES:
+    if is_parquet(path):
         yield from _parquet_chunks(path, requested, chunk_rows, id_kinds)
     else:
         encoding = options.get("encoding") or _bom_encoding(path) or "utf-8"

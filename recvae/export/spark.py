@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import delimited_layout, resolve_columns
+from recvae.data.readers import delimited_layout, is_parquet, resolve_columns
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
 from recvae.export.stream import no_rating_column
@@ -171,7 +171,7 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
     ``with_rating``), without the interactions rated below ``min_rating``."""
     from pyspark.sql.functions import col
 
-    delimited = not (source.suffix == ".parquet" or source.is_dir())
+    delimited = not (is_parquet(source) or source.is_dir())  # a folder: a Parquet dataset, as Spark writes one
     if delimited:
         sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
         columns = resolve_columns(source, fields, header, requested)
