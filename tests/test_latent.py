@@ -263,6 +263,20 @@ def test_sampled_users_are_valid_repeatable_and_readable(small_split, tmp_path):
     np.testing.assert_array_equal(loaded.anomaly_reference_, model.anomaly_reference_)
 
 
+def test_a_model_told_not_to_describe_its_users_samples_from_its_prior_and_says_why_not_otherwise(small_split):
+    from recvae.errors import DataError
+
+    model = MultVAE(epochs=2, batch_size=100, hidden_dims=(32,), latent_dim=8, describe_training_users=False)
+    model.fit(small_split.train, items=small_split.items)
+    assert model.posterior_mixture_ is None and model.anomaly_reference_ is None
+    with pytest.raises(DataError, match="describe_training_users off"):
+        model.sample(10)
+    assert model.sample(10, source="prior")["user"].nunique() == 10
+    assert model.anomaly_scores(small_split.test.fold_in).percentile is None  # no training users to rank against
+    described = MultVAE(epochs=2, batch_size=100, hidden_dims=(32,), latent_dim=8).fit(small_split.train)
+    np.testing.assert_array_equal(model.top_n(small_split.test.fold_in, 10), described.top_n(small_split.test.fold_in, 10))
+
+
 def test_a_model_of_two_disjoint_groups_samples_both_in_their_proportions():
     import scipy.sparse as sp
 

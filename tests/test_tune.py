@@ -359,7 +359,9 @@ def test_tune_reads_the_items_table_in_every_trial_and_train_reads_the_result(tm
     fitted = []
     def recording(model, *args, **kwargs):
         fitted.append(kwargs["item_features"])
-        return fit_model(model, *args, **kwargs)
+        fit_model(model, *args, **kwargs)
+        assert model.posterior_mixture_ is None and model.anomaly_reference_ is None  # a trial is thrown away
+        return model
 
     monkeypatch.setattr(study, "fit_model", recording)
     out = tmp_path / "tuned.toml"
@@ -370,3 +372,7 @@ def test_tune_reads_the_items_table_in_every_trial_and_train_reads_the_result(tm
     assert written["params"]["item-feature-width"] == 3 + 2 and written["item-features"] == str(items)
     assert written["params"]["conditions"] == 2 + 2  # a, b, other, missing: the items' width did not take the users'
     assert main(["train", "--config", str(out), "--out", str(tmp_path / "m"), "--no-tracking", "-q"]) == 0
+    from recvae.models import Recommender
+
+    trained = Recommender.load(tmp_path / "m")  # what train saves is described, though the trials were not
+    assert trained.posterior_mixture_ is not None and trained.config.describe_training_users

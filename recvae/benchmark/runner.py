@@ -76,9 +76,10 @@ class BenchmarkResult:
 def build_model(spec: ModelSpec, params: dict, selection_metric: str | None = None):
     """A fresh, unfitted model for one hyperparameter setting (``recvae.train.build_model``). A model that
     picks its epoch on validation users picks it by ``selection_metric`` (the benchmark's) unless its
-    params name one, so its history holds the metric the benchmark reads."""
+    params name one, so its history holds the metric the benchmark reads. None is described (its fits are
+    scored and thrown away)."""
     try:
-        return build_named(spec.model, params, validation_metric=selection_metric)
+        return build_named(spec.model, params, validation_metric=selection_metric, describe_training_users=False)
     except (TypeError, ValueError) as exc:
         raise DataError(f"model {spec.name!r}: bad hyperparameters {params} ({exc})") from None
 

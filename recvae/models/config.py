@@ -122,9 +122,14 @@ class ModelConfig:
     """What every model's config has. ``binarize`` (default True): every stored interaction counts
     as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
     for the multinomial likelihood, sums for popularity). It applies to training and to every history
-    scored later alike (evaluation, recommendation, export)."""
+    scored later alike (evaluation, recommendation, export). ``describe_training_users`` (default True):
+    once fitted, a model with a latent space fits a Gaussian mixture to its training users' positions (what
+    ``sample`` draws from) and keeps the quantiles of their anomaly scores (what ``anomaly_scores``'
+    percentile reads): up to tens of seconds on a large log; False skips both, as a study's trials and the
+    benchmark's fits do (their models are scored, then thrown away)."""
 
     binarize: bool = True
+    describe_training_users: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -489,6 +494,8 @@ FIELD_HELP = MappingProxyType({
     "decoder_epochs": "RecVAE: decoder passes per epoch",
     "layer_norm_eps": "RecVAE: epsilon of the encoder's layer normalisation",
     "binarize": "count every interaction as 1 ('false': keep the values as weights)",
+    "describe_training_users": "once fitted, keep a mixture over the training users' latent positions (sample) and "
+                               "their anomaly-score quantiles ('false': skip both)",
     "factors": "ALS, BPR: latent factors",
     "regularization": "ALS, BPR: L2 regularisation",
     "alpha": "ALS: confidence weight of an interaction",

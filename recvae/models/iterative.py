@@ -17,7 +17,7 @@ from recvae.models.training.trainer import Trainer
 from recvae.models.training.validation import as_scorer
 
 # config fields a resumed run may change: what a checkpoint need not match
-RESUMABLE_CHANGES = ("epochs", "device", "patience")
+RESUMABLE_CHANGES = ("epochs", "device", "patience", "describe_training_users")  # none changes the training
 
 
 class IterativeRecommender(Recommender):

@@ -12,12 +12,16 @@ from recvae.models.config import config_from_dict
 RECBOLE_PREFIX = "recbole:"
 
 
-def build_model(name: str, params: dict | None = None, *, validation_metric: str | None = None) -> Recommender:
+def build_model(name: str, params: dict | None = None, *, validation_metric: str | None = None,
+                describe_training_users: bool = True) -> Recommender:
     """The unfitted model registered as ``name`` (or ``recbole:<Model>``, RecBole's model through the
     adapter) with ``params`` over its config's defaults, checked: every check that needs no data.
 
     ``validation_metric``: what a model that picks its epoch on validation users picks it by, unless
-    ``params`` name one (a benchmark or a study ranks by its own metric, and the history must hold it)."""
+    ``params`` name one (a benchmark or a study ranks by its own metric, and the history must hold it).
+    ``describe_training_users=False``: for a model that is scored and thrown away (a study's trial, a
+    benchmark's fit), which needs no mixture over its users nor their anomaly quantiles; not a searched
+    parameter, so it is not in ``params`` (nor in what a study writes)."""
     params = dict(params or {})
     if name.startswith(RECBOLE_PREFIX):
         # the adapter's own settings (patience, fold-in) by name; everything else is RecBole's
@@ -33,6 +37,8 @@ def build_model(name: str, params: dict | None = None, *, validation_metric: str
         config = config_from_dict(cls.config_class, params)
     if validation_metric is not None and "validation_metric" not in params and issubclass(cls, IterativeRecommender):
         config = dataclasses.replace(config, validation_metric=validation_metric)
+    if not describe_training_users:
+        config = dataclasses.replace(config, describe_training_users=False)
     return cls(config)
 
 

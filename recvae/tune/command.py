@@ -80,7 +80,11 @@ def tune_model(spec: TuneSpec, notify: Callable[[str], None] = log.info, options
         tracker.log_params({"model": model_class.name, "fixed": spec.params, "space": raw,
                             "search": dataclasses.asdict(spec.search), "data": spec.data.to_json(),
                             "split": spec.split.to_json()})
-        result = run_study(lambda params: build_model(spec.model, params, validation_metric=metric), space, fixed, tune_on.train,
+
+        def trial_model(params):  # scored and thrown away: no mixture over its users
+            return build_model(spec.model, params, validation_metric=metric, describe_training_users=False)
+
+        result = run_study(trial_model, space, fixed, tune_on.train,
                            tune_on.validation, metric, spec.search, spec.storage(), f"tune/{model_class.name}",
                            resume=True, tracker=tracker, report=lambda *a: notify(a[0] % a[1:]),
                            identity={"model": model_class.name, "data": spec.data.to_json(),
