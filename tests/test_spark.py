@@ -149,7 +149,7 @@ def test_spark_reads_a_cvaes_users_features_as_the_local_export_does(spark, tmp_
 
 @needs_spark
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["movielens-csv", "dat-no-header", "parquet"])
+@pytest.mark.parametrize("layout", ["movielens-csv", "dat-no-header", "parquet", "utf16-tsv"])
 def test_spark_finds_the_columns_and_delimiter_as_the_local_reader_does(spark, exported, tmp_path, layout, capsys):
     from recvae.cli import main
 
@@ -159,6 +159,10 @@ def test_spark_finds_the_columns_and_delimiter_as_the_local_reader_does(spark, e
         path = tmp_path / "ratings.csv.gz"
         log.rename(columns={"user": "userId", "item": "movieId", "stars": "rating", "when": "timestamp"})[
             ["timestamp", "movieId", "userId", "rating"]].to_csv(path, index=False)
+    elif layout == "utf16-tsv":  # found by its BOM; Spark's line reader leaves a byte on each line's last field
+        path = tmp_path / "ratings.tsv"
+        log.rename(columns={"stars": "rating"})[["rating", "user", "item"]].to_csv(path, sep="\t", index=False,
+                                                                                  encoding="utf-16")
     elif layout == "parquet":
         path = tmp_path / "ratings.parquet"
         log.rename(columns={"user": "customer_id", "item": "product_id", "stars": "rating"}).to_parquet(path)
@@ -179,4 +183,24 @@ def test_spark_finds_the_columns_and_delimiter_as_the_local_reader_does(spark, e
     log[["user", "item"]].to_csv(unrated, index=False)
     assert main([*ask, "--engine", "spark", "--interactions", str(unrated), "--out", str(tmp_path / "no.parquet")]) != 0
     assert f"{unrated} has no rating column" in capsys.readouterr().err
+    assert not (tmp_path / "no.parquet").exists()
+
+
+@needs_spark
+def test_spark_refuses_what_it_would_read_otherwise_than_the_local_reader_before_starting(exported, tmp_path, capsys):
+    from recvae.cli import main
+
+    folder, log, _ = exported
+    spaced = tmp_path / "log.txt"  # runs of spaces: one delimiter to the local reader, several to Spark's
+    spaced.write_text("".join(f"{u}   {i}\n" for u, i in log[["user", "item"]].itertuples(index=False)))
+    ask = ["recommend", "--model", str(folder / "model"), "--top-n", "5", "--engine", "spark", "-q",
+           "--out", str(tmp_path / "no.parquet")]
+    assert main([*ask, "--interactions", str(spaced)]) != 0
+    assert f"{spaced}: a log delimited by spaces" in capsys.readouterr().err
+    assert main([*ask, "--interactions", str(spaced), "--encoding", "no-such-codec"]) != 0
+    assert "not a text encoding Python knows" in capsys.readouterr().err
+    latin = tmp_path / "log.csv"
+    latin.write_bytes("user,item\n".encode() + "".join(f"{u},{i}\n" for u, i in log[["user", "item"]].itertuples(index=False)).encode("cp1252"))
+    assert main([*ask, "--interactions", str(latin), "--encoding", "cp1252"]) != 0
+    assert "Spark's CSV reader takes iso-8859-1, us-ascii, utf-16" in capsys.readouterr().err
     assert not (tmp_path / "no.parquet").exists()

@@ -250,7 +250,7 @@ def iter_interactions(
     if is_parquet(path):
         yield from _parquet_chunks(path, requested, chunk_rows, id_kinds)
     else:
-        encoding = options.get("encoding") or _bom_encoding(path) or "utf-8"
+        encoding = options.get("encoding") or bom_encoding(path) or "utf-8"
         try:
             yield from _delimited_chunks(
                 path, requested, options.get("sep"), options.get("header"), options.get("skip_bad_lines", False),
@@ -258,8 +258,6 @@ def iter_interactions(
             )
         except UnicodeDecodeError as exc:
             raise _decoding_error(path, encoding, exc) from None
-        except LookupError:
-            raise ParameterError("encoding", encoding, f"{path}: not a text encoding Python knows") from None
 
 
 def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kinds: dict) -> Iterator[pd.DataFrame]:
@@ -288,7 +286,7 @@ def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kind
         raise DataError(f"{path}: the file has no rows")
 
 
-def _bom_encoding(path: Path) -> str | None:
+def bom_encoding(path: Path) -> str | None:
     """UTF-16 or UTF-8-with-signature when the file starts with that byte-order mark."""
     try:
         with open_bytes(path) as handle:
@@ -370,7 +368,12 @@ def delimited_layout(path: Path, requested: dict, sep: str | None = None, header
     """A delimited file's delimiter (as given or guessed from its first line), whether it has a header (guessed
     from the first line's names when not given), and the first line's fields: what the local reader and the
     Spark engine both read a log by."""
-    first = _first_line_of(path, encoding)
+    try:
+        first = _first_line_of(path, encoding)
+    except UnicodeDecodeError as exc:
+        raise _decoding_error(path, encoding, exc) from None
+    except LookupError:  # before pandas gets it
+        raise ParameterError("encoding", encoding, f"{path}: not a text encoding Python knows") from None
     if not first:
         raise DataError(f"{path}: the file is empty")
     sep = sep if sep is not None else guess_separator(path, first)

@@ -145,7 +145,7 @@ def _export(spec: RecommendSpec) -> RecommendResult:
         r = spec.reader
         rows = export_spark(
             spec.interactions, spec.model, spec.out, master=spec.master, user=r.get("user"), item=r.get("item"),
-            rating=r.get("rating"), sep=r.get("sep"), header=r.get("header"), encoding=r.get("encoding") or "utf-8",
+            rating=r.get("rating"), sep=r.get("sep"), header=r.get("header"), encoding=r.get("encoding"),
             min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
             score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)

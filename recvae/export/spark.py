@@ -9,16 +9,18 @@ model once and keeps it for every partition it scores.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import errno
 import functools
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import delimited_layout, is_parquet, resolve_columns
+from recvae.data.readers import bom_encoding, delimited_layout, is_parquet, resolve_columns
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
 from recvae.export.stream import no_rating_column
@@ -112,7 +114,7 @@ def _output_schema(user_type, item_type, options: RecommendOptions):
 
 def export_spark(interactions: str, model_dir: str, out: str, *, master: str | None = None,
                  user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
-                 sep: str | None = None, header: bool | None = None, encoding: str = "utf-8",
+                 sep: str | None = None, header: bool | None = None, encoding: str | None = None,
                  min_rating: float | None = None, allow_file: str | None = None, deny_file: str | None = None,
                  **options) -> int:
     """``recvae recommend --engine spark``: read a Parquet/CSV/TSV log with Spark, score it with
@@ -120,8 +122,8 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
 
     The columns, delimiter and header are found as the local reader finds them (``recvae.data.read_interactions``:
     ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
-    read from its first line), before Spark starts. The output appears only when complete: Spark writes beside
-    it and the finished directory is renamed.
+    read from its first line; ``encoding`` None: UTF-8, or UTF-16 by its byte-order mark), before Spark starts.
+    The output appears only when complete: Spark writes beside it and the finished directory is renamed.
     """
     import os
     import shutil
@@ -164,17 +166,23 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     return rows
 
 
-def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | None, encoding: str,
+def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | None, encoding: str | None,
                 min_rating: float | None):
-    """The log's columns, delimiter and header found as the local reader finds them, before Spark starts; returns
-    ``read(spark, with_rating)``, the log as a Spark DataFrame of user, item (and rating where it has one and
-    ``with_rating``), without the interactions rated below ``min_rating``."""
+    """The log's columns, delimiter, header and encoding found as the local reader finds them, before Spark starts;
+    returns ``read(spark, with_rating)``, the log as a Spark DataFrame of user, item (and rating where it has one
+    and ``with_rating``), without the interactions rated below ``min_rating``."""
     from pyspark.sql.functions import col
 
     delimited = not (is_parquet(source) or source.is_dir())  # a folder: a Parquet dataset, as Spark writes one
     if delimited:
+        encoding = encoding or bom_encoding(source) or "utf-8"
         sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
+        if sep == " ":
+            raise DataError(f"{source}: a log delimited by spaces is split on runs of whitespace by the local engine, "
+                            "but on each single space by Spark's CSV reader; convert it to CSV, TSV or Parquet, or "
+                            "export it with the local engine")
         columns = resolve_columns(source, fields, header, requested)
+        spark_encoding, whole_files = _spark_encoding(source, encoding)
     else:
         schema = _parquet_columns(source)
         columns = resolve_columns(source, schema, True, requested)
@@ -183,7 +191,8 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
 
     def read(spark, with_rating: bool):
         if delimited:
-            frame = spark.read.csv(str(source), sep=sep, header=header, encoding=encoding, inferSchema=True)
+            frame = spark.read.csv(str(source), sep=sep, header=header, encoding=spark_encoding, inferSchema=True,
+                                   multiLine=whole_files)
         else:
             frame = spark.read.parquet(str(source))
         names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
@@ -193,6 +202,25 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
         return frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"), *rated)
 
     return read
+
+
+# Python's canonical codec names (codecs.lookup) of the charsets Spark 4's CSV reader takes, by Spark's names
+SPARK_CHARSETS = MappingProxyType({"utf-8": "utf-8", "utf-8-sig": "utf-8", "utf-16": "utf-16", "utf-16-le": "utf-16le",
+                                   "utf-16-be": "utf-16be", "utf-32": "utf-32", "iso8859-1": "iso-8859-1",
+                                   "ascii": "us-ascii"})
+
+
+def _spark_encoding(source: Path, encoding: str) -> tuple[str, bool]:
+    """Spark's name for ``encoding`` (refused before Spark starts where its CSV reader has none), and whether Spark
+    must read each file whole: its line-by-line reader splits UTF-16 and UTF-32 text at the wrong bytes (a stray
+    byte on each line's last field, a spurious last row), where its multi-line reader decodes them right. Spark
+    drops a UTF-8 byte-order mark itself."""
+    name = codecs.lookup(encoding).name  # the local reader has already decoded the first line with it
+    if name not in SPARK_CHARSETS:
+        raise ParameterError("encoding", encoding, f"{source}: Spark's CSV reader takes "
+                             f"{', '.join(sorted(set(SPARK_CHARSETS.values())))} only; convert the log (iconv -t "
+                             "UTF-8) or export it with the local engine")
+    return SPARK_CHARSETS[name], name.startswith(("utf-16", "utf-32"))
 
 
 def _parquet_columns(source: Path) -> list[str]:
