@@ -304,10 +304,11 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
     mixture = getattr(model, "posterior_mixture_", None)
     if activity is None or (source == "posterior" and mixture is None and conditions is None):
         kept = "history lengths" if activity is None else "positions of its training users"
-        why = "saved before this was kept, or trained under torchrun" + (
-            "" if activity is None else ", or with describe_training_users off")
-        raise DataError(f"{model.name}: the model keeps no {kept} to draw from ({why}); fit it again in one process"
-                        + ("" if activity is None else ", or sample from the prior (source 'prior')"))
+        why, fix = "saved before this was kept, or trained under torchrun", "fit it again in one process"
+        if activity is not None:
+            why += ", or with describe_training_users off"
+            fix += " with it on, or sample from the prior (source 'prior')"
+        raise DataError(f"{model.name}: the model keeps no {kept} to draw from ({why}); {fix}")
     if conditions is not None and conditions.shape[0] != n_users:
         raise DataError(f"conditions has {conditions.shape[0]} rows for {n_users} users")
     prior = model._prior()
