@@ -250,7 +250,7 @@ def iter_interactions(
     if is_parquet(path):
         yield from _parquet_chunks(path, requested, chunk_rows, id_kinds)
     else:
-        encoding = options.get("encoding") or bom_encoding(path) or "utf-8"
+        encoding = text_encoding(path, options.get("encoding"))
         try:
             yield from _delimited_chunks(
                 path, requested, options.get("sep"), options.get("header"), options.get("skip_bad_lines", False),
@@ -286,7 +286,13 @@ def _parquet_chunks(path: Path, requested: dict, chunk_rows: int | None, id_kind
         raise DataError(f"{path}: the file has no rows")
 
 
-def bom_encoding(path: Path) -> str | None:
+def text_encoding(path: Path, given: str | None = None) -> str:
+    """The encoding a delimited log is read with, by both engines: ``given``, else UTF-16 or UTF-8-with-signature
+    by the file's byte-order mark, else UTF-8."""
+    return given or _bom_encoding(path) or "utf-8"
+
+
+def _bom_encoding(path: Path) -> str | None:
     """UTF-16 or UTF-8-with-signature when the file starts with that byte-order mark."""
     try:
         with open_bytes(path) as handle:

@@ -20,7 +20,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import bom_encoding, delimited_layout, is_parquet, resolve_columns
+from recvae.data.readers import delimited_layout, is_parquet, resolve_columns, text_encoding
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
 from recvae.export.stream import no_rating_column
@@ -175,7 +175,7 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
 
     delimited = not (is_parquet(source) or source.is_dir())  # a folder: a Parquet dataset, as Spark writes one
     if delimited:
-        encoding = encoding or bom_encoding(source) or "utf-8"
+        encoding = text_encoding(source, encoding)
         sep, header, fields = delimited_layout(source, requested, sep, header, encoding)
         if sep == " ":
             raise DataError(f"{source}: a log delimited by spaces is split on runs of whitespace by the local engine, "
