@@ -204,3 +204,32 @@ def test_spark_refuses_what_it_would_read_otherwise_than_the_local_reader_before
     assert main([*ask, "--interactions", str(latin), "--encoding", "cp1252"]) != 0
     assert "Spark's CSV reader takes iso-8859-1, us-ascii, utf-16" in capsys.readouterr().err
     assert not (tmp_path / "no.parquet").exists()
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_stops_at_an_id_its_reader_could_not_decode_where_the_local_reader_names_the_line(spark, exported,
+                                                                                            tmp_path, capsys):
+    from recvae.cli import main
+
+    folder, log, _ = exported
+    # UTF-8 with its last line in latin-1, past the first line's read (which would refuse it before Spark starts): Spark's
+    # reader puts U+FFFD there and goes on
+    path = tmp_path / "log.csv"
+    lines = [f"{u},{i}\n".encode() for u, i in log[["user", "item"]].itertuples(index=False)]
+    item = log["item"].iloc[0]
+    path.write_bytes(b"user,item\n" + b"".join(lines) + f"Zoë,{item}\n".encode() + f"José,{item}\n".encode("latin-1"))
+    ask = ["recommend", "--model", str(folder / "model"), "--interactions", str(path), "--top-n", "5", "--fallback",
+           "popularity", "-q"]
+    assert main([*ask, "--out", str(tmp_path / "local.parquet")]) != 0
+    assert f"{path}: line {len(lines) + 3} is not valid utf-8 (byte 0xe9" in capsys.readouterr().err
+    assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) != 0
+    said = capsys.readouterr().err
+    assert f"{path}: the user ID 'Jos\ufffd' holds U+FFFD" in said and "Zoë" not in said
+    assert not (tmp_path / "spark.parquet").exists() and not list(tmp_path.glob(".spark.parquet.*"))
+    fixed = tmp_path / "fixed.csv"  # the same log with the line in UTF-8: Zoë and José are users like any other
+    fixed.write_bytes(path.read_bytes().replace("José".encode("latin-1"), "José".encode()))
+    ask[4] = str(fixed)
+    assert main([*ask, "--out", str(tmp_path / "local.parquet")]) == 0
+    assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
+    _same_rows(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet"))

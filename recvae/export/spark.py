@@ -196,12 +196,32 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
         else:
             frame = spark.read.parquet(str(source))
         names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
+        if delimited:
+            frame = _refuse_undecodable_ids(frame, names, source, encoding)
         if min_rating is not None:
             frame = frame.where(col(names["rating"]) >= min_rating)
         rated = [col(names["rating"]).alias("rating")] if with_rating and "rating" in names else []
         return frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"), *rated)
 
     return read
+
+
+def _refuse_undecodable_ids(frame, names: dict, source: Path, encoding: str):
+    """``frame`` with a check on its text IDs: where Spark's CSV reader meets bytes that are not valid in the
+    encoding it puts U+FFFD, the replacement character, and reads on, so two IDs that differ only there would
+    become one user (the local reader stops at such a line). An ID holding U+FFFD stops the export, naming the
+    file and the ID, in the pass that scores the users: the first line was checked before Spark started."""
+    from pyspark.sql import types as T
+    from pyspark.sql.functions import col, concat, lit, raise_error, when
+
+    for role in ("user", "item"):
+        name = names[role]
+        if isinstance(frame.schema[name].dataType, T.StringType):
+            said = concat(lit(f"{source}: the {role} ID '"), col(name), lit(
+                f"' holds U+FFFD, which Spark's CSV reader puts where bytes are not valid {encoding}; set "
+                "--encoding to the file's (e.g. latin-1) or export it with the local engine, which names the line"))
+            frame = frame.withColumn(name, when(col(name).contains("\ufffd"), raise_error(said)).otherwise(col(name)))
+    return frame
 
 
 # Python's canonical codec names (codecs.lookup) of the charsets Spark 4's CSV reader takes, by Spark's names
@@ -233,6 +253,7 @@ def _parquet_columns(source: Path) -> list[str]:
         raise DataError(f"{source}: not a readable Parquet file or folder ({exc})") from None
 
 
+USER_RAISED = "[USER_RAISED_EXCEPTION]"
 DISK_FAILURES = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
 
 
@@ -244,6 +265,10 @@ def _write(result, staging: Path, target: Path) -> int:
         return result.sparkSession.read.parquet(str(staging)).count()
     except Exception as exc:  # Py4J's and pyspark's own types; a worker's error arrives wrapped in them
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raised = [line for line in lines if USER_RAISED in line]  # a check of recvae's own, in Spark 4's words
+        if raised:
+            said = raised[-1].split(USER_RAISED, 1)[1].split(" SQLSTATE:", 1)[0].strip()
+            raise DataError(said[:600]) from None
         disk = [line for line in lines if any(words in line for words in DISK_FAILURES)]
         if disk:
             raise WriteError(errno.EIO, f"{target}: the output could not be written ({disk[-1][:300]})") from None
