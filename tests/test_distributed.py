@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow  # every test starts torchrun
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, sys
+import numpy as np
 import torch
 torch.set_num_threads(1)
 from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
@@ -23,76 +24,90 @@ from recvae.split import strong_generalization_split
 from recvae.train import Trainer
 from recvae.models.training.distributed import launched_world
 
-out, name, epochs, checkpoints = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-# with item features, a catalogue wide enough that some items have users on one rank only
-synthetic = SyntheticLog(n_users=700, n_items=1500 if name == "dae-items" else 120, n_groups=5, median_activity=15, seed=11)
-if "--sharded" in sys.argv:  # each rank reads and holds only its own users' rows
-    from recvae.pipeline import DataSpec, SplitSpec, prepare_split
-    from recvae.models.training.distributed import join_world
-    world = join_world(torch.device("cpu")) if launched_world().size > 1 else None
-    split, _ = prepare_split(DataSpec(synthetic=synthetic), SplitSpec(heldout_users=80, seed=3), world)
-    assert world is None or split.train.matrix.shape[0] < split.train.shape[0]
-else:
-    split = strong_generalization_split(Interactions.from_frame(preprocess(generate_log(synthetic))), 80, seed=3)
-settings = dict(epochs=epochs, batch_size=101, latent_dim=16, patience=None)
-# Mult-DAE without dropout draws no noise: two ranks must then reproduce the single process
-if name == "dae":
-    model = MultDAE(dropout=0.0, **settings)
-elif name == "dae-implicit-slim":  # the refresh's sums over users taken over both ranks' shares
-    model = MultDAE(dropout=0.0, implicit_slim_every=2, implicit_slim_l2=20.0, **settings)
-elif name == "dae-items":  # item side features: which items any rank's users have decides who keeps a free vector
-    model = MultDAE(dropout=0.0, item_feature_width=3, **settings)
-elif name == "ease":  # Neural EASE without its random halves: no noise either, and a diagonal to keep at zero
-    model = NeuralEASE(split_halves=False, learning_rate=1e-2, **{k: v for k, v in settings.items() if k != "latent_dim"})
-else:
-    model = MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
-trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
-import numpy as np
-features = np.random.default_rng(0).random((split.train.shape[1], 3)) if name == "dae-items" else None
-model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer, item_features=features)
+# several models in one launch: starting torch, recvae and the ranks is most of each run's time
+out, names, epochs, checkpoints = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4]
+
+
+def split_for(name):
+    # with item features, a catalogue wide enough that some items have users on one rank only
+    synthetic = SyntheticLog(n_users=700, n_items=1500 if name == "dae-items" else 120, n_groups=5, median_activity=15, seed=11)
+    if "--sharded" in sys.argv:  # each rank reads and holds only its own users' rows
+        from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+        from recvae.models.training.distributed import join_world
+        world = join_world(torch.device("cpu")) if launched_world().size > 1 else None
+        split, _ = prepare_split(DataSpec(synthetic=synthetic), SplitSpec(heldout_users=80, seed=3), world)
+        assert world is None or split.train.matrix.shape[0] < split.train.shape[0]
+        return split
+    return strong_generalization_split(Interactions.from_frame(preprocess(generate_log(synthetic))), 80, seed=3)
+
+
+def model_for(name):
+    settings = dict(epochs=epochs, batch_size=101, latent_dim=16, patience=None)
+    # Mult-DAE without dropout draws no noise: two ranks must then reproduce the single process
+    if name == "dae":
+        return MultDAE(dropout=0.0, **settings)
+    if name == "dae-implicit-slim":  # the refresh's sums over users taken over both ranks' shares
+        return MultDAE(dropout=0.0, implicit_slim_every=2, implicit_slim_l2=20.0, **settings)
+    if name == "dae-items":  # item side features: which items any rank's users have decides who keeps a free vector
+        return MultDAE(dropout=0.0, item_feature_width=3, **settings)
+    if name == "ease":  # Neural EASE without its random halves: no noise either, and a diagonal to keep at zero
+        return NeuralEASE(split_halves=False, learning_rate=1e-2, **{k: v for k, v in settings.items() if k != "latent_dim"})
+    return MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
+
+
+results = {}
+for name in names:
+    split, model = split_for(name), model_for(name)
+    trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
+    features = np.random.default_rng(0).random((split.train.shape[1], 3)) if name == "dae-items" else None
+    model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer, item_features=features)
+    results[name] = {"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
+                     "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist()}
 if launched_world().main:
     with open(out, "w") as f:
-        json.dump({"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
-                   "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist()}, f)
+        json.dump(results, f)
 """
 
 
-def _run(tmp_path, ranks: int, name: str, epochs: int, checkpoints="-", *flags) -> dict:
+def _run(tmp_path, ranks: int, names: str, epochs: int, checkpoints="-", *flags) -> dict:
+    """Each of the comma-separated ``names``' models trained in one launch of ``ranks`` processes: name → its
+    losses, validation NDCG and first weights."""
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    out = tmp_path / f"result-{ranks}-{name}-{epochs}-{len(flags)}.json"
+    out = tmp_path / f"result-{ranks}-{names}-{epochs}-{len(flags)}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else [sys.executable]
-    done = subprocess.run([*launcher, str(script), str(out), name, str(epochs), str(checkpoints), *flags],
+    done = subprocess.run([*launcher, str(script), str(out), names, str(epochs), str(checkpoints), *flags],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("name, flags", [("dae", ()), ("ease", ()), ("dae", ("--sharded",)),
-                                         ("dae-implicit-slim", ()), ("dae-implicit-slim", ("--sharded",)),
-                                         ("dae-items", ("--sharded",))])
-def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, name, flags):
-    one = _run(tmp_path, 1, name, 4, "-", *flags)
-    two = _run(tmp_path, 2, name, 4, "-", *flags)
-    # the same updates; only the order of float sums differs (the all-reduce adds the two ranks' halves)
-    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6)
-    np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6)
-    np.testing.assert_allclose(two["weights"], one["weights"], rtol=0, atol=1e-6)
-    if name == "ease":
-        n = int(round(len(two["weights"]) ** 0.5))
-        assert not np.asarray(two["weights"]).reshape(n, n).diagonal().any()
+@pytest.mark.parametrize("names, flags", [("dae,ease,dae-implicit-slim", ()),
+                                          ("dae,dae-implicit-slim,dae-items", ("--sharded",))])
+def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, names, flags):
+    ones = _run(tmp_path, 1, names, 4, "-", *flags)
+    twos = _run(tmp_path, 2, names, 4, "-", *flags)
+    for name in names.split(","):
+        one, two = ones[name], twos[name]
+        # the same updates; only the order of float sums differs (the all-reduce adds the two ranks' halves)
+        np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(two["weights"], one["weights"], rtol=0, atol=1e-6, err_msg=name)
+        if name == "ease":
+            n = int(round(len(two["weights"]) ** 0.5))
+            assert not np.asarray(two["weights"]).reshape(n, n).diagonal().any()
 
 
 def test_a_resumed_two_rank_run_reaches_the_uninterrupted_weights(tmp_path):
-    whole = _run(tmp_path, 2, "vae", 4)
+    whole = _run(tmp_path, 2, "vae", 4)["vae"]
     _run(tmp_path, 2, "vae", 2, tmp_path / "checkpoints")
-    resumed = _run(tmp_path, 2, "vae", 4, tmp_path / "checkpoints", "--resume")
+    resumed = _run(tmp_path, 2, "vae", 4, tmp_path / "checkpoints", "--resume")["vae"]
     assert resumed["loss"] == whole["loss"] and resumed["weights"] == whole["weights"]
     # one process may take over a distributed run's checkpoint
-    single = _run(tmp_path, 1, "vae", 5, tmp_path / "checkpoints", "--resume")
+    single = _run(tmp_path, 1, "vae", 5, tmp_path / "checkpoints", "--resume")["vae"]
     assert len(single["loss"]) == 5 and single["loss"][:4] == whole["loss"] and np.isfinite(single["weights"]).all()
 
 
