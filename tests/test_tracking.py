@@ -1,5 +1,6 @@
 """MLflow tracking against a real `mlflow server` on 127.0.0.1 with a SQLite store."""
 
+import importlib.metadata
 import json
 import os
 import socket
@@ -7,10 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -103,6 +106,11 @@ def test_train_run_is_tracked_with_metrics_artifacts_and_pyfunc(server, log_file
     pd.testing.assert_frame_equal(three.reset_index(drop=True),
                                   Recommender.load(out).recommend_df(histories, n=3).reset_index(drop=True))
     assert [p.name for p in pyfunc.metadata.get_params_schema().params] == ["n", "include_seen"]
+    # the environment a server builds for it: recvae and what it runs on, torch among them, pinned
+    needs = Path(mlflow.pyfunc.get_model_dependencies(run.data.tags["recvae.model_uri"])).read_text().split()
+    assert {f"torch=={torch.__version__.split('+')[0]}", f"recvae=={importlib.metadata.version('recvae')}",
+            f"mlflow=={mlflow.__version__}"} <= set(needs), needs
+    assert not any(name.startswith(("pyspark", "recbole")) for name in needs)  # optional extras stay out
 
 
 def test_logged_model_serves_the_same_top_n(server, log_file, tmp_path):

@@ -182,7 +182,8 @@ class Tracker:
         """Log a saved recvae model directory as an MLflow pyfunc model with its signature; returns its URI."""
         code = Path(__file__).with_name("pyfunc.py")
         kwargs = dict(python_model=str(code), artifacts={"recvae_model": str(model_dir)},
-                      signature=pyfunc_signature(model_dir), input_example=pyfunc_input_example(model_dir))
+                      signature=pyfunc_signature(model_dir), input_example=pyfunc_input_example(model_dir),
+                      pip_requirements=pyfunc_requirements())
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             info = self.mlflow.pyfunc.log_model(name=name, **kwargs)
@@ -191,6 +192,27 @@ class Tracker:
         # MLflow 3 keeps logged models apart from run artifacts; the tag says where.
         self.mlflow.set_tag("recvae.model_uri", info.model_uri)
         return info.model_uri
+
+
+def pyfunc_requirements() -> list[str]:
+    """recvae and the packages it needs at run time, pinned to the versions installed here (without a local label
+    such as torch's ``+cpu``): the environment ``mlflow models serve`` builds to load the model. Given rather than
+    left to MLflow, whose inference loads the model in a subprocess (seconds on every ``recvae train``) and left
+    torch out of the list it wrote."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    pinned = []
+    for line in ["recvae", *(requires("recvae") or [])]:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an optional extra's package (Spark, RecBole, the docs)
+        try:
+            pinned.append(f"{requirement.name}=={version(requirement.name).split('+')[0]}")
+        except PackageNotFoundError:  # a dependency left out of this environment: the range recvae asks for
+            pinned.append(str(requirement))
+    return pinned
 
 
 def pyfunc_signature(model_dir: str | Path):
