@@ -197,3 +197,14 @@ def test_metric_names_from_any_model_name_are_valid_and_distinct():
     assert len(set(keys)) == len(keys) and metric_key("val_ndcg@100") == "val_ndcg_at_100"
     for key in keys:
         _validate_metric_name(key)  # raises on a name MLflow would take for a path
+
+
+def test_a_source_tree_that_was_not_installed_leaves_the_requirements_to_mlflow(monkeypatch):
+    from recvae.track.tracking import pyfunc_requirements
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    assert pyfunc_requirements()[0] == f"recvae=={importlib.metadata.version('recvae')}"
+    monkeypatch.setattr(importlib.metadata, "requires", not_installed)
+    assert pyfunc_requirements() is None  # MLflow infers them, as before recvae gave its own

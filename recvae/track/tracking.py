@@ -194,17 +194,22 @@ class Tracker:
         return info.model_uri
 
 
-def pyfunc_requirements() -> list[str]:
+def pyfunc_requirements() -> list[str] | None:
     """recvae and the packages it needs at run time, pinned to the versions installed here (without a local label
     such as torch's ``+cpu``): the environment ``mlflow models serve`` builds to load the model. Given rather than
     left to MLflow, whose inference loads the model in a subprocess (seconds on every ``recvae train``) and left
-    torch out of the list it wrote."""
+    torch out of the list it wrote. None (MLflow infers them) where recvae runs from a source tree it was not
+    installed from, as its requirements are then unknown."""
     from importlib.metadata import PackageNotFoundError, requires, version
 
     from packaging.requirements import Requirement
 
+    try:
+        needs = requires("recvae") or []
+    except PackageNotFoundError:
+        return None
     pinned = []
-    for line in ["recvae", *(requires("recvae") or [])]:
+    for line in ["recvae", *needs]:
         requirement = Requirement(line)
         if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
             continue  # an optional extra's package (Spark, RecBole, the docs)
