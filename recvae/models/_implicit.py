@@ -1,5 +1,5 @@
-"""What the implicit-backed models share: a clear error when implicit is missing, one BLAS thread, and a
-solver that diverges named as such.
+"""What the implicit-backed models share: a clear error when implicit is missing, one BLAS thread, a
+solver that diverges named as such, and the base class of a model whose users are factors folded in.
 
 implicit parallelises its solvers itself and warns (rightly: it runs several times slower) when
 OpenBLAS also spawns threads inside each of them, so its calls run under a one-thread BLAS limit.
@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 
-from recvae.errors import TrainingDivergedError
+import scipy.sparse as sp
+import torch
 
+from recvae.errors import TrainingDivergedError
+from recvae.models.inputs import cosine_similar_items
+from recvae.models.recommender import Recommender
 
 
 def import_implicit():
@@ -41,3 +45,21 @@ def fit_solver(solver, user_items, model_name: str, setting: str) -> None:
         except ModelFitError as exc:
             raise TrainingDivergedError(f"{model_name} diverged at {setting} ({exc}): lower its learning rate or "
                                         "confidence weight, or raise its regularization") from None
+
+
+class FactorModel(Recommender):
+    """A matrix factorisation: learned item factors (``module_.item_factors``), each user's factors solved by
+    ``user_factors`` against them (fold-in), so a user's code is a point without uncertainty."""
+
+    def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:
+        raise NotImplementedError
+
+    def similar_items(self, itemid: int, N: int = 10):
+        self._check_fitted()
+        return cosine_similar_items(self.module_.item_factors, itemid, N)
+
+    def _encode_block(self, user_items: sp.csr_matrix):
+        return self.user_factors(user_items), None  # factors, no uncertainty
+
+    def _item_vectors(self) -> dict[str, torch.Tensor]:
+        return {"output": self.module_.item_factors}

@@ -13,14 +13,12 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.models._implicit import fit_solver, import_implicit, single_threaded_blas
+from recvae.models._implicit import FactorModel, fit_solver, import_implicit, single_threaded_blas
 from recvae.models.config import ALSConfig
-from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
-from recvae.models.recommender import Recommender
 
 
-class ALS(Recommender):
+class ALS(FactorModel):
     name = "ALS"
     config_class = ALSConfig
     # recvae tune's default ranges (recvae.tune.space): around implicit's defaults, log-scaled
@@ -63,18 +61,8 @@ class ALS(Recommender):
         item_factors = self.module_.item_factors
         return lambda items: users @ item_factors[items].T
 
-    def similar_items(self, itemid: int, N: int = 10):
-        self._check_fitted()
-        return cosine_similar_items(self.module_.item_factors, itemid, N)
-
-    def _encode_block(self, user_items: sp.csr_matrix):
-        return self.user_factors(user_items), None  # factors, no uncertainty
-
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         return codes @ self.module_.item_factors.T
-
-    def _item_vectors(self) -> dict[str, torch.Tensor]:
-        return {"output": self.module_.item_factors}
 
     def _new_module(self, n_items: int) -> LearnedTensors:
         return LearnedTensors(item_factors=torch.zeros(n_items, self.config.factors))

@@ -16,11 +16,9 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.vocab import Vocabulary
-from recvae.models._implicit import fit_solver, import_implicit, single_threaded_blas
+from recvae.models._implicit import FactorModel, fit_solver, import_implicit, single_threaded_blas
 from recvae.models.config import BPRConfig
-from recvae.models.inputs import cosine_similar_items
 from recvae.models.nn import LearnedTensors
-from recvae.models.recommender import Recommender
 
 
 def bpr_fold_in(
@@ -55,7 +53,7 @@ def bpr_fold_in(
     return users.detach()
 
 
-class BPR(Recommender):
+class BPR(FactorModel):
     name = "BPR"
     config_class = BPRConfig
     search_space = {"factors": {"low": 16, "high": 256, "log": True},
@@ -94,18 +92,8 @@ class BPR(Recommender):
         learned = self.module_
         return lambda items: torch.addmm(learned.item_bias[items], users, learned.item_factors[items].T)
 
-    def similar_items(self, itemid: int, N: int = 10):
-        self._check_fitted()
-        return cosine_similar_items(self.module_.item_factors, itemid, N)
-
-    def _encode_block(self, user_items: sp.csr_matrix):
-        return self.user_factors(user_items), None  # factors, no uncertainty
-
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.module_.item_bias, codes, self.module_.item_factors.T)
-
-    def _item_vectors(self) -> dict[str, torch.Tensor]:
-        return {"output": self.module_.item_factors}
 
     def _new_module(self, n_items: int) -> LearnedTensors:
         return LearnedTensors(item_factors=torch.zeros(n_items, self.config.factors), item_bias=torch.zeros(n_items))
