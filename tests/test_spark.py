@@ -233,3 +233,35 @@ def test_spark_stops_at_an_id_its_reader_could_not_decode_where_the_local_reader
     assert main([*ask, "--out", str(tmp_path / "local.parquet")]) == 0
     assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
     _same_rows(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet"))
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_types_the_ids_as_the_local_reader_does_zero_padded_ids_staying_text(spark, tmp_path, capsys):
+    from recvae.cli import main
+    from recvae.data import SyntheticLog, generate_log
+
+    log = generate_log(SyntheticLog(n_users=300, n_items=80, n_groups=4, median_activity=15, seed=2, string_ids=False))
+    padded = log.assign(user=log["user"].map("{:05d}".format), item=log["item"].map("{:03d}".format))
+    for name, frame in (("padded", padded), ("integer", log)):
+        path = tmp_path / f"{name}.csv"
+        frame[["user", "item"]].to_csv(path, index=False)
+        assert main(["train", "--data", str(path), "--out", str(tmp_path / name), "--epochs", "2", "--no-tracking",
+                     "-q"]) == 0
+    # the integer model's users again, one row spelling its item with a leading zero: text to the local reader,
+    # so an item the model does not know (Spark's cast would have read 18)
+    spelled = tmp_path / "spelled.csv"
+    rows = log[["user", "item"]].astype(str)
+    rows.loc[(log["item"] == 18).to_numpy().nonzero()[0][0], "item"] = "018"
+    rows.to_csv(spelled, index=False)
+    capsys.readouterr()
+    for model, data in (("padded", tmp_path / "padded.csv"), ("integer", spelled)):
+        ask = ["recommend", "--model", str(tmp_path / model), "--interactions", str(data), "--top-n", "5",
+               "--fallback", "popularity", "-q"]
+        assert main([*ask, "--out", str(tmp_path / f"{model}-local.parquet")]) == 0
+        assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / f"{model}-spark.parquet")]) == 0
+        local, remote = (pd.read_parquet(tmp_path / f"{model}-{engine}.parquet") for engine in ("local", "spark"))
+        assert pd.api.types.is_integer_dtype(remote["user"]) == pd.api.types.is_integer_dtype(local["user"])
+        assert not remote["fallback"].any()  # every user's items known, as to the local reader
+        _same_rows(remote.assign(user=remote["user"].astype(str)), local)
+    assert set(remote["user"]) == set(log["user"]) and "00000" in set(pd.read_parquet(tmp_path / "padded-spark.parquet")["user"])

@@ -20,7 +20,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import delimited_layout, is_parquet, resolve_columns, text_encoding
+from recvae.data.readers import INTEGER_ID, delimited_layout, is_parquet, resolve_columns, text_encoding
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
 from recvae.export.stream import no_rating_column
@@ -82,7 +82,8 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
     # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export
     rating = [col("rating").cast("float")] if "rating" in histories.columns and not model.config.binarize else []
-    frame = histories.select(col("user"), coalesce(col("item").cast(item_type), lit(unknown)).alias("item"), *rating)
+    item = _item_ids(histories, integer_items)
+    frame = histories.select(col("user"), coalesce(item, lit(unknown)).alias("item"), *rating)
     frame = frame.repartition(partitions, "user") if partitions else frame.repartition("user")
     frame = frame.sortWithinPartitions("user")
     directory = str(model_dir)
@@ -97,6 +98,50 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
             yield pd.DataFrame(out)
 
     return frame.mapInPandas(score, _output_schema(histories.schema["user"].dataType, item_type, options))
+
+
+# an ID that spells an integer, as the local reader reads one (recvae.data.readers.typed_ids), "1.0" included
+SPELLED_INTEGER = f"^{INTEGER_ID}(\\.0+)?$"
+
+
+def _spelled_integer(column):
+    """The integer a text column spells where it spells one as the local reader reads it, else null; so "018"
+    is no integer (the local reader keeps it as text: another ID than 18), where Spark's cast would make it 18."""
+    from pyspark.sql.functions import regexp_replace, trim, when
+
+    spelled = trim(column)
+    return when(spelled.rlike(SPELLED_INTEGER), regexp_replace(spelled, r"\.0+$", "").cast("long"))
+
+
+def _item_ids(histories, integer_items: bool):
+    """The item column as the model's IDs: integers where the model's are (a text or fractional value that is
+    not one is null, an unknown item), text otherwise."""
+    from pyspark.sql import types as T
+    from pyspark.sql.functions import col, floor, when
+
+    item = col("item")
+    if not integer_items:
+        return item.cast("string")
+    kind = histories.schema["item"].dataType
+    if isinstance(kind, T.StringType):
+        return _spelled_integer(item)
+    if isinstance(kind, (T.FloatType, T.DoubleType, T.DecimalType)):
+        return when(item == floor(item), item.cast("long"))
+    return item.cast("long")
+
+
+def _typed_users(frame):
+    """The user column typed as the local reader types a log's users: integers where every ID spells one, the
+    text otherwise ("00042" stays "00042"). Text IDs cost one pass over the log (as Spark's schema inference,
+    which read "00042" as 42, did)."""
+    from pyspark.sql import types as T
+    from pyspark.sql.functions import col
+
+    if not isinstance(frame.schema["user"].dataType, T.StringType):
+        return frame
+    if frame.where(_spelled_integer(col("user")).isNull()).limit(1).count():
+        return frame
+    return frame.withColumn("user", _spelled_integer(col("user")))
 
 
 def _output_schema(user_type, item_type, options: RecommendOptions):
@@ -191,17 +236,17 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
 
     def read(spark, with_rating: bool):
         if delimited:
-            frame = spark.read.csv(str(source), sep=sep, header=header, encoding=spark_encoding, inferSchema=True,
-                                   multiLine=whole_files)
+            # every column as text, typed below as the local reader types it: Spark's inference reads "007" as 7
+            frame = spark.read.csv(str(source), sep=sep, header=header, encoding=spark_encoding, multiLine=whole_files)
         else:
             frame = spark.read.parquet(str(source))
         names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
         if delimited:
             frame = _refuse_undecodable_ids(frame, names, source, encoding)
         if min_rating is not None:
-            frame = frame.where(col(names["rating"]) >= min_rating)
+            frame = frame.where(col(names["rating"]).cast("double") >= min_rating)
         rated = [col(names["rating"]).alias("rating")] if with_rating and "rating" in names else []
-        return frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"), *rated)
+        return _typed_users(frame.select(col(names["user"]).alias("user"), col(names["item"]).alias("item"), *rated))
 
     return read
 
