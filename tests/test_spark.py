@@ -208,7 +208,7 @@ def test_spark_refuses_what_it_would_read_otherwise_than_the_local_reader_before
 
 @needs_spark
 @pytest.mark.slow
-def test_spark_stops_at_an_id_its_reader_could_not_decode_where_the_local_reader_names_the_line(spark, exported,
+def test_spark_stops_at_an_undecodable_or_missing_id_where_the_local_reader_names_the_line(spark, exported,
                                                                                             tmp_path, capsys):
     from recvae.cli import main
 
@@ -233,6 +233,15 @@ def test_spark_stops_at_an_id_its_reader_could_not_decode_where_the_local_reader
     assert main([*ask, "--out", str(tmp_path / "local.parquet")]) == 0
     assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
     _same_rows(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet"))
+    missing = tmp_path / "missing.csv"  # a last row without its user: the local reader names the line
+    missing.write_bytes(fixed.read_bytes() + f",{item}\n".encode())
+    ask[4] = str(missing)
+    capsys.readouterr()
+    assert main([*ask, "--overwrite", "--out", str(tmp_path / "local.parquet")]) != 0
+    assert f"{missing}: line {len(lines) + 4}: empty or missing user ID" in capsys.readouterr().err
+    assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "gone.parquet")]) != 0
+    assert f"{missing}: a row has no user ID (an empty field)" in capsys.readouterr().err
+    assert not (tmp_path / "gone.parquet").exists()
 
 
 @needs_spark

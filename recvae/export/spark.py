@@ -241,8 +241,7 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
         else:
             frame = spark.read.parquet(str(source))
         names = {role: (frame.columns if delimited else schema)[position] for role, position in columns.items()}
-        if delimited:
-            frame = _refuse_undecodable_ids(frame, names, source, encoding)
+        frame = _checked_ids(frame, names, source, encoding if delimited else None)
         if min_rating is not None:
             frame = frame.where(col(names["rating"]).cast("double") >= min_rating)
         rated = [col(names["rating"]).alias("rating")] if with_rating and "rating" in names else []
@@ -251,21 +250,26 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
     return read
 
 
-def _refuse_undecodable_ids(frame, names: dict, source: Path, encoding: str):
-    """``frame`` with a check on its text IDs: where Spark's CSV reader meets bytes that are not valid in the
-    encoding it puts U+FFFD, the replacement character, and reads on, so two IDs that differ only there would
-    become one user (the local reader stops at such a line). An ID holding U+FFFD stops the export, naming the
-    file and the ID, in the pass that scores the users: the first line was checked before Spark started."""
+def _checked_ids(frame, names: dict, source: Path, encoding: str | None):
+    """``frame`` with checks on its IDs, made in the pass that scores the users (the first line was checked before
+    Spark started), each stopping the export with one line naming the file: a row without a user or item ID (an
+    empty field), which the local reader refuses naming the line; and, in a delimited log (``encoding`` given),
+    an ID holding U+FFFD, the replacement character, which Spark's CSV reader puts where bytes are not valid in
+    the encoding before reading on, so that two IDs that differ only there would become one user."""
     from pyspark.sql import types as T
     from pyspark.sql.functions import col, concat, lit, raise_error, when
 
     for role in ("user", "item"):
         name = names[role]
-        if isinstance(frame.schema[name].dataType, T.StringType):
+        checked = when(col(name).isNull(), raise_error(lit(
+            f"{source}: a row has no {role} ID (an empty field); the local engine names its line (and its "
+            "--skip-bad-lines drops such lines)")))
+        if encoding is not None and isinstance(frame.schema[name].dataType, T.StringType):
             said = concat(lit(f"{source}: the {role} ID '"), col(name), lit(
                 f"' holds U+FFFD, which Spark's CSV reader puts where bytes are not valid {encoding}; set "
                 "--encoding to the file's (e.g. latin-1) or export it with the local engine, which names the line"))
-            frame = frame.withColumn(name, when(col(name).contains("\ufffd"), raise_error(said)).otherwise(col(name)))
+            checked = checked.when(col(name).contains("\ufffd"), raise_error(said))
+        frame = frame.withColumn(name, checked.otherwise(col(name)))
     return frame
 
 
