@@ -274,3 +274,10 @@ def test_spark_types_the_ids_as_the_local_reader_does_zero_padded_ids_staying_te
         assert not remote["fallback"].any()  # every user's items known, as to the local reader
         _same_rows(remote.assign(user=remote["user"].astype(str)), local)
     assert set(remote["user"]) == set(log["user"]) and "00000" in set(pd.read_parquet(tmp_path / "padded-spark.parquet")["user"])
+    # a row without its user among integer users: typing them reads the log before the export (and meets the row)
+    rows.loc[5, "user"] = ""
+    rows.to_csv(spelled, index=False)
+    capsys.readouterr()
+    assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "gone.parquet")]) != 0
+    said = capsys.readouterr().err
+    assert f"{spelled}: a row has no user ID (an empty field)" in said and "Traceback" not in said

@@ -198,7 +198,10 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         if master:
             raise ParameterError("master", master, f"Spark could not start ({cause[:300]})") from None
         raise DataError(f"Spark could not start ({cause[:300]})") from None
-    frame = read_log(spark, with_rating=not model.config.binarize)  # the values such a model was trained on
+    try:  # typing a log's text user IDs reads it once, meeting a row the checks refuse
+        frame = read_log(spark, with_rating=not model.config.binarize)  # the values such a model was trained on
+    except Exception as exc:  # Py4J's and pyspark's own types
+        raise spark_failure(exc, target) from None
     result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:
@@ -308,19 +311,24 @@ DISK_FAILURES = ("No space left on device", "Read-only file system", "Permission
 
 def _write(result, staging: Path, target: Path) -> int:
     """Spark writes the rows (and, lazily, scores them) into ``staging``; a failure there is one line naming the
-    output: a write error for a full or read-only disk, else what the workers or Spark said."""
+    output (``spark_failure``)."""
     try:
         result.write.parquet(str(staging))
         return result.sparkSession.read.parquet(str(staging)).count()
     except Exception as exc:  # Py4J's and pyspark's own types; a worker's error arrives wrapped in them
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        raised = [line for line in lines if USER_RAISED in line]  # a check of recvae's own, in Spark 4's words
-        if raised:
-            said = raised[-1].split(USER_RAISED, 1)[1].split(" SQLSTATE:", 1)[0].strip()
-            raise DataError(said[:600]) from None
-        disk = [line for line in lines if any(words in line for words in DISK_FAILURES)]
-        if disk:
-            raise WriteError(errno.EIO, f"{target}: the output could not be written ({disk[-1][:300]})") from None
-        # the root cause comes last in a Java chain ("Caused by: ..."), a worker's Python error in its own line
-        named = [line for line in lines if "Error:" in line or "Exception:" in line]
-        raise DataError(f"{target}: the Spark export failed ({(named or lines)[-1][:300]})") from None
+        raise spark_failure(exc, target) from None
+
+
+def spark_failure(exc: Exception, target: Path) -> Exception:
+    """What a Spark job's failure says, as one line: a check of recvae's own (``raise_error``) in its words, a write
+    error naming the output for a full or read-only disk, else what the workers or Spark said."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    raised = [line for line in lines if USER_RAISED in line]  # in Spark 4's words
+    if raised:
+        return DataError(raised[-1].split(USER_RAISED, 1)[1].split(" SQLSTATE:", 1)[0].strip()[:600])
+    disk = [line for line in lines if any(words in line for words in DISK_FAILURES)]
+    if disk:
+        return WriteError(errno.EIO, f"{target}: the output could not be written ({disk[-1][:300]})")
+    # the root cause comes last in a Java chain ("Caused by: ..."), a worker's Python error in its own line
+    named = [line for line in lines if "Error:" in line or "Exception:" in line]
+    return DataError(f"{target}: the Spark export failed ({(named or lines)[-1][:300]})")
