@@ -233,14 +233,14 @@ def test_spark_stops_at_an_undecodable_or_missing_id_where_the_local_reader_name
     assert main([*ask, "--out", str(tmp_path / "local.parquet")]) == 0
     assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "spark.parquet")]) == 0
     _same_rows(pd.read_parquet(tmp_path / "spark.parquet"), pd.read_parquet(tmp_path / "local.parquet"))
-    missing = tmp_path / "missing.csv"  # a last row without its user: the local reader names the line
-    missing.write_bytes(fixed.read_bytes() + f",{item}\n".encode())
+    missing = tmp_path / "missing.csv"  # a last row whose user is blank: the local reader names the line
+    missing.write_bytes(fixed.read_bytes() + f"  ,{item}\n".encode())
     ask[4] = str(missing)
     capsys.readouterr()
     assert main([*ask, "--overwrite", "--out", str(tmp_path / "local.parquet")]) != 0
     assert f"{missing}: line {len(lines) + 4}: empty or missing user ID" in capsys.readouterr().err
     assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "gone.parquet")]) != 0
-    assert f"{missing}: a row has no user ID (an empty field)" in capsys.readouterr().err
+    assert f"{missing}: a row has no user ID (an empty or blank field)" in capsys.readouterr().err
     assert not (tmp_path / "gone.parquet").exists()
 
 
@@ -280,4 +280,4 @@ def test_spark_types_the_ids_as_the_local_reader_does_zero_padded_ids_staying_te
     capsys.readouterr()
     assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "gone.parquet")]) != 0
     said = capsys.readouterr().err
-    assert f"{spelled}: a row has no user ID (an empty field)" in said and "Traceback" not in said
+    assert f"{spelled}: a row has no user ID (an empty or blank field)" in said and "Traceback" not in said

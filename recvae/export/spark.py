@@ -256,18 +256,20 @@ def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | N
 def _checked_ids(frame, names: dict, source: Path, encoding: str | None):
     """``frame`` with checks on its IDs, made in the pass that scores the users (the first line was checked before
     Spark started), each stopping the export with one line naming the file: a row without a user or item ID (an
-    empty field), which the local reader refuses naming the line; and, in a delimited log (``encoding`` given),
+    empty or blank field), which the local reader refuses naming the line; and, in a delimited log (``encoding`` given),
     an ID holding U+FFFD, the replacement character, which Spark's CSV reader puts where bytes are not valid in
     the encoding before reading on, so that two IDs that differ only there would become one user."""
     from pyspark.sql import types as T
-    from pyspark.sql.functions import col, concat, lit, raise_error, when
+    from pyspark.sql.functions import col, concat, lit, raise_error, trim, when
 
     for role in ("user", "item"):
         name = names[role]
-        checked = when(col(name).isNull(), raise_error(lit(
-            f"{source}: a row has no {role} ID (an empty field); the local engine names its line (and its "
+        text = isinstance(frame.schema[name].dataType, T.StringType)
+        missing = col(name).isNull() | (trim(col(name)) == "") if text else col(name).isNull()
+        checked = when(missing, raise_error(lit(
+            f"{source}: a row has no {role} ID (an empty or blank field); the local engine names its line (and its "
             "--skip-bad-lines drops such lines)")))
-        if encoding is not None and isinstance(frame.schema[name].dataType, T.StringType):
+        if encoding is not None and text:
             said = concat(lit(f"{source}: the {role} ID '"), col(name), lit(
                 f"' holds U+FFFD, which Spark's CSV reader puts where bytes are not valid {encoding}; set "
                 "--encoding to the file's (e.g. latin-1) or export it with the local engine, which names the line"))
