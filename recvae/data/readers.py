@@ -143,6 +143,9 @@ def resolve_columns(path: Path, names: list, header: bool, requested: dict) -> d
 
 # An ID that spells an integer as str(int) writes it (no sign but "-", no leading zero): it is read as one.
 INTEGER_ID = r"-?(?:0|[1-9]\d{0,17})"
+# The same integer written with a decimal point, as a spreadsheet exports it ("12.0"): read as that integer
+# when every ID of the column spells an integer one way or the other.
+INTEGER_AS_DECIMAL_ID = INTEGER_ID + r"\.0+"
 
 _MISSING_WORDS = {"nan", "na", "n/a", "null", "none"}
 
@@ -163,7 +166,7 @@ def typed_ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
         return raw.to_numpy(dtype=object)
     text = raw.str.strip()
     is_int = text.str.fullmatch(INTEGER_ID).to_numpy()
-    written_as_float = text.str.fullmatch(INTEGER_ID + r"\.0+").to_numpy()
+    written_as_float = text.str.fullmatch(INTEGER_AS_DECIMAL_ID).to_numpy()
     if written_as_float.any() and (is_int | written_as_float).all():
         # "1" and "1.0" in one integer column are one ID (a spreadsheet's export), not two.
         log.warning("%d IDs written with a decimal point (e.g. %r) are read as the integers they spell",

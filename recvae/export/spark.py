@@ -20,7 +20,8 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from recvae.data.readers import INTEGER_ID, delimited_layout, is_parquet, resolve_columns, text_encoding
+from recvae.data.readers import (INTEGER_AS_DECIMAL_ID, INTEGER_ID, delimited_layout, is_parquet, resolve_columns,
+                                 text_encoding)
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
 from recvae.export.stream import no_rating_column
@@ -101,7 +102,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
 
 
 # an ID that spells an integer, as the local reader reads one (recvae.data.readers.typed_ids), "1.0" included
-SPELLED_INTEGER = f"^{INTEGER_ID}(\\.0+)?$"
+SPELLED_INTEGER = f"^(?:{INTEGER_ID}|{INTEGER_AS_DECIMAL_ID})$"
 
 
 def _spelled_integer(column):

@@ -8,6 +8,7 @@ OpenBLAS also spawns threads inside each of them, so its calls run under a one-t
 from __future__ import annotations
 
 import contextlib
+from abc import abstractmethod
 
 import scipy.sparse as sp
 import torch
@@ -51,8 +52,9 @@ class FactorModel(Recommender):
     """A matrix factorisation: learned item factors (``module_.item_factors``), each user's factors solved by
     ``user_factors`` against them (fold-in), so a user's code is a point without uncertainty."""
 
+    @abstractmethod
     def user_factors(self, user_items: sp.csr_matrix) -> torch.Tensor:
-        raise NotImplementedError
+        """Each row's factors, solved against the fitted item factors."""
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()

@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.interactions import Preprocessing, interaction_matrix, preprocess
-from recvae.data.readers import INTEGER_ID
+from recvae.data.readers import INTEGER_AS_DECIMAL_ID, INTEGER_ID
 from recvae.data.shard import gathered_rows
 from recvae.data.vocab import Vocabulary
 from recvae.defaults import SEED
@@ -101,7 +101,7 @@ def _typed(ids: pd.Series, gather: Gather) -> pd.Series:
     else:
         text = ids.astype(str)  # an int64 chunk's IDs are exactly the text they were read from
         is_int = text.str.fullmatch(INTEGER_ID).to_numpy()
-        as_float = text.str.fullmatch(INTEGER_ID + r"\.0+").to_numpy()
+        as_float = text.str.fullmatch(INTEGER_AS_DECIMAL_ID).to_numpy()
         flags = gather((bool(is_int.all()), bool((is_int | as_float).all()), bool(as_float.any())))
     if all(f[0] for f in flags):
         return ids.astype(np.int64)
