@@ -48,6 +48,16 @@ def test_leading_zeros_keep_ids_as_strings(tmp_path):
     assert frame["user"].tolist() == ["007", "7"]
 
 
+def test_ids_looked_up_among_integers_are_read_one_by_one():
+    from recvae.data.readers import typed_ids
+
+    # "7.0" is item 7 beside "018" (text: another ID) as it is beside integers only, so an export's answer does
+    # not hang on which IDs share a chunk
+    assert typed_ids(pd.Series(["018", "7.0", "5"]), "int").tolist() == ["018", 7, 5]
+    assert typed_ids(pd.Series(["7.0", "5"]), "int").tolist() == [7, 5]
+    assert typed_ids(pd.Series(["018", "7.0", "5"]), "auto").tolist() == ["018", "7.0", "5"]
+
+
 def test_named_columns_and_other_delimiter(tmp_path):
     path = write(tmp_path / "log.txt", "when;who;what\n5;u1;i1\n6;u2;i1\n")
     frame = read_interactions(path, user="who", item="what", timestamp="when", sep=";")

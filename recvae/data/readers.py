@@ -176,8 +176,11 @@ def typed_ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     if is_int.all():
         return text.astype(np.int64).to_numpy()
     if kind == "int":
+        # Looked up among integer IDs, each value is read alone: one that spells an integer ("12.0" included) is
+        # that integer wherever it lies, so the answer does not hang on which other IDs share its chunk.
         mixed = raw.to_numpy(dtype=object)
-        mixed[is_int] = text[is_int].astype(np.int64).to_numpy()
+        spelled = is_int | written_as_float
+        mixed[spelled] = text[spelled].str.replace(r"\.0+$", "", regex=True).astype(np.int64).to_numpy()
         return mixed
     return raw.to_numpy(dtype=object)
 
