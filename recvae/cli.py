@@ -35,7 +35,9 @@ class _DefaultsFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        # a switch (no value) says what it does when given; its stored default (True for a store_false) is no default
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
+                or action.nargs == 0):
             return text
         return f"{text} (default: %(default)s)"
 

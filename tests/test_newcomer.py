@@ -64,6 +64,14 @@ def test_train_help_shows_each_models_real_default_once(capsys):
     assert text.count("drop users with fewer interactions (default: 5)") == 1 and "(default 5)" not in text
 
 
+@pytest.mark.parametrize("command", ["recommend", "embed", "score-users"])
+def test_a_switch_help_says_no_default(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "group it in memory" in text and "(default: True)" not in text  # --ungrouped stores False when given
+
+
 def test_collapse_warning_waits_for_beta_to_near_its_cap(caplog):
     early = [{"epoch": 1, "active_units": 10, "beta": 3.5e-5}]
     with caplog.at_level(logging.INFO):
