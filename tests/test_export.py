@@ -70,6 +70,32 @@ def test_integer_ids_round_trip(tmp_path, small_split):
     assert set(rows.loc[rows["user"] == 10, "item"]) == {9}
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_users_integer_in_one_chunk_and_text_in_the_next_are_text_and_whole(tmp_path, model, small_log, monkeypatch,
+                                                                             suffix):
+    from functools import partial
+
+    from recvae.export import stream
+
+    # a chunk types its IDs alone: users 0..39 are integers in the first chunks, text beside "u40".. later, and
+    # a user's rows cross the seam; read whole, the column is text (the Spark engine types it so too)
+    rows = small_log[["user", "item"]].copy()
+    number = pd.Series(pd.factorize(rows["user"])[0], index=rows.index)
+    rows = rows.loc[number < 60].assign(user=number.astype(str).where(number < 40, "u" + number.astype(str)))
+    path = tmp_path / "log.csv"
+    rows.to_csv(path, index=False)
+    monkeypatch.setattr(export_module, "iter_user_blocks", partial(stream.iter_user_blocks, chunk_rows=16))
+    expected = model.recommend_df(rows, n=5).reset_index(drop=True)
+    for grouped in (True, False):
+        export(model, path, tmp_path / f"r{suffix}", n=5, users_per_block=7, grouped=grouped)
+        read = pd.read_parquet if suffix == ".parquet" else partial(pd.read_csv, dtype={"user": str})
+        written = read(tmp_path / f"r{suffix}").sort_values(["user", "rank"], key=None).reset_index(drop=True)
+        assert pd.api.types.is_string_dtype(written["user"]) and written["user"].nunique() == 60
+        pd.testing.assert_frame_equal(written, expected.sort_values(["user", "rank"]).reset_index(drop=True),
+                                      check_dtype=False, rtol=1e-5)
+    assert not list(tmp_path.glob(".r*"))  # no temporary file left
+
+
 def test_allow_and_deny_lists(tmp_path, model, log_path):
     allowed = model.items_.ids[:30]
     (tmp_path / "allow.txt").write_text("\n".join(map(str, allowed)) + "\nnot-an-item\n")

@@ -10,7 +10,7 @@ import pandas as pd
 
 from recvae.data.readers import iter_interactions
 from recvae.errors import DataError, DataParameterError
-from recvae.score.recommend import shard_of, whole_user_blocks
+from recvae.score.recommend import shard_of, users_alike, whole_user_blocks
 
 def iter_user_blocks(
     path: str | Path,
@@ -40,7 +40,7 @@ def iter_user_blocks(
         chunks = (_rated_at_least(chunk, min_rating, path) for chunk in chunks)
     columns = lambda chunk: chunk[[c for c in ("user", "item", "rating") if c in chunk]]  # noqa: E731
     if not grouped:
-        frame = pd.concat([columns(c) for c in chunks], ignore_index=True)
+        frame = pd.concat(users_alike([columns(c) for c in chunks]), ignore_index=True)
         chunks = iter([frame.iloc[np.argsort(pd.factorize(frame["user"])[0], kind="stable")]])
     finished = _HashSet()
 

@@ -32,10 +32,16 @@ def _arrow_ids(values: np.ndarray) -> pa.Array:
     return pa.array(values)
 
 
+def _ids_turned_text(schema: pa.Schema, later: pa.Schema) -> bool:
+    """Whether an ID column written as integers comes as text in ``later`` rows."""
+    return any(f.name == "user" and f.name in later.names and pa.types.is_integer(f.type)
+               and pa.types.is_string(later.field(f.name).type) for f in schema)
+
+
 def _remove_orphans(path: Path) -> None:
     """Delete temporary files that killed exports of ``path`` left (their process is gone)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+        pid = stale.name[len(path.name) + 2 :].split(".")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             stale.unlink(missing_ok=True)
 
@@ -71,25 +77,51 @@ class AtomicRecommendationWriter:
         table = pa.table(arrays)
         if self._writer is None:
             self.schema = table.schema
-            if self.format == "parquet":
-                # Scores are nearly all distinct and their mantissas look random: a dictionary for them
-                # is built, then abandoned (half the write time, a larger file), and Snappy spends a
-                # fifth of the remaining write time without shrinking them.
-                others = [name for name in self.schema.names if name != "score"]
-                self._writer = pq.ParquetWriter(
-                    self.tmp, self.schema, use_dictionary=others,
-                    compression={**{name: "snappy" for name in others}, "score": "none"},
-                )
-            else:
-                options = pacsv.WriteOptions(delimiter="\t" if self.format == "tsv" else ",")
-                self._writer = pacsv.CSVWriter(self.tmp, self.schema, write_options=options)
+            self._read_types = {f.name: f.type for f in table.schema}  # how the first rows read back, if they must
+            self._writer = self._open(self.schema)
         elif table.schema != self.schema:
+            if _ids_turned_text(self.schema, table.schema):
+                self._ids_as_text(table.schema)
             try:
                 table = table.cast(self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataError(f"user or item IDs change type part-way through the input ({exc})") from None
         self._writer.write_table(table)
         self.rows += table.num_rows
+
+    def _ids_as_text(self, later: pa.Schema) -> None:
+        """A log read in chunks types a chunk's IDs alone, so integer users may be followed by text ones (a
+        whole-log read, and the Spark engine, make them all text): the rows written so far are copied, their
+        IDs as text, into a new temporary file that the export goes on writing (streamed, once per export)."""
+        widened = pa.schema([later.field(f.name) if _ids_turned_text(pa.schema([f]), later) else f
+                             for f in self.schema])
+        self._writer.close()
+        written, self.tmp = self.tmp, self.tmp.with_name(f".{self.path.name}.{os.getpid()}.text.tmp")
+        self.schema, self._writer = widened, self._open(widened)
+        try:
+            if self.format == "parquet":
+                batches = pq.ParquetFile(written).iter_batches()
+            else:
+                batches = pacsv.open_csv(written, parse_options=pacsv.ParseOptions(delimiter=self._delimiter, newlines_in_values=True),
+                                         convert_options=pacsv.ConvertOptions(column_types=self._read_types))
+            for batch in batches:
+                self._writer.write_table(pa.Table.from_batches([batch]).cast(widened))
+        finally:
+            written.unlink(missing_ok=True)
+
+    @property
+    def _delimiter(self) -> str:
+        return "\t" if self.format == "tsv" else ","
+
+    def _open(self, schema: pa.Schema):
+        if self.format == "parquet":
+            # Scores are nearly all distinct and their mantissas look random: a dictionary for them
+            # is built, then abandoned (half the write time, a larger file), and Snappy spends a
+            # fifth of the remaining write time without shrinking them.
+            others = [name for name in schema.names if name != "score"]
+            return pq.ParquetWriter(self.tmp, schema, use_dictionary=others,
+                                    compression={**{name: "snappy" for name in others}, "score": "none"})
+        return pacsv.CSVWriter(self.tmp, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter))
 
     def commit(self, empty_columns: dict[str, np.ndarray]) -> None:
         if self._writer is None:  # no row at all: still write a file with the columns

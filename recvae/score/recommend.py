@@ -262,7 +262,7 @@ def whole_user_blocks(frames: Iterable[pd.DataFrame], users_per_block: int,
     pending = None
     for frame in frames:
         if pending is not None and len(pending):
-            frame = pd.concat([pending, frame], ignore_index=True)
+            frame = pd.concat(users_alike([pending, frame]), ignore_index=True)
         if frame.empty:
             continue
         users = frame["user"].to_numpy()
@@ -276,6 +276,16 @@ def whole_user_blocks(frames: Iterable[pd.DataFrame], users_per_block: int,
         if completed is not None:
             completed(pending["user"].to_numpy()[:1])
         yield from _cut(pending, np.array([0]), users_per_block)
+
+
+def users_alike(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Frames whose users are all integers or all text: a log read in chunks types each chunk's IDs alone, so
+    user 7 may be an integer in one chunk and text in the next, where reading the whole log makes every ID
+    text. Integer users beside text ones become their text, so a user whose rows cross a seam stays one user."""
+    integer = [pd.api.types.is_integer_dtype(frame["user"]) for frame in frames]
+    if all(integer) or not any(integer):
+        return frames
+    return [frame.assign(user=frame["user"].astype(str)) if is_int else frame for frame, is_int in zip(frames, integer)]
 
 
 def _cut(frame: pd.DataFrame, starts: np.ndarray, users_per_block: int) -> Iterator[pd.DataFrame]:
