@@ -223,6 +223,11 @@ def test_a_user_returning_many_chunks_later_is_refused(tmp_path):
     pd.DataFrame({"user": returning, "item": returning % 11}).to_csv(tmp_path / "returning.csv", index=False)
     with pytest.raises(DataError, match="user 5 appears again"):
         list(iter_user_blocks(tmp_path / "returning.csv", users_per_block=7, chunk_rows=16))
+    # and when it comes back in a chunk of text IDs (user 5 is then "5")
+    text = [str(u) if u < 200 else f"x{u}" for u in users] + ["5"]
+    pd.DataFrame({"user": text, "item": 1}).to_csv(tmp_path / "returning.csv", index=False)
+    with pytest.raises(DataError, match="user '5' appears again"):
+        list(iter_user_blocks(tmp_path / "returning.csv", users_per_block=7, chunk_rows=16))
 
 
 def test_recommend_keeps_the_ratings_the_model_was_trained_on(tmp_path, capsys):

@@ -47,7 +47,9 @@ def iter_user_blocks(
     def completed(users: np.ndarray) -> None:
         if not grouped:
             return
-        hashes = pd.util.hash_array(np.asarray(users))
+        users = np.asarray(users)
+        # as text: a chunk types its IDs alone, and user 5 of an integer chunk is user "5" of a text one
+        hashes = pd.util.hash_array(users.astype(str).astype(object) if users.dtype.kind in "iu" else users)
         repeated = pd.Index(users).duplicated() | finished.contains(hashes)
         if repeated.any():
             raise DataError(
