@@ -37,7 +37,7 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         text = action.help or ""
         # a switch (no value) says what it does when given; its stored default (True for a store_false) is no default
         if ("default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
-                or action.nargs == 0):
+                or action.nargs == 0 or action.default in ((), [])):
             return text
         return f"{text} (default: %(default)s)"
 

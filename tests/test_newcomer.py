@@ -72,6 +72,13 @@ def test_a_switch_help_says_no_default(command, capsys):
     assert "group it in memory" in text and "(default: True)" not in text  # --ungrouped stores False when given
 
 
+def test_an_empty_list_default_is_not_shown(capsys):
+    with pytest.raises(SystemExit):
+        main(["benchmark", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--resume then finishes what is missing)" in text and "(default: ())" not in text
+
+
 def test_collapse_warning_waits_for_beta_to_near_its_cap(caplog):
     early = [{"epoch": 1, "active_units": 10, "beta": 3.5e-5}]
     with caplog.at_level(logging.INFO):
