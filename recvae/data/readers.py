@@ -167,20 +167,22 @@ def typed_ids(values: pd.Series, kind: str = "auto") -> np.ndarray:
     text = raw.str.strip()
     is_int = text.str.fullmatch(INTEGER_ID).to_numpy()
     written_as_float = text.str.fullmatch(INTEGER_AS_DECIMAL_ID).to_numpy()
-    if written_as_float.any() and (is_int | written_as_float).all():
-        # "1" and "1.0" in one integer column are one ID (a spreadsheet's export), not two.
-        log.warning("%d IDs written with a decimal point (e.g. %r) are read as the integers they spell",
-                    int(written_as_float.sum()), text[written_as_float].iloc[0])
-        text = text.str.replace(r"\.0+$", "", regex=True)
-        is_int = np.ones(len(text), dtype=bool)
-    if is_int.all():
-        return text.astype(np.int64).to_numpy()
+    spelled = is_int | written_as_float
+
+    def integers(ids: pd.Series) -> np.ndarray:
+        return (ids.str.replace(r"\.0+$", "", regex=True) if written_as_float.any() else ids).astype(np.int64).to_numpy()
+
+    if spelled.all():
+        if written_as_float.any():
+            # "1" and "1.0" in one integer column are one ID (a spreadsheet's export), not two.
+            log.warning("%d IDs written with a decimal point (e.g. %r) are read as the integers they spell",
+                        int(written_as_float.sum()), text[written_as_float].iloc[0])
+        return integers(text)
     if kind == "int":
         # Looked up among integer IDs, each value is read alone: one that spells an integer ("12.0" included) is
         # that integer wherever it lies, so the answer does not hang on which other IDs share its chunk.
         mixed = raw.to_numpy(dtype=object)
-        spelled = is_int | written_as_float
-        mixed[spelled] = text[spelled].str.replace(r"\.0+$", "", regex=True).astype(np.int64).to_numpy()
+        mixed[spelled] = integers(text[spelled])
         return mixed
     return raw.to_numpy(dtype=object)
 

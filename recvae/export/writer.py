@@ -32,10 +32,10 @@ def _arrow_ids(values: np.ndarray) -> pa.Array:
     return pa.array(values)
 
 
-def _ids_turned_text(schema: pa.Schema, later: pa.Schema) -> bool:
-    """Whether an ID column written as integers comes as text in ``later`` rows."""
-    return any(f.name == "user" and f.name in later.names and pa.types.is_integer(f.type)
-               and pa.types.is_string(later.field(f.name).type) for f in schema)
+def _users_turned_text(schema: pa.Schema, later: pa.Schema) -> bool:
+    """Whether a user column written as integers comes as text in ``later`` rows."""
+    return ("user" in schema.names and "user" in later.names and pa.types.is_integer(schema.field("user").type)
+            and pa.types.is_string(later.field("user").type))
 
 
 def _remove_orphans(path: Path) -> None:
@@ -77,11 +77,10 @@ class AtomicRecommendationWriter:
         table = pa.table(arrays)
         if self._writer is None:
             self.schema = table.schema
-            self._read_types = {f.name: f.type for f in table.schema}  # how the first rows read back, if they must
             self._writer = self._open(self.schema)
         elif table.schema != self.schema:
-            if _ids_turned_text(self.schema, table.schema):
-                self._ids_as_text(table.schema)
+            if _users_turned_text(self.schema, table.schema):
+                self._users_as_text(table.schema.field("user"))
             try:
                 table = table.cast(self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -89,23 +88,24 @@ class AtomicRecommendationWriter:
         self._writer.write_table(table)
         self.rows += table.num_rows
 
-    def _ids_as_text(self, later: pa.Schema) -> None:
+    def _users_as_text(self, text_users: pa.Field) -> None:
         """A log read in chunks types a chunk's IDs alone, so integer users may be followed by text ones (a
         whole-log read, and the Spark engine, make them all text): the rows written so far are copied, their
-        IDs as text, into a new temporary file that the export goes on writing (streamed, once per export)."""
-        widened = pa.schema([later.field(f.name) if _ids_turned_text(pa.schema([f]), later) else f
-                             for f in self.schema])
+        users as text, into a new temporary file that the export goes on writing (streamed, once per export)."""
+        written, written_schema = self.tmp, self.schema
         self._writer.close()
-        written, self.tmp = self.tmp, self.tmp.with_name(f".{self.path.name}.{os.getpid()}.text.tmp")
-        self.schema, self._writer = widened, self._open(widened)
+        self.tmp = self.tmp.with_name(f".{self.path.name}.{os.getpid()}.text.tmp")
+        self.schema = written_schema.set(written_schema.get_field_index("user"), text_users)
+        self._writer = self._open(self.schema)
         try:
             if self.format == "parquet":
                 batches = pq.ParquetFile(written).iter_batches()
             else:
-                batches = pacsv.open_csv(written, parse_options=pacsv.ParseOptions(delimiter=self._delimiter, newlines_in_values=True),
-                                         convert_options=pacsv.ConvertOptions(column_types=self._read_types))
+                batches = pacsv.open_csv(
+                    written, parse_options=pacsv.ParseOptions(delimiter=self._delimiter, newlines_in_values=True),
+                    convert_options=pacsv.ConvertOptions(column_types={f.name: f.type for f in written_schema}))
             for batch in batches:
-                self._writer.write_table(pa.Table.from_batches([batch]).cast(widened))
+                self._writer.write_table(pa.Table.from_batches([batch]).cast(self.schema))
         finally:
             written.unlink(missing_ok=True)
 
