@@ -597,7 +597,8 @@ def _add_recommend(sub, common) -> None:
         formatter_class=_DefaultsFormatter,
     )
     recommend.add_argument("--model", required=True, help="model directory written by 'recvae train'")
-    recommend.add_argument("--interactions", required=True, metavar="FILE", help="users' histories (any format 'train --data' reads)")
+    recommend.add_argument("--interactions", "--data", required=True, metavar="FILE",
+                           help="users' histories (any format 'train --data' reads)")
     recommend.add_argument("--out", required=True, help="output file: .parquet, .csv or .tsv (with --engine spark, a folder)")
     recommend.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     recommend.add_argument("--top-n", type=int, default=100, help="items per user")
@@ -724,7 +725,8 @@ def _add_latent_report(sub, common) -> None:
         formatter_class=_DefaultsFormatter,
     )
     report.add_argument("--model", required=True, help="model directory written by 'recvae train'")
-    report.add_argument("--data", required=True, metavar="FILE", help="users' histories (any format 'train --data' reads)")
+    report.add_argument("--data", "--interactions", required=True, metavar="FILE",
+                        help="users' histories (any format 'train --data' reads)")
     report.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
     report.add_argument("--user-features", metavar="FILE",
                         help="user attributes: MovieLens users.dat as it is, or a CSV/TSV with an ID column and a header")

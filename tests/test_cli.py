@@ -188,3 +188,13 @@ def test_an_interrupted_torchrun_run_prints_the_command_that_resumes_it_once(mon
         monkeypatch.setenv("RANK", rank)
         assert cli.main(flags) == 130
         assert capsys.readouterr().err == said
+
+
+def test_every_command_that_reads_histories_takes_them_by_data_and_by_interactions():
+    from recvae.cli import build_parser
+
+    parser = build_parser()
+    for command in ("recommend", "embed", "score-users", "latent-report"):
+        for flag in ("--data", "--interactions"):
+            args = parser.parse_args([command, "--model", "m", flag, "log.csv", "--out", "o"])
+            assert (args.data if command == "latent-report" else args.interactions) == "log.csv", (command, flag)
