@@ -965,15 +965,22 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _limit_threads(n: int) -> None:
-    """--threads: torch's intra-op pool (which also bounds the numba top-k kernel) and every BLAS."""
+    """--threads: torch's intra-op pool (which also bounds the numba top-k kernel), every BLAS and OpenMP."""
+    if n < 1:
+        raise ValueError(f"--threads {n}: expected at least 1")
+    # threadpoolctl reaches only the libraries loaded so far; one loaded later (scipy.linalg's own OpenBLAS,
+    # which EASE's solve and the posterior mixture's EM run on) reads these when it loads. Left at the cores'
+    # number beside a busy core, its small factorisations ran 60 times slower.
+    os.environ.update({name: str(n) for name in THREAD_VARIABLES})
     import torch
     from threadpoolctl import threadpool_limits
 
-    if n < 1:
-        raise ValueError(f"--threads {n}: expected at least 1")
     torch.set_num_threads(n)
-    _limit_threads.blas = threadpool_limits(limits=n, user_api="blas")  # kept: the limit lasts while it lives
+    _limit_threads.pools = threadpool_limits(limits=n)  # kept: the limit lasts while it lives
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """What a newcomer meets first (#21): progress outside a terminal, flags anywhere, --version, --threads,
 warnings that fire only when their advice applies."""
 
+import json
 import logging
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -42,9 +46,13 @@ def test_version(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == "recvae 0.1.0"
 
 
-def test_threads_limit_torch_and_blas(tmp_path):
+def test_threads_limit_torch_and_blas(tmp_path, monkeypatch):
     from threadpoolctl import threadpool_info
 
+    from recvae.cli import THREAD_VARIABLES
+
+    for name in THREAD_VARIABLES:  # what --threads sets is undone after the test
+        monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     try:
         assert main(["--threads", "1", "generate", "--out", str(tmp_path / "g.csv"), "--users", "20", "--items", "10"]) == 0
@@ -53,6 +61,22 @@ def test_threads_limit_torch_and_blas(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert main(["generate", "--threads", "0", "--out", str(tmp_path / "g.csv")]) == 2
+
+
+def test_threads_limit_the_blas_and_openmp_pools_loaded_after_the_flag(tmp_path):
+    # as the command line runs: scipy.linalg's own OpenBLAS (EASE's solve, the posterior mixture) and
+    # scikit-learn's OpenMP load after --threads is read
+    probe = ("import sys; from recvae.cli import main; "
+             f"main(['--threads', '1', 'generate', '--out', {str(tmp_path / 'g.csv')!r}, '--users', '20', '--items', '10']); "
+             "import scipy.linalg, sklearn.mixture; from threadpoolctl import threadpool_info; "
+             "import json; print(json.dumps([(p['prefix'], p['num_threads']) for p in threadpool_info()]))")
+    from recvae.cli import THREAD_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    printed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env).stdout
+    pools = json.loads(printed.strip().splitlines()[-1])
+    assert any(prefix == "libscipy_openblas" for prefix, _ in pools)
+    assert all(threads == 1 for _, threads in pools), pools
 
 
 def test_train_help_shows_each_models_real_default_once(capsys):
