@@ -90,6 +90,7 @@ def test_recommend_engine_spark_writes_the_same_parquet(spark, exported, tmp_pat
                  "--fallback", "popularity", "--score-memory", "0.001", "-q"]) == 0  # item chunks on the workers
     _same_rows(pd.read_parquet(out), local)
     assert not [p for p in tmp_path.iterdir() if p.name != "recs.parquet"]  # the staging directory is gone
+    assert spark.conf.get("spark.ui.showConsoleProgress") == "false"  # -q: no progress bar from Spark either
 
 
 def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatch):

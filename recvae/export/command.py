@@ -148,7 +148,8 @@ def _export(spec: RecommendSpec) -> RecommendResult:
             rating=r.get("rating"), sep=r.get("sep"), header=r.get("header"), encoding=r.get("encoding"),
             min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
-            score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
+            score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features,
+            progress=spec.progress)
     else:
         stats = export_recommendations(
             model, spec.interactions, spec.out, n=spec.top_n, include_seen=spec.include_seen, allow=spec.allow,

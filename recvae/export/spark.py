@@ -162,7 +162,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
                  user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
                  sep: str | None = None, header: bool | None = None, encoding: str | None = None,
                  min_rating: float | None = None, allow_file: str | None = None, deny_file: str | None = None,
-                 **options) -> int:
+                 progress: bool | None = None, **options) -> int:
     """``recvae recommend --engine spark``: read a Parquet/CSV/TSV log with Spark, score it with
     ``recommend_spark`` and write ``out`` (a Parquet directory) through Spark; returns the rows written.
 
@@ -170,8 +170,10 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
     read from its first line; ``encoding`` None: UTF-8, or UTF-16 by its byte-order mark), before Spark starts.
     The output appears only when complete: Spark writes beside it and the finished directory is renamed.
+    ``progress``: Spark's console progress bar (None: where stderr is a terminal).
     """
     import os
+    import sys
     import shutil
     import tempfile
 
@@ -191,7 +193,9 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
     allow = _read_id_list(allow_file, kind) if allow_file else None
     deny = _read_id_list(deny_file, kind) if deny_file else None
-    builder = SparkSession.builder.appName("recvae recommend")
+    show = progress if progress is not None else sys.stderr.isatty()
+    # the bar is carriage-return redraws: in a log file or under --quiet it is noise
+    builder = SparkSession.builder.appName("recvae recommend").config("spark.ui.showConsoleProgress", str(show).lower())
     try:
         spark = (builder.master(master) if master else builder).getOrCreate()
     except Exception as exc:  # Spark's JVM errors arrive as Py4J's and pyspark's own types
