@@ -518,18 +518,7 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         data_spec, split_spec = DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
     else:
         raise ValueError(f"{spec.model_dir} does not record its data; pass --data")
-    plain_split, data = prepare_split(data_spec, split_spec)
-    if split_spec.cold_items and data_spec.item_features is None:
-        raise ParameterError("cold_items", split_spec.cold_items, "ranks the cold items against their content: give "
-                             "the items' side table (--item-features FILE)")
-    cold = cold_items(plain_split, split_spec.cold_items, split_spec.seed) if split_spec.cold_items else None
-    plain_split = plain_split if cold is None else cold.split
-    saved = meta.get("user_features")  # the encoding the model was trained with, not a new fit of the table
-    _check_user_columns(data_spec, saved)
-    split, users = model_split(model, plain_split, data_spec, None if saved is None else FeatureEncoding.from_json(saved))
-    if model.items_ is not None and model.items_ != split.items:
-        raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
-    _check_same_split(spec.model_dir, meta, plain_split, data)
+    plain_split, split, users, cold = saved_model_split(model, spec.model_dir, data_spec, split_spec)
     with start_tracking(spec.tracking, f"evaluate-{model.name}") as tracker:
         tracker.log_params({"model": model.name, "model_dir": str(spec.model_dir), "config": model.get_params(),
                             "data": data_spec.to_json(), "split": split_spec.to_json()})
@@ -546,6 +535,28 @@ def evaluate_saved(spec: EvaluateSpec) -> EvaluateResult:
         examples = (example_users(model, split.test, split.users, spec.examples, item_names=spec.item_names)
                     if spec.examples else None)
         return EvaluateResult(data_spec, split, results, tracker.run_id, metrics, examples, cold_results, new_users)
+
+
+def saved_model_split(model: Recommender, model_dir, data_spec: DataSpec,
+                      split_spec: SplitSpec) -> tuple[Split, Split, UserFeatures | None, ColdItems | None]:
+    """The split ``data_spec`` and ``split_spec`` make, checked against the saved ``model`` (its items, and the split
+    it was trained on where the data is its own): the split as it is (the cold-item protocol's where asked), the
+    same as the model reads it (a CVAE's users' features appended, encoded as the model saved them), the users'
+    features and the cold items (None where there are none)."""
+    meta = model.metadata_
+    plain_split, data = prepare_split(data_spec, split_spec)
+    if split_spec.cold_items and data_spec.item_features is None:
+        raise ParameterError("cold_items", split_spec.cold_items, "ranks the cold items against their content: give "
+                             "the items' side table (--item-features FILE)")
+    cold = cold_items(plain_split, split_spec.cold_items, split_spec.seed) if split_spec.cold_items else None
+    plain_split = plain_split if cold is None else cold.split
+    saved = meta.get("user_features")  # the encoding the model was trained with, not a new fit of the table
+    _check_user_columns(data_spec, saved)
+    split, users = model_split(model, plain_split, data_spec, None if saved is None else FeatureEncoding.from_json(saved))
+    if model.items_ is not None and model.items_ != split.items:
+        raise ValueError("the model's items differ from this split's items: it was trained on other data or another split")
+    _check_same_split(model_dir, meta, plain_split, data)
+    return plain_split, split, users, cold
 
 
 def _check_user_columns(data: DataSpec, saved: dict | None) -> None:

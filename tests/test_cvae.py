@@ -1,5 +1,7 @@
 """The conditional Mult-VAE: side features as the input's last columns, read by encoder and decoder."""
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -305,6 +307,13 @@ def test_sample_draws_a_group_of_the_users_table(tmp_path):
         sample_log(SampleSpec(out=str(tmp_path / "z.csv"), where=("band=z",), **ask))
     with pytest.raises(ParameterError, match="COLUMN=VALUE"):
         sample_log(SampleSpec(out=str(tmp_path / "z.csv"), where=("colour=b",), **ask))
+    # the realism report sets the log against the real one: the model's items are the catalogue and its features
+    from recvae.cli import main
+
+    assert main(["sample", "--model", ask["model"], "--users", "30", "--user-features", str(users), "--out",
+                 str(tmp_path / "r.csv"), "--report", str(tmp_path / "report"), "--no-tracking", "-q"]) == 0
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert numbers["logs"]["CVAE, sampled"]["users"] == 30
 
 
 def test_the_latent_report_places_a_cvaes_users_with_their_features(saved_cvae, tmp_path):

@@ -14,7 +14,8 @@ from recvae.export.embed import SampleSpec, sample_log
 from recvae.generative.realism import popularity_sampler
 from recvae.generative.report import realism_report
 from recvae.io import check_writable
-from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+from recvae.pipeline import DataSpec, SplitSpec, saved_model_split
+from recvae.split import Split
 from recvae.track.tracking import TrackingConfig, start_tracking
 
 
@@ -32,38 +33,38 @@ class RealismSpec:
     tracking: TrackingConfig = TrackingConfig()
 
 
-def recorded_split(model, where) -> tuple[DataSpec, SplitSpec]:
-    """The data and split a model trained by ``recvae train`` records; refused, saying why, for one that does not."""
+def recorded_split(model, where) -> Split:
+    """The split a model trained by ``recvae train`` records, rebuilt from its data and checked against the model
+    (a CVAE's users' features set aside: the split's items are the catalogue); refused, saying why, for a model
+    that records none, or one whose data changed since."""
     meta = model.metadata_
     if "data" not in meta or "split" not in meta:
         raise DataError(f"{where}: the model does not record the data it was trained on (trained from Python, not by "
                         "'recvae train'), so there is no real log to compare with")
-    return DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"])
+    try:
+        split, *_ = saved_model_split(model, where, DataSpec.from_json(meta["data"]), SplitSpec(**meta["split"]))
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc} (the data it records changed since)") from None
+    return split
 
 
 def sample_with_report(sample: SampleSpec, spec: RealismSpec) -> tuple[int, dict]:
-    """``recvae sample --report``: the log drawn and written, then measured; the report's folder and the data the
-    model records are checked before anything is drawn, and the model is loaded once. (interactions, numbers)"""
+    """``recvae sample --report``: the log drawn and written, then measured; the report's folder and the split the
+    model records and the items' table are checked before anything is drawn.
+    (interactions, numbers)"""
     from recvae.models import Recommender
 
     check_writable(Path(spec.out) / "report.json", "the report")
     model = Recommender.load(spec.model)
-    recorded_split(model, spec.model)
-    return sample_log(sample, model), write_realism_report(spec, model)
+    split = recorded_split(model, spec.model)
+    genres = item_genres(read_side_table(spec.item_features), split.items) if spec.item_features else None
+    return sample_log(sample, model), write_realism_report(spec, model, split, genres)
 
 
-def write_realism_report(spec: RealismSpec, model=None) -> dict:
-    """The report's numbers; its files are under ``spec.out``, and in the model's MLflow run when tracking is on.
-    ``model``: the one at ``spec.model``, when the caller has loaded it already."""
-    from recvae.models import Recommender
-
-    check_writable(Path(spec.out) / "report.json", "the report")
-    model = model if model is not None else Recommender.load(spec.model)
-    data, split_spec = recorded_split(model, spec.model)
-    genres = item_genres(read_side_table(spec.item_features), model.items_) if spec.item_features else None
-    split, _ = prepare_split(data, split_spec)
-    if model.items_ is not None and model.items_ != split.items:
-        raise DataError(f"{spec.model}: the model's items differ from its recorded split's (the data changed since)")
+def write_realism_report(spec: RealismSpec, model, split: Split, genres) -> dict:
+    """The report's numbers for ``model`` (the one at ``spec.model``), its recorded ``split`` and the genres of
+    its items (``recvae.data.side.item_genres``; None: no genre mix); its files are under ``spec.out``, and in the
+    model's MLflow run when tracking is on."""
     frame = read_interactions(spec.synthetic)
     unknown = ~frame["item"].isin(split.items.ids)
     if unknown.any():
