@@ -150,21 +150,24 @@ def test_commands_that_read_a_history_file_refuse_a_cvae(grouped):
 
 @pytest.fixture(scope="module")
 def saved_cvae(tmp_path_factory):
-    """A CVAE trained by the pipeline on a generated log with a users' table that lacks users u00300 on, and a
-    log of three users (the last not in the table)."""
+    """A CVAE trained by the pipeline on a generated log with integer item IDs (as MovieLens has: the CVAE's own
+    are text, its feature columns sharing the vocabulary) and a users' table that lacks users u00300 on, and a log
+    of three users (the last not in the table)."""
     from recvae.data import SyntheticLog, generate_log
     from recvae.pipeline import DataSpec, SplitSpec, TrainSpec, train_model
     from recvae.track import TrackingConfig
 
     folder = tmp_path_factory.mktemp("cvae")
     users = _users_table(folder / "users.csv", n_users=300)
-    synthetic = SyntheticLog(n_users=400, n_items=120, seed=4)
-    spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL), data=DataSpec(synthetic=synthetic, user_features=str(users)),
+    whole = generate_log(SyntheticLog(n_users=400, n_items=120, seed=4))
+    whole["item"] = whole["item"].str[1:].astype(int)
+    whole.to_csv(folder / "whole.csv", index=False)
+    spec = TrainSpec(model="CVAE", params=dict(epochs=2, **SMALL),
+                     data=DataSpec(path=str(folder / "whole.csv"), user_features=str(users)),
                      split=SplitSpec(heldout_users=40), out=str(folder / "model"),
                      tracking=TrackingConfig(enabled=False), progress=False)
     train_model(spec, notify=lambda line: None)
-    log = generate_log(synthetic)
-    log = log[log.user.isin(["u00001", "u00002", "u00350"])]
+    log = whole[whole.user.isin(["u00001", "u00002", "u00350"])]
     log.to_csv(folder / "log.csv", index=False)
     return folder, log, users
 
@@ -178,7 +181,7 @@ def _rows_by_hand(model, log, users, user_ids) -> sp.csr_matrix:
     encoding = FeatureEncoding.from_json(model.metadata_["user_features"])
     rows = []
     for user in user_ids:
-        items = model.items_.index_of(log[log.user == user].item.to_numpy())
+        items = model.items_.index_of(log[log.user == user].item.astype(str).to_numpy())  # the CVAE's IDs are text
         row = sp.lil_matrix((1, len(model.items_)), dtype=np.float32)
         row[0, items] = 1.0
         row[:, -encoding.width:] = encoding.transform(read_side_table(users), Vocabulary(np.array([user]), "user"),
@@ -187,7 +190,7 @@ def _rows_by_hand(model, log, users, user_ids) -> sp.csr_matrix:
     return sp.vstack(rows, format="csr")
 
 
-def test_recommend_reads_each_users_features_by_id(saved_cvae, tmp_path):
+def test_recommend_reads_each_users_features_by_id(saved_cvae, tmp_path, caplog):
     import pandas as pd
 
     from recvae.export.command import RecommendSpec, recommend_log
@@ -205,8 +208,16 @@ def test_recommend_reads_each_users_features_by_id(saved_cvae, tmp_path):
     top, _ = model.top_n(_rows_by_hand(model, log, users, ["u00001", "u00350"]), 5)
     for user, row in zip(("u00001", "u00350"), top):
         assert list(written[written.user == user].item) == list(model.items_.ids[row])
-    in_python = model.recommend_df(log, n=5, user_features=users)
+    in_python = model.recommend_df(log, n=5, user_features=users)  # the log's item IDs are numbers, the CVAE's text
     assert list(in_python.item.astype(str)) == list(written.item)
+    item = int(log.item.iloc[0])
+    assert model.similar_df([item], n=3).equals(model.similar_df([str(item)], n=3))
+    names = tmp_path / "names.csv"  # the catalogue's names: the feature columns are no items that lack one
+    pd.DataFrame({"item": sorted(set(log.item)), "title": "t"}).to_csv(names, index=False)
+    with caplog.at_level("WARNING"):
+        recommend_log(RecommendSpec(out=str(tmp_path / "named.csv"), user_features=str(users), item_names=str(names), **ask))
+    lacking = [r.getMessage() for r in caplog.records if "have no row there" in r.getMessage() and "items" in r.getMessage()]
+    assert lacking == [f"{names}: {len(model.catalogue()) - log.item.nunique()} of the model's {len(model.catalogue())} items have no row there"]
 
 
 def test_embed_and_score_users_read_each_users_features_by_id(saved_cvae, tmp_path):
@@ -351,7 +362,6 @@ def test_a_users_lookup_costs_the_block_and_counts_the_users_the_table_lacks(sav
 
 
 def test_evaluate_encodes_the_users_table_as_the_model_was_trained_to_read_it(saved_cvae, tmp_path):
-    from recvae.data import SyntheticLog
     from recvae.data.features import FeatureEncoding
     from recvae.data.side import read_side_table
     from recvae.pipeline import DataSpec, EvaluateSpec, SplitSpec, evaluate_saved
@@ -362,7 +372,7 @@ def test_evaluate_encodes_the_users_table_as_the_model_was_trained_to_read_it(sa
     changed = tmp_path / "users.csv"  # a band the training never saw: a new fit would widen the encoding
     lines = users.read_text().splitlines()
     changed.write_text("\n".join([lines[0]] + [line.replace(",a,", ",d,") for line in lines[1:]]) + "\n")
-    again = evaluate_saved(EvaluateSpec(str(folder / "model"), data=DataSpec(synthetic=SyntheticLog(n_users=400, n_items=120, seed=4),
+    again = evaluate_saved(EvaluateSpec(str(folder / "model"), data=DataSpec(path=str(folder / "whole.csv"),
                                                                             user_features=str(changed)),
                                         split=SplitSpec(heldout_users=40), tracking=TrackingConfig(enabled=False), examples=0))
     saved = FeatureEncoding.from_json(model.metadata_["user_features"])

@@ -31,7 +31,7 @@ def example_users(model, heldout: HeldOut, users: Vocabulary, n_users: int = 3, 
                      .assign(user=users.id_of([chosen.users[row]])[0]))
     frame = pd.concat(parts, ignore_index=True)
     frame["item"] = model.items_.id_of(frame["index"].to_numpy())
-    names = names_for(model.items_, item_names)
+    names = names_for(model.catalogue(), item_names)
     if names is not None:
         frame["name"] = names[frame["index"].to_numpy()]
     return frame.drop(columns="index")[["user", "part", "rank", "item", "held_out"] + (["name"] if names is not None else [])]

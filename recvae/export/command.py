@@ -119,7 +119,7 @@ def _export_groups(model, spec: RecommendSpec, min_rating: float | None) -> int:
     if min_rating is not None and "rating" in histories:
         histories = histories[histories["rating"] >= min_rating]
     return recommend_groups(model, histories, groups, spec.out, spec.top_n, spec.include_seen,
-                            names_for(model.items_, spec.item_names), side)
+                            names_for(model.catalogue(), spec.item_names), side)
 
 
 def _export(spec: RecommendSpec) -> RecommendResult:

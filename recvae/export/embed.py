@@ -75,7 +75,7 @@ def embed_log(spec: EmbedSpec) -> EmbedResult:
     with claimed(spec.out, "the embeddings", overwrite=spec.overwrite):
         result = _embed_users(model, spec, side, dimensions)
     if spec.items_out is not None:
-        items = model.items_.ids[: model._item_columns(len(model.items_))]  # a CVAE's feature columns are no items
+        items = model.catalogue().ids
         with claimed(spec.items_out, "the item embeddings", overwrite=spec.overwrite):
             write_whole(spec.items_out, {"item": items, **model.item_embeddings()})
     return result

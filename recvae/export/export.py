@@ -139,7 +139,7 @@ def export_recommendations(
     options = RecommendOptions(
         n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback, batch_size=users_per_block,
         item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
-        item_names=names_for(model.items_, item_names), user_side=UserSide.for_model(model, user_features))
+        item_names=names_for(model.catalogue(), item_names), user_side=UserSide.for_model(model, user_features))
     blocks = iter_user_blocks(interactions, users_per_block=users_per_block, reader=reader, id_kinds={"item": kind},
                               grouped=grouped, shard=shard, min_rating=min_rating)
     stats = ExportStats(unknown_filter_items=unknown_filter)

@@ -77,7 +77,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
                                batch_size=users_per_block,
                                item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
-                               item_names=names_for(model.items_, item_names))
+                               item_names=names_for(model.catalogue(), item_names))
     item_type = T.LongType() if integer_items else T.StringType()
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.data.interactions import Interactions
-from recvae.data.readers import read_interactions
+from recvae.data.readers import read_interactions, typed_ids
 from recvae.data.side import read_side_table
 from recvae.errors import DataError, at_least
 from recvae.export.command import min_rating_for
@@ -53,6 +53,8 @@ def write_latent_report(spec: LatentReportSpec) -> dict:
     threshold = min_rating_for(model, spec.min_rating)
     if threshold is not None and "rating" in frame:
         frame = frame[frame["rating"] >= threshold]
+    # typed as the model's IDs: a CVAE's are text (its feature columns share the vocabulary), a log's read as numbers
+    frame = frame.assign(item=typed_ids(frame["item"], model.items_.kind))
     frame = frame[frame["item"].isin(model.items_.ids)]
     if frame.empty:
         raise DataError(f"{spec.data}: none of its items is one the model knows")

@@ -75,7 +75,7 @@ def latent_report(model, user_items: sp.csr_matrix, users: Vocabulary, out: str 
     if umap:
         _user_umap(encoding, lengths, user_attributes, numbers, figures, title, seed)
     _user_probes(encoding, user_attributes, rows, comparisons, numbers)
-    names, genres = _item_side(side.item_features, model.items_)
+    names, genres = _item_side(side.item_features, model.catalogue())
     _item_space(model, names, genres, comparisons, numbers, figures, title, seed)
     width = getattr(model.config, "conditions", 0)  # a CVAE's traversals hold the users' mean features
     mean_features = np.asarray(user_items[rows][:, -width:].mean(axis=0)).ravel() if width else None

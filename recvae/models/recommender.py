@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from recvae.data.readers import typed_ids
 from recvae.data.shard import item_sums
 from recvae.data.side import names_for
 from recvae.data.vocab import Vocabulary
@@ -266,7 +267,7 @@ class Recommender(ABC):
         at_least(1, n=n)
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
-        queries = np.atleast_1d(np.asarray(items, dtype=self.items_.ids.dtype if self.items_.kind == "int" else object))
+        queries = typed_ids(pd.Series(np.atleast_1d(np.asarray(items, dtype=object))), self.items_.kind)
         rows = []
         for query, index in zip(queries, self.items_.index_of(queries)):
             neighbours, scores = self.similar_items(int(index), N=min(n + 1, self.n_items_))
@@ -277,7 +278,7 @@ class Recommender(ABC):
                                       "rank": np.arange(1, len(neighbours) + 1, dtype=np.int32),
                                       "score": np.asarray(scores, dtype=np.float32)}))
         frame = pd.concat(rows, ignore_index=True)
-        names = names_for(self.items_, item_names)
+        names = names_for(self.catalogue(), item_names)
         if names is not None:
             frame["item_name"] = names[self.items_.index_of(frame["item"].to_numpy())]
             frame["similar_item_name"] = names[self.items_.index_of(frame["similar_item"].to_numpy())]
@@ -306,7 +307,7 @@ class Recommender(ABC):
         if history[["user", "item"]].isna().any().any():
             raise DataError("history has missing user or item IDs")
         options = RecommendOptions(n=n, include_seen=include_seen, fallback=fallback, batch_size=batch_size,
-                                   item_names=names_for(self.items_, item_names),
+                                   item_names=names_for(self.catalogue(), item_names),
                                    user_side=UserSide.for_model(self, user_features))
         grouped = history.iloc[np.argsort(pd.factorize(history["user"])[0], kind="stable")]  # each user's rows together
         blocks = [recommend_block(self, block, options)[0] for block in whole_user_blocks([grouped], batch_size)]
@@ -378,6 +379,13 @@ class Recommender(ABC):
         if item_features is not None and "item_feature_width" not in self.get_params():
             raise ParameterError("item_features", "given", f"{self.name} reads none (it has no item_feature_width)")
         return None
+
+    def catalogue(self) -> Vocabulary | None:
+        """The items the model scores, in index order: ``items_`` without a CVAE's user-feature columns (None
+        where the model does not know its item IDs)."""
+        if self.items_ is None:
+            return None
+        return self.items_.subset(np.arange(self._item_columns(len(self.items_))))
 
     def _item_columns(self, n_columns: int) -> int:
         """How many of the input's columns are items (a CVAE's last ones are user features)."""

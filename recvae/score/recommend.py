@@ -223,7 +223,9 @@ def block_histories(model, block: pd.DataFrame, user_side: UserSide | None = Non
     users = block["user"].to_numpy()
     codes, user_ids = pd.factorize(pd.Series(users, dtype=object if users.dtype == object else users.dtype), sort=False)
     valued = "rating" in block and not model.config.binarize  # a binarized model counts every row as 1 anyway
-    history, n_known = _history(codes, model.items_.index_of(block["item"].to_numpy(), missing="ignore"),
+    # typed as the model's IDs: a frame read as numbers meets a CVAE's text IDs, a text frame an integer model's
+    items = typed_ids(block["item"], model.items_.kind)
+    history, n_known = _history(codes, model.items_.index_of(items, missing="ignore"),
                                 block["rating"].to_numpy(np.float32) if valued else None, len(user_ids),
                                 len(model.items_))
     user_ids = np.asarray(user_ids)
