@@ -210,6 +210,11 @@ def test_recommend_reads_each_users_features_by_id(saved_cvae, tmp_path, caplog)
         assert list(written[written.user == user].item) == list(model.items_.ids[row])
     in_python = model.recommend_df(log, n=5, user_features=users)  # the log's item IDs are numbers, the CVAE's text
     assert list(in_python.item.astype(str)) == list(written.item)
+    # written as the log's integers, as any other model writes them (not as the CVAE's text)
+    assert in_python.item.dtype == np.int64 and model.catalogue().kind == "int"
+    recommend_log(RecommendSpec(out=str(tmp_path / "top.parquet"), user_features=str(users), **ask))
+    assert pd.read_parquet(tmp_path / "top.parquet").item.dtype == np.int64
+    assert model.similar_df([1], n=2)[["item", "similar_item"]].dtypes.tolist() == [np.int64, np.int64]
     item = int(log.item.iloc[0])
     assert model.similar_df([item], n=3).equals(model.similar_df([str(item)], n=3))
     names = tmp_path / "names.csv"  # the catalogue's names: the feature columns are no items that lack one

@@ -19,9 +19,11 @@ def example_users(model, heldout: HeldOut, users: Vocabulary, n_users: int = 3, 
     rows = np.sort(np.random.default_rng(seed).choice(len(heldout), size=min(n_users, len(heldout)), replace=False))
     chosen = heldout.select(rows)
     top, _ = model.top_n(chosen.fold_in, n)
+    catalogue = model.catalogue()
     parts = []
     for row in range(len(chosen)):
         seen = chosen.fold_in[row].indices
+        seen = seen[seen < len(catalogue)]  # a CVAE's history ends with the user's features: no items
         held = set(chosen.target[row].indices.tolist())
         ranked = top[row][top[row] >= 0]
         parts.append(pd.DataFrame({"part": ["history"] * len(seen) + ["recommended"] * len(ranked),
@@ -30,8 +32,8 @@ def example_users(model, heldout: HeldOut, users: Vocabulary, n_users: int = 3, 
                                    "held_out": [False] * len(seen) + [int(i) in held for i in ranked]})
                      .assign(user=users.id_of([chosen.users[row]])[0]))
     frame = pd.concat(parts, ignore_index=True)
-    frame["item"] = model.items_.id_of(frame["index"].to_numpy())
-    names = names_for(model.catalogue(), item_names)
+    frame["item"] = catalogue.id_of(frame["index"].to_numpy())
+    names = names_for(catalogue, item_names)
     if names is not None:
         frame["name"] = names[frame["index"].to_numpy()]
     return frame.drop(columns="index")[["user", "part", "rank", "item", "held_out"] + (["name"] if names is not None else [])]

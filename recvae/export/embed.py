@@ -214,5 +214,5 @@ def sample_log(spec: SampleSpec, model=None) -> int:
             for block in (first, *blocks):
                 writer.write({"user": block["user"].to_numpy(dtype=object), "item": block["item"].to_numpy()})
                 rows += len(block)
-            writer.commit({"user": np.empty(0, dtype=object), "item": model.items_.ids[:0]})
+            writer.commit({"user": np.empty(0, dtype=object), "item": model.catalogue().ids[:0]})
     return rows

@@ -147,7 +147,7 @@ def export_recommendations(
     started = time.perf_counter()
     with AtomicRecommendationWriter(out) as writer, tqdm(desc="export", unit=" users", disable=not show) as bar:
         _score_and_write(model, blocks, options, writer, stats, bar)
-        empty = {"user": np.empty(0, dtype=object), "item": model.items_.ids[:0],
+        empty = {"user": np.empty(0, dtype=object), "item": model.catalogue().ids[:0],
                  "rank": np.empty(0, np.int32), "score": np.empty(0, np.float32)}
         if fallback is not None:
             empty["fallback"] = np.empty(0, bool)

@@ -47,7 +47,7 @@ def recommend_groups(model, histories: pd.DataFrame, groups: list[tuple[str, np.
         if missing:
             raise DataError(f"group {name!r}: user {missing[0]!r} has no item the model knows in the log")
         items, scores = model.recommend_group(matrix, N=n, filter_already_liked_items=not include_seen)
-        part = {"group": np.full(len(items), name, dtype=object), "item": model.items_.id_of(items),
+        part = {"group": np.full(len(items), name, dtype=object), "item": model.catalogue().id_of(items),
                 "rank": np.arange(1, len(items) + 1, dtype=np.int32), "score": scores.astype(np.float32)}
         if item_names is not None:
             part["name"] = item_names[items]

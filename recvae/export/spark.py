@@ -78,7 +78,8 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
                                batch_size=users_per_block,
                                item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
                                item_names=names_for(model.catalogue(), item_names))
-    item_type = T.LongType() if integer_items else T.StringType()
+    # written as the model's catalogue (a CVAE's text IDs that all spell integers are written as integers)
+    item_type = T.LongType() if model.catalogue().kind == "int" else T.StringType()
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
     # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export

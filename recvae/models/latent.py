@@ -327,4 +327,4 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
         top = np.argsort(-keys, axis=1, kind="stable")
         items = np.concatenate([top[row, :counts[row]] for row in range(users)])
         names = np.repeat([f"synthetic-{start + row + 1}" for row in range(users)], counts)
-        yield pd.DataFrame({"user": names, "item": model.items_.id_of(items) if model.items_ is not None else items})
+        yield pd.DataFrame({"user": names, "item": model.catalogue().id_of(items) if model.items_ is not None else items})

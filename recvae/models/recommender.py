@@ -268,20 +268,20 @@ class Recommender(ABC):
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
         queries = typed_ids(pd.Series(np.atleast_1d(np.asarray(items, dtype=object))), self.items_.kind)
-        rows = []
-        for query, index in zip(queries, self.items_.index_of(queries)):
+        catalogue, rows = self.catalogue(), []
+        for index in self.items_.index_of(queries):
             neighbours, scores = self.similar_items(int(index), N=min(n + 1, self.n_items_))
             keep = neighbours != index
             neighbours, scores = neighbours[keep][:n], scores[keep][:n]
-            rows.append(pd.DataFrame({"item": np.full(len(neighbours), query, dtype=queries.dtype),
-                                      "similar_item": self.items_.id_of(neighbours),
+            rows.append(pd.DataFrame({"item": catalogue.id_of(np.full(len(neighbours), index)),
+                                      "similar_item": catalogue.id_of(neighbours),
                                       "rank": np.arange(1, len(neighbours) + 1, dtype=np.int32),
                                       "score": np.asarray(scores, dtype=np.float32)}))
         frame = pd.concat(rows, ignore_index=True)
-        names = names_for(self.catalogue(), item_names)
+        names = names_for(catalogue, item_names)
         if names is not None:
-            frame["item_name"] = names[self.items_.index_of(frame["item"].to_numpy())]
-            frame["similar_item_name"] = names[self.items_.index_of(frame["similar_item"].to_numpy())]
+            frame["item_name"] = names[catalogue.index_of(frame["item"].to_numpy())]
+            frame["similar_item_name"] = names[catalogue.index_of(frame["similar_item"].to_numpy())]
         return frame
 
     def recommend_df(
@@ -381,11 +381,16 @@ class Recommender(ABC):
         return None
 
     def catalogue(self) -> Vocabulary | None:
-        """The items the model scores, in index order: ``items_`` without a CVAE's user-feature columns (None
-        where the model does not know its item IDs)."""
+        """The items the model scores, in index order, as its outputs write them: ``items_`` without a CVAE's
+        user-feature columns (None where the model does not know its item IDs). A CVAE's vocabulary is text, its
+        feature columns' names beside the items; its items are typed back as a reader types a log's (integers
+        where every ID spells one), so that it writes a log's integer IDs as integers, as any other model does."""
         if self.items_ is None:
             return None
-        return self.items_.subset(np.arange(self._item_columns(len(self.items_))))
+        n_items = self._item_columns(len(self.items_))
+        if n_items == len(self.items_):
+            return self.items_
+        return Vocabulary(typed_ids(pd.Series(self.items_.ids[:n_items], dtype=object)), self.items_.name)
 
     def _item_columns(self, n_columns: int) -> int:
         """How many of the input's columns are items (a CVAE's last ones are user features)."""

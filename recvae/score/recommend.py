@@ -171,7 +171,7 @@ def recommend_block(model, block: pd.DataFrame, options: RecommendOptions) -> tu
     as in training (its config's ``binarize`` decides whether it counts; a repeated item keeps its last
     row's). Returns columns (user, item, rank, score[, fallback]) as numpy arrays, and the block's counts.
     """
-    vocab: Vocabulary = model.items_
+    vocab: Vocabulary = model.catalogue()
     user_ids, history, n_known = block_histories(model, block, options.user_side)
     stats = ExportStats(interactions=len(block), users=len(user_ids), unknown_item_interactions=len(block) - n_known,
                         users_without_side_row=0 if options.user_side is None else options.user_side.lacking(user_ids))
