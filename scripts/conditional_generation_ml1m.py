@@ -75,13 +75,13 @@ def one_seed(data: Path, seed: int, setting: dict) -> dict:
     user_rows = {str(u): row for row, u in enumerate(train_users.ids)}
     real_all = genre_mix(split.train.indices, genres, names)
     anyone = model.sample(SYNTHETIC_USERS, seed=seed, conditions=side.draw(SYNTHETIC_USERS, (), seed))
-    synthetic_all = genre_mix(model.items_.index_of(anyone.item.to_numpy()), genres, names)
+    synthetic_all = genre_mix(model.catalogue().index_of(anyone.item.to_numpy()), genres, names)
     bands = {}
     for band in BANDS:
         rows = [user_rows[u] for u in band_of.index[band_of == band]]
         real = genre_mix(split.train[rows].indices, genres, names)
         drawn = model.sample(SYNTHETIC_USERS, seed=seed, conditions=side.draw(SYNTHETIC_USERS, (f"age={band}",), seed))
-        synthetic = genre_mix(model.items_.index_of(drawn.item.to_numpy()), genres, names)
+        synthetic = genre_mix(model.catalogue().index_of(drawn.item.to_numpy()), genres, names)
         bands[band] = {"real users": len(rows), "tv conditioned": total_variation(synthetic, real),
                        "tv unconditioned": total_variation(synthetic_all, real), "tv all real users": total_variation(real_all, real),
                        "real": real.tolist(), "synthetic": synthetic.tolist()}
