@@ -174,8 +174,8 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     ``progress``: Spark's console progress bar (None: where stderr is a terminal).
     """
     import os
-    import sys
     import shutil
+    import sys
     import tempfile
 
     from pyspark.sql import SparkSession
