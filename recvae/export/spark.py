@@ -72,14 +72,14 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     missing = {"user", "item"} - set(histories.columns)
     if missing:
         raise DataError(f"the histories DataFrame has no column {sorted(missing)} (it has {histories.columns})")
-    integer_items = np.issubdtype(model.items_.ids.dtype, np.integer)
+    integer_items, catalogue = np.issubdtype(model.items_.ids.dtype, np.integer), model.catalogue()
     allowed, _ = item_filter(model.items_, allow, deny)
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
                                batch_size=users_per_block,
                                item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
-                               item_names=names_for(model.catalogue(), item_names))
+                               item_names=names_for(catalogue, item_names))
     # written as the model's catalogue (a CVAE's text IDs that all spell integers are written as integers)
-    item_type = T.LongType() if model.catalogue().kind == "int" else T.StringType()
+    item_type = T.LongType() if catalogue.kind == "int" else T.StringType()
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
     # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export
@@ -93,9 +93,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         worker_model = cached_model(directory)
         worker_options = dataclasses.replace(options, user_side=cached_user_side(directory, features))
-        for block in whole_user_blocks(frames, users_per_block):
-            if not integer_items:
-                block = block.assign(item=block["item"].astype(object))
+        for block in whole_user_blocks(frames, users_per_block):  # recommend_block types the IDs as the model's
             out, _ = recommend_block(worker_model, block, worker_options)
             yield pd.DataFrame(out)
 

@@ -390,7 +390,11 @@ class Recommender(ABC):
         n_items = self._item_columns(len(self.items_))
         if n_items == len(self.items_):
             return self.items_
-        return Vocabulary(typed_ids(pd.Series(self.items_.ids[:n_items], dtype=object)), self.items_.name)
+        memo = getattr(self, "_catalogue_of", None)  # typed once per vocabulary: every export block asks for it
+        if memo is None or memo[0] is not self.items_:
+            typed = typed_ids(pd.Series(self.items_.ids[:n_items], dtype=object))
+            memo = self._catalogue_of = (self.items_, Vocabulary(typed, self.items_.name))
+        return memo[1]
 
     def _item_columns(self, n_columns: int) -> int:
         """How many of the input's columns are items (a CVAE's last ones are user features)."""
