@@ -78,7 +78,7 @@ def test_a_processs_training_rows_gain_its_users_features_and_the_whole_matrixs_
 def test_cold_items_over_a_training_matrix_held_in_parts_are_one_process_cold_items(split):
     """Under torchrun each process holds some training users' rows (UserRows): every part draws the same cold
     items as the whole matrix, keeps its own rows masked as the whole's, and the whole's column statistics."""
-    from recvae.data.shard import gathered_rows, item_sums, item_users
+    from recvae.data.shard import gathered_rows, item_sums, item_users, user_activity
     from recvae.split.conditioned import cold_items
 
     # an item only the second part's users have must still be a candidate in the first part
@@ -90,7 +90,7 @@ def test_cold_items_over_a_training_matrix_held_in_parts_are_one_process_cold_it
     assert item_users(whole.train[: whole.train.shape[0] // 2])[0] == 0 < item_users(whole.train)[0]
     halves = np.array_split(np.arange(whole.train.shape[0]), 2)
     matrices = [whole.train[rows] for rows in halves]
-    stats = [(item_sums(m), item_users(m), int(m.nnz)) for m in matrices]
+    stats = [(item_sums(m), item_users(m), int(m.nnz), user_activity(m)) for m in matrices]
     for rows, matrix in zip(halves, matrices):
         part = cold_items(dataclasses.replace(whole, train=gathered_rows(matrix, rows, whole.train.shape[0], lambda _: stats)),
                           0.2, seed=4)

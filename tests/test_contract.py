@@ -240,6 +240,28 @@ def test_iterative_models_are_the_ones_with_a_training_step():
     assert iterative == {"MultVAE", "CVAE", "MultDAE", "RecVAE", "RecBole", "VASP", "FLVAE", "NeuralEASE"}
 
 
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "RecBole" and issubclass(REGISTRY[registered(n)],
+                                                                                   IterativeRecommender)])
+def test_a_training_phase_says_truly_whether_its_loss_reaches_every_parameter(name, split):
+    """Under torchrun DDP skips the search for parameters without a gradient where every phase says its loss
+    reaches them all, and a parameter it would then wait for hangs or fails the run."""
+    import torch
+
+    from recvae.models.nn import SparseBatch
+
+    model = make(name)
+    train = model._training_matrix(split.train)
+    generator = torch.Generator().manual_seed(0)
+    step = model.start_training(train, torch.device("cpu"), generator, generator)
+    model._set_fitted(train, split.items, step.module, torch.device("cpu"))
+    for phase in step.phases:
+        step.module.zero_grad(set_to_none=True)
+        loss, _ = step.batch_loss(phase.name, SparseBatch.from_csr(train[:60], torch.device("cpu")), 0.5)
+        loss.backward()
+        missed = [n for n, p in step.module.named_parameters() if p.requires_grad and p.grad is None]
+        assert (not missed) == phase.every_parameter, (phase.name, missed)
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_default_search_space_names_real_hyperparameters(name):
     from recvae.tune import parse_space

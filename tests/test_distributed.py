@@ -62,7 +62,10 @@ for name in names:
     features = np.random.default_rng(0).random((split.train.shape[1], 3)) if name == "dae-items" else None
     model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer, item_features=features)
     results[name] = {"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
-                     "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist()}
+                     "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist(),
+                     # what sample and the anomaly percentiles read: the whole log's lengths, the users' positions
+                     "activity": model.user_activity_.tolist(), "users": split.train.shape[0], "described": [model.posterior_mixture_ is not None,
+                                                                              model.anomaly_reference_ is not None]}
 if launched_world().main:
     with open(out, "w") as f:
         json.dump(results, f)
@@ -96,6 +99,9 @@ def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, 
         np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6, err_msg=name)
         np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6, err_msg=name)
         np.testing.assert_allclose(two["weights"], one["weights"], rtol=0, atol=1e-6, err_msg=name)
+        assert two["activity"] == one["activity"] and sum(one["activity"]) == one["users"], name
+        if name != "ease":  # a process describes its own share of the users
+            assert two["described"] == one["described"] == [True, True], name
         if name == "ease":
             n = int(round(len(two["weights"]) ** 0.5))
             assert not np.asarray(two["weights"]).reshape(n, n).diagonal().any()
@@ -126,11 +132,14 @@ def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
 
     log = tmp_path / "log.csv"
     assert main(["generate", "--out", str(log), "--users", "400", "--items", "80"]) == 0
-    done = _torchrun_train(tmp_path, "--model", "multdae", "--data", str(log), "--heldout-users", "40", "--epochs", "3",
-                           "--batch-size", "64", "--out", str(tmp_path / "model"), "--no-tracking")
+    # a KL weight this large collapses the posterior: the warning, as the rest of the output, comes once
+    done = _torchrun_train(tmp_path, "--model", "multvae", "--data", str(log), "--heldout-users", "40", "--epochs", "3",
+                           "--batch-size", "64", "--beta-schedule", "constant", "--beta-cap", "200",
+                           "--out", str(tmp_path / "model"), "--no-tracking")
     out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
     assert out.count("model saved to") == 1 and (tmp_path / "model" / "model.json").exists()
+    assert err.count("posterior collapse") == 1, err[-3000:]
     metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]
     assert len(metadata["history"]) == 3
     # each rank held only its users' rows; one process rebuilds the same split and scores the same test users
@@ -139,7 +148,7 @@ def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
     from recvae.track import TrackingConfig
 
     again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False)))
-    assert again.results["MultDAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)
+    assert again.results["MultVAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)
 
 
 def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tmp_path):

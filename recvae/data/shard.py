@@ -64,7 +64,9 @@ class UserRows:
     """Some rows of a users x items training matrix that no process holds whole: ``matrix`` holds the rows
     ``rows`` (increasing global row indices) of a matrix of ``n_users`` rows. ``item_sums`` (column sums)
     and ``item_users`` (users per item) are the whole matrix's, which is what a model learns its
-    popularity and a sampled softmax its proposal from."""
+    popularity and a sampled softmax its proposal from. ``user_activity``: the whole matrix's users per
+    history length (what ``sample`` draws lengths from), where ``gathered_rows`` counted them; None once
+    the rows change (side-feature columns, cold items), which the Trainer gathers again."""
 
     matrix: sp.csr_matrix
     rows: np.ndarray
@@ -72,6 +74,7 @@ class UserRows:
     nnz: int
     item_sums: np.ndarray
     item_users: np.ndarray
+    user_activity: np.ndarray | None = None
 
     def __post_init__(self):
         if len(self.rows) != self.matrix.shape[0] or (np.diff(self.rows) <= 0).any():
@@ -98,9 +101,20 @@ def item_users(user_items) -> np.ndarray:
     return np.asarray((user_items != 0).sum(axis=0), dtype=np.float64).ravel()
 
 
+def user_activity(user_items) -> np.ndarray | None:
+    """Users per history length (entry k: the users with k stored interactions) of a training matrix, whole
+    or held in parts (:class:`UserRows`; None where its rows changed since they were counted)."""
+    if isinstance(user_items, UserRows):
+        return user_items.user_activity
+    return np.bincount(np.diff(user_items.indptr))
+
+
 def gathered_rows(matrix: sp.csr_matrix, rows: np.ndarray, n_users: int, gather) -> UserRows:
-    """This process's ``rows`` of a matrix, with the whole matrix's column statistics summed over every
-    process's share (``gather(value)`` returns every process's value in rank order)."""
-    parts = gather((item_sums(matrix), item_users(matrix), int(matrix.nnz)))
+    """This process's ``rows`` of a matrix, with the whole matrix's column statistics and users per history
+    length summed over every process's share (``gather(value)`` returns every process's value in rank order)."""
+    parts = gather((item_sums(matrix), item_users(matrix), int(matrix.nnz), user_activity(matrix)))
+    activity = np.zeros(max(len(p[3]) for p in parts), dtype=np.int64)
+    for part in parts:
+        activity[:len(part[3])] += part[3]
     return UserRows(matrix, np.asarray(rows, dtype=np.int64), n_users, sum(p[2] for p in parts),
-                    np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0))
+                    np.sum([p[0] for p in parts], axis=0), np.sum([p[1] for p in parts], axis=0), activity)

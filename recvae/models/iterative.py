@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.shard import UserRows
+from recvae.models.inputs import as_csr
 from recvae.data.vocab import Vocabulary
 from recvae.models.device import resolve_device
 from recvae.models.recommender import Recommender
@@ -56,7 +57,9 @@ class IterativeRecommender(Recommender):
             raise
         self.history_ = history
         self.metadata_ = {"history": history}
-        self._describe_training_users(train)
+        # under torchrun, this process's own users: a sample of them
+        self._describe_training_users(as_csr(train.matrix, binarize=self.config.binarize)
+                                      if isinstance(train, UserRows) else train)
         return self
 
     def training_plan(self) -> TrainingPlan:

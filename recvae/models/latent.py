@@ -304,7 +304,7 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
     mixture = getattr(model, "posterior_mixture_", None)
     if activity is None or (source == "posterior" and mixture is None and conditions is None):
         kept = "history lengths" if activity is None else "positions of its training users"
-        why, fix = "saved before this was kept, or trained under torchrun", "fit it again in one process"
+        why, fix = "saved before this was kept", "fit it again"
         if activity is not None:
             why += ", or with describe_training_users off"
             fix += " with it on, or sample from the prior (source 'prior')"

@@ -98,7 +98,8 @@ class RecVAEStep(RefreshingStep, TrainingStep):
         self.generator = generator
         self.sampler = sampler
         self.latent_dim = config.latent_dim
-        self.phases = (Phase("encoder", config.encoder_epochs), Phase("decoder", config.decoder_epochs, reported=False))
+        self.phases = (Phase("encoder", config.encoder_epochs), Phase("decoder", config.decoder_epochs, reported=False,
+                                                                       every_parameter=False))
         self.encoder_optimizer = make_adam(module.encoder.parameters(), config.learning_rate)
         self.decoder_optimizer = make_adam(module.decoder.parameters(), config.learning_rate)
         self.refresh = refresh

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.readers import typed_ids
-from recvae.data.shard import item_sums
+from recvae.data.shard import item_sums, user_activity
 from recvae.data.side import names_for
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterError, at_least
@@ -136,9 +136,9 @@ class Recommender(ABC):
         # Training popularity (users per item, or value sums without binarize), for users with no
         # known item (export's --fallback popularity) and the Popularity model.
         self.item_popularity_ = torch.from_numpy(item_sums(user_items).astype(np.float32))
-        # training users per history length, for sample (a torchrun rank sees its share only: none kept)
-        self.user_activity_ = (torch.from_numpy(np.bincount(np.diff(user_items.indptr)).astype(np.float32))
-                               if isinstance(user_items, sp.csr_matrix) else None)
+        # training users per history length, for sample (a torchrun process's share: summed over every share)
+        activity = user_activity(user_items)
+        self.user_activity_ = None if activity is None else torch.from_numpy(activity.astype(np.float32))
         self.posterior_mixture_ = self.anomaly_reference_ = None  # _describe_training_users' once trained
         self.metadata_ = {}  # what save writes beside the weights (an iterative model's history, ...)
         self.n_items_ = user_items.shape[1]  # last: what makes the model count as fitted
@@ -146,9 +146,9 @@ class Recommender(ABC):
     def _describe_training_users(self, user_items, positions: np.ndarray | None = None) -> None:
         """Once trained: a Gaussian mixture over the training users' positions in the latent space (what
         ``sample`` draws from) and the quantiles of their anomaly scores (what ``anomaly_scores``' percentile
-        reads), from up to ``DESCRIBED_USERS`` of them. None of either where the model has no such thing, where
-        its config says not to (``describe_training_users``), or under torchrun (a rank sees its share of the
-        users only). ``positions``: the training users' codes where the fit already has them (ALS's and BPR's
+        reads), from up to ``DESCRIBED_USERS`` of them. None of either where the model has no such thing or where
+        its config says not to (``describe_training_users``). Under torchrun ``user_items`` is the process's own
+        share of the users, which a hash of their IDs (or their row number) chose: a sample of them. ``positions``: the training users' codes where the fit already has them (ALS's and BPR's
         user factors), instead of encoding every user again (BPR's fold-in would take minutes)."""
         self.posterior_mixture_ = self.anomaly_reference_ = None
         if (not isinstance(user_items, sp.csr_matrix) or user_items.shape[0] < 2

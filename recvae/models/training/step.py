@@ -23,13 +23,17 @@ class Phase:
     """One kind of pass over the training users within an epoch.
 
     ``passes``: how many times in a row; ``reported``: whether its loss terms make the epoch's
-    record; ``batched``: False when the model reads the data itself (RecBole's data loader).
+    record; ``batched``: False when the model reads the data itself (RecBole's data loader);
+    ``every_parameter``: False when its loss leaves some of the module's trainable parameters without a
+    gradient (RecVAE's decoder phase, which holds the encoder fixed), which DistributedDataParallel must
+    then look for after every backward pass.
     """
 
     name: str
     passes: int = 1
     reported: bool = True
     batched: bool = True
+    every_parameter: bool = True
 
 
 @dataclass(frozen=True)

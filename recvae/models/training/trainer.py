@@ -133,7 +133,8 @@ class Trainer:
             if not all(phase.batched for phase in step.phases):
                 raise ValueError("a model that reads its own data (an unbatched phase) cannot train under torchrun")
             run.forward = torch.nn.parallel.DistributedDataParallel(
-                _BatchLoss(step), device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+                _BatchLoss(step), device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=not all(phase.every_parameter for phase in step.phases))
         if self.resume:
             self._restore(run)
         try:
@@ -148,7 +149,7 @@ class Trainer:
                                 f"({cause}){where}", world.size, self.checkpoint_dir and str(self.checkpoint_dir)) from None
         if run.best.restore(step.module):
             log.info("best %s %.4f at epoch %d", plan.validation_metric, run.best.score, run.best.epoch)
-        if step.latent_dim:
+        if step.latent_dim and world.main:  # said once, as the rest of a run's output
             warn_if_collapsed(run.progress.history, run.best.epoch, step.latent_dim, step.beta_cap)
         step.module.eval()
         return run.progress.history
