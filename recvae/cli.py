@@ -908,7 +908,9 @@ def _parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
         command = _subparser(parser, args.command)
         flags = [s for action in command._actions for s in action.option_strings if s.startswith("--")]
         typed = next((u.split("=")[0] for u in unknown if u.startswith("-")), unknown[0])
-        close = difflib.get_close_matches(typed, flags, n=1, cutoff=0.6)
+        # a flag one of whose words was typed (--n for --top-n) before one spelled alike (--top_n)
+        words = [f for f in flags if typed.lstrip("-") in f.lstrip("-").split("-")]
+        close = sorted(words, key=len)[:1] or difflib.get_close_matches(typed, flags, n=1, cutoff=0.6)
         command.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {close[0]}?)" if close else ""))
     for flag, default in (("verbose", False), ("quiet", False), ("threads", None)):
         setattr(args, flag, getattr(args, flag, default))

@@ -150,6 +150,10 @@ def test_a_typo_or_an_abbreviation_is_refused_with_the_commands_usage_and_the_fl
         assert stopped.value.code == 2
         err = capsys.readouterr().err
         assert "usage: recvae train" in err and f"unrecognized arguments: {typed} 20 (did you mean --epochs?)" in err
+    # one word of a flag: the flag it is a word of, not one spelled alike (difflib offered --deny for --n)
+    with pytest.raises(SystemExit):
+        main(["recommend", "--model", "m", "--data", "d.csv", "--out", "o.csv", "--n", "10"])
+    assert "unrecognized arguments: --n 10 (did you mean --top-n?)" in capsys.readouterr().err
 
 
 def test_the_help_needs_no_torch_and_every_flag_has_its_words_and_choices():
