@@ -357,10 +357,10 @@ def cmd_recommend(args) -> int:
                                                                         else ""), file=sys.stderr)
     stats = result.stats
     if stats is None:
-        how = "for the groups" if args.groups else "through Spark"
-        print(f"wrote {result.rows} rows to {args.out} {how} in {result.seconds:.1f} s")
+        print(f"wrote {result.rows} rows to {args.out} for the groups in {result.seconds:.1f} s")
         return 0
-    print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out} in {result.seconds:.1f} s "
+    how = " through Spark" if args.engine == "spark" else ""
+    print(f"wrote {stats.rows} rows for {stats.users_with_rows} users to {args.out}{how} in {result.seconds:.1f} s "
           f"({stats.users / max(result.seconds, 1e-9):.0f} users/s)")
     index, n_shards = spec.shard_index()
     if n_shards > 1:

@@ -63,7 +63,7 @@ def main() -> None:
         export_recommendations(model, work / "log.parquet", work / "local.parquet", n=args.top_n, progress=False)
         local = time.perf_counter() - started
         started = time.perf_counter()
-        rows = export_spark(str(work / "log.parquet"), str(work / "model"), str(work / "spark.parquet"), n=args.top_n)
+        rows = export_spark(str(work / "log.parquet"), str(work / "model"), str(work / "spark.parquet"), n=args.top_n).rows
         pairs.append({"local_seconds": local, "spark_seconds": time.perf_counter() - started, "spark_rows": rows})
         print(json.dumps(pairs[-1]), file=sys.stderr, flush=True)
     spark.stop()

@@ -80,17 +80,26 @@ def test_spark_export_equals_the_single_machine_export(spark, exported):
 
 @needs_spark
 @pytest.mark.slow
-def test_recommend_engine_spark_writes_the_same_parquet(spark, exported, tmp_path):
+def test_recommend_engine_spark_writes_the_same_parquet_and_says_what_it_left_out(spark, exported, tmp_path, capsys):
     from recvae.cli import main
 
     folder, _, local = exported
     out = tmp_path / "recs.parquet"
-    assert main(["recommend", "--engine", "spark", "--master", "local[2]", "--model", str(folder / "model"),
-                 "--interactions", str(folder / "log.csv"), "--out", str(out), "--top-n", "10",
-                 "--fallback", "popularity", "--score-memory", "0.001", "-q"]) == 0  # item chunks on the workers
+    deny = tmp_path / "deny.txt"  # an ID the model does not know: ignored, and said so
+    deny.write_text("no-such-id\n")
+    ask = ["recommend", "--model", str(folder / "model"), "--interactions", str(folder / "log.csv"), "--top-n", "10",
+           "--fallback", "popularity", "--deny", str(deny), "-q"]
+    assert main(ask + ["--engine", "spark", "--master", "local[2]", "--out", str(out),
+                       "--score-memory", "0.001"]) == 0  # item chunks on the workers
     _same_rows(pd.read_parquet(out), local)
-    assert not [p for p in tmp_path.iterdir() if p.name != "recs.parquet"]  # the staging directory is gone
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("recs.parquet", "deny.txt")]  # the staging is gone
     assert spark.conf.get("spark.ui.showConsoleProgress") == "false"  # -q: no progress bar from Spark either
+    said = capsys.readouterr().out.splitlines()
+    assert main(ask + ["--out", str(tmp_path / "local.parquet")]) == 0
+    # the counts the local engine reports (unknown items, users without one, the deny list's unknown ID)
+    local_said = capsys.readouterr().out.splitlines()
+    assert said[1:] == local_said[1:] and len(said) == 4, said
+    assert said[0].startswith(f"wrote {len(local)} rows for {local['user'].nunique()} users to {out} through Spark")
 
 
 def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatch):

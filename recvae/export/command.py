@@ -88,7 +88,7 @@ class RecommendResult:
     seconds: float
     min_rating: float | None
     min_rating_from_training: bool
-    stats: ExportStats | None  # the local engine's counts; None through Spark
+    stats: ExportStats | None  # what was read, written and left out; None for groups
 
 
 def recommend_log(spec: RecommendSpec) -> RecommendResult:
@@ -135,7 +135,6 @@ def _export(spec: RecommendSpec) -> RecommendResult:
     if min_rating is not None:
         log.info("keeping interactions rated >= %g%s", min_rating, " (as in training)" if spec.min_rating is None else "")
     started = time.perf_counter()
-    stats = None
     if spec.groups is not None:
         rows = _export_groups(model, spec, min_rating)
         return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, None)
@@ -143,7 +142,7 @@ def _export(spec: RecommendSpec) -> RecommendResult:
         from recvae.export.spark import export_spark
 
         r = spec.reader
-        rows = export_spark(
+        stats = export_spark(
             spec.interactions, spec.model, spec.out, master=spec.master, user=r.get("user"), item=r.get("item"),
             rating=r.get("rating"), sep=r.get("sep"), header=r.get("header"), encoding=r.get("encoding"),
             min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
@@ -156,5 +155,4 @@ def _export(spec: RecommendSpec) -> RecommendResult:
             deny=spec.deny, fallback=spec.fallback, shard=spec.shard_index(), users_per_block=spec.batch_users,
             reader=spec.reader, grouped=spec.grouped, progress=spec.progress, min_rating=min_rating,
             score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
-        rows = stats.rows
-    return RecommendResult(rows, time.perf_counter() - started, min_rating, spec.min_rating is None, stats)
+    return RecommendResult(stats.rows, time.perf_counter() - started, min_rating, spec.min_rating is None, stats)

@@ -26,8 +26,8 @@ from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
 from recvae.export.stream import no_rating_column
 from recvae.io import WriteError
-from recvae.score.recommend import (RecommendOptions, UserSide, item_chunk_for, item_filter, recommend_block,
-                                    whole_user_blocks)
+from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, item_chunk_for, item_filter,
+                                    recommend_block, whole_user_blocks)
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,10 +44,30 @@ def cached_user_side(model_dir: str, user_features: str | None) -> UserSide | No
     return UserSide.for_model(cached_model(model_dir), user_features)
 
 
+class ExportCounters:
+    """The counts the single-machine export reports (``ExportStats``), summed over Spark's Python workers by
+    accumulators: read ``stats()`` once an action (the write) has scored the rows. A task Spark runs again (a
+    lost executor, speculation) adds its counts again, as Spark's accumulators in transformations do."""
+
+    def __init__(self, spark):
+        context = spark.sparkContext
+        self._counters = {name: context.accumulator(0) for name in ExportStats.__dataclass_fields__}
+        self.driver = ExportStats()  # what the driver counts itself (allow/deny IDs the model does not know)
+
+    def add(self, stats: ExportStats) -> None:
+        for name, counter in self._counters.items():
+            counter.add(getattr(stats, name))
+
+    def stats(self) -> ExportStats:
+        total = ExportStats(**{name: counter.value for name, counter in self._counters.items()})
+        total.add(self.driver)
+        return total
+
+
 def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
                     allow=None, deny=None, fallback: str | None = None, users_per_block: int = 1000,
                     partitions: int | None = None, score_memory_mb: float | None = None, item_names=None,
-                    user_features: str | None = None):
+                    user_features: str | None = None, counters: ExportCounters | None = None):
     """A Spark DataFrame (user, item, rank, score[, fallback]): the top ``n`` items of every user in
     ``histories``, a Spark DataFrame with columns ``user`` and ``item`` (original IDs, as the model knows
     its items; other columns are ignored).
@@ -59,7 +79,8 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     ``score_memory_mb`` bounds a block's score memory on each worker (the catalogue scored in item chunks).
     ``item_names`` (a table's path, read on the driver, or a Series ID → name) adds a name column.
     ``user_features``: a CVAE's users' table (its path, readable by every executor as ``model_dir`` is): each
-    Python worker reads it once and looks its block's users up by ID.
+    Python worker reads it once and looks its block's users up by ID. ``counters``: an ``ExportCounters`` the
+    workers add their blocks' counts to (users without a known item, interactions with unknown items, ...).
     """
     from pyspark.sql import types as T
     from pyspark.sql.functions import coalesce, col, lit
@@ -73,7 +94,9 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     if missing:
         raise DataError(f"the histories DataFrame has no column {sorted(missing)} (it has {histories.columns})")
     integer_items, catalogue = np.issubdtype(model.items_.ids.dtype, np.integer), model.catalogue()
-    allowed, _ = item_filter(model.items_, allow, deny)
+    allowed, unknown_filter_items = item_filter(model.items_, allow, deny)
+    if counters is not None:
+        counters.driver = ExportStats(unknown_filter_items=unknown_filter_items)
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
                                batch_size=users_per_block,
                                item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
@@ -94,7 +117,9 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
         worker_model = cached_model(directory)
         worker_options = dataclasses.replace(options, user_side=cached_user_side(directory, features))
         for block in whole_user_blocks(frames, users_per_block):  # recommend_block types the IDs as the model's
-            out, _ = recommend_block(worker_model, block, worker_options)
+            out, stats = recommend_block(worker_model, block, worker_options)
+            if counters is not None:
+                counters.add(stats)
             yield pd.DataFrame(out)
 
     return frame.mapInPandas(score, _output_schema(histories.schema["user"].dataType, item_type, options))
@@ -161,9 +186,10 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
                  user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
                  sep: str | None = None, header: bool | None = None, encoding: str | None = None,
                  min_rating: float | None = None, allow_file: str | None = None, deny_file: str | None = None,
-                 progress: bool | None = None, **options) -> int:
+                 progress: bool | None = None, **options) -> ExportStats:
     """``recvae recommend --engine spark``: read a Parquet/CSV/TSV log with Spark, score it with
-    ``recommend_spark`` and write ``out`` (a Parquet directory) through Spark; returns the rows written.
+    ``recommend_spark`` and write ``out`` (a Parquet directory) through Spark; returns the counts the local export
+    returns (``ExportStats``; ``rows``: the rows written).
 
     The columns, delimiter and header are found as the local reader finds them (``recvae.data.read_interactions``:
     ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
@@ -206,7 +232,8 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         frame = read_log(spark, with_rating=not model.config.binarize)  # the values such a model was trained on
     except Exception as exc:  # Py4J's and pyspark's own types
         raise spark_failure(exc, target) from None
-    result = recommend_spark(frame, model_dir, allow=allow, deny=deny, **options)
+    counters = ExportCounters(spark)
+    result = recommend_spark(frame, model_dir, allow=allow, deny=deny, counters=counters, **options)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:
         rows = _write(result, staging / "out", target)
@@ -215,7 +242,9 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
         os.replace(staging / "out", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return rows
+    stats = counters.stats()
+    stats.rows = rows  # counted in what was written: exact where a task ran twice
+    return stats
 
 
 def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | None, encoding: str | None,
