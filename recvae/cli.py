@@ -622,10 +622,7 @@ def _add_recommend(sub, common) -> None:
                                 "'name: user ID, user ID, ...', from the mean of the members' posterior means "
                                 "(their histories are read from --interactions); writes group, item, rank, score")
     recommend.add_argument("--ungrouped", dest="grouped", action="store_false", help="the log does not keep each user's rows together: group it in memory")
-    recommend.add_argument("--engine", choices=("local", "spark"), default="local",
-                           help="'spark': read, score and write through Spark (pip install recvae[spark]; --out is then "
-                                "a Parquet directory)")
-    recommend.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[2] (default: Spark's own)")
+    _add_engine_flags(recommend)
     _add_reader_flags(recommend.add_argument_group("reading the log"))
     recommend.set_defaults(func=cmd_recommend)
 
@@ -657,14 +654,23 @@ def _add_user_log_flags(parser, out_help: str, verb: str) -> None:
     parser.add_argument("--ungrouped", dest="grouped", action="store_false",
                         help="the log does not keep each user's rows together: group it in memory")
     parser.add_argument("--user-features", metavar="FILE", help=USER_FEATURES_HELP)
+    _add_engine_flags(parser)
     _add_reader_flags(parser.add_argument_group("reading the log"))
+
+
+def _add_engine_flags(parser) -> None:
+    parser.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="'spark': read, score and write through Spark (pip install recvae[spark]; --out is then "
+                             "a Parquet directory)")
+    parser.add_argument("--master", help="Spark master URL with --engine spark, e.g. local[2] (default: Spark's own)")
 
 
 def _user_log_options(args) -> dict:
     """What embed's and score-users' specs take from those flags."""
     return dict(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
                 min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args), overwrite=args.overwrite,
-                user_features=args.user_features)
+                user_features=args.user_features, engine=args.engine, master=args.master,
+                progress=False if args.quiet else None)
 
 
 def _add_sample(sub, common) -> None:

@@ -102,6 +102,37 @@ def test_recommend_engine_spark_writes_the_same_parquet_and_says_what_it_left_ou
     assert said[0].startswith(f"wrote {len(local)} rows for {local['user'].nunique()} users to {out} through Spark")
 
 
+@needs_spark
+@pytest.mark.slow
+def test_embed_and_score_users_through_spark_write_the_local_engines_rows(spark, exported, tmp_path, capsys):
+    from recvae.cli import main
+
+    folder, log, _ = exported
+    ask = ["--model", str(folder / "model"), "--interactions", str(folder / "log.csv"), "--batch-users", "7", "-q"]
+    spark_ask = ["--engine", "spark", "--master", "local[2]"]
+    for command, key in (("embed", "mean"), ("score-users", "score")):
+        assert main([command, *ask, "--out", str(tmp_path / f"{command}.parquet")]) == 0
+        local_said = capsys.readouterr().out.splitlines()
+        assert main([command, *ask, *spark_ask, "--out", str(tmp_path / f"{command}-spark.parquet")]) == 0
+        said = capsys.readouterr().out.splitlines()
+        # the user with only unknown items has no row, on both engines, and both say so
+        assert said[1:] == local_said[1:] and said[1].startswith("1 users had no item the model knows"), said
+        local = pd.read_parquet(tmp_path / f"{command}.parquet")
+        rows = pd.read_parquet(tmp_path / f"{command}-spark.parquet")
+        rows = rows.sort_values("user", ignore_index=True)
+        local = local.assign(user=local["user"].astype(str)).sort_values("user", ignore_index=True)
+        assert list(rows.columns) == list(local.columns) and rows["user"].tolist() == local["user"].tolist()
+        assert "only-unknown" not in set(rows["user"]) and len(rows) == log["user"].nunique() - 1
+        for column in rows.columns[1:]:  # a percentile reads a steep stretch of the quantiles: 1e-6 there is 1e-5
+            np.testing.assert_allclose(np.stack(rows[column]).astype(float), np.stack(local[column]).astype(float),
+                                       rtol=1e-5, atol=1e-4 if column == "percentile" else 1e-6, err_msg=column)
+        assert key in rows and ("percentile" in rows) == (command == "score-users")
+    # the neighbours need every position at once: refused before Spark starts, naming the flags
+    out = tmp_path / "near.parquet"
+    assert main(["score-users", *ask, *spark_ask, "--neighbours", "3", "--out", str(out)]) == 2
+    assert "--neighbours 3" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatch):
     from recvae.errors import DataError
     from recvae.export import spark as spark_export

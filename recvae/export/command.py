@@ -55,15 +55,9 @@ class RecommendSpec:
         at_least(1, batch_users=self.batch_users, top_n=self.top_n)
         if self.score_memory is not None and not self.score_memory > 0:
             raise ParameterError("score_memory", self.score_memory, "expected a positive number of megabytes")
-        one_of(ENGINES, engine=self.engine)
-        if self.engine == "spark":
-            if self.shard_index()[1] > 1:
-                raise ParameterError("shard", self.shard, "the Spark engine spreads the users itself; leave it out")
-            if self.master is not None and not SPARK_MASTER.fullmatch(self.master):
-                raise ParameterError("master", self.master, "not a Spark master URL (local, local[N], local[*], "
-                                     "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
-        elif self.master is not None:
-            raise ParameterError("master", self.master, "only with {engine} spark")
+        check_engine(self.engine, self.master)
+        if self.engine == "spark" and self.shard_index()[1] > 1:
+            raise ParameterError("shard", self.shard, "the Spark engine spreads the users itself; leave it out")
         if self.groups is not None and self.engine == "spark":
             raise ParameterError("groups", self.groups, "groups are recommended by the local engine")
         if isinstance(self.min_rating, str) and self.min_rating != "none":
@@ -80,6 +74,17 @@ class RecommendSpec:
         except ValueError:
             raise ParameterError("shard", self.shard, "expected i/n with 0 <= i < n, e.g. 0/4") from None
         return index, n_shards
+
+
+def check_engine(engine: str, master: str | None) -> None:
+    """An engine recvae has, and a master URL only for Spark, and one Spark documents."""
+    one_of(ENGINES, engine=engine)
+    if engine == "spark":
+        if master is not None and not SPARK_MASTER.fullmatch(master):
+            raise ParameterError("master", master, "not a Spark master URL (local, local[N], local[*], "
+                                 "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
+    elif master is not None:
+        raise ParameterError("master", master, "only with {engine} spark")
 
 
 @dataclass
@@ -103,6 +108,13 @@ def min_rating_for(model, asked: float | str | None) -> float | None:
     otherwise ("none": every interaction)."""
     trained_with = model.metadata_.get("data", {}).get("preprocessing", {}).get("min_rating")
     return trained_with if asked is None else None if asked == "none" else float(asked)
+
+
+def spark_reading(reader: dict, master: str | None, min_rating: float | None, progress: bool | None) -> dict:
+    """``spark_job``'s keywords from a command's reader options: the reader's the local engine takes, where Spark
+    reads them alike (a timestamp column, bad-line skipping and grouping are the local engine's)."""
+    return {"master": master, "min_rating": min_rating, "progress": progress,
+            **{k: reader.get(k) for k in ("user", "item", "rating", "sep", "header", "encoding")}}
 
 
 def _export_groups(model, spec: RecommendSpec, min_rating: float | None) -> int:
@@ -141,14 +153,11 @@ def _export(spec: RecommendSpec) -> RecommendResult:
     if spec.engine == "spark":
         from recvae.export.spark import export_spark
 
-        r = spec.reader
         stats = export_spark(
-            spec.interactions, spec.model, spec.out, master=spec.master, user=r.get("user"), item=r.get("item"),
-            rating=r.get("rating"), sep=r.get("sep"), header=r.get("header"), encoding=r.get("encoding"),
-            min_rating=min_rating, allow_file=spec.allow, deny_file=spec.deny,
+            spec.interactions, spec.model, spec.out, allow_file=spec.allow, deny_file=spec.deny,
+            reading=spark_reading(spec.reader, spec.master, min_rating, spec.progress),
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
-            score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features,
-            progress=spec.progress)
+            score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
     else:
         stats = export_recommendations(
             model, spec.interactions, spec.out, n=spec.top_n, include_seen=spec.include_seen, allow=spec.allow,

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recvae.errors import ParameterError, at_least
-from recvae.export.command import min_rating_for
+from recvae.export.command import check_engine, min_rating_for, spark_reading
 from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter, write_whole
 from recvae.io import claimed
@@ -37,9 +37,15 @@ class UserLogSpec:
     reader: dict = field(default_factory=dict)
     overwrite: bool = False
     user_features: str | None = None  # a CVAE's users' table: each user's features are read by ID
+    engine: str = "local"  # "spark": read, score and write through Spark (recvae.export.spark.user_rows_spark)
+    master: str | None = None
+    progress: bool | None = None  # Spark's console progress bar (None: where stderr is a terminal)
 
     def __post_init__(self):
         at_least(1, batch_users=self.batch_users)
+        check_engine(self.engine, self.master)
+        if self.engine == "spark" and Path(self.out).suffix != ".parquet":
+            raise ParameterError("out", self.out, "the Spark engine writes a Parquet directory; name it *.parquet")
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def embed_log(spec: EmbedSpec) -> EmbedResult:
     model = Recommender.load(spec.model)
     dimensions = require_latent_space(model)  # before any reading
     side = UserSide.for_model(model, spec.user_features)
-    with claimed(spec.out, "the embeddings", overwrite=spec.overwrite):
+    with claimed(spec.out, "the embeddings", overwrite=spec.overwrite, directory=spec.engine == "spark"):
         result = _embed_users(model, spec, side, dimensions)
     if spec.items_out is not None:
         items = model.catalogue().ids
@@ -81,12 +87,50 @@ def embed_log(spec: EmbedSpec) -> EmbedResult:
     return result
 
 
-def _embed_users(model, spec: EmbedSpec, side: UserSide | None, dimensions: int) -> EmbedResult:
-    def rows(history) -> dict:
-        encoding = model.encode(history, batch_size=spec.batch_users)
-        return {"mean": encoding.mean, **({"std": encoding.std} if encoding.std is not None else {})}
+def position_columns(model, history: sp.csr_matrix, batch_size: int) -> dict:
+    """What ``recvae embed`` writes of each user: the posterior mean, and its standard deviation where it has one."""
+    encoding = model.encode(history, batch_size=batch_size)
+    return {"mean": encoding.mean, **({"std": encoding.std} if encoding.std is not None else {})}
 
-    users, empty, seconds = _stream_users(model, spec, side, rows)
+
+def score_columns(model, history: sp.csr_matrix, batch_size: int) -> dict:
+    """What ``recvae score-users`` writes of each user (less ``neighbour_distance``, which needs all the users)."""
+    scores = model.anomaly_scores(history, batch_size=batch_size)
+    return {"score": scores.score, "reconstruction": scores.reconstruction, "kl": scores.kl,
+            "interactions": scores.interactions.astype(np.int64),
+            **({} if scores.percentile is None else {"percentile": scores.percentile})}
+
+
+# the columns a user's row holds, by what is written: a history block -> columns (arrays, a row per user)
+USER_COLUMNS = {"embed": position_columns, "score": score_columns}
+
+
+def known_users(model, history: sp.csr_matrix) -> np.ndarray:
+    """Which rows of a block's histories hold an item the model knows (a CVAE's feature columns aside)."""
+    return np.diff(history[:, : model._item_columns(history.shape[1])].indptr) > 0
+
+
+def _spark_user_rows(model, spec: UserLogSpec, what: str) -> tuple[int, int, float]:
+    """``spec`` through Spark (``recvae.export.spark.user_rows_spark``): (users, left out, seconds)."""
+    from recvae.export.spark import spark_job, user_rows_spark
+
+    started = time.perf_counter()
+    stats = spark_job(spec.interactions, spec.model, spec.out, lambda frame, counters: user_rows_spark(
+        frame, spec.model, what, users_per_block=spec.batch_users, user_features=spec.user_features,
+        counters=counters), **spark_reading(spec.reader, spec.master, min_rating_for(model, spec.min_rating),
+                                            spec.progress))
+    if stats.users_without_side_row:
+        log.warning("%s: %d users of the log have no row there: read with its missing features", spec.user_features,
+                    stats.users_without_side_row)
+    return stats.rows, stats.users_without_known_items, time.perf_counter() - started
+
+
+def _embed_users(model, spec: EmbedSpec, side: UserSide | None, dimensions: int) -> EmbedResult:
+    if spec.engine == "spark":
+        users, empty, seconds = _spark_user_rows(model, spec, "embed")
+    else:
+        users, empty, seconds = _stream_users(model, spec, side, lambda history: position_columns(
+            model, history, spec.batch_users))
     log.info("placed %d users in %d dimensions in %.1f s", users, dimensions, seconds)
     return EmbedResult(users, empty, dimensions, seconds)
 
@@ -101,7 +145,7 @@ def _known_histories(model, spec, side: UserSide | None, skipped: list | None = 
     lacking = 0
     for block, _ in blocks:
         user_ids, history, _ = block_histories(model, block, side)
-        known = np.diff(history[:, : model._item_columns(history.shape[1])].indptr) > 0
+        known = known_users(model, history)
         lacking += 0 if side is None else side.lacking(user_ids[known])
         if skipped is not None:
             skipped[0] += int((~known).sum())
@@ -136,6 +180,9 @@ class ScoreUsersSpec(UserLogSpec):
         super().__post_init__()
         if self.neighbours is not None:
             at_least(1, neighbours=self.neighbours)
+            if self.engine == "spark":
+                raise ParameterError("neighbours", self.neighbours, "needs every user's position at once: use the "
+                                     "local engine (without {engine} spark)")
 
 
 def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
@@ -146,7 +193,9 @@ def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
     model = Recommender.load(spec.model)
     model.anomaly_scores(sp.csr_matrix((0, model.n_items_), dtype=np.float32))  # refused before any reading
     side = UserSide.for_model(model, spec.user_features)
-    with claimed(spec.out, "the scores", overwrite=spec.overwrite):
+    with claimed(spec.out, "the scores", overwrite=spec.overwrite, directory=spec.engine == "spark"):
+        if spec.engine == "spark":
+            return _spark_user_rows(model, spec, "score")
         distances = None
         if spec.neighbours is not None:  # a first pass: every position, then each one's neighbours
             positions = [model.encode(history, batch_size=spec.batch_users).mean
@@ -156,10 +205,7 @@ def score_users_log(spec: ScoreUsersSpec) -> tuple[int, int, float]:
         done = [0]  # users written so far: the second pass meets them in the first's order
 
         def rows(history) -> dict:
-            scores = model.anomaly_scores(history, batch_size=spec.batch_users)
-            columns = {"score": scores.score, "reconstruction": scores.reconstruction, "kl": scores.kl,
-                       "interactions": scores.interactions.astype(np.int64),
-                       **({} if scores.percentile is None else {"percentile": scores.percentile})}
+            columns = score_columns(model, history, spec.batch_users)
             if distances is not None:
                 columns["neighbour_distance"] = distances[done[0]:done[0] + history.shape[0]]
             done[0] += history.shape[0]

@@ -1,4 +1,5 @@
-"""Batch top-N on Spark: the block step of ``recvae recommend`` run by Spark's Python workers.
+"""Batch top-N, embeddings and anomaly scores on Spark: the block steps of ``recvae recommend``, ``embed`` and
+``score-users`` run by Spark's Python workers.
 
 Needs ``pip install recvae[spark]`` (pyspark and Java). The histories are repartitioned by user and sorted
 within each partition, so a user's rows arrive together; ``mapInPandas`` hands each worker its Arrow batches,
@@ -19,15 +20,17 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recvae.data.readers import (INTEGER_AS_DECIMAL_ID, INTEGER_ID, delimited_layout, is_parquet, resolve_columns,
                                  text_encoding)
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
+from recvae.export.embed import USER_COLUMNS, known_users
 from recvae.export.stream import no_rating_column
 from recvae.io import WriteError
-from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, item_chunk_for, item_filter,
-                                    recommend_block, whole_user_blocks)
+from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, block_histories, item_chunk_for,
+                                    item_filter, recommend_block, whole_user_blocks)
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,17 +86,9 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     workers add their blocks' counts to (users without a known item, interactions with unknown items, ...).
     """
     from pyspark.sql import types as T
-    from pyspark.sql.functions import coalesce, col, lit
 
-    model = cached_model(str(model_dir))  # on the driver: checks the directory and reads the item IDs once
-    features = None if user_features is None else str(user_features)
-    cached_user_side(str(model_dir), features)  # on the driver too: a CVAE without its table is refused here
-    if model.items_ is None:
-        raise DataError(f"{model_dir}: the model does not know its item IDs; cannot read or write IDs")
-    missing = {"user", "item"} - set(histories.columns)
-    if missing:
-        raise DataError(f"the histories DataFrame has no column {sorted(missing)} (it has {histories.columns})")
-    integer_items, catalogue = np.issubdtype(model.items_.ids.dtype, np.integer), model.catalogue()
+    model = _driver_model(histories, model_dir, user_features)
+    catalogue = model.catalogue()
     allowed, unknown_filter_items = item_filter(model.items_, allow, deny)
     if counters is not None:
         counters.driver = ExportStats(unknown_filter_items=unknown_filter_items)
@@ -103,6 +98,40 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
                                item_names=names_for(catalogue, item_names))
     # written as the model's catalogue (a CVAE's text IDs that all spell integers are written as integers)
     item_type = T.LongType() if catalogue.kind == "int" else T.StringType()
+
+    def rows_of(worker_model, block: pd.DataFrame, side: UserSide | None) -> dict:
+        out, stats = recommend_block(worker_model, block, dataclasses.replace(options, user_side=side))
+        if counters is not None:
+            counters.add(stats)
+        return out
+
+    return _map_user_blocks(histories, model_dir, user_features, users_per_block, partitions, rows_of,
+                            _output_schema(histories.schema["user"].dataType, item_type, options))
+
+
+def _driver_model(histories, model_dir: str, user_features: str | None):
+    """The model as the driver reads it (checking the directory and reading the item IDs once), with the checks
+    made before any Spark job: a CVAE without its users' table, a model without item IDs, histories without
+    a ``user`` or ``item`` column."""
+    model = cached_model(str(model_dir))
+    cached_user_side(str(model_dir), None if user_features is None else str(user_features))  # a CVAE lacking it: refused
+    if model.items_ is None:
+        raise DataError(f"{model_dir}: the model does not know its item IDs; cannot read or write IDs")
+    missing = {"user", "item"} - set(histories.columns)
+    if missing:
+        raise DataError(f"the histories DataFrame has no column {sorted(missing)} (it has {histories.columns})")
+    return model
+
+
+def _map_user_blocks(histories, model_dir: str, user_features: str | None, users_per_block: int,
+                     partitions: int | None, rows_of, schema):
+    """``histories`` repartitioned by user and sorted, so that a user's rows arrive together; each Python worker
+    cuts its Arrow batches into blocks of whole users and turns each into rows (a dict of columns) with
+    ``rows_of(model, block, side)``, the model and a CVAE's users' table loaded once per worker."""
+    from pyspark.sql.functions import coalesce, col, lit
+
+    model = cached_model(str(model_dir))
+    integer_items = np.issubdtype(model.items_.ids.dtype, np.integer)
     # an item ID that is not an ID of the model's kind is an unknown item, as in the single-machine export
     unknown = int(model.items_.ids.min()) - 1 if integer_items else "\x00recvae: not an item"
     # a model that keeps values (binarize=False) sees the log's ratings, as in training and the local export
@@ -111,18 +140,50 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     frame = histories.select(col("user"), coalesce(item, lit(unknown)).alias("item"), *rating)
     frame = frame.repartition(partitions, "user") if partitions else frame.repartition("user")
     frame = frame.sortWithinPartitions("user")
-    directory = str(model_dir)
+    directory, features = str(model_dir), None if user_features is None else str(user_features)
 
     def score(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        worker_model = cached_model(directory)
-        worker_options = dataclasses.replace(options, user_side=cached_user_side(directory, features))
-        for block in whole_user_blocks(frames, users_per_block):  # recommend_block types the IDs as the model's
-            out, stats = recommend_block(worker_model, block, worker_options)
-            if counters is not None:
-                counters.add(stats)
-            yield pd.DataFrame(out)
+        worker_model, side = cached_model(directory), cached_user_side(directory, features)
+        for block in whole_user_blocks(frames, users_per_block):  # the block functions type the IDs as the model's
+            yield pd.DataFrame(rows_of(worker_model, block, side))
 
-    return frame.mapInPandas(score, _output_schema(histories.schema["user"].dataType, item_type, options))
+    return frame.mapInPandas(score, schema)
+
+
+def user_rows_spark(histories, model_dir: str, what: str, *, users_per_block: int = 1000,
+                    partitions: int | None = None, user_features: str | None = None,
+                    counters: ExportCounters | None = None):
+    """A Spark DataFrame with a row per user of ``histories`` (as ``recommend_spark`` takes them) who has an item
+    the model knows: ``what="embed"``: user, mean and std (the posterior's, where the model has one; arrays of
+    float32), what ``recvae embed`` writes; ``what="score"``: user, score, reconstruction, kl, interactions and
+    percentile (where the model keeps its training users' quantiles), what ``recvae score-users`` writes
+    (without ``--neighbours``, which needs every user's position at once). ``counters``: users read, written
+    and left out (no known item)."""
+    from pyspark.sql import types as T
+
+    if what not in USER_COLUMNS:
+        raise ParameterError("what", what, f"must be one of {', '.join(USER_COLUMNS)}")
+    model = _driver_model(histories, model_dir, user_features)
+    columns_of = USER_COLUMNS[what]
+    empty = columns_of(model, sp.csr_matrix((0, model.n_items_), dtype=np.float32), 1)  # refused before any job
+    fields = [T.StructField("user", histories.schema["user"].dataType)]
+    for name, values in empty.items():
+        kind = (T.ArrayType(T.FloatType()) if values.ndim == 2 else T.LongType()
+                if np.issubdtype(values.dtype, np.integer) else T.DoubleType())
+        fields.append(T.StructField(name, kind))
+
+    def rows_of(worker_model, block: pd.DataFrame, side: UserSide | None) -> dict:
+        user_ids, history, _ = block_histories(worker_model, block, side)
+        known = known_users(worker_model, history)
+        columns = columns_of(worker_model, history[known], users_per_block)
+        if counters is not None:
+            counters.add(ExportStats(users=len(user_ids), users_with_rows=int(known.sum()),
+                                     users_without_known_items=int((~known).sum()),
+                                     users_without_side_row=0 if side is None else side.lacking(user_ids[known])))
+        return {"user": user_ids[known], **{k: list(v) if v.ndim == 2 else v for k, v in columns.items()}}
+
+    return _map_user_blocks(histories, model_dir, user_features, users_per_block, partitions, rows_of,
+                            T.StructType(fields))
 
 
 # an ID that spells an integer, as the local reader reads one (recvae.data.readers.typed_ids), "1.0" included
@@ -182,14 +243,29 @@ def _output_schema(user_type, item_type, options: RecommendOptions):
     return T.StructType(fields)
 
 
-def export_spark(interactions: str, model_dir: str, out: str, *, master: str | None = None,
-                 user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
-                 sep: str | None = None, header: bool | None = None, encoding: str | None = None,
-                 min_rating: float | None = None, allow_file: str | None = None, deny_file: str | None = None,
-                 progress: bool | None = None, **options) -> ExportStats:
+def export_spark(interactions: str, model_dir: str, out: str, *, allow_file: str | None = None,
+                 deny_file: str | None = None, reading: dict | None = None, **options) -> ExportStats:
     """``recvae recommend --engine spark``: read a Parquet/CSV/TSV log with Spark, score it with
-    ``recommend_spark`` and write ``out`` (a Parquet directory) through Spark; returns the counts the local export
-    returns (``ExportStats``; ``rows``: the rows written).
+    ``recommend_spark`` (``options``) and write ``out`` (a Parquet directory) through Spark; returns the counts the
+    local export returns (``ExportStats``; ``rows``: the rows written). ``reading``: how the log is read and
+    Spark started (``spark_job``'s keywords)."""
+    from recvae.export.export import _read_id_list
+
+    model = cached_model(str(model_dir))
+    kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
+    allow = _read_id_list(allow_file, kind) if allow_file else None
+    deny = _read_id_list(deny_file, kind) if deny_file else None
+    return spark_job(interactions, model_dir, out, lambda frame, counters: recommend_spark(
+        frame, model_dir, allow=allow, deny=deny, counters=counters, **options), **(reading or {}))
+
+
+def spark_job(interactions: str, model_dir: str, out: str, build, *, master: str | None = None,
+              user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
+              sep: str | None = None, header: bool | None = None, encoding: str | None = None,
+              min_rating: float | None = None, progress: bool | None = None) -> ExportStats:
+    """Read a Parquet/CSV/TSV log with Spark, turn it into rows with ``build(histories, counters)`` (a Spark
+    DataFrame; ``counters``: an ``ExportCounters`` its workers add to) and write them to ``out`` (a Parquet
+    directory); returns the counters' ``ExportStats``, ``rows`` counted in what was written.
 
     The columns, delimiter and header are found as the local reader finds them (``recvae.data.read_interactions``:
     ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
@@ -204,8 +280,6 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
 
     from pyspark.sql import SparkSession
 
-    from recvae.export.export import _read_id_list
-
     target = Path(out)
     if target.suffix != ".parquet":
         raise ParameterError("out", out, "the Spark engine writes a Parquet directory; name it *.parquet")
@@ -215,12 +289,9 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     read_log = _log_reader(source, {"user": user, "item": item, "rating": rating, "timestamp": False}, sep, header,
                            encoding, min_rating)
     model = cached_model(str(model_dir))
-    kind = "int" if np.issubdtype(model.items_.ids.dtype, np.integer) else "str"
-    allow = _read_id_list(allow_file, kind) if allow_file else None
-    deny = _read_id_list(deny_file, kind) if deny_file else None
     show = progress if progress is not None else sys.stderr.isatty()
     # the bar is carriage-return redraws: in a log file or under --quiet it is noise
-    builder = SparkSession.builder.appName("recvae recommend").config("spark.ui.showConsoleProgress", str(show).lower())
+    builder = SparkSession.builder.appName("recvae").config("spark.ui.showConsoleProgress", str(show).lower())
     try:
         spark = (builder.master(master) if master else builder).getOrCreate()
     except Exception as exc:  # Spark's JVM errors arrive as Py4J's and pyspark's own types
@@ -233,7 +304,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, master: str | N
     except Exception as exc:  # Py4J's and pyspark's own types
         raise spark_failure(exc, target) from None
     counters = ExportCounters(spark)
-    result = recommend_spark(frame, model_dir, allow=allow, deny=deny, counters=counters, **options)
+    result = build(frame, counters)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
     try:
         rows = _write(result, staging / "out", target)
