@@ -114,7 +114,8 @@ def _driver_model(histories, model_dir: str, user_features: str | None):
     made before any Spark job: a CVAE without its users' table, a model without item IDs, histories without
     a ``user`` or ``item`` column."""
     model = cached_model(str(model_dir))
-    cached_user_side(str(model_dir), None if user_features is None else str(user_features))  # a CVAE lacking it: refused
+    # a CVAE without its users' table is refused here
+    cached_user_side(str(model_dir), None if user_features is None else str(user_features))
     if model.items_ is None:
         raise DataError(f"{model_dir}: the model does not know its item IDs; cannot read or write IDs")
     missing = {"user", "item"} - set(histories.columns)

@@ -148,8 +148,9 @@ class Recommender(ABC):
         ``sample`` draws from) and the quantiles of their anomaly scores (what ``anomaly_scores``' percentile
         reads), from up to ``DESCRIBED_USERS`` of them. None of either where the model has no such thing or where
         its config says not to (``describe_training_users``). Under torchrun ``user_items`` is the process's own
-        share of the users, which a hash of their IDs (or their row number) chose: a sample of them. ``positions``: the training users' codes where the fit already has them (ALS's and BPR's
-        user factors), instead of encoding every user again (BPR's fold-in would take minutes)."""
+        share of the users, which a hash of their IDs (or their row number) chose: a sample of them.
+        ``positions``: the training users' codes where the fit already has them (ALS's and BPR's user factors),
+        instead of encoding every user again (BPR's fold-in would take minutes)."""
         self.posterior_mixture_ = self.anomaly_reference_ = None
         if (not isinstance(user_items, sp.csr_matrix) or user_items.shape[0] < 2
                 or not self.config.describe_training_users):
