@@ -859,11 +859,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SPARK_COMMANDS = ("recommend", "embed", "score-users")  # the commands with a Spark engine
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
     _configure_logging(args.verbose, args.quiet)
+    ranks = int(os.environ.get("WORLD_SIZE", "1"))
+    if ranks > 1 and args.command != "train":  # each process would run the whole command, and write its output
+        if os.environ.get("RANK", "0") == "0":
+            spark = " (--engine spark spreads it over a cluster)" if args.command in SPARK_COMMANDS else ""
+            print(f"recvae: error: under torchrun ({ranks} processes) only 'train' runs, its processes training one "
+                  f"model together: run 'recvae {args.command}' without torchrun{spark}", file=sys.stderr)
+        return 2
     # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: temporary files go, MLflow runs end KILLED.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -202,3 +202,19 @@ def test_every_command_that_reads_histories_takes_them_by_data_and_by_interactio
         for flag in ("--data", "--interactions"):
             args = parser.parse_args([command, "--model", "m", flag, "log.csv", "--out", "o"])
             assert (args.data if command == "latent-report" else args.interactions) == "log.csv", (command, flag)
+
+
+def test_under_torchrun_only_train_runs_and_rank_0_alone_says_so(tmp_path, monkeypatch, capsys):
+    """Each torchrun process would run a whole tune (two studies writing one database and one file) or export."""
+    out = tmp_path / "tuned.toml"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, said in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["tune", "--model", "multvae", "--trials", "2", "--out", str(out), "--no-tracking"]) == 2
+        err = capsys.readouterr().err
+        assert ("only 'train' runs" in err and "run 'recvae tune' without torchrun" in err) == said, err
+        assert not out.exists() and not (tmp_path / "tuned.db").exists()
+    assert main(["embed", "--model", "m", "--data", "d.csv", "--out", str(tmp_path / "e.parquet")]) == 2
+    monkeypatch.setenv("RANK", "0")
+    assert main(["embed", "--model", "m", "--data", "d.csv", "--out", str(tmp_path / "e.parquet")]) == 2
+    assert "--engine spark spreads it over a cluster" in capsys.readouterr().err
