@@ -325,3 +325,12 @@ def test_a_loaded_model_stays_on_the_cpu_unless_a_device_is_asked_for(split, tmp
     assert Recommender.load(saved).device_.type == "cpu"
     with pytest.raises(ValueError, match="not a torch device"):
         Recommender.load(saved, device="gpu0")
+
+
+def test_every_registered_model_is_importable_from_the_package():
+    """``from recvae import EASE`` works as ``from recvae import MultVAE`` does (RecBole's adapter aside)."""
+    import recvae
+
+    for name, cls in REGISTRY.items():
+        if name != "RecBole":
+            assert getattr(recvae, name) is cls and name in recvae.__all__, name

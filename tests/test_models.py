@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -147,6 +148,9 @@ def test_wrong_input_is_refused(small_split, fitted_vae):
         fitted_vae.score(sp.csr_matrix((2, 3)))
     with pytest.raises(DataError, match="must be a scipy.sparse matrix"):
         fitted_vae.score(np.zeros((2, small_split.n_items)))
+    # a log as read is the likeliest mistake: the message says how to make the matrix
+    with pytest.raises(DataError, match=r"got DataFrame; .*Interactions.from_frame\(frame\)"):
+        MultVAE().fit(pd.DataFrame({"user": [1, 2], "item": [3, 4]}))
     with pytest.raises(NotFittedError):
         MultVAE().score(small_split.test.fold_in)
     with pytest.raises(DataError, match="no interactions"):

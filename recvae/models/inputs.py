@@ -12,7 +12,11 @@ from recvae.errors import DataError
 def as_csr(user_items, n_items: int | None = None, what: str = "user_items", binarize: bool = False) -> sp.csr_matrix:
     """Check and convert a users x items matrix (float32 CSR); the first place bad input is caught."""
     if not sp.issparse(user_items):
-        raise DataError(f"{what} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}")
+        hint = ""
+        if type(user_items).__name__ == "DataFrame":  # a log as read: the matrix is one call away
+            hint = ("; a log's rows (user, item[, rating]) become one with recvae.Interactions.from_frame(frame), whose "
+                    ".matrix, .items and a split of it (recvae.split) the models take, or use recommend_df for IDs")
+        raise DataError(f"{what} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}{hint}")
     matrix = sp.csr_matrix(user_items, dtype=np.float32)
     if n_items is not None and matrix.shape[1] != n_items:
         raise DataError(f"{what} has {matrix.shape[1]} item columns; the model was fitted on {n_items} items")
