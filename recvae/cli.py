@@ -349,7 +349,8 @@ def cmd_recommend(args) -> int:
         model=args.model, interactions=args.interactions, out=args.out, top_n=args.top_n, include_seen=args.include_seen,
         allow=args.allow, deny=args.deny, fallback=args.fallback, shard=args.shard, batch_users=args.batch_users,
         score_memory=args.score_memory, min_rating=args.min_rating, grouped=args.grouped, engine=args.engine,
-        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, overwrite=args.overwrite,
+        master=args.master, reader=_reader_options(args), progress=False if args.quiet else None, quiet=args.quiet,
+        overwrite=args.overwrite,
         item_names=args.item_names, groups=args.groups, user_features=args.user_features)
     result = recommend_log(spec)
     if result.min_rating is not None:
@@ -670,7 +671,7 @@ def _user_log_options(args) -> dict:
     return dict(model=args.model, interactions=args.interactions, out=args.out, batch_users=args.batch_users,
                 min_rating=args.min_rating, grouped=args.grouped, reader=_reader_options(args), overwrite=args.overwrite,
                 user_features=args.user_features, engine=args.engine, master=args.master,
-                progress=False if args.quiet else None)
+                progress=False if args.quiet else None, quiet=args.quiet)
 
 
 def _add_sample(sub, common) -> None:

@@ -133,6 +133,26 @@ def test_embed_and_score_users_through_spark_write_the_local_engines_rows(spark,
     assert "--neighbours 3" in capsys.readouterr().err and not out.exists()
 
 
+@needs_spark
+@pytest.mark.slow
+def test_quiet_spark_prints_results_only(exported, tmp_path):
+    """Under -q a Spark started by the command logs errors only, and pyspark's FutureWarnings are not shown (a
+    fresh process: the tests' own session would be taken as it is)."""
+    import os
+    import subprocess
+    import sys
+
+    folder, _, _ = exported
+    done = subprocess.run([sys.executable, "-m", "recvae", "-q", "embed", "--engine", "spark", "--master", "local[1]",
+                           "--model", str(folder / "model"), "--data", str(folder / "log.csv"),
+                           "--out", str(tmp_path / "e.parquet")], capture_output=True, text=True, timeout=300,
+                          env={k: v for k, v in os.environ.items() if k != "LOG4J_CONFIGURATION_FILE"})
+    assert done.returncode == 0, done.stderr
+    # the JVM's own notice of its incubator modules is printed before any configuration is read
+    assert [line for line in done.stderr.splitlines() if "incubator modules" not in line] == [], done.stderr
+    assert done.stdout.startswith("wrote ") and (tmp_path / "e.parquet").is_dir()
+
+
 def test_a_failed_spark_write_is_one_line_naming_the_output(tmp_path, monkeypatch):
     from recvae.errors import DataError
     from recvae.export import spark as spark_export

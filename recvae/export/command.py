@@ -48,6 +48,7 @@ class RecommendSpec:
     groups: str | None = None  # a file of groups of users: one list per group (recvae.export.groups)
     user_features: str | None = None  # a CVAE's users' side table (recvae.score.recommend.UserSide)
     progress: bool | None = None
+    quiet: bool = False  # Spark logs errors only (recvae.export.spark.spark_job)
     overwrite: bool = False  # replace an existing output (a Spark output folder holding anything counts)
 
     def __post_init__(self):
@@ -110,10 +111,11 @@ def min_rating_for(model, asked: float | str | None) -> float | None:
     return trained_with if asked is None else None if asked == "none" else float(asked)
 
 
-def spark_reading(reader: dict, master: str | None, min_rating: float | None, progress: bool | None) -> dict:
+def spark_reading(reader: dict, master: str | None, min_rating: float | None, progress: bool | None,
+                  quiet: bool) -> dict:
     """``spark_job``'s keywords from a command's reader options: the reader's the local engine takes, where Spark
     reads them alike (a timestamp column, bad-line skipping and grouping are the local engine's)."""
-    return {"master": master, "min_rating": min_rating, "progress": progress,
+    return {"master": master, "min_rating": min_rating, "progress": progress, "quiet": quiet,
             **{k: reader.get(k) for k in ("user", "item", "rating", "sep", "header", "encoding")}}
 
 
@@ -155,7 +157,7 @@ def _export(spec: RecommendSpec) -> RecommendResult:
 
         stats = export_spark(
             spec.interactions, spec.model, spec.out, allow_file=spec.allow, deny_file=spec.deny,
-            reading=spark_reading(spec.reader, spec.master, min_rating, spec.progress),
+            reading=spark_reading(spec.reader, spec.master, min_rating, spec.progress, spec.quiet),
             n=spec.top_n, include_seen=spec.include_seen, fallback=spec.fallback, users_per_block=spec.batch_users,
             score_memory_mb=spec.score_memory, item_names=spec.item_names, user_features=spec.user_features)
     else:

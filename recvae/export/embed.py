@@ -40,6 +40,7 @@ class UserLogSpec:
     engine: str = "local"  # "spark": read, score and write through Spark (recvae.export.spark.user_rows_spark)
     master: str | None = None
     progress: bool | None = None  # Spark's console progress bar (None: where stderr is a terminal)
+    quiet: bool = False  # Spark logs errors only
 
     def __post_init__(self):
         at_least(1, batch_users=self.batch_users)
@@ -118,7 +119,7 @@ def _spark_user_rows(model, spec: UserLogSpec, what: str) -> tuple[int, int, flo
     stats = spark_job(spec.interactions, spec.model, spec.out, lambda frame, counters: user_rows_spark(
         frame, spec.model, what, users_per_block=spec.batch_users, user_features=spec.user_features,
         counters=counters), **spark_reading(spec.reader, spec.master, min_rating_for(model, spec.min_rating),
-                                            spec.progress))
+                                            spec.progress, spec.quiet))
     if stats.users_without_side_row:
         log.warning("%s: %d users of the log have no row there: read with its missing features", spec.user_features,
                     stats.users_without_side_row)

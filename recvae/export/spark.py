@@ -263,7 +263,7 @@ def export_spark(interactions: str, model_dir: str, out: str, *, allow_file: str
 def spark_job(interactions: str, model_dir: str, out: str, build, *, master: str | None = None,
               user: str | int | None = None, item: str | int | None = None, rating: str | int | bool | None = None,
               sep: str | None = None, header: bool | None = None, encoding: str | None = None,
-              min_rating: float | None = None, progress: bool | None = None) -> ExportStats:
+              min_rating: float | None = None, progress: bool | None = None, quiet: bool = False) -> ExportStats:
     """Read a Parquet/CSV/TSV log with Spark, turn it into rows with ``build(histories, counters)`` (a Spark
     DataFrame; ``counters``: an ``ExportCounters`` its workers add to) and write them to ``out`` (a Parquet
     directory); returns the counters' ``ExportStats``, ``rows`` counted in what was written.
@@ -272,14 +272,14 @@ def spark_job(interactions: str, model_dir: str, out: str, build, *, master: str
     ``user``, ``item``, ``rating`` a name, a position or None for the usual names; a delimited file's layout
     read from its first line; ``encoding`` None: UTF-8, or UTF-16 by its byte-order mark), before Spark starts.
     The output appears only when complete: Spark writes beside it and the finished directory is renamed.
-    ``progress``: Spark's console progress bar (None: where stderr is a terminal).
+    ``progress``: Spark's console progress bar (None: where stderr is a terminal). ``quiet``: a Spark this call
+    starts logs errors only (its start-up lines and warnings go), and pyspark's FutureWarnings are not shown.
     """
     import os
     import shutil
     import sys
     import tempfile
-
-    from pyspark.sql import SparkSession
+    import warnings
 
     target = Path(out)
     if target.suffix != ".parquet":
@@ -290,33 +290,74 @@ def spark_job(interactions: str, model_dir: str, out: str, build, *, master: str
     read_log = _log_reader(source, {"user": user, "item": item, "rating": rating, "timestamp": False}, sep, header,
                            encoding, min_rating)
     model = cached_model(str(model_dir))
-    show = progress if progress is not None else sys.stderr.isatty()
+    with warnings.catch_warnings():
+        if quiet:  # pyspark's FutureWarning about pandas 3 on every job is neither a result nor an error
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.")
+        spark = _start_spark(master, progress if progress is not None else sys.stderr.isatty(), quiet)
+        try:  # typing a log's text user IDs reads it once, meeting a row the checks refuse
+            frame = read_log(spark, with_rating=not model.config.binarize)  # the values such a model was trained on
+        except Exception as exc:  # Py4J's and pyspark's own types
+            raise spark_failure(exc, target) from None
+        counters = ExportCounters(spark)
+        result = build(frame, counters)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
+        try:
+            rows = _write(result, staging / "out", target)
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(staging / "out", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    stats = counters.stats()
+    stats.rows = rows  # counted in what was written: exact where a task ran twice
+    return stats
+
+
+# log4j2 at errors only, the driver's REPL logger included (else Spark prints "Setting default log level")
+QUIET_LOG4J = """rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
+logger.gateway.level = error
+"""
+
+
+VARIABLE = "LOG4J_CONFIGURATION_FILE"  # log4j2 reads its configuration file's path from it
+
+
+def _start_spark(master: str | None, show_progress: bool, quiet: bool):
+    """The Spark session (one already running is taken as it is); a failure to start is one line naming
+    ``--master`` where it was given. ``quiet``: a JVM started here reads ``QUIET_LOG4J`` (through log4j2's
+    environment variable, set only while it starts and only where the user has not set it, so that a user's
+    spark-defaults and log4j configuration stay as they are)."""
+    import os
+    import shutil
+    import tempfile
+
+    from pyspark.sql import SparkSession
+
     # the bar is carriage-return redraws: in a log file or under --quiet it is noise
-    builder = SparkSession.builder.appName("recvae").config("spark.ui.showConsoleProgress", str(show).lower())
+    builder = SparkSession.builder.appName("recvae").config("spark.ui.showConsoleProgress", str(show_progress).lower())
+    # a configuration of the user's own is theirs to keep
+    folder = Path(tempfile.mkdtemp(prefix="recvae-log4j-")) if quiet and VARIABLE not in os.environ else None
+    if folder is not None:
+        (folder / "log4j2.properties").write_text(QUIET_LOG4J)
+        os.environ[VARIABLE] = str(folder / "log4j2.properties")
     try:
-        spark = (builder.master(master) if master else builder).getOrCreate()
+        return (builder.master(master) if master else builder).getOrCreate()
     except Exception as exc:  # Spark's JVM errors arrive as Py4J's and pyspark's own types
         cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         if master:
             raise ParameterError("master", master, f"Spark could not start ({cause[:300]})") from None
         raise DataError(f"Spark could not start ({cause[:300]})") from None
-    try:  # typing a log's text user IDs reads it once, meeting a row the checks refuse
-        frame = read_log(spark, with_rating=not model.config.binarize)  # the values such a model was trained on
-    except Exception as exc:  # Py4J's and pyspark's own types
-        raise spark_failure(exc, target) from None
-    counters = ExportCounters(spark)
-    result = build(frame, counters)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else "."))
-    try:
-        rows = _write(result, staging / "out", target)
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(staging / "out", target)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    stats = counters.stats()
-    stats.rows = rows  # counted in what was written: exact where a task ran twice
-    return stats
+        if folder is not None:
+            os.environ.pop(VARIABLE, None)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _log_reader(source: Path, requested: dict, sep: str | None, header: bool | None, encoding: str | None,
