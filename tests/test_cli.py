@@ -218,3 +218,11 @@ def test_under_torchrun_only_train_runs_and_rank_0_alone_says_so(tmp_path, monke
     monkeypatch.setenv("RANK", "0")
     assert main(["embed", "--model", "m", "--data", "d.csv", "--out", str(tmp_path / "e.parquet")]) == 2
     assert "--engine spark spreads it over a cluster" in capsys.readouterr().err
+
+
+def test_skip_bad_lines_is_refused_with_the_spark_engine_which_would_not_apply_it(tmp_path, capsys):
+    for command in ("recommend", "embed", "score-users"):
+        out = tmp_path / f"{command}.parquet"
+        assert main([command, "--model", "m", "--data", "d.csv", "--out", str(out), "--engine", "spark",
+                     "--skip-bad-lines"]) == 2
+        assert "--skip-bad-lines: is the local engine's" in capsys.readouterr().err and not out.exists()

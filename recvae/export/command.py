@@ -56,7 +56,7 @@ class RecommendSpec:
         at_least(1, batch_users=self.batch_users, top_n=self.top_n)
         if self.score_memory is not None and not self.score_memory > 0:
             raise ParameterError("score_memory", self.score_memory, "expected a positive number of megabytes")
-        check_engine(self.engine, self.master)
+        check_engine(self.engine, self.master, self.reader)
         if self.engine == "spark" and self.shard_index()[1] > 1:
             raise ParameterError("shard", self.shard, "the Spark engine spreads the users itself; leave it out")
         if self.groups is not None and self.engine == "spark":
@@ -77,13 +77,17 @@ class RecommendSpec:
         return index, n_shards
 
 
-def check_engine(engine: str, master: str | None) -> None:
-    """An engine recvae has, and a master URL only for Spark, and one Spark documents."""
+def check_engine(engine: str, master: str | None, reader: dict) -> None:
+    """An engine recvae has, a master URL only for Spark, and one Spark documents; no reader option Spark would
+    leave unapplied."""
     one_of(ENGINES, engine=engine)
     if engine == "spark":
         if master is not None and not SPARK_MASTER.fullmatch(master):
             raise ParameterError("master", master, "not a Spark master URL (local, local[N], local[*], "
                                  "spark://HOST:PORT, yarn, k8s://..., mesos://...)")
+        if reader.get("skip_bad_lines"):
+            raise ParameterError("skip_bad_lines", True, "is the local engine's: Spark stops at a bad row, naming "
+                                 "the file; clean the log or leave out {engine} spark")
     elif master is not None:
         raise ParameterError("master", master, "only with {engine} spark")
 

@@ -44,7 +44,7 @@ class UserLogSpec:
 
     def __post_init__(self):
         at_least(1, batch_users=self.batch_users)
-        check_engine(self.engine, self.master)
+        check_engine(self.engine, self.master, self.reader)
         if self.engine == "spark" and Path(self.out).suffix != ".parquet":
             raise ParameterError("out", self.out, "the Spark engine writes a Parquet directory; name it *.parquet")
 
