@@ -64,7 +64,9 @@ for name in names:
     results[name] = {"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
                      "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist(),
                      # what sample and the anomaly percentiles read: the whole log's lengths, the users' positions
-                     "activity": model.user_activity_.tolist(), "users": split.train.shape[0], "described": [model.posterior_mixture_ is not None,
+                     "activity": model.user_activity_.tolist(), "users": split.train.shape[0],
+                     "reference": None if model.anomaly_reference_ is None else np.asarray(model.anomaly_reference_).tolist(),
+                     "described": [model.posterior_mixture_ is not None,
                                                                               model.anomaly_reference_ is not None]}
 if launched_world().main:
     with open(out, "w") as f:
@@ -100,8 +102,9 @@ def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, 
         np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6, err_msg=name)
         np.testing.assert_allclose(two["weights"], one["weights"], rtol=0, atol=1e-6, err_msg=name)
         assert two["activity"] == one["activity"] and sum(one["activity"]) == one["users"], name
-        if name != "ease":  # a process describes its own share of the users
+        if name != "ease":  # the processes describe their users together: the same users' score quantiles
             assert two["described"] == one["described"] == [True, True], name
+            np.testing.assert_allclose(two["reference"], one["reference"], rtol=1e-5, atol=1e-5, err_msg=name)
         if name == "ease":
             n = int(round(len(two["weights"]) ** 0.5))
             assert not np.asarray(two["weights"]).reshape(n, n).diagonal().any()

@@ -13,6 +13,7 @@ from recvae.models.inputs import as_csr
 from recvae.data.vocab import Vocabulary
 from recvae.models.device import resolve_device
 from recvae.models.recommender import Recommender
+from recvae.models.training.distributed import launched_world
 from recvae.models.training.step import TrainingPlan, TrainingStep
 from recvae.models.training.trainer import Trainer
 from recvae.models.training.validation import as_scorer
@@ -57,9 +58,11 @@ class IterativeRecommender(Recommender):
             raise
         self.history_ = history
         self.metadata_ = {"history": history}
-        # under torchrun, this process's own users: a sample of them
-        self._describe_training_users(as_csr(train.matrix, binarize=self.config.binarize)
-                                      if isinstance(train, UserRows) else train)
+        if isinstance(train, UserRows):  # under torchrun: each process's own users, described together
+            self._describe_training_users(as_csr(train.matrix, binarize=self.config.binarize),
+                                          gather=launched_world().gather, share=train.matrix.shape[0] / train.shape[0])
+        else:
+            self._describe_training_users(train)
         return self
 
     def training_plan(self) -> TrainingPlan:

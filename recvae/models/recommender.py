@@ -42,6 +42,20 @@ DESCRIBED_USERS = 20_000  # training users the mixture and the score quantiles a
 POSTERIOR_COMPONENTS = 10
 
 
+def _encoded_and_scored(model, user_items: sp.csr_matrix, positions: np.ndarray | None):
+    """The users' codes and anomaly scores, None for what the model has not (no latent space, or no likelihood
+    to score by: the codes are then kept without the scores)."""
+    try:
+        encoding = (encode_in_blocks(model, user_items, 1000) if positions is None else
+                    Encoding(np.asarray(positions, dtype=np.float32), None))
+    except NoLatentSpaceError:
+        return None, None
+    try:
+        return encoding, anomaly_scores(model, user_items, 1000).score
+    except NoLatentSpaceError:
+        return encoding, None
+
+
 class Recommender(ABC):
     """fit / recommend / top_n / similar_items / save / load over CSR users x items matrices.
 
@@ -143,30 +157,36 @@ class Recommender(ABC):
         self.metadata_ = {}  # what save writes beside the weights (an iterative model's history, ...)
         self.n_items_ = user_items.shape[1]  # last: what makes the model count as fitted
 
-    def _describe_training_users(self, user_items, positions: np.ndarray | None = None) -> None:
+    def _describe_training_users(self, user_items, positions: np.ndarray | None = None, gather=None,
+                                 share: float = 1.0) -> None:
         """Once trained: a Gaussian mixture over the training users' positions in the latent space (what
         ``sample`` draws from) and the quantiles of their anomaly scores (what ``anomaly_scores``' percentile
         reads), from up to ``DESCRIBED_USERS`` of them. None of either where the model has no such thing or where
-        its config says not to (``describe_training_users``). Under torchrun ``user_items`` is the process's own
-        share of the users, which a hash of their IDs (or their row number) chose: a sample of them.
-        ``positions``: the training users' codes where the fit already has them (ALS's and BPR's user factors),
-        instead of encoding every user again (BPR's fold-in would take minutes)."""
+        its config says not to (``describe_training_users``). ``positions``: the training users' codes where the
+        fit already has them (ALS's and BPR's user factors), instead of encoding every user again (BPR's fold-in
+        would take minutes). Under torchrun ``user_items`` is the process's own ``share`` of the training users
+        and ``gather(value)`` returns every process's value: each process encodes and scores its part of the
+        ``DESCRIBED_USERS``, and every process describes them all, as one process would."""
         self.posterior_mixture_ = self.anomaly_reference_ = None
-        if (not isinstance(user_items, sp.csr_matrix) or user_items.shape[0] < 2
-                or not self.config.describe_training_users):
+        if not self.config.describe_training_users or (gather is None and user_items.shape[0] < 2):
             return
         seed = getattr(self.config, "seed", 0)
-        if user_items.shape[0] > DESCRIBED_USERS:
-            rows = np.sort(np.random.default_rng(seed).choice(user_items.shape[0], DESCRIBED_USERS, replace=False))
+        limit = DESCRIBED_USERS if gather is None else int(np.ceil(DESCRIBED_USERS * share))
+        if user_items.shape[0] > limit:
+            rows = np.sort(np.random.default_rng(seed).choice(user_items.shape[0], limit, replace=False))
             user_items = user_items[rows]
             positions = None if positions is None else positions[rows]
-        try:
-            encoding = (encode_in_blocks(self, user_items, 1000) if positions is None else
-                        Encoding(np.asarray(positions, dtype=np.float32), None))
+        encoding, scores = _encoded_and_scored(self, user_items, positions)
+        if gather is not None:  # every process meets here, whatever its share (a collective)
+            parts = gather((encoding, scores))
+            encoding = None if parts[0][0] is None else Encoding(
+                np.concatenate([p[0].mean for p in parts]),
+                None if parts[0][0].std is None else np.concatenate([p[0].std for p in parts]))
+            scores = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+        if encoding is not None and len(encoding.mean) >= 2:
             self.posterior_mixture_ = fit_posterior_mixture(encoding, POSTERIOR_COMPONENTS, seed)
-            self.anomaly_reference_ = anomaly_reference(anomaly_scores(self, user_items, 1000).score)
-        except NoLatentSpaceError:  # no latent space, or one without a likelihood to score by: what it has is kept
-            pass
+            if scores is not None:
+                self.anomaly_reference_ = anomaly_reference(scores)
 
     def _forget_fit(self) -> None:
         """Back to the unfitted state (a fit that failed half-way leaves nothing behind)."""
