@@ -2,9 +2,9 @@
 
     python scripts/torchrun_description_ml1m.py [--data ../shared/data/ml-1m/user_movie_pairs.tsv.gz]
 
-A rank holds only its users, so a torchrun fit sums the users per history length over the ranks and fits the
-posterior mixture and the anomaly-score quantiles on each process's own share (a hash of the user IDs chose
-it). This trains Mult-VAE on ML-1M (the CLI's defaults) in one process and with `torchrun --nproc-per-node 2`,
+A rank holds only its users, so a torchrun fit sums the users per history length over the ranks, and each
+rank encodes and scores its share of the described training users, which every rank then describes together
+(the posterior mixture and the anomaly-score quantiles). This trains Mult-VAE on ML-1M (the CLI's defaults) in one process and with `torchrun --nproc-per-node 2`,
 then for each model: `recvae sample --report` (6,040 synthetic users from the mixture, measured against the real
 log: TSTR, PMI correlation, item-share and history-length JSD) and `recvae score-users` over the whole log
 (the percentiles of the log's users, about 80% of them training users: near uniform when the quantiles are
@@ -66,7 +66,8 @@ def markdown(result: dict) -> str:
     rows = result["models"]
     lines = ["# Describing the training users under torchrun (ML-1M)", "",
              "Mult-VAE (the CLI's defaults) trained on ML-1M in one process and under `torchrun --nproc-per-node 2` "
-             "(each rank reading its own users; rank 0's share describes them). Synthetic users: `recvae sample "
+             "(each rank reading its own users, encoding and scoring its share of the described users; every rank fits the "
+             "mixture and the score quantiles over all shares). Synthetic users: `recvae sample "
              "--users 6040 --seed 1 --report` (TSTR: EASE trained on the synthetic log, tested on the real test users, "
              "over EASE trained on the real log). Percentiles: `recvae score-users` over every user of the log.", "",
              "| model | train s | TSTR ratio | PMI r | item JSD | length JSD | nearest Jaccard | percentile >= 0.99 "
