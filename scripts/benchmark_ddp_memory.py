@@ -109,8 +109,9 @@ def markdown(result: dict) -> str:
         f"Generated log: {result['users']} users, {result['items']} items, {result['interactions']} interactions "
         f"(Parquet). Each rank reads and splits it as `recvae train` does (strong generalization, "
         f"{result['heldout_users']} + {result['heldout_users']} held-out users), then trains Mult-DAE (paper architecture) one epoch, one torch thread per rank, "
-        "and describes its training users as `fit` does (scikit-learn's Gaussian mixture over up to 20,000 of the "
-        "rank's users' codes, and their anomaly-score quantiles: what `sample` and `score-users` read). "
+        "and describes its training users as `fit` does (each rank encodes and scores its share of up to 20,000 "
+        "users; every rank fits scikit-learn's Gaussian mixture to all their codes and takes their anomaly-score "
+        "quantiles: what `sample` and `score-users` read). "
         "Peak RSS is the largest over the ranks; it includes Python, torch and the model (the same on every rank).",
         "",
         "| ranks | each rank reads | training interactions a rank holds | peak RSS after the split, MB | "
