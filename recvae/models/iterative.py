@@ -9,9 +9,9 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.shard import UserRows
-from recvae.models.inputs import as_csr
 from recvae.data.vocab import Vocabulary
 from recvae.models.device import resolve_device
+from recvae.models.inputs import as_csr
 from recvae.models.recommender import Recommender
 from recvae.models.training.distributed import launched_world
 from recvae.models.training.step import TrainingPlan, TrainingStep
