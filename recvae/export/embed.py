@@ -18,7 +18,7 @@ from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter, write_whole
 from recvae.io import claimed
 from recvae.models.latent import require_latent_space
-from recvae.score.recommend import UserSide, block_histories
+from recvae.score.recommend import ExportStats, UserSide, block_histories
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,21 @@ def score_columns(model, history: sp.csr_matrix, batch_size: int) -> dict:
 USER_COLUMNS = {"embed": position_columns, "score": score_columns}
 
 
-def known_users(model, history: sp.csr_matrix) -> np.ndarray:
-    """Which rows of a block's histories hold an item the model knows (a CVAE's feature columns aside)."""
-    return np.diff(history[:, : model._item_columns(history.shape[1])].indptr) > 0
+def known_block(model, block, side: UserSide | None) -> tuple[np.ndarray, sp.csr_matrix, ExportStats]:
+    """A block of a log's users (``block_histories``) less those without an item the model knows (a CVAE's feature
+    columns aside): their IDs, their histories, and the block's counts (users read, written, left out, and
+    those the users' table lacks), as both engines count them."""
+    user_ids, history, _ = block_histories(model, block, side)
+    known = np.diff(history[:, : model._item_columns(history.shape[1])].indptr) > 0
+    stats = ExportStats(users=len(user_ids), users_with_rows=int(known.sum()),
+                        users_without_known_items=int((~known).sum()),
+                        users_without_side_row=0 if side is None else side.lacking(user_ids[known]))
+    return user_ids[known], history[known], stats
+
+
+def warn_lacking_side_rows(source: str, users: int) -> None:
+    if users:
+        log.warning("%s: %d users of the log have no row there: read with its missing features", source, users)
 
 
 def _spark_user_rows(model, spec: UserLogSpec, what: str) -> tuple[int, int, float]:
@@ -120,9 +132,7 @@ def _spark_user_rows(model, spec: UserLogSpec, what: str) -> tuple[int, int, flo
         frame, spec.model, what, users_per_block=spec.batch_users, user_features=spec.user_features,
         counters=counters), **spark_reading(spec.reader, spec.master, min_rating_for(model, spec.min_rating),
                                             spec.progress, spec.quiet))
-    if stats.users_without_side_row:
-        log.warning("%s: %d users of the log have no row there: read with its missing features", spec.user_features,
-                    stats.users_without_side_row)
+    warn_lacking_side_rows(spec.user_features, stats.users_without_side_row)
     return stats.rows, stats.users_without_known_items, time.perf_counter() - started
 
 
@@ -145,16 +155,14 @@ def _known_histories(model, spec, side: UserSide | None, skipped: list | None = 
                               min_rating=min_rating_for(model, spec.min_rating))
     lacking = 0
     for block, _ in blocks:
-        user_ids, history, _ = block_histories(model, block, side)
-        known = known_users(model, history)
-        lacking += 0 if side is None else side.lacking(user_ids[known])
+        user_ids, history, stats = known_block(model, block, side)
+        lacking += stats.users_without_side_row
         if skipped is not None:
-            skipped[0] += int((~known).sum())
-        if known.any():
-            yield user_ids[known], history[known]
+            skipped[0] += stats.users_without_known_items
+        if len(user_ids):
+            yield user_ids, history
     if lacking:
-        log.warning("%s: %d users of the log have no row there: read with its missing features",
-                    side.table.attrs.get("source", "the users' table"), lacking)
+        warn_lacking_side_rows(side.table.attrs.get("source", "the users' table"), lacking)
 
 
 def _stream_users(model, spec, side: UserSide | None, rows_of) -> tuple[int, int, float]:

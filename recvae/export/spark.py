@@ -26,11 +26,11 @@ from recvae.data.readers import (INTEGER_AS_DECIMAL_ID, INTEGER_ID, delimited_la
                                  text_encoding)
 from recvae.data.side import names_for
 from recvae.errors import DataError, ParameterError
-from recvae.export.embed import USER_COLUMNS, known_users
+from recvae.export.embed import USER_COLUMNS, known_block
 from recvae.export.stream import no_rating_column
 from recvae.io import WriteError
-from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, block_histories, item_chunk_for,
-                                    item_filter, recommend_block, whole_user_blocks)
+from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, item_chunk_for, item_filter,
+                                    recommend_block, whole_user_blocks)
 
 
 @functools.lru_cache(maxsize=2)
@@ -55,16 +55,14 @@ class ExportCounters:
     def __init__(self, spark):
         context = spark.sparkContext
         self._counters = {name: context.accumulator(0) for name in ExportStats.__dataclass_fields__}
-        self.driver = ExportStats()  # what the driver counts itself (allow/deny IDs the model does not know)
 
     def add(self, stats: ExportStats) -> None:
+        """On a worker, or on the driver for what it counts itself."""
         for name, counter in self._counters.items():
             counter.add(getattr(stats, name))
 
     def stats(self) -> ExportStats:
-        total = ExportStats(**{name: counter.value for name, counter in self._counters.items()})
-        total.add(self.driver)
-        return total
+        return ExportStats(**{name: counter.value for name, counter in self._counters.items()})
 
 
 def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bool = False,
@@ -91,7 +89,7 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     catalogue = model.catalogue()
     allowed, unknown_filter_items = item_filter(model.items_, allow, deny)
     if counters is not None:
-        counters.driver = ExportStats(unknown_filter_items=unknown_filter_items)
+        counters.add(ExportStats(unknown_filter_items=unknown_filter_items))
     options = RecommendOptions(n=n, include_seen=include_seen, allowed_items=allowed, fallback=fallback,
                                batch_size=users_per_block,
                                item_chunk=None if score_memory_mb is None else item_chunk_for(score_memory_mb, users_per_block),
@@ -174,14 +172,11 @@ def user_rows_spark(histories, model_dir: str, what: str, *, users_per_block: in
         fields.append(T.StructField(name, kind))
 
     def rows_of(worker_model, block: pd.DataFrame, side: UserSide | None) -> dict:
-        user_ids, history, _ = block_histories(worker_model, block, side)
-        known = known_users(worker_model, history)
-        columns = columns_of(worker_model, history[known], users_per_block)
+        user_ids, history, stats = known_block(worker_model, block, side)
         if counters is not None:
-            counters.add(ExportStats(users=len(user_ids), users_with_rows=int(known.sum()),
-                                     users_without_known_items=int((~known).sum()),
-                                     users_without_side_row=0 if side is None else side.lacking(user_ids[known])))
-        return {"user": user_ids[known], **{k: list(v) if v.ndim == 2 else v for k, v in columns.items()}}
+            counters.add(stats)
+        columns = columns_of(worker_model, history, users_per_block)
+        return {"user": user_ids, **{k: list(v) if v.ndim == 2 else v for k, v in columns.items()}}
 
     return _map_user_blocks(histories, model_dir, user_features, users_per_block, partitions, rows_of,
                             T.StructType(fields))
