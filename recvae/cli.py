@@ -860,9 +860,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SPARK_COMMANDS = ("recommend", "embed", "score-users")  # the commands with a Spark engine
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = _parse(parser, argv)
@@ -870,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     ranks = int(os.environ.get("WORLD_SIZE", "1"))
     if ranks > 1 and args.command != "train":  # each process would run the whole command, and write its output
         if os.environ.get("RANK", "0") == "0":
-            spark = " (--engine spark spreads it over a cluster)" if args.command in SPARK_COMMANDS else ""
+            spark = " (--engine spark spreads it over a cluster)" if hasattr(args, "engine") else ""
             print(f"recvae: error: under torchrun ({ranks} processes) only 'train' runs, its processes training one "
                   f"model together: run 'recvae {args.command}' without torchrun{spark}", file=sys.stderr)
         return 2
