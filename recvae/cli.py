@@ -366,15 +366,8 @@ def cmd_recommend(args) -> int:
     index, n_shards = spec.shard_index()
     if n_shards > 1:
         print(f"shard {index}/{n_shards}: {stats.users} users here, {stats.users_in_other_shards} in other shards")
-    if stats.unknown_item_interactions:
-        print(f"ignored {stats.unknown_item_interactions} of {stats.interactions} interactions with items the model does not know")
-    if stats.users_without_known_items:
-        what = "got popularity (fallback column)" if args.fallback else "got no row (--fallback popularity gives them popular items)"
-        print(f"{stats.users_without_known_items} users had no known item and {what}")
-    if stats.users_without_side_row:
-        print(f"{stats.users_without_side_row} users had no row in the users' table and were scored with its missing features")
-    if stats.unknown_filter_items:
-        print(f"{stats.unknown_filter_items} items of the allow/deny lists are unknown to the model and were ignored")
+    for line in stats.left_out(args.fallback):
+        print(line)
     return 0
 
 

@@ -251,3 +251,16 @@ def test_recommend_keeps_the_ratings_the_model_was_trained_on(tmp_path, capsys):
     assert not pd.read_csv(tmp_path / "all.csv").equals(got)  # low ratings folded in change the recommendations
     assert main(common + ["--out", str(tmp_path / "x.csv"), "--min-rating", "high"]) == 2
     assert "--min-rating 'high'" in capsys.readouterr().err
+
+
+def test_recommend_df_says_what_it_left_out(model, small_log, caplog):
+    """The CLI prints what an export ignored; the Python call logs the same sentences rather than drop rows
+    unnoticed."""
+    known = small_log["item"].iloc[0]
+    frame = pd.DataFrame({"user": ["a", "a", "b"], "item": [known, "no such item", "nor this"]})
+    with caplog.at_level("WARNING", logger="recvae.models.recommender"):
+        rows = model.recommend_df(frame, n=3)
+    assert set(rows["user"]) == {"a"}
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "ignored 2 of 3 interactions" in said and "1 users had no known item" in said
+    assert 'fallback="popularity"' in said

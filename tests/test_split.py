@@ -82,3 +82,10 @@ def test_lightgcn_bad_line(tmp_path):
     (tmp_path / "train.txt").write_text("0 1 2\n1 x 4\n")
     with pytest.raises(DataError, match=r"train\.txt: line 2: 'x' is not an integer ID"):
         read_lightgcn(tmp_path / "train.txt")
+
+
+def test_a_split_prints_its_sizes_not_its_arrays(small_split):
+    text = repr(small_split)
+    assert text.startswith("Split(") and "training users" in text and "array" not in text
+    assert repr(small_split.test) == (f"HeldOut({len(small_split.test)} users, {small_split.test.fold_in.nnz} "
+                                      f"fold-in and {small_split.test.target.nnz} target interactions)")

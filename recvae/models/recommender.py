@@ -28,7 +28,7 @@ from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, P
                                   anomaly_reference, anomaly_scores, decode, encode_in_blocks, fit_posterior_mixture,
                                   kl_to_prior, recommend_group, require_latent_space, sample_users)
 from recvae.models.serialization import read_model_dir, save_model_dir
-from recvae.score.recommend import RecommendOptions, UserSide, recommend_block, whole_user_blocks
+from recvae.score.recommend import ExportStats, RecommendOptions, UserSide, recommend_block, whole_user_blocks
 from recvae.score.topk import top_n_from_scores, top_n_in_chunks
 
 log = logging.getLogger(__name__)
@@ -331,10 +331,15 @@ class Recommender(ABC):
                                    item_names=names_for(self.catalogue(), item_names),
                                    user_side=UserSide.for_model(self, user_features))
         grouped = history.iloc[np.argsort(pd.factorize(history["user"])[0], kind="stable")]  # each user's rows together
-        blocks = [recommend_block(self, block, options)[0] for block in whole_user_blocks([grouped], batch_size)]
-        if not blocks:
-            blocks = [recommend_block(self, grouped, options)[0]]
-        return pd.DataFrame({k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]})
+        scored = [recommend_block(self, block, options) for block in whole_user_blocks([grouped], batch_size)]
+        if not scored:
+            scored = [recommend_block(self, grouped, options)]
+        stats = ExportStats()
+        for _, block_stats in scored:
+            stats.add(block_stats)
+        for line in stats.left_out(fallback, fallback_option='fallback="popularity"'):
+            log.warning("recommend_df: %s", line)
+        return pd.DataFrame({k: np.concatenate([b[k] for b, _ in scored]) for k in scored[0][0]})
 
     # -- the latent space (recvae.models.latent) -------------------------------------------------
     def encode(self, user_items: sp.csr_matrix, batch_size: int = 1000) -> Encoding:

@@ -38,6 +38,25 @@ class ExportStats:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def left_out(self, fallback: str | None, fallback_option: str = "--fallback popularity") -> list[str]:
+        """What was ignored or scored otherwise, a sentence each: the CLI prints them, ``recommend_df`` logs
+        them. ``fallback_option``: how the caller asks for popularity for users without a known item."""
+        lines = []
+        if self.unknown_item_interactions:
+            lines.append(f"ignored {self.unknown_item_interactions} of {self.interactions} interactions with items "
+                         "the model does not know")
+        if self.users_without_known_items:
+            what = ("got popularity (fallback column)" if fallback
+                    else f"got no row ({fallback_option} gives them popular items)")
+            lines.append(f"{self.users_without_known_items} users had no known item and {what}")
+        if self.users_without_side_row:
+            lines.append(f"{self.users_without_side_row} users had no row in the users' table and were scored with "
+                         "its missing features")
+        if self.unknown_filter_items:
+            lines.append(f"{self.unknown_filter_items} items of the allow/deny lists are unknown to the model and "
+                         "were ignored")
+        return lines
+
 
 @dataclass(frozen=True)
 class UserSide:

@@ -34,6 +34,9 @@ class HeldOut:
     def select(self, rows) -> HeldOut:
         return HeldOut(self.users[rows], self.fold_in[rows], self.target[rows])
 
+    def __repr__(self) -> str:  # the dataclass's would print every user index and both matrices
+        return f"HeldOut({len(self)} users, {self.fold_in.nnz} fold-in and {self.target.nnz} target interactions)"
+
 
 @dataclass(frozen=True)
 class Split:
@@ -73,6 +76,9 @@ class Split:
             f"{self.train.shape[0]} training users, {val} validation users, {len(self.test)} test users, "
             f"{self.n_items} items, {self.train.nnz} training interactions"
         )
+
+    def __repr__(self) -> str:
+        return f"Split({self.summary()}; {self.params})"
 
 
 def holdout_mask(matrix: sp.csr_matrix, fraction: float, min_items: int, rng: np.random.Generator) -> np.ndarray:
