@@ -65,10 +65,11 @@ class PeerLostError(RecvaeError):
     """Another process of a torchrun run stopped (killed, out of memory, its machine lost) while this one
     trained. ``checkpoint_dir``: where the run's checkpoints are, if it wrote any, to resume every process from."""
 
-    def __init__(self, message: str, world_size: int, checkpoint_dir: str | None):
+    def __init__(self, message: str, world_size: int, checkpoint_dir: str | None, cause: str = ""):
         super().__init__(message)
         self.world_size = world_size
         self.checkpoint_dir = checkpoint_dir
+        self.cause = cause  # the collective's own words (gloo's, NCCL's)
 
 
 class ParameterError(RecvaeError, ValueError):

@@ -209,3 +209,50 @@ def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables_with
     assert set(again.cold_items) == set(metadata["cold_item_metrics"]) == {"CVAE", "content similarity", "random"}
     for name, summary in again.cold_items.items():
         assert summary == pytest.approx(metadata["cold_item_metrics"][name], abs=1e-6)
+
+
+FAILING_DESCRIPTION = """
+import os, sys
+import recvae.models.recommender as recommender
+described = recommender._encoded_and_scored
+def fail_on_rank_1(*args, **kwargs):
+    if os.environ["RANK"] == "1":
+        raise MemoryError("rank 1 ran out of memory")
+    return described(*args, **kwargs)
+recommender._encoded_and_scored = fail_on_rank_1
+from recvae.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_rank_lost_after_the_epochs_leaves_the_other_one_line_not_a_traceback(tmp_path):
+    """Two machines' agents (two torchrun launches meeting at one rendezvous), as on a cluster: one agent's rank
+    fails while the ranks describe the training users together, and the other rank, left in the gather,
+    says so in one line (on one machine torchrun's agent would stop it before it spoke)."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    script = tmp_path / "fail.py"
+    script.write_text(FAILING_DESCRIPTION)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                                "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=lost",
+                                str(script), "train", "--epochs", "1", "--heldout-users", "100", "--out",
+                                f"model-{agent}", "--no-tracking", "-q"],
+                               env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for agent in range(2)]
+    try:
+        err = "".join(agent.communicate(timeout=300)[1] for agent in agents)
+    finally:
+        for agent in agents:
+            agent.kill()
+    ours = [line for line in err.splitlines() if line.startswith("recvae: error")]
+    assert "rank 1 ran out of memory" in err, err[-3000:]
+    assert len(ours) == 1, err[-3000:]
+    assert ours[0].startswith("recvae: error: rank 0: another process of this 2-process run stopped (Connection "
+                              "closed by peer"), ours[0]
+    assert "[rank0]: Traceback" not in err

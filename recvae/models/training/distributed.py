@@ -3,7 +3,9 @@ few collectives the Trainer needs besides DistributedDataParallel's own gradient
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from recvae.data.shard import UserRows
+from recvae.errors import PeerLostError
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class World:
             return values
         names = sorted(values)
         tensor = torch.tensor([values[n] for n in names], dtype=torch.float64)
-        dist.all_reduce(tensor)
+        with self._peers():
+            dist.all_reduce(tensor)
         return dict(zip(names, tensor.tolist()))
 
     def from_main(self, value):
@@ -51,7 +55,8 @@ class World:
         if self.size == 1:
             return value
         box = [value]
-        dist.broadcast_object_list(box, src=0)
+        with self._peers():
+            dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def gather(self, value) -> list:
@@ -59,12 +64,47 @@ class World:
         if self.size == 1:
             return [value]
         out = [None] * self.size
-        dist.all_gather_object(out, value)
+        with self._peers():
+            dist.all_gather_object(out, value)
         return out
 
     def barrier(self) -> None:
         if self.size > 1:
-            dist.barrier()
+            with self._peers():
+                dist.barrier()
+
+    @contextlib.contextmanager
+    def _peers(self):
+        """A collective another process left (killed, out of memory, failed before it) is a ``PeerLostError``,
+        which the CLI reports in one line, wherever the run was: reading its share, training or describing."""
+        try:
+            yield
+        except RuntimeError as exc:
+            if not peer_lost(exc):
+                raise
+            raise self.peer_lost_error(exc) from None
+
+    def peer_lost_error(self, exc: Exception, checkpoint_dir=None, where: str = "") -> PeerLostError:
+        """The error a failed collective ``exc`` (or a ``PeerLostError`` said again) becomes; ``where``: what the
+        run left to resume from, said after the cause."""
+        cause = exc.cause if isinstance(exc, PeerLostError) else _first_sentence(str(exc))
+        return PeerLostError(f"rank {self.rank}: another process of this {self.size}-process run stopped ({cause})"
+                             f"{where}", self.size, checkpoint_dir and str(checkpoint_dir), cause)
+
+
+def _first_sentence(text: str) -> str:
+    """gloo's "[.../pair.cc:553] Connection closed by peer [10.0.0.2]:41234. This is typically caused by ..."
+    as "Connection closed by peer [10.0.0.2]:41234"."""
+    line = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", (text.strip().splitlines() or [""])[0])
+    return line.split(". ")[0][:200]
+
+
+def peer_lost(exc: RuntimeError) -> bool:
+    """Whether a collective failed because another process went away (gloo's and NCCL's words for it)."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in ("closed by peer", "connection reset by peer", "broken pipe"))
 
 
 def local_rows(rows: np.ndarray, held_rows: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from recvae.models.inputs import as_csr
 from recvae.models.nn import SparseBatch
 from recvae.models.training.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from recvae.models.training.diagnostics import diagnose, diagnostic_sample, warn_if_collapsed
-from recvae.models.training.distributed import World, join_world, local_device, local_rows
+from recvae.models.training.distributed import World, join_world, local_device, local_rows, peer_lost
 from recvae.models.training.early_stopping import BestEpoch
 from recvae.models.training.step import StartTraining, TrainingPlan, TrainingStep
 
@@ -139,14 +139,12 @@ class Trainer:
             self._restore(run)
         try:
             self._loop(run, train, validate)
-        except RuntimeError as exc:
-            if world.size == 1 or not _peer_lost(exc):
+        except (RuntimeError, PeerLostError) as exc:  # DDP's own all-reduce, or one of the World's collectives
+            if world.size == 1 or not (isinstance(exc, PeerLostError) or peer_lost(exc)):
                 raise
             where = (f"; the checkpoints in {self.checkpoint_dir} resume every process" if self.checkpoint_dir
                      else "; it wrote no checkpoints (checkpoint_dir) to resume from")
-            cause = str(exc).splitlines()[0][:200]
-            raise PeerLostError(f"rank {world.rank}: another process of this {world.size}-process run stopped "
-                                f"({cause}){where}", world.size, self.checkpoint_dir and str(self.checkpoint_dir)) from None
+            raise world.peer_lost_error(exc, self.checkpoint_dir, where) from None
         if run.best.restore(step.module):
             log.info("best %s %.4f at epoch %d", plan.validation_metric, run.best.score, run.best.epoch)
         if step.latent_dim and world.main:  # said once, as the rest of a run's output
@@ -366,14 +364,6 @@ def _shuffled_batches(n_users: int, batch_size: int, generator: torch.Generator)
 def _add(totals: dict, terms: dict) -> None:
     for name, value in terms.items():
         totals[name] = totals.get(name, 0.0) + value
-
-
-def _peer_lost(exc: RuntimeError) -> bool:
-    """Whether a collective failed because another process went away (gloo's and NCCL's words for it)."""
-    if isinstance(exc, torch.distributed.DistError):
-        return True
-    text = str(exc).lower()
-    return any(words in text for words in ("closed by peer", "connection reset by peer", "broken pipe"))
 
 
 def _data_key(train: sp.csr_matrix) -> dict:
