@@ -950,7 +950,8 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     unless --quiet; everything with -v. MLflow's own INFO lines only with -v."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = logging.getLogger("recvae.progress")
-    progress.setLevel(logging.WARNING if quiet else logging.INFO)
+    # under torchrun every rank reads the log: rank 0 alone says what it found, as it alone prints the rest
+    progress.setLevel(logging.WARNING if quiet or os.environ.get("RANK", "0") != "0" else logging.INFO)
     if not progress.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -142,6 +142,7 @@ def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
     out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
     assert out.count("model saved to") == 1 and (tmp_path / "model" / "model.json").exists()
+    assert err.count("user = column") == 1, err[-3000:]  # what the reader found, said by rank 0 alone
     assert err.count("posterior collapse") == 1, err[-3000:]
     metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]
     assert len(metadata["history"]) == 3

@@ -220,8 +220,12 @@ class Trainer:
         tensors, state = loaded
         for part, what in (("data", "other data"), ("model", "another model or config")):
             if state.get(part) != run.key[part]:
-                raise ModelFileError(f"{self.checkpoint_dir}: checkpoint was trained on {what} "
-                                     f"({state.get(part)}, now {run.key[part]}); train without {{resume=True}}")
+                # a setting of the model's as {name=value}: the CLI says it as the flag that gives it
+                changed = "; ".join((f"{{{name}={_shown(saved)}}}" if part == "model" else f"{name} {_shown(saved)}")
+                                    + f" (now {_shown(now)})"
+                                    for name, saved, now in _differences(state.get(part), run.key[part]))
+                raise ModelFileError(f"{self.checkpoint_dir}: checkpoint was trained on {what}: {changed}; resume "
+                                     f"with the checkpoint's settings, or train without {{resume=True}}")
         saved_world = state.get("world_size", 1)
         if run.world.size > 1 and saved_world != run.world.size:
             raise ModelFileError(f"{self.checkpoint_dir}: checkpoint of a run of {saved_world} process(es); resume it with "
@@ -364,6 +368,21 @@ def _shuffled_batches(n_users: int, batch_size: int, generator: torch.Generator)
 def _add(totals: dict, terms: dict) -> None:
     for name, value in terms.items():
         totals[name] = totals.get(name, 0.0) + value
+
+
+def _differences(saved, now, prefix: str = "") -> list[tuple[str, object, object]]:
+    """The settings (dotted paths into nested dicts, "config." left out) whose values differ."""
+    if not (isinstance(saved, dict) and isinstance(now, dict)):
+        return [] if saved == now else [(prefix or "value", saved, now)]
+    found = []
+    for key in sorted(set(saved) | set(now), key=str):
+        name = key if prefix in ("", "config") else f"{prefix}.{key}"
+        found += _differences(saved.get(key, "unset"), now.get(key, "unset"), name)
+    return found
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)  # 4.8, not 4.800000000000001
 
 
 def _data_key(train: sp.csr_matrix) -> dict:
