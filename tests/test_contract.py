@@ -90,6 +90,29 @@ def test_unknown_fit_keyword_raises_type_error(name, split):
         make(name).fit(split.train, progress=False)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_setting_of_the_wrong_kind_or_a_misspelt_one_is_named_before_anything_runs(name):
+    """``MultVAE(epochs="10")`` or ``hidden_dims=600`` is a ParameterError naming the setting, in the constructor
+    and in set_params, rather than a TypeError from a comparison deep inside; a misspelt setting's TypeError
+    suggests the right one."""
+    import dataclasses
+    import typing
+
+    from recvae.errors import ParameterError
+
+    model = make(name)
+    hints = typing.get_type_hints(model.config_class)
+    numeric = [f.name for f in dataclasses.fields(model.config) if hints[f.name] in (int, float)]
+    assert numeric or name == "Popularity"
+    for setting in numeric:
+        for build in (lambda: type(model)(**{setting: "3"}), lambda: model.set_params(**{setting: "3"})):
+            with pytest.raises(ParameterError, match=f"^{setting}='3': must be a"):
+                build()
+    first = dataclasses.fields(model.config)[0].name
+    with pytest.raises(TypeError, match=f"did you mean '{first}'"):
+        type(model)(**{first[:-1]: getattr(model.config, first)})
+
+
 @parametrize_fitted
 def test_single_and_batch_recommend_agree(fitted, split):
     history = split.test.fold_in[:6]

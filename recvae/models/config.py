@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import types
 import typing
 from dataclasses import dataclass
 from types import MappingProxyType
+
+import numpy as np
 
 from recvae.defaults import SEED
 from recvae.errors import ParameterError, at_least, fraction, one_of, positive
@@ -527,14 +532,67 @@ FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIV
 
 def config_from_dict(config_class: type, values: dict):
     """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
-    hints = typing.get_type_hints(config_class)
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown {config_class.__name__} field(s): {sorted(unknown)}; known: {sorted(known)}")
-    fixed = {}
+    return config_class(**checked_settings(config_class, values))
+
+
+def checked_settings(config_class: type, values: dict, owner: str | None = None) -> dict:
+    """``values`` as ``config_class`` takes them, each checked against its field's type before the config's own
+    range checks, so that ``epochs="10"`` or ``hidden_dims=600`` is a ``ParameterError`` naming the setting (not
+    a ``TypeError`` from inside a comparison); lists become tuples where the field is a tuple. A name the config
+    lacks is a ``TypeError`` (as for any unknown keyword) naming ``owner`` and the closest setting."""
+    hints = typing.get_type_hints(config_class)
+    checked = {}
     for name, value in values.items():
+        if name not in hints:
+            close = difflib.get_close_matches(name, list(hints), n=1)
+            raise TypeError(f"{owner or config_class.__name__} has no setting {name!r}"
+                            + (f" (did you mean {close[0]!r}?)" if close else f"; its settings: {', '.join(hints)}"))
         if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        fixed[name] = value
-    return config_class(**fixed)
+        problem = _kind_problem(hints[name], value)
+        if problem:
+            raise ParameterError(name, value, problem)
+        checked[name] = value
+    return checked
+
+
+def _kind_problem(hint, value) -> str | None:
+    """What is wrong with ``value``'s kind for a field typed ``hint`` (None: nothing)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(option for option in options if option is not type(None))
+    if kind is bool:
+        return None if isinstance(value, (bool, np.bool_)) else "must be true or false"
+    if kind is int:
+        return None if _whole(value) else "must be a whole number"
+    if kind is float:
+        return None if _real(value) else "must be a number"
+    if kind is str:
+        return None if isinstance(value, str) else "must be text"
+    if typing.get_origin(kind) is tuple:
+        element = typing.get_args(kind)[0]
+        check = _whole if element is int else _real
+        ellipsis = typing.get_args(kind)[-1] is Ellipsis
+        length = None if ellipsis else len(typing.get_args(kind))
+        if not isinstance(value, tuple) or not all(check(v) for v in value) or length not in (None, len(value)):
+            what = "whole numbers" if element is int else "numbers"
+            return f"must be a sequence of {length or ''}{' ' if length else ''}{what}, e.g. {_example(kind)}"
+    return None
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _real(value) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+            and not math.isnan(value))
+
+
+def _example(kind) -> str:
+    return "(600,)" if typing.get_args(kind)[0] is int else "(0.15, 0.75, 0.1)"

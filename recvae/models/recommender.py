@@ -21,7 +21,7 @@ from recvae.data.shard import item_sums, user_activity
 from recvae.data.side import names_for
 from recvae.data.vocab import Vocabulary
 from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterError, at_least
-from recvae.models.config import TrainingConfig, config_from_dict
+from recvae.models.config import TrainingConfig, checked_settings, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
 from recvae.models.latent import (AnomalyScores, Encoding, NoLatentSpaceError, PosteriorMixture, Prior,
@@ -81,14 +81,14 @@ class Recommender(ABC):
         base = config if config is not None else self.config_class()
         if not isinstance(base, self.config_class):
             raise TypeError(f"config must be a {self.config_class.__name__}")
-        self.config = dataclasses.replace(base, **params)
+        self.config = dataclasses.replace(base, **checked_settings(self.config_class, params, self.name))
 
     def get_params(self, deep: bool = True) -> dict:
         """The config's fields by name, the very objects it holds (scikit-learn's clone checks identity)."""
         return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}
 
     def set_params(self, **params) -> Recommender:
-        self.config = dataclasses.replace(self.config, **params)
+        self.config = dataclasses.replace(self.config, **checked_settings(self.config_class, params, self.name))
         return self
 
     def __repr__(self) -> str:
