@@ -336,6 +336,11 @@ def test_encode_decode_and_item_vectors_keep_one_contract(fitted, split):
             fitted.decode(encoding.mean)
         return
     np.testing.assert_allclose(fitted.decode(encoding.mean), fitted.score(history), rtol=1e-4, atol=1e-4)
+    from recvae.errors import DataError
+
+    width = encoding.mean.shape[1]
+    with pytest.raises(DataError, match=f"codes have {width + 1} dimensions; {fitted.name}'s latent space has {width}"):
+        fitted.decode(np.zeros((1, width + 1)))
     group, _ = fitted.recommend_group(history[1:2], N=5)
     alone, _ = fitted.recommend(1, history[1:2], N=5)
     np.testing.assert_array_equal(group, alone)

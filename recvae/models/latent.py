@@ -65,6 +65,8 @@ def decode(model, codes, conditions=None) -> np.ndarray:
     codes = torch.as_tensor(np.asarray(codes, dtype=np.float32), device=model.device_)
     if codes.ndim != 2:
         raise DataError(f"codes must be (users, dimensions), got shape {tuple(codes.shape)}")
+    if codes.shape[1] != (width := require_latent_space(model)):
+        raise DataError(f"codes have {codes.shape[1]} dimensions; {model.name}'s latent space has {width}")
     with torch.no_grad():
         if conditions is None:
             return model._decode_block(codes).float().cpu().numpy()
