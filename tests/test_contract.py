@@ -256,6 +256,15 @@ def test_similar_items_start_with_the_item_itself_or_say_there_are_none(fitted):
         return
     assert len(ids) == 5 and ids[0] == 4 and len(set(ids)) == 5
     assert np.all(np.diff(scores) <= 1e-6), scores  # best first
+    # implicit's batch call: an array of items gives a row per item, each the single call's
+    batch_ids, batch_scores = fitted.similar_items(np.array([4, 7]), N=5)
+    assert batch_ids.shape == batch_scores.shape == (2, 5)
+    np.testing.assert_array_equal(batch_ids[0], ids)
+    np.testing.assert_allclose(batch_scores[1], fitted.similar_items(7, N=5)[1], rtol=1e-5, atol=1e-6)
+    from recvae.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="N=0: must be at least 1"):
+        fitted.similar_items(4, N=0)
 
 
 def test_iterative_models_are_the_ones_with_a_training_step():

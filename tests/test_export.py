@@ -264,3 +264,7 @@ def test_recommend_df_says_what_it_left_out(model, small_log, caplog):
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "ignored 2 of 3 interactions" in said and "1 users had no known item" in said
     assert 'fallback="popularity"' in said
+    from recvae.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="include_seen='no': must be True or False"):
+        model.recommend_df(frame, n=3, include_seen="no")  # a string is true: it would show the seen items

@@ -10,6 +10,7 @@ columns are never recommended: their scores are -inf.
 
 from __future__ import annotations
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
@@ -83,6 +84,7 @@ class CVAE(MultVAE):
         return torch.cat([items, torch.full((codes.shape[0], self.config.conditions), -torch.inf, device=items.device)], 1)
 
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
-        if itemid >= self.module_.n_items:
-            raise DataError(f"column {itemid} is a side feature, not an item")
+        features = np.atleast_1d(np.asarray(itemid)) >= self.module_.n_items
+        if features.any():
+            raise DataError(f"column {np.atleast_1d(itemid)[features][0]} is a side feature, not an item")
         return super().similar_items(itemid, N)

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import DataError
+from recvae.errors import DataError, at_least
 
 
 def as_csr(user_items, n_items: int | None = None, what: str = "user_items", binarize: bool = False) -> sp.csr_matrix:
@@ -37,15 +37,23 @@ def as_csr(user_items, n_items: int | None = None, what: str = "user_items", bin
     return matrix
 
 
-def cosine_similar_items(vectors: torch.Tensor, itemid: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` rows of ``vectors`` (one per item) closest in cosine to row ``itemid``, itself first."""
-    if not 0 <= itemid < vectors.shape[0]:
-        raise DataError(f"item index {itemid} is outside [0, {vectors.shape[0]})")
+def cosine_similar_items(vectors: torch.Tensor, itemid, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` rows of ``vectors`` (one per item) closest in cosine to row ``itemid``, itself first; for an
+    array of item indices, one row of each per query (implicit's batch call)."""
+    at_least(1, N=n)
+    queries = np.atleast_1d(np.asarray(itemid))
+    if queries.ndim != 1 or (queries.size and queries.dtype.kind not in "iu"):
+        raise DataError(f"itemid must be an item index or a list of them, got {itemid!r}")
+    outside = (queries < 0) | (queries >= vectors.shape[0])
+    if outside.any():
+        raise DataError(f"item index {queries[outside][0]} is outside [0, {vectors.shape[0]})")
     with torch.no_grad():
         unit = torch.nn.functional.normalize(vectors.float(), dim=1)
-        similarity = unit @ unit[itemid]
-        own = similarity[itemid].item()  # 1, or 0 for an item whose vector is zero
-        similarity[itemid] = torch.inf  # itself first, even beside an item with the same direction
-        values, indices = torch.topk(similarity, min(n, vectors.shape[0]))
-        values[0] = own
-    return indices.cpu().numpy(), values.cpu().numpy()
+        rows, columns = torch.arange(len(queries)), torch.as_tensor(queries, dtype=torch.long, device=unit.device)
+        similarity = unit[columns] @ unit.T
+        own = similarity[rows, columns].clone()  # 1, or 0 for an item whose vector is zero
+        similarity[rows, columns] = torch.inf  # itself first, even beside an item with the same direction
+        values, indices = torch.topk(similarity, min(n, vectors.shape[0]), dim=1)
+        values[:, 0] = own
+    ids, scores = indices.cpu().numpy(), values.cpu().numpy()
+    return (ids, scores) if np.ndim(itemid) else (ids[0], scores[0])

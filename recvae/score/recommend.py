@@ -145,6 +145,8 @@ class RecommendOptions:
 
     def __post_init__(self):
         at_least(1, n=self.n)
+        if not isinstance(self.include_seen, (bool, np.bool_)):  # "no" would be true, and show the seen items
+            raise ParameterError("include_seen", self.include_seen, "must be True or False")
         if self.item_chunk is not None and self.item_chunk < 1:
             raise ParameterError("item_chunk", self.item_chunk, "must be at least 1")
         if self.fallback not in (None, "popularity"):
