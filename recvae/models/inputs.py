@@ -48,9 +48,12 @@ def cosine_similar_items(vectors: torch.Tensor, itemid, n: int) -> tuple[np.ndar
     if outside.any():
         raise DataError(f"item index {queries[outside][0]} is outside [0, {vectors.shape[0]})")
     with torch.no_grad():
-        unit = torch.nn.functional.normalize(vectors.float(), dim=1)
-        rows, columns = torch.arange(len(queries)), torch.as_tensor(queries, dtype=torch.long, device=unit.device)
-        similarity = unit[columns] @ unit.T
+        # the norms, not a normalised copy of every vector: a copy per call (items x d) grows a process that
+        # keeps each call's answer (glibc's heap cannot give the freed copies back between them)
+        vectors = vectors.float()
+        norms = torch.linalg.vector_norm(vectors, dim=1).clamp_min(1e-12)
+        rows, columns = torch.arange(len(queries)), torch.as_tensor(queries, dtype=torch.long, device=vectors.device)
+        similarity = (vectors[columns] @ vectors.T) / (norms[columns, None] * norms[None, :])
         own = similarity[rows, columns].clone()  # 1, or 0 for an item whose vector is zero
         similarity[rows, columns] = torch.inf  # itself first, even beside an item with the same direction
         values, indices = torch.topk(similarity, min(n, vectors.shape[0]), dim=1)

@@ -289,15 +289,17 @@ class Recommender(ABC):
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
         queries = typed_ids(pd.Series(np.atleast_1d(np.asarray(items, dtype=object))), self.items_.kind)
-        catalogue, rows = self.catalogue(), []
-        for index in self.items_.index_of(queries):
-            neighbours, scores = self.similar_items(int(index), N=min(n + 1, self.n_items_))
-            keep = neighbours != index
-            neighbours, scores = neighbours[keep][:n], scores[keep][:n]
-            rows.append(pd.DataFrame({"item": catalogue.id_of(np.full(len(neighbours), index)),
-                                      "similar_item": catalogue.id_of(neighbours),
-                                      "rank": np.arange(1, len(neighbours) + 1, dtype=np.int32),
-                                      "score": np.asarray(scores, dtype=np.float32)}))
+        catalogue, rows, indices = self.catalogue(), [], self.items_.index_of(queries)
+        for start in range(0, len(indices), 1024):  # implicit's batch call, a block of items at a time
+            block = np.asarray(indices[start:start + 1024], dtype=np.int64)
+            found, similarity = self.similar_items(block, N=min(n + 1, self.n_items_))
+            for index, neighbours, scores in zip(block, found, similarity):
+                keep = neighbours != index
+                neighbours, scores = neighbours[keep][:n], scores[keep][:n]
+                rows.append(pd.DataFrame({"item": catalogue.id_of(np.full(len(neighbours), index)),
+                                          "similar_item": catalogue.id_of(neighbours),
+                                          "rank": np.arange(1, len(neighbours) + 1, dtype=np.int32),
+                                          "score": np.asarray(scores, dtype=np.float32)}))
         frame = pd.concat(rows, ignore_index=True)
         names = names_for(catalogue, item_names)
         if names is not None:
