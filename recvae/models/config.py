@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass
 from types import MappingProxyType
-
-import numpy as np
 
 from recvae.defaults import SEED
 from recvae.errors import ParameterError, at_least, fraction, one_of, positive
@@ -567,7 +566,7 @@ def _kind_problem(hint, value) -> str | None:
         return None
     kind = next(option for option in options if option is not type(None))
     if kind is bool:
-        return None if isinstance(value, (bool, np.bool_)) else "must be true or false"
+        return None if _boolean(value) else "must be true or false"
     if kind is int:
         return None if _whole(value) else "must be a whole number"
     if kind is float:
@@ -585,13 +584,17 @@ def _kind_problem(hint, value) -> str | None:
     return None
 
 
+# numbers' abstract types take NumPy's scalars too, without importing NumPy (the CLI builds its flags from here)
+def _boolean(value) -> bool:
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"
+
+
 def _whole(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    return isinstance(value, numbers.Integral) and not _boolean(value)
 
 
 def _real(value) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-            and not math.isnan(value))
+    return isinstance(value, numbers.Real) and not _boolean(value) and not math.isnan(value)
 
 
 def _example(kind) -> str:
