@@ -750,7 +750,9 @@ def _add_similar(sub, common) -> None:
         formatter_class=_DefaultsFormatter,
     )
     similar.add_argument("--model", required=True, help="model directory written by 'recvae train'")
-    similar.add_argument("--items", required=True, metavar="ID[,ID...]", help="item IDs, comma-separated")
+    similar.add_argument("--items", required=True, metavar="ID[,ID...]",
+                         help="item IDs, comma-separated, or 'all': every item the model scores (a whole "
+                         "item-to-item table, best written with --out)")
     similar.add_argument("--top-n", type=int, default=10, help="similar items per item")
     similar.add_argument("--item-names", metavar="FILE", help=ITEM_NAMES_HELP)
     similar.add_argument("--out", help="write a .csv, .tsv or .parquet file instead of printing the table")

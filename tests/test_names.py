@@ -71,6 +71,13 @@ def test_recvae_similar_lists_neighbours_by_title(movie_log, ease_dir, tmp_path,
     assert list(written.columns) == ["item", "similar_item", "rank", "score"] and len(written) == 10
     assert main(["similar", "--model", str(model), "--items", "5", "-q"]) == 2
     assert "unknown item ID 5" in capsys.readouterr().err
+    # the whole catalogue's item-to-item table: every item's own neighbours, as asked one at a time
+    everything = tmp_path / "all.parquet"
+    assert main(["similar", "--model", str(model), "--items", "all", "--top-n", "4", "--out", str(everything)]) == 0
+    table, items = pd.read_parquet(everything), EASE.load(model).items_.ids
+    assert table["item"].drop_duplicates().tolist() == items.tolist() and len(table) == 4 * len(items)
+    one = EASE.load(model).similar_df([items[7]], n=4)
+    pd.testing.assert_frame_equal(table[table["item"] == items[7]].reset_index(drop=True), one, check_dtype=False)
 
 
 def test_recommend_writes_names_beside_ids(movie_log, ease_dir, tmp_path):

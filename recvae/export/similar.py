@@ -16,7 +16,8 @@ from recvae.io import claimed
 
 @dataclass(frozen=True)
 class SimilarSpec:
-    """``items``: item IDs as a user types them (read as the model's IDs are: "1" is the integer ID 1)."""
+    """``items``: item IDs as a user types them (read as the model's IDs are: "1" is the integer ID 1), or
+    ``("all",)``: every item the model scores."""
 
     model: str
     items: tuple[str, ...]
@@ -46,7 +47,8 @@ def similar_items_table(spec: SimilarSpec) -> pd.DataFrame:
 
 def _table(model, spec: SimilarSpec) -> pd.DataFrame:
     kind = model.items_.kind if model.items_ is not None else "str"
-    return model.similar_df(typed_ids(pd.Series(spec.items, dtype=object), kind), n=spec.top_n, item_names=spec.item_names)
+    items = None if spec.items == ("all",) else typed_ids(pd.Series(spec.items, dtype=object), kind)
+    return model.similar_df(items, n=spec.top_n, item_names=spec.item_names)
 
 
 def _written(frame: pd.DataFrame, out: str) -> pd.DataFrame:

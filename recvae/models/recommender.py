@@ -278,8 +278,9 @@ class Recommender(ABC):
         first) and their similarities. ``similar_df`` takes and returns original item IDs."""
         raise NotImplementedError(f"{self.name} has no item representation to compare")
 
-    def similar_df(self, items, n: int = 10, item_names=None) -> pd.DataFrame:
-        """The ``n`` items most similar to each of ``items`` (original item IDs), itself left out.
+    def similar_df(self, items=None, n: int = 10, item_names=None) -> pd.DataFrame:
+        """The ``n`` items most similar to each of ``items`` (original item IDs; None: every item the model
+        scores, an item-to-item table of the whole catalogue), itself left out.
 
         Returns columns item, similar_item, rank (1 = most similar), score; with ``item_names`` (a table's
         path, as ``recvae.data.side.read_side_table`` reads it, or a Series ID → name) also item_name and
@@ -288,19 +289,27 @@ class Recommender(ABC):
         at_least(1, n=n)
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
-        queries = typed_ids(pd.Series(np.atleast_1d(np.asarray(items, dtype=object))), self.items_.kind)
-        catalogue, rows, indices = self.catalogue(), [], self.items_.index_of(queries)
-        for start in range(0, len(indices), 1024):  # implicit's batch call, a block of items at a time
-            block = np.asarray(indices[start:start + 1024], dtype=np.int64)
+        catalogue, parts = self.catalogue(), []
+        if items is None:
+            indices = np.arange(len(catalogue))
+        else:
+            indices = self.items_.index_of(typed_ids(pd.Series(np.atleast_1d(np.asarray(items, dtype=object))),
+                                                     self.items_.kind))
+        # implicit's batch call, a block of items at a time: at most 2^26 similarities (256 MB) at once
+        size = max(1, min(1024, 2**26 // self.n_items_))
+        for start in range(0, len(indices), size):
+            block = np.asarray(indices[start:start + size], dtype=np.int64)
             found, similarity = self.similar_items(block, N=min(n + 1, self.n_items_))
-            for index, neighbours, scores in zip(block, found, similarity):
-                keep = neighbours != index
-                neighbours, scores = neighbours[keep][:n], scores[keep][:n]
-                rows.append(pd.DataFrame({"item": catalogue.id_of(np.full(len(neighbours), index)),
-                                          "similar_item": catalogue.id_of(neighbours),
-                                          "rank": np.arange(1, len(neighbours) + 1, dtype=np.int32),
-                                          "score": np.asarray(scores, dtype=np.float32)}))
-        frame = pd.concat(rows, ignore_index=True)
+            # each row's own item to its end (the rest in order), then the first n of the others
+            order = np.argsort(found == block[:, None], axis=1, kind="stable")[:, :found.shape[1] - 1][:, :n]
+            parts.append((np.repeat(block, order.shape[1]), np.take_along_axis(found, order, axis=1).ravel(),
+                          np.take_along_axis(similarity, order, axis=1).ravel(), order.shape[1]))
+        width, none = (parts[0][3] if parts else 0), np.zeros(0, dtype=np.int64)
+        frame = pd.DataFrame({
+            "item": catalogue.id_of(np.concatenate([p[0] for p in parts] or [none])),
+            "similar_item": catalogue.id_of(np.concatenate([p[1] for p in parts] or [none])),
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(indices)),
+            "score": np.concatenate([p[2] for p in parts] or [none]).astype(np.float32)})
         names = names_for(catalogue, item_names)
         if names is not None:
             frame["item_name"] = names[catalogue.index_of(frame["item"].to_numpy())]
