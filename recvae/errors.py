@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 
 
@@ -139,3 +144,51 @@ def one_of(choices: Iterable[str], **settings: object) -> None:
     for name, value in settings.items():
         if value not in choices:
             raise ParameterError(name, value, f"expected one of {', '.join(map(str, choices))}")
+
+
+def check_kinds(instance) -> None:
+    """Raise ``ParameterError`` for the first field of the dataclass ``instance`` whose value is not of its
+    annotated kind (``kind_problem``): what a spec's ``__post_init__`` calls before its range checks."""
+    hints = typing.get_type_hints(type(instance))
+    for field in dataclasses.fields(instance):
+        problem = kind_problem(hints[field.name], getattr(instance, field.name))
+        if problem:
+            raise ParameterError(field.name, getattr(instance, field.name), problem)
+
+
+def kind_problem(hint, value) -> str | None:
+    """What is wrong with ``value``'s kind for a field typed ``hint`` (None: nothing)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    kind = next(option for option in options if option is not type(None))
+    if kind is bool:
+        return None if _boolean(value) else "must be true or false"
+    if kind is int:
+        return None if _whole(value) else "must be a whole number"
+    if kind is float:
+        return None if _real(value) else "must be a number"
+    if kind is str:
+        return None if isinstance(value, str) else "must be text"
+    if typing.get_origin(kind) is tuple:
+        element = typing.get_args(kind)[0]
+        check, what, example = {int: (_whole, "whole numbers", "(600,)"), float: (_real, "numbers", "(0.15, 0.75, 0.1)"),
+                                str: (lambda v: isinstance(v, str), "texts", "('gender', 'age')")}[element]
+        ellipsis = typing.get_args(kind)[-1] is Ellipsis
+        length = None if ellipsis else len(typing.get_args(kind))
+        if not isinstance(value, tuple) or not all(check(v) for v in value) or length not in (None, len(value)):
+            return f"must be a sequence of {length or ''}{' ' if length else ''}{what}, e.g. {example}"
+    return None
+
+
+# numbers' abstract types take NumPy's scalars too, without importing NumPy (the CLI builds its flags from here)
+def _boolean(value) -> bool:
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not _boolean(value)
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not _boolean(value) and not math.isnan(value)

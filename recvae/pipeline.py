@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.side import read_side_table
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
-from recvae.errors import DataError, DataParameterError, ParameterError, at_least, one_of
+from recvae.errors import DataError, DataParameterError, ParameterError, at_least, check_kinds, one_of
 from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
 from recvae.evaluate import default_metrics, evaluate, evaluate_cold_items, evaluate_curves, example_users
 from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
@@ -65,11 +66,15 @@ class DataSpec:
     item_features: str | None = None  # the items' side table Mult-VAE, Mult-DAE and CVAE read in their decoder
 
     def __post_init__(self):
+        for name in ("path", "test_path", "user_features", "item_features"):  # a pathlib.Path is kept as its text
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if self.user_columns is not None:
             object.__setattr__(self, "user_columns", tuple(self.user_columns))  # JSON and TOML give lists
             if not self.user_columns or self.user_features is None:
                 raise ParameterError("user_columns", self.user_columns, "names some columns of the users' side "
                                      "table: give the table (--user-features FILE) and at least one column")
+        check_kinds(self)
         if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
             raise ParameterError("min_rating", self.preprocessing.min_rating, "keeps interactions by their rating, "
                                  "but {rating} none ignores the rating column: drop one of them")
@@ -99,6 +104,7 @@ class SplitSpec:
     cold_items: float = 0.0  # share of the items left out of training for the cold-item protocol (0: none)
 
     def __post_init__(self):
+        check_kinds(self)
         one_of(PROTOCOLS, protocol=self.protocol)
         if not 0.0 <= self.cold_items < 1.0:
             raise ParameterError("cold_items", self.cold_items, "must lie in [0, 1): the share of the items made cold")

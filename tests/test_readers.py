@@ -205,3 +205,23 @@ def test_a_quoted_header_as_recvae_writes_csv_is_a_header(tmp_path):
     path.write_text('"user","item"\n"synthetic-1","i00005"\n"synthetic-1","i00007"\n')
     frame = read_interactions(path)
     assert list(frame["user"]) == ["synthetic-1", "synthetic-1"] and list(frame["item"]) == ["i00005", "i00007"]
+
+
+@pytest.mark.parametrize("rating, shown", [([4.0, np.nan], "first nan, at index 1"), ([4, "x"], "first 'x', at index 1"),
+                                           ([np.inf, 3.0], "first inf, at index 0")])
+def test_a_frames_rating_that_is_not_a_finite_number_is_named(rating, shown):
+    """A frame built in Python has no file line to name: its index does (a NaN would be a NaN weight in training)."""
+    frame = pd.DataFrame({"user": [1, 2], "item": [5, 6], "rating": rating})
+    with pytest.raises(DataError, match=f"rating column has 1 value\\(s\\) that are not finite numbers \\({shown}\\)"):
+        Interactions.from_frame(frame)
+
+
+def test_preprocessing_and_synthetic_settings_of_the_wrong_kind_are_named():
+    from recvae.data import SyntheticLog
+    from recvae.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="min_rating='4': must be a number"):
+        Preprocessing(min_rating="4")
+    with pytest.raises(ParameterError, match="n_users='5': must be a whole number"):
+        SyntheticLog(n_users="5")
+    assert Preprocessing(min_rating=4).min_rating == 4 and Preprocessing(min_rating=None).min_rating is None

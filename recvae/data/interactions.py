@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, DataParameterError, as_typed, at_least
+from recvae.errors import DataError, DataParameterError, as_typed, at_least, check_kinds
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class Preprocessing:
     merge_duplicates: bool = True
 
     def __post_init__(self):
+        check_kinds(self)
         at_least(0, min_user_interactions=self.min_user_interactions, min_item_interactions=self.min_item_interactions)
 
 
@@ -96,6 +97,8 @@ class Interactions:
             raise DataError("interaction frame has no rows")
         if frame[["user", "item"]].isna().any().any():
             raise DataError("interaction frame has missing user or item IDs")
+        if "rating" in frame:
+            _check_ratings(frame["rating"])
         if users is None:
             rows, user_ids = pd.factorize(frame["user"], sort=True)
             users = Vocabulary(np.asarray(user_ids), "user")
@@ -132,6 +135,18 @@ class Interactions:
 
     def __repr__(self) -> str:
         return f"Interactions({self.n_users} users x {self.n_items} items, {self.nnz} interactions)"
+
+
+def _check_ratings(ratings: pd.Series) -> None:
+    """A frame's ratings are numbers, each given: text would fail deep in a conversion, and a missing one would
+    be a NaN weight in training (a file's reader names the line instead)."""
+    numbers = pd.to_numeric(ratings, errors="coerce")
+    bad = numbers.isna() | ~np.isfinite(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
+    if bad.any():
+        first = ratings.index[np.flatnonzero(bad.to_numpy())[0]]
+        raise DataError(f"interaction frame's rating column has {int(bad.sum())} value(s) that are not finite numbers "
+                        f"(first {as_typed(ratings.loc[first])}, at index {as_typed(first)}): fill or drop them, or drop the column to "
+                        "count every row as 1")
 
 
 def interaction_matrix(rows: np.ndarray, cols: np.ndarray, ratings, shape: tuple[int, int]) -> sp.csr_matrix:

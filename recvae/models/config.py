@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import numbers
-import types
 import typing
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from recvae.defaults import SEED
-from recvae.errors import ParameterError, at_least, fraction, one_of, positive
+from recvae.errors import ParameterError, at_least, fraction, kind_problem, one_of, positive
 from recvae.models.schedules import BETA_SCHEDULES
 from recvae.score.metrics import parse_metric
 
@@ -552,50 +549,8 @@ def checked_settings(config_class: type, values: dict, owner: str | None = None)
                             + (f" (did you mean {close[0]!r}?)" if close else f"; its settings: {', '.join(hints)}"))
         if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        problem = _kind_problem(hints[name], value)
+        problem = kind_problem(hints[name], value)
         if problem:
             raise ParameterError(name, value, problem)
         checked[name] = value
     return checked
-
-
-def _kind_problem(hint, value) -> str | None:
-    """What is wrong with ``value``'s kind for a field typed ``hint`` (None: nothing)."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None and type(None) in options:
-        return None
-    kind = next(option for option in options if option is not type(None))
-    if kind is bool:
-        return None if _boolean(value) else "must be true or false"
-    if kind is int:
-        return None if _whole(value) else "must be a whole number"
-    if kind is float:
-        return None if _real(value) else "must be a number"
-    if kind is str:
-        return None if isinstance(value, str) else "must be text"
-    if typing.get_origin(kind) is tuple:
-        element = typing.get_args(kind)[0]
-        check = _whole if element is int else _real
-        ellipsis = typing.get_args(kind)[-1] is Ellipsis
-        length = None if ellipsis else len(typing.get_args(kind))
-        if not isinstance(value, tuple) or not all(check(v) for v in value) or length not in (None, len(value)):
-            what = "whole numbers" if element is int else "numbers"
-            return f"must be a sequence of {length or ''}{' ' if length else ''}{what}, e.g. {_example(kind)}"
-    return None
-
-
-# numbers' abstract types take NumPy's scalars too, without importing NumPy (the CLI builds its flags from here)
-def _boolean(value) -> bool:
-    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", None) == "b"
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not _boolean(value)
-
-
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not _boolean(value) and not math.isnan(value)
-
-
-def _example(kind) -> str:
-    return "(600,)" if typing.get_args(kind)[0] is int else "(0.15, 0.75, 0.1)"
