@@ -213,3 +213,18 @@ def test_the_kept_epoch_read_from_a_history_is_the_one_whose_weights_the_fit_kep
     assert kept["val_ndcg@100"] == max(scores) and kept["epoch"] == model.history_[scores.index(max(scores))]["epoch"]
     assert validation_scorer(split.validation, "ndcg@100")(model)["ndcg@100"] == pytest.approx(kept["val_ndcg@100"])
     assert kept_epoch([{"epoch": 1, "loss": 2.0}], "ndcg@100") is None
+
+
+def test_a_callback_that_returns_true_ends_the_training_after_that_epoch_keeping_the_best(split):
+    """A user's own stopping rule (a time budget, a target score): the fit ends as early stopping ends it."""
+    seen = []
+
+    def stop_at_three(record):
+        seen.append(record["epoch"])
+        return record["epoch"] == 3
+
+    model = MultDAE(epochs=10, batch_size=100, latent_dim=8, patience=None).fit(
+        split.train, validation_scorer(split.validation, "ndcg@100"), trainer=Trainer(callbacks=(stop_at_three, print)))
+    assert seen == [1, 2, 3] and [r["epoch"] for r in model.history_] == [1, 2, 3]
+    best = max(r["val_ndcg@100"] for r in model.history_)  # the weights kept are the best epoch's, not the last's
+    assert validation_scorer(split.validation, "ndcg@100")(model)["ndcg@100"] == pytest.approx(best, abs=1e-6)

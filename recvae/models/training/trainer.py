@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # One line per epoch where no progress bar is drawn (logs, nohup, CI); the CLI shows it unless --quiet.
 progress_log = logging.getLogger("recvae.progress")
 
-EpochCallback = Callable[[dict], None]
+EpochCallback = Callable[[dict], bool | None]  # True: stop after this epoch
 # Scores the model being trained on validation users: {"ndcg@100": ..., ...} (recvae.models.training.validation)
 Validate = Callable[[], dict]
 
@@ -96,6 +96,10 @@ class Trainer:
     DistributedDataParallel all-reduces the gradients, so an update is the single-process update of the
     whole batch. Rank 0 alone validates (the scores are broadcast, so every rank stops at the same epoch),
     writes checkpoints (with every rank's generators) and runs the callbacks.
+
+    A callback gets each epoch's record (a dict: loss, validation scores, seconds, ...); one that returns
+    True ends the training after that epoch, which then keeps its best epoch's weights as early stopping does
+    (a time budget, a target score). Under torchrun rank 0's callbacks decide for every rank.
     """
 
     checkpoint_dir: str | Path | None = None
@@ -181,8 +185,10 @@ class Trainer:
                     progress_log.info(_progress_line(record, epochs, best, plan.validation_metric))
                 if self.checkpoint_dir is not None:
                     self._save(run)
-                for callback in self.callbacks if world.main else ():
-                    callback(record)
+                stop = any([bool(callback(record)) for callback in (self.callbacks if world.main else ())])
+                if world.from_main(stop):
+                    log.info("a callback ended the training after epoch %d", progress.epoch)
+                    break
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, run: _Run) -> None:
