@@ -118,3 +118,14 @@ def test_a_k_that_covers_every_candidate_is_reported(caplog):
     with caplog.at_level(logging.WARNING):
         evaluate(model, split.test, ("recall@10", "ndcg@20"))
     assert "K is at least" not in caplog.text
+
+
+def test_evaluate_takes_one_metric_name_and_refuses_what_is_not_held_out_users(small_split):
+    from recvae.evaluate import evaluate
+    from recvae.models import Popularity
+
+    model = Popularity().fit(small_split.train)
+    assert set(evaluate(model, small_split.test, "ndcg@10").summary()) == {"ndcg@10", "ndcg@10_se"}  # not n, d, c, ...
+    for wrong in (None, small_split.train):
+        with pytest.raises(TypeError, match="heldout must be held-out users"):
+            evaluate(model, wrong)

@@ -45,8 +45,12 @@ def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int =
     for each held-out user from the fold-in items (which are excluded) and measure.
 
     ``model`` is any fitted recvae recommender, or anything with its ``top_n`` (``ScoredRanking``); it sees
-    only ``heldout.fold_in``.
+    only ``heldout.fold_in``. ``metrics``: names such as "ndcg@100" (one name, or several).
     """
+    if not isinstance(heldout, HeldOut):
+        raise TypeError("heldout must be held-out users (recvae.split.HeldOut: a split's test or validation), not "
+                        f"{type(heldout).__name__}: a model is judged on a target it did not see")
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     if allowed_items is None:
         warn_if_k_covers_the_candidates(metrics, heldout)
     per_user = per_user_metrics(model, heldout.fold_in, heldout.target, metrics, batch_size, allowed_items)
