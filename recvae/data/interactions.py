@@ -145,8 +145,8 @@ def _check_ratings(ratings: pd.Series) -> None:
     if bad.any():
         first = ratings.index[np.flatnonzero(bad.to_numpy())[0]]
         raise DataError(f"interaction frame's rating column has {int(bad.sum())} value(s) that are not finite numbers "
-                        f"(first {as_typed(ratings.loc[first])}, at index {as_typed(first)}): fill or drop them, or drop the column to "
-                        "count every row as 1")
+                        f"(first {as_typed(ratings.loc[first])}, at index {as_typed(first)}): fill or drop them, or "
+                        "drop the column to count every row as 1")
 
 
 def interaction_matrix(rows: np.ndarray, cols: np.ndarray, ratings, shape: tuple[int, int]) -> sp.csr_matrix:
