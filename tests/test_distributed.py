@@ -58,7 +58,9 @@ def model_for(name):
 results = {}
 for name in names:
     split, model = split_for(name), model_for(name)
-    trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv, progress=False)
+    stop = (lambda record: record["epoch"] == 2,) if "--stop-at-2" in sys.argv else ()  # rank 0's callback decides
+    trainer = Trainer(checkpoint_dir=None if checkpoints == "-" else checkpoints, resume="--resume" in sys.argv,
+                      callbacks=stop, progress=False)
     features = np.random.default_rng(0).random((split.train.shape[1], 3)) if name == "dae-items" else None
     model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer, item_features=features)
     results[name] = {"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
@@ -108,6 +110,14 @@ def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, 
         if name == "ease":
             n = int(round(len(two["weights"]) ** 0.5))
             assert not np.asarray(two["weights"]).reshape(n, n).diagonal().any()
+
+
+def test_a_callback_on_rank_0_that_returns_true_ends_every_ranks_training(tmp_path):
+    """Rank 0 alone runs the callbacks; a rank that went on alone would wait in its next collective for good."""
+    stopped = _run(tmp_path, 2, "dae", 5, "-", "--stop-at-2")["dae"]
+    alone = _run(tmp_path, 1, "dae", 5, "-", "--stop-at-2")["dae"]
+    assert len(stopped["loss"]) == len(alone["loss"]) == 2
+    np.testing.assert_allclose(stopped["weights"], alone["weights"], rtol=1e-5, atol=1e-6)
 
 
 def test_a_resumed_two_rank_run_reaches_the_uninterrupted_weights(tmp_path):
