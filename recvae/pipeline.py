@@ -66,15 +66,10 @@ class DataSpec:
     item_features: str | None = None  # the items' side table Mult-VAE, Mult-DAE and CVAE read in their decoder
 
     def __post_init__(self):
-        for name in ("path", "test_path", "user_features", "item_features"):  # a pathlib.Path is kept as its text
-            if isinstance(getattr(self, name), os.PathLike):
-                object.__setattr__(self, name, os.fspath(getattr(self, name)))
-        if self.user_columns is not None:
-            object.__setattr__(self, "user_columns", tuple(self.user_columns))  # JSON and TOML give lists
-            if not self.user_columns or self.user_features is None:
-                raise ParameterError("user_columns", self.user_columns, "names some columns of the users' side "
-                                     "table: give the table (--user-features FILE) and at least one column")
-        check_kinds(self)
+        _settle(self, paths=("path", "test_path", "user_features", "item_features"), sequences=("user_columns",))
+        if self.user_columns is not None and (not self.user_columns or self.user_features is None):
+            raise ParameterError("user_columns", self.user_columns, "names some columns of the users' side "
+                                 "table: give the table (--user-features FILE) and at least one column")
         if self.reader.get("rating") is False and self.preprocessing.min_rating is not None:
             raise ParameterError("min_rating", self.preprocessing.min_rating, "keeps interactions by their rating, "
                                  "but {rating} none ignores the rating column: drop one of them")
@@ -123,6 +118,18 @@ class SplitSpec:
 # Fields added after runs were recorded, and their defaults: written only when set, so that the records of
 # earlier runs (model folders, benchmark folders, studies) still match a spec that leaves them out.
 LATER_FIELDS = {"item_features": None, "cold_items": 0.0, "user_columns": None}
+
+
+def _settle(spec, paths: tuple[str, ...] = (), sequences: tuple[str, ...] = ()) -> None:
+    """A spec's ``paths`` given as ``pathlib.Path`` kept as their text and its ``sequences`` given as lists (as
+    JSON and TOML give them) as tuples; then every field checked for its kind (``check_kinds``)."""
+    for name in paths:
+        if isinstance(getattr(spec, name), os.PathLike):
+            object.__setattr__(spec, name, os.fspath(getattr(spec, name)))
+    for name in sequences:
+        if isinstance(getattr(spec, name), list):
+            object.__setattr__(spec, name, tuple(getattr(spec, name)))
+    check_kinds(spec)
 
 
 def _set_fields(spec) -> dict:
@@ -242,6 +249,9 @@ class TrainSpec:
     tracking: TrackingConfig = TrackingConfig()
     progress: bool | None = None
     overwrite: bool = False  # replace an existing model directory at ``out``
+
+    def __post_init__(self):
+        _settle(self, paths=("out", "checkpoint_dir"), sequences=("metrics",))
 
     def build_model(self) -> Recommender:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
@@ -499,6 +509,7 @@ class EvaluateSpec:
     cold_start: tuple[int, ...] = ()  # also score the test users with only this many of their items given, each in turn
 
     def __post_init__(self):
+        _settle(self, paths=("model_dir", "item_names"), sequences=("metrics", "cold_start"))
         at_least(0, **{f"cold_start[{i}]": n for i, n in enumerate(self.cold_start)})
 
 

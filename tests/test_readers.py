@@ -225,3 +225,19 @@ def test_preprocessing_and_synthetic_settings_of_the_wrong_kind_are_named():
     with pytest.raises(ParameterError, match="n_users='5': must be a whole number"):
         SyntheticLog(n_users="5")
     assert Preprocessing(min_rating=4).min_rating == 4 and Preprocessing(min_rating=None).min_rating is None
+
+
+def test_the_pipelines_specs_check_their_kinds_and_take_paths_and_lists(tmp_path):
+    from recvae.errors import ParameterError
+    from recvae.pipeline import DataSpec, EvaluateSpec, SplitSpec, TrainSpec
+
+    for build, words in ((lambda: TrainSpec(resume="yes"), "resume='yes': must be true or false"),
+                         (lambda: SplitSpec(heldout_users="600"), "heldout_users='600': must be a whole number"),
+                         (lambda: EvaluateSpec(model_dir="m", examples="3"), "examples='3': must be a whole number"),
+                         (lambda: DataSpec(path=5), "path=5: must be text")):
+        with pytest.raises(ParameterError, match=words):
+            build()
+    spec = TrainSpec(out=tmp_path / "model", checkpoint_dir=tmp_path / "ck", metrics=["ndcg@10"],
+                     data=DataSpec(path=tmp_path / "log.csv"))
+    assert (spec.out, spec.metrics, spec.data.path) == (str(tmp_path / "model"), ("ndcg@10",), str(tmp_path / "log.csv"))
+    assert EvaluateSpec(model_dir=tmp_path, cold_start=[0, 1]).cold_start == (0, 1)
