@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import re
 import types
 import typing
@@ -146,14 +147,30 @@ def one_of(choices: Iterable[str], **settings: object) -> None:
             raise ParameterError(name, value, f"expected one of {', '.join(map(str, choices))}")
 
 
-def check_kinds(instance) -> None:
-    """Raise ``ParameterError`` for the first field of the dataclass ``instance`` whose value is not of its
-    annotated kind (``kind_problem``): what a spec's ``__post_init__`` calls before its range checks."""
+def settle_kinds(instance) -> None:
+    """Each field of the frozen dataclass ``instance`` as its annotation wants it (``settled``), before the range
+    checks of its ``__post_init__``: a list where a tuple is wanted and a ``pathlib.Path`` where text is wanted are
+    converted, any other value of the wrong kind is a ``ParameterError``."""
     hints = typing.get_type_hints(type(instance))
     for field in dataclasses.fields(instance):
-        problem = kind_problem(hints[field.name], getattr(instance, field.name))
-        if problem:
-            raise ParameterError(field.name, getattr(instance, field.name), problem)
+        value = getattr(instance, field.name)
+        if (wanted := settled(field.name, hints[field.name], value)) is not value:
+            object.__setattr__(instance, field.name, wanted)
+
+
+def settled(name: str, hint, value):
+    """``value`` for the setting ``name`` typed ``hint``: a list (JSON's, TOML's) as a tuple where the type is a
+    tuple, an ``os.PathLike`` as its text where it is text; a ``ParameterError`` where the kind is wrong
+    (``kind_problem``), so that ``epochs="10"`` is named, not met as a ``TypeError`` deep inside."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if isinstance(value, list) and any(typing.get_origin(option) is tuple for option in options):
+        value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    elif isinstance(value, os.PathLike) and str in options:
+        value = os.fspath(value)
+    problem = kind_problem(hint, value)
+    if problem:
+        raise ParameterError(name, value, problem)
+    return value
 
 
 def kind_problem(hint, value) -> str | None:

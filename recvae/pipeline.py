@@ -11,7 +11,6 @@ import dataclasses
 import errno
 import json
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from recvae.data.shard import file_chunks, read_user_shard
 from recvae.data.side import read_side_table
 from recvae.data.synthetic import SyntheticLog, generate_log
 from recvae.defaults import SEED
-from recvae.errors import DataError, DataParameterError, ParameterError, at_least, check_kinds, one_of
+from recvae.errors import DataError, DataParameterError, ParameterError, at_least, one_of, settle_kinds
 from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
 from recvae.evaluate import default_metrics, evaluate, evaluate_cold_items, evaluate_curves, example_users
 from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
@@ -66,7 +65,7 @@ class DataSpec:
     item_features: str | None = None  # the items' side table Mult-VAE, Mult-DAE and CVAE read in their decoder
 
     def __post_init__(self):
-        _settle(self, paths=("path", "test_path", "user_features", "item_features"), sequences=("user_columns",))
+        settle_kinds(self)
         if self.user_columns is not None and (not self.user_columns or self.user_features is None):
             raise ParameterError("user_columns", self.user_columns, "names some columns of the users' side "
                                  "table: give the table (--user-features FILE) and at least one column")
@@ -99,7 +98,7 @@ class SplitSpec:
     cold_items: float = 0.0  # share of the items left out of training for the cold-item protocol (0: none)
 
     def __post_init__(self):
-        check_kinds(self)
+        settle_kinds(self)
         one_of(PROTOCOLS, protocol=self.protocol)
         if not 0.0 <= self.cold_items < 1.0:
             raise ParameterError("cold_items", self.cold_items, "must lie in [0, 1): the share of the items made cold")
@@ -118,18 +117,6 @@ class SplitSpec:
 # Fields added after runs were recorded, and their defaults: written only when set, so that the records of
 # earlier runs (model folders, benchmark folders, studies) still match a spec that leaves them out.
 LATER_FIELDS = {"item_features": None, "cold_items": 0.0, "user_columns": None}
-
-
-def _settle(spec, paths: tuple[str, ...] = (), sequences: tuple[str, ...] = ()) -> None:
-    """A spec's ``paths`` given as ``pathlib.Path`` kept as their text and its ``sequences`` given as lists (as
-    JSON and TOML give them) as tuples; then every field checked for its kind (``check_kinds``)."""
-    for name in paths:
-        if isinstance(getattr(spec, name), os.PathLike):
-            object.__setattr__(spec, name, os.fspath(getattr(spec, name)))
-    for name in sequences:
-        if isinstance(getattr(spec, name), list):
-            object.__setattr__(spec, name, tuple(getattr(spec, name)))
-    check_kinds(spec)
 
 
 def _set_fields(spec) -> dict:
@@ -251,7 +238,7 @@ class TrainSpec:
     overwrite: bool = False  # replace an existing model directory at ``out``
 
     def __post_init__(self):
-        _settle(self, paths=("out", "checkpoint_dir"), sequences=("metrics",))
+        settle_kinds(self)
 
     def build_model(self) -> Recommender:
         """The unfitted model, its hyperparameters checked: every check that needs no data."""
@@ -509,7 +496,7 @@ class EvaluateSpec:
     cold_start: tuple[int, ...] = ()  # also score the test users with only this many of their items given, each in turn
 
     def __post_init__(self):
-        _settle(self, paths=("model_dir", "item_names"), sequences=("metrics", "cold_start"))
+        settle_kinds(self)
         at_least(0, **{f"cold_start[{i}]": n for i, n in enumerate(self.cold_start)})
 
 

@@ -266,5 +266,5 @@ def test_recommend_df_says_what_it_left_out(model, small_log, caplog):
     assert 'fallback="popularity"' in said
     from recvae.errors import ParameterError
 
-    with pytest.raises(ParameterError, match="include_seen='no': must be True or False"):
+    with pytest.raises(ParameterError, match="include_seen='no': must be true or false"):
         model.recommend_df(frame, n=3, include_seen="no")  # a string is true: it would show the seen items

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, DataParameterError, as_typed, at_least, check_kinds
+from recvae.errors import DataError, DataParameterError, as_typed, at_least, settle_kinds
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Preprocessing:
     merge_duplicates: bool = True
 
     def __post_init__(self):
-        check_kinds(self)
+        settle_kinds(self)
         at_least(0, min_user_interactions=self.min_user_interactions, min_item_interactions=self.min_item_interactions)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recvae.errors import ParameterError, at_least, check_kinds
+from recvae.errors import ParameterError, at_least, settle_kinds
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SyntheticLog:
     string_ids: bool = True  # "u00042"/"i00007"; False gives the integer indices (less memory)
 
     def __post_init__(self):
-        check_kinds(self)
+        settle_kinds(self)
         at_least(1, n_users=self.n_users, n_groups=self.n_groups)
         at_least(2, n_items=self.n_items)
         if not 1 <= self.groups_per_user <= self.n_groups:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from recvae.defaults import SEED
-from recvae.errors import ParameterError, at_least, fraction, kind_problem, one_of, positive
+from recvae.errors import ParameterError, at_least, fraction, one_of, positive, settled
 from recvae.models.schedules import BETA_SCHEDULES
 from recvae.score.metrics import parse_metric
 
@@ -547,10 +547,5 @@ def checked_settings(config_class: type, values: dict, owner: str | None = None)
             close = difflib.get_close_matches(name, list(hints), n=1)
             raise TypeError(f"{owner or config_class.__name__} has no setting {name!r}"
                             + (f" (did you mean {close[0]!r}?)" if close else f"; its settings: {', '.join(hints)}"))
-        if isinstance(value, list) and typing.get_origin(hints[name]) is tuple:
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        problem = kind_problem(hints[name], value)
-        if problem:
-            raise ParameterError(name, value, problem)
-        checked[name] = value
+        checked[name] = settled(name, hints[name], value)
     return checked

@@ -84,7 +84,7 @@ class CVAE(MultVAE):
         return torch.cat([items, torch.full((codes.shape[0], self.config.conditions), -torch.inf, device=items.device)], 1)
 
     def similar_items(self, itemid: int, N: int = 10) -> tuple:
-        features = np.atleast_1d(np.asarray(itemid)) >= self.module_.n_items
-        if features.any():
-            raise DataError(f"column {np.atleast_1d(itemid)[features][0]} is a side feature, not an item")
+        columns = np.atleast_1d(np.asarray(itemid))
+        if (columns >= self.module_.n_items).any():
+            raise DataError(f"column {columns[columns >= self.module_.n_items][0]} is a side feature, not an item")
         return super().similar_items(itemid, N)

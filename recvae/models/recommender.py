@@ -290,6 +290,7 @@ class Recommender(ABC):
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
         catalogue, parts = self.catalogue(), []
+        width = 0  # each item's neighbours, itself left out: the same for every block
         if items is None:
             indices = np.arange(len(catalogue))
         else:
@@ -300,16 +301,16 @@ class Recommender(ABC):
         for start in range(0, len(indices), size):
             block = np.asarray(indices[start:start + size], dtype=np.int64)
             found, similarity = self.similar_items(block, N=min(n + 1, self.n_items_))
-            # each row's own item to its end (the rest in order), then the first n of the others
-            order = np.argsort(found == block[:, None], axis=1, kind="stable")[:, :found.shape[1] - 1][:, :n]
-            parts.append((np.repeat(block, order.shape[1]), np.take_along_axis(found, order, axis=1).ravel(),
-                          np.take_along_axis(similarity, order, axis=1).ravel(), order.shape[1]))
-        width, none = (parts[0][3] if parts else 0), np.zeros(0, dtype=np.int64)
+            # each row's own item to its end (the rest in order), then the first of the others
+            width = min(n, found.shape[1] - 1)
+            order = np.argsort(found == block[:, None], axis=1, kind="stable")[:, :width]
+            parts.append((np.take_along_axis(found, order, axis=1), np.take_along_axis(similarity, order, axis=1)))
+        neighbours = np.concatenate([p[0] for p in parts]).ravel() if parts else np.zeros(0, dtype=np.int64)
         frame = pd.DataFrame({
-            "item": catalogue.id_of(np.concatenate([p[0] for p in parts] or [none])),
-            "similar_item": catalogue.id_of(np.concatenate([p[1] for p in parts] or [none])),
+            "item": catalogue.id_of(np.repeat(np.asarray(indices, dtype=np.int64), width)),
+            "similar_item": catalogue.id_of(neighbours),
             "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(indices)),
-            "score": np.concatenate([p[2] for p in parts] or [none]).astype(np.float32)})
+            "score": (np.concatenate([p[1] for p in parts]).ravel() if parts else np.zeros(0)).astype(np.float32)})
         names = names_for(catalogue, item_names)
         if names is not None:
             frame["item_name"] = names[catalogue.index_of(frame["item"].to_numpy())]

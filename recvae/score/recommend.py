@@ -14,7 +14,7 @@ from recvae.data.features import FeatureEncoding
 from recvae.data.readers import typed_ids
 from recvae.data.side import read_side_table
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ParameterError, at_least, positive
+from recvae.errors import DataError, ParameterError, at_least, positive, settle_kinds
 from recvae.score.topk import top_n_from_scores
 
 
@@ -144,9 +144,8 @@ class RecommendOptions:
     user_side: UserSide | None = None  # a CVAE's users' features (UserSide.for_model)
 
     def __post_init__(self):
+        settle_kinds(self)  # include_seen="no" would be true, and show the seen items
         at_least(1, n=self.n)
-        if not isinstance(self.include_seen, (bool, np.bool_)):  # "no" would be true, and show the seen items
-            raise ParameterError("include_seen", self.include_seen, "must be True or False")
         if self.item_chunk is not None and self.item_chunk < 1:
             raise ParameterError("item_chunk", self.item_chunk, "must be at least 1")
         if self.fallback not in (None, "popularity"):
