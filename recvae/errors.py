@@ -162,7 +162,7 @@ def settled(name: str, hint, value):
     """``value`` for the setting ``name`` typed ``hint``: a list (JSON's, TOML's) as a tuple where the type is a
     tuple, an ``os.PathLike`` as its text where it is text; a ``ParameterError`` where the kind is wrong
     (``kind_problem``), so that ``epochs="10"`` is named, not met as a ``TypeError`` deep inside."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    options = _kinds(hint)
     if isinstance(value, list) and any(typing.get_origin(option) is tuple for option in options):
         value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
     elif isinstance(value, os.PathLike) and str in options:
@@ -174,29 +174,36 @@ def settled(name: str, hint, value):
 
 
 def kind_problem(hint, value) -> str | None:
-    """What is wrong with ``value``'s kind for a field typed ``hint`` (None: nothing)."""
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    """What is wrong with ``value``'s kind for a field typed ``hint`` (None: nothing). A union takes a value any
+    of its kinds takes (``float | str``: a number or a text), and names the first kind's problem."""
+    options = _kinds(hint)
     if value is None and type(None) in options:
         return None
-    kind = next(option for option in options if option is not type(None))
-    if kind is bool:
-        return None if _boolean(value) else "must be true or false"
-    if kind is int:
-        return None if _whole(value) else "must be a whole number"
-    if kind is float:
-        return None if _real(value) else "must be a number"
-    if kind is str:
-        return None if isinstance(value, str) else "must be text"
-    if typing.get_origin(kind) is tuple:
-        elements = {int: (_whole, "whole numbers", "(600,)"), float: (_real, "numbers", "(0.15, 0.75, 0.1)"),
-                    str: (lambda v: isinstance(v, str), "texts", "('gender', 'age')")}
-        if typing.get_args(kind)[0] not in elements:  # a kind this check does not know: the field's own checks
-            return None
-        check, what, example = elements[typing.get_args(kind)[0]]
-        ellipsis = typing.get_args(kind)[-1] is Ellipsis
-        length = None if ellipsis else len(typing.get_args(kind))
-        if not isinstance(value, tuple) or not all(check(v) for v in value) or length not in (None, len(value)):
-            return f"must be a sequence of {length or ''}{' ' if length else ''}{what}, e.g. {example}"
+    problems = [_kind_problem(kind, value) for kind in options if kind is not type(None)]
+    return None if None in problems else problems[0]
+
+
+def _kinds(hint) -> tuple:
+    return typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+
+
+def _kind_problem(kind, value) -> str | None:
+    if kind in _KIND_CHECKS:
+        check, problem, _, _ = _KIND_CHECKS[kind]
+        return None if check(value) else problem
+    if typing.get_origin(kind) is not tuple:
+        return None  # a kind this check does not know: the field's own checks
+    arguments = typing.get_args(kind)
+    length = None if arguments[-1] is Ellipsis else len(arguments)
+    elements = [k for k in _kinds(arguments[0]) if k in _KIND_CHECKS]
+    described = " or ".join(_KIND_CHECKS[k][2] for k in elements) or "values"
+    problem = f"must be a sequence of {length or ''}{' ' if length else ''}{described}" + (
+        f", e.g. {_KIND_CHECKS[elements[0]][3]}" if len(elements) == 1 and length is None else "")
+    if not isinstance(value, tuple) or length not in (None, len(value)):
+        return problem
+    if len(elements) == len(_kinds(arguments[0])):  # every element kind known: check each element
+        if not all(any(_KIND_CHECKS[k][0](v) for k in elements) for v in value):
+            return problem
     return None
 
 
@@ -211,3 +218,16 @@ def _whole(value) -> bool:
 
 def _real(value) -> bool:
     return isinstance(value, numbers.Real) and not _boolean(value) and not math.isnan(value)
+
+
+def _text(value) -> bool:
+    return isinstance(value, str)
+
+
+# the checks of the kinds a setting may have: (check, problem, as a sequence's elements, an example of them)
+_KIND_CHECKS = {
+    bool: (_boolean, "must be true or false", "booleans", "(True, False)"),
+    int: (_whole, "must be a whole number", "whole numbers", "(600,)"),
+    float: (_real, "must be a number", "numbers", "(0.15, 0.75)"),
+    str: (_text, "must be text", "texts", "('gender', 'age')"),
+}

@@ -268,3 +268,58 @@ def test_recommend_df_says_what_it_left_out(model, small_log, caplog):
 
     with pytest.raises(ParameterError, match="include_seen='no': must be true or false"):
         model.recommend_df(frame, n=3, include_seen="no")  # a string is true: it would show the seen items
+
+
+def test_export_recommendations_refuses_its_reading_options_by_name_before_reading(tmp_path, model, log_path, small_log):
+    """Each of these failed mid-export with Python's words ("slice step cannot be zero", a comparison of a float
+    and a str) or, for a table in memory, os's "expected str, bytes or os.PathLike"."""
+    from recvae.errors import ParameterError
+
+    out = tmp_path / "recs.parquet"
+    for options, words in (({"shard": (2, 2)}, r"shard=\(2, 2\): expected \(i, n\) with 0 <= i < n"),
+                           ({"users_per_block": 0}, "users_per_block=0: must be at least 1"),
+                           ({"min_rating": "4"}, "min_rating='4': must be a number")):
+        with pytest.raises(ParameterError, match=words):
+            export(model, log_path, out, **options)
+    with pytest.raises(TypeError, match="path of a log file, not a DataFrame .*model.recommend_df"):
+        export(model, small_log, out)
+    assert not out.exists()
+    stats = export(model, str(log_path), out, shard=[0, 2], min_rating=None)  # a list as a pair, as TOML gives
+    assert stats.users_in_other_shards > 0 and out.exists()
+
+
+def test_the_export_and_report_specs_check_their_settings_kinds_and_take_paths(tmp_path):
+    from pathlib import Path
+
+    from recvae.errors import ParameterError, kind_problem
+    from recvae.export.command import RecommendSpec
+    from recvae.export.embed import EmbedSpec, SampleSpec, ScoreUsersSpec
+    from recvae.export.similar import SimilarSpec
+    from recvae.generative.command import RealismSpec
+    from recvae.latent.command import LatentReportSpec
+    from recvae.track.tracking import TrackingConfig
+    from recvae.tune.command import TuneSpec
+
+    for build, words in ((lambda: RecommendSpec("m", "log.csv", "r.parquet", top_n="5"), "top_n='5': must be a whole"),
+                         (lambda: RecommendSpec("m", "log.csv", "r.parquet", grouped="false"), "grouped='false': must be true"),
+                         (lambda: RecommendSpec("m", "log.csv", "r.parquet", min_rating=[4]), r"min_rating=\[4\]: must be a number"),
+                         (lambda: RecommendSpec("m", "log.csv", "r.parquet", score_memory="5"), "score_memory='5': must be a number"),
+                         (lambda: EmbedSpec("m", "log.csv", "e.parquet", batch_users=1.5), "batch_users=1.5: must be a whole"),
+                         (lambda: EmbedSpec("m", "log.csv", "e.parquet", min_rating="x"), "min_rating='x': expected a number or 'none'"),
+                         (lambda: ScoreUsersSpec("m", "log.csv", "s.csv", neighbours="3"), "neighbours='3': must be a whole"),
+                         (lambda: SampleSpec("m", "s.csv", users=10, where="gender=F"), "where='gender=F': must be a sequence of texts"),
+                         (lambda: SimilarSpec("m", items="12"), "items='12': must be a sequence of texts or whole numbers"),
+                         (lambda: LatentReportSpec("m", "log.csv", "rep", umap="no"), "umap='no': must be true or false"),
+                         (lambda: LatentReportSpec("m", "log.csv", "rep", min_rating="x"), "min_rating='x': expected a number"),
+                         (lambda: RealismSpec("m", "s.csv", "rep", l2="5"), "l2='5': must be a number"),
+                         (lambda: TuneSpec(out=5), "out=5: must be text"),
+                         (lambda: TrackingConfig(enabled="no"), "enabled='no': must be true or false")):
+        with pytest.raises(ParameterError, match=words):
+            build()
+    spec = RecommendSpec(Path("m"), tmp_path / "log.csv", tmp_path / "r.parquet", min_rating="4")
+    assert (spec.model, spec.out, spec.min_rating) == ("m", str(tmp_path / "r.parquet"), "4")
+    assert SimilarSpec("m", items=[1, "2"]).items == (1, "2") and SampleSpec("m", "s.csv", 5, where=["a=b"]).where == ("a=b",)
+    # a union takes what any of its kinds takes, and names the first kind's problem
+    assert kind_problem(float | str | None, "none") is None and kind_problem(float | str | None, 4) is None
+    assert kind_problem(float | str | None, True) == "must be a number"
+    assert kind_problem(tuple[float, float], (1.0,)) == "must be a sequence of 2 numbers"

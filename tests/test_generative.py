@@ -113,3 +113,25 @@ def test_a_report_without_the_models_data_is_refused_before_anything_is_drawn(tm
     assert main(["sample", "--model", str(tmp_path / "m"), "--users", "10", "--out", str(out), "--item-features",
                  "movies.dat", "-q"]) == 2
     assert "--item-features 'movies.dat': is read by the realism report only: add --report" in capsys.readouterr().err
+
+
+def test_the_realism_report_refuses_logs_it_cannot_measure_before_writing(tmp_path, small_split):
+    """A log over other items failed with an IndexError inside, an empty one after the real log's EASE was fitted,
+    and no log at all with a KeyError while drawing."""
+    import scipy.sparse as sp
+
+    from recvae.generative.report import realism_report
+
+    train, test, out = small_split.train, small_split.test, tmp_path / "report"
+    for logs, words in (({}, "logs must map a name to each synthetic log .* without a log"),
+                        ([train], "logs must map a name to each synthetic log .* got list"),
+                        ({"narrow": train[:, :10]}, "'narrow' has 10 item columns and .* needs the real log's"),
+                        ({"empty": sp.csr_matrix(train.shape)}, "'empty' has .* and 0 interactions"),
+                        ({"dense": train[:5].toarray()}, "'dense' must be a scipy.sparse matrix")):
+        with pytest.raises(DataError, match=words):
+            realism_report(logs, train, test, out)
+    with pytest.raises(DataError, match="genres has 3 entries"):
+        realism_report({"same": train}, train, test, out, genres=[set()] * 3)
+    with pytest.raises(ParameterError, match="l2=0"):
+        realism_report({"same": train}, train, test, out, l2=0)
+    assert not out.exists()

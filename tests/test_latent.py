@@ -304,3 +304,24 @@ def test_anomaly_percentiles_read_the_training_users_scores(small_split):
     # the training users' own percentiles are spread evenly over [0, 1]: about 1% of them above 0.99
     assert abs((scores.percentile >= 0.99).mean() - 0.01) < 0.005
     np.testing.assert_allclose(np.sort(scores.percentile), np.linspace(0, 1, len(scores.score)), atol=0.01)
+
+
+def test_the_report_refuses_histories_that_do_not_match_their_users_before_writing(small_split, small_data, tmp_path):
+    """50 rows named by every user's ID placed users under the wrong IDs without a word; a COO matrix and
+    max_users=0 failed inside (AttributeError, IndexError)."""
+    import scipy.sparse as sp
+
+    from recvae.errors import DataError, ParameterError
+    from recvae.latent.report import latent_report
+
+    model = _vae(small_split)
+    history = small_data.matrix[:, np.isin(small_data.items.ids, small_split.items.ids)]
+    out = tmp_path / "report"
+    with pytest.raises(DataError, match=f"user_items has 50 rows, and users names {len(small_data.users)}"):
+        latent_report(model, history[:50], small_data.users, out)
+    with pytest.raises(ParameterError, match="max_users=0: must be at least 1"):
+        latent_report(model, history, small_data.users, out, max_users=0)
+    with pytest.raises(DataError, match="no row of user_items holds an item"):
+        latent_report(model, sp.csr_matrix(history.shape, dtype=np.float32), small_data.users, out)
+    assert not out.exists()
+    assert latent_report(model, history.tocoo(), small_data.users, out, max_users=50)["users"] == 50

@@ -344,3 +344,27 @@ def test_spark_types_the_ids_as_the_local_reader_does_zero_padded_ids_staying_te
     assert main([*ask, "--engine", "spark", "--master", "local[2]", "--out", str(tmp_path / "gone.parquet")]) != 0
     said = capsys.readouterr().err
     assert f"{spelled}: a row has no user ID (an empty or blank field)" in said and "Traceback" not in said
+
+
+def test_the_python_calls_refuse_what_a_worker_would_fail_on_before_any_job(exported):
+    """A pandas table failed on its missing .schema, a block of 0 users inside a Python worker mid-job, a text
+    partition count in Spark's analyser, and allow="ids.txt" was read as the characters' items (leaving none)."""
+    from types import SimpleNamespace
+
+    from recvae.errors import ParameterError
+    from recvae.export.spark import recommend_spark, user_rows_spark
+
+    folder, log, _ = exported
+    model = str(folder / "model")
+    with pytest.raises(TypeError, match="histories must be a Spark DataFrame, not a pandas.*spark.createDataFrame"):
+        recommend_spark(log, model)
+    histories = SimpleNamespace(mapInPandas=None, columns=["user", "item"])  # stands for a Spark DataFrame
+    for options, words in (({"users_per_block": 0}, "users_per_block=0: must be at least 1"),
+                           ({"partitions": "2"}, "partitions='2': must be a whole number"),
+                           ({"partitions": 0}, "partitions=0: must be at least 1"),
+                           ({"allow": "ids.txt"}, "allow='ids.txt': expected a list of item IDs"),
+                           ({"deny": "1,2"}, "deny='1,2': expected a list of item IDs")):
+        with pytest.raises(ParameterError, match=words):
+            recommend_spark(histories, model, **options)
+    with pytest.raises(ParameterError, match="users_per_block=0"):
+        user_rows_spark(histories, model, "embed", users_per_block=0)

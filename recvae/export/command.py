@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from recvae.errors import ParameterError, at_least, one_of
+from recvae.errors import ParameterError, at_least, one_of, settle_kinds
 from recvae.export.export import export_recommendations
 from recvae.io import claimed
 from recvae.score.recommend import ExportStats
@@ -52,6 +52,7 @@ class RecommendSpec:
     overwrite: bool = False  # replace an existing output (a Spark output folder holding anything counts)
 
     def __post_init__(self):
+        settle_kinds(self)
         self.shard_index()
         at_least(1, batch_users=self.batch_users, top_n=self.top_n)
         if self.score_memory is not None and not self.score_memory > 0:
@@ -61,11 +62,7 @@ class RecommendSpec:
             raise ParameterError("shard", self.shard, "the Spark engine spreads the users itself; leave it out")
         if self.groups is not None and self.engine == "spark":
             raise ParameterError("groups", self.groups, "groups are recommended by the local engine")
-        if isinstance(self.min_rating, str) and self.min_rating != "none":
-            try:
-                float(self.min_rating)
-            except ValueError:
-                raise ParameterError("min_rating", self.min_rating, "expected a number or 'none'") from None
+        check_min_rating(self.min_rating)
 
     def shard_index(self) -> tuple[int, int]:
         try:
@@ -106,6 +103,15 @@ def recommend_log(spec: RecommendSpec) -> RecommendResult:
     existing output is refused unless ``overwrite``, and so is one another run is writing."""
     with claimed(spec.out, "the output", overwrite=spec.overwrite, directory=spec.engine == "spark"):
         return _export(spec)
+
+
+def check_min_rating(asked: float | str | None) -> None:
+    """Refuse a ``min_rating`` that ``min_rating_for`` could not read, before the model is loaded."""
+    if isinstance(asked, str) and asked != "none":
+        try:
+            float(asked)
+        except ValueError:
+            raise ParameterError("min_rating", asked, "expected a number or 'none'") from None
 
 
 def min_rating_for(model, asked: float | str | None) -> float | None:

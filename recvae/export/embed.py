@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from recvae.errors import ParameterError, at_least
-from recvae.export.command import check_engine, min_rating_for, spark_reading
+from recvae.errors import ParameterError, at_least, settle_kinds
+from recvae.export.command import check_engine, check_min_rating, min_rating_for, spark_reading
 from recvae.export.stream import iter_user_blocks
 from recvae.export.writer import AtomicRecommendationWriter, write_whole
 from recvae.io import claimed
@@ -43,7 +43,9 @@ class UserLogSpec:
     quiet: bool = False  # Spark logs errors only
 
     def __post_init__(self):
+        settle_kinds(self)
         at_least(1, batch_users=self.batch_users)
+        check_min_rating(self.min_rating)
         check_engine(self.engine, self.master, self.reader)
         if self.engine == "spark" and Path(self.out).suffix != ".parquet":
             raise ParameterError("out", self.out, "the Spark engine writes a Parquet directory; name it *.parquet")
@@ -242,6 +244,7 @@ class SampleSpec:
     def __post_init__(self):
         from recvae.models.latent import SOURCES
 
+        settle_kinds(self)
         at_least(1, users=self.users, batch_users=self.batch_users)
         if not self.temperature > 0:
             raise ParameterError("temperature", self.temperature, "must be positive")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 import queue
 import sys
 import threading
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recvae.data.side import names_for
-from recvae.errors import DataError
+from recvae.errors import DataError, ParameterError, at_least, settled
 from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, item_chunk_for, item_filter,
                                    recommend_block)
 from recvae.export.stream import iter_user_blocks
@@ -130,6 +131,8 @@ def export_recommendations(
     ``user_features``: a CVAE's users' side table (``recvae.score.recommend.UserSide``); a user it lacks is
     scored with the missing indicators, and every user, with items or not, by the model.
     """
+    interactions, shard, users_per_block, min_rating = _checked_reading(interactions, shard, users_per_block,
+                                                                         min_rating)
     model._check_fitted()
     if model.items_ is None:
         raise DataError("the model does not know its item IDs (fit it with items=...); cannot read or write IDs")
@@ -147,16 +150,34 @@ def export_recommendations(
     started = time.perf_counter()
     with AtomicRecommendationWriter(out) as writer, tqdm(desc="export", unit=" users", disable=not show) as bar:
         _score_and_write(model, blocks, options, writer, stats, bar)
-        empty = {"user": np.empty(0, dtype=object), "item": model.catalogue().ids[:0],
-                 "rank": np.empty(0, np.int32), "score": np.empty(0, np.float32)}
-        if fallback is not None:
-            empty["fallback"] = np.empty(0, bool)
-        if options.item_names is not None:
-            empty["name"] = np.empty(0, dtype=object)
-        writer.commit(empty)
+        writer.commit(_empty_columns(model, options))
     seconds = time.perf_counter() - started
     log.info("exported %d users (%d rows) in %.1f s", stats.users_with_rows, stats.rows, seconds)
     return stats
+
+
+def _empty_columns(model, options: RecommendOptions) -> dict[str, np.ndarray]:
+    """The columns of an export without a row, typed as a block's (a file of no users still has its schema)."""
+    empty = {"user": np.empty(0, dtype=object), "item": model.catalogue().ids[:0],
+             "rank": np.empty(0, np.int32), "score": np.empty(0, np.float32)}
+    if options.fallback is not None:
+        empty["fallback"] = np.empty(0, bool)
+    if options.item_names is not None:
+        empty["name"] = np.empty(0, dtype=object)
+    return empty
+
+
+def _checked_reading(interactions, shard, users_per_block, min_rating) -> tuple:
+    """The reading options of ``export_recommendations``, each refused by name before the log is opened."""
+    if not isinstance(interactions, (str, os.PathLike)):
+        raise TypeError(f"interactions must be the path of a log file, not a {type(interactions).__name__} (a table "
+                        "in memory is scored by model.recommend_df)")
+    shard = settled("shard", tuple[int, int], shard)
+    if not 0 <= shard[0] < shard[1]:
+        raise ParameterError("shard", shard, "expected (i, n) with 0 <= i < n")
+    users_per_block = settled("users_per_block", int, users_per_block)
+    at_least(1, users_per_block=users_per_block)
+    return os.fspath(interactions), shard, users_per_block, settled("min_rating", float | None, min_rating)
 
 
 def _score_and_write(model, blocks, options: RecommendOptions, writer: AtomicRecommendationWriter, stats: ExportStats,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from recvae.data.readers import typed_ids
-from recvae.errors import ParameterError, at_least
+from recvae.errors import ParameterError, at_least, settle_kinds
 from recvae.export.writer import FORMATS, write_whole
 from recvae.io import claimed
 
@@ -20,13 +20,14 @@ class SimilarSpec:
     ``("all",)``: every item the model scores."""
 
     model: str
-    items: tuple[str, ...]
+    items: tuple[str | int, ...]
     out: str | None = None
     top_n: int = 10
     item_names: str | None = None  # a table of item ID → name (recvae.data.side.read_side_table)
     overwrite: bool = False
 
     def __post_init__(self):
+        settle_kinds(self)
         at_least(1, top_n=self.top_n)
         if not self.items:
             raise ParameterError("items", ",".join(self.items), "name at least one item ID")

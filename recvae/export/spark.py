@@ -14,6 +14,7 @@ import codecs
 import dataclasses
 import errno
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
@@ -25,7 +26,7 @@ import scipy.sparse as sp
 from recvae.data.readers import (INTEGER_AS_DECIMAL_ID, INTEGER_ID, delimited_layout, is_parquet, resolve_columns,
                                  text_encoding)
 from recvae.data.side import names_for
-from recvae.errors import DataError, ParameterError
+from recvae.errors import DataError, ParameterError, at_least, settled
 from recvae.export.embed import USER_COLUMNS, known_block
 from recvae.export.stream import no_rating_column
 from recvae.io import WriteError
@@ -85,7 +86,10 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
     """
     from pyspark.sql import types as T
 
-    model = _driver_model(histories, model_dir, user_features)
+    model = _driver_model(histories, model_dir, user_features, users_per_block, partitions)
+    for name, items in (("allow", allow), ("deny", deny)):
+        if isinstance(items, (str, bytes, os.PathLike)):  # each character would be an (unknown) item ID
+            raise ParameterError(name, items, "expected a list of item IDs (export_spark reads them from a file)")
     catalogue = model.catalogue()
     allowed, unknown_filter_items = item_filter(model.items_, allow, deny)
     if counters is not None:
@@ -107,10 +111,18 @@ def recommend_spark(histories, model_dir: str, *, n: int = 100, include_seen: bo
                             _output_schema(histories.schema["user"].dataType, item_type, options))
 
 
-def _driver_model(histories, model_dir: str, user_features: str | None):
+def _driver_model(histories, model_dir: str, user_features: str | None, users_per_block, partitions):
     """The model as the driver reads it (checking the directory and reading the item IDs once), with the checks
-    made before any Spark job: a CVAE without its users' table, a model without item IDs, histories without
-    a ``user`` or ``item`` column."""
+    made before any Spark job: histories that are no Spark DataFrame, a block or partition count that is not a
+    whole number from 1 (a worker would fail on it mid-job), a CVAE without its users' table, a model without
+    item IDs, histories without a ``user`` or ``item`` column."""
+    if not hasattr(histories, "mapInPandas"):
+        raise TypeError(f"histories must be a Spark DataFrame, not a {type(histories).__module__}."
+                        f"{type(histories).__name__} (spark.createDataFrame makes one; a pandas table is scored in "
+                        "this process by model.recommend_df)")
+    at_least(1, users_per_block=settled("users_per_block", int, users_per_block))
+    if settled("partitions", int | None, partitions) is not None:
+        at_least(1, partitions=partitions)
     model = cached_model(str(model_dir))
     # a CVAE without its users' table is refused here
     cached_user_side(str(model_dir), None if user_features is None else str(user_features))
@@ -162,7 +174,7 @@ def user_rows_spark(histories, model_dir: str, what: str, *, users_per_block: in
 
     if what not in USER_COLUMNS:
         raise ParameterError("what", what, f"must be one of {', '.join(USER_COLUMNS)}")
-    model = _driver_model(histories, model_dir, user_features)
+    model = _driver_model(histories, model_dir, user_features, users_per_block, partitions)
     columns_of = USER_COLUMNS[what]
     empty = columns_of(model, sp.csr_matrix((0, model.n_items_), dtype=np.float32), 1)  # refused before any job
     fields = [T.StructField("user", histories.schema["user"].dataType)]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from recvae.data.readers import iter_interactions
-from recvae.errors import DataError, DataParameterError
+from recvae.errors import DataError, DataParameterError, ParameterError
 from recvae.score.recommend import shard_of, users_alike, whole_user_blocks
 
 def iter_user_blocks(
@@ -34,7 +34,7 @@ def iter_user_blocks(
     """
     index, n_shards = shard
     if not (n_shards >= 1 and 0 <= index < n_shards):
-        raise ValueError(f"shard {index}/{n_shards}: expected 0 <= i < n")
+        raise ParameterError("shard", shard, "expected (i, n) with 0 <= i < n")
     chunks = iter_interactions(path, chunk_rows=chunk_rows, id_kinds=id_kinds, **(reader or {}))
     if min_rating is not None:
         chunks = (_rated_at_least(chunk, min_rating, path) for chunk in chunks)

@@ -9,7 +9,7 @@ from pathlib import Path
 from recvae.data.interactions import Interactions
 from recvae.data.readers import read_interactions
 from recvae.data.side import item_genres, read_side_table
-from recvae.errors import DataError
+from recvae.errors import DataError, settle_kinds
 from recvae.export.embed import SampleSpec, sample_log
 from recvae.generative.realism import popularity_sampler
 from recvae.generative.report import realism_report
@@ -31,6 +31,9 @@ class RealismSpec:
     l2: float = 500.0
     seed: int = 0
     tracking: TrackingConfig = TrackingConfig()
+
+    def __post_init__(self):
+        settle_kinds(self)
 
 
 def recorded_split(model, where) -> Split:

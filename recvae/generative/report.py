@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -13,8 +14,10 @@ import scipy.sparse as sp
 from recvae.evaluate import evaluate
 from recvae.generative.realism import (gini, genre_shares, history_lengths, item_counts, jensen_shannon,
                                        length_divergence, nearest_jaccard, pmi_correlation)
+from recvae.errors import DataError, positive
 from recvae.io import write_atomic_json
 from recvae.models import EASE
+from recvae.models.inputs import as_csr
 from recvae.split import HeldOut
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ def realism_report(logs: dict[str, sp.csr_matrix], train: sp.csr_matrix, test: H
     ``test``, as a ratio of EASE fitted on ``train``), and memorisation (each synthetic user's highest
     Jaccard similarity to a training user, beside the same for the real held-out users). Writes report.json
     and figures under ``out``; returns the numbers."""
+    positive(l2=l2)
+    logs, train = _checked_logs(logs, train, test, genres)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     real_score = evaluate(EASE(l2=l2).fit(train), test, (TSTR_METRIC,)).mean(TSTR_METRIC)
@@ -66,6 +71,26 @@ def realism_report(logs: dict[str, sp.csr_matrix], train: sp.csr_matrix, test: H
     _figures(numbers, curves, train, real_copying, real_genres, out, title)
     write_atomic_json(out / "report.json", numbers)
     return numbers
+
+
+def _checked_logs(logs, train, test: HeldOut, genres) -> tuple[dict[str, sp.csr_matrix], sp.csr_matrix]:
+    """The logs as CSR matrices over the real log's items, refused before anything is measured or written."""
+    if not isinstance(logs, Mapping) or not logs:
+        raise DataError(f"logs must map a name to each synthetic log (users x items), got {type(logs).__name__} "
+                        f"{'without a log' if isinstance(logs, Mapping) else ''}".rstrip())
+    train = as_csr(train, what="train")
+    if not isinstance(test, HeldOut):
+        raise TypeError(f"test must be a HeldOut (a split's test users), not {type(test).__name__}")
+    as_csr(test.fold_in, train.shape[1], what="the held-out users' items")
+    if genres is not None and len(genres) != train.shape[1]:
+        raise DataError(f"genres has {len(genres)} entries for {train.shape[1]} items: one set of genres per item")
+    checked = {}
+    for name, log in logs.items():
+        checked[name] = matrix = as_csr(log, what=f"the synthetic log {name!r}")
+        if matrix.shape[1] != train.shape[1] or not matrix.nnz:
+            raise DataError(f"the synthetic log {name!r} has {matrix.shape[1]} item columns and {matrix.nnz} "
+                            f"interactions; it needs the real log's {train.shape[1]} item columns and an interaction")
+    return checked, train
 
 
 def _figures(numbers, curves, train, real_copying, real_genres, out: Path, title: str) -> None:

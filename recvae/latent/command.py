@@ -9,8 +9,8 @@ from pathlib import Path
 from recvae.data.interactions import Interactions
 from recvae.data.readers import read_interactions, typed_ids
 from recvae.data.side import read_side_table
-from recvae.errors import DataError, at_least
-from recvae.export.command import min_rating_for
+from recvae.errors import DataError, at_least, settle_kinds
+from recvae.export.command import check_min_rating, min_rating_for
 from recvae.io import check_writable
 from recvae.latent.report import SideData, latent_report
 from recvae.models.latent import require_latent_space
@@ -35,7 +35,9 @@ class LatentReportSpec:
     tracking: TrackingConfig = TrackingConfig()
 
     def __post_init__(self):
+        settle_kinds(self)
         at_least(1, max_users=self.max_users)
+        check_min_rating(self.min_rating)
 
 
 def write_latent_report(spec: LatentReportSpec) -> dict:

@@ -16,10 +16,11 @@ import scipy.sparse as sp
 
 from recvae.data.side import aligned, item_genres, item_names
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError
+from recvae.errors import DataError, at_least
 from recvae.io import write_atomic_bytes
 from recvae.latent import stats
 from recvae.latent.figures import dimensions_figure, map_figure, traversals_figure
+from recvae.models.inputs import as_csr
 from recvae.models.latent import NoLatentSpaceError
 from recvae.track.plots import write_figures
 
@@ -61,7 +62,13 @@ def latent_report(model, user_items: sp.csr_matrix, users: Vocabulary, out: str 
     folder ``out`` and return its numbers (what ``report.json`` holds). Up to ``max_users`` users, drawn with
     ``seed``, are placed; a model without a latent space is refused before anything is written. ``umap``: a
     UMAP map of the users beside the PCA one (umap-learn, the ``latent`` extra; about a minute for 6,000 users)."""
+    user_items = as_csr(user_items)  # a CVAE's columns hold its conditions beside the items: encode checks the width
+    if user_items.shape[0] != len(users):
+        raise DataError(f"user_items has {user_items.shape[0]} rows, and users names {len(users)}: a row per user")
+    at_least(1, max_users=max_users)
     rows = np.flatnonzero(np.diff(user_items.indptr) > 0)
+    if not len(rows):
+        raise DataError("no row of user_items holds an item: there is no user to place")
     if len(rows) > max_users:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_users, replace=False))
     encoding = model.encode(user_items[rows])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from recvae.defaults import VERSION
 from recvae.environment import git_commit
-from recvae.errors import RecvaeError
+from recvae.errors import RecvaeError, settle_kinds
 from recvae.track.plots import auto_beta_figure, diagnostics_figure
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ class TrackingConfig:
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: str = "recvae"
+
+    def __post_init__(self):
+        settle_kinds(self)
 
     def resolved_uri(self) -> str:
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI

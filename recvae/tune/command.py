@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recvae.data.features import encode_item_table
-from recvae.errors import DataError, ParameterError
+from recvae.errors import DataError, ParameterError, settle_kinds
 from recvae.io import check_writable, write_atomic_bytes
 from recvae.train import build_model
 from recvae.pipeline import DataSpec, SplitSpec, check_side_tables, model_split, prepare_split
@@ -39,6 +39,9 @@ class TuneSpec:
     search: SearchConfig = SearchConfig()
     out: str = "tuned.toml"  # the best setting as `recvae train` flags; the study beside it (.db) unless search.storage
     tracking: TrackingConfig = TrackingConfig()
+
+    def __post_init__(self):
+        settle_kinds(self)
 
     def storage(self) -> str:
         return self.search.storage or sqlite_url(Path(self.out).with_suffix(".db"))
