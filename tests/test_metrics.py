@@ -129,3 +129,26 @@ def test_evaluate_takes_one_metric_name_and_refuses_what_is_not_held_out_users(s
     for wrong in (None, small_split.train):
         with pytest.raises(TypeError, match="heldout must be held-out users"):
             evaluate(model, wrong)
+
+
+def test_the_evaluation_calls_name_a_bad_count_before_scoring(small_split):
+    """A batch of 0 users was range()'s "arg 3 must not be zero", max_k="5" a comparison of int and str, 0
+    examples pandas' "No objects to concatenate", and cold_start(given="1") a comparison of str and int."""
+    from recvae.errors import DataError, ParameterError
+    from recvae.evaluate import evaluate, evaluate_curves, example_users
+    from recvae.models import Popularity
+    from recvae.split.conditioned import cold_start
+
+    model = Popularity().fit(small_split.train, items=small_split.items)
+    test = small_split.test
+    for call, words in ((lambda: evaluate(model, test, batch_size=0), "batch_size=0: must be at least 1"),
+                        (lambda: evaluate_curves(model, test, batch_size=0), "batch_size=0: must be at least 1"),
+                        (lambda: evaluate_curves(model, test, max_k="5"), "max_k='5': must be a whole number"),
+                        (lambda: evaluate_curves(model, test, max_k=0), "max_k=0: must be at least 1"),
+                        (lambda: example_users(model, test, small_split.users, n_users=0), "n_users=0: must be at least 1"),
+                        (lambda: cold_start(test, "1", seed=1), "given='1': must be a whole number")):
+        with pytest.raises(ParameterError, match=words):
+            call()
+    with pytest.raises(DataError, match="pass the vocabulary of the users the split was made from"):
+        example_users(model, test, small_split.users.subset(np.arange(3)))
+    assert len(evaluate_curves(model, test, max_k=5)["ndcg"]) == 5
