@@ -155,6 +155,9 @@ def test_missing_file_and_unknown_selection(tmp_path):
     config = load_benchmark(write(tmp_path, BENCHMARK))
     with pytest.raises(DataError, match="unknown model"):
         config.select(["EASE", "SVD"])
+    with pytest.raises(TypeError, match="config must be a BenchmarkConfig, not str .*load_benchmark"):
+        benchmark(str(tmp_path / "bench.toml"), out=tmp_path / "out")  # was "'str' object has no attribute 'dataset'"
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_model_or_bad_hyperparameter_fails_before_training(tmp_path):

@@ -64,6 +64,8 @@ def test_bad_side_data_is_refused_naming_file_line_and_column(movies, tmp_path):
         fit_features(read_side_table(bad), items, numeric=("price",))
     with pytest.raises(DataError, match="no column 'budget'"):
         fit_features(read_side_table(movies), items, columns=("budget",))
+    with pytest.raises(ParameterError, match="columns='genres': must be a sequence of texts"):
+        fit_features(read_side_table(movies), items, columns="genres")  # was read as the columns 'g', 'e', ...
     with pytest.raises(DataError, match="none of its 41 IDs is one of the 3 items"):
         fit_features(read_side_table(movies), Vocabulary(np.array([500, 501, 502]), "item"))
     plain = tmp_path / "plain.csv"

@@ -38,6 +38,9 @@ def benchmark(config: BenchmarkConfig, out: str | Path = DEFAULT_OUT, tracker=No
     their finished runs and their studies are taken into this folder and the report is rewritten from all
     it holds; nothing is fitted (``resume`` afterwards finishes what is missing). Two different runs of one
     (model, seed), or two studies of one name that parted, are refused before anything is written."""
+    if not isinstance(config, BenchmarkConfig):
+        raise TypeError(f"config must be a BenchmarkConfig, not {type(config).__name__} (load_benchmark(path) reads "
+                        "one from a benchmark file)")
     folder = Path(out) / config.dataset
     if (folder / "results.md").exists() and not (overwrite or resume or merge):
         raise DataError(f"{folder / 'results.md'} exists: pass {{overwrite=True}} to replace that report, "

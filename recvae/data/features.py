@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from recvae.data.side import NAME_COLUMNS, aligned, read_side_table
 from recvae.data.readers import normalised_name
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ParameterError, at_least
+from recvae.errors import DataError, ParameterError, at_least, settled
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,8 @@ def fit_features(table: pd.DataFrame, vocabulary: Vocabulary, columns: tuple[str
     that is not is refused, naming the file, line and column). ``year_from_title``: a numeric ``year`` column
     read from the title column's "(1995)". Logs how many of the vocabulary's IDs the table lacks and how many
     of its rows name IDs outside it."""
+    columns = settled("columns", tuple[str, ...] | None, columns)  # a text would be read as its letters' columns
+    numeric = settled("numeric", tuple[str, ...], numeric)
     at_least(1, max_categories=max_categories)
     source = table.attrs.get("source", "the side table")
     title = None
