@@ -410,6 +410,10 @@ def bench_search_zero_trials(tmp):
     return _bench(tmp, BENCH + "[search]\ntrials = 0\n", "search trials must be a whole number")
 
 
+def bench_search_timeout_as_text(tmp):  # was "'>' not supported between instances of 'str' and 'int'"
+    return _bench(tmp, BENCH + '[search]\ntimeout = "600"\n', "search timeout must be a number, not '600'")
+
+
 def bench_missing_data(tmp):
     text = BENCH.replace("[data.synthetic]\nn_users = 100\nn_items = 40\n", '[data]\npath = "gone.csv"\n')
     return _bench(tmp, text, "recvae download")
