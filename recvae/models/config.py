@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass
@@ -527,11 +526,7 @@ FIELD_CHOICES = MappingProxyType({"likelihood": LIKELIHOODS, "activation": ACTIV
 
 
 def config_from_dict(config_class: type, values: dict):
-    """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple."""
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {config_class.__name__} field(s): {sorted(unknown)}; known: {sorted(known)}")
+    """Rebuild a config dataclass from JSON: lists become tuples where the field is a tuple (``checked_settings``)."""
     return config_class(**checked_settings(config_class, values))
 
 
