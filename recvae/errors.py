@@ -124,6 +124,15 @@ def at_least(minimum: float, **settings: float) -> None:
             raise ParameterError(name, value, f"must be at least {minimum}")
 
 
+def whole_at_least(minimum: int, **settings: int) -> None:
+    """Raise ``ParameterError`` for the first of ``settings`` that is not a whole number of at least ``minimum``: a
+    count given to a function (a batch of users, a top N), where a text or a fraction would fail deep inside."""
+    for name, value in settings.items():
+        if not _whole(value):
+            raise ParameterError(name, value, "must be a whole number")
+    at_least(minimum, **settings)
+
+
 def positive(**settings: float) -> None:
     """Raise ``ParameterError`` for the first of ``settings`` that is not above 0 (NaN included)."""
     for name, value in settings.items():

@@ -191,6 +191,24 @@ def test_scoring_the_catalogue_in_chunks_gives_the_same_top_n(fitted, split):
 
 
 @parametrize_fitted
+def test_a_count_of_the_wrong_kind_or_below_one_is_named_before_scoring(fitted, split):
+    """top_n(history, "5") and top_n(batch_size=0) failed inside (a comparison of str and int, range()'s "arg 3
+    must not be zero"); recommend names implicit's N."""
+    from recvae.errors import ParameterError
+
+    history = split.test.fold_in[:3]
+    for call, words in ((lambda: fitted.top_n(history, "5"), "n='5': must be a whole number"),
+                        (lambda: fitted.top_n(history, 5, batch_size=0), "batch_size=0: must be at least 1"),
+                        (lambda: fitted.top_n(history, 5, batch_size=2.5), "batch_size=2.5: must be a whole number"),
+                        (lambda: fitted.top_n(history, 5, item_chunk=0), "item_chunk=0: must be at least 1"),
+                        (lambda: fitted.recommend(0, history[0], N=0), "N=0: must be at least 1"),
+                        (lambda: fitted.recommend(0, history[0], N="3"), "N='3': must be a whole number")):
+        with pytest.raises(ParameterError, match=words):
+            call()
+    assert fitted.top_n(history, np.int64(5), batch_size=np.int64(2))[0].shape == (3, 5)  # NumPy's integers count
+
+
+@parametrize_fitted
 def test_empty_histories_are_scored(fitted, split):
     empty = sp.csr_matrix((2, fitted.n_items_), dtype=np.float32)
     ids, scores = fitted.recommend(np.arange(2), empty, N=7)

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from recvae.data.side import NAME_COLUMNS, aligned, read_side_table
 from recvae.data.readers import normalised_name
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ParameterError, at_least, settled
+from recvae.errors import DataError, ParameterError, settled, whole_at_least
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def fit_features(table: pd.DataFrame, vocabulary: Vocabulary, columns: tuple[str
     of its rows name IDs outside it."""
     columns = settled("columns", tuple[str, ...] | None, columns)  # a text would be read as its letters' columns
     numeric = settled("numeric", tuple[str, ...], numeric)
-    at_least(1, max_categories=max_categories)
+    whole_at_least(1, max_categories=max_categories)
     source = table.attrs.get("source", "the side table")
     title = None
     if year_from_title:

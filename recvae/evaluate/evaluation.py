@@ -9,7 +9,7 @@ import numpy as np
 
 from recvae.evaluate.baselines import content_similarity, random_ranking
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS
-from recvae.errors import at_least, settled
+from recvae.errors import whole_at_least
 from recvae.score.metrics import mean_and_se, metric_curves, parse_metric
 from recvae.score.ranking import per_user_metrics, ranked_blocks, summarise
 from recvae.split.base import HeldOut
@@ -52,7 +52,7 @@ def evaluate(model, heldout: HeldOut, metrics=DEFAULT_METRICS, batch_size: int =
         raise TypeError("heldout must be held-out users (recvae.split.HeldOut: a split's test or validation), not "
                         f"{type(heldout).__name__}: a model is judged on a target it did not see")
     metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    at_least(1, batch_size=settled("batch_size", int, batch_size))
+    whole_at_least(1, batch_size=batch_size)
     if allowed_items is None:
         warn_if_k_covers_the_candidates(metrics, heldout)
     per_user = per_user_metrics(model, heldout.fold_in, heldout.target, metrics, batch_size, allowed_items)
@@ -75,7 +75,7 @@ def warn_if_k_covers_the_candidates(metrics, heldout: HeldOut) -> bool:
 
 def evaluate_curves(model, heldout: HeldOut, max_k: int = 100, batch_size: int = 1000) -> dict[str, np.ndarray]:
     """Mean Recall@K and NDCG@K over held-out users for K = 1..max_k (arrays of length max_k)."""
-    at_least(1, max_k=settled("max_k", int, max_k), batch_size=settled("batch_size", int, batch_size))
+    whole_at_least(1, max_k=max_k, batch_size=batch_size)
     max_k = min(max_k, heldout.fold_in.shape[1])
     sums = {"recall": np.zeros(max_k), "ndcg": np.zeros(max_k)}
     counts = np.zeros(max_k)

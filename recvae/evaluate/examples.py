@@ -7,7 +7,7 @@ import pandas as pd
 
 from recvae.data.side import names_for
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, at_least, settled
+from recvae.errors import DataError, whole_at_least
 from recvae.split.base import HeldOut
 
 
@@ -17,7 +17,7 @@ def example_users(model, heldout: HeldOut, users: Vocabulary, n_users: int = 3, 
     recommendation (``part`` "recommended", best first, ``held_out`` True where the user's held-out items
     have it). Columns user, part, rank, item, held_out, and name with ``item_names`` (as
     ``Recommender.similar_df`` takes them). The model's own item IDs name the items."""
-    at_least(1, n_users=settled("n_users", int, n_users), n=settled("n", int, n))
+    whole_at_least(1, n_users=n_users, n=n)
     if len(heldout) and heldout.users.max() >= len(users):
         raise DataError(f"users names {len(users)} users, and the held-out users include row {heldout.users.max()}: "
                         "pass the vocabulary of the users the split was made from (Interactions.users)")

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recvae.data.side import names_for
-from recvae.errors import DataError, ParameterError, at_least, settled
+from recvae.errors import DataError, ParameterError, settled, whole_at_least
 from recvae.score.recommend import (ExportStats, RecommendOptions, UserSide, item_chunk_for, item_filter,
                                    recommend_block)
 from recvae.export.stream import iter_user_blocks
@@ -175,8 +175,7 @@ def _checked_reading(interactions, shard, users_per_block, min_rating) -> tuple:
     shard = settled("shard", tuple[int, int], shard)
     if not 0 <= shard[0] < shard[1]:
         raise ParameterError("shard", shard, "expected (i, n) with 0 <= i < n")
-    users_per_block = settled("users_per_block", int, users_per_block)
-    at_least(1, users_per_block=users_per_block)
+    whole_at_least(1, users_per_block=users_per_block)
     return os.fspath(interactions), shard, users_per_block, settled("min_rating", float | None, min_rating)
 
 

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from recvae.data.readers import (INTEGER_AS_DECIMAL_ID, INTEGER_ID, delimited_layout, is_parquet, resolve_columns,
                                  text_encoding)
 from recvae.data.side import names_for
-from recvae.errors import DataError, ParameterError, at_least, settled
+from recvae.errors import DataError, ParameterError, whole_at_least
 from recvae.export.embed import USER_COLUMNS, known_block
 from recvae.export.stream import no_rating_column
 from recvae.io import WriteError
@@ -120,9 +120,9 @@ def _driver_model(histories, model_dir: str, user_features: str | None, users_pe
         raise TypeError(f"histories must be a Spark DataFrame, not a {type(histories).__module__}."
                         f"{type(histories).__name__} (spark.createDataFrame makes one; a pandas table is scored in "
                         "this process by model.recommend_df)")
-    at_least(1, users_per_block=settled("users_per_block", int, users_per_block))
-    if settled("partitions", int | None, partitions) is not None:
-        at_least(1, partitions=partitions)
+    whole_at_least(1, users_per_block=users_per_block)
+    if partitions is not None:
+        whole_at_least(1, partitions=partitions)
     model = cached_model(str(model_dir))
     # a CVAE without its users' table is refused here
     cached_user_side(str(model_dir), None if user_features is None else str(user_features))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recvae.errors import DataError, at_least
+from recvae.errors import DataError, whole_at_least
 
 
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -18,7 +18,7 @@ def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
 def popularity_sampler(user_items: sp.csr_matrix, n_users: int, seed: int = 0) -> sp.csr_matrix:
     """The baseline sampler: each user's number of items drawn from ``user_items``' history lengths, that
     many distinct items drawn independently of each other in proportion to their popularity (Gumbel top-k)."""
-    at_least(1, n_users=n_users)
+    whole_at_least(1, n_users=n_users)
     rng = np.random.default_rng(seed)
     matrix = _binary(user_items)
     log_popularity = np.log(np.asarray(matrix.sum(axis=0)).ravel() + 1e-12)

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from recvae.data.side import aligned, item_genres, item_names
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, at_least
+from recvae.errors import DataError, whole_at_least
 from recvae.io import write_atomic_bytes
 from recvae.latent import stats
 from recvae.latent.figures import dimensions_figure, map_figure, traversals_figure
@@ -65,7 +65,7 @@ def latent_report(model, user_items: sp.csr_matrix, users: Vocabulary, out: str 
     user_items = as_csr(user_items)  # a CVAE's columns hold its conditions beside the items: encode checks the width
     if user_items.shape[0] != len(users):
         raise DataError(f"user_items has {user_items.shape[0]} rows, and users names {len(users)}: a row per user")
-    at_least(1, max_users=max_users)
+    whole_at_least(1, max_users=max_users)
     rows = np.flatnonzero(np.diff(user_items.indptr) > 0)
     if not len(rows):
         raise DataError("no row of user_items holds an item: there is no user to place")

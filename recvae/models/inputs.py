@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import DataError, at_least
+from recvae.errors import DataError, whole_at_least
 
 
 def as_csr(user_items, n_items: int | None = None, what: str = "user_items", binarize: bool = False) -> sp.csr_matrix:
@@ -40,7 +40,7 @@ def as_csr(user_items, n_items: int | None = None, what: str = "user_items", bin
 def cosine_similar_items(vectors: torch.Tensor, itemid, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` rows of ``vectors`` (one per item) closest in cosine to row ``itemid``, itself first; for an
     array of item indices, one row of each per query (implicit's batch call)."""
-    at_least(1, N=n)
+    whole_at_least(1, N=n)
     queries = np.atleast_1d(np.asarray(itemid))
     if queries.ndim != 1 or (queries.size and queries.dtype.kind not in "iu"):
         raise DataError(f"itemid must be an item index or a list of them, got {itemid!r}")

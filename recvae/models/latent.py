@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recvae.errors import DataError, ParameterError, RecvaeError, at_least
+from recvae.errors import DataError, ParameterError, RecvaeError, whole_at_least
 from recvae.score.topk import top_n_from_scores
 from recvae.models.nn import log_normal_density, mixture_log_density
 
@@ -39,7 +39,7 @@ class Encoding:
 
 def encode_in_blocks(model, user_items: sp.csr_matrix, batch_size: int) -> Encoding:
     """``model._encode_block`` over blocks of ``batch_size`` users: memory bounded by the block, not the users."""
-    at_least(1, batch_size=batch_size)
+    whole_at_least(1, batch_size=batch_size)
     means, stds = [], []
     for start in range(0, user_items.shape[0], batch_size):
         with torch.no_grad():
@@ -84,7 +84,7 @@ def recommend_group(model, user_items: sp.csr_matrix, weights=None, N: int = 10,
     """One list for the users of ``user_items`` together (a household): their posterior means averaged with
     ``weights`` (default equal), decoded once; items any of them has are left out unless asked. Returns
     (item indices, scores), best first, as ``recommend`` does for one user."""
-    at_least(1, N=N)
+    whole_at_least(1, N=N)
     if user_items.shape[0] == 0:
         raise DataError("a group needs at least one user's history")
     weights = np.full(user_items.shape[0], 1.0 / user_items.shape[0]) if weights is None else np.asarray(weights, float)
@@ -131,7 +131,7 @@ def neighbour_distances(points: np.ndarray, neighbours: int) -> np.ndarray:
     (scikit-learn's exact search); fewer where there are fewer other rows."""
     from sklearn.neighbors import NearestNeighbors
 
-    at_least(1, neighbours=neighbours)
+    whole_at_least(1, neighbours=neighbours)
     k = min(neighbours + 1, len(points))
     if k < 2:
         return np.zeros(len(points))
@@ -184,7 +184,7 @@ def anomaly_scores(model, user_items: sp.csr_matrix, batch_size: int, neighbours
 
     if not isinstance(model.config, LikelihoodConfig) or model.config.likelihood != "multinomial":
         raise NoLatentSpaceError(f"{model.name} has no multinomial likelihood over histories to score them by")
-    at_least(1, batch_size=batch_size)
+    whole_at_least(1, batch_size=batch_size)
     parts, positions = [], []
     for start in range(0, user_items.shape[0], batch_size):
         block = user_items[start:start + batch_size]
@@ -296,7 +296,7 @@ def sample_users(model, n_users: int, seed: int = 0, temperature: float = 1.0, b
     the prior (which conditions less: a trained CVAE's codes still carry much of what c says)."""
     import pandas as pd
 
-    at_least(1, n_users=n_users, batch_size=batch_size)
+    whole_at_least(1, n_users=n_users, batch_size=batch_size)
     if not temperature > 0:
         raise ParameterError("temperature", temperature, "must be positive")
     if source not in SOURCES:

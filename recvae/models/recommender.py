@@ -20,7 +20,7 @@ from recvae.data.readers import typed_ids
 from recvae.data.shard import item_sums, user_activity
 from recvae.data.side import names_for
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterError, at_least
+from recvae.errors import DataError, ModelFileError, NotFittedError, ParameterError, whole_at_least
 from recvae.models.config import TrainingConfig, checked_settings, config_from_dict
 from recvae.models.device import autocast, resolve_device
 from recvae.models.inputs import as_csr
@@ -220,9 +220,9 @@ class Recommender(ABC):
         """
         self._check_fitted()
         user_items = self._histories(user_items)
-        at_least(1, n=n)
-        if item_chunk is not None and item_chunk < 1:
-            raise ParameterError("item_chunk", item_chunk, "must be at least 1 (or None for the whole catalogue at once)")
+        whole_at_least(1, n=n, batch_size=batch_size)
+        if item_chunk is not None:
+            whole_at_least(1, item_chunk=item_chunk)
         width = min(n, self.n_items_ if allowed_items is None else len(allowed_items))
         blocks_i = [np.empty((0, width), dtype=np.int64)]
         blocks_s = [np.empty((0, width), dtype=np.float32)]
@@ -252,6 +252,7 @@ class Recommender(ABC):
         self._check_fitted()
         single = np.isscalar(userid)
         userids = np.atleast_1d(np.asarray(userid))
+        whole_at_least(1, N=N)  # implicit's name for top_n's n
         user_items = self._histories(user_items)
         if user_items.shape[0] != len(userids):
             raise DataError(
@@ -286,7 +287,7 @@ class Recommender(ABC):
         path, as ``recvae.data.side.read_side_table`` reads it, or a Series ID → name) also item_name and
         similar_item_name. An ID the model does not know is refused, naming it."""
         self._check_fitted()
-        at_least(1, n=n)
+        whole_at_least(1, n=n)
         if self.items_ is None:
             raise DataError("the model does not know its item IDs (fit it with items=...)")
         catalogue, parts = self.catalogue(), []

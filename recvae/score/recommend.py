@@ -145,7 +145,7 @@ class RecommendOptions:
 
     def __post_init__(self):
         settle_kinds(self)  # include_seen="no" would be true, and show the seen items
-        at_least(1, n=self.n)
+        at_least(1, n=self.n, batch_size=self.batch_size)
         if self.item_chunk is not None and self.item_chunk < 1:
             raise ParameterError("item_chunk", self.item_chunk, "must be at least 1")
         if self.fallback not in (None, "popularity"):

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from recvae.data.shard import UserRows, item_sums, item_users
 from recvae.data.vocab import Vocabulary
-from recvae.errors import DataError, ParameterError, at_least, settled
+from recvae.errors import DataError, ParameterError, whole_at_least
 from recvae.split.base import HeldOut, Split
 
 FEATURE_PREFIX = "feature:"  # a feature column's ID in the split's item vocabulary
@@ -68,7 +68,7 @@ def cold_start(heldout: HeldOut, given: int, seed: int, features: int = 0) -> He
     """The users of ``heldout`` with more than ``given`` items, ``given`` of them (drawn with ``seed``) as the
     fold-in and the rest as the target. ``features``: how many last columns are side features, kept in the
     fold-in and out of the target."""
-    at_least(0, given=settled("given", int, given), features=settled("features", int, features))
+    whole_at_least(0, given=given, features=features)
     whole = (heldout.fold_in + heldout.target).tocsr()
     n_items = whole.shape[1] - features
     items_only = whole[:, :n_items].tocsr()
