@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import dataclasses
 import io
@@ -16,7 +17,7 @@ import typing
 from pathlib import Path
 
 from recvae.defaults import DEFAULT_METRICS, PRESPLIT_METRICS, SEED
-from recvae.errors import ParameterError, PeerLostError, RecvaeError
+from recvae.errors import DataError, ParameterError, PeerLostError, RecvaeError
 
 log = logging.getLogger("recvae")
 
@@ -857,7 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = _parse(parser, argv)
+    with _rank_0_alone_says_it():
+        args = _parse(parser, argv)
     _configure_logging(args.verbose, args.quiet)
     ranks = int(os.environ.get("WORLD_SIZE", "1"))
     if ranks > 1 and args.command != "train":  # each process would run the whole command, and write its output
@@ -888,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RecvaeError, ValueError) as exc:
         # the run is over: a SIGTERM now (torchrun stopping the other ranks) must not cut the one-line report
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if _of_the_settings_alone(exc) and os.environ.get("RANK", "0") != "0":
+            return 2
         # a benchmark's settings come from its TOML file, so a setting out of range is named as its key there
         benchmark_setting = args.command == "benchmark" and isinstance(exc, ParameterError)
         message = (exc.spoken(_flags(_subparser(parser, args.command)))
@@ -902,6 +906,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _rank_0_alone_says_it():
+    """Under torchrun every rank parses the same command line: argparse's complaint about it (a flag misspelt, a
+    value of the wrong kind) is the same on each, so only rank 0's reaches the terminal."""
+    if os.environ.get("RANK", "0") == "0":
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _of_the_settings_alone(exc: Exception) -> bool:
+    """An error every torchrun rank meets alike, rank 0 saying it: a setting out of range or at odds with another,
+    found from the command line alone. An error of the data (a file missing on one machine only) is said by every
+    rank that meets it."""
+    return isinstance(exc, ParameterError) and not isinstance(exc, DataError)
 
 
 def _resume_command(argv, processes: int) -> str:

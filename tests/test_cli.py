@@ -194,6 +194,28 @@ def test_an_interrupted_torchrun_run_prints_the_command_that_resumes_it_once(mon
         assert capsys.readouterr().err == said
 
 
+def test_under_torchrun_a_bad_setting_is_said_by_rank_0_alone_and_a_data_error_by_every_rank(monkeypatch, capsys):
+    """Every rank parses the same command line, so every rank printed the same complaint about it; a file missing
+    on one machine only is heard from that machine's ranks."""
+    import recvae.cli as cli
+    from recvae.errors import DataError
+
+    def missing(args):
+        raise DataError("log.csv: no such file")
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, said in (("0", True), ("1", False)):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["train", "--epochs", "x"])
+        assert stopped.value.code == 2 and ("invalid parse value: 'x'" in capsys.readouterr().err) == said
+        assert cli.main(["train", "--epochs", "0", "--out", "m"]) == 2
+        assert ("--epochs 0: must be at least 1" in capsys.readouterr().err) == said
+    monkeypatch.setattr(cli, "cmd_train", missing)
+    assert cli.main(["train", "--out", "m"]) == 2  # rank 1's own file
+    assert "recvae: error: log.csv: no such file" in capsys.readouterr().err
+
+
 def test_every_command_that_reads_histories_takes_them_by_data_and_by_interactions():
     from recvae.cli import build_parser
 
