@@ -10,6 +10,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 
 class RecvaeError(Exception):
@@ -233,10 +234,15 @@ def _text(value) -> bool:
     return isinstance(value, str)
 
 
+def _path(value) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
 # the checks of the kinds a setting may have: (check, problem, as a sequence's elements, an example of them)
 _KIND_CHECKS = {
     bool: (_boolean, "must be true or false", "booleans", "(True, False)"),
     int: (_whole, "must be a whole number", "whole numbers", "(600,)"),
     float: (_real, "must be a number", "numbers", "(0.15, 0.75)"),
     str: (_text, "must be text", "texts", "('gender', 'age')"),
+    Path: (_path, "must be a path", "paths", "('a.csv',)"),
 }

@@ -228,3 +228,26 @@ def test_a_callback_that_returns_true_ends_the_training_after_that_epoch_keeping
     assert seen == [1, 2, 3] and [r["epoch"] for r in model.history_] == [1, 2, 3]
     best = max(r["val_ndcg@100"] for r in model.history_)  # the weights kept are the best epoch's, not the last's
     assert validation_scorer(split.validation, "ndcg@100")(model)["ndcg@100"] == pytest.approx(best, abs=1e-6)
+
+
+def test_a_trainer_of_the_wrong_kind_is_named_before_any_epoch(split, tmp_path):
+    """callbacks=print failed after the first epoch ("not iterable"), a callback that is no function likewise;
+    progress="no" showed a bar and resume="yes" resumed; checkpoint_dir=5 was os's "expected str, bytes or
+    os.PathLike"; trainer="x" an AttributeError on .run."""
+    from pathlib import Path
+
+    from recvae.errors import ParameterError
+
+    for build, words in ((lambda: Trainer(callbacks=print), "callbacks=<built-in function print>: expected a sequence"),
+                         (lambda: Trainer(callbacks=(5,)), r"callbacks=\(5,\): expected a sequence of functions"),
+                         (lambda: Trainer(progress="no"), "progress='no': must be true or false"),
+                         (lambda: Trainer(resume="yes"), "resume='yes': must be true or false"),
+                         (lambda: Trainer(checkpoint_dir=5), "checkpoint_dir=5: must be text")):
+        with pytest.raises(ParameterError, match=words):
+            build()
+    with pytest.raises(TypeError, match="trainer must be a recvae.models.Trainer, not str"):
+        MultDAE(epochs=1).fit(split.train, trainer="x")
+    seen = []
+    trainer = Trainer(checkpoint_dir=Path(tmp_path / "ck"), callbacks=[seen.append], progress=False)
+    MultDAE(epochs=2, hidden_dims=(8,), latent_dim=4).fit(split.train, split.validation, split.items, trainer=trainer)
+    assert len(seen) == 2 and (tmp_path / "ck").is_dir()

@@ -39,6 +39,8 @@ class IterativeRecommender(Recommender):
         (items x ``item_feature_width``, rows in the columns' order: ``recvae.data.features``), for a model
         that reads them (Mult-VAE, Mult-DAE, CVAE; refused by the others).
         """
+        if trainer is not None and not isinstance(trainer, Trainer):
+            raise TypeError(f"trainer must be a recvae.models.Trainer, not {type(trainer).__name__}")
         features = self._checked_item_features(item_features, user_items)
         train = user_items if isinstance(user_items, UserRows) else self._training_matrix(user_items)
         scorer = as_scorer(validation, self.config.validation_metric, train.shape[1])

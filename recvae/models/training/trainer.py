@@ -17,7 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from recvae.data.shard import UserRows, gathered_rows
-from recvae.errors import DataError, ModelFileError, ParameterError, PeerLostError, TrainingDivergedError
+from recvae.errors import (DataError, ModelFileError, ParameterError, PeerLostError, TrainingDivergedError,
+                           settle_kinds)
 from recvae.models.device import autocast
 from recvae.models.inputs import as_csr
 from recvae.models.nn import SparseBatch
@@ -106,6 +107,12 @@ class Trainer:
     resume: bool = False
     callbacks: Sequence[EpochCallback] = ()
     progress: bool | None = None  # None: a bar when stderr is a terminal
+
+    def __post_init__(self):
+        settle_kinds(self)  # a list of callbacks stays a list: the annotation asks for any sequence
+        if callable(self.callbacks) or not all(callable(callback) for callback in self.callbacks):
+            raise ParameterError("callbacks", self.callbacks, "expected a sequence of functions of an epoch's record, "
+                                 "e.g. (print,)")
 
     def run(self, start: StartTraining, user_items: sp.csr_matrix | UserRows, plan: TrainingPlan,
             validate: Validate | None = None) -> list[dict]:
