@@ -118,6 +118,26 @@ class ImplicitSLIMConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LinearPathConfig:
+    """A closed-form linear path beside the autoencoder: a history's scores add ``linear_weight`` times DLAE's
+    (Steck 2020: the item-item weight of a linear autoencoder trained with dropout ``linear_dropout`` and ridge
+    ``linear_l2``, in closed form on the training users before the first epoch). 0: none, the paper's model.
+    VASP (Vančura & Kordík 2021) joins such a path to a VAE by a product of sigmoids trained together; here it is
+    fixed and added, and early stopping keeps the epoch whose sum validates best. The latent space is the
+    autoencoder's alone: a position decodes to the autoencoder's scores, and samples and anomaly scores are its
+    own; a group's list adds the path on the group's mixed history, as a user's adds it on theirs."""
+
+    linear_weight: float = 0.0
+    linear_l2: float = 500.0
+    linear_dropout: float = 0.5
+
+    def _check_linear_path(self) -> None:
+        at_least(0, linear_weight=self.linear_weight)
+        positive(linear_l2=self.linear_l2)
+        fraction(linear_dropout=self.linear_dropout)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """What every model's config has. ``binarize`` (default True): every stored interaction counts
     as 1, whatever its value (counts, ratings); False keeps the values (confidence for ALS, counts
@@ -163,7 +183,7 @@ class _AutoEncoderConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, M
 
 
 @dataclass(frozen=True, kw_only=True)
-class MultVAEConfig(_AutoEncoderConfig):
+class MultVAEConfig(_AutoEncoderConfig, LinearPathConfig):
     """Mult-VAE: encoder I-600-(200, 200), decoder 200-600-I, tanh, input dropout 0.5, β growing linearly
     to a cap of 0.2.
 
@@ -195,6 +215,7 @@ class MultVAEConfig(_AutoEncoderConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self._check_linear_path()
         at_least(0, beta_cap=self.beta_cap, free_bits=self.free_bits)
         at_least(1, pseudo_inputs=self.pseudo_inputs)
         one_of(BETA_SCHEDULES, beta_schedule=self.beta_schedule)
@@ -232,7 +253,8 @@ class CVAEConfig(MultVAEConfig):
         at_least(0, conditions=self.conditions)
         fraction(history_dropout=self.history_dropout)
         for name, value, plain in (("prior", self.prior, "standard"), ("latent_levels", self.latent_levels, 1),
-                                   ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0)):
+                                   ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0),
+                                   ("linear_weight", self.linear_weight, 0.0)):
             if value != plain:
                 raise ParameterError(name, value, f"is not available with the conditional VAE yet (only {plain})")
 
@@ -474,6 +496,9 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_every": "ImplicitSLIM: refresh the item embeddings in closed form before every N-th epoch (0: never)",
     "implicit_slim_l2": "ImplicitSLIM: ridge penalty λ of its item-item model",
     "implicit_slim_alpha": "ImplicitSLIM: scale α of the refreshed embeddings",
+    "linear_weight": "Mult-VAE: weight of a closed-form DLAE path added to the scores (0: none, the paper's model)",
+    "linear_l2": "Mult-VAE's linear path: DLAE's ridge λ",
+    "linear_dropout": "Mult-VAE's linear path: DLAE's dropout rate",
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",

@@ -94,7 +94,9 @@ def recommend_group(model, user_items: sp.csr_matrix, weights=None, N: int = 10,
     blend = torch.as_tensor((weights @ model.encode(user_items).mean)[None, :], dtype=torch.float32, device=model.device_)
     with torch.no_grad():  # a CVAE decodes with the members' side features averaged by the same weights
         mixed = sp.csr_matrix(np.asarray(weights @ user_items, dtype=np.float32).reshape(1, -1))
-        scores = model._decode_rows(mixed, blend).float().cpu()
+        scores = model._decode_rows(mixed, blend)
+        added = model._history_scorer(mixed)  # a path that reads the history reads the group's mixed one
+        scores = (scores if added is None else scores + added(slice(None))).float().cpu()
     seen = None
     if filter_already_liked_items:
         union = sp.csr_matrix(user_items.sum(axis=0))

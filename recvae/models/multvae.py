@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from recvae.data.shard import item_users
 from recvae.errors import DataError, ParameterError
 from recvae.models.config import MultDAEConfig, MultVAEConfig
+from recvae.models.dlae import dlae_weights
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
@@ -144,6 +145,8 @@ class _AutoEncoderRecommender(IterativeRecommender):
             warn_if_beta_stays_low(cfg, cfg.epochs, math.ceil(user_items.shape[0] / cfg.batch_size))
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
+        if getattr(cfg, "linear_weight", 0.0):
+            self._start_linear_path(module, user_items)
         if module.item_side is not None:
             seen = torch.from_numpy(item_users(user_items)[: module.n_items] > 0).float()  # over every rank's users
             module.item_side.set_items(item_features, seen)
@@ -158,14 +161,27 @@ class _AutoEncoderRecommender(IterativeRecommender):
         return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator),
                                refresh)
 
+    def _start_linear_path(self, module: AutoEncoder, user_items: sp.csr_matrix) -> None:
+        """DLAE's closed form on the training users, into the module's ``linear_path`` (saved with the weights)."""
+        cfg = self.config
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise ParameterError("linear_weight", cfg.linear_weight, "computes a closed form from every training user "
+                                 "at once: train this model in one process (not under torchrun)")
+        with torch.no_grad():
+            module.linear_path.copy_(dlae_weights(user_items, cfg.linear_l2, cfg.linear_dropout))
+
     def _new_module(self, n_items: int) -> AutoEncoder:
         cfg = self.config
         pseudo_inputs = cfg.pseudo_inputs if getattr(cfg, "prior", "standard") == "vamp" else 0
         if getattr(cfg, "latent_levels", 1) == 2:
-            return hierarchical_autoencoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs,
-                                            cfg.item_feature_width)
-        return AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation, pseudo_inputs,
-                           cfg.item_feature_width)
+            module = hierarchical_autoencoder(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.activation, pseudo_inputs,
+                                              cfg.item_feature_width)
+        else:
+            module = AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation,
+                                 pseudo_inputs, cfg.item_feature_width)
+        if getattr(cfg, "linear_weight", 0.0):  # a buffer: saved and moved with the weights, never trained
+            module.register_buffer("linear_path", torch.zeros(n_items, n_items))
+        return module
 
     def _prior(self) -> Prior:
         module = self.module_
@@ -201,7 +217,16 @@ class _AutoEncoderRecommender(IterativeRecommender):
             mu, _ = self.module_.encode(batch, normalised_input(batch), mean_only=True)
             hidden = self.module_.decode_hidden(mu)
         output = self.module_.output_layer
-        return lambda items: F.linear(hidden, output.weight[items], output.bias[items]).detach()
+        decoded = lambda items: F.linear(hidden, output.weight[items], output.bias[items]).detach()  # noqa: E731
+        added = self._history_scorer(user_items)
+        return decoded if added is None else lambda items: decoded(items) + added(items)
+
+    def _history_scorer(self, user_items: sp.csr_matrix):
+        linear = getattr(self.module_, "linear_path", None)
+        if linear is None:
+            return None
+        histories, weight = torch.from_numpy(user_items.toarray()).to(self.device_), self.config.linear_weight
+        return lambda items: weight * (histories @ linear[:, items])
 
     def _encode_block(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)

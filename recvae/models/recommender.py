@@ -408,6 +408,11 @@ class Recommender(ABC):
     def _decode_block(self, codes: torch.Tensor) -> torch.Tensor:
         raise NoLatentSpaceError(f"{self.name} has no latent space: {self.no_latent_space}")
 
+    def _history_scorer(self, user_items: sp.csr_matrix):
+        """What a model adds to its decoded scores from the histories ``user_items`` themselves, as ``items ->
+        scores`` (Mult-VAE's linear path); None: nothing (the decoded scores are the model's)."""
+        return None
+
     def _decode_rows(self, user_items: sp.csr_matrix, codes: torch.Tensor) -> torch.Tensor:
         """``codes`` decoded for the users of ``user_items`` (a row each): a conditional model reads their side
         features there, any other model the codes alone."""

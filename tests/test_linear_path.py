@@ -1,0 +1,57 @@
+"""Mult-VAE's closed-form linear path (``linear_weight``): DLAE's item-item weight added to the scores."""
+
+import numpy as np
+import pytest
+import torch
+
+from recvae.data import Interactions, SyntheticLog, generate_log, preprocess
+from recvae.errors import ParameterError
+from recvae.models import CVAE, DLAE, MultVAE
+from recvae.split import strong_generalization_split
+
+SMALL = dict(epochs=3, batch_size=100, hidden_dims=(16,), latent_dim=4, seed=5)
+PATH = dict(linear_weight=1.5, linear_l2=40.0, linear_dropout=0.3)
+
+
+@pytest.fixture(scope="module")
+def split():
+    log = generate_log(SyntheticLog(n_users=400, n_items=90, n_groups=4, median_activity=12, seed=2))
+    return strong_generalization_split(Interactions.from_frame(preprocess(log)), 40, seed=1)
+
+
+def test_the_path_is_dlaes_closed_form_added_to_the_scores_and_changes_nothing_else(split):
+    """Without validation every epoch is kept, so the autoencoder trains to the same weights with the path or
+    without it: the scores differ by the weight times the history's DLAE scores, and nothing else."""
+    with_path = MultVAE(**SMALL, **PATH).fit(split.train, items=split.items)
+    plain = MultVAE(**SMALL).fit(split.train, items=split.items)
+    dlae = DLAE(l2=40.0, dropout=0.3).fit(split.train, items=split.items)
+    np.testing.assert_array_equal(with_path.module_.linear_path.numpy(), dlae.module_.weights.numpy())
+    history = split.test.fold_in
+    np.testing.assert_allclose(with_path.score(history), plain.score(history) + 1.5 * dlae.score(history),
+                               rtol=1e-5, atol=1e-5)
+    for name, tensor in plain.module_.state_dict().items():
+        torch.testing.assert_close(with_path.module_.state_dict()[name], tensor)
+    assert "linear_path" not in plain.module_.state_dict()  # weight 0: the paper's model, nothing more saved
+    # the latent space is the autoencoder's: positions decode to its scores alone, anomaly scores are its own
+    np.testing.assert_allclose(with_path.decode(with_path.encode(history).mean), plain.score(history), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(with_path.anomaly_scores(history).score, plain.anomaly_scores(history).score, rtol=1e-6)
+
+
+def test_early_stopping_keeps_the_epoch_whose_sum_validates_best(split):
+    model = MultVAE(**{**SMALL, "epochs": 4}, **PATH).fit(split.train, split.validation, split.items)
+    best = max(model.history_, key=lambda record: record["val_ndcg@100"])
+    from recvae.evaluate import evaluate
+
+    assert evaluate(model, split.validation, "ndcg@100").mean("ndcg@100") == pytest.approx(best["val_ndcg@100"], abs=1e-6)
+
+
+def test_the_path_is_refused_where_it_cannot_be_computed_or_read(split, monkeypatch):
+    with pytest.raises(ParameterError, match="linear_weight=1.0: is not available with the conditional VAE"):
+        CVAE(conditions=2, linear_weight=1.0)
+    with pytest.raises(ParameterError, match="linear_dropout=1.0: must lie in"):
+        MultVAE(linear_weight=1.0, linear_dropout=1.0)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # as under torchrun, two processes
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    with pytest.raises(ParameterError, match="train this model in one process"):
+        MultVAE(**SMALL, **PATH).fit(split.train, items=split.items)
