@@ -55,3 +55,15 @@ def test_the_path_is_refused_where_it_cannot_be_computed_or_read(split, monkeypa
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
     with pytest.raises(ParameterError, match="train this model in one process"):
         MultVAE(**SMALL, **PATH).fit(split.train, items=split.items)
+
+
+def test_torchrun_refuses_the_path_before_the_log_is_read(tmp_path, monkeypatch, capsys):
+    from recvae.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    out = tmp_path / "m"
+    assert main(["train", "--data", str(tmp_path / "not-read.csv"), "--linear-weight", "1.5", "--out", str(out),
+                 "--no-tracking", "-q"]) == 2
+    assert "--linear-weight 1.5: computes a closed form from every training user" in capsys.readouterr().err
+    assert not out.exists()

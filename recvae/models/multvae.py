@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from recvae.data.shard import item_users
 from recvae.errors import DataError, ParameterError
-from recvae.models.config import MultDAEConfig, MultVAEConfig
+from recvae.models.config import LINEAR_PATH_ALONE, MultDAEConfig, MultVAEConfig
 from recvae.models.dlae import dlae_weights
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
@@ -165,8 +165,7 @@ class _AutoEncoderRecommender(IterativeRecommender):
         """DLAE's closed form on the training users, into the module's ``linear_path`` (saved with the weights)."""
         cfg = self.config
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            raise ParameterError("linear_weight", cfg.linear_weight, "computes a closed form from every training user "
-                                 "at once: train this model in one process (not under torchrun)")
+            raise ParameterError("linear_weight", cfg.linear_weight, LINEAR_PATH_ALONE)
         with torch.no_grad():
             module.linear_path.copy_(dlae_weights(user_items, cfg.linear_l2, cfg.linear_dropout))
 
