@@ -225,6 +225,8 @@ def test_preprocessing_and_synthetic_settings_of_the_wrong_kind_are_named():
     with pytest.raises(ParameterError, match="n_users='5': must be a whole number"):
         SyntheticLog(n_users="5")
     assert Preprocessing(min_rating=4).min_rating == 4 and Preprocessing(min_rating=None).min_rating is None
+    with pytest.raises(TypeError, match=r"config must be a Preprocessing, e.g. Preprocessing\(min_rating=3.5\), not float"):
+        preprocess(pd.DataFrame({"user": [1], "item": [1], "rating": [4.0]}), 3.5)
 
 
 def test_the_pipelines_specs_check_their_kinds_and_take_paths_and_lists(tmp_path):

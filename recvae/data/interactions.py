@@ -37,6 +37,9 @@ class Preprocessing:
 
 def preprocess(frame: pd.DataFrame, config: Preprocessing = Preprocessing(), source: str = "data") -> pd.DataFrame:
     """Merge duplicates (the latest wins), apply the rating threshold, then the item and user count filters."""
+    if not isinstance(config, Preprocessing):  # preprocess(frame, 3.5) met .merge_duplicates on a float
+        raise TypeError(f"config must be a Preprocessing, e.g. Preprocessing(min_rating=3.5), not "
+                        f"{type(config).__name__}")
     before = len(frame)
     if "rating" in frame and (negative := int((frame["rating"] < 0).sum())):
         kept = config.min_rating is None or config.min_rating < 0
