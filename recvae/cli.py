@@ -863,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     ranks = int(os.environ.get("WORLD_SIZE", "1"))
     if ranks > 1 and args.command != "train":  # each process would run the whole command, and write its output
-        if os.environ.get("RANK", "0") == "0":
+        if _rank_0():
             spark = " (--engine spark spreads it over a cluster)" if hasattr(args, "engine") else ""
             print(f"recvae: error: under torchrun ({ranks} processes) only 'train' runs, its processes training one "
                   f"model together: run 'recvae {args.command}' without torchrun{spark}", file=sys.stderr)
@@ -880,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         ranks = int(os.environ.get("WORLD_SIZE", "1"))
-        if ranks > 1 and os.environ.get("RANK") != "0":
+        if ranks > 1 and not _rank_0():
             return 130  # torchrun stopping its ranks: rank 0 says it once
         hint = " (resume with --resume)" if getattr(args, "checkpoint_dir", None) else ""
         if hint and ranks > 1:  # torchrun's agent may stop every rank before rank 0 sees a peer gone
@@ -890,7 +890,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RecvaeError, ValueError) as exc:
         # the run is over: a SIGTERM now (torchrun stopping the other ranks) must not cut the one-line report
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if _of_the_settings_alone(exc) and os.environ.get("RANK", "0") != "0":
+        if _of_the_settings_alone(exc) and not _rank_0():
             return 2
         # a benchmark's settings come from its TOML file, so a setting out of range is named as its key there
         benchmark_setting = args.command == "benchmark" and isinstance(exc, ParameterError)
@@ -908,11 +908,16 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _rank_0() -> bool:
+    """Whether this process is torchrun's rank 0, or runs without torchrun."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextlib.contextmanager
 def _rank_0_alone_says_it():
     """Under torchrun every rank parses the same command line: argparse's complaint about it (a flag misspelt, a
     value of the wrong kind) is the same on each, so only rank 0's reaches the terminal."""
-    if os.environ.get("RANK", "0") == "0":
+    if _rank_0():
         yield
         return
     with contextlib.redirect_stderr(io.StringIO()):
@@ -975,7 +980,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = logging.getLogger("recvae.progress")
     # under torchrun every rank reads the log: rank 0 alone says what it found, as it alone prints the rest
-    progress.setLevel(logging.WARNING if quiet or os.environ.get("RANK", "0") != "0" else logging.INFO)
+    progress.setLevel(logging.WARNING if quiet or not _rank_0() else logging.INFO)
     if not progress.handlers:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

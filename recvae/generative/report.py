@@ -81,7 +81,8 @@ def _checked_logs(logs, train, test: HeldOut, genres) -> tuple[dict[str, sp.csr_
     train = as_csr(train, what="train")
     if not isinstance(test, HeldOut):
         raise TypeError(f"test must be a HeldOut (a split's test users), not {type(test).__name__}")
-    as_csr(test.fold_in, train.shape[1], what="the held-out users' items")
+    if test.fold_in.shape[1] != train.shape[1]:
+        raise DataError(f"the held-out users' items have {test.fold_in.shape[1]} columns, the real log's {train.shape[1]}")
     if genres is not None and len(genres) != train.shape[1]:
         raise DataError(f"genres has {len(genres)} entries for {train.shape[1]} items: one set of genres per item")
     checked = {}

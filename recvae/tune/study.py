@@ -13,13 +13,12 @@ import json
 import logging
 import math
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from recvae.defaults import SEED
-from recvae.errors import DataError, TrainingDivergedError, kind_problem
+from recvae.errors import DataError, ParameterError, TrainingDivergedError, settle_kinds
 from recvae.evaluate import evaluate
 from recvae.models import Recommender
 from recvae.split.base import HeldOut
@@ -45,11 +44,10 @@ class SearchConfig:
     seed: int = SEED  # the sampler's
 
     def __post_init__(self):
-        hints = typing.get_type_hints(SearchConfig)
-        for field in dataclasses.fields(self):  # a benchmark file's [search] table: its words, as DataError
-            value = getattr(self, field.name)
-            if problem := kind_problem(hints[field.name], value):
-                raise DataError(f"search {field.name} {problem}, not {value!r}")
+        try:
+            settle_kinds(self)
+        except ParameterError as exc:  # a benchmark file's [search] table: its words, as DataError
+            raise DataError(f"search {exc.name} {exc.problem}, not {exc.value!r}") from None
         if self.trials < 1:
             raise DataError(f"search trials must be a whole number of at least 1, not {self.trials!r}")
         if self.seeds not in SEED_MODES:
