@@ -31,7 +31,6 @@ from recvae.errors import DataError, DataParameterError, ParameterError, at_leas
 from recvae.io import WriteError, check_writable, claimed, write_atomic_bytes
 from recvae.evaluate import default_metrics, evaluate, evaluate_cold_items, evaluate_curves, example_users
 from recvae.models import CVAE, IterativeRecommender, MultVAE, Popularity, Recommender, Trainer
-from recvae.models.config import LINEAR_PATH_ALONE
 from recvae.models.device import resolve_device
 from recvae.models.registry import check_reads_item_features
 from recvae.models.training.distributed import World, join_world, launched_world, local_device
@@ -251,8 +250,6 @@ class TrainSpec:
         if self.auto_beta and (model_class is not MultVAE or self.checkpoint_dir or "beta_cap" in self.params):
             raise ParameterError("auto_beta", True, "chooses Mult-VAE's beta cap itself and writes no checkpoints: "
                                  "use it with MultVAE, without {beta_cap} and {checkpoint_dir}")
-        if model.get_params().get("linear_weight") and launched_world().size > 1:  # the ranks would read the log first
-            raise ParameterError("linear_weight", model.get_params()["linear_weight"], LINEAR_PATH_ALONE)
         if self.checkpoint_dir and not issubclass(model_class, IterativeRecommender):
             raise ParameterError("checkpoint_dir", self.checkpoint_dir,
                                  f"{model_class.name} does not train by epochs: it has no checkpoints")

@@ -52,6 +52,12 @@ def model_for(name):
         return MultDAE(dropout=0.0, item_feature_width=3, **settings)
     if name == "ease":  # Neural EASE without its random halves: no noise either, and a diagonal to keep at zero
         return NeuralEASE(split_halves=False, learning_rate=1e-2, **{k: v for k, v in settings.items() if k != "latent_dim"})
+    if name == "ease-held":  # VASP's item-item path held at EDLAE's closed form, from the ranks' summed Gram matrices
+        return NeuralEASE(shallow_start="edlae", shallow_l2=30.0, shallow_dropout=0.3, shallow_trainable=False,
+                          **{k: v for k, v in settings.items() if k != "latent_dim"})
+    if name == "vae-dlae":  # DLAE's path: X^T X summed over the ranks' shares before its closed form
+        return MultVAE(hidden_dims=(32,), anneal_epochs=2.0, linear_weight=1.0, linear_l2=30.0, linear_dropout=0.3,
+                       **settings)
     return MultVAE(hidden_dims=(32,), anneal_epochs=2.0, **settings)
 
 
@@ -64,10 +70,11 @@ for name in names:
     features = np.random.default_rng(0).random((split.train.shape[1], 3)) if name == "dae-items" else None
     model.fit(split.train, validation_scorer(split.validation, "ndcg@100"), trainer=trainer, item_features=features)
     results[name] = {"loss": [r["loss"] for r in model.history_], "ndcg": [r["val_ndcg@100"] for r in model.history_],
-                     "weights": (model.module_.item_item if name == "ease" else model.module_.input_weight).detach().double().flatten().tolist(),
+                     "weights": (model.module_.item_item if name.startswith("ease") else model.module_.input_weight).detach().double().flatten().tolist(),
                      # what sample and the anomaly percentiles read: the whole log's lengths, the users' positions
                      "activity": model.user_activity_.tolist(), "users": split.train.shape[0],
                      "reference": None if model.anomaly_reference_ is None else np.asarray(model.anomaly_reference_).tolist(),
+                     "linear_path": model.module_.linear_path.double().flatten().tolist() if name == "vae-dlae" else None,
                      "described": [model.posterior_mixture_ is not None,
                                                                               model.anomaly_reference_ is not None]}
 if launched_world().main:
@@ -93,12 +100,17 @@ def _run(tmp_path, ranks: int, names: str, epochs: int, checkpoints="-", *flags)
 
 
 @pytest.mark.parametrize("names, flags", [("dae,ease,dae-implicit-slim", ()),
-                                          ("dae,dae-implicit-slim,dae-items", ("--sharded",))])
+                                          ("dae,dae-implicit-slim,dae-items,vae-dlae,ease-held", ("--sharded",))])
 def test_two_ranks_reproduce_one_process_where_nothing_random_differs(tmp_path, names, flags):
     ones = _run(tmp_path, 1, names, 4, "-", *flags)
     twos = _run(tmp_path, 2, names, 4, "-", *flags)
     for name in names.split(","):
         one, two = ones[name], twos[name]
+        if name in ("vae-dlae", "ease-held"):  # noise or calibration users differ by rank; the closed forms may not
+            path = "linear_path" if name == "vae-dlae" else "weights"
+            assert np.abs(one[path]).max() > 0.01
+            np.testing.assert_allclose(two[path], one[path], rtol=0, atol=1e-5)
+            continue
         # the same updates; only the order of float sums differs (the all-reduce adds the two ranks' halves)
         np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6, err_msg=name)
         np.testing.assert_allclose(two["ndcg"], one["ndcg"], atol=1e-6, err_msg=name)
@@ -148,6 +160,7 @@ def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
     # a KL weight this large collapses the posterior: the warning, as the rest of the output, comes once
     done = _torchrun_train(tmp_path, "--model", "multvae", "--data", str(log), "--heldout-users", "40", "--epochs", "3",
                            "--batch-size", "64", "--beta-schedule", "constant", "--beta-cap", "200",
+                           "--linear-weight", "1.5", "--linear-l2", "30", "--linear-dropout", "0.3",
                            "--out", str(tmp_path / "model"), "--no-tracking")
     out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
@@ -163,6 +176,13 @@ def test_torchrun_recvae_train_saves_and_reports_once(tmp_path):
 
     again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False)))
     assert again.results["MultVAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)
+    # DLAE's path, from the ranks' shares of the users, is the one process's closed form on the whole split
+    from recvae.models import DLAE, MultVAE
+    from recvae.pipeline import DataSpec, SplitSpec, prepare_split
+
+    split, _ = prepare_split(DataSpec(path=str(log)), SplitSpec(heldout_users=40))
+    np.testing.assert_allclose(MultVAE.load(tmp_path / "model").module_.linear_path.numpy(),
+                               DLAE(l2=30.0, dropout=0.3).fit(split.train).module_.weights.numpy(), rtol=0, atol=1e-5)
 
 
 def test_a_killed_rank_leaves_one_line_naming_it_and_the_command_that_resumes(tmp_path):

@@ -46,24 +46,8 @@ def test_early_stopping_keeps_the_epoch_whose_sum_validates_best(split):
     assert evaluate(model, split.validation, "ndcg@100").mean("ndcg@100") == pytest.approx(best["val_ndcg@100"], abs=1e-6)
 
 
-def test_the_path_is_refused_where_it_cannot_be_computed_or_read(split, monkeypatch):
+def test_the_path_is_refused_where_it_cannot_be_read():
     with pytest.raises(ParameterError, match="linear_weight=1.0: is not available with the conditional VAE"):
         CVAE(conditions=2, linear_weight=1.0)
     with pytest.raises(ParameterError, match="linear_dropout=1.0: must lie in"):
         MultVAE(linear_weight=1.0, linear_dropout=1.0)
-    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # as under torchrun, two processes
-    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    with pytest.raises(ParameterError, match="train this model in one process"):
-        MultVAE(**SMALL, **PATH).fit(split.train, items=split.items)
-
-
-def test_torchrun_refuses_the_path_before_the_log_is_read(tmp_path, monkeypatch, capsys):
-    from recvae.cli import main
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "0")
-    out = tmp_path / "m"
-    assert main(["train", "--data", str(tmp_path / "not-read.csv"), "--linear-weight", "1.5", "--out", str(out),
-                 "--no-tracking", "-q"]) == 2
-    assert "--linear-weight 1.5: computes a closed form from every training user" in capsys.readouterr().err
-    assert not out.exists()

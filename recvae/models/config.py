@@ -117,11 +117,6 @@ class ImplicitSLIMConfig:
         positive(implicit_slim_l2=self.implicit_slim_l2, implicit_slim_alpha=self.implicit_slim_alpha)
 
 
-# why the linear path is refused under torchrun, by the pipeline before the log is read and by the model
-LINEAR_PATH_ALONE = ("computes a closed form from every training user at once: train this model in one process (not "
-                     "under torchrun)")
-
-
 @dataclass(frozen=True, kw_only=True)
 class LinearPathConfig:
     """A closed-form linear path beside the autoencoder: a history's scores add ``linear_weight`` times DLAE's

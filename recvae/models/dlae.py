@@ -22,28 +22,39 @@ import torch
 from recvae.data.vocab import Vocabulary
 from recvae.models.config import DLAEConfig
 from recvae.models.device import resolve_device
-from recvae.models.ease import EASE, _weights_from_precision, gram_diagonal, precision_matrix
+from recvae.models.ease import EASE, _weights_from_precision, check_memory, gram_matrix, penalised_inverse
 from recvae.models.nn import LearnedTensors
+from recvae.models.training.distributed import sum_over_ranks
 
 
-def dropout_penalty(x: sp.csr_matrix, l2: float, dropout: float) -> np.ndarray:
+def dropout_penalty(gram_diagonal: np.ndarray, l2: float, dropout: float) -> np.ndarray:
     """Lambda, per item: ``l2`` plus dropout / (1 - dropout) times the item's diagonal of X^T X."""
-    return (l2 + dropout / (1.0 - dropout) * gram_diagonal(x)).astype(np.float32)
+    return (l2 + dropout / (1.0 - dropout) * np.asarray(gram_diagonal, dtype=np.float64)).astype(np.float32)
 
 
-def dlae_weights(x: sp.csr_matrix, l2: float, dropout: float) -> torch.Tensor:
-    """B = I - P diagMat(Lambda), in place of P (C-ordered through P's symmetry, as EASE's)."""
-    penalty = dropout_penalty(x, l2, dropout)
-    precision = precision_matrix(x, penalty)
+def dlae_weights(x: sp.csr_matrix, l2: float, dropout: float, over_ranks: bool = False) -> torch.Tensor:
+    """B = I - P diagMat(Lambda), in place of P (C-ordered through P's symmetry, as EASE's). ``over_ranks``:
+    under torchrun, where ``x`` is this process's share of the users (as for every function here)."""
+    gram = _gram(x, over_ranks)
+    penalty = dropout_penalty(np.diag(gram), l2, dropout)
+    precision = penalised_inverse(gram, penalty)
     b = precision.T if precision.flags.f_contiguous else precision
     b *= -penalty[None, :]
     b[np.diag_indices(b.shape[0])] += 1.0
     return torch.from_numpy(b)
 
 
-def edlae_weights(x: sp.csr_matrix, l2: float, dropout: float) -> torch.Tensor:
+def edlae_weights(x: sp.csr_matrix, l2: float, dropout: float, over_ranks: bool = False) -> torch.Tensor:
     """B = I - P diagMat(1 / diag(P)) with a zero diagonal: EASE's form under DLAE's penalty."""
-    return _weights_from_precision(precision_matrix(x, dropout_penalty(x, l2, dropout)))
+    gram = _gram(x, over_ranks)
+    return _weights_from_precision(penalised_inverse(gram, dropout_penalty(np.diag(gram), l2, dropout)))
+
+
+def _gram(x: sp.csr_matrix, over_ranks: bool) -> np.ndarray:
+    """X^T X, summed over every process's share of the users where ``over_ranks``."""
+    check_memory(x.shape[1])
+    gram = gram_matrix(x)
+    return sum_over_ranks(gram) if over_ranks else gram
 
 
 class DLAE(EASE):

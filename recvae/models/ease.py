@@ -147,7 +147,11 @@ def precision_matrix(x: sp.csr_matrix, penalty) -> np.ndarray:
     """P = (X^T X + diagMat(penalty))^-1, symmetric, float32, factorised and inverted in place (LAPACK
     spotrf/spotri). ``penalty``: one number for every item (EASE's lambda) or one per item (DLAE's)."""
     check_memory(x.shape[1])
-    gram = gram_matrix(x)
+    return penalised_inverse(gram_matrix(x), penalty)
+
+
+def penalised_inverse(gram: np.ndarray, penalty) -> np.ndarray:
+    """(``gram`` + diagMat(``penalty``))^-1 of a Fortran-ordered float32 Gram matrix, computed in its place."""
     gram[np.diag_indices(gram.shape[0])] += np.asarray(penalty, dtype=np.float32)
     factor, info = scipy.linalg.lapack.spotrf(gram, lower=0, clean=0, overwrite_a=1)
     if info != 0:

@@ -18,15 +18,12 @@ import scipy.sparse as sp
 import torch
 
 from recvae.data.shard import UserRows
+from recvae.models.training.distributed import sum_over_ranks
 
 
 def _over_users(array: np.ndarray, over_ranks: bool) -> np.ndarray:
     """A sum over the users, completed over every rank where each holds only its users' rows."""
-    if not over_ranks:
-        return array
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    torch.distributed.all_reduce(tensor)
-    return tensor.numpy()
+    return sum_over_ranks(np.ascontiguousarray(array)) if over_ranks else array
 
 
 def _times_ridge_gram(user_items: sp.csr_matrix, item_rows: np.ndarray, l2: float, over_ranks: bool) -> np.ndarray:

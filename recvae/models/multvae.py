@@ -10,9 +10,9 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from recvae.data.shard import item_users
+from recvae.data.shard import UserRows, item_users
 from recvae.errors import DataError, ParameterError
-from recvae.models.config import LINEAR_PATH_ALONE, MultDAEConfig, MultVAEConfig
+from recvae.models.config import MultDAEConfig, MultVAEConfig
 from recvae.models.dlae import dlae_weights
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
@@ -161,13 +161,14 @@ class _AutoEncoderRecommender(IterativeRecommender):
         return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator),
                                refresh)
 
-    def _start_linear_path(self, module: AutoEncoder, user_items: sp.csr_matrix) -> None:
-        """DLAE's closed form on the training users, into the module's ``linear_path`` (saved with the weights)."""
+    def _start_linear_path(self, module: AutoEncoder, user_items) -> None:
+        """DLAE's closed form on the training users, into the module's ``linear_path`` (saved with the weights);
+        under torchrun, from every process's share of them (``UserRows``)."""
         cfg = self.config
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
-            raise ParameterError("linear_weight", cfg.linear_weight, LINEAR_PATH_ALONE)
+        shared = isinstance(user_items, UserRows)
+        x = user_items.matrix if shared else user_items  # the Trainer binarized the rows as fit does
         with torch.no_grad():
-            module.linear_path.copy_(dlae_weights(user_items, cfg.linear_l2, cfg.linear_dropout))
+            module.linear_path.copy_(dlae_weights(x, cfg.linear_l2, cfg.linear_dropout, over_ranks=shared))
 
     def _new_module(self, n_items: int) -> AutoEncoder:
         cfg = self.config

@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recvae.data.shard import UserRows
-from recvae.errors import CapacityError, ParameterError
+from recvae.errors import CapacityError
 from recvae.models.config import FLVAEConfig, NeuralEASEConfig, VASPConfig
 from recvae.models.dlae import dlae_weights, edlae_weights
 from recvae.models.ease import available_memory
@@ -178,11 +178,10 @@ def start_from_closed_form(module: VASPModule, user_items, config: VASPConfig, g
     diagonal zeroed (``config.shallow_start``), and the scale and offset of its logits fitted by logistic
     regression: each of up to ``CALIBRATION_USERS`` training users' items predicted from a random half of the
     others (the training's augmentation), or from all of them."""
-    if isinstance(user_items, UserRows):
-        raise ParameterError("shallow_start", config.shallow_start, "is computed from the whole training matrix, which "
-                             "no process holds under torchrun: train in one process")
+    shared = isinstance(user_items, UserRows)  # under torchrun: Gram matrices summed; rank 0's calibration kept
+    user_items = user_items.matrix if shared else user_items
     closed_form = {"edlae": edlae_weights, "dlae": dlae_weights}[config.shallow_start]
-    weights = closed_form(user_items, config.shallow_l2, config.shallow_dropout)
+    weights = closed_form(user_items, config.shallow_l2, config.shallow_dropout, over_ranks=shared)
     weights.diagonal().zero_()  # DLAE's own weights score only the items a history has; the path holds it at zero
     users = torch.randperm(user_items.shape[0], generator=generator)[:CALIBRATION_USERS].sort().values.numpy()
     targets = torch.from_numpy((user_items[users] != 0).toarray()).double()

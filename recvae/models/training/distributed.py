@@ -107,6 +107,22 @@ def peer_lost(exc: RuntimeError) -> bool:
     return any(words in text for words in ("closed by peer", "connection reset by peer", "broken pipe"))
 
 
+def sum_over_ranks(array: np.ndarray) -> np.ndarray:
+    """``array``, a sum over this process's users, summed over every process's (torch's all-reduce), in place
+    where it is contiguous; on CUDA tensors where the process group is NCCL's, which reduces no others."""
+    flat = array.T if array.flags.f_contiguous and not array.flags.c_contiguous else array
+    tensor = torch.from_numpy(flat if flat.flags.c_contiguous else np.ascontiguousarray(flat))
+    if dist.get_backend() == "nccl":
+        on_device = tensor.to(local_device(torch.device("cuda")))
+        dist.all_reduce(on_device)
+        tensor.copy_(on_device.cpu())
+    else:
+        dist.all_reduce(tensor)
+    if tensor.data_ptr() != flat.__array_interface__["data"][0]:
+        flat[...] = tensor.numpy()
+    return array
+
+
 def local_rows(rows: np.ndarray, held_rows: np.ndarray) -> np.ndarray:
     """Of a global batch's user rows, those a rank holds (``held_rows``, increasing), as indices into them."""
     if not held_rows.size:

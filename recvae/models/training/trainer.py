@@ -143,9 +143,11 @@ class Trainer:
         if world.size > 1:
             if not all(phase.batched for phase in step.phases):
                 raise ValueError("a model that reads its own data (an unbatched phase) cannot train under torchrun")
+            # the modules' buffers (item features, the linear path) are fixed and alike on every rank: DDP copies
+            # rank 0's once here, not before every update, which for the linear path would send items x items
             run.forward = torch.nn.parallel.DistributedDataParallel(
                 _BatchLoss(step), device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=not all(phase.every_parameter for phase in step.phases))
+                find_unused_parameters=not all(phase.every_parameter for phase in step.phases), broadcast_buffers=False)
         if self.resume:
             self._restore(run)
         try:
