@@ -227,12 +227,16 @@ def test_torchrun_trains_a_cvae_whose_ranks_read_the_users_and_items_tables_with
     items.write_text("item,genres\n" + "".join(f"i{i:05d},{['Drama|Comedy', 'Action'][i % 2]}\n" for i in range(80)))
     done = _torchrun_train(tmp_path, "--model", "cvae", "--data", str(log), "--user-features", str(users),
                            "--item-features", str(items), "--cold-items", "0.2", "--heldout-users", "40", "--epochs", "3",
-                           "--batch-size", "64", "--out", str(tmp_path / "model"), "--no-tracking")
+                           "--batch-size", "64", "--linear-weight", "0.5", "--out", str(tmp_path / "model"),
+                           "--no-tracking")
     out, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-3000:]
     metadata = json.loads((tmp_path / "model" / "model.json").read_text())["metadata"]
     assert metadata["user_features"]["columns"][0]["name"] == "band"
-    assert CVAE.load(tmp_path / "model").module_.item_side.features.shape[1] == 3 + 1  # Drama, Comedy, Action, missing
+    module = CVAE.load(tmp_path / "model").module_
+    assert module.item_side.features.shape[1] == 3 + 1  # Drama, Comedy, Action, missing
+    # DLAE's path over the items alone, from both ranks' users (the scores below check it as one process reads it)
+    assert module.linear_path.shape == (module.n_items, module.n_items) and module.linear_path.abs().max() > 0.01
     # one process rebuilds the split, encodes the table as the ranks did, and scores the same test users alike
     again = evaluate_saved(EvaluateSpec(str(tmp_path / "model"), tracking=TrackingConfig(enabled=False)))
     assert again.results["CVAE"] == pytest.approx(metadata["test_metrics"], abs=1e-6)

@@ -46,8 +46,33 @@ def test_early_stopping_keeps_the_epoch_whose_sum_validates_best(split):
     assert evaluate(model, split.validation, "ndcg@100").mean("ndcg@100") == pytest.approx(best["val_ndcg@100"], abs=1e-6)
 
 
+def test_the_conditional_vae_adds_the_path_over_its_items_alone(tmp_path):
+    """The CVAE's last columns are each user's features: DLAE's path is computed on the items and adds nothing to
+    the feature columns, which stay unrecommended; a user with no items gets the CVAE's list unchanged."""
+    import scipy.sparse as sp
+
+    from recvae.models import Recommender
+
+    rng = np.random.default_rng(4)
+    items = sp.csr_matrix((rng.random((300, 50)) < 0.15).astype(np.float32))
+    features = sp.csr_matrix(np.eye(3, dtype=np.float32)[rng.integers(0, 3, 300)])
+    rows = sp.hstack([items, features]).tocsr()
+    settings = dict(conditions=3, epochs=3, batch_size=100, hidden_dims=(16,), latent_dim=4, seed=5)
+    with_path = CVAE(**settings, **PATH).fit(rows)
+    plain = CVAE(**settings).fit(rows)
+    dlae = DLAE(l2=40.0, dropout=0.3).fit(items)
+    np.testing.assert_array_equal(with_path.module_.linear_path.numpy(), dlae.module_.weights.numpy())
+    scores, expected = with_path.score(rows[:20]), plain.score(rows[:20])
+    np.testing.assert_allclose(scores[:, :50], expected[:, :50] + 1.5 * dlae.score(items[:20]), rtol=1e-5, atol=1e-5)
+    assert np.isneginf(scores[:, 50:]).all()
+    new_users = sp.hstack([sp.csr_matrix((3, 50), dtype=np.float32), sp.csr_matrix(np.eye(3, dtype=np.float32))]).tocsr()
+    np.testing.assert_allclose(with_path.score(new_users), plain.score(new_users), rtol=1e-6)
+    group, _ = with_path.recommend_group(rows[:3], N=5)
+    assert len(group) == 5 and group.max() < 50
+    with_path.save(tmp_path / "cvae")
+    np.testing.assert_allclose(Recommender.load(tmp_path / "cvae").score(rows[:20]), scores, rtol=1e-6)
+
+
 def test_the_path_is_refused_where_it_cannot_be_read():
-    with pytest.raises(ParameterError, match="linear_weight=1.0: is not available with the conditional VAE"):
-        CVAE(conditions=2, linear_weight=1.0)
     with pytest.raises(ParameterError, match="linear_dropout=1.0: must lie in"):
         MultVAE(linear_weight=1.0, linear_dropout=1.0)

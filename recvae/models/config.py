@@ -253,8 +253,7 @@ class CVAEConfig(MultVAEConfig):
         at_least(0, conditions=self.conditions)
         fraction(history_dropout=self.history_dropout)
         for name, value, plain in (("prior", self.prior, "standard"), ("latent_levels", self.latent_levels, 1),
-                                   ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0),
-                                   ("linear_weight", self.linear_weight, 0.0)):
+                                   ("negatives", self.negatives, 0), ("implicit_slim_every", self.implicit_slim_every, 0)):
             if value != plain:
                 raise ParameterError(name, value, f"is not available with the conditional VAE yet (only {plain})")
 
@@ -496,9 +495,9 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_every": "ImplicitSLIM: refresh the item embeddings in closed form before every N-th epoch (0: never)",
     "implicit_slim_l2": "ImplicitSLIM: ridge penalty λ of its item-item model",
     "implicit_slim_alpha": "ImplicitSLIM: scale α of the refreshed embeddings",
-    "linear_weight": "Mult-VAE: weight of a closed-form DLAE path added to the scores (0: none, the paper's model)",
-    "linear_l2": "Mult-VAE's linear path: DLAE's ridge λ",
-    "linear_dropout": "Mult-VAE's linear path: DLAE's dropout rate",
+    "linear_weight": "Mult-VAE, CVAE: weight of a closed-form DLAE path added to the scores (0: none, the paper's model)",
+    "linear_l2": "Mult-VAE's and CVAE's linear path: DLAE's ridge λ",
+    "linear_dropout": "Mult-VAE's and CVAE's linear path: DLAE's dropout rate",
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",

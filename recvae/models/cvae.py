@@ -39,8 +39,9 @@ class CVAE(MultVAE):
 
     def _new_module(self, n_columns: int) -> ConditionalAutoEncoder:
         c = self.config
-        return ConditionalAutoEncoder(n_columns - c.conditions, c.conditions, c.hidden_dims, c.latent_dim, c.activation,
-                                      c.item_feature_width)
+        module = ConditionalAutoEncoder(n_columns - c.conditions, c.conditions, c.hidden_dims, c.latent_dim,
+                                        c.activation, c.item_feature_width)
+        return self._with_linear_path(module, n_columns - c.conditions)
 
     def _item_columns(self, n_columns: int) -> int:
         return n_columns - self.config.conditions
@@ -56,13 +57,14 @@ class CVAE(MultVAE):
             hidden = self.module_.decode_hidden(torch.cat([mean, conditions], dim=1))
         output, n_items = self.module_.output_layer, self.module_.n_items
         columns = torch.arange(self.n_items_, device=hidden.device)
+        added = self._history_scorer(user_items)
 
         def scores(items) -> torch.Tensor:
             wanted = columns[items]
             out = torch.full((hidden.shape[0], wanted.numel()), -torch.inf, device=hidden.device)
             is_item = wanted < n_items
             out[:, is_item] = F.linear(hidden, output.weight[wanted[is_item]], output.bias[wanted[is_item]]).float()
-            return out
+            return out if added is None else out + added(items)
         return scores
 
     def _encode_block(self, user_items: sp.csr_matrix):

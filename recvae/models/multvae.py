@@ -167,6 +167,7 @@ class _AutoEncoderRecommender(IterativeRecommender):
         cfg = self.config
         shared = isinstance(user_items, UserRows)
         x = user_items.matrix if shared else user_items  # the Trainer binarized the rows as fit does
+        x = x[:, : self._item_columns(x.shape[1])]  # a CVAE's feature columns have no part in it
         with torch.no_grad():
             module.linear_path.copy_(dlae_weights(x, cfg.linear_l2, cfg.linear_dropout, over_ranks=shared))
 
@@ -179,7 +180,10 @@ class _AutoEncoderRecommender(IterativeRecommender):
         else:
             module = AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation,
                                  pseudo_inputs, cfg.item_feature_width)
-        if getattr(cfg, "linear_weight", 0.0):  # a buffer: saved and moved with the weights, never trained
+        return self._with_linear_path(module, n_items)
+
+    def _with_linear_path(self, module: AutoEncoder, n_items: int) -> AutoEncoder:
+        if self.config.linear_weight:  # a buffer: saved and moved with the weights, never trained
             module.register_buffer("linear_path", torch.zeros(n_items, n_items))
         return module
 
@@ -225,8 +229,19 @@ class _AutoEncoderRecommender(IterativeRecommender):
         linear = getattr(self.module_, "linear_path", None)
         if linear is None:
             return None
-        histories, weight = torch.from_numpy(user_items.toarray()).to(self.device_), self.config.linear_weight
-        return lambda items: weight * (histories @ linear[:, items])
+        n_items, weight = linear.shape[0], self.config.linear_weight
+        histories = torch.from_numpy(user_items[:, :n_items].toarray()).to(self.device_)
+        columns = torch.arange(user_items.shape[1], device=self.device_)
+
+        def added(items) -> torch.Tensor:
+            wanted = columns[items]
+            is_item = wanted < n_items  # a CVAE's feature columns get nothing (their scores are -inf)
+            if bool(is_item.all()):
+                return weight * (histories @ linear[:, wanted])
+            out = torch.zeros(histories.shape[0], wanted.numel(), device=histories.device)
+            out[:, is_item] = weight * (histories @ linear[:, wanted[is_item]])
+            return out
+        return added
 
     def _encode_block(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)
