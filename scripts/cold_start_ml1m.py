@@ -2,6 +2,7 @@
 
     python scripts/cold_start_ml1m.py [--data ../shared/data/ml-1m] [--out evaluation/cold-start/ml-1m]
     python scripts/cold_start_ml1m.py --features gender,age --out evaluation/cold-start/ml-1m-gender-age
+    python scripts/cold_start_ml1m.py --features gender,age --linear-weight W --out evaluation/cold-start/ml-1m-gender-age-dlae
 
 Splits are ml-1m.toml's (strong generalization, 600 + 600 held-out users, split seeds 98765...). Each user's
 side features come from users.dat (gender, age band, occupation, zip code: ``recvae.data.features``, the
@@ -15,7 +16,8 @@ users), the CVAE with history dropout 0.5 (half of its training users per update
 alone): chosen after trying 0.25 and 0.5 on the first split seed's test users (NDCG@100 with no items given
 0.4131 and 0.4150; without it 0.4043), so that seed's CVAE row is not independent of the choice; EASE at
 λ 500 folded in on the same items; global popularity; popularity within the user's gender and
-age band (14 groups), the honest baseline at 0 items. Logged to MLflow (one run). Writes results.json,
+age band (14 groups), the honest baseline at 0 items. ``--linear-weight W`` adds the same CVAE with DLAE's
+path (λ 500, dropout 0.5, ml-1m.toml's DLAE) at weight W. Logged to MLflow (one run). Writes results.json,
 cold_start.png and table.md under --out.
 """
 
@@ -66,7 +68,8 @@ def _groups(table, columns, split) -> np.ndarray:
     return aligned(key, split.users, "users.dat", missing="?")
 
 
-def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, features: tuple[str, ...] = FEATURES) -> dict:
+def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, features: tuple[str, ...] = FEATURES,
+             linear_weight: float = 0.0) -> dict:
     split, _ = prepare_split(DataSpec(path=str(data / "user_movie_pairs.tsv.gz")), SplitSpec(heldout_users=600, seed=seed))
     table = read_side_table(data / "users.dat.gz")
     encoding = fit_features(table, split.users.subset(split.train_users), columns=features)
@@ -79,6 +82,11 @@ def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, featur
         "EASE": EASE(l2=500.0).fit(split.train),
         "popularity": Popularity().fit(split.train),
     }
+    if linear_weight:  # the same CVAE with DLAE's path (at ml-1m.toml's DLAE) added to its scores
+        models["CVAE + DLAE's path"] = CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, linear_weight=linear_weight,
+                                            linear_l2=500.0, linear_dropout=0.5, **setting).fit(
+            conditioned.train, conditioned.validation, conditioned.items)
+    conditional = {"CVAE", "CVAE + DLAE's path"}
     groups = {"popularity in group": _groups(table, ("gender", "age"), split)}
     if set(features) - {"gender", "age"}:  # the CVAE reads more than the baseline's groups: their popularity too
         groups[f"popularity in group ({', '.join(features)})"] = _groups(table, features, split)
@@ -87,7 +95,8 @@ def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, featur
         cold = cold_start(conditioned.test, given, seed, features=width)
         plain = cold_start(split.test, given, seed)
         assert np.array_equal(cold.users, plain.users) and (cold.fold_in[:, : split.n_items] != plain.fold_in).nnz == 0
-        row = {name: evaluate(model, cold if name == "CVAE" else plain, METRICS).summary() for name, model in models.items()}
+        row = {name: evaluate(model, cold if name in conditional else plain, METRICS).summary()
+               for name, model in models.items()}
         for name, of_user in groups.items():
             row[name] = group_popularity(split.train, of_user[split.train_users], of_user[plain.users], plain.fold_in,
                                          plain.target)
@@ -157,6 +166,8 @@ def main(argv=None) -> int:
     parser.add_argument("--given", default="0,1,3,5")
     parser.add_argument("--epochs", type=int, default=None, help="at most this many epochs (default: the config's)")
     parser.add_argument("--features", default=",".join(FEATURES), help="the users.dat columns the CVAE reads")
+    parser.add_argument("--linear-weight", type=float, default=0.0,
+                        help="also the CVAE with DLAE's path at this weight (λ 500, dropout 0.5)")
     args = parser.parse_args(argv)
     features = tuple(args.features.split(","))
     setting = SETTING if args.epochs is None else {**SETTING, "epochs": args.epochs}
@@ -166,10 +177,10 @@ def main(argv=None) -> int:
     started = time.time()
     with start_tracking(TrackingConfig(), "cold-start-ml-1m") as tracker:
         tracker.log_params({"data": str(data), "seeds": args.seeds, "given": args.given, "setting": json.dumps(setting), "history_dropout": HISTORY_DROPOUT,
-                            "features": args.features})
+                            "features": args.features, "linear_weight": args.linear_weight})
         by_seed = []
         for seed in range(SPLIT_SEED, SPLIT_SEED + args.seeds):
-            by_seed.append(one_seed(data, seed, given_list, setting, features))
+            by_seed.append(one_seed(data, seed, given_list, setting, features, args.linear_weight))
             print(f"seed {seed}: {json.dumps(by_seed[-1])}", flush=True)
         summary, paired = summarise(by_seed, given_list)
         for given in given_list:
