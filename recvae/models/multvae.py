@@ -183,7 +183,7 @@ class _AutoEncoderRecommender(IterativeRecommender):
         return self._with_linear_path(module, n_items)
 
     def _with_linear_path(self, module: AutoEncoder, n_items: int) -> AutoEncoder:
-        if self.config.linear_weight:  # a buffer: saved and moved with the weights, never trained
+        if getattr(self.config, "linear_weight", 0.0):  # a buffer (Mult-DAE has none): saved with the weights, never trained
             module.register_buffer("linear_path", torch.zeros(n_items, n_items))
         return module
 
