@@ -4,6 +4,7 @@ is driven here through its ``TrainingStep`` and ``TrainingPlan`` (``recvae.model
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 import sys
@@ -84,6 +85,14 @@ class _BatchLoss(torch.nn.Module):
         return self.step.batch_loss(phase, batch, beta)
 
 
+# The modules' buffers (item features, the linear path) are fixed, and every rank computes them alike: DDP must not
+# send them before every update (for the linear path, items x items floats). torch 2.13 names that
+# forward_sync_buffers=False and deprecates broadcast_buffers=False, which older versions (pyproject allows 2.3) need.
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
+
+
 @dataclasses.dataclass
 class Trainer:
     """Runs a model's ``TrainingStep``: shuffled user batches, the step's KL weight, validation after every
@@ -143,11 +152,9 @@ class Trainer:
         if world.size > 1:
             if not all(phase.batched for phase in step.phases):
                 raise ValueError("a model that reads its own data (an unbatched phase) cannot train under torchrun")
-            # the modules' buffers (item features, the linear path) are fixed and alike on every rank: DDP copies
-            # rank 0's once here, not before every update, which for the linear path would send items x items
             run.forward = torch.nn.parallel.DistributedDataParallel(
                 _BatchLoss(step), device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=not all(phase.every_parameter for phase in step.phases), broadcast_buffers=False)
+                find_unused_parameters=not all(phase.every_parameter for phase in step.phases), **_NO_BUFFER_SYNC)
         if self.resume:
             self._restore(run)
         try:
