@@ -29,6 +29,8 @@ SETTINGS = {
                       linear_l2=50.0, linear_dropout=0.3),
     "MultDAE": dict(epochs=3, batch_size=100, latent_dim=16),
     "RecVAE": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8),
+    "RecVAE-dlae": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8, linear_weight=1.0, linear_l2=50.0,
+                        linear_dropout=0.3),
     "EASE": dict(l2=50.0),
     "DLAE": dict(l2=50.0, dropout=0.3),
     "EDLAE": dict(l2=50.0, dropout=0.3),

@@ -19,23 +19,32 @@ def split():
     return strong_generalization_split(Interactions.from_frame(preprocess(log)), 40, seed=1)
 
 
-def test_the_path_is_dlaes_closed_form_added_to_the_scores_and_changes_nothing_else(split):
+RECVAE = dict(epochs=2, batch_size=100, hidden_dim=16, latent_dim=4, seed=5)
+
+
+@pytest.mark.parametrize("name", ["MultVAE", "RecVAE"])
+def test_the_path_is_dlaes_closed_form_added_to_the_scores_and_changes_nothing_else(split, name, tmp_path):
     """Without validation every epoch is kept, so the autoencoder trains to the same weights with the path or
     without it: the scores differ by the weight times the history's DLAE scores, and nothing else."""
-    with_path = MultVAE(**SMALL, **PATH).fit(split.train, items=split.items)
-    plain = MultVAE(**SMALL).fit(split.train, items=split.items)
+    from recvae.models import Recommender, RecVAE
+
+    model_class, settings = (MultVAE, SMALL) if name == "MultVAE" else (RecVAE, RECVAE)
+    with_path = model_class(**settings, **PATH).fit(split.train, items=split.items)
+    plain = model_class(**settings).fit(split.train, items=split.items)
     dlae = DLAE(l2=40.0, dropout=0.3).fit(split.train, items=split.items)
     np.testing.assert_array_equal(with_path.module_.linear_path.numpy(), dlae.module_.weights.numpy())
     history = split.test.fold_in
     np.testing.assert_allclose(with_path.score(history), plain.score(history) + 1.5 * dlae.score(history),
                                rtol=1e-5, atol=1e-5)
-    for name, tensor in plain.module_.state_dict().items():
-        torch.testing.assert_close(with_path.module_.state_dict()[name], tensor)
+    for key, tensor in plain.module_.state_dict().items():
+        torch.testing.assert_close(with_path.module_.state_dict()[key], tensor)
     assert "linear_path" not in plain.module_.state_dict()  # weight 0: the paper's model, nothing more saved
     # the latent space is the autoencoder's: positions decode to its scores alone, anomaly scores are its own
     np.testing.assert_allclose(with_path.decode(with_path.encode(history).mean), plain.score(history), rtol=1e-5,
                                atol=1e-5)
     np.testing.assert_allclose(with_path.anomaly_scores(history).score, plain.anomaly_scores(history).score, rtol=1e-6)
+    with_path.save(tmp_path / name)
+    np.testing.assert_allclose(Recommender.load(tmp_path / name).score(history), with_path.score(history), rtol=1e-6)
 
 
 def test_early_stopping_keeps_the_epoch_whose_sum_validates_best(split):

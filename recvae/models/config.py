@@ -268,7 +268,7 @@ class MultDAEConfig(_AutoEncoderConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class RecVAEConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, ModelConfig):
+class RecVAEConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, LinearPathConfig, ModelConfig):
     """The public code's defaults: 50 epochs of 3 encoder and 1 decoder passes, Adam at 5e-4."""
 
     epochs: int = 50
@@ -292,6 +292,7 @@ class RecVAEConfig(TrainingConfig, LikelihoodConfig, ImplicitSLIMConfig, ModelCo
             raise ParameterError("mixture_weights", self.mixture_weights, "expected three positive weights summing to 1")
         self._check_likelihood()
         self._check_implicit_slim()
+        self._check_linear_path()
         at_least(1, encoder_epochs=self.encoder_epochs, decoder_epochs=self.decoder_epochs)
 
 
@@ -495,9 +496,9 @@ FIELD_HELP = MappingProxyType({
     "implicit_slim_every": "ImplicitSLIM: refresh the item embeddings in closed form before every N-th epoch (0: never)",
     "implicit_slim_l2": "ImplicitSLIM: ridge penalty λ of its item-item model",
     "implicit_slim_alpha": "ImplicitSLIM: scale α of the refreshed embeddings",
-    "linear_weight": "Mult-VAE, CVAE: weight of a closed-form DLAE path added to the scores (0: none, the paper's model)",
-    "linear_l2": "Mult-VAE's and CVAE's linear path: DLAE's ridge λ",
-    "linear_dropout": "Mult-VAE's and CVAE's linear path: DLAE's dropout rate",
+    "linear_weight": "Mult-VAE, CVAE, RecVAE: weight of a closed-form DLAE path added to the scores (0: none, the paper's model)",
+    "linear_l2": "the linear path (--linear-weight): DLAE's ridge λ",
+    "linear_dropout": "the linear path (--linear-weight): DLAE's dropout rate",
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",

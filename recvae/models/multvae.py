@@ -10,14 +10,14 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 
-from recvae.data.shard import UserRows, item_users
+from recvae.data.shard import item_users
 from recvae.errors import DataError, ParameterError
 from recvae.models.config import MultDAEConfig, MultVAEConfig
-from recvae.models.dlae import dlae_weights
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
 from recvae.models.latent import PRIOR_SAMPLES, Prior, seeded_normal
+from recvae.models.linear_path import LinearPath
 from recvae.models.nn import (
     AutoEncoder, ConditionalAutoEncoder, HierarchicalAutoEncoder, NegativeSampler, SparseBatch, gaussian_kl,
     hierarchical_autoencoder, input_dropout, make_adam, normalised_input, reconstruction_nll, reparameterise,
@@ -114,7 +114,7 @@ class AutoEncoderStep(RefreshingStep, TrainingStep):
         return {"adam": self.optimizer}
 
 
-class _AutoEncoderRecommender(IterativeRecommender):
+class _AutoEncoderRecommender(LinearPath, IterativeRecommender):
     variational: bool
 
     def _checked_item_features(self, item_features, user_items) -> torch.Tensor | None:
@@ -161,16 +161,6 @@ class _AutoEncoderRecommender(IterativeRecommender):
         return AutoEncoderStep(module, cfg, device_generator, NegativeSampler.for_config(cfg, user_items, device_generator),
                                refresh)
 
-    def _start_linear_path(self, module: AutoEncoder, user_items) -> None:
-        """DLAE's closed form on the training users, into the module's ``linear_path`` (saved with the weights);
-        under torchrun, from every process's share of them (``UserRows``)."""
-        cfg = self.config
-        shared = isinstance(user_items, UserRows)
-        x = user_items.matrix if shared else user_items  # the Trainer binarized the rows as fit does
-        x = x[:, : self._item_columns(x.shape[1])]  # a CVAE's feature columns have no part in it
-        with torch.no_grad():
-            module.linear_path.copy_(dlae_weights(x, cfg.linear_l2, cfg.linear_dropout, over_ranks=shared))
-
     def _new_module(self, n_items: int) -> AutoEncoder:
         cfg = self.config
         pseudo_inputs = cfg.pseudo_inputs if getattr(cfg, "prior", "standard") == "vamp" else 0
@@ -181,11 +171,6 @@ class _AutoEncoderRecommender(IterativeRecommender):
             module = AutoEncoder(n_items, cfg.hidden_dims, cfg.latent_dim, self.variational, cfg.activation,
                                  pseudo_inputs, cfg.item_feature_width)
         return self._with_linear_path(module, n_items)
-
-    def _with_linear_path(self, module: AutoEncoder, n_items: int) -> AutoEncoder:
-        if getattr(self.config, "linear_weight", 0.0):  # a buffer (Mult-DAE has none): saved with the weights, never trained
-            module.register_buffer("linear_path", torch.zeros(n_items, n_items))
-        return module
 
     def _prior(self) -> Prior:
         module = self.module_
@@ -224,24 +209,6 @@ class _AutoEncoderRecommender(IterativeRecommender):
         decoded = lambda items: F.linear(hidden, output.weight[items], output.bias[items]).detach()  # noqa: E731
         added = self._history_scorer(user_items)
         return decoded if added is None else lambda items: decoded(items) + added(items)
-
-    def _history_scorer(self, user_items: sp.csr_matrix):
-        linear = getattr(self.module_, "linear_path", None)
-        if linear is None:
-            return None
-        n_items, weight = linear.shape[0], self.config.linear_weight
-        histories = torch.from_numpy(user_items[:, :n_items].toarray()).to(self.device_)
-        columns = torch.arange(user_items.shape[1], device=self.device_)
-
-        def added(items) -> torch.Tensor:
-            wanted = columns[items]
-            is_item = wanted < n_items  # a CVAE's feature columns get nothing (their scores are -inf)
-            if bool(is_item.all()):
-                return weight * (histories @ linear[:, wanted])
-            out = torch.zeros(histories.shape[0], wanted.numel(), device=histories.device)
-            out[:, is_item] = weight * (histories @ linear[:, wanted[is_item]])
-            return out
-        return added
 
     def _encode_block(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)

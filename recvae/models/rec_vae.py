@@ -25,6 +25,7 @@ from recvae.models.device import full_precision
 from recvae.models.implicit_slim import EmbeddingRefresh, RefreshingStep
 from recvae.models.inputs import cosine_similar_items
 from recvae.models.iterative import IterativeRecommender
+from recvae.models.linear_path import LinearPath
 from recvae.models.training.step import Phase, TrainingStep
 from recvae.models.nn import (
     NegativeSampler, SparseBatch, glorot_reset, input_dropout, log_normal_density, make_adam, normalised_input,
@@ -138,7 +139,7 @@ class RecVAEStep(RefreshingStep, TrainingStep):
         return {"encoder": self.encoder_optimizer, "decoder": self.decoder_optimizer}
 
 
-class RecVAE(IterativeRecommender):
+class RecVAE(LinearPath, IterativeRecommender):
     """Same interface as Mult-VAE: fit on CSR, fold-in scoring, save / load."""
 
     name = "RecVAE"
@@ -152,15 +153,17 @@ class RecVAE(IterativeRecommender):
     def start_training(self, user_items, device, generator, device_generator, item_features=None) -> RecVAEStep:
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
-        module.to(device)
         c = self.config
+        if c.linear_weight:
+            self._start_linear_path(module, user_items)
+        module.to(device)
         refresh = (EmbeddingRefresh([module.encoder.input_weight, module.decoder.weight], user_items, c)
                    if c.implicit_slim_every else None)
         # The public code draws RecVAE's dropout and noise on the CPU generator, whatever the device.
         return RecVAEStep(module, c, generator, NegativeSampler.for_config(c, user_items, generator), refresh)
 
     def _new_module(self, n_items: int) -> RecVAEModule:
-        return RecVAEModule(n_items, self.config)
+        return self._with_linear_path(RecVAEModule(n_items, self.config), n_items)
 
     def _restored(self) -> None:
         self.module_.refresh_prior()
@@ -169,8 +172,9 @@ class RecVAE(IterativeRecommender):
         batch = SparseBatch.from_csr(user_items, self.device_)
         with torch.no_grad():
             mu, _ = self.module_.encoder(batch, normalised_input(batch), mean_only=True)
-        decoder = self.module_.decoder
-        return lambda items: F.linear(mu, decoder.weight[items], decoder.bias[items]).detach()
+        decoder, added = self.module_.decoder, self._history_scorer(user_items)
+        decoded = lambda items: F.linear(mu, decoder.weight[items], decoder.bias[items]).detach()  # noqa: E731
+        return decoded if added is None else lambda items: decoded(items) + added(items)
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()
