@@ -57,15 +57,14 @@ class CVAE(MultVAE):
             hidden = self.module_.decode_hidden(torch.cat([mean, conditions], dim=1))
         output, n_items = self.module_.output_layer, self.module_.n_items
         columns = torch.arange(self.n_items_, device=hidden.device)
-        added = self._history_scorer(user_items)
 
         def scores(items) -> torch.Tensor:
             wanted = columns[items]
             out = torch.full((hidden.shape[0], wanted.numel()), -torch.inf, device=hidden.device)
             is_item = wanted < n_items
             out[:, is_item] = F.linear(hidden, output.weight[wanted[is_item]], output.bias[wanted[is_item]]).float()
-            return out if added is None else out + added(items)
-        return scores
+            return out
+        return self._plus_path(scores, user_items)
 
     def _encode_block(self, user_items: sp.csr_matrix):
         mean, logvar, _ = self._posterior(user_items, mean_only=False)

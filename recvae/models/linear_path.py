@@ -31,6 +31,11 @@ class LinearPath:
         with torch.no_grad():
             module.linear_path.copy_(dlae_weights(x, cfg.linear_l2, cfg.linear_dropout, over_ranks=shared))
 
+    def _plus_path(self, scorer, user_items: sp.csr_matrix):
+        """``scorer`` (items -> scores) with the path's scores of these histories added, where there is a path."""
+        added = self._history_scorer(user_items)
+        return scorer if added is None else lambda items: scorer(items) + added(items)
+
     def _history_scorer(self, user_items: sp.csr_matrix):
         linear = getattr(self.module_, "linear_path", None)
         if linear is None:

@@ -207,8 +207,7 @@ class _AutoEncoderRecommender(LinearPath, IterativeRecommender):
             hidden = self.module_.decode_hidden(mu)
         output = self.module_.output_layer
         decoded = lambda items: F.linear(hidden, output.weight[items], output.bias[items]).detach()  # noqa: E731
-        added = self._history_scorer(user_items)
-        return decoded if added is None else lambda items: decoded(items) + added(items)
+        return self._plus_path(decoded, user_items)
 
     def _encode_block(self, user_items: sp.csr_matrix):
         batch = SparseBatch.from_csr(user_items, self.device_)

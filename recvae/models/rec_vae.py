@@ -172,9 +172,9 @@ class RecVAE(LinearPath, IterativeRecommender):
         batch = SparseBatch.from_csr(user_items, self.device_)
         with torch.no_grad():
             mu, _ = self.module_.encoder(batch, normalised_input(batch), mean_only=True)
-        decoder, added = self.module_.decoder, self._history_scorer(user_items)
+        decoder = self.module_.decoder
         decoded = lambda items: F.linear(mu, decoder.weight[items], decoder.bias[items]).detach()  # noqa: E731
-        return decoded if added is None else lambda items: decoded(items) + added(items)
+        return self._plus_path(decoded, user_items)
 
     def similar_items(self, itemid: int, N: int = 10):
         self._check_fitted()
