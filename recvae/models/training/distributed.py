@@ -109,17 +109,19 @@ def peer_lost(exc: RuntimeError) -> bool:
 
 def sum_over_ranks(array: np.ndarray) -> np.ndarray:
     """``array``, a sum over this process's users, summed over every process's (torch's all-reduce), in place
-    where it is contiguous; on CUDA tensors where the process group is NCCL's, which reduces no others."""
-    flat = array.T if array.flags.f_contiguous and not array.flags.c_contiguous else array
-    tensor = torch.from_numpy(flat if flat.flags.c_contiguous else np.ascontiguousarray(flat))
+    (through a copy where it is neither C- nor Fortran-contiguous); on CUDA tensors where the process group is
+    NCCL's, which reduces no others."""
+    flat = array.T if array.flags.f_contiguous else array  # a Gram matrix is Fortran-ordered: its transpose is C
+    contiguous = np.ascontiguousarray(flat)  # ``flat`` itself where it is C-contiguous
+    tensor = torch.from_numpy(contiguous)
     if dist.get_backend() == "nccl":
         on_device = tensor.to(local_device(torch.device("cuda")))
         dist.all_reduce(on_device)
         tensor.copy_(on_device.cpu())
     else:
         dist.all_reduce(tensor)
-    if tensor.data_ptr() != flat.__array_interface__["data"][0]:
-        flat[...] = tensor.numpy()
+    if contiguous is not flat:
+        flat[...] = contiguous
     return array
 
 
