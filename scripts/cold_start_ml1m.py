@@ -3,6 +3,7 @@
     python scripts/cold_start_ml1m.py [--data ../shared/data/ml-1m] [--out evaluation/cold-start/ml-1m]
     python scripts/cold_start_ml1m.py --features gender,age --out evaluation/cold-start/ml-1m-gender-age
     python scripts/cold_start_ml1m.py --features gender,age --linear-weight W --out evaluation/cold-start/ml-1m-gender-age-dlae
+    python scripts/cold_start_ml1m.py --features gender,age --linear-weight W --linear-half-length H --out evaluation/cold-start/ml-1m-gender-age-dlae-half
 
 Splits are ml-1m.toml's (strong generalization, 600 + 600 held-out users, split seeds 98765...). Each user's
 side features come from users.dat (gender, age band, occupation, zip code: ``recvae.data.features``, the
@@ -17,7 +18,8 @@ alone): chosen after trying 0.25 and 0.5 on the first split seed's test users (N
 0.4131 and 0.4150; without it 0.4043), so that seed's CVAE row is not independent of the choice; EASE at
 λ 500 folded in on the same items; global popularity; popularity within the user's gender and
 age band (14 groups), the honest baseline at 0 items. ``--linear-weight W`` adds the same CVAE with DLAE's
-path (λ 500, dropout 0.5, ml-1m.toml's DLAE) at weight W. Logged to MLflow (one run). Writes results.json,
+path (λ 500, dropout 0.5, ml-1m.toml's DLAE) at weight W, scaled down for short histories by
+``--linear-half-length H`` (``linear_half_length``). Logged to MLflow (one run). Writes results.json,
 cold_start.png and table.md under --out.
 """
 
@@ -69,7 +71,7 @@ def _groups(table, columns, split) -> np.ndarray:
 
 
 def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, features: tuple[str, ...] = FEATURES,
-             linear_weight: float = 0.0) -> dict:
+             linear_weight: float = 0.0, linear_half_length: float = 0.0) -> dict:
     split, _ = prepare_split(DataSpec(path=str(data / "user_movie_pairs.tsv.gz")), SplitSpec(heldout_users=600, seed=seed))
     table = read_side_table(data / "users.dat.gz")
     encoding = fit_features(table, split.users.subset(split.train_users), columns=features)
@@ -84,7 +86,8 @@ def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, featur
     }
     if linear_weight:  # the same CVAE with DLAE's path (at ml-1m.toml's DLAE) added to its scores
         models["CVAE + DLAE's path"] = CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, linear_weight=linear_weight,
-                                            linear_l2=500.0, linear_dropout=0.5, **setting).fit(
+                                            linear_l2=500.0, linear_dropout=0.5, linear_half_length=linear_half_length,
+                                            **setting).fit(
             conditioned.train, conditioned.validation, conditioned.items)
     conditional = {"CVAE", "CVAE + DLAE's path"}
     groups = {"popularity in group": _groups(table, ("gender", "age"), split)}
@@ -168,6 +171,8 @@ def main(argv=None) -> int:
     parser.add_argument("--features", default=",".join(FEATURES), help="the users.dat columns the CVAE reads")
     parser.add_argument("--linear-weight", type=float, default=0.0,
                         help="also the CVAE with DLAE's path at this weight (λ 500, dropout 0.5)")
+    parser.add_argument("--linear-half-length", type=float, default=0.0,
+                        help="that path's half length (linear_half_length; scripts/path_half_length_ml1m.py chooses it)")
     args = parser.parse_args(argv)
     features = tuple(args.features.split(","))
     setting = SETTING if args.epochs is None else {**SETTING, "epochs": args.epochs}
@@ -177,10 +182,12 @@ def main(argv=None) -> int:
     started = time.time()
     with start_tracking(TrackingConfig(), "cold-start-ml-1m") as tracker:
         tracker.log_params({"data": str(data), "seeds": args.seeds, "given": args.given, "setting": json.dumps(setting), "history_dropout": HISTORY_DROPOUT,
-                            "features": args.features, "linear_weight": args.linear_weight})
+                            "features": args.features, "linear_weight": args.linear_weight,
+                            "linear_half_length": args.linear_half_length})
         by_seed = []
         for seed in range(SPLIT_SEED, SPLIT_SEED + args.seeds):
-            by_seed.append(one_seed(data, seed, given_list, setting, features, args.linear_weight))
+            by_seed.append(one_seed(data, seed, given_list, setting, features, args.linear_weight,
+                                   args.linear_half_length))
             print(f"seed {seed}: {json.dumps(by_seed[-1])}", flush=True)
         summary, paired = summarise(by_seed, given_list)
         for given in given_list:

@@ -26,7 +26,7 @@ SETTINGS = {
     # the log's last two item columns stand for side features: the contract is about behaviour
     "CVAE": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8, conditions=2),
     "CVAE-dlae": dict(epochs=3, batch_size=100, hidden_dims=(32,), latent_dim=8, conditions=2, linear_weight=1.0,
-                      linear_l2=50.0, linear_dropout=0.3),
+                      linear_l2=50.0, linear_dropout=0.3, linear_half_length=5.0),
     "MultDAE": dict(epochs=3, batch_size=100, latent_dim=16),
     "RecVAE": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8),
     "RecVAE-dlae": dict(epochs=2, batch_size=100, hidden_dim=32, latent_dim=8, linear_weight=1.0, linear_l2=50.0,

@@ -82,6 +82,26 @@ def test_the_conditional_vae_adds_the_path_over_its_items_alone(tmp_path):
     np.testing.assert_allclose(Recommender.load(tmp_path / "cvae").score(rows[:20]), scores, rtol=1e-6)
 
 
+def test_a_half_length_scales_each_historys_path_by_its_length(split, tmp_path):
+    """weight x n / (n + h) for a history of n items: a one-item history gets a small share of the path, a long
+    one nearly all of it; saved with the model."""
+    from recvae.models import Recommender
+
+    half = 6.0
+    ramped = MultVAE(**SMALL, **PATH, linear_half_length=half).fit(split.train, items=split.items)
+    plain = MultVAE(**SMALL).fit(split.train, items=split.items)
+    dlae = DLAE(l2=40.0, dropout=0.3).fit(split.train, items=split.items)
+    history = split.test.fold_in
+    lengths = np.diff(history.indptr)[:, None]
+    assert lengths.min() < half < lengths.max()
+    expected = plain.score(history) + 1.5 * lengths / (lengths + half) * dlae.score(history)
+    np.testing.assert_allclose(ramped.score(history), expected, rtol=1e-5, atol=1e-5)
+    ramped.save(tmp_path / "ramped")
+    np.testing.assert_allclose(Recommender.load(tmp_path / "ramped").score(history), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_the_path_is_refused_where_it_cannot_be_read():
+    with pytest.raises(ParameterError, match="linear_half_length=3.0: scales a linear path"):
+        MultVAE(linear_half_length=3.0)
     with pytest.raises(ParameterError, match="linear_dropout=1.0: must lie in"):
         MultVAE(linear_weight=1.0, linear_dropout=1.0)

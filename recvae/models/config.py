@@ -125,14 +125,19 @@ class LinearPathConfig:
     VASP (Vančura & Kordík 2021) joins such a path to a VAE by a product of sigmoids trained together; here it is
     fixed and added, and early stopping keeps the epoch whose sum validates best. The latent space is the
     autoencoder's alone: a position decodes to the autoencoder's scores, and samples and anomaly scores are its
-    own; a group's list adds the path on the group's mixed history, as a user's adds it on theirs."""
+    own; a group's list adds the path on the group's mixed history, as a user's adds it on theirs.
+    ``linear_half_length`` h > 0 scales the weight by n / (n + h) for a history of n items, so that a short
+    history leans on the autoencoder (and a CVAE's features), whose list one item's neighbours would outrank."""
 
     linear_weight: float = 0.0
     linear_l2: float = 500.0
     linear_dropout: float = 0.5
+    linear_half_length: float = 0.0
 
     def _check_linear_path(self) -> None:
-        at_least(0, linear_weight=self.linear_weight)
+        at_least(0, linear_weight=self.linear_weight, linear_half_length=self.linear_half_length)
+        if self.linear_half_length and not self.linear_weight:
+            raise ParameterError("linear_half_length", self.linear_half_length, "scales a linear path: set linear_weight")
         positive(linear_l2=self.linear_l2)
         fraction(linear_dropout=self.linear_dropout)
 
@@ -499,6 +504,8 @@ FIELD_HELP = MappingProxyType({
     "linear_weight": "Mult-VAE, CVAE, RecVAE: weight of a closed-form DLAE path added to the scores (0: none, the paper's model)",
     "linear_l2": "the linear path (--linear-weight): DLAE's ridge λ",
     "linear_dropout": "the linear path (--linear-weight): DLAE's dropout rate",
+    "linear_half_length": "the linear path (--linear-weight): the history length n at which its weight is halved, "
+                          "weight x n / (n + this) (0: the same weight for every history)",
     "implicit_slim_min_count": "ImplicitSLIM: items with fewer training users do not contribute",
     "prior": "Mult-VAE: the latent prior, standard (N(0, I)) or vamp (VampPrior, a mixture over learned pseudo-inputs)",
     "pseudo_inputs": "Mult-VAE with prior vamp: number of pseudo-inputs (the mixture's components)",

@@ -1,7 +1,7 @@
 """DLAE's closed form as a linear path beside an autoencoder (``LinearPathConfig``): computed on the training
 users before the first epoch, kept as the module's ``linear_path`` buffer (saved with the weights, never
-trained), and added, times ``linear_weight``, to the scores a history gets. Shared by Mult-VAE, the CVAE and
-RecVAE."""
+trained), and added, times ``linear_weight`` (scaled down for short histories by ``linear_half_length``), to
+the scores a history gets. Shared by Mult-VAE, the CVAE and RecVAE."""
 
 from __future__ import annotations
 
@@ -40,8 +40,12 @@ class LinearPath:
         linear = getattr(self.module_, "linear_path", None)
         if linear is None:
             return None
-        n_items, weight = linear.shape[0], self.config.linear_weight
+        n_items, cfg = linear.shape[0], self.config
         histories = torch.from_numpy(user_items[:, :n_items].toarray()).to(self.device_)
+        weight = cfg.linear_weight
+        if cfg.linear_half_length:
+            lengths = (histories != 0).sum(dim=1, keepdim=True).float()
+            weight = weight * lengths / (lengths + cfg.linear_half_length)
         columns = torch.arange(user_items.shape[1], device=self.device_)
 
         def added(items) -> torch.Tensor:
