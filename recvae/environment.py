@@ -5,7 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shlex
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 PACKAGES = ("recvae", "torch", "numpy", "scipy", "pandas", "implicit", "recbole", "mlflow", "threadpoolctl", "numba")
@@ -72,3 +75,13 @@ def describe(env: dict) -> str:
     kernels = f" ({env['torch_cpu_capability']} kernels)" if env.get("torch_cpu_capability") else ""
     return (f"{env['cpu']}, {env['cores']} cores, {env['torch_threads']} torch threads{kernels}; Python {env['python']}; "
             f"{packages}; commit {env['git_commit']}")
+
+
+def write_script_results(path: str | Path, script: str, argv: list[str] | None, started: float, results: dict) -> None:
+    """A script's ``results.json``: the command that made it (``script`` with ``argv``, None: this process's
+    flags), the machine, the seconds since ``started`` (``time.time()``), then ``results``; whole or not at all."""
+    from recvae.io import write_atomic_json
+
+    flags = argv if argv is not None else sys.argv[1:]
+    write_atomic_json(path, {"command": "python " + shlex.join([script, *flags]), "environment": environment(),
+                             "seconds": time.time() - started, **results})

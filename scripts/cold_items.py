@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 from recvae.benchmark.statistics import confidence_interval, paired_over_seeds
 from recvae.data.features import encode_item_table
 from recvae.data.interactions import Preprocessing
-from recvae.environment import describe, environment
+from recvae.environment import describe, environment, write_script_results
 from recvae.evaluate import COLD_ITEM_METRICS, evaluate, evaluate_cold_items
 from recvae.models import MultVAE
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
@@ -167,11 +166,9 @@ def main(argv=None) -> int:
         tracker.log_metrics({f"{n.replace(' ', '_')}.{m}": v[0] for n, values in summary.items() for m, v in values.items()})
         figure(summary, args.dataset).savefig(out / "cold_items.png", dpi=120)
         (out / "table.md").write_text(table(summary, paired) + "\n")
-        payload = {"command": "python " + shlex.join(["scripts/cold_items.py", *(argv if argv is not None else sys.argv[1:])]),
-                   "environment": environment(), "seconds": time.time() - started, "setting": setting,
-                   "item_dropout": item_dropout, "item_dropout_validation_ndcg@20": tried,
-                   "by_seed": by_seed, "summary": summary, "paired": paired}
-        (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+        write_script_results(out / "results.json", "scripts/cold_items.py", argv, started, {
+            "setting": setting, "item_dropout": item_dropout, "item_dropout_validation_ndcg@20": tried,
+            "by_seed": by_seed, "summary": summary, "paired": paired})
         tracker.log_artifact(out, "cold-items")
     print((out / "table.md").read_text())
     print(describe(environment()))

@@ -20,8 +20,6 @@ includes the baseline (α = 0; m large). Writes results.json and table.md under 
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ import torch
 
 from recvae.benchmark.statistics import confidence_interval, paired_over_seeds
 from recvae.data.side import aligned, read_side_table
-from recvae.environment import describe, environment
+from recvae.environment import describe, environment, write_script_results
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
 from recvae.score.metrics import ndcg_at_k, recall_at_k
 from recvae.score.topk import top_n_from_scores
@@ -140,11 +138,9 @@ def main(argv=None) -> int:
         by_seed.append(one_seed(data, users, seed))
         print(f"seed {seed}: " + ", ".join(f"{n} {np.mean(r['ndcg@100']):.4f}" for n, r in by_seed[-1].items()), flush=True)
     (out / "table.md").write_text(table(by_seed) + "\n")
-    payload = {"command": "python " + shlex.join(["scripts/cold_start_ceiling.py", *(argv if argv is not None else sys.argv[1:])]),
-               "environment": environment(), "seconds": time.time() - started,
-               "by_seed": [{n: {"setting": r["setting"], **{m: float(np.mean(r[m])) for m in METRICS}}
-                            for n, r in s.items()} for s in by_seed]}
-    (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+    write_script_results(out / "results.json", "scripts/cold_start_ceiling.py", argv, started, {
+        "by_seed": [{n: {"setting": r["setting"], **{m: float(np.mean(r[m])) for m in METRICS}} for n, r in s.items()}
+                    for s in by_seed]})
     print((out / "table.md").read_text())
     print(describe(environment()))
     return 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch
 from recvae.benchmark.statistics import confidence_interval, paired_over_seeds
 from recvae.data.features import fit_features
 from recvae.data.side import aligned, read_side_table
-from recvae.environment import describe, environment
+from recvae.environment import describe, environment, write_script_results
 from recvae.evaluate import evaluate
 from recvae.models import CVAE, EASE, MultVAE, Popularity
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
@@ -196,10 +195,9 @@ def main(argv=None) -> int:
         fig = figure(summary, given_list)
         fig.savefig(out / "cold_start.png", dpi=120)
         (out / "table.md").write_text(table(summary, given_list) + "\n\n" + paired_table(paired, given_list) + "\n")
-        payload = {"command": "python " + shlex.join(["scripts/cold_start_ml1m.py", *(argv if argv is not None else sys.argv[1:])]),
-                   "environment": environment(), "seconds": time.time() - started, "setting": setting, "history_dropout": HISTORY_DROPOUT, "features": features,
-                   "by_seed": by_seed, "summary": summary, "paired": paired}
-        (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+        write_script_results(out / "results.json", "scripts/cold_start_ml1m.py", argv, started, {
+            "setting": setting, "history_dropout": HISTORY_DROPOUT, "features": features, "by_seed": by_seed,
+            "summary": summary, "paired": paired})
         tracker.log_artifact(out, "cold-start")
     print((out / "table.md").read_text())
     print(describe(environment()))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 from recvae.benchmark.statistics import confidence_interval
 from recvae.data.features import fit_features
 from recvae.data.side import item_genres, read_side_table
-from recvae.environment import describe, environment
+from recvae.environment import describe, environment, write_script_results
 from recvae.models import CVAE
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
 from recvae.score.recommend import UserSide
@@ -151,11 +150,8 @@ def main(argv=None) -> int:
                              for k, v in s.items() if k.startswith("tv")})
         figure(by_seed[0]).savefig(out / "genre_shift.png", dpi=120, bbox_inches="tight")
         (out / "table.md").write_text(table(summary) + "\n")
-        payload = {"command": "python " + shlex.join(["scripts/conditional_generation_ml1m.py",
-                                                       *(argv if argv is not None else sys.argv[1:])]),
-                   "environment": environment(), "seconds": time.time() - started, "setting": setting,
-                   "history_dropout": HISTORY_DROPOUT, "by_seed": by_seed, "summary": summary}
-        (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+        write_script_results(out / "results.json", "scripts/conditional_generation_ml1m.py", argv, started, {
+            "setting": setting, "history_dropout": HISTORY_DROPOUT, "by_seed": by_seed, "summary": summary})
         tracker.log_artifact(out, "conditional-generation")
     print((out / "table.md").read_text())
     print(describe(environment()))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from cold_start_ml1m import HISTORY_DROPOUT, SETTING, SPLIT_SEED
 from recvae.data.features import fit_features
 from recvae.data.side import read_side_table
-from recvae.environment import describe, environment
+from recvae.environment import describe, environment, write_script_results
 from recvae.evaluate import evaluate
 from recvae.models import CVAE
 from recvae.pipeline import DataSpec, SplitSpec, prepare_split
@@ -111,10 +110,9 @@ def main(argv=None) -> int:
                              for name, row in result.items() for key, v in row.items()})
         figure(result, half_lengths).savefig(out / "half_length.png", dpi=120)
         (out / "table.md").write_text(table(result, chosen) + "\n")
-        payload = {"command": "python " + shlex.join(["scripts/path_half_length_ml1m.py", *(argv if argv is not None else sys.argv[1:])]),
-                   "environment": environment(), "seconds": time.time() - started, "setting": setting,
-                   "history_dropout": HISTORY_DROPOUT, "split_seed": SPLIT_SEED, "ndcg@100": result, "chosen": chosen}
-        (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
+        write_script_results(out / "results.json", "scripts/path_half_length_ml1m.py", argv, started, {
+            "setting": setting, "history_dropout": HISTORY_DROPOUT, "split_seed": SPLIT_SEED, "ndcg@100": result,
+            "chosen": chosen})
         tracker.log_artifact(out, "half-length")
     print((out / "table.md").read_text())
     print(describe(environment()))

@@ -41,3 +41,16 @@ def test_the_commit_is_dirty_when_code_changed_not_when_results_were_written(tmp
 def test_the_machine_names_its_cpu_generation_and_torch_kernels():
     env = recvae.environment.environment()
     assert env["torch_cpu_capability"] and env["torch_cpu_capability"] in recvae.environment.describe(env)
+
+
+def test_a_scripts_results_name_the_command_machine_and_seconds(tmp_path):
+    import json
+    import time
+
+    from recvae.environment import write_script_results
+
+    write_script_results(tmp_path / "results.json", "scripts/x.py", ["--out", "a b"], time.time() - 2.0, {"n": 1})
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["command"] == "python scripts/x.py --out 'a b'"
+    assert written["n"] == 1 and written["seconds"] >= 2.0 and "packages" in written["environment"]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
