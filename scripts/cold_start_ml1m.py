@@ -69,13 +69,24 @@ def _groups(table, columns, split) -> np.ndarray:
     return aligned(key, split.users, "users.dat", missing="?")
 
 
-def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, features: tuple[str, ...] = FEATURES,
-             linear_weight: float = 0.0, linear_half_length: float = 0.0) -> dict:
+def conditioned_split(data: Path, seed: int, features: tuple[str, ...]):
+    """ml-1m.toml's split for ``seed``, the users' table, and the split with each user's encoded ``features``
+    (the encoding fitted on the training users)."""
     split, _ = prepare_split(DataSpec(path=str(data / "user_movie_pairs.tsv.gz")), SplitSpec(heldout_users=600, seed=seed))
     table = read_side_table(data / "users.dat.gz")
     encoding = fit_features(table, split.users.subset(split.train_users), columns=features)
-    conditioned = with_user_features(split, encoding.transform(table, split.users), encoding.names())
-    width = encoding.width
+    return split, table, with_user_features(split, encoding.transform(table, split.users), encoding.names()), encoding.width
+
+
+def cvae_with_path(width: int, setting: dict, linear_weight: float, linear_half_length: float = 0.0) -> CVAE:
+    """The CVAE (history dropout 0.5) with DLAE's path at ml-1m.toml's DLAE (λ 500, dropout 0.5), unfitted."""
+    return CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, linear_weight=linear_weight, linear_l2=500.0,
+                linear_dropout=0.5, linear_half_length=linear_half_length, **setting)
+
+
+def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, features: tuple[str, ...] = FEATURES,
+             linear_weight: float = 0.0, linear_half_length: float = 0.0) -> dict:
+    split, table, conditioned, width = conditioned_split(data, seed, features)
     models = {
         "CVAE": CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, **setting).fit(
             conditioned.train, conditioned.validation, conditioned.items),
@@ -83,10 +94,8 @@ def one_seed(data: Path, seed: int, given_list: list[int], setting: dict, featur
         "EASE": EASE(l2=500.0).fit(split.train),
         "popularity": Popularity().fit(split.train),
     }
-    if linear_weight:  # the same CVAE with DLAE's path (at ml-1m.toml's DLAE) added to its scores
-        models["CVAE + DLAE's path"] = CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, linear_weight=linear_weight,
-                                            linear_l2=500.0, linear_dropout=0.5, linear_half_length=linear_half_length,
-                                            **setting).fit(
+    if linear_weight:  # the same CVAE with DLAE's path added to its scores
+        models["CVAE + DLAE's path"] = cvae_with_path(width, setting, linear_weight, linear_half_length).fit(
             conditioned.train, conditioned.validation, conditioned.items)
     conditional = {"CVAE", "CVAE + DLAE's path"}
     groups = {"popularity in group": _groups(table, ("gender", "age"), split)}

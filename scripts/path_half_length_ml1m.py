@@ -22,14 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cold_start_ml1m import HISTORY_DROPOUT, SETTING, SPLIT_SEED
-from recvae.data.features import fit_features
-from recvae.data.side import read_side_table
+from cold_start_ml1m import HISTORY_DROPOUT, SETTING, SPLIT_SEED, conditioned_split, cvae_with_path
 from recvae.environment import describe, environment, write_script_results
 from recvae.evaluate import evaluate
 from recvae.models import CVAE
-from recvae.pipeline import DataSpec, SplitSpec, prepare_split
-from recvae.split.conditioned import cold_start, with_user_features
+from recvae.split.conditioned import cold_start
 from recvae.track.plots import pyplot
 from recvae.track.tracking import TrackingConfig, start_tracking
 
@@ -38,24 +35,19 @@ GIVEN = (1, 3, 5)
 
 def validation_sets(data: Path, seed: int):
     """The first seed's CVAE training data and its validation users, warm and with 1, 3, 5 items given."""
-    split, _ = prepare_split(DataSpec(path=str(data / "user_movie_pairs.tsv.gz")), SplitSpec(heldout_users=600, seed=seed))
-    table = read_side_table(data / "users.dat.gz")
-    encoding = fit_features(table, split.users.subset(split.train_users), columns=("gender", "age"))
-    conditioned = with_user_features(split, encoding.transform(table, split.users), encoding.names())
+    _, _, conditioned, width = conditioned_split(data, seed, ("gender", "age"))
     sets = {"warm": conditioned.validation}
-    sets.update({f"{g} given": cold_start(conditioned.validation, g, seed, features=encoding.width) for g in GIVEN})
-    return conditioned, encoding.width, sets
+    sets.update({f"{g} given": cold_start(conditioned.validation, g, seed, features=width) for g in GIVEN})
+    return conditioned, width, sets
 
 
 def scores_by_half_length(data: Path, weight: float, half_lengths: list[float], setting: dict) -> dict:
     conditioned, width, sets = validation_sets(data, SPLIT_SEED)
-    fits = {"no path": {}}
-    fits.update({f"h={h:g}": dict(linear_weight=weight, linear_l2=500.0, linear_dropout=0.5, linear_half_length=h)
-                 for h in half_lengths})
+    fits = {"no path": CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, **setting)}
+    fits.update({f"h={h:g}": cvae_with_path(width, setting, weight, h) for h in half_lengths})
     result = {}
-    for name, path in fits.items():
-        model = CVAE(conditions=width, history_dropout=HISTORY_DROPOUT, **path, **setting).fit(
-            conditioned.train, conditioned.validation, conditioned.items)
+    for name, model in fits.items():
+        model.fit(conditioned.train, conditioned.validation, conditioned.items)
         result[name] = {key: float(evaluate(model, users, ("ndcg@100",)).summary()["ndcg@100"])
                         for key, users in sets.items()}
         print(name, json.dumps(result[name]), flush=True)

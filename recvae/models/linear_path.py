@@ -22,8 +22,10 @@ class LinearPath:
         return module
 
     def _start_linear_path(self, module: nn.Module, user_items) -> None:
-        """DLAE's closed form on the training users, into ``module.linear_path``; under torchrun, from every
-        process's share of them (``UserRows``)."""
+        """DLAE's closed form on the training users, into ``module.linear_path`` where ``_with_linear_path`` gave
+        it one; under torchrun, from every process's share of them (``UserRows``)."""
+        if not hasattr(module, "linear_path"):
+            return
         cfg = self.config
         shared = isinstance(user_items, UserRows)
         x = user_items.matrix if shared else user_items  # the Trainer binarized the rows as fit does

@@ -145,8 +145,7 @@ class _AutoEncoderRecommender(LinearPath, IterativeRecommender):
             warn_if_beta_stays_low(cfg, cfg.epochs, math.ceil(user_items.shape[0] / cfg.batch_size))
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
-        if getattr(cfg, "linear_weight", 0.0):
-            self._start_linear_path(module, user_items)
+        self._start_linear_path(module, user_items)
         if module.item_side is not None:
             seen = torch.from_numpy(item_users(user_items)[: module.n_items] > 0).float()  # over every rank's users
             module.item_side.set_items(item_features, seen)

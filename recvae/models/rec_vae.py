@@ -154,8 +154,7 @@ class RecVAE(LinearPath, IterativeRecommender):
         module = self._new_module(user_items.shape[1])
         module.reset_parameters(generator)
         c = self.config
-        if c.linear_weight:
-            self._start_linear_path(module, user_items)
+        self._start_linear_path(module, user_items)
         module.to(device)
         refresh = (EmbeddingRefresh([module.encoder.input_weight, module.decoder.weight], user_items, c)
                    if c.implicit_slim_every else None)
